@@ -1,0 +1,104 @@
+"""`unet-zoo list`, `info`, `compare`: explore the registry."""
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from ..info import measure_latency, model_info
+from ..registry import PRETRAINED, get_entry, list_models
+from .app import app, console, fail
+
+
+def _resolve(name: str):
+    try:
+        get_entry(name)
+    except KeyError as err:
+        raise fail(err.args[0]) from None
+
+
+@app.command("list")
+def list_command(
+    filter: str = typer.Argument("", help="fnmatch pattern, e.g. '*pad*'"),
+    pretrained: bool = typer.Option(False, "--pretrained", help="only architectures with published weights"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """A table of registered models: name, params, default tile, output size, pretrained checkpoints."""
+    infos = [model_info(n) for n in list_models(filter, pretrained=pretrained)]
+    if as_json:
+        console.print_json(json.dumps([i.as_dict() for i in infos]))
+        return
+    table = Table(title="unet_zoo models")
+    for col in ("name", "params", "tile -> output", "GFLOPs/tile", "pretrained", "description"):
+        table.add_column(col, justify="right" if col in ("params", "GFLOPs/tile") else "left")
+    for i in infos:
+        table.add_row(
+            i.name,
+            f"{i.params / 1e6:.2f} M",
+            f"{i.default_tile} -> {i.output_tile}",
+            f"{i.gflops:.1f}",
+            ", ".join(i.pretrained) or "-",
+            i.description,
+        )
+    console.print(table)
+    if PRETRAINED:
+        console.print(f"checkpoints: {', '.join(PRETRAINED)} (load with unet_zoo.from_pretrained(name))")
+
+
+@app.command("info")
+def info_command(
+    name: str = typer.Argument(..., help="registered model name"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Everything `unet_zoo.model_info` knows about one model."""
+    _resolve(name)
+    info = model_info(name)
+    if as_json:
+        console.print_json(json.dumps(info.as_dict()))
+        return
+    table = Table(title=f"{name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = {
+        "description": info.description,
+        "family": info.family,
+        "parameters": f"{info.params:,}",
+        "default tile": f"{info.default_tile} x {info.default_tile} -> {info.output_tile} x {info.output_tile}",
+        "GFLOPs per tile (forward)": f"{info.gflops:.1f}",
+        "receptive field": f"{info.receptive_field} px" if info.receptive_field else "n/a",
+        "size rule": info.size_rule,
+        "pretrained": ", ".join(info.pretrained) or "none",
+        "config": ", ".join(f"{k}={v}" for k, v in info.config.items()),
+    }
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    console.print(table)
+
+
+@app.command("compare")
+def compare_command(
+    names: list[str] = typer.Argument(..., help="two or more model names"),
+    bench: bool = typer.Option(False, "--bench", help="also measure forward latency on this machine"),
+    tile: int = typer.Option(0, help="tile side for --bench (default: each model's default tile)"),
+    device: str = typer.Option("cpu", help="device for --bench"),
+) -> None:
+    """Models side by side; --bench adds measured forward latency (median of 3, batch 1)."""
+    for n in names:
+        _resolve(n)
+    infos = [model_info(n) for n in names]
+    table = Table(title="comparison")
+    table.add_column("", style="bold")
+    for i in infos:
+        table.add_column(i.name, justify="right")
+    table.add_row("params", *(f"{i.params:,}" for i in infos))
+    table.add_row("default tile", *(f"{i.default_tile}->{i.output_tile}" for i in infos))
+    table.add_row("GFLOPs/tile", *(f"{i.gflops:.1f}" for i in infos))
+    table.add_row("GFLOPs/output Mpx", *(f"{i.gflops / (i.output_tile**2 / 1e6):.0f}" for i in infos))
+    table.add_row("receptive field", *(str(i.receptive_field or "n/a") for i in infos))
+    table.add_row("size rule", *(i.size_rule for i in infos))
+    table.add_row("pretrained", *(", ".join(i.pretrained) or "-" for i in infos))
+    if bench:
+        latencies = [measure_latency(i.name, tile or None, device=device) for i in infos]
+        table.add_row(f"forward s ({device})", *(f"{t:.3f}" for t in latencies))
+    console.print(table)

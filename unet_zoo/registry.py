@@ -1,0 +1,191 @@
+"""The model registry: named builders over the shared blocks, in the style of timm.
+
+A variant is a few lines: a function decorated with `register_model` that returns its default
+architecture arguments; `create_model(name, **overrides)` merges the caller's overrides and builds.
+Pretrained checkpoints (`isbi-original`, ...) are listed in `PRETRAINED` with their pinned Hub
+repo, revision and weight sha256.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from .models import TimmUNet, UNet
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered architecture: its name, the class it builds and that class's default arguments."""
+
+    name: str
+    model_class: type[nn.Module]
+    default_args: dict[str, Any]
+    default_tile: int
+    description: str
+    family: str = "unet"
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """A published checkpoint: which architecture, where on the Hub, and what its weights hash to."""
+
+    name: str
+    architecture: str
+    hf_hub_id: str
+    revision: str = "main"
+    sha256: str | None = None
+    filename: str = "model.safetensors"
+    dataset: str = "isbi2012"
+    license: str = "mit"
+    notes: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+# Filled in when checkpoints are trained and published (see cards/ and the Hub issue).
+PRETRAINED: dict[str, PretrainedCfg] = {}
+
+
+def register_model(
+    name: str, *, default_tile: int, description: str, model_class: type[nn.Module] = UNet, family: str = "unet"
+) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+    """Decorator: register a function returning default architecture arguments under `name`."""
+
+    def decorator(default_args: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = ModelEntry(name, model_class, default_args(), default_tile, description, family)
+        return default_args
+
+    return decorator
+
+
+def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
+    """Add a published checkpoint to `PRETRAINED` (its architecture must be registered)."""
+    get_entry(cfg.architecture)
+    PRETRAINED[cfg.name] = cfg
+    return cfg
+
+
+def _unknown(name: str, known: list[str], what: str) -> KeyError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return KeyError(f"unknown {what} {name!r}.{hint} Known: {', '.join(known)}")
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of architecture `name`; KeyError listing close matches if unknown."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise _unknown(name, list(_MODELS), "model") from None
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg:
+    """The published checkpoint `name`; KeyError listing close matches if unknown."""
+    try:
+        return PRETRAINED[name]
+    except KeyError:
+        raise _unknown(name, list(PRETRAINED), "pretrained checkpoint") from None
+
+
+def list_models(filter: str = "", pretrained: bool = False) -> list[str]:
+    """Registered architecture names in registration order, optionally fnmatch-filtered ('*pad*').
+
+    With ``pretrained=True`` only architectures that have a published checkpoint are listed.
+    """
+    names = list(_MODELS)
+    if filter:
+        names = [n for n in names if fnmatch.fnmatch(n, filter)]
+    if pretrained:
+        with_weights = {cfg.architecture for cfg in PRETRAINED.values()}
+        names = [n for n in names if n in with_weights]
+    return names
+
+
+def list_pretrained(filter: str = "") -> list[str]:
+    """Names of published checkpoints (e.g. 'isbi-original'), optionally fnmatch-filtered."""
+    return [n for n in PRETRAINED if not filter or fnmatch.fnmatch(n, filter)]
+
+
+def model_args(name: str, **overrides: Any) -> dict[str, Any]:
+    """The full argument dict `create_model(name, **overrides)` passes to the model class."""
+    entry = get_entry(name)
+    unknown = set(overrides) - set(_init_params(entry.model_class))
+    if unknown:
+        raise TypeError(
+            f"{name!r} does not take {', '.join(sorted(unknown))}; "
+            f"its arguments are {', '.join(_init_params(entry.model_class))}"
+        )
+    return {**entry.default_args, **overrides}
+
+
+def _init_params(model_class: type[nn.Module]) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
+
+
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
+    """Build architecture `name` with random (paper) initialisation; keyword overrides change its config.
+
+    ``pretrained=True`` loads the published checkpoint of that architecture (see `from_pretrained`).
+    The returned module records ``model_name`` and ``model_args`` so it can be saved and rebuilt.
+    """
+    if pretrained:
+        matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name]
+        if not matches:
+            raise ValueError(f"no pretrained checkpoint for {name!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")
+        from .hub import from_pretrained
+
+        return from_pretrained(matches[0], **overrides)
+    entry = get_entry(name)
+    args = model_args(name, **overrides)
+    model = entry.model_class(**args)
+    model.model_name = name
+    model.model_args = args
+    return model
+
+
+# --- The paper's network and its variants -------------------------------------------------------
+
+
+@register_model("original", default_tile=572, description="The paper's U-Net (Fig. 1): valid 3x3 convs, 572->388")
+def original() -> dict[str, Any]:
+    return dict(in_channels=1, num_classes=2, base_channels=64, depth=4, padding=0, up_mode="transpose")
+
+
+@register_model("padded", default_tile=512, description="The paper's U-Net with padded convs: output = input size")
+def padded() -> dict[str, Any]:
+    return {**original(), "padding": 1}
+
+
+@register_model("small", default_tile=512, description="Padded U-Net with 32 base channels; fast on CPUs")
+def small() -> dict[str, Any]:
+    return {**padded(), "base_channels": 32}
+
+
+@register_model("padded-bilinear", default_tile=512, description="Padded U-Net, bilinear up-sampling + 1x1 conv")
+def padded_bilinear() -> dict[str, Any]:
+    return {**padded(), "up_mode": "bilinear"}
+
+
+@register_model("padded-bn", default_tile=512, description="Padded U-Net with batch norm after every conv")
+def padded_bn() -> dict[str, Any]:
+    return {**padded(), "norm": "batch", "init": "default"}
+
+
+def _register_timm(encoder: str, description: str) -> None:
+    register_model(
+        f"timm-{encoder}", default_tile=512, description=description, model_class=TimmUNet, family="timm"
+    )(lambda: dict(encoder=encoder, in_channels=1, num_classes=2))
+
+
+_register_timm("resnet18", "U-Net decoder on a timm ResNet-18 encoder")
+_register_timm("resnet34", "U-Net decoder on a timm ResNet-34 encoder")
+_register_timm("efficientnet_b0", "U-Net decoder on a timm EfficientNet-B0 encoder")

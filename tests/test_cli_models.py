@@ -1,0 +1,36 @@
+import json
+
+from typer.testing import CliRunner
+
+from unet_zoo.cli import app
+
+runner = CliRunner()
+
+
+def test_list_table_and_json():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "original" in result.output and "572 -> 388" in result.output
+    result = runner.invoke(app, ["list", "*pad*", "--json"])
+    names = [m["name"] for m in json.loads(result.output)]
+    assert names == ["padded", "padded-bilinear", "padded-bn"]
+
+
+def test_info():
+    result = runner.invoke(app, ["info", "original", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["params"] == 31_030_658
+    result = runner.invoke(app, ["info", "small"])
+    assert "7,759,554" in result.output
+
+
+def test_info_unknown_model_suggests():
+    result = runner.invoke(app, ["info", "smal"])
+    assert result.exit_code == 2
+    assert "Did you mean 'small'" in result.output
+
+
+def test_compare_with_bench():
+    result = runner.invoke(app, ["compare", "padded", "small", "--bench", "--tile", "32"])
+    assert result.exit_code == 0, result.output
+    assert "forward s (cpu)" in result.output and "7,759,554" in result.output

@@ -24,22 +24,24 @@ def list_command(
     pretrained: bool = typer.Option(False, "--pretrained", help="only architectures with published weights"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
-    """A table of registered models: name, params, default tile, output size, pretrained checkpoints."""
+    """A table of registered models: name, params, default tile, output size, pretrained checkpoints.
+
+    `unet-zoo info NAME` describes one model in full."""
     infos = [model_info(n) for n in list_models(filter, pretrained=pretrained)]
     if as_json:
         console.print_json(json.dumps([i.as_dict() for i in infos]))
         return
     table = Table(title="unet_zoo models")
-    for col in ("name", "params", "tile -> output", "GFLOPs/tile", "pretrained", "description"):
-        table.add_column(col, justify="right" if col in ("params", "GFLOPs/tile") else "left")
+    for col in ("name", "family", "params", "tile -> output", "GFLOPs/tile", "weights"):
+        table.add_column(col, justify="right" if col in ("params", "GFLOPs/tile") else "left", no_wrap=col != "weights")
     for i in infos:
         table.add_row(
             i.name,
+            i.family,
             f"{i.params / 1e6:.2f} M",
             f"{i.default_tile} -> {i.output_tile}",
             f"{i.gflops:.1f}",
             ", ".join(i.pretrained) or "-",
-            i.description,
         )
     console.print(table)
     if PRETRAINED:

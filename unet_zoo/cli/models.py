@@ -32,12 +32,11 @@ def list_command(
         console.print_json(json.dumps([i.as_dict() for i in infos]))
         return
     table = Table(title="unet_zoo models")
-    for col in ("name", "family", "params", "tile -> output", "GFLOPs/tile", "weights"):
+    for col in ("name", "params", "tile -> output", "GFLOPs/tile", "weights"):
         table.add_column(col, justify="right" if col in ("params", "GFLOPs/tile") else "left", no_wrap=col != "weights")
     for i in infos:
         table.add_row(
             i.name,
-            i.family,
             f"{i.params / 1e6:.2f} M",
             f"{i.default_tile} -> {i.output_tile}",
             f"{i.gflops:.1f}",

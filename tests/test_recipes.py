@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from unet_zoo.recipes import RecipeError, available_recipes, load_recipe, recipe_from_dict
+
+PAPER = ["isbi-original", "isbi-padded", "isbi-small"]
+
+
+def test_shipped_recipes_load():
+    names = available_recipes()
+    for name in [*PAPER, "isbi-quick", "tiny"]:
+        assert name in names
+        recipe = load_recipe(name)
+        assert recipe.name == name
+        assert recipe.recipe.deviations, f"{name} must list its deviations from the paper"
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_values(name):
+    r = load_recipe(name)
+    assert (r.loss.w0, r.loss.sigma) == (10.0, 5.0)
+    assert (r.optimizer.name, r.optimizer.momentum) == ("sgd", 0.99)
+    assert r.model.args.get("dropout", 0.5) == 0.5 and r.model.args.get("init", "paper") == "paper"
+    assert r.data.tile >= 512
+    assert r.augment.get("enabled", True)
+    assert (r.data.k, r.data.fold) == (5, 4)
+
+
+def test_original_uses_572_tiles():
+    assert load_recipe("isbi-original").data.tile == 572
+
+
+def test_path_and_name_are_equivalent():
+    path = Path(__file__).resolve().parent.parent / "recipes" / "tiny.toml"
+    assert load_recipe(path) == load_recipe("tiny") == load_recipe("tiny.toml")
+
+
+def test_unknown_name_lists_known_recipes():
+    with pytest.raises(RecipeError, match="Known recipes: .*isbi-original"):
+        load_recipe("isbi-orignal")
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[train]\nstesp = 3\n", r"unknown key train.stesp \(did you mean 'steps'\?\)"),
+        ("[trian]\nsteps = 3\n", "unknown section"),
+        ("[train]\nsteps = 'many'\n", "train.steps must be an integer"),
+        ("[train]\nsteps = 0\n", "train.steps must be > 0"),
+        ("[optimizer]\nname = 'lbfgs'\n", "optimizer.name = 'lbfgs' is not allowed"),
+        ("[optimizer]\nmomentum = 1.5\n", "momentum must be in"),
+        ("[model]\nname = 'orignal'\n", "Did you mean 'original'"),
+        ("[model]\nname = 'original'\n[data]\ntile = 512\n", "nearest valid sizes: 508 or 524"),
+        ("[data]\nfold = 5\n", "data.fold must be in 0..4"),
+        ("[train\n", "not valid TOML"),
+    ],
+)
+def test_bad_recipes_are_explained(tmp_path, text, match):
+    with pytest.raises(RecipeError, match=match):
+        load_recipe(_write(tmp_path, text))
+
+
+def test_error_names_the_file(tmp_path):
+    with pytest.raises(RecipeError, match="r.toml"):
+        load_recipe(_write(tmp_path, "[train]\nsteps = -1\n"))
+
+
+def test_overrides_are_validated_and_round_trip():
+    r = load_recipe("tiny")
+    r2 = r.with_overrides(train={"steps": 2})
+    assert r2.train.steps == 2 and r.train.steps == 6
+    assert recipe_from_dict(r2.as_dict()) == recipe_from_dict(r2.as_dict())
+    with pytest.raises(RecipeError, match="batch_size must be > 0"):
+        r.with_overrides(train={"batch_size": 0})

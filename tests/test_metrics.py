@@ -1,0 +1,185 @@
+"""ISBI 2012 scores: hand-computed cases, scikit-image cross-checks, validation, the real labels."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from skimage.metrics import adapted_rand_error
+
+from unet_zoo.metrics import (
+    isbi_scores,
+    label_components,
+    overlap_scores,
+    pixel_error,
+    rand_pair_counts,
+    rand_scores,
+    thin_boundaries,
+    vinfo_scores,
+)
+
+KEYS = {"vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "rand_error", "pixel_error", "iou", "dice"}
+
+
+def _cells(rng: np.random.Generator, size: int = 64, spacing: int = 16) -> np.ndarray:
+    """A synthetic EM-like label: cells (1) separated by 2-pixel membranes (0) on a jittered grid."""
+    label = np.ones((size, size), np.uint8)
+    for start in range(spacing, size, spacing):
+        offset = int(rng.integers(-2, 3))
+        label[max(start + offset, 0) : start + offset + 2, :] = 0
+        label[:, max(start - offset, 0) : start - offset + 2] = 0
+    return label
+
+
+def test_hand_computed_singletons_and_information():
+    # gt segments A = pixels {0, 1}, B = {3, 4}; pixel 2 is membrane.
+    # prediction: P1 = {0}, P2 = {2, 3, 4}; pixel 1 is predicted membrane -> a singleton inside A.
+    gt = np.array([[1, 1, 0, 1, 1]])
+    pred = np.array([[1.0, 0.0, 1.0, 1.0, 1.0]])
+    # sum p_ij^2 * n^2 = 1 + 4 + 1 (singleton) = 6; sum s_i^2 = 4 + 4 = 8; sum t_j^2 = 1 + 4 + 1 = 6
+    counts = rand_pair_counts(label_components(gt > 0), label_components(pred > 0.5))
+    assert (counts.tp, counts.tp + counts.fp, counts.tp + counts.fn) == (6, 6, 8)
+    scores = isbi_scores(pred, gt)
+    assert scores["vrand"] == pytest.approx(12 / 14)
+    assert scores["rand_error"] == pytest.approx(2 / 14)
+    # H(gt) = ln 2, H(pred) = 1.5 ln 2, H(gt|pred) = 0, H(pred|gt) = 0.5 ln 2
+    # -> precision 1, recall 2/3, V_info = 0.8
+    info = vinfo_scores(label_components(gt > 0), label_components(pred > 0.5))
+    assert info["h_gt"] == pytest.approx(math.log(2))
+    assert info["h_pred"] == pytest.approx(1.5 * math.log(2))
+    assert info["vi"] == pytest.approx(0.5 * math.log(2))
+    assert scores["vinfo"] == pytest.approx(0.8)
+    # pixel F-score of the cell class: tp 3, fp 1, fn 1 -> 0.75
+    assert scores["pixel_error"] == pytest.approx(0.25)
+    assert scores["iou"] == pytest.approx(3 / 5) and scores["dice"] == pytest.approx(6 / 8)
+
+
+def test_perfect_prediction_scores_one(rng):
+    label = _cells(rng)
+    scores = isbi_scores(label.astype(float), label * 255)
+    assert KEYS <= set(scores)
+    for key in ("vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "iou", "dice"):
+        assert scores[key] == pytest.approx(1.0), key
+    assert scores["rand_error"] == pytest.approx(0.0) and scores["pixel_error"] == pytest.approx(0.0)
+
+
+def test_merge_and_split_lower_the_scores(rng):
+    label = _cells(rng)
+    merged = np.ones_like(label, dtype=float)  # everything one cell
+    split = label.astype(float)
+    split[:, 40] = 0  # a false membrane line cuts cells
+    for wrong in (merged, split):
+        scores = isbi_scores(wrong, label)
+        assert scores["vrand"] < 0.99 and scores["vinfo"] < 0.99
+        assert scores["rand_error"] == pytest.approx(1 - scores["vrand"])
+    assert rand_scores(label_components(label), label_components(merged > 0.5))["recall"] == pytest.approx(1.0)
+    assert rand_scores(label_components(label), label_components(merged > 0.5))["precision"] < 0.5
+
+
+def test_matches_skimage_adapted_rand_error_without_singletons(rng):
+    # Same contingency table; Fiji counts ordered pairs including self-pairs (N^2 normalisation),
+    # scikit-image excludes the n self-pairs, and names the ratios the other way round:
+    # its precision = (S_ab - n) / (S_gt - n), its recall = (S_ab - n) / (S_pred - n).
+    gt = rng.integers(1, 6, (32, 32))
+    pred = rng.integers(1, 4, (32, 32))
+    gt[:, :5] = 0  # gt background is ignored by both
+    n = int((gt > 0).sum())
+    counts = rand_pair_counts(gt, pred)
+    error, precision, recall = adapted_rand_error(gt, pred, ignore_labels=(0,))
+    assert (counts.tp - n) / (counts.tp + counts.fn - n) == pytest.approx(precision)
+    assert (counts.tp - n) / (counts.tp + counts.fp - n) == pytest.approx(recall)
+    assert 2 * (counts.tp - n) / (2 * counts.tp + counts.fp + counts.fn - 2 * n) == pytest.approx(1 - error)
+
+
+def test_close_to_skimage_on_large_segments(rng):
+    # With large segments and no singletons the self-pairs are negligible: both F-scores agree.
+    label = _cells(rng, size=128, spacing=32)
+    gt = label_components(label)
+    pred = gt.copy()
+    pred[(gt == 1)[:, ::-1] & (gt > 0)] = gt.max() + 1  # relabel a chunk: a split
+    error, _, _ = adapted_rand_error(gt, pred, ignore_labels=(0,))
+    assert rand_scores(gt, pred)["rand_error"] == pytest.approx(error, abs=2e-3)
+
+
+def test_differs_from_skimage_with_singletons():
+    # scikit-image treats predicted background (0) inside gt as one segment; the challenge as singletons.
+    gt = np.ones((1, 6), int)
+    pred = np.array([[0, 0, 0, 1, 1, 1]])
+    ours = rand_scores(gt, pred)  # tp = 9 + 3 singletons = 12; S_a = 36; S_b = 9 + 3 = 12
+    assert ours["vrand"] == pytest.approx(24 / 48)
+    sk_error, _, _ = adapted_rand_error(gt, pred, ignore_labels=())
+    assert 1 - sk_error != pytest.approx(ours["vrand"])
+
+
+def test_pixel_error_hand_computed():
+    gt = np.array([[1, 1, 0, 0]])
+    prob = np.array([[0.95, 0.35, 0.45, 0.05]])
+    # th 0.3: pred 1,1,1,0 -> F = 4/5 (the best); th 0.4: 1/2; th 0.5: 2/3; th 0.0: 4/6
+    assert pixel_error(prob, gt) == pytest.approx(0.2)
+    assert overlap_scores(prob, gt, 0.5) == pytest.approx({"iou": 0.5, "dice": 2 / 3})
+
+
+def test_thinning_leaves_one_pixel_lines():
+    cells = np.ones((6, 12), bool)
+    cells[:, 4:9] = False  # a 5-pixel-wide membrane between two cells
+    thinned = thin_boundaries(cells)
+    assert set(np.unique(thinned)) == {0, 1, 2}
+    assert ((thinned == 0).sum(axis=1) == 1).all()  # one line pixel per row
+    assert (thinned[cells] > 0).all()  # cell pixels keep their segment
+    assert (thin_boundaries(np.zeros((4, 4), bool)) == 1).all()  # no cell: one flat basin
+
+
+def test_thinning_forgives_thick_membranes(rng):
+    from scipy import ndimage as ndi
+
+    label = _cells(rng)
+    thick = ndi.binary_erosion(label > 0, iterations=2).astype(float)  # membranes 6 px wide
+    scores = isbi_scores(thick, label)
+    assert scores["vrand_thinned"] > scores["vrand"]
+    assert scores["vrand_thinned"] > 0.99
+
+
+def test_stack_equals_slice_for_identical_slices(rng):
+    label = _cells(rng)
+    prob = np.clip(label + rng.normal(0, 0.3, label.shape), 0, 1)
+    one = isbi_scores(prob, label)
+    two = isbi_scores(np.stack([prob, prob]), np.stack([label, label]))
+    for key in KEYS:
+        assert two[key] == pytest.approx(one[key]), key
+
+
+def test_thinned_scores_average_per_slice(rng):
+    label = _cells(rng)
+    good = label.astype(float)
+    bad = np.ones_like(good)
+    a, b = isbi_scores(good, label), isbi_scores(bad, label)
+    both = isbi_scores(np.stack([good, bad]), np.stack([label, label]))
+    assert both["vrand_thinned"] <= (a["vrand_thinned"] + b["vrand_thinned"]) / 2 + 1e-12
+    assert both["vinfo"] <= (a["vinfo"] + b["vinfo"]) / 2 + 1e-12
+
+
+@pytest.mark.parametrize(
+    "prob, label, match",
+    [
+        (np.zeros((4, 4)), np.zeros((4, 5)), "same shape"),
+        (np.full((4, 4), 1.5), np.zeros((4, 4)), r"\[0, 1\]"),
+        (np.zeros((4, 4)), np.full((4, 4), 3), "binary"),
+        (np.zeros(4), np.zeros(4), "2-D"),
+    ],
+)
+def test_bad_input_says_what_is_wrong(prob, label, match):
+    with pytest.raises(ValueError, match=match):
+        isbi_scores(prob, label)
+
+
+def test_real_labels(isbi_dir):
+    import tifffile
+
+    label = tifffile.imread(isbi_dir / "train-labels.tif", key=0)[:256, :256]
+    assert isbi_scores(label / 255.0, label)["vrand_thinned"] == pytest.approx(1.0)
+    from scipy import ndimage as ndi
+
+    eroded = ndi.binary_erosion(label > 0, iterations=3).astype(float)
+    scores = isbi_scores(eroded, label)
+    assert scores["pixel_error"] > 0.05
+    assert scores["vrand_thinned"] > scores["vrand"]

@@ -1,0 +1,306 @@
+"""Overlap-tile inference (the paper's Fig. 2): per-class probabilities for images of any size.
+
+Valid-convolution models (output smaller than input): the image is mirror-padded (reflect) by the
+network's border loss, cut into input tiles whose outputs abut, and the outputs are pasted side by
+side. Tiles start at multiples of the network's pooling stride, so the stitched map equals one pass
+over the whole mirror-padded image up to float rounding.
+
+Same-size models (padded and timm U-Nets): the mirror-padded image is cut into overlapping tiles whose
+probabilities are blended with a raised-cosine window, which hides the tiles' zero-padded borders.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Union
+
+import numpy as np
+import torch
+from torch import nn
+
+Normalise = Union[str, Callable[[np.ndarray], np.ndarray]]
+
+
+# --- input preparation ------------------------------------------------------------------------------
+
+
+def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndarray:
+    """Scale an image to float32: "auto" maps uint8 / 255, uint16 / 65535, bool to {0, 1}, floats as is.
+
+    ``normalise`` may also be "none" (cast only) or a callable taking and returning an array.
+    """
+    image = np.asarray(image)
+    if callable(normalise):
+        return np.asarray(normalise(image), dtype=np.float32)
+    if normalise == "none":
+        return image.astype(np.float32)
+    if normalise != "auto":
+        raise ValueError(f"normalise must be 'auto', 'none' or a callable, got {normalise!r}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if image.dtype == bool:
+        return image.astype(np.float32)
+    if image.dtype.kind == "f":
+        return image.astype(np.float32)
+    raise TypeError(
+        f"cannot normalise dtype {image.dtype} automatically; pass uint8, uint16 or float images, "
+        "or normalise=<callable>"
+    )
+
+
+def _as_chw(image: np.ndarray, in_channels: int) -> np.ndarray:
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3 or image.shape[0] != in_channels:
+        raise ValueError(
+            f"expected an image (H, W) or ({in_channels}, H, W) for a model with {in_channels} input channel(s), "
+            f"got shape {image.shape}; for a stack (S, H, W) use predict_stack"
+        )
+    if min(image.shape[-2:]) < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+# --- model geometry ---------------------------------------------------------------------------------
+
+
+def _stride(model: nn.Module) -> int:
+    """Pixels by which the model is translation-equivariant: the backbone stride or 2**depth."""
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, int):
+        return stride
+    return 2 ** int(getattr(model, "depth", 4))
+
+
+def _default_tile(model: nn.Module) -> int:
+    name = getattr(model, "model_name", None)
+    if name:
+        from .registry import get_entry
+
+        try:
+            return get_entry(name).default_tile
+        except KeyError:
+            pass
+    return 572 if _is_valid_conv(model) else 512
+
+
+def _is_valid_conv(model: nn.Module) -> bool:
+    return getattr(model, "padding", 1) == 0
+
+
+def _check_tile(model: nn.Module, tile: int) -> int:
+    out = model.output_size(tile)
+    if out is None:
+        depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
+        hint = ""
+        if depth is not None and padding is not None:
+            from .sizes import nearest_valid_input_sizes
+
+            below, above = nearest_valid_input_sizes(tile, depth, padding)
+            hint = f"; nearest usable tiles: {' or '.join(str(s) for s in (below, above) if s)}"
+        else:
+            hint = f"; use a multiple of {_stride(model)}"
+        raise ValueError(f"tile {tile} is not a usable input size for this model{hint}")
+    return out
+
+
+def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = None) -> int:
+    """The input tile side used for a (height, width) image: `tile` if given (checked), else the
+    model's default tile shrunk to the smallest usable size that still covers the image."""
+    if tile is not None:
+        out = _check_tile(model, tile)
+        if _is_valid_conv(model) and out < _stride(model):
+            raise ValueError(
+                f"tile {tile} gives only {out} output pixels; tiles of a valid-convolution model must give at "
+                f"least {_stride(model)} (e.g. tile {tile + _stride(model)})"
+            )
+        return tile
+    default = _default_tile(model)
+    side = max(height, width)
+    if _is_valid_conv(model):
+        from .sizes import input_size_for_output
+
+        stride = _stride(model)
+        want = -(-max(side, stride) // stride) * stride  # whole strides of output: one tile if it fits
+        smallest = input_size_for_output(want, model.depth, 0)
+        return min(smallest, default)
+    stride = _stride(model)
+    return min(default, max(stride, -(-side // stride) * stride))
+
+
+# --- tiles ------------------------------------------------------------------------------------------
+
+
+def _positions(length: int, tile: int, step: int, stride: int = 1) -> list[int]:
+    """Start offsets (multiples of `stride`) of tiles of side `tile` covering [0, length), at most
+    `step` apart; `length - tile` must be a multiple of `stride`."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - tile) / step) + 1
+    return sorted({round(i * (length - tile) / (n - 1) / stride) * stride for i in range(n)})
+
+
+def _window(tile: int) -> np.ndarray:
+    """(tile, tile) raised-cosine blending weights in (0, 1], largest at the centre."""
+    ramp = 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(tile) + 0.5) / tile)
+    ramp = np.maximum(ramp, 1e-3).astype(np.float32)
+    return np.outer(ramp, ramp)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
+    """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU)."""
+    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        logits = model(x)
+    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+# --- public API -------------------------------------------------------------------------------------
+
+
+def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is None:
+        try:
+            return next(model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+    return torch.device(device)
+
+
+def _predict_once(
+    model: nn.Module, image: np.ndarray, tile: int, batch_size: int, device: torch.device, amp: bool
+) -> np.ndarray:
+    """(C_in, H, W) float32 -> (C, H, W) float32 probabilities, no test-time augmentation."""
+    _, height, width = image.shape
+    out = _check_tile(model, tile)
+    if out < tile:  # valid convolutions: abutting outputs
+        stride = _stride(model)
+        step = out - out % stride
+        margin = (tile - out) // 2
+        ny, nx = math.ceil(height / step), math.ceil(width / step)
+        pad_h = (ny - 1) * step + tile - height - margin
+        pad_w = (nx - 1) * step + tile - width - margin
+        padded = np.pad(image, ((0, 0), (margin, pad_h), (margin, pad_w)), mode="reflect")
+        starts = [(y * step, x * step) for y in range(ny) for x in range(nx)]
+        result = None
+        for chunk in _batches(starts, batch_size):
+            probs = _forward(model, np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]), device, amp)
+            if result is None:
+                result = np.zeros((probs.shape[1], ny * step, nx * step), dtype=np.float32)
+            for (y, x), p in zip(chunk, probs):
+                result[:, y : y + step, x : x + step] = p[:, :step, :step]
+        return result[:, :height, :width]
+    # same-size models: overlapping, blended tiles over the mirror-padded image
+    stride = _stride(model)
+    margin = tile // 8
+    step = max(stride, tile - 2 * margin)
+
+    def covering(length: int) -> int:  # tile + whole strides, >= length
+        return tile + max(0, -(-(length - tile) // stride) * stride)
+
+    full_h, full_w = covering(height + 2 * margin), covering(width + 2 * margin)
+    padded = np.pad(
+        image,
+        ((0, 0), (margin, full_h - height - margin), (margin, full_w - width - margin)),
+        mode="reflect",
+    )
+    starts = [(y, x) for y in _positions(full_h, tile, step, stride) for x in _positions(full_w, tile, step, stride)]
+    window = _window(tile)
+    total = weight = None
+    for chunk in _batches(starts, batch_size):
+        probs = _forward(model, np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]), device, amp)
+        if total is None:
+            total = np.zeros((probs.shape[1], full_h, full_w), dtype=np.float32)
+            weight = np.zeros((full_h, full_w), dtype=np.float32)
+        for (y, x), p in zip(chunk, probs):
+            total[:, y : y + tile, x : x + tile] += p * window
+            weight[y : y + tile, x : x + tile] += window
+    return (total / weight)[:, margin : margin + height, margin : margin + width]
+
+
+_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def predict_tiled(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    tta: bool = False,
+    normalise: Normalise = "auto",
+    amp: bool = False,
+) -> np.ndarray:
+    """Per-class probabilities of an image of any height and width, by overlap-tile inference.
+
+    Args:
+        model: a zoo model (trained or not); put in eval mode for the call and restored afterwards.
+        image: (H, W) or (C_in, H, W); uint8 (/255), uint16 (/65535) or float (as is), see `normalise`.
+        tile: input tile side in pixels; default: the model's default tile, shrunk for small images.
+        batch_size: tiles per forward pass.
+        device: where to run (the model is moved there); default: the model's current device.
+        tta: average over the 8 rotations/flips of the image (the paper averaged 7 rotated versions).
+        normalise: "auto", "none" or a callable applied to the image before inference.
+        amp: bfloat16 autocast on CUDA (ignored on the CPU).
+
+    Returns:
+        (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    in_channels = int(getattr(model, "in_channels", 1))
+    chw = _as_chw(normalise_image(image, normalise), in_channels)
+    dev = _resolve_device(model, device)
+    was_training = model.training
+    model.to(dev).eval()
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    try:
+        transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
+        total = None
+        for k, flip in transforms:
+            view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
+            side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
+            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp)
+            probs = np.rot90(probs, -k, axes=(1, 2))
+            if flip:
+                probs = probs[..., ::-1]
+            total = probs.astype(np.float32) if total is None else total + probs
+        return np.ascontiguousarray(total / len(transforms), dtype=np.float32)
+    finally:
+        model.train(was_training)
+
+
+def predict_stack(
+    model: nn.Module,
+    stack: np.ndarray,
+    progress: Callable[[int], None] | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """Slice-by-slice `predict_tiled` of a (S, H, W) stack -> (S, C, H, W) float32 probabilities.
+
+    `progress`, if given, is called with the slice index after each slice; `kwargs` go to `predict_tiled`.
+    """
+    stack = np.asarray(stack)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise ValueError(f"expected a stack (S, H, W), got shape {stack.shape}")
+    slices = []
+    for index, image in enumerate(stack):
+        slices.append(predict_tiled(model, image, **kwargs))
+        if progress is not None:
+            progress(index)
+    return np.stack(slices)
+
+
+__all__ = ["choose_tile", "normalise_image", "predict_stack", "predict_tiled"]

@@ -1,0 +1,57 @@
+"""One door for "the model the user named": a checkpoint, a folder, a Hub id or an architecture."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def load_model(spec: str, device: str | torch.device | None = None) -> nn.Module:
+    """Load the model `spec` names, in eval mode, on `device` (default: CUDA if available, else CPU).
+
+    `spec` may be a published checkpoint name (``unet_zoo.list_pretrained()``), a local folder written
+    by ``save_pretrained``, a Hugging Face Hub id ("owner/repo"), all loaded with
+    ``unet_zoo.hub.from_pretrained``; or a registered architecture name (``unet_zoo.list_models()``),
+    built with random weights (a warning is logged: its predictions are meaningless until trained).
+    """
+    from .registry import PRETRAINED, _MODELS, list_models
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("model spec must be a non-empty string: a checkpoint name, folder, Hub id or architecture")
+    if spec in PRETRAINED or Path(spec).expanduser().is_dir() or (spec not in _MODELS and "/" in spec):
+        try:
+            from .hub import from_pretrained
+        except ImportError as err:
+            raise RuntimeError(
+                f"cannot load {spec!r}: unet_zoo.hub.from_pretrained is not available in this install ({err})"
+            ) from None
+        model = from_pretrained(spec)
+    elif spec in _MODELS:
+        from .registry import create_model
+
+        logger.warning(
+            "%r is an architecture name, not a checkpoint: its weights are random and its predictions "
+            "are meaningless. Pass a checkpoint name (unet_zoo.list_pretrained()), folder or Hub id.",
+            spec,
+        )
+        model = create_model(spec)
+    else:
+        import difflib
+
+        known = list(PRETRAINED) + list_models()
+        close = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"{spec!r} is neither a checkpoint, a folder, a Hub id (owner/repo) nor a registered architecture.{hint} "
+            f"Known names: {', '.join(known)}"
+        )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval()
+
+
+__all__ = ["load_model"]

@@ -92,6 +92,12 @@ def evaluate_isbi(
     return result
 
 
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6f}" if 0 < abs(value) < 0.01 else f"{value:.4f}"
+
+
 def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(metric, ours, paper) strings for every score in `metrics` or in the paper's Table 1."""
     rows = []
@@ -99,7 +105,7 @@ def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         ours, paper = metrics.get(key), PAPER_TABLE1.get(key)
         if ours is None and paper is None:
             continue
-        rows.append((name, "-" if ours is None else f"{ours:.4f}", "-" if paper is None else f"{paper:.4f}"))
+        rows.append((name, _fmt(ours), _fmt(paper)))
     return rows
 
 

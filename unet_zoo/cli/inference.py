@@ -1,4 +1,114 @@
-"""CLI commands (to be filled in)."""
+"""`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.tiling and unet_zoo.evaluation."""
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+from .app import app, console, fail
+
+
+def _load(model: str, device: str | None):
+    from ..loading import load_model
+
+    try:
+        return load_model(model, device=device)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
+        raise fail(str(err.args[0] if err.args else err)) from None
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )
+
+
+@app.command("predict")
+def predict_command(
+    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
+    images: list[Path] = typer.Argument(..., help="TIFF (2-D or stacks) or PNG images"),
+    out: Path = typer.Option(Path("preds"), "--out", "-o", help="output folder"),
+    tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default, shrunk for small images)"),
+    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
+    device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
+    tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
+    threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
+) -> None:
+    """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png."""
+    from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
+    from ..tiling import predict_stack
+
+    for path in images:
+        if not path.is_file():
+            raise fail(f"no such image file: {path}")
+        if path.suffix.lower() not in READABLE_SUFFIXES:
+            raise fail(f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)}")
+    if not 0 <= threshold <= 1:
+        raise fail(f"--threshold must be in [0, 1], got {threshold}")
+    net = _load(model, device or None)
+    for path in images:
+        try:
+            image = read_image(path)
+        except (ValueError, OSError) as err:
+            raise fail(str(err)) from None
+        stack = image if image.ndim == 3 else image[None]
+        with _progress() as bar:
+            task = bar.add_task(path.name, total=len(stack))
+            try:
+                probs = predict_stack(
+                    net, stack, progress=lambda _: bar.advance(task),
+                    tile=tile or None, batch_size=batch_size, tta=tta,
+                )
+            except (ValueError, TypeError) as err:
+                raise fail(f"{path}: {err}") from None
+        cell_prob = probs[:, 1] if image.ndim == 3 else probs[0, 1]
+        written = write_prediction(out, path.stem, image, cell_prob, threshold=threshold)
+        console.print(f"{path} -> {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
+    data_dir: str = typer.Option("", "--data-dir", help="ISBI 2012 folder (default: $UNET_ZOO_DATA_DIR or the cache)"),
+    split: str = typer.Option("val", help="val (held-out fold), train or all"),
+    fold: int = typer.Option(4, help="validation fold (contiguous block of slices)"),
+    k: int = typer.Option(5, help="number of folds"),
+    tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
+    tile: int = typer.Option(0, help="input tile side (0: the model's default)"),
+    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
+    device: str = typer.Option("", help="cpu, cuda, ... (default: cuda if available)"),
+    json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
+) -> None:
+    """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
+    from ..evaluation import comparison_table, evaluate_isbi
+
+    if split not in ("val", "train", "all"):
+        raise fail(f"--split must be val, train or all, got {split!r}")
+    net = _load(model, device or None)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("predicting", total=None)
+            result = evaluate_isbi(
+                net, data_dir or None, split=split, fold=fold, k=k, tta=tta,
+                tile=tile or None, batch_size=batch_size, progress=lambda _: bar.advance(task),
+            )
+    except FileNotFoundError as err:
+        raise fail(str(err)) from None
+    except ValueError as err:
+        raise fail(str(err)) from None
+    result["model"] = model
+    console.print(comparison_table(result, title=f"{model} on ISBI 2012 ({split}, slices {result['slices']})"))
+    console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=json_out.parent, suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, indent=2)
+        os.replace(tmp, json_out)
+        console.print(f"metrics written to {json_out}")

@@ -1,0 +1,86 @@
+"""`unet-zoo predict` and `unet-zoo evaluate` through typer's CliRunner, and load_model."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from unet_zoo.cli import app
+from unet_zoo.loading import load_model
+
+runner = CliRunner()
+
+
+def _text(result) -> str:
+    """The command's output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_load_model_architecture_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="unet_zoo.loading"):
+        model = load_model("small", device="cpu")
+    assert not model.training and model.model_name == "small"
+    assert "random" in caplog.text
+
+
+def test_load_model_unknown_name_suggests():
+    with pytest.raises(ValueError, match="Did you mean 'small'"):
+        load_model("smal")
+
+
+def test_predict_tif_stack_and_png(tmp_path, rng):
+    tifffile.imwrite(tmp_path / "one.tif", rng.integers(0, 256, (40, 52), dtype=np.uint8))
+    tifffile.imwrite(tmp_path / "vol.tif", rng.integers(0, 256, (2, 24, 24), dtype=np.uint8), photometric="minisblack")
+    Image.fromarray(rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
+    out = tmp_path / "preds"
+    result = runner.invoke(
+        app,
+        ["predict", "small", str(tmp_path / "one.tif"), str(tmp_path / "vol.tif"), str(tmp_path / "rgb.png"),
+         "--out", str(out), "--device", "cpu", "--batch-size", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    prob = tifffile.imread(out / "one_prob.tif")
+    assert prob.shape == (40, 52) and prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
+    mask = np.array(Image.open(out / "one_mask.png"))
+    np.testing.assert_array_equal(mask, np.where(prob > 0.5, 255, 0))
+    assert np.array(Image.open(out / "one_overlay.png")).shape == (40, 52, 3)
+    assert tifffile.imread(out / "vol_prob.tif").shape == (2, 24, 24)
+    assert (out / "vol_z001_overlay.png").is_file() and (out / "rgb_mask.png").is_file()
+
+
+def test_predict_errors(tmp_path):
+    result = runner.invoke(app, ["predict", "small", str(tmp_path / "missing.tif")])
+    assert result.exit_code == 2 and "no such image file" in _text(result)
+    (tmp_path / "a.tif").write_bytes(b"")
+    result = runner.invoke(app, ["predict", "nonsense-model", str(tmp_path / "a.tif")])
+    assert result.exit_code == 2 and "neither a checkpoint" in _text(result)
+
+
+def test_evaluate_missing_data_dir(tmp_path):
+    result = runner.invoke(app, ["evaluate", "small", "--data-dir", str(tmp_path / "nowhere"), "--device", "cpu"])
+    assert result.exit_code == 2 and "does not exist" in _text(result)
+
+
+def test_evaluate_bad_split():
+    result = runner.invoke(app, ["evaluate", "small", "--split", "test"])
+    assert result.exit_code == 2 and "--split" in _text(result)
+
+
+def test_evaluate_one_real_slice(isbi_dir, tmp_path):
+    out = tmp_path / "m.json"
+    result = runner.invoke(
+        app,
+        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu",
+         "--json", str(out)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "0.0382" in _text(result) and "held-out" in _text(result)
+    metrics = json.loads(out.read_text())
+    assert metrics["slices"] == [29] and metrics["model"] == "small"
+    assert 0 <= metrics["rand_error"] <= 1

@@ -140,6 +140,7 @@ def test_timm_model(rng):
 def test_choose_tile(valid_model, padded_model):
     assert choose_tile(valid_model, 2000, 2000) == 572  # the registry's default tile
     assert valid_model.output_size(choose_tile(valid_model, 30, 20)) >= 30
+    assert choose_tile(valid_model, 512, 512) == 700  # 700 -> 516: one tile for an ISBI slice
     assert choose_tile(padded_model, 1000, 300) == 512
     assert choose_tile(padded_model, 40, 20) == 64  # one tile: 40 px + 2 x 8 px mirrored margin
     assert choose_tile(padded_model, 512, 512) == 688

@@ -125,7 +125,7 @@ def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = No
         stride = _stride(model)
         want = -(-max(side, stride) // stride) * stride  # whole strides of output: one tile if it fits
         smallest = input_size_for_output(want, model.depth, 0)
-        return min(smallest, default)
+        return smallest if smallest <= 1.5 * default else default  # one tile when it is not much larger
     stride = _stride(model)
     # one tile holding the image and its mirrored margins (tile // 8 per side) when that is at most
     # 1.5x the default tile: cheaper than 4 overlapping default tiles for e.g. 512 x 512 slices

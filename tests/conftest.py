@@ -33,3 +33,55 @@ def isbi_dir() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# ==== hub (issue 6): a Hub-compatible server on 127.0.0.1 for the hub tests =======================
+# huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, at import, so they are set here,
+# before any test module imports it. HF_HOME is a throw-away folder (no real token or cache is touched)
+# and HF_ENDPOINT points at a local port where nothing listens until a test asks for `hub_server`:
+# other tests that would reach out to the Hub fail fast ("connection refused") instead of calling it.
+import socket as _socket  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+
+def _free_port() -> int:
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HUB_PORT = _free_port()
+HUB_TOKEN = "hf_unet_zoo_test_write_token"  # the test server's only valid token (user "testuser")
+_HF_HOME = _tempfile.mkdtemp(prefix="unet_zoo-hf-home-")
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for _var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """The test Hub (tests/hub_server.py) on HF_ENDPOINT, with token auth (HUB_TOKEN writes as 'testuser')."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hub_server import HubServer
+
+    server = HubServer(tmp_path_factory.mktemp("hub-server"), port=HUB_PORT, tokens={HUB_TOKEN: "testuser"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_token() -> str:
+    return HUB_TOKEN
+
+
+@pytest.fixture
+def fresh_cache(tmp_path) -> Path:
+    """An empty Hugging Face hub cache folder (pass as cache_dir= or HF_HUB_CACHE in a subprocess)."""
+    path = tmp_path / "hf-cache"
+    path.mkdir()
+    return path
+# ==== end of hub section ==========================================================================

@@ -1,0 +1,316 @@
+"""The fast path: device placement, bf16 autocast, channels_last, torch.compile, and honest timing.
+
+Everything that trains or predicts should go through `prepare_model` and `autocast` so one place
+decides how the zoo runs fast::
+
+    model = prepare_model(create_model("original"), "cuda", compile=True)   # channels_last on CUDA
+    with autocast("cuda"):                                                  # bf16 on CUDA
+        logits = model(x.to("cuda", memory_format=torch.channels_last))
+
+`matmul_tflops` measures the bf16 matrix-multiply rate of this device (the "hardware limit" the
+benchmarks compare against), `count_train_flops` counts the FLOPs of a forward + backward pass with
+`torch.utils.flop_counter`, and `Timer` times a callable with warm-up, CUDA events and the median.
+FLOPs count a multiply and an add as two operations; TFLOP/s means 1e12 such operations per second.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as a torch.device; None means "cuda" when a GPU is visible, else "cpu".
+
+    Raises a ValueError for an unknown device string and a RuntimeError when CUDA is asked for
+    but not available.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu'")
+    return dev
+
+
+def is_cuda(device: str | torch.device | None) -> bool:
+    """True when `device` resolves to a CUDA device."""
+    return resolve_device(device).type == "cuda"
+
+
+def bf16_supported(device: str | torch.device | None) -> bool:
+    """True when bf16 arithmetic is native on `device` (CUDA compute capability >= 8.0, or any CPU)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return dev.type == "cpu"
+
+
+def prepare_model(
+    model: nn.Module,
+    device: str | torch.device | None = None,
+    *,
+    channels_last: bool | None = None,
+    compile: bool = False,
+) -> nn.Module:
+    """Move `model` to `device` in the fast memory layout, optionally wrapped by `torch.compile`.
+
+    Args:
+        model: any (N, C, H, W) -> (N, K, H', W') module; moved in place.
+        device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
+        channels_last: store 4-D weights as NHWC; None means on for CUDA (tensor-core friendly),
+            off for CPU.
+        compile: wrap with ``torch.compile`` (slow first call; pays off on GPUs for fixed tile sizes).
+
+    Returns:
+        The same module, or its compiled wrapper (attributes such as ``in_channels`` still resolve).
+    """
+    dev = resolve_device(device)
+    if channels_last is None:
+        channels_last = dev.type == "cuda"
+    model = model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model = torch.compile(model)
+    return model
+
+
+def prepare_input(
+    x: torch.Tensor, device: str | torch.device | None = None, *, channels_last: bool | None = None
+) -> torch.Tensor:
+    """(N, C, H, W) `x` on `device`, NHWC in memory when `channels_last` (default: on for CUDA)."""
+    dev = resolve_device(device)
+    if channels_last is None:
+        channels_last = dev.type == "cuda"
+    fmt = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
+    return x.to(dev, memory_format=fmt, non_blocking=True)
+
+
+def autocast(device: str | torch.device | None = None, enabled: bool | None = None) -> torch.autocast:
+    """bf16 mixed-precision context for `device`: on by default for CUDA, on for CPU only when asked.
+
+    Inside it matrix multiplies and convolutions run in bfloat16 and reductions such as the loss in
+    float32. bf16 needs no loss scaling (same exponent range as float32).
+    """
+    dev = resolve_device(device)
+    if enabled is None:
+        enabled = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    device_type = dev.type if dev.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
+@contextlib.contextmanager
+def fast_backend() -> Iterator[None]:
+    """Within: cuDNN autotuning (``cudnn.benchmark``) and TF32 float32 matmuls; restored on exit.
+
+    These are process-wide switches, so the benchmark turns them on only around our path and leaves
+    PyTorch's defaults for the baseline.
+    """
+    old_benchmark = torch.backends.cudnn.benchmark
+    old_precision = torch.get_float32_matmul_precision()
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old_benchmark
+        torch.set_float32_matmul_precision(old_precision)
+
+
+def synchronize(device: str | torch.device | None = None) -> None:
+    """Wait for queued work on `device` (a no-op on CPU)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of each timed repeat (after warm-up) and their summary statistics."""
+
+    times_s: tuple[float, ...]
+    warmup: int
+
+    @property
+    def median_s(self) -> float:
+        """Median seconds per call (robust to the odd slow repeat)."""
+        return statistics.median(self.times_s)
+
+    @property
+    def min_s(self) -> float:
+        return min(self.times_s)
+
+    @property
+    def max_s(self) -> float:
+        return max(self.times_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary: median/min/max seconds, repeats, warm-up and every time."""
+        return {
+            "median_s": self.median_s,
+            "min_s": self.min_s,
+            "max_s": self.max_s,
+            "repeats": len(self.times_s),
+            "warmup": self.warmup,
+            "times_s": list(self.times_s),
+        }
+
+
+class Timer:
+    """Times a zero-argument callable: `warmup` untimed calls, then `repeats` timed calls.
+
+    On CUDA each call is bracketed by CUDA events on the current stream (GPU time, no host gaps
+    between calls hidden); elsewhere by ``time.perf_counter``. Use ``Timer(device)(fn).median_s``.
+    """
+
+    def __init__(self, device: str | torch.device | None = None, warmup: int = 2, repeats: int = 5):
+        if warmup < 0 or repeats < 1:
+            raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+        self.device = resolve_device(device)
+        self.warmup, self.repeats = warmup, repeats
+
+    def __call__(self, fn: Callable[[], Any]) -> Timing:
+        for _ in range(self.warmup):
+            fn()
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            events = []
+            for _ in range(self.repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                events.append((start, end))
+            torch.cuda.synchronize(self.device)
+            times = tuple(s.elapsed_time(e) / 1e3 for s, e in events)
+        else:
+            times_list = []
+            for _ in range(self.repeats):
+                start_t = time.perf_counter()
+                fn()
+                times_list.append(time.perf_counter() - start_t)
+            times = tuple(times_list)
+        return Timing(times_s=times, warmup=self.warmup)
+
+
+def matmul_tflops(
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+    n: int = 8192,
+    repeats: int = 10,
+    warmup: int = 3,
+) -> float:
+    """Measured rate (TFLOP/s, 2*n**3 FLOPs per product) of n x n @ n x n matrix products in `dtype`.
+
+    This is the practical ceiling the benchmarks compare achieved TFLOP/s against. The median of
+    `repeats` timed products is used. On a CPU use a smaller `n` (e.g. 2048): n=8192 is 1.1 TFLOP.
+    """
+    if n < 1:
+        raise ValueError(f"matrix side n must be >= 1, got {n}")
+    dev = resolve_device(device)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(n, n, device=dev, dtype=torch.float32, generator=gen).to(dtype)
+    b = torch.randn(n, n, device=dev, dtype=torch.float32, generator=gen).to(dtype)
+    out = torch.empty(n, n, device=dev, dtype=dtype)
+    timing = Timer(dev, warmup=warmup, repeats=repeats)(lambda: torch.mm(a, b, out=out))
+    return 2 * n**3 / timing.median_s / 1e12
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The eager module behind a ``torch.compile`` wrapper (or `model` itself)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of `model` as meta tensors (shapes only, no memory, no copy of data)."""
+    state: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        state[name] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
+    for name, b in model.named_buffers():
+        state[name] = torch.empty_like(b, device="meta")
+    return state
+
+
+def _count(model: nn.Module, input_shape: Sequence[int], backward: bool) -> int:
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
+    model = _unwrap(model)
+    x = torch.empty(tuple(input_shape), device="meta")
+    with FlopCounterMode(display=False) as counter, torch.set_grad_enabled(backward):
+        out = functional_call(model, _meta_state(model), (x,))
+        if backward:
+            out.float().sum().backward()
+    return int(counter.get_total_flops())
+
+
+def count_forward_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """FLOPs of one forward pass of `model` on an (N, C, H, W) float input of `input_shape`.
+
+    Counted on the meta device (no compute, no memory); `model` itself is not changed.
+    """
+    return _count(model, input_shape, backward=False)
+
+
+def count_train_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """FLOPs of one forward + backward pass (weight and activation gradients) on `input_shape`.
+
+    `input_shape` is (N, C, H, W); the input itself needs no gradient, so the first layer computes
+    only its weight gradient. Counted with ``torch.utils.flop_counter`` on the meta device;
+    convolutions and matmuls are counted, element-wise work (ReLU, loss, optimiser) is not.
+    """
+    return _count(model, input_shape, backward=True)
+
+
+def profile_table(
+    fn: Callable[[], Any],
+    device: str | torch.device | None = None,
+    steps: int = 3,
+    warmup: int = 1,
+    row_limit: int = 20,
+) -> str:
+    """Run `fn` `warmup` + `steps` times under ``torch.profiler`` and return the top-ops table (text).
+
+    Sorted by device time on CUDA and by CPU time elsewhere; use it to say what limits a
+    benchmark (convolution kernels, memory-bound element-wise ops, host overhead, ...).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = resolve_device(device)
+    for _ in range(warmup):
+        fn()
+    synchronize(dev)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        synchronize(dev)
+    sort_by = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort_by, row_limit=row_limit)
+
+
+__all__ = [
+    "Timer",
+    "Timing",
+    "autocast",
+    "bf16_supported",
+    "count_forward_flops",
+    "count_train_flops",
+    "fast_backend",
+    "is_cuda",
+    "matmul_tflops",
+    "profile_table",
+    "prepare_input",
+    "prepare_model",
+    "resolve_device",
+    "synchronize",
+]

@@ -1,0 +1,504 @@
+"""The trainer: one readable loop from a recipe to trained weights (nanoGPT style).
+
+    result = train(load_recipe("isbi-small"), steps=200)        # or: unet-zoo train isbi-small --steps 200
+
+Top to bottom: data (slices, labels, the paper's weight maps) -> model -> optimiser and schedule ->
+(resume) -> loop [sample augmented tiles on the model's device, forward under bf16 autocast on GPU,
+weighted cross-entropy, backward, step, log, validate, checkpoint] -> curves and prediction PNGs.
+
+Everything a run writes goes to one folder (``runs/<recipe>-<YYYYmmdd-HHMMSS>/`` by default):
+``recipe.json``, ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.safetensors``
+(atomic, every ``train.checkpoint_every`` steps and at the end), ``curves.png``, ``predictions.png``
+and ``summary.json``. Under torchrun every process trains, rank 0 writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CHECKPOINT_NAME, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed, wrap_ddp
+from .losses import weighted_cross_entropy
+from .recipes import Recipe, recipe_from_dict
+
+RUNS_DIR = Path("runs")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped and its last good checkpoint was kept."""
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingData:
+    """Slices for one run. Images (S, H, W) uint8; labels (S, H, W) uint8 1 = cell, 0 = membrane;
+    weights (S, H, W) float32 loss weight maps (paper eq. 2); `val_slices`: indices of the held-out slices."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    train_weights: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    val_weights: np.ndarray
+    val_slices: list[int]
+    source: str = ""
+
+
+def synthetic_cells(num_slices: int = 8, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Generated EM-like slices: Voronoi cells (bright) separated by 2-px membranes (dark), noisy.
+
+    Returns images (S, size, size) uint8 and labels (S, size, size) uint8 with 1 = cell, 0 = membrane.
+    For tests and smoke runs only.
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    images = np.empty((num_slices, size, size), np.uint8)
+    labels = np.empty((num_slices, size, size), np.uint8)
+    for i in range(num_slices):
+        seeds = np.ones((size, size), bool)
+        points = rng.integers(0, size, (max(4, size * size // 200), 2))
+        seeds[points[:, 0], points[:, 1]] = False
+        _, (iy, ix) = ndimage.distance_transform_edt(seeds, return_indices=True)
+        cells = iy * size + ix
+        border = np.zeros((size, size), bool)
+        border[:-1] |= cells[:-1] != cells[1:]
+        border[:, :-1] |= cells[:, :-1] != cells[:, 1:]
+        labels[i] = ~ndimage.binary_dilation(border)
+        image = np.where(labels[i] == 1, 170.0, 60.0) + rng.normal(0, 25, (size, size))
+        images[i] = np.clip(ndimage.gaussian_filter(image, 0.7), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def weight_cache_dir() -> Path:
+    """Where weight maps are cached: ``$XDG_CACHE_HOME/unet_zoo/weight_maps`` (~/.cache/...)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unet_zoo" / "weight_maps"
+
+
+def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> TrainingData:
+    """Images, labels and weight maps of the recipe's data source, split into train / held-out slices."""
+    from .data import load_isbi, split_slices
+    from .weight_maps import weight_maps_for_stack
+
+    if recipe.data.source == "synthetic":
+        images, labels = synthetic_cells(recipe.data.synthetic_slices, recipe.data.synthetic_size, recipe.train.seed)
+        source = f"synthetic ({recipe.data.synthetic_slices} slices of {recipe.data.synthetic_size} px)"
+        cache = None
+    else:
+        data = load_isbi(data_dir or recipe.data.data_dir or None)
+        images, labels = data.images, data.labels
+        source = f"ISBI 2012 ({data.data_dir})"
+        cache = weight_cache_dir()
+    train_idx, val_idx = split_slices(len(images), k=recipe.data.k, fold=recipe.data.fold)
+    weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache)
+    return TrainingData(
+        images[train_idx], labels[train_idx], weights[train_idx],
+        images[val_idx], labels[val_idx], weights[val_idx], list(val_idx), source,
+    )
+
+
+def validation_tiles(model: nn.Module, data: TrainingData, tile: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed, un-augmented validation tiles: the centre of held-out slices (cycled), mirror-padded for
+    valid-convolution models. Returns x (n, 1, tile, tile) float32 in [0, 1], y (n, o, o) int64, w (n, o, o)."""
+    out = model.output_size(tile)
+    if out is None:
+        raise ValueError(f"tile {tile} is not a valid input size for {getattr(model, 'model_name', 'the model')}")
+    margin = (tile - out) // 2
+    xs, ys, ws = [], [], []
+    for i in range(count):
+        s = i % len(data.val_images)
+        image = data.val_images[s]
+        h, w = image.shape
+        if out > min(h, w):
+            raise ValueError(f"validation slices ({h}x{w}) are smaller than the model's {out}-px output tile")
+        top, left = (h - out) // 2, (w - out) // 2
+        padded = np.pad(image, margin, mode="reflect") if margin else image
+        xs.append(padded[top : top + tile, left : left + tile])
+        ys.append(data.val_labels[s, top : top + out, left : left + out])
+        ws.append(data.val_weights[s, top : top + out, left : left + out])
+    x = torch.from_numpy(np.stack(xs)).float().div_(255)[:, None]
+    return x, torch.from_numpy(np.stack(ys)).long(), torch.from_numpy(np.stack(ws)).float()
+
+
+# --- model, optimiser, schedule ---------------------------------------------------------------------
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD (paper: momentum 0.99), Adam or AdamW as the recipe says."""
+    o = recipe.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def lr_factor(recipe: Recipe, step: int) -> float:
+    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then constant/cosine/step."""
+    s, total = recipe.schedule, recipe.train.steps
+    if s.warmup_steps and step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    if s.kind == "cosine":
+        progress = min(1.0, (step - s.warmup_steps) / max(1, total - s.warmup_steps))
+        return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if s.kind == "step" and s.step_every:
+        return s.gamma ** ((step - s.warmup_steps) // s.step_every)
+    return 1.0
+
+
+def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states (uint8 tensors): torch CPU (dropout on CPU), CUDA (dropout on GPU), sampler."""
+    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced. `model` is the trained, unwrapped module (on the training device)."""
+
+    run_dir: Path
+    model: nn.Module
+    recipe: Recipe
+    data: TrainingData
+    step: int
+    seconds: float
+    final_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    """``runs/<recipe name>-<YYYYmmdd-HHMMSS>`` (relative to the working directory)."""
+    return RUNS_DIR / f"{recipe.name}-{_timestamp()}"
+
+
+def latest_run_dir(recipe_name: str, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """The newest ``runs/<recipe_name>-*`` folder holding a checkpoint (for ``--resume`` without a folder)."""
+    candidates = sorted(p for p in Path(runs_dir).glob(f"{recipe_name}-*") if (p / CHECKPOINT_NAME).is_file())
+    if not candidates:
+        raise FileNotFoundError(f"no run of {recipe_name!r} with a checkpoint under {runs_dir}/; pass --resume DIR")
+    return candidates[-1]
+
+
+class _Log:
+    """metrics.jsonl writer (rank 0) plus the in-memory history."""
+
+    def __init__(self, path: Path | None, history: list[dict[str, Any]]):
+        self.path, self.history = path, history
+        if path is not None:
+            atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in history).encode())
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _progress(enabled: bool, total: int, start: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tiles/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    task = progress.add_task("train", total=total, completed=start, loss="-", speed="-")
+    return progress, task
+
+
+class Trainer:
+    """Trains `recipe` end to end; call `run()`. See the module docstring for what it writes.
+
+    Args:
+        recipe: the hyperparameters (`unet_zoo.recipes.load_recipe`).
+        out_dir: run folder; default ``runs/<recipe>-<time>`` (or the resumed folder).
+        device: "cuda", "cpu", ...; default CUDA when visible. Under torchrun each rank takes its GPU.
+        resume: a run folder (or its checkpoint file) to continue from; the recipe stored in it is used
+            (with `steps` still overridable), so the final weights equal those of an uninterrupted run.
+        data_dir: ISBI folder (else the recipe's, $UNET_ZOO_DATA_DIR or the cache).
+        steps: override ``train.steps``. compile: override ``train.compile`` (None = recipe; the recipe
+            flag applies on CUDA only, an explicit True applies everywhere).
+        progress: rich progress bar on rank 0 (None = only when stdout is a terminal).
+        loss_hook: ``f(step, loss) -> loss`` applied before the finite check (tests inject NaN with it).
+        stop_after: stop (as if killed) after this many completed steps, after checkpointing; for tests.
+        final_outputs: draw curves.png / predictions.png and write summary.json at the end.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        out_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        resume: str | Path | None = None,
+        data_dir: str | Path | None = None,
+        steps: int | None = None,
+        compile: bool | None = None,
+        progress: bool | None = None,
+        loss_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        stop_after: int | None = None,
+        final_outputs: bool = True,
+        data: TrainingData | None = None,
+    ):
+        self.checkpoint = None
+        if resume is not None:
+            self.checkpoint = load_checkpoint(resume)
+            saved = self.checkpoint.extra.get("recipe")
+            if saved is not None:
+                recipe = recipe_from_dict(saved, source=recipe.source)
+            resume_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+            out_dir = out_dir or resume_dir
+        if steps is not None:
+            recipe = recipe.with_overrides(train={"steps": steps})
+        self.recipe = recipe
+        self.dist: DistInfo = init_distributed(device)
+        self.device = self.dist.device
+        if out_dir is None:
+            out_dir = broadcast_object(str(default_run_dir(recipe)))
+        self.run_dir = Path(out_dir)
+        self.data_dir, self.data = data_dir, data
+        self.compile = compile
+        isatty = sys.stdout.isatty()
+        self.show_progress = self.dist.is_main and (isatty if progress is None else progress)
+        self.loss_hook, self.stop_after, self.final_outputs = loss_hook, stop_after, final_outputs
+
+    # The pieces of `run`, in order.
+
+    def _setup(self) -> None:
+        r, dev = self.recipe, self.device
+        cuda = dev.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if (r.train.precision == "bf16" or (r.train.precision == "auto" and cuda)) else None
+        self.channels_last = r.train.channels_last == "on" or (r.train.channels_last == "auto" and cuda)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+        from .augment import AugmentConfig, TileSampler
+        from .registry import create_model
+
+        if self.data is None:
+            self.data = load_training_data(r, self.data_dir)
+        torch.manual_seed(r.train.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+        model = create_model(r.model.name, **r.model.args).to(dev)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = build_optimizer(model, r)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(r, step))
+        out_tile = model.output_size(r.data.tile)
+        self.sampler = TileSampler(
+            self.data.train_images, self.data.train_labels, self.data.train_weights,
+            r.data.tile, out_tile, AugmentConfig(**r.augment), dev,
+        )
+        # Per-rank streams: different tiles and dropout masks on every process, reproducible from the seed.
+        self.generator = torch.Generator(device=dev).manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
+        torch.manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
+        if cuda:
+            torch.cuda.manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
+        self.val = tuple(t.to(dev) for t in validation_tiles(model, self.data, r.data.tile, r.train.eval_tiles))
+        self.step = 0
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+        net: nn.Module = wrap_ddp(model, self.dist)
+        if self.compile or (self.compile is None and r.train.compile and cuda):
+            net = torch.compile(net)
+        self.net = net
+
+    def _restore(self, ckpt) -> None:
+        self.model.load_state_dict(ckpt.model)
+        if ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        if ckpt.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt.scheduler)
+        self.step = ckpt.step
+        if self.dist.rank in ckpt.rng and len(ckpt.rng) == self.dist.world_size:
+            set_rng_state(ckpt.rng[self.dist.rank], self.generator, self.device)
+        elif self.dist.is_main:
+            print(f"warning: checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
+                  f"{self.dist.world_size}; continuing with fresh random streams (not bit-identical)", file=sys.stderr)
+
+    def _save(self) -> None:
+        states = all_gather_objects(rng_state(self.generator, self.device))  # collective: every rank calls it
+        if not self.dist.is_main:
+            return
+        save_checkpoint(
+            self.run_dir / CHECKPOINT_NAME, model=self.model, step=self.step, optimizer=self.optimizer,
+            scheduler=self.scheduler, rng={rank: s for rank, s in enumerate(states)},
+            extra={"recipe": self.recipe.as_dict(), "world_size": self.dist.world_size},
+        )
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Weighted CE and pixel error (argmax vs label) on the fixed held-out tiles."""
+        self.model.eval()
+        x, y, w = self.val
+        losses, wrong = [], 0
+        for i in range(0, len(x), self.recipe.train.batch_size):
+            xb = x[i : i + self.recipe.train.batch_size]
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = self.model(xb)
+            losses.append(weighted_cross_entropy(logits, y[i : i + len(xb)], w[i : i + len(xb)], "sum"))
+            wrong += int((logits.argmax(1) != y[i : i + len(xb)]).sum())
+        self.model.train()
+        return {"val_loss": float(sum(losses) / y.numel()), "val_pixel_error": wrong / y.numel()}
+
+    def run(self) -> TrainResult:
+        """Train to ``train.steps``; returns a `TrainResult`. Raises `NonFiniteLossError` on NaN/inf loss."""
+        r = self.recipe
+        self._setup()
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.run_dir / "recipe.json", json.dumps(r.as_dict(), indent=2).encode())
+        history = self._read_history() if self.checkpoint is not None else []
+        log = _Log(self.run_dir / "metrics.jsonl" if main else None, history)
+        bar = _progress(self.show_progress, r.train.steps, self.step)
+        tiles_per_step = r.train.batch_size * self.dist.world_size
+        start_time, window_time, window_steps, loss_value = time.perf_counter(), time.perf_counter(), 0, float("nan")
+        self.net.train()
+        try:
+            if bar:
+                bar[0].start()
+            while self.step < r.train.steps:
+                x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self._autocast():
+                    logits = self.net(x)
+                loss = weighted_cross_entropy(logits, y, w)
+                if self.loss_hook is not None:
+                    loss = self.loss_hook(self.step, loss)
+                loss_value = float(all_reduce_mean(loss.detach()))  # NaN on any rank -> NaN on all
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        f"loss is {loss_value} at step {self.step + 1} of recipe {r.name!r}; "
+                        f"stopped. The last good checkpoint ({self.run_dir / CHECKPOINT_NAME}, if any) is kept. "
+                        "Lower optimizer.lr, add warm-up (schedule.warmup_steps) or set optimizer.grad_clip."
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if r.optimizer.grad_clip:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), r.optimizer.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                window_steps += 1
+
+                if self.step % r.train.log_every == 0 or self.step == r.train.steps:
+                    now = time.perf_counter()
+                    speed = window_steps * tiles_per_step / max(now - window_time, 1e-9)
+                    window_time, window_steps = now, 0
+                    log.write({"step": self.step, "loss": loss_value, "lr": self.scheduler.get_last_lr()[0],
+                               "tiles_per_s": round(speed, 3), "time_s": round(now - start_time, 3)})
+                    if bar:
+                        bar[0].update(bar[1], completed=self.step, loss=f"{loss_value:.4f}", speed=f"{speed:.1f}")
+                if bar and self.step % r.train.log_every:
+                    bar[0].update(bar[1], completed=self.step)
+                if (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps:
+                    if main:
+                        log.write({"step": self.step, **self.validate()})
+                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps:
+                    self._save()
+                if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:
+                    break
+        finally:
+            if bar:
+                bar[0].stop()
+        seconds = time.perf_counter() - start_time
+        if main and self.final_outputs and self.step == r.train.steps:
+            self._final_outputs(history, seconds)
+        return TrainResult(self.run_dir, self.model, r, self.data, self.step, seconds, loss_value, history)
+
+    def _read_history(self) -> list[dict[str, Any]]:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [rec for rec in records if rec.get("step", 0) <= self.step]  # drop steps after the checkpoint
+
+    def _final_outputs(self, history: list[dict[str, Any]], seconds: float) -> None:
+        from .plots import plot_curves, plot_overlays
+        from .tiling import predict_tiled
+
+        plot_curves(history, self.run_dir / "curves.png")
+        n = min(self.recipe.train.overlay_slices, len(self.data.val_images))
+        if n:
+            probs = np.stack([
+                predict_tiled(self.model, img, device=self.device, batch_size=self.recipe.eval.batch_size)[0]
+                for img in self.data.val_images[:n]
+            ])
+            plot_overlays(self.data.val_images[:n], probs, self.data.val_labels[:n], self.run_dir / "predictions.png",
+                          titles=[f"held-out slice {s}" for s in self.data.val_slices[:n]])
+        last_val = next((h for h in reversed(history) if "val_loss" in h), {})
+        summary = {"recipe": self.recipe.name, "steps": self.step, "train_seconds": round(seconds, 2),
+                   "world_size": self.dist.world_size, "device": str(self.device), "final_loss": history[-1].get("loss") if history else None,
+                   **{k: v for k, v in last_val.items() if k != "step"}}
+        atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+
+def train(recipe: Recipe, **kwargs: Any) -> TrainResult:
+    """Train `recipe` (see `Trainer` for the keyword arguments) and return the `TrainResult`."""
+    return Trainer(recipe, **kwargs).run()
+
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainResult",
+    "Trainer",
+    "TrainingData",
+    "build_optimizer",
+    "default_run_dir",
+    "latest_run_dir",
+    "load_training_data",
+    "lr_factor",
+    "rng_state",
+    "set_rng_state",
+    "synthetic_cells",
+    "train",
+    "validation_tiles",
+]

@@ -1,4 +1,67 @@
-"""CLI commands (to be filled in)."""
+"""`unet-zoo benchmark`: our fast path vs the float32 eager baseline (see `unet_zoo.benchmark.run_all`)."""
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from .app import app, console, fail
+
+
+@app.command("benchmark")
+def benchmark_command(
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)"),
+    smoke: bool = typer.Option(False, "--smoke", help="tiny models and sizes: checks the suite runs (timings mean nothing)"),
+    only: str = typer.Option(
+        "train,inference,augment", "--only", help="comma-separated subset of: train, inference, augment"
+    ),
+    out: Path = typer.Option(Path("bench-results"), "--out", help="folder for results.json and results.md"),
+    compile: bool = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile our path (default: on for CUDA, off for CPU)"
+    ),
+    profile: bool = typer.Option(False, "--profile", help="add a torch.profiler table of our training step"),
+    inference_side: int = typer.Option(
+        None, "--inference-side", help="image side for the inference benchmark (default: 4096 on CUDA, 1024 on CPU)"
+    ),
+    train_batch: int = typer.Option(None, "--train-batch", help="tiles per training step (default: 8 on CUDA, 1 on CPU)"),
+) -> None:
+    """Benchmark training, inference and augmentation; write JSON + a Markdown table to --out."""
+    from ..benchmark import SECTIONS, run_all
+    from ..performance import resolve_device
+
+    sections = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        raise fail(f"--only takes a comma-separated subset of {', '.join(SECTIONS)}; got {only!r}")
+    try:
+        dev = resolve_device(device)
+    except (ValueError, RuntimeError) as err:
+        raise fail(str(err)) from None
+    if inference_side is not None and inference_side < 1:
+        raise fail(f"--inference-side must be >= 1 pixel, got {inference_side}")
+    if train_batch is not None and train_batch < 1:
+        raise fail(f"--train-batch must be >= 1, got {train_batch}")
+    settings = {}
+    if inference_side is not None:
+        settings["inference_side"] = inference_side
+    if train_batch is not None:
+        settings["train_batch"] = train_batch
+    command = "unet-zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    with console.status("benchmarking...") as status:
+        results = run_all(
+            dev,
+            smoke=smoke,
+            out_dir=out,
+            only=sections,
+            command=command,
+            compile=compile,
+            profile=profile,
+            log=lambda msg: (status.update(msg), console.log(msg)),
+            **settings,
+        )
+    console.print((out / "results.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    if results["errors"]:
+        raise fail(f"{len(results['errors'])} benchmark(s) failed: {', '.join(results['errors'])}", code=1)

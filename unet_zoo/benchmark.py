@@ -1,0 +1,958 @@
+"""Benchmarks: our fast path against a plain float32 baseline, in the same process, as ratios.
+
+Every benchmark runs OUR path (bf16 autocast, channels_last, optional torch.compile, cuDNN autotuning;
+see `unet_zoo.performance`) and the BASELINE (the same network built by `create_model`, float32,
+eager, NCHW, PyTorch's default settings -- how most tutorials write it) one after the other and
+reports both measurements and their ratio, because absolute times vary between machines and runs.
+
+Achieved TFLOP/s uses FLOPs counted by ``torch.utils.flop_counter`` (multiply + add = 2) divided by
+the median measured time, and is also given as a fraction of the bf16 matrix-multiply rate measured
+on the same device in the same run (`unet_zoo.performance.matmul_tflops`).
+
+``smoke=True`` shrinks everything (8 base channels, the smallest tiles, one step) so the whole suite
+runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .performance import (
+    Timer,
+    autocast,
+    count_forward_flops,
+    count_train_flops,
+    fast_backend,
+    matmul_tflops,
+    prepare_input,
+    prepare_model,
+    profile_table,
+    resolve_device,
+)
+from .registry import create_model, get_entry
+
+Log = Callable[[str], None]
+SECTIONS = ("train", "inference", "augment")
+TARGET_SPEEDUP = 3.0  # ours / baseline tiles/s, training `original`
+TARGET_FRACTION = 0.40  # achieved TFLOP/s / measured bf16 matmul TFLOP/s
+TARGET_AUGMENT_RATIO = 3.0  # augmentation tiles/s / training tiles/s
+SMOKE_OVERRIDES = {"base_channels": 8}
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when either is missing or the denominator is not positive."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _overrides(model_name: str, smoke: bool) -> dict[str, Any]:
+    """Architecture overrides for smoke runs: 8 base channels where the architecture has them."""
+    if smoke and "base_channels" in get_entry(model_name).default_args:
+        return dict(SMOKE_OVERRIDES)
+    return {}
+
+
+def smallest_tile(model: nn.Module, min_output: int = 4) -> int:
+    """The smallest usable input side whose output side is at least `min_output` pixels."""
+    for side in range(1, 4096):
+        out = model.output_size(side)
+        if out is not None and out >= min_output:
+            return side
+    raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} has no usable tile below 4096 px")
+
+
+def _check_tile(model: nn.Module, tile: int) -> int:
+    out = model.output_size(tile)
+    if out is None:
+        from .sizes import nearest_valid_input_sizes
+
+        args = getattr(model, "model_args", {})
+        if "depth" in args:
+            below, above = nearest_valid_input_sizes(tile, args["depth"], args["padding"])
+            hint = f"nearest usable tiles: {' or '.join(str(s) for s in (below, above) if s)}"
+        else:
+            hint = f"use a multiple of {getattr(model, 'stride', 32)}"
+        raise ValueError(f"tile {tile} is not usable for {getattr(model, 'model_name', 'this model')}; {hint}")
+    return out
+
+
+def _peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def path_config(
+    device: torch.device, ours: bool, amp: bool | None, channels_last: bool | None, compile: bool | None
+) -> dict[str, Any]:
+    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: defaults per device."""
+    if not ours:
+        return {"amp": None, "channels_last": False, "compile": False, "fast_backend": False}
+    cuda = device.type == "cuda"
+    use_amp = cuda if amp is None else amp
+    return {
+        "amp": "bf16" if use_amp else None,
+        "channels_last": cuda if channels_last is None else channels_last,
+        "compile": cuda if compile is None else compile,
+        "fast_backend": cuda,
+    }
+
+
+def describe(config: dict[str, Any]) -> str:
+    """One-line description of a path configuration, e.g. 'bf16 autocast, channels_last, compiled'."""
+    parts = [f"{config['amp']} autocast" if config["amp"] else "float32"]
+    parts.append("channels_last" if config["channels_last"] else "NCHW")
+    parts.append("compiled" if config["compile"] else "eager")
+    if config.get("fast_backend"):
+        parts.append("cudnn.benchmark")
+    return ", ".join(parts)
+
+
+def _backend(config: dict[str, Any]) -> contextlib.AbstractContextManager:
+    return fast_backend() if config["fast_backend"] else contextlib.nullcontext()
+
+
+def _weighted_cross_entropy() -> Callable[..., torch.Tensor]:
+    try:  # the training engineers' loss (paper eq. 1)
+        from .losses import weighted_cross_entropy
+
+        return weighted_cross_entropy
+    except ImportError:  # pragma: no cover - only before unet_zoo.losses exists
+
+        def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            per_pixel = nn.functional.cross_entropy(logits.float(), target, reduction="none")
+            return (per_pixel * weight).mean()
+
+        return weighted_ce
+
+
+# --- training step ---------------------------------------------------------------------------------
+
+
+def _train_path(
+    model_name: str,
+    overrides: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    device: torch.device,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    steps: int,
+    warmup: int,
+    lr: float,
+    profile: bool,
+) -> dict[str, Any]:
+    """Time `steps` SGD steps (forward, weighted CE, backward, momentum-0.99 update) of one path."""
+    loss_fn = _weighted_cross_entropy()
+    torch.manual_seed(0)  # same dropout masks in both paths
+    model = create_model(model_name, **overrides)
+    model.load_state_dict(state)
+    model.train()
+    model = prepare_model(model, device, channels_last=config["channels_last"], compile=config["compile"])
+    x, target, weight = batch
+    x = prepare_input(x, device, channels_last=config["channels_last"])
+    extra = {"fused": True} if config["fast_backend"] and device.type == "cuda" else {}
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.99, **extra)
+    losses: list[torch.Tensor] = []
+
+    def step() -> None:
+        with autocast(device, enabled=config["amp"] is not None):
+            loss = loss_fn(model(x), target, weight)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+
+    result: dict[str, Any] = {"config": config, "description": describe(config)}
+    with _backend(config):
+        _reset_peak_memory(device)
+        start = time.perf_counter()
+        step()  # first call: compilation / cuDNN autotuning happen here
+        result["first_step_s"] = time.perf_counter() - start
+        timing = Timer(device, warmup=max(warmup - 1, 0), repeats=steps)(step)
+        if profile:
+            result["profile"] = profile_table(step, device, steps=min(steps, 3), warmup=0)
+    result["timing"] = timing.as_dict()
+    result["peak_memory_gib"] = _peak_memory_gib(device)
+    result["final_loss"] = float(losses[-1])
+    del model, optimizer, losses
+    _free(device)
+    return result
+
+
+def bench_train_step(
+    model_name: str = "original",
+    tile: int | None = 572,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    steps: int = 10,
+    smoke: bool = False,
+    *,
+    warmup: int = 3,
+    compile: bool | None = None,
+    channels_last: bool | None = None,
+    amp: bool | None = None,
+    baseline: bool = True,
+    peak_tflops: float | None = None,
+    lr: float = 1e-4,
+    profile: bool = False,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Training-step throughput of our path vs the float32 eager baseline on (B, C, tile, tile) tiles.
+
+    Args:
+        model_name: registered architecture ("original": the paper's, 572 -> 388).
+        tile: input side in pixels (None or smoke: the smallest usable tile).
+        batch_size: tiles per step; None means 8 on CUDA and 1 on CPU.
+        device: "cuda", "cpu" or None (CUDA when available).
+        steps: timed steps per path (median reported); smoke forces 1.
+        warmup: untimed steps per path before timing (compilation happens in the first).
+        compile, channels_last, amp: our path's switches; None = on for CUDA, off for CPU.
+        baseline: also run the float32 eager NCHW baseline and report the speed-up.
+        peak_tflops: the measured bf16 matmul TFLOP/s to compare with; None measures it here.
+        profile: add a ``torch.profiler`` top-ops table of our path to the result.
+
+    Returns:
+        A JSON-serialisable dict: model, tile, output_tile, batch_size, flops_per_step,
+        bf16_matmul_tflops, ``ours`` and ``baseline`` (timing, tiles_per_s, tflops,
+        fraction_of_bf16_matmul, peak_memory_gib, final_loss), speedup and targets.
+    """
+    dev = resolve_device(device)
+    overrides = _overrides(model_name, smoke)
+    torch.manual_seed(0)
+    reference = create_model(model_name, **overrides)
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    if smoke:
+        tile, steps, warmup = smallest_tile(reference), 1, 1
+    tile = tile or smallest_tile(reference)
+    out = _check_tile(reference, tile)
+    batch_size = batch_size or (8 if dev.type == "cuda" else 1)
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
+    in_channels, num_classes = reference.in_channels, reference.num_classes
+    flops = count_train_flops(reference, (batch_size, in_channels, tile, tile))
+    del reference
+    if peak_tflops is None:
+        peak_tflops = matmul_tflops(dev, n=256 if smoke else (8192 if dev.type == "cuda" else 2048))
+
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x = torch.rand(batch_size, in_channels, tile, tile, device=dev, generator=gen)
+    target = torch.randint(0, num_classes, (batch_size, out, out), device=dev, generator=gen)
+    weight = 1 + 9 * torch.rand(batch_size, out, out, device=dev, generator=gen)
+    batch = (x, target, weight)
+
+    result: dict[str, Any] = {
+        "benchmark": "train_step",
+        "model": model_name,
+        "overrides": overrides,
+        "tile": tile,
+        "output_tile": out,
+        "batch_size": batch_size,
+        "device": str(dev),
+        "flops_per_step": flops,
+        "flops_per_tile": flops / batch_size,
+        "bf16_matmul_tflops": peak_tflops,
+        "loss": "weighted cross-entropy (paper eq. 1), SGD momentum 0.99",
+    }
+    paths = [("ours", True)] + ([("baseline", False)] if baseline else [])
+    for name, ours in paths:
+        config = path_config(dev, ours, amp, channels_last, compile)
+        log(f"train {model_name} {tile}px x{batch_size}: {name} ({describe(config)})")
+        run = _train_path(
+            model_name, overrides, state, config, dev, batch, steps, warmup, lr, profile and ours
+        )
+        median = run["timing"]["median_s"]
+        run["tiles_per_s"] = batch_size / median
+        run["tflops"] = flops / median / 1e12
+        run["fraction_of_bf16_matmul"] = ratio(run["tflops"], peak_tflops)
+        result[name] = run
+    result["speedup"] = ratio(result["ours"]["tiles_per_s"], result.get("baseline", {}).get("tiles_per_s"))
+    result["smoke"] = smoke
+    result["targets"] = _targets(
+        smoke,
+        {
+            f"speedup >= {TARGET_SPEEDUP:g}x": (result["speedup"], TARGET_SPEEDUP),
+            f"fraction of bf16 matmul >= {TARGET_FRACTION:.0%}": (
+                result["ours"]["fraction_of_bf16_matmul"],
+                TARGET_FRACTION,
+            ),
+        },
+    )
+    return result
+
+
+def _targets(smoke: bool, checks: dict[str, tuple[float | None, float]]) -> dict[str, bool | None]:
+    """Target name -> met? (None when not measured or in smoke mode, where timings mean nothing)."""
+    return {name: None if smoke or value is None else value >= bound for name, (value, bound) in checks.items()}
+
+
+
+# --- inference -------------------------------------------------------------------------------------
+
+
+class _GeometryStub(nn.Module):
+    """A zero-FLOP stand-in with a model's tiling geometry: crops (or keeps) the input, C classes.
+
+    Timing `predict_tiled` with it measures everything but the network (mirror padding, tile
+    stacking, host<->device copies, softmax, stitching): the most Mpx/s the tiling loop allows.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.in_channels, self.num_classes = model.in_channels, model.num_classes
+        self.model_name = getattr(model, "model_name", None)
+        for attr in ("depth", "padding", "stride"):
+            if hasattr(model, attr):
+                setattr(self, attr, getattr(model, attr))
+        self._output_size = model.output_size
+        self.anchor = nn.Parameter(torch.zeros(()))  # so .to() / device lookup work
+
+    def output_size(self, input_size: int) -> int | None:
+        return self._output_size(input_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.output_size(x.shape[-1])
+        border = (x.shape[-1] - out) // 2
+        crop = x[:, :1, border : border + out, border : border + out]
+        return crop.expand(-1, self.num_classes, -1, -1) + self.anchor
+
+
+def _predict_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of `predict_tiled` that select a path (only those it accepts)."""
+    import inspect
+
+    from .tiling import predict_tiled
+
+    accepted = inspect.signature(predict_tiled).parameters
+    kwargs: dict[str, Any] = {}
+    if "amp" in accepted:
+        kwargs["amp"] = config["amp"] is not None
+    if "channels_last" in accepted:
+        kwargs["channels_last"] = config["channels_last"]
+    return kwargs
+
+
+def _predict_path(
+    model: nn.Module,
+    image: np.ndarray,
+    config: dict[str, Any],
+    device: torch.device,
+    tile: int | None,
+    batch_size: int,
+    tta: bool,
+    warmup: int,
+    repeats: int,
+) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
+    """Time `predict_tiled` of one path; also return the input shapes of every forward call."""
+    from .tiling import predict_tiled
+
+    kwargs = _predict_kwargs(config)
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
+
+    def call() -> np.ndarray:
+        return predict_tiled(model, image, tile=tile, batch_size=batch_size, device=device, tta=tta, **kwargs)
+
+    result: dict[str, Any] = {"config": config, "description": describe(config)}
+    if device.type == "cuda" and "channels_last" not in kwargs:
+        result["note"] = "predict_tiled stores tiles channels_last on CUDA for every path"
+    with _backend(config):
+        _reset_peak_memory(device)
+        start = time.perf_counter()
+        call()  # records the forward shapes; compilation and autotuning happen here
+        result["first_call_s"] = time.perf_counter() - start
+        hook.remove()
+        timing = Timer(device, warmup=max(warmup - 1, 0), repeats=repeats)(call)
+    result["timing"] = timing.as_dict()
+    result["peak_memory_gib"] = _peak_memory_gib(device)
+    return result, shapes
+
+
+def _forward_flops(model: nn.Module, shapes: Iterable[tuple[int, ...]]) -> int:
+    cache: dict[tuple[int, ...], int] = {}
+    total = 0
+    for shape in shapes:
+        if shape not in cache:
+            cache[shape] = count_forward_flops(model, shape)
+        total += cache[shape]
+    return total
+
+
+def bench_inference(
+    model_name: str = "original",
+    image_side: int = 4096,
+    tta: bool = False,
+    device: str | torch.device | None = None,
+    smoke: bool = False,
+    *,
+    batch_size: int | None = None,
+    tile: int | None = None,
+    repeats: int = 3,
+    warmup: int = 1,
+    compile: bool | None = None,
+    channels_last: bool | None = None,
+    amp: bool | None = None,
+    baseline: bool = True,
+    ceiling: bool = True,
+    peak_tflops: float | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Overlap-tile prediction (`unet_zoo.predict_tiled`) of one (image_side, image_side) uint8 image.
+
+    Weights are random (the pretrained checkpoints have the same architecture, hence the same speed).
+
+    Args:
+        model_name: registered architecture ("original" = the paper's / isbi-original, "padded", ...).
+        image_side: image height = width in pixels (smoke: 64).
+        tta: average over the 8 flips/rotations (8x the work).
+        batch_size: tiles per forward pass; None means 16 on CUDA and 4 on CPU.
+        tile: input tile side; None lets `predict_tiled` choose (the model's default tile).
+        repeats, warmup: timed and untimed calls per path.
+        compile, channels_last, amp: our path's switches; None = on for CUDA, off for CPU.
+        baseline: also time the float32 eager path; ceiling: also time a zero-FLOP stand-in model
+            (the tiling loop's own limit).
+
+    Returns:
+        A JSON-serialisable dict: model, image_side, tta, tile, forward_calls, flops_per_image,
+        ``ours``/``baseline`` (timing, megapixels_per_s, tflops, fraction_of_bf16_matmul),
+        speedup, ``pipeline_ceiling`` (megapixels_per_s) and targets.
+    """
+    from .tiling import choose_tile
+
+    dev = resolve_device(device)
+    overrides = _overrides(model_name, smoke)
+    if smoke:
+        image_side, repeats, warmup = 64, 1, 1
+    if image_side < 1 or repeats < 1:
+        raise ValueError(f"image_side and repeats must be >= 1, got image_side={image_side}, repeats={repeats}")
+    batch_size = batch_size or (16 if dev.type == "cuda" else 4)
+    torch.manual_seed(0)
+    reference = create_model(model_name, **overrides)
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    chosen_tile = choose_tile(reference, image_side, image_side, tile)
+    if peak_tflops is None:
+        peak_tflops = matmul_tflops(dev, n=256 if smoke else (8192 if dev.type == "cuda" else 2048))
+    image = np.random.default_rng(0).integers(0, 256, (image_side, image_side), dtype=np.uint8)
+    megapixels = image_side**2 / 1e6
+
+    result: dict[str, Any] = {
+        "benchmark": "inference",
+        "model": model_name,
+        "overrides": overrides,
+        "weights": "random (same architecture and speed as the pretrained checkpoint)",
+        "image_side": image_side,
+        "tta": tta,
+        "tile": chosen_tile,
+        "output_tile": reference.output_size(chosen_tile),
+        "batch_size": batch_size,
+        "device": str(dev),
+        "bf16_matmul_tflops": peak_tflops,
+        "smoke": smoke,
+    }
+    paths = [("ours", True)] + ([("baseline", False)] if baseline else [])
+    for name, ours in paths:
+        config = path_config(dev, ours, amp, channels_last, compile)
+        log(f"inference {model_name} {image_side}px tta={tta}: {name} ({describe(config)})")
+        model = create_model(model_name, **overrides)
+        model.load_state_dict(state)
+        model = prepare_model(model.eval(), dev, channels_last=config["channels_last"], compile=config["compile"])
+        run, shapes = _predict_path(model, image, config, dev, tile, batch_size, tta, warmup, repeats)
+        flops = _forward_flops(reference, shapes)
+        median = run["timing"]["median_s"]
+        run.update(
+            forward_calls=len(shapes),
+            tiles=sum(s[0] for s in shapes),
+            flops_per_image=flops,
+            megapixels_per_s=megapixels / median,
+            tflops=flops / median / 1e12,
+            fraction_of_bf16_matmul=ratio(flops / median / 1e12, peak_tflops),
+        )
+        result[name] = run
+        del model
+        _free(dev)
+    result["flops_per_image"] = result["ours"]["flops_per_image"]
+    result["tiles"] = result["ours"]["tiles"]
+    if ceiling:
+        log(f"inference {model_name} {image_side}px tta={tta}: pipeline ceiling (zero-FLOP model)")
+        stub = _GeometryStub(reference).to(dev)
+        config = path_config(dev, True, amp, channels_last, False)
+        run, _ = _predict_path(stub, image, config, dev, tile, batch_size, tta, warmup, repeats)
+        run["megapixels_per_s"] = megapixels / run["timing"]["median_s"]
+        result["pipeline_ceiling"] = run
+    result["speedup"] = ratio(result["ours"]["megapixels_per_s"], result.get("baseline", {}).get("megapixels_per_s"))
+    result["targets"] = _targets(
+        smoke,
+        {
+            f"fraction of bf16 matmul >= {TARGET_FRACTION:.0%}": (
+                result["ours"]["fraction_of_bf16_matmul"],
+                TARGET_FRACTION,
+            )
+        },
+    )
+    return result
+
+
+def bench_cpu_latency(
+    model_names: Sequence[str] = ("original", "padded", "small"),
+    side: int = 512,
+    repeats: int = 3,
+    warmup: int = 1,
+    smoke: bool = False,
+    threads: int | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Seconds to predict one (side, side) uint8 slice on the CPU with `predict_tiled` (fp32, batch 4).
+
+    `threads` sets ``torch.set_num_threads`` for the measurement (restored afterwards); None keeps the
+    current setting. Returns {"side", "threads", "models": {name: {tile, tiles, timing, median_s}}}.
+    """
+    from .tiling import choose_tile, predict_tiled
+
+    if smoke:
+        side, repeats, warmup = 64, 1, 0
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    image = np.random.default_rng(0).integers(0, 256, (side, side), dtype=np.uint8)
+    result: dict[str, Any] = {
+        "benchmark": "cpu_latency",
+        "side": side,
+        "threads": torch.get_num_threads(),
+        "smoke": smoke,
+        "models": {},
+    }
+    try:
+        for name in model_names:
+            log(f"cpu latency {name} {side}x{side}")
+            torch.manual_seed(0)
+            model = create_model(name, **_overrides(name, smoke)).eval()
+            timing = Timer("cpu", warmup=warmup, repeats=repeats)(
+                lambda: predict_tiled(model, image, device="cpu")
+            )
+            tile = choose_tile(model, side, side)
+            result["models"][name] = {"tile": tile, "median_s": timing.median_s, "timing": timing.as_dict()}
+    finally:
+        torch.set_num_threads(old_threads)
+    return result
+
+
+# --- augmentation ----------------------------------------------------------------------------------
+
+_AUGMENT_MODULES = ("unet_zoo.augment", "unet_zoo.augmentation", "unet_zoo.elastic")
+
+
+def _augmentation_benchmark() -> Callable[..., dict[str, Any]]:
+    import importlib
+
+    errors = []
+    for module_name in _AUGMENT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            errors.append(f"{module_name}: {err}")
+            continue
+        fn = getattr(module, "benchmark_augmentation", None)
+        if fn is not None:
+            return fn
+        errors.append(f"{module_name} has no benchmark_augmentation")
+    raise RuntimeError(
+        "no augmentation benchmark found: expected benchmark_augmentation(batch_size, tile, device, repeats) "
+        f"in one of {', '.join(_AUGMENT_MODULES)} ({'; '.join(errors)})"
+    )
+
+
+def _rows(result: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    return [r for r in result.get("rows", []) if r.get("method") == method and r.get("seconds_per_batch")]
+
+
+def augmentation_tiles_per_s(result: dict[str, Any], device: str = "cpu", method: str = "TileSampler.sample") -> float:
+    """Tiles/s of the full augmentation pipeline on `device` from a ``benchmark_augmentation`` result.
+
+    Reads the row of `method` (crop + flip + rotation + elastic deformation + grey values, with the
+    weight map warped alongside) on `device` (or on a device of the same type): batch / seconds.
+    """
+    rows = _rows(result, method)
+    dev_type = torch.device(device).type
+    row = next((r for r in rows if r["device"] == str(device)), None) or next(
+        (r for r in rows if torch.device(r["device"]).type == dev_type), None
+    )
+    if row is None:
+        found = sorted({(r.get("method"), r.get("device")) for r in result.get("rows", [])})
+        raise KeyError(f"no {method!r} row for device {device} in the augmentation benchmark result; rows: {found}")
+    return result["batch_size"] / row["seconds_per_batch"]
+
+
+def bench_augmentation(
+    batch_size: int = 8,
+    tile: int = 572,
+    device: str | torch.device | None = None,
+    repeats: int = 5,
+    smoke: bool = False,
+    train_tiles_per_s: float | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Tiles/s of the augmentation pipeline (elastic deformation + weight maps) vs the training step.
+
+    Calls ``benchmark_augmentation`` of the augmentation module and adds ``ratio_to_training`` =
+    augmentation tiles/s / `train_tiles_per_s` (target >= 3: augmentation never the bottleneck).
+    """
+    dev = resolve_device(device)
+    if smoke:
+        batch_size, tile, repeats = 2, 188, 1
+    fn = _augmentation_benchmark()
+    log(f"augmentation {tile}px x{batch_size} on {dev}")
+    raw = fn(batch_size=batch_size, tile=tile, device=str(dev), repeats=repeats)
+    tiles_per_s = augmentation_tiles_per_s(raw, str(dev))
+    reference = _rows(raw, "scipy reference")
+    reference_tiles_per_s = raw["batch_size"] / reference[0]["seconds_per_batch"] if reference else None
+    result: dict[str, Any] = {
+        "benchmark": "augmentation",
+        "device": str(dev),
+        "batch_size": batch_size,
+        "tile": tile,
+        "smoke": smoke,
+        "tiles_per_s": tiles_per_s,
+        "scipy_reference_tiles_per_s": reference_tiles_per_s,
+        "speedup_vs_reference": ratio(tiles_per_s, reference_tiles_per_s),
+        "train_tiles_per_s": train_tiles_per_s,
+        "ratio_to_training": ratio(tiles_per_s, train_tiles_per_s),
+        "details": raw,
+    }
+    result["targets"] = _targets(
+        smoke, {f"augmentation >= {TARGET_AUGMENT_RATIO:g}x training": (result["ratio_to_training"], TARGET_AUGMENT_RATIO)}
+    )
+    return result
+
+
+# --- the whole suite -------------------------------------------------------------------------------
+
+
+def environment(device: str | torch.device | None = None) -> dict[str, Any]:
+    """Versions and hardware of this run: device name, torch/CUDA/cuDNN versions, CPU, threads, git commit."""
+    dev = resolve_device(device)
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "device": str(dev),
+        "device_name": _cpu_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "unet_zoo": __version__,
+        "git_commit": _git_commit(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        env.update(
+            device_name=props.name,
+            gpu_memory_gib=props.total_memory / 2**30,
+            compute_capability=f"{props.major}.{props.minor}",
+            multiprocessors=props.multi_processor_count,
+        )
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
+    """Sizes of a full run on this kind of device (CPU runs are shrunk to finish in minutes)."""
+    if smoke:
+        return dict(train_tile=None, train_batch=1, train_steps=1, inference_side=64, inference_models=("original",),
+                    inference_tta=(False,), inference_repeats=1, matmul_n=256, latency=True)
+    if device.type == "cuda":
+        return dict(train_tile=572, train_batch=8, train_steps=20, inference_side=4096,
+                    inference_models=("original", "padded"), inference_tta=(False, True), inference_repeats=5,
+                    matmul_n=8192, latency=False)
+    return dict(train_tile=572, train_batch=1, train_steps=3, inference_side=1024, inference_models=("original", "padded"),
+                inference_tta=(False,), inference_repeats=2, matmul_n=2048, latency=True)
+
+
+def run_all(
+    device: str | torch.device | None = None,
+    smoke: bool = False,
+    out_dir: str | os.PathLike[str] | None = "bench-results",
+    only: Iterable[str] | None = None,
+    command: str | None = None,
+    compile: bool | None = None,
+    profile: bool = False,
+    log: Log = _quiet,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Run the selected benchmarks (train, inference, augment) and write results.json + results.md.
+
+    Sections that fail are recorded with their error instead of stopping the suite. `settings`
+    override `default_settings` (e.g. ``inference_side=2048``, ``train_batch=16``).
+    Returns the results dict (``environment``, ``peak``, one key per section, ``errors``).
+    """
+    dev = resolve_device(device)
+    sections = list(SECTIONS if only is None else only)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    unknown_settings = set(settings) - set(default_settings(dev, smoke))
+    if unknown_settings:
+        raise TypeError(f"unknown setting(s) {', '.join(sorted(unknown_settings))}")
+    cfg = {**default_settings(dev, smoke), **settings}
+    results: dict[str, Any] = {
+        "command": command or f"unet-zoo benchmark --device {dev}{' --smoke' if smoke else ''}",
+        "smoke": smoke,
+        "environment": environment(dev),
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "errors": {},
+    }
+    log(f"measuring the matrix-multiply rate (n={cfg['matmul_n']})")
+    results["peak"] = {
+        "matmul_n": cfg["matmul_n"],
+        "bf16_matmul_tflops": matmul_tflops(dev, torch.bfloat16, n=cfg["matmul_n"]),
+        "fp32_matmul_tflops": matmul_tflops(dev, torch.float32, n=cfg["matmul_n"]),
+    }
+    peak = results["peak"]["bf16_matmul_tflops"]
+
+    def guarded(name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - one failing section must not lose the others
+            results["errors"][name] = f"{type(err).__name__}: {err}"
+            log(f"[{name}] failed: {type(err).__name__}: {err}")
+            return None
+
+    if "train" in sections:
+        results["train"] = guarded(
+            "train",
+            lambda: bench_train_step(
+                "original", cfg["train_tile"], cfg["train_batch"], dev, cfg["train_steps"], smoke,
+                compile=compile, peak_tflops=peak, profile=profile, log=log,
+            ),
+        )
+    if "inference" in sections:
+        runs = []
+        for model_name in cfg["inference_models"]:
+            for tta in cfg["inference_tta"]:
+                runs.append(guarded(
+                    f"inference {model_name} tta={tta}",
+                    lambda m=model_name, t=tta: bench_inference(
+                        m, cfg["inference_side"], t, dev, smoke, repeats=cfg["inference_repeats"], compile=compile,
+                        peak_tflops=peak, log=log,
+                    ),
+                ))
+        results["inference"] = [r for r in runs if r is not None]
+        if cfg["latency"]:
+            results["cpu_latency"] = guarded("cpu_latency", lambda: bench_cpu_latency(smoke=smoke, log=log))
+    if "augment" in sections:
+        train = results.get("train") or {}
+        results["augment"] = guarded(
+            "augment",
+            lambda: bench_augmentation(
+                batch_size=cfg["train_batch"] if not smoke else 2,
+                device=dev,
+                smoke=smoke,
+                train_tiles_per_s=(train.get("ours") or {}).get("tiles_per_s"),
+                log=log,
+            ),
+        )
+    results["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if out_dir is not None:
+        write_results(results, out_dir)
+    return results
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_results(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write `results` to out_dir/results.json and out_dir/results.md (atomically); return both paths."""
+    out = Path(out_dir)
+    json_path, md_path = out / "results.json", out / "results.md"
+    _write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
+    _write_atomic(md_path, to_markdown(results))
+    return json_path, md_path
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _met(targets: dict[str, bool | None] | None) -> str:
+    if not targets:
+        return "-"
+    return "; ".join(f"{name}: {_fmt(ok) if ok is not None else 'n/a'}" for name, ok in targets.items())
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    """A Markdown report of `run_all` results: machine, versions, command, one table per benchmark."""
+    env = results.get("environment", {})
+    peak = results.get("peak", {})
+    lines = [
+        "# unet_zoo benchmark results",
+        "",
+        f"- command: `{results.get('command', '')}`",
+        f"- device: {env.get('device_name')} ({env.get('device')}); CPU: {env.get('cpu')}, "
+        f"{env.get('torch_threads')} torch threads; 1-min load average {_fmt(env.get('load_average_1m'))} at start, "
+        f"{_fmt(results.get('load_average_1m_at_end'))} at end",
+        f"- torch {env.get('torch')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}, "
+        f"python {env.get('python')}, unet_zoo {env.get('unet_zoo')} ({env.get('git_commit')}), {env.get('date_utc')}",
+        f"- measured matmul rate (n={peak.get('matmul_n')}): bf16 {_fmt(peak.get('bf16_matmul_tflops'))} TFLOP/s, "
+        f"fp32 {_fmt(peak.get('fp32_matmul_tflops'))} TFLOP/s",
+    ]
+    if results.get("smoke"):
+        lines.append("- **smoke mode**: tiny models and sizes; the timings below mean nothing")
+    train = results.get("train")
+    if train:
+        lines += [
+            "",
+            f"## Training step: `{train['model']}`, {train['tile']}x{train['tile']} -> {train['output_tile']}, "
+            f"batch {train['batch_size']}",
+            "",
+            f"FLOPs per step (forward + backward, flop_counter): {train['flops_per_step'] / 1e9:.1f} G",
+            "",
+            "| path | configuration | step s (median) | tiles/s | TFLOP/s | of bf16 matmul | peak GiB |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in ("ours", "baseline"):
+            run = train.get(name)
+            if run:
+                lines.append(
+                    f"| {name} | {run['description']} | {_fmt(run['timing']['median_s'])} | {_fmt(run['tiles_per_s'])} "
+                    f"| {_fmt(run['tflops'])} | {_fmt(run['fraction_of_bf16_matmul'] * 100, 3)}% "
+                    f"| {_fmt(run['peak_memory_gib'])} |"
+                )
+        lines += ["", f"Speed-up ours / baseline: **{_fmt(train['speedup'])}x**. Targets: {_met(train.get('targets'))}"]
+    inference = results.get("inference")
+    if inference:
+        lines += [
+            "",
+            "## Inference: overlap-tile prediction (`predict_tiled`)",
+            "",
+            "| model | image | TTA | tile | batch | ours Mpx/s | baseline Mpx/s | speed-up | ours TFLOP/s "
+            "| of bf16 matmul | tiling-loop ceiling Mpx/s | targets |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in inference:
+            ours, base = r["ours"], r.get("baseline") or {}
+            ceiling = (r.get("pipeline_ceiling") or {}).get("megapixels_per_s")
+            frac = ours.get("fraction_of_bf16_matmul")
+            lines.append(
+                f"| {r['model']} | {r['image_side']}^2 | {'yes' if r['tta'] else 'no'} | {r['tile']} | {r['batch_size']} "
+                f"| {_fmt(ours['megapixels_per_s'])} | {_fmt(base.get('megapixels_per_s'))} | {_fmt(r['speedup'])} "
+                f"| {_fmt(ours['tflops'])} | {_fmt(None if frac is None else frac * 100)}% | {_fmt(ceiling)} "
+                f"| {_met(r.get('targets'))} |"
+            )
+    latency = results.get("cpu_latency")
+    if latency:
+        lines += [
+            "",
+            f"## CPU latency: one {latency['side']}x{latency['side']} slice, {latency['threads']} threads, float32",
+            "",
+            "| model | tile | seconds (median) |",
+            "|---|---:|---:|",
+        ]
+        for name, r in latency["models"].items():
+            lines.append(f"| {name} | {r['tile']} | {_fmt(r['median_s'])} |")
+    augment = results.get("augment")
+    if augment:
+        lines += [
+            "",
+            f"## Augmentation: {augment['tile']}px tiles, batch {augment['batch_size']}",
+            "",
+            "| pipeline tiles/s | scipy reference tiles/s | vs reference | training step tiles/s "
+            "| pipeline / training | targets |",
+            "|---:|---:|---:|---:|---:|---|",
+            f"| {_fmt(augment['tiles_per_s'])} | {_fmt(augment['scipy_reference_tiles_per_s'])} "
+            f"| {_fmt(augment['speedup_vs_reference'])} | {_fmt(augment['train_tiles_per_s'])} "
+            f"| {_fmt(augment['ratio_to_training'])} | {_met(augment.get('targets'))} |",
+        ]
+    if results.get("errors"):
+        lines += ["", "## Errors", ""] + [f"- {name}: {err}" for name, err in results["errors"].items()]
+    profile = (train or {}).get("ours", {}).get("profile")
+    if profile:
+        lines += ["", "## Profile of our training step (top ops)", "", "```", profile.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "augmentation_tiles_per_s",
+    "bench_augmentation",
+    "bench_cpu_latency",
+    "bench_inference",
+    "bench_train_step",
+    "environment",
+    "ratio",
+    "run_all",
+    "smallest_tile",
+    "to_markdown",
+    "write_results",
+]

@@ -1,4 +1,93 @@
-"""CLI commands (to be filled in)."""
+"""`unet-zoo data download isbi`, `unet-zoo data info`: fetch and inspect the ISBI 2012 data."""
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .app import app, console, fail
+
+data_app = typer.Typer(help="The ISBI 2012 EM data: download it, see where it is and what it holds.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DATASETS = ("isbi",)
+DATA_DIR_HELP = "folder of the ISBI tifs (default: $UNET_ZOO_DATA_DIR, else ~/.cache/unet_zoo/isbi2012)"
+
+
+def _check_dataset(name: str) -> None:
+    if name not in DATASETS:
+        raise fail(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+
+
+@data_app.command("download")
+def download_command(
+    dataset: str = typer.Argument(..., help="dataset name: isbi"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    url: Optional[list[str]] = typer.Option(None, "--url", help="base URL serving the three tifs (repeatable; replaces the mirror list)"),
+    timeout: float = typer.Option(10.0, help="seconds before a connection attempt gives up"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="accept files that match no known checksum (shape is still checked)"),
+    force: bool = typer.Option(False, "--force", help="download again even if verified files are present"),
+) -> None:
+    """Download train-volume.tif, train-labels.tif and test-volume.tif, verifying each against known checksums."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from ..data import DatasetNotFoundError, download_isbi, resolve_data_dir
+
+    _check_dataset(dataset)
+    folder = resolve_data_dir(data_dir)
+    console.print(f"downloading ISBI 2012 into {folder}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        try:
+            report = download_isbi(folder, urls=url or None, timeout=timeout, verify=not no_verify, force=force,
+                                   progress=progress)
+        except DatasetNotFoundError as err:
+            raise fail(str(err)) from None
+    for name, how in report.items():
+        console.print(f"[green]ok[/green] {name}: {how}")
+
+
+@data_app.command("info")
+def info_command(
+    dataset: str = typer.Argument("isbi", help="dataset name: isbi"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    checksums: bool = typer.Option(True, "--checksums/--no-checksums", help="compute and verify sha256 (slower)"),
+) -> None:
+    """Where the data is looked for and found, each file's shape and checksum, and the train/validation split."""
+    from ..data import describe
+
+    _check_dataset(dataset)
+    info = describe(data_dir, checksums=checksums)
+    if as_json:
+        console.print_json(json.dumps(info))
+    else:
+        console.print(f"data folder: {info['data_dir']} (from {info['source']})")
+        table = Table(title="ISBI 2012 files")
+        for col in ("file", "state", "shape", "sha256", "verified"):
+            table.add_column(col)
+        for name, f in info["files"].items():
+            state = "[red]missing[/red]" if not f["present"] else ("[red]broken[/red]" if "error" in f else "[green]ok[/green]")
+            table.add_row(name, state, "x".join(map(str, f.get("shape", []))) or "-",
+                          f.get("sha256", "-")[:16], f.get("verified", f.get("error", "-")))
+        console.print(table)
+        split = info["split"]
+        console.print(
+            f"split (k={split['k']}, fold={split['fold']}, contiguous blocks): train slices "
+            f"{split['train'][0]}..{split['train'][-1]}, validation slices {split['validation'][0]}..{split['validation'][-1]}"
+        )
+    if not info["ready"]:
+        raise fail(
+            f"ISBI 2012 is not ready in {info['data_dir']}: put train-volume.tif and train-labels.tif there, "
+            "pass --data-dir / set UNET_ZOO_DATA_DIR, or run `unet-zoo data download isbi`.",
+            code=1,
+        )

@@ -398,8 +398,8 @@ def load_folder(
     if expected_sha256 and digest != expected_sha256.lower():
         raise CheckpointError(
             f"refusing to load {source}: the sha256 of its weights is {digest}, but the registry pins "
-            f"{expected_sha256}. The download is corrupted or the files were tampered with. Delete the cached "
-            "copy (`hf cache delete` or remove the folder) and download again; if it persists, report it"
+            f"{expected_sha256}. The download is corrupted or the files were tampered with. Delete the copy in "
+            f"{folder} (`hf cache delete` for the Hugging Face cache) and download again; if it persists, report it"
         )
     recorded = config.get("weights", {}).get("sha256")
     if recorded and digest != recorded:

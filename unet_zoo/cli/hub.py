@@ -1,4 +1,46 @@
-"""CLI commands (to be filled in)."""
+"""`unet-zoo push` and `unet-zoo download`: publish a checkpoint folder, fetch one into the Hugging Face cache."""
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app, console, fail
+
+
+@app.command("push")
+def push_command(
+    card_dir: Path = typer.Argument(..., help="checkpoint folder to publish as is, e.g. cards/isbi-original"),
+    repo_id: str = typer.Option(..., "--repo-id", help="Hub repo, 'namespace/name' (created if missing)"),
+    private: bool = typer.Option(False, "--private", help="create the repo as private"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="branch to commit to (default: main)"),
+    token: Optional[str] = typer.Option(None, "--token", help="Hub token with write access (default: HF_TOKEN / hf auth login)"),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message"),
+) -> None:
+    """Upload CARD_DIR (config.json, safetensors weights, README.md) exactly as it is; prints the commit URL."""
+    from ..hub import CheckpointError, HubAccessError, push_folder
+
+    try:
+        url = push_folder(card_dir, repo_id, private=private, revision=revision, token=token, commit_message=message)
+    except (CheckpointError, HubAccessError, ValueError) as err:
+        raise fail(str(err)) from None
+    console.print(f"pushed {card_dir} to {repo_id}: {url}", highlight=False, soft_wrap=True)
+
+
+@app.command("download")
+def download_command(
+    name: str = typer.Argument(..., help="pretrained checkpoint name (e.g. isbi-original) or Hub repo id"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="branch, tag or commit (default: the pinned one)"),
+    token: Optional[str] = typer.Option(None, "--token", help="Hub token for private repos"),
+    force: bool = typer.Option(False, "--force", help="download again even if cached"),
+) -> None:
+    """Download a checkpoint into the Hugging Face cache and verify it, for offline use (HF_HUB_OFFLINE=1) later."""
+    from ..hub import CheckpointError, HubAccessError, download, weights_sha256
+
+    try:
+        folder = download(name, revision=revision, token=token, force_download=force)
+    except (CheckpointError, HubAccessError) as err:
+        raise fail(str(err)) from None
+    console.print(f"{name}: {folder}", highlight=False, soft_wrap=True)
+    console.print(f"weights sha256 {weights_sha256(folder)} (verified)", highlight=False, soft_wrap=True)

@@ -47,7 +47,19 @@ class PretrainedCfg:
 
 _MODELS: dict[str, ModelEntry] = {}
 
-# Filled in when checkpoints are trained and published (see cards/ and the Hub issue).
+# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub.py). Each entry pins:
+#   hf_hub_id  the Hub repo that `unet-zoo push cards/<name> --repo-id ...` published,
+#   revision   the commit sha that push printed (a sha, not "main": the cache then works offline and the
+#              files cannot change under the pin),
+#   sha256     `unet_zoo.hub.weights_sha256("cards/<name>")`: sha256 of model.safetensors, or of the shards
+#              concatenated in file-name order; a download that does not match is refused.
+#   filename   "model.safetensors" (the weights the digest covers; shards are listed in config.json).
+# None is registered yet: the checkpoints need the GPU training run (`unet-zoo reproduce isbi`), which has not
+# happened. Add one like this once cards/<name>/ is pushed:
+#   register_pretrained(PretrainedCfg(name="isbi-original", architecture="original",
+#       hf_hub_id="<namespace>/isbi-original", revision="<40-hex commit>", sha256="<64-hex digest>",
+#       metrics={"warping_error": ..., "rand_error": ..., "pixel_error": ...}))
+# (after the architectures below are registered). tests/test_hub.py exercises the mechanism with test entries.
 PRETRAINED: dict[str, PretrainedCfg] = {}
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -220,7 +220,6 @@ class TileParams:
     angle: torch.Tensor
     flip_y: torch.Tensor
     flip_x: torch.Tensor
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TileSampler:

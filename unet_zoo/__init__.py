@@ -6,7 +6,11 @@
 """
 from __future__ import annotations
 
+from . import augment, data, metrics
+from .hub import from_pretrained
 from .info import ModelInfo, model_info
+from .loading import load_model
+from .metrics import isbi_scores
 from .models import TimmUNet, UNet
 from .registry import (
     PRETRAINED,
@@ -17,6 +21,8 @@ from .registry import (
     register_model,
 )
 from .sizes import input_size_for_output, is_valid_input_size, nearest_valid_input_sizes, output_size
+from .tiling import predict_stack, predict_tiled
+from .weight_maps import weight_map
 
 __version__ = "0.1.0"
 
@@ -26,13 +32,22 @@ __all__ = [
     "PretrainedCfg",
     "TimmUNet",
     "UNet",
+    "augment",
     "create_model",
+    "data",
+    "from_pretrained",
     "input_size_for_output",
     "is_valid_input_size",
+    "isbi_scores",
     "list_models",
     "list_pretrained",
+    "load_model",
+    "metrics",
     "model_info",
     "nearest_valid_input_sizes",
     "output_size",
+    "predict_stack",
+    "predict_tiled",
     "register_model",
+    "weight_map",
 ]

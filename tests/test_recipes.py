@@ -79,3 +79,8 @@ def test_overrides_are_validated_and_round_trip():
     assert recipe_from_dict(r2.as_dict()) == recipe_from_dict(r2.as_dict())
     with pytest.raises(RecipeError, match="batch_size must be > 0"):
         r.with_overrides(train={"batch_size": 0})
+
+
+def test_unknown_augmentation_option_is_explained(tmp_path):
+    with pytest.raises(RecipeError, match=r"\[augment\].*elastic_sigmaa"):
+        load_recipe(_write(tmp_path, "[augment]\nelastic_sigmaa = 3.0\n"))

@@ -130,13 +130,13 @@ def plot_overlays(
     if images.ndim != 3 or images.shape != membrane_probs.shape:
         raise ValueError(f"images and membrane_probs must both be (S, H, W); got {images.shape} and {membrane_probs.shape}")
     s, h, w = images.shape
-    scale = min(1.0, max_side / max(h, w))
+    scale = min(4.0, max_side / max(h, w))  # small slices are enlarged (up to 4x), large ones shrunk
     ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
     header, gap = 18, 4
     sheet = Image.new("RGB", (3 * pw + 4 * gap, header + s * (ph + header) + gap), "white")
     draw = ImageDraw.Draw(sheet)
     font = _font(12)
-    for col, name in enumerate(("image", "P(membrane)", "pred magenta / truth green")):
+    for col, name in enumerate(("image", "P(membrane)", "predicted magenta, true green")):
         draw.text((gap + col * (pw + gap), 2), name, fill="black", font=font)
     for i in range(s):
         y = header + i * (ph + header)
@@ -149,7 +149,7 @@ def plot_overlays(
             Image.fromarray(overlay_rgb(images[i], membrane_probs[i], None if labels is None else labels[i])),
         ]
         for col, panel in enumerate(panels):
-            sheet.paste(panel.resize((pw, ph), Image.BILINEAR), (gap + col * (pw + gap), y + header - 2))
+            sheet.paste(panel.resize((pw, ph), Image.NEAREST if scale > 1 else Image.BILINEAR), (gap + col * (pw + gap), y + header - 2))
     return _save_png(sheet, path)
 
 

@@ -231,8 +231,8 @@ def _validate(recipe: Recipe) -> None:
         except ImportError:  # the augmentation module is optional at recipe-parsing time
             return
         try:
-            AugmentConfig(**recipe.augment)
-        except TypeError as err:
+            AugmentConfig.from_dict(recipe.augment)
+        except (TypeError, ValueError) as err:
             raise RecipeError(f"[augment]: {err}") from None
 
 

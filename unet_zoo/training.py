@@ -299,6 +299,7 @@ class Trainer:
         isatty = sys.stdout.isatty()
         self.show_progress = self.dist.is_main and (isatty if progress is None else progress)
         self.loss_hook, self.stop_after, self.final_outputs = loss_hook, stop_after, final_outputs
+        self.log_lines = self.dist.is_main and progress is None and not isatty
 
     # The pieces of `run`, in order.
 
@@ -326,7 +327,7 @@ class Trainer:
         out_tile = model.output_size(r.data.tile)
         self.sampler = TileSampler(
             self.data.train_images, self.data.train_labels, self.data.train_weights,
-            r.data.tile, out_tile, AugmentConfig(**r.augment), dev,
+            r.data.tile, out_tile, AugmentConfig.from_dict(r.augment), dev,
         )
         # Per-rank streams: different tiles and dropout masks on every process, reproducible from the seed.
         self.generator = torch.Generator(device=dev).manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
@@ -441,7 +442,11 @@ class Trainer:
                     bar[0].update(bar[1], completed=self.step)
                 if (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps:
                     if main:
-                        log.write({"step": self.step, **self.validate()})
+                        scores = self.validate()
+                        log.write({"step": self.step, **scores})
+                        if not bar and self.log_lines:  # plain lines instead of a bar in logs and pipes
+                            print(f"step {self.step}/{r.train.steps}  loss {loss_value:.4f}  val_loss {scores['val_loss']:.4f}  "
+                                  f"val_pixel_error {scores['val_pixel_error']:.4f}  {time.perf_counter() - start_time:.0f} s", flush=True)
                 if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps:
                     self._save()
                 if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:

@@ -1,4 +1,65 @@
-"""CLI commands (to be filled in)."""
+"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training / reproduce."""
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app, console, fail
+
+reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+@app.command("train")
+def train_command(
+    recipe: str = typer.Argument(..., help="recipe name (isbi-original, isbi-small, tiny, ...) or path to a .toml file"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<recipe>-<time>/)"),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", flag_value="latest", is_flag=False,
+        help="continue an interrupted run: --resume DIR, or --resume alone for the newest runs/<recipe>-* folder",
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ISBI 2012 folder (default $UNET_ZOO_DATA_DIR or the cache)"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"),
+) -> None:
+    """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder."""
+    from ..data import DatasetNotFoundError
+    from ..recipes import RecipeError, load_recipe
+    from ..training import NonFiniteLossError, latest_run_dir, train
+
+    try:
+        loaded = load_recipe(recipe)
+        resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
+        result = train(loaded, steps=steps, device=device, out_dir=out, resume=resume_dir, data_dir=data_dir, compile=compile)
+    except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
+        raise fail(str(err)) from None
+    last_val = next((h for h in reversed(result.history) if "val_loss" in h), None)
+    extra = f", held-out tile pixel error {last_val['val_pixel_error']:.4f}" if last_val else ""
+    console.print(f"trained {result.recipe.name} for {result.step} steps in {result.seconds:.0f} s: "
+                  f"final loss {result.final_loss:.4f}{extra}. Run folder: {result.run_dir}")
+
+
+@reproduce_app.command("isbi")
+def reproduce_isbi_command(
+    variant: str = typer.Option("original", "--variant", help="original, padded, small or all"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps (quick runs)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu (default: cuda when available)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ISBI 2012 folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Hub folder (default cards/<recipe>/; with --variant all, its parent)"),
+    quick: bool = typer.Option(False, "--quick", help="a few-minute CPU demo (recipes/isbi-quick.toml); writes under runs/, not cards/"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: the recipe's flag, on CUDA)"),
+) -> None:
+    """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
+    from ..data import DatasetNotFoundError
+    from ..recipes import RecipeError
+    from ..reproduce import recipes_for, reproduce_isbi
+    from ..training import NonFiniteLossError
+
+    try:
+        recipes_for(variant, quick)
+        reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console)
+    except (RecipeError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
+        raise fail(str(err)) from None

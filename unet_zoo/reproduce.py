@@ -1,0 +1,179 @@
+"""`unet-zoo reproduce isbi`: train the paper's recipe, score it on held-out slices, compare with Table 1.
+
+For each variant: train per its recipe (`unet_zoo.training.train`), predict the held-out ISBI 2012
+slices with overlap-tile inference and test-time augmentation, compute the challenge scores
+(`unet_zoo.evaluation.evaluate_model`), print them beside the paper's Table 1 and write a Hub-ready
+folder: ``model.safetensors``, ``config.json``, ``README.md`` (a model card with the measured numbers
+and every deviation from the paper), ``predictions.png``, ``curves.png`` and ``scores.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .checkpoint import atomic_write_bytes
+from .recipes import Recipe, load_recipe
+from .training import TrainResult, train
+
+Variant = Literal["original", "padded", "small", "all"]
+VARIANT_RECIPES: dict[str, str] = {"original": "isbi-original", "padded": "isbi-padded", "small": "isbi-small"}
+QUICK_RECIPE = "isbi-quick"
+CARDS_DIR = Path("cards")
+CARD_METRICS = ("warping_error", "rand_error", "pixel_error")  # the card's table is "lower is better"
+
+
+@dataclass
+class ReproduceResult:
+    """One reproduced variant: where its run and Hub folder are, and what it scored on held-out slices."""
+
+    recipe: Recipe
+    run_dir: Path
+    card_dir: Path
+    metrics: dict[str, Any]
+    train_seconds: float
+    eval_seconds: float
+    train_result: TrainResult
+
+
+def recipes_for(variant: str, quick: bool = False) -> list[str]:
+    """Recipe names to run: ``isbi-quick`` with `quick`, else one per variant ("all" = all three)."""
+    if quick:
+        return [QUICK_RECIPE]
+    if variant == "all":
+        return list(VARIANT_RECIPES.values())
+    if variant not in VARIANT_RECIPES:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join([*VARIANT_RECIPES, 'all'])}")
+    return [VARIANT_RECIPES[variant]]
+
+
+def hardware_description(device: Any) -> str:
+    """'NVIDIA H100 80GB HBM3' / '2-core CPU (x86_64)' for the card."""
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__.split('+')[0]}"
+
+
+def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[str, Any]:
+    """The card's training section: recipe, data, split, optimiser, loss, time, deviations."""
+    o, t = recipe.optimizer, recipe.train
+    optimiser = f"SGD, momentum {o.momentum}" if o.name == "sgd" else f"{o.name.capitalize()}, betas {tuple(o.betas)}"
+    if o.grad_clip:
+        optimiser += f", gradient-norm clip {o.grad_clip}"
+    schedule = recipe.schedule.kind + (f" with {recipe.schedule.warmup_steps} warm-up steps" if recipe.schedule.warmup_steps else "")
+    first, last = result.data.val_slices[0], result.data.val_slices[-1]
+    return {
+        "recipe": f"recipes/{recipe.name}.toml" + (f" ({recipe.recipe.description})" if recipe.recipe.description else ""),
+        "dataset": result.data.source.split(" (")[0] + f", {len(result.data.train_images)} training slices",
+        "held_out": f"slices {first}-{last} of the ISBI 2012 training stack (not trained on)",
+        "held_out_split": f"slices {first}-{last}",
+        "steps": result.step,
+        "batch_size": t.batch_size,
+        "tile": f"{recipe.data.tile} px",
+        "optimizer": optimiser,
+        "learning_rate": f"{o.lr:g} ({schedule})",
+        "augmentation": ", ".join(f"{k}={v}" for k, v in recipe.augment.items()) or "defaults",
+        "loss": f"pixel-wise softmax + weighted cross-entropy (w0={recipe.loss.w0:g}, sigma={recipe.loss.sigma:g} px)",
+        "seed": t.seed,
+        "hardware": hardware,
+        "time_s": round(result.seconds, 1),
+        "deviations": recipe.recipe.deviations,
+    }
+
+
+def write_hub_folder(result: TrainResult, metrics: dict[str, Any], folder: str | Path, hardware: str) -> Path:
+    """Write model.safetensors, config.json, README.md (card), scores.json and the PNGs into `folder`."""
+    from .cards import render_model_card
+    from .evaluation import format_comparison
+
+    recipe, model = result.recipe, result.model
+    folder = Path(folder)
+    card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
+    training = training_info(recipe, result, hardware)
+    card = render_model_card(
+        model.model_name, model.model_args, params=sum(p.numel() for p in model.parameters()),
+        metrics=card_metrics, training=training, checkpoint_name=recipe.name,
+    )
+    card += (
+        "\n## All held-out scores\n\n" + format_comparison(metrics)
+        + f"\n\nEvaluated with overlap-tile inference{' and 8-fold test-time augmentation' if metrics.get('tta') else ''}"
+        f" on {metrics.get('num_slices', '?')} slices.\n"
+    )
+    if recipe.recipe.notes:
+        card += f"\n## Recipe notes\n\n{recipe.recipe.notes}\n"
+    if recipe.recipe.deviations:
+        card += "\n## Deviations from the paper\n\n" + "\n".join(f"- {d}" for d in recipe.recipe.deviations) + "\n"
+    card += "\n![held-out predictions](predictions.png)\n"
+    model.save_pretrained(folder, card=card, card_data={"checkpoint_name": recipe.name, "metrics": card_metrics, "training": training})
+    for name in ("predictions.png", "curves.png"):
+        if (result.run_dir / name).is_file():
+            shutil.copyfile(result.run_dir / name, folder / name)
+    scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list))}
+    atomic_write_bytes(folder / "scores.json", json.dumps(scores, indent=2).encode())
+    return folder
+
+
+def reproduce_isbi(
+    variant: Variant = "original",
+    *,
+    quick: bool = False,
+    steps: int | None = None,
+    device: str | None = None,
+    data_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    compile: bool | None = None,
+    progress: bool | None = None,
+    console: Any = None,
+) -> list[ReproduceResult]:
+    """Train, evaluate (held-out slices, TTA per recipe) and write a Hub folder for each variant.
+
+    out: the Hub folder (for "all": the parent of one folder per recipe). Default ``cards/<recipe>/``;
+    with `quick`, ``<run folder>/hub/`` so demo weights never land in cards/.
+    Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
+    """
+    from .evaluation import comparison_table, evaluate_model
+
+    names = recipes_for(variant, quick)
+    results = []
+    for name in names:
+        recipe = load_recipe(name)
+        if console:
+            console.print(f"[bold]{name}[/bold]: {recipe.recipe.description}")
+        result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress)
+        if not _is_main():  # under torchrun only rank 0 evaluates and writes
+            continue
+        start = time.perf_counter()
+        metrics = evaluate_model(
+            result.model, result.data.val_images, result.data.val_labels, tta=recipe.eval.tta,
+            device=device, batch_size=recipe.eval.batch_size,
+        )
+        eval_seconds = time.perf_counter() - start
+        if out is None:
+            folder = result.run_dir / "hub" if quick else CARDS_DIR / name
+        else:
+            folder = Path(out) / name if len(names) > 1 else Path(out)
+        write_hub_folder(result, metrics, folder, hardware_description(next(result.model.parameters()).device))
+        if console:
+            console.print(comparison_table(metrics, title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper"))
+            console.print(f"trained {result.step} steps in {result.seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
+                          f"run: {result.run_dir}  Hub folder: {folder}  predictions: {folder / 'predictions.png'}")
+        results.append(ReproduceResult(recipe, result.run_dir, folder, metrics, result.seconds, eval_seconds, result))
+    return results
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+__all__ = ["QUICK_RECIPE", "VARIANT_RECIPES", "ReproduceResult", "hardware_description", "recipes_for",
+           "reproduce_isbi", "training_info", "write_hub_folder"]

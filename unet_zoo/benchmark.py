@@ -715,13 +715,13 @@ def _git_commit() -> str | None:
 def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
     """Sizes of a full run on this kind of device (CPU runs are shrunk to finish in minutes)."""
     if smoke:
-        return dict(train_tile=None, train_batch=1, train_steps=1, inference_side=64, inference_models=("original",),
+        return dict(train_tile=None, train_batch=1, train_steps=1, train_warmup=1, inference_side=64, inference_models=("original",),
                     inference_tta=(False,), inference_repeats=1, matmul_n=256, latency=True)
     if device.type == "cuda":
-        return dict(train_tile=572, train_batch=8, train_steps=20, inference_side=4096,
+        return dict(train_tile=572, train_batch=8, train_steps=20, train_warmup=5, inference_side=4096,
                     inference_models=("original", "padded"), inference_tta=(False, True), inference_repeats=5,
                     matmul_n=8192, latency=False)
-    return dict(train_tile=572, train_batch=1, train_steps=3, inference_side=1024, inference_models=("original", "padded"),
+    return dict(train_tile=572, train_batch=1, train_steps=3, train_warmup=1, inference_side=1024, inference_models=("original", "padded"),
                 inference_tta=(False,), inference_repeats=2, matmul_n=2048, latency=True)
 
 
@@ -779,7 +779,7 @@ def run_all(
             "train",
             lambda: bench_train_step(
                 "original", cfg["train_tile"], cfg["train_batch"], dev, cfg["train_steps"], smoke,
-                compile=compile, peak_tflops=peak, profile=profile, log=log,
+                warmup=cfg["train_warmup"], compile=compile, peak_tflops=peak, profile=profile, log=log,
             ),
         )
     if "inference" in sections:

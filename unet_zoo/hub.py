@@ -199,8 +199,22 @@ def save_weights(
     }
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".unet_zoo-save-"))
     try:
-        save_torch_state_dict(state, tmp, max_shard_size=max_shard_size or (1 << 62))
+        # The splitter counts tensor bytes only; leave room for each file's JSON header so files stay <= the limit.
+        header = 8 + len(json.dumps({k: {"dtype": "BF16", "shape": list(v.shape), "data_offsets": [1 << 40] * 2}
+                                     for k, v in state.items()})) + 64
+        budget = max(1, max_shard_size - header) if max_shard_size else 1 << 62
+        save_torch_state_dict(state, tmp, max_shard_size=budget)
         written = sorted(p.name for p in tmp.iterdir())
+        if max_shard_size:
+            too_big = [f"{n} ({(tmp / n).stat().st_size:,} bytes)" for n in written if (tmp / n).stat().st_size > max_shard_size]
+            if too_big:
+                biggest = max(state, key=lambda k: state[k].numel() * state[k].element_size())
+                warnings.warn(
+                    f"{', '.join(too_big)} exceed max_shard_size={max_shard_size:,} bytes: safetensors cannot split "
+                    f"one tensor, and {biggest} {tuple(state[biggest].shape)} alone is "
+                    f"{state[biggest].numel() * state[biggest].element_size():,} bytes",
+                    stacklevel=3,
+                )
         for name in written:
             os.replace(tmp / name, folder / name)
     finally:

@@ -19,8 +19,8 @@ def train_command(
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
     out: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<recipe>-<time>/)"),
     resume: Optional[str] = typer.Option(
-        None, "--resume", flag_value="latest", is_flag=False,
-        help="continue an interrupted run: --resume DIR, or --resume alone for the newest runs/<recipe>-* folder",
+        None, "--resume", metavar="DIR|latest",
+        help="continue an interrupted run from its folder; 'latest' = the newest runs/<recipe>-* folder with a checkpoint",
     ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ISBI 2012 folder (default $UNET_ZOO_DATA_DIR or the cache)"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"),

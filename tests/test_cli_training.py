@@ -1,0 +1,48 @@
+import json
+
+from typer.testing import CliRunner
+
+from unet_zoo.checkpoint import load_checkpoint
+from unet_zoo.cli import app
+
+runner = CliRunner()
+
+
+def test_train_tiny_writes_a_run(tmp_path):
+    result = runner.invoke(app, ["train", "tiny", "--device", "cpu", "--out", str(tmp_path / "run"), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "trained tiny for 3 steps" in result.output
+    assert load_checkpoint(tmp_path / "run").step == 3
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 3
+
+
+def test_resume_latest_and_explicit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["train", "tiny", "--steps", "2"]).exit_code == 0
+    (run,) = list((tmp_path / "runs").iterdir())
+    assert run.name.startswith("tiny-")
+    result = runner.invoke(app, ["train", "tiny", "--resume", "latest", "--steps", "4"])  # newest run
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run).step == 4
+    result = runner.invoke(app, ["train", "tiny", "--resume", str(run), "--steps", "5"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run).step == 5 and len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_bad_input_gives_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "isbi-orignal"])
+    assert result.exit_code == 2 and "no recipe" in result.output and "isbi-original" in result.output
+    result = runner.invoke(app, ["train", "tiny", "--resume", "latest"])
+    assert result.exit_code == 2 and "no run of 'tiny'" in result.output
+    result = runner.invoke(app, ["reproduce", "isbi", "--variant", "huge"])
+    assert result.exit_code == 2 and "unknown variant" in result.output
+    result = runner.invoke(app, ["reproduce", "isbi", "--quick", "--data-dir", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "train-volume.tif" in result.output
+
+
+def test_help_lists_options():
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--resume" in result.output and "--compile" in result.output
+    result = runner.invoke(app, ["reproduce", "isbi", "--help"])
+    assert result.exit_code == 0 and "--quick" in result.output and "--variant" in result.output

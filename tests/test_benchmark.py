@@ -152,7 +152,13 @@ def test_bench_augmentation_ratio_to_training(monkeypatch):
     assert r["tiles_per_s"] == pytest.approx(8.0)
     assert r["scipy_reference_tiles_per_s"] == pytest.approx(2.0) and r["speedup_vs_reference"] == pytest.approx(4.0)
     assert r["ratio_to_training"] == pytest.approx(4.0)
-    assert list(r["targets"].values()) == [True]
+    assert list(r["targets"].values()) == [None]  # targets are judged on CUDA only
+
+
+def test_targets_verdicts():
+    checks = {"a": (4.0, 3.0), "b": (0.2, 0.4), "c": (None, 1.0)}
+    assert benchmark._targets(False, checks) == {"a": True, "b": False, "c": None}
+    assert set(benchmark._targets(True, checks).values()) == {None}
 
 
 def test_bench_augmentation_with_the_real_pipeline():

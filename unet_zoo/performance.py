@@ -69,7 +69,8 @@ def prepare_model(
         device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
         channels_last: store 4-D weights as NHWC; None means on for CUDA (tensor-core friendly),
             off for CPU.
-        compile: wrap with ``torch.compile`` (slow first call; pays off on GPUs for fixed tile sizes).
+        compile: wrap with ``torch.compile(dynamic=False)`` (slow first call, one compilation per
+            input shape; pays off on GPUs for fixed tile sizes).
 
     Returns:
         The same module, or its compiled wrapper (attributes such as ``in_channels`` still resolve).
@@ -81,7 +82,7 @@ def prepare_model(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile:
-        model = torch.compile(model)
+        model = torch.compile(model, dynamic=False)
     return model
 
 

@@ -20,6 +20,13 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 """The repository's top-level ``recipes/`` folder, where named recipes live."""
+PACKAGE_RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+"""Fallback for installs without the repository (pyproject ships ``unet_zoo/recipes/*.toml``)."""
+
+
+def recipe_dirs() -> list[Path]:
+    """Folders searched for named recipes, in order: the repository's ``recipes/``, then the package's."""
+    return [d for d in (RECIPES_DIR, PACKAGE_RECIPES_DIR) if d.is_dir()]
 
 
 class RecipeError(ValueError):
@@ -260,7 +267,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "") -> Recipe:
 
 def available_recipes() -> list[str]:
     """Names of the recipes shipped in the repository's ``recipes/`` folder."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    return sorted({p.stem for d in recipe_dirs() for p in d.glob("*.toml")})
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
@@ -268,9 +275,10 @@ def recipe_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    named = RECIPES_DIR / f"{path.stem if path.suffix == '.toml' else name_or_path}.toml"
-    if named.is_file():
-        return named
+    for folder in recipe_dirs():
+        named = folder / f"{path.stem if path.suffix == '.toml' else name_or_path}.toml"
+        if named.is_file():
+            return named
     known = available_recipes()
     close = difflib.get_close_matches(str(name_or_path), known, n=2)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -305,6 +313,7 @@ __all__ = [
     "TrainCfg",
     "EvalCfg",
     "RECIPES_DIR",
+    "recipe_dirs",
     "available_recipes",
     "load_recipe",
     "recipe_from_dict",

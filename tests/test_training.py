@@ -95,3 +95,12 @@ def test_synthetic_cells_are_binary_and_membranes_dark():
     assert set(np.unique(labels)) == {0, 1}
     assert 0.05 < (labels == 0).mean() < 0.6
     assert images[labels == 0].mean() < images[labels == 1].mean() - 50
+
+
+def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
+    """The paper's unpadded network: input tiles larger than output tiles, labels cropped to the output."""
+    recipe = tiny.with_overrides(model={"name": "original", "args": {"base_channels": 4, "depth": 2}},
+                                 data={"tile": 60}, train={"steps": 2, "checkpoint_every": 2})
+    result = train(recipe, out_dir=tmp_path, progress=False)
+    assert result.model.output_size(60) == 20 and result.step == 2
+    assert np.isfinite(result.final_loss) and (tmp_path / "predictions.png").is_file()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from .checkpoint import atomic_write_bytes
 from .recipes import Recipe, load_recipe
+from .registry import PRETRAINED
 from .training import TrainResult, train
 
 Variant = Literal["original", "padded", "small", "all"]
@@ -85,7 +86,6 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "seed": t.seed,
         "hardware": hardware,
         "time_s": round(result.seconds, 1),
-        "deviations": recipe.recipe.deviations,
     }
 
 
@@ -98,9 +98,12 @@ def write_hub_folder(result: TrainResult, metrics: dict[str, Any], folder: str |
     folder = Path(folder)
     card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
     training = training_info(recipe, result, hardware)
+    # Only names that are (or will be) published go into the usage snippet; others load from the folder.
+    published = recipe.name in VARIANT_RECIPES.values() or recipe.name in PRETRAINED
     card = render_model_card(
         model.model_name, model.model_args, params=sum(p.numel() for p in model.parameters()),
-        metrics=card_metrics, training=training, checkpoint_name=recipe.name,
+        metrics=card_metrics, training=training, checkpoint_name=recipe.name if published else None,
+        description=recipe.recipe.description or None,
     )
     card += (
         "\n## All held-out scores\n\n" + format_comparison(metrics)
@@ -112,6 +115,7 @@ def write_hub_folder(result: TrainResult, metrics: dict[str, Any], folder: str |
     if recipe.recipe.deviations:
         card += "\n## Deviations from the paper\n\n" + "\n".join(f"- {d}" for d in recipe.recipe.deviations) + "\n"
     card += "\n![held-out predictions](predictions.png)\n"
+    training["deviations"] = recipe.recipe.deviations  # kept in config.json; the card lists them in their own section
     model.save_pretrained(folder, card=card, card_data={"checkpoint_name": recipe.name, "metrics": card_metrics, "training": training})
     for name in ("predictions.png", "curves.png"):
         if (result.run_dir / name).is_file():

@@ -1,6 +1,7 @@
 """`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training / reproduce."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +28,7 @@ def train_command(
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder."""
     from ..data import DatasetNotFoundError
+    from ..distributed import cleanup_distributed
     from ..recipes import RecipeError, load_recipe
     from ..training import NonFiniteLossError, latest_run_dir, train
 
@@ -36,6 +38,10 @@ def train_command(
         result = train(loaded, steps=steps, device=device, out_dir=out, resume=resume_dir, data_dir=data_dir, compile=compile)
     except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
+    finally:
+        cleanup_distributed()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     last_val = next((h for h in reversed(result.history) if "val_loss" in h), None)
     extra = f", held-out tile pixel error {last_val['val_pixel_error']:.4f}" if last_val else ""
     console.print(f"trained {result.recipe.name} for {result.step} steps in {result.seconds:.0f} s: "

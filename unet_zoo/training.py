@@ -260,6 +260,9 @@ class Trainer:
         loss_hook: ``f(step, loss) -> loss`` applied before the finite check (tests inject NaN with it).
         stop_after: stop (as if killed) after this many completed steps, after checkpointing; for tests.
         final_outputs: draw curves.png / predictions.png and write summary.json at the end.
+        data: pre-loaded `TrainingData` (skips loading and weight maps; tests and notebooks).
+
+    Under torchrun every rank reads the checkpoint from `resume`, so multi-node resumes need a shared folder.
     """
 
     def __init__(

@@ -556,9 +556,13 @@ def _download_checkpoint(
 
 
 def source_cards_dir() -> Path | None:
-    """The `cards/` folder of a source checkout of unet_zoo (next to pyproject.toml), or None when installed."""
+    """The `cards/` folder of a source checkout of unet_zoo (next to its pyproject.toml), or None when installed.
+
+    The folder need not exist yet (a fresh clone before any checkpoint is trained); callers check
+    for the checkpoint they want inside it.
+    """
     root = Path(__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file() and (root / "cards").is_dir():
+    if (root / "pyproject.toml").is_file() and (root / "unet_zoo" / "__init__.py").is_file():
         return root / "cards"
     return None
 

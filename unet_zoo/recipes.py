@@ -18,15 +18,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-"""The repository's top-level ``recipes/`` folder, where named recipes live."""
-PACKAGE_RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-"""Fallback for installs without the repository (pyproject ships ``unet_zoo/recipes/*.toml``)."""
+PACKAGE_RECIPES_DIR = Path(__file__).resolve().parent / "_recipes"
+"""The recipes inside an installed package: wheels map the repository's ``recipes/`` to ``unet_zoo/_recipes/``
+(pyproject.toml, ``[tool.setuptools] package-dir``)."""
+
+
+def _source_recipes_dir() -> Path | None:
+    """The top-level ``recipes/`` of a source checkout (next to pyproject.toml), or None when installed."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "recipes").is_dir():
+        return root / "recipes"
+    return None
+
+
+RECIPES_DIR = _source_recipes_dir() or PACKAGE_RECIPES_DIR
+"""Where named recipes live: the checkout's ``recipes/`` (editable installs), else the package's ``_recipes/``."""
 
 
 def recipe_dirs() -> list[Path]:
-    """Folders searched for named recipes, in order: the repository's ``recipes/``, then the package's."""
-    return [d for d in (RECIPES_DIR, PACKAGE_RECIPES_DIR) if d.is_dir()]
+    """Folders searched for named recipes, in order: the checkout's ``recipes/``, then the package's ``_recipes/``."""
+    return [d for d in dict.fromkeys((RECIPES_DIR, PACKAGE_RECIPES_DIR)) if d.is_dir()]
 
 
 class RecipeError(ValueError):

@@ -1,4 +1,7 @@
 import json
+import re
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -34,3 +37,19 @@ def test_compare_with_bench():
     result = runner.invoke(app, ["compare", "padded", "small", "--bench", "--tile", "32"])
     assert result.exit_code == 0, result.output
     assert "forward s (cpu)" in result.output and "7,759,554" in result.output
+
+
+def test_compare_bench_uses_a_usable_tile_per_model():
+    # 40 is usable by neither: small (multiples of 16) runs at 48, timm-resnet18 (multiples of 32) at 64
+    result = runner.invoke(app, ["compare", "small", "timm-resnet18", "--bench", "--tile", "40"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"bench tile\W+48\W+64\W*$", result.output, re.MULTILINE), result.output
+
+
+def test_compare_bench_on_missing_device_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = runner.invoke(app, ["compare", "small", "--bench", "--device", "cuda"])
+    assert result.exit_code == 2 and "CUDA is not available" in result.output

@@ -102,3 +102,47 @@ def test_backward_runs_for_every_unet_variant():
         side = 188 if name == "original" else 32
         model(torch.randn(1, 1, side, side)).sum().backward()
         assert all(p.grad is not None for p in model.parameters())
+
+
+def expected_unet_params(
+    in_channels=1, num_classes=2, base_channels=64, depth=4, padding=0, up_mode="transpose", norm="none", **_
+) -> int:
+    """Parameter count of Fig. 1 generalised, by hand: 3x3 convs (+ bias, or + norm scale and shift),
+    2x2 up-convolutions or 1x1 convs after bilinear up-sampling, the 1x1 head."""
+
+    def conv3(cin, cout):
+        return 9 * cin * cout + (cout if norm == "none" else 2 * cout)
+
+    def double(cin, cout):
+        return conv3(cin, cout) + conv3(cout, cout)
+
+    widths = [base_channels * 2**level for level in range(depth + 1)]
+    total = sum(double(ci, co) for ci, co in zip([in_channels, *widths[:-1]], widths))
+    for deep, half in zip(widths[1:], widths[:-1]):
+        total += (4 if up_mode == "transpose" else 1) * deep * half + half  # up-sampling, halving channels
+        total += double(2 * half, half)  # after concatenating the skip
+    return total + widths[0] * num_classes + num_classes
+
+
+@pytest.mark.parametrize("name", [n for n in unet_zoo.list_models() if not n.startswith("timm-")])
+def test_parameter_count_of_every_unet_variant(name):
+    with torch.device("meta"):  # no memory for the weights
+        model = unet_zoo.create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == expected_unet_params(**model.model_args)
+
+
+def test_paper_counts_by_hand():
+    assert expected_unet_params() == 31_030_658
+    assert expected_unet_params(base_channels=32, padding=1) == 7_759_554
+
+
+@pytest.mark.parametrize("name", unet_zoo.list_models("timm-*"))
+def test_every_timm_variant_shapes_and_overrides(name):
+    pytest.importorskip("timm")
+    model = unet_zoo.create_model(name, in_channels=3, num_classes=5).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 5, 64, 64)
+    with pytest.raises(ValueError, match="3 input channel"):
+        model(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"nearest usable sizes: 32\. "):  # no "0 or 32"
+        model(torch.zeros(1, 3, 20, 64))

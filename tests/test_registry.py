@@ -43,3 +43,8 @@ def test_pretrained_true_without_checkpoint_says_so():
         pytest.skip("padded-bn has a checkpoint")
     with pytest.raises(ValueError, match="no pretrained checkpoint"):
         unet_zoo.create_model("padded-bn", pretrained=True)
+
+
+def test_pretrained_true_with_unknown_name_suggests_close_matches():
+    with pytest.raises(KeyError, match="Did you mean 'original'"):
+        unet_zoo.create_model("orignal", pretrained=True)

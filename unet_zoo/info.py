@@ -82,9 +82,30 @@ def model_info(name: str, **overrides: Any) -> ModelInfo:
     )
 
 
+def bench_tile(name: str, tile: int | None = None) -> int:
+    """The smallest input side (pixels) >= `tile` that architecture `name` accepts.
+
+    `tile` defaults to the model's default tile. Valid-convolution and padded U-Nets never share a
+    size (12 + 16k vs 16k), so `unet-zoo compare --bench --tile T` times each model at bench_tile(name, T).
+    """
+    entry = get_entry(name)
+    tile = tile or entry.default_tile
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1 pixel, got {tile}")
+    with torch.device("meta"):
+        model = create_model(name)
+    for size in range(tile, tile + 4096):
+        if model.output_size(size) is not None:
+            return size
+    raise ValueError(f"no usable input size for {name!r} between {tile} and {tile + 4095}")
+
+
 @torch.no_grad()
 def measure_latency(name: str, tile: int | None = None, repeats: int = 3, device: str = "cpu") -> float:
-    """Median seconds of one forward pass of `name` (random weights) on one tile, batch 1."""
+    """Median seconds of one forward pass of `name` (random weights) on one tile, batch 1.
+
+    tile: input side in pixels (default: the model's default tile); it must be usable (see `bench_tile`).
+    """
     entry = get_entry(name)
     model = create_model(name).to(device).eval()
     tile = tile or entry.default_tile

@@ -162,9 +162,11 @@ class TimmUNet(HubMixin, nn.Module):
         for axis, size in zip(("height", "width"), x.shape[-2:]):
             if size % self.stride:
                 below, above = size - size % self.stride, size + self.stride - size % self.stride
+                options = f"{below} or {above}" if below else str(above)
                 raise ValueError(
                     f"input {axis} {size} is not a multiple of {self.stride}, the stride of {self.encoder_name}; "
-                    f"nearest usable sizes: {below or above} or {above}"
+                    f"nearest usable sizes: {options}. Crop or mirror-pad the input, "
+                    "or use unet_zoo.predict_tiled for images of any size."
                 )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

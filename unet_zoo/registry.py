@@ -150,6 +150,7 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
     The returned module records ``model_name`` and ``model_args`` so it can be saved and rebuilt.
     """
     if pretrained:
+        get_entry(name)  # an unknown name: KeyError with close matches, not "no checkpoint"
         matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name]
         if not matches:
             raise ValueError(f"no pretrained checkpoint for {name!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")

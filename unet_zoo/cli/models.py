@@ -6,7 +6,7 @@ import json
 import typer
 from rich.table import Table
 
-from ..info import measure_latency, model_info
+from ..info import bench_tile, measure_latency, model_info
 from ..registry import PRETRAINED, get_entry, list_models
 from .app import app, console, fail
 
@@ -16,6 +16,19 @@ def _resolve(name: str):
         get_entry(name)
     except KeyError as err:
         raise fail(err.args[0]) from None
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise fail(f"unknown device {device!r} ({err}); use e.g. cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise fail(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 @app.command("list")
@@ -81,12 +94,18 @@ def info_command(
 def compare_command(
     names: list[str] = typer.Argument(..., help="two or more model names"),
     bench: bool = typer.Option(False, "--bench", help="also measure forward latency on this machine"),
-    tile: int = typer.Option(0, help="tile side for --bench (default: each model's default tile)"),
-    device: str = typer.Option("cpu", help="device for --bench"),
+    tile: int = typer.Option(
+        0, help="tile side for --bench (default: each model's default tile); each model uses the nearest usable size >= it"
+    ),
+    device: str = typer.Option("cpu", help="device for --bench, e.g. cpu, cuda, cuda:1"),
 ) -> None:
-    """Models side by side; --bench adds measured forward latency (median of 3, batch 1)."""
+    """Models side by side; --bench adds measured forward latency (median of 3, batch 1, random weights)."""
     for n in names:
         _resolve(n)
+    if bench:
+        _check_device(device)
+        if tile < 0:
+            raise fail(f"--tile must be a positive side length in pixels (or 0 for each model's default), got {tile}")
     infos = [model_info(n) for n in names]
     table = Table(title="comparison")
     table.add_column("", style="bold")
@@ -100,6 +119,8 @@ def compare_command(
     table.add_row("size rule", *(i.size_rule for i in infos))
     table.add_row("pretrained", *(", ".join(i.pretrained) or "-" for i in infos))
     if bench:
-        latencies = [measure_latency(i.name, tile or None, device=device) for i in infos]
+        tiles = [bench_tile(i.name, tile or None) for i in infos]
+        latencies = [measure_latency(i.name, t, device=device) for i, t in zip(infos, tiles)]
+        table.add_row("bench tile", *(str(t) for t in tiles))
         table.add_row(f"forward s ({device})", *(f"{t:.3f}" for t in latencies))
     console.print(table)

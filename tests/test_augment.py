@@ -181,6 +181,35 @@ def test_sampler_centre_alignment_without_augmentation(stack, in_tile, out_tile)
     assert (p.top < 0).any() or in_tile == out_tile
 
 
+def test_paper_tiles_572_to_388_from_mirrored_512_slices(rng):
+    """The overlap-tile strategy at the paper's sizes: 572 x 572 inputs for 388 x 388 outputs cut from
+    512 x 512 slices; the 92-pixel context beyond the slice is the mirrored slice, every output pixel
+    lies in the slice and has its label and weight."""
+    images = rng.integers(0, 256, (2, 512, 512), dtype=np.uint8)
+    labels = (rng.random((2, 512, 512)) < 0.7).astype(np.uint8)
+    weights = rng.random((2, 512, 512)).astype(np.float32) * 5
+    sampler = TileSampler(images, labels, weights, in_tile=572, out_tile=388, augment=AugmentConfig.off())
+    x, y, w = sampler.sample(2, torch.Generator().manual_seed(4))
+    assert x.shape == (2, 1, 572, 572) and y.shape == w.shape == (2, 388, 388)
+    p = sampler.last_params
+    pad = 92
+    mirror = lambda a: np.pad(a, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")  # noqa: E731
+    for k in range(2):
+        s, top, left = int(p.slice[k]), int(p.top[k]), int(p.left[k])
+        assert -pad <= top <= 512 - 388 - pad and -pad <= left <= 512 - 388 - pad  # output inside the slice
+        window = (s, slice(top + pad, top + pad + 572), slice(left + pad, left + pad + 572))
+        np.testing.assert_allclose(x[k, 0].numpy(), mirror(images)[window] / 255, atol=1e-4)
+        out = (s, slice(top + pad, top + pad + 388), slice(left + pad, left + pad + 388))
+        np.testing.assert_array_equal(y[k].numpy(), labels[out])
+        # float32 sampling coordinates at this scale are off by ~3e-5 px: weights of random noise in [0, 5]
+        np.testing.assert_allclose(w[k].numpy(), weights[out], atol=1e-3)
+    # with the paper's augmentation the shapes and value sets hold too
+    augmented = TileSampler(images, labels, weights, 572, 388, AugmentConfig())
+    x, y, w = augmented.sample(2, torch.Generator().manual_seed(5))
+    assert x.shape == (2, 1, 572, 572) and 0 <= x.min() and x.max() <= 1
+    assert set(y.unique().tolist()) <= {0, 1} and 0 <= w.min() and w.max() <= 5
+
+
 def test_sampler_augmentation_keeps_image_and_label_aligned(rng):
     """A label that is a function of the image (threshold) must still match after every augmentation."""
     smooth = ndimage.gaussian_filter(rng.random((2, 64, 64)), (0, 4, 4))

@@ -76,6 +76,19 @@ def test_truncated_file(tmp_path, rng):
         load_isbi(tmp_path)
 
 
+@pytest.mark.parametrize("cut", [100, 1000])
+def test_truncated_tail_is_refused(tmp_path, rng, cut):
+    """Cutting the page headers at the end of a stack leaves the pixels readable (tifffile only logs and
+    rebuilds the stack from the first page); the file is still truncated and must be refused, by name."""
+    write_isbi(tmp_path, rng)
+    path = tmp_path / "train-labels.tif"
+    path.write_bytes(path.read_bytes()[:-cut])
+    with pytest.raises(ValueError, match=r"train-labels.tif has a damaged TIFF structure.*truncated"):
+        load_isbi(tmp_path)
+    with pytest.raises(ValueError, match="train-labels.tif"):
+        data.verify_file(path)
+
+
 def test_wrong_shape(tmp_path, rng):
     write_isbi(tmp_path, rng)
     tifffile.imwrite(tmp_path / "train-volume.tif", np.zeros((30, 256, 256), np.uint8))

@@ -76,6 +76,27 @@ def test_instance_labels_touching_cells():
     assert not np.allclose(got, weight_map((lab > 0).astype(np.uint8)))
 
 
+def test_binary_masks_in_any_encoding_read_as_binary():
+    """0/255 (the ISBI tifs as stored) and bool masks are binary: cells are connected components, not one
+    instance holding every cell."""
+    label = random_cells(np.random.default_rng(11), p=0.4)
+    assert ndimage.label(label)[1] >= 2
+    expected = brute_force(label)
+    for encoded in (label * 255, label.astype(bool), label.astype(np.int64) * 7):
+        np.testing.assert_allclose(weight_map(encoded), expected, atol=2e-6, rtol=1e-6)
+    # forcing the instance reading of a 0/255 mask: one cell, so no border term at all
+    forced = weight_map(label * 255, instances=True)
+    np.testing.assert_allclose(forced, brute_force(label, w0=0), atol=1e-6)
+
+
+def test_instance_image_with_two_ids_is_instances():
+    lab = np.zeros((10, 12), np.uint16)
+    lab[1:5, 1:11] = 300
+    lab[5:9, 1:11] = 301  # touching 300: as instances two cells, as a mask one
+    np.testing.assert_allclose(weight_map(lab), brute_force(lab, instances=True), atol=2e-6)
+    assert weight_map(lab)[0, 0] > weight_map(lab, instances=False)[0, 0]
+
+
 def test_no_cells_is_all_ones():
     w = weight_map(np.zeros((9, 11), np.uint8))
     assert w.dtype == np.float32 and w.shape == (9, 11)

@@ -16,6 +16,7 @@ The folder is, in this order: the `data_dir` argument (``--data-dir``), the envi
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import urllib.error
@@ -114,6 +115,20 @@ def _how_to_fix(folder: Path) -> str:
     )
 
 
+_DAMAGE_WORDS = ("invalid page offset", "corrupt", "truncat", "failed to read")
+
+
+class _TiffLog(logging.Handler):
+    """Collects the messages tifffile logs while one file is read."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def read_stack(path: str | Path, *, labels: bool = False) -> np.ndarray:
     """Read one ISBI TIFF stack and check it: (30, 512, 512) uint8; labels only 0 and 255 (or 0/1).
 
@@ -126,13 +141,23 @@ def read_stack(path: str | Path, *, labels: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"{path.name} not found in {path.parent}. {_how_to_fix(path.parent)}")
+    broken = "the file is probably truncated or corrupt: delete it and download it again (`unet-zoo data download isbi`)."
+    # tifffile only logs (does not raise) when the chain of page headers at the end of a file is cut
+    # off; it then rebuilds the stack from the first page's metadata. Such a file is truncated: refuse it.
+    records = _TiffLog()
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(records)
     try:
         array = tifffile.imread(path)
     except Exception as err:  # tifffile raises several types for broken files
-        raise ValueError(
-            f"{path} could not be read as a TIFF stack ({type(err).__name__}: {err}); the file is probably "
-            "truncated or corrupt: delete it and download it again (`unet-zoo data download isbi`)."
-        ) from None
+        raise ValueError(f"{path} could not be read as a TIFF stack ({type(err).__name__}: {err}); {broken}") from None
+    finally:
+        tiff_logger.removeHandler(records)
+    damage = [m for m in records.messages if any(word in m.lower() for word in _DAMAGE_WORDS)]
+    if damage:
+        raise ValueError(f"{path} has a damaged TIFF structure (tifffile: {damage[0]}); {broken}")
+    for message in records.messages:
+        logging.getLogger(__name__).warning("%s: tifffile: %s", path, message)
     if array.shape != SHAPE:
         raise ValueError(
             f"{path} has shape {array.shape}, expected {SHAPE} (sections, height, width); "

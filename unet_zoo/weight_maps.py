@@ -10,7 +10,9 @@ nearest pixel centre of that cell; 1 for a background pixel touching the cell).
 Choices (as the paper's Fig. 3d):
 - Cells are the 4-connected components of the foreground of a binary label (two cells separated
   by a one-pixel diagonal membrane stay two cells); an instance label image (0 = background,
-  each other value one cell) is used as given.
+  each other value one cell) is used as given. A label with a single non-zero value (0/1, 0/255,
+  bool) is read as binary, one with two or more non-zero values as instances (``instances=`` forces
+  either reading).
 - The border term is applied to background pixels only; cell pixels get w_c alone. With fewer than
   two cells the term is 0 everywhere.
 
@@ -37,7 +39,9 @@ _CACHE_VERSION = 1  # bump when the definition changes, so old cache files are n
 def _cells(label: np.ndarray, instances: bool | None) -> tuple[np.ndarray, int]:
     """(instance image int32 with 0 = background, number of cells)."""
     if instances is None:
-        instances = not (label.dtype == bool or label.max(initial=0) <= 1)
+        # a mask (one foreground value: 1, 255 as in the ISBI tifs, True) is binary; more values are instances
+        foreground = label[label != 0]
+        instances = foreground.size > 0 and bool((foreground != foreground.flat[0]).any())
     if instances:
         values, inverse = np.unique(label, return_inverse=True)
         inverse = inverse.reshape(label.shape).astype(np.int32)
@@ -109,9 +113,9 @@ def weight_map(
 ) -> np.ndarray:
     """The paper's loss weight map (eq. 2) for one label image.
 
-    label: (H, W) bool / integer. Binary (values in {0, 1}, 1 = cell): cells are the 4-connected
-        foreground components. Otherwise an instance image (0 = background, each value one cell);
-        `instances` forces either reading.
+    label: (H, W) bool / integer. Binary (0 = membrane / background and one other value, e.g. 1 or
+        255 = cell): cells are the 4-connected foreground components. With two or more non-zero
+        values, an instance image (0 = background, each value one cell); `instances` forces either reading.
     w0: border weight (paper: 10). sigma: border width in pixels (paper: about 5).
     balance: add the class-balancing w_c (else w_c = 1).
     Returns (H, W) float32 >= w_c; the border term is applied to background pixels only.

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 TOLERANCE = 1e-6  # absolute bound on the truncation error of the border term
-_CACHE_VERSION = 1  # bump when the definition changes, so old cache files are not reused
+_CACHE_VERSION = 2  # bump when the definition changes, so old cache files are not reused (2: 0/255 masks are binary)
 
 
 def _cells(label: np.ndarray, instances: bool | None) -> tuple[np.ndarray, int]:

@@ -116,6 +116,9 @@ def test_bad_inputs(tile):
         elastic_deform(image, None, None, displacement=torch.zeros(1, 2, H, W + 1))
     with pytest.raises(ValueError, match="image_mode"):
         elastic_deform(image, None, None, image_mode="lanczos")
+    # a CPU generator for tensors elsewhere (meta stands in for CUDA here): say which generator to make
+    with pytest.raises(ValueError, match=r"generator is on cpu but the image on meta.*torch.Generator\(device='meta'\)"):
+        elastic_deform(torch.zeros(1, 1, H, W, device="meta"), None, None, generator=torch.Generator())
 
 
 # --- AugmentConfig -----------------------------------------------------------------------------------

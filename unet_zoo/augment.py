@@ -121,6 +121,11 @@ def elastic_deform(
     if displacement is None:
         if sigma == 0:
             return image, label, weight
+        if generator is not None and generator.device.type != image.device.type:
+            raise ValueError(
+                f"elastic_deform: the generator is on {generator.device} but the image on {image.device}; "
+                f"use torch.Generator(device={str(image.device)!r}).manual_seed(seed)"
+            )
         displacement = random_displacement(n, h, w, grid, sigma, generator, image.device)
     elif displacement.shape != (n, 2, h, w):
         raise ValueError(f"displacement must be (N, 2, H, W) = {(n, 2, h, w)}, got {tuple(displacement.shape)}")

@@ -5,13 +5,12 @@ import json
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from unet_zoo.recipes import PACKAGE_RECIPES_DIR, available_recipes
+from unet_zoo.recipes import PACKAGE_RECIPES_DIR, available_recipes, tomllib  # tomllib: or tomli on 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package (a dependency there)
+    import tomli as tomllib
 
 PACKAGE_RECIPES_DIR = Path(__file__).resolve().parent / "_recipes"
 """The recipes inside an installed package: wheels map the repository's ``recipes/`` to ``unet_zoo/_recipes/``

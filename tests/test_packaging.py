@@ -37,6 +37,34 @@ def test_recipes_are_mapped_into_the_package():
     assert sorted(p.stem for p in (ROOT / "recipes").glob("*.toml")) == available_recipes()
 
 
+def test_every_third_party_import_is_a_dependency():
+    """A module unet_zoo imports (at the top or inside a function) must be installed by `pip install unet-zoo`."""
+    import ast
+    import re
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    normalise = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    declared = {normalise(re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
+    distributions = packages_distributions()
+    missing = {}
+    for path in sorted((ROOT / "unet_zoo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names}:
+                if top in sys.stdlib_module_names or top == "unet_zoo":
+                    continue
+                provided = {normalise(d) for d in distributions.get(top, [top])}
+                if not provided & declared:
+                    missing[top] = str(path.relative_to(ROOT))
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
 @pytest.mark.slow
 def test_wheel_ships_recipes_and_the_installed_package_finds_them(tmp_path):
     pytest.importorskip("setuptools")

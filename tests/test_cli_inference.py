@@ -84,3 +84,17 @@ def test_evaluate_one_real_slice(isbi_dir, tmp_path):
     metrics = json.loads(out.read_text())
     assert metrics["slices"] == [29] and metrics["model"] == "small"
     assert 0 <= metrics["rand_error"] <= 1
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_hub_model_not_cached_offline_is_a_clean_error_saying_what_to_run(command, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 at import
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    args = [command, "testuser/never-downloaded"] + ([str(image)] if command == "predict" else []) + ["--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert "HF_HUB_OFFLINE=1" in _text(result) and "unet-zoo download testuser/never-downloaded" in _text(result)

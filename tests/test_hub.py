@@ -405,3 +405,49 @@ def test_sharded_checkpoint_through_the_hub(hub_server, hub_token, fresh_cache, 
     model.push_to_hub("testuser/sharded", token=hub_token)  # unsharded: the stale shards are deleted on the Hub
     files = hub_server.repos[("model", "testuser/sharded")].commits[hub_server.repos[("model", "testuser/sharded")].branches["main"]].files
     assert sorted(files) == [".gitattributes", "README.md", "config.json", "model.safetensors"]
+
+
+def test_hf_token_from_the_environment_is_used(hub_server, hub_token, fresh_cache, monkeypatch):
+    # No token= anywhere: huggingface_hub reads HF_TOKEN at call time, for pushes and for private downloads.
+    monkeypatch.setenv("HF_TOKEN", hub_token)
+    model = tiny(14)
+    url = model.push_to_hub("testuser/env-token", private=True)
+    assert "/testuser/env-token/commit/" in url and hub_server.repos[("model", "testuser/env-token")].private
+    assert same_weights(model, from_pretrained("testuser/env-token", cache_dir=fresh_cache))
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    with pytest.raises(HubAccessError, match="HTTP 401"):
+        from_pretrained("testuser/env-token", cache_dir=fresh_cache, force_download=True)
+
+
+def test_local_files_only_uses_the_cache_without_any_request(hub_server, hub_token, fresh_cache, pretrained_entry):
+    model = tiny(15)
+    url = model.push_to_hub("testuser/local-only", token=hub_token)
+    commit = url.rsplit("/", 1)[-1]
+    with pytest.raises(HubAccessError, match=r"not in the Hugging Face cache .* local_files_only=True.*unet-zoo download testuser/local-only"):
+        from_pretrained("testuser/local-only", cache_dir=fresh_cache, local_files_only=True)
+    download("testuser/local-only", cache_dir=fresh_cache)
+    pretrained_entry(name="local-only", architecture="small", hf_hub_id="testuser/local-only", revision=commit,
+                     sha256=hub_server.repos[("model", "testuser/local-only")].commits[commit].files["model.safetensors"].sha256)
+    before = len(hub_server.requests)
+    for name in ("testuser/local-only", "local-only"):
+        assert same_weights(model, from_pretrained(name, cache_dir=fresh_cache, local_files_only=True))
+    assert len(hub_server.requests) == before  # the server was never asked
+
+
+def test_unpublished_recipe_name_and_mistyped_folder_say_what_to_do(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: tmp_path / "cards")
+    if "isbi-original" not in PRETRAINED:  # before the checkpoint is published: how to get it
+        with pytest.raises(HubAccessError, match=r"not published yet: train it with `unet-zoo reproduce isbi --variant original`"):
+            from_pretrained("isbi-original")
+    tiny().save_pretrained(tmp_path / "cards" / "my-run")
+    with pytest.raises(HubAccessError, match=r"checkpoint folder .*cards/my-run: load it with unet_zoo.from_pretrained"):
+        from_pretrained("my-run")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubAccessError, match=r"unet-zoo download cards/my-rnu.*no local folder cards/my-rnu either"):
+        from_pretrained("cards/my-rnu")
+    assert from_pretrained("cards/my-run").model_name == "small"  # a relative folder is a folder, not a Hub id
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert from_pretrained("~/cards/my-run").model_name == "small"

@@ -462,6 +462,19 @@ def _hub_call(fn: Callable[[], T], repo_id: str, revision: str | None, what: str
         return fn()
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         raise
+    except ValueError as err:  # force_download=True wraps the real failure: "Force download failed ..."
+        cause = err.__cause__
+        if not str(err).startswith(("Force download failed", "Cannot pass 'force_download=True'")) or cause is None:
+            raise
+        if isinstance(cause, (HfHubHTTPError, OSError)):
+            def again() -> T:
+                raise cause
+
+            return _hub_call(again, repo_id, revision, what)
+        raise HubAccessError(
+            f"cannot download {what} of {where} (force_download=True needs the Hub): {cause!r}; "
+            "check the connection, or load the cached copy without forcing a download"
+        ) from err
     except RepositoryNotFoundError as err:
         raise HubAccessError(
             f"Hub repo {repo_id!r} not found on {_endpoint()} (or it is private and no valid token was sent): "
@@ -612,6 +625,12 @@ def download(
             force_download=force_download, with_card=True,
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+        if force_download:
+            raise HubAccessError(
+                f"cannot download {name_or_repo_id!r} ({repo_id}@{rev or 'main'}) again: "
+                f"{_offline_reason(local_files_only)}, and force_download=True (--force) needs the Hub; "
+                "drop --force to use the copy in the cache, or run this again while online"
+            ) from err
         raise HubAccessError(
             f"cannot download {name_or_repo_id!r} ({repo_id}@{rev or 'main'}): {_offline_reason(local_files_only)} "
             f"and it is not in the cache ({_cache_location(cache_dir)}). Run this again while online"
@@ -641,7 +660,28 @@ def _raise_unknown(name: str) -> None:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise HubAccessError(
         f"{name!r} is not a local folder, a pretrained checkpoint ({', '.join(PRETRAINED) or 'none registered yet'}) "
-        f"or a Hub repo id ('namespace/name').{hint}"
+        f"or a Hub repo id ('namespace/name').{hint}{_unpublished_hint(name)}"
+    )
+
+
+def _unpublished_hint(name: str) -> str:
+    """What to do when `name` is a checkpoint trained in this source checkout, or a recipe not published yet."""
+    cards = source_cards_dir()
+    if cards is not None and (cards / name / CONFIG_NAME).is_file():
+        return (
+            f" This source checkout has a checkpoint folder {cards / name}: load it with "
+            f"unet_zoo.from_pretrained({str(cards / name)!r})"
+        )
+    try:
+        from .reproduce import VARIANT_RECIPES
+    except ImportError:  # pragma: no cover - the training side is optional for loading
+        return ""
+    variant = next((v for v, recipe in VARIANT_RECIPES.items() if recipe == name), None)
+    if variant is None:
+        return ""
+    return (
+        f" The {name!r} checkpoint is not published yet: train it with `unet-zoo reproduce isbi --variant {variant}` "
+        f"(it writes the folder cards/{name}/) and load that folder with unet_zoo.from_pretrained('cards/{name}')"
     )
 
 
@@ -673,14 +713,16 @@ def from_pretrained(
     name = str(name_or_path)
     offline_only = bool(local_files_only)
     load = dict(device=device, dtype=dtype, strict=strict)
-    if os.path.isdir(name):
-        return load_folder(name, **load)
+    if os.path.isdir(os.path.expanduser(name)):
+        return load_folder(os.path.expanduser(name), **load)
     cfg = PRETRAINED.get(name)
     if cfg is None:
         if name.startswith((".", "/", "~")) or "\\" in name:
             raise CheckpointError(f"checkpoint folder {name} does not exist")
         if "/" not in name:
             _raise_unknown(name)
+        # "cards/x" where ./cards exists is probably a mistyped folder rather than a Hub repo: say so on failure
+        folder_note = f" (there is no local folder {name} either)" if os.path.isdir(name.split("/")[0]) else ""
         try:
             folder = _download_checkpoint(
                 name, revision, token=token, cache_dir=cache_dir, local_files_only=offline_only, force_download=force_download
@@ -689,8 +731,12 @@ def from_pretrained(
             raise HubAccessError(
                 f"{name!r}{f'@{revision}' if revision else ''} is not in the Hugging Face cache "
                 f"({_cache_location(cache_dir)}) and {_offline_reason(offline_only)}. "
-                f"Run `unet-zoo download {name}` while online, then load it offline"
+                f"Run `unet-zoo download {name}` while online, then load it offline{folder_note}"
             ) from err
+        except HubAccessError as err:
+            if folder_note:
+                raise HubAccessError(f"{err}{folder_note}") from err
+            raise
         return load_folder(folder, source=f"{name}@{revision or 'main'}", **load)
 
     rev = revision or cfg.revision

@@ -12,10 +12,13 @@ from .app import app, console, fail
 
 
 def _load(model: str, device: str | None):
+    from ..hub import CheckpointError, HubAccessError
     from ..loading import load_model
 
     try:
         return load_model(model, device=device)
+    except (CheckpointError, HubAccessError) as err:  # not cached offline, bad token, tampered file, ...
+        raise fail(str(err)) from None
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
         raise fail(str(err.args[0] if err.args else err)) from None
 

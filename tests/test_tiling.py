@@ -155,3 +155,15 @@ def test_bad_input_says_what_to_do(valid_model, padded_model):
         predict_tiled(padded_model, np.zeros((3, 20, 20), np.float32))
     with pytest.raises(ValueError, match="batch_size"):
         predict_tiled(padded_model, np.zeros((20, 20), np.float32), batch_size=0)
+
+
+def test_float_images_outside_unit_range_warn(padded_model, rng):
+    import warnings
+
+    raw = rng.random((20, 24)).astype(np.float32) * 255  # e.g. a float TIFF of 8-bit intensities
+    with pytest.warns(UserWarning, match=r"values in \[.*\] is used as is.*\[0, 1\].*normalise="):
+        predict_tiled(padded_model, raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict_tiled(padded_model, raw / 255)  # in range: silent
+        predict_tiled(padded_model, raw, normalise=lambda x: x / 255)  # the suggested fix

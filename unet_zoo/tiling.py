@@ -11,6 +11,7 @@ probabilities are blended with a raised-cosine window, which hides the tiles' ze
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Union
 
@@ -27,7 +28,9 @@ Normalise = Union[str, Callable[[np.ndarray], np.ndarray]]
 def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndarray:
     """Scale an image to float32: "auto" maps uint8 / 255, uint16 / 65535, bool to {0, 1}, floats as is.
 
-    ``normalise`` may also be "none" (cast only) or a callable taking and returning an array.
+    The zoo's recipes train on uint8 images / 255, i.e. on [0, 1]; with "auto" a float image with values
+    outside [0, 1] is used as is but warns. ``normalise`` may also be "none" (cast only) or a callable
+    taking and returning an array.
     """
     image = np.asarray(image)
     if callable(normalise):
@@ -43,7 +46,15 @@ def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndar
     if image.dtype == bool:
         return image.astype(np.float32)
     if image.dtype.kind == "f":
-        return image.astype(np.float32)
+        image = image.astype(np.float32)
+        lo, hi = (float(np.nanmin(image)), float(np.nanmax(image))) if image.size else (0.0, 0.0)
+        if lo < -0.01 or hi > 1.01:
+            warnings.warn(
+                f"float image with values in [{lo:.4g}, {hi:.4g}] is used as is, but the models were trained on "
+                "images scaled to [0, 1] (uint8 / 255): rescale it, or pass normalise=<callable> (e.g. lambda x: x / 255)",
+                stacklevel=3,
+            )
+        return image
     raise TypeError(
         f"cannot normalise dtype {image.dtype} automatically; pass uint8, uint16 or float images, "
         "or normalise=<callable>"

@@ -183,3 +183,23 @@ def test_real_labels(isbi_dir):
     scores = isbi_scores(eroded, label)
     assert scores["pixel_error"] > 0.05
     assert scores["vrand_thinned"] > scores["vrand"]
+
+
+def test_stack_pools_rand_pairs_but_averages_thinned_and_information_scores(rng):
+    # Binary predictions: every threshold gives the same segmentation, so the best-over-thresholds
+    # step cannot hide how slices are combined.
+    label = _cells(rng)
+    good = label.astype(float)
+    bad = np.ones_like(good)
+    bad[:, 30:34] = 0  # one false vertical membrane, no true ones: merges and a split
+    a, b = isbi_scores(good, label), isbi_scores(bad, label)
+    both = isbi_scores(np.stack([good, bad]), np.stack([label, label]))
+    for key in ("vrand_thinned", "vinfo", "vinfo_thinned"):  # Fiji: per-slice mean
+        assert both[key] == pytest.approx((a[key] + b[key]) / 2), key
+    gt = label_components(label)
+    pooled = rand_pair_counts(gt, label_components(good > 0.5)) + rand_pair_counts(gt, label_components(bad > 0.5))
+    assert both["vrand"] == pytest.approx(pooled.fscore)  # Fiji: pair counts summed over slices
+    assert both["vrand"] != pytest.approx((a["vrand"] + b["vrand"]) / 2, abs=1e-3)  # ... which is not the mean
+    wrong = int(((bad > 0.5) != (label > 0)).sum())
+    tp = int(((bad > 0.5) & (label > 0)).sum()) + int((label > 0).sum())
+    assert both["pixel_error"] == pytest.approx(1 - 2 * tp / (2 * tp + wrong))  # pixel counts summed

@@ -3,15 +3,16 @@
 #
 #   bash benchmarks/gpu_suite.sh OUT_DIR [extra `unet-zoo benchmark` options, e.g. --train-batch 16]
 #
-# Writes into OUT_DIR (at most 7 files, all at most one folder down):
+# Writes into OUT_DIR (at most 8 files, all at most one folder down):
 #   nvidia-smi.txt        the GPU, driver and clocks
 #   smoke/results.{json,md}  a tiny smoke run first (catches CUDA / torch.compile errors in ~1 min)
 #   results.json, results.md the full suite: training step of `original` (572 px, batch 8), inference
 #                        of 4096^2 images with `original` and `padded`, with and without TTA, augmentation,
 #                        a torch.profiler table of our training step, measured bf16/fp32 matmul rates
 #   log.txt              progress log of the full run
-#   reproduce_wall_s.txt only with REPRODUCE=1 and DATA_DIR=<ISBI folder>: wall seconds of
-#                        `unet-zoo reproduce isbi --variant original` (long: not within a 10-minute lease call)
+#   reproduce/results.{json,md}  only with REPRODUCE=1 (and DATA_DIR=<ISBI folder> unless $UNET_ZOO_DATA_DIR
+#                        is set): wall time and held-out scores of `unet-zoo reproduce isbi --variant original`
+#                        (`unet-zoo benchmark --only reproduce`; long: not within a 10-minute lease call)
 # Expects the package importable (installs it editable, without dependencies, if it is not).
 set -euo pipefail
 
@@ -33,10 +34,7 @@ python3 -m unet_zoo benchmark --device cuda --profile --out "$out" "$@" 2>&1 | t
 
 if [[ "${REPRODUCE:-0}" == "1" ]]; then
   echo "== unet-zoo reproduce isbi (wall time)"
-  start=$(date +%s.%N)
-  python3 -m unet_zoo reproduce isbi --variant original --device cuda \
-    ${DATA_DIR:+--data-dir "$DATA_DIR"} --out "$(mktemp -d)/reproduce" | tail -5
-  end=$(date +%s.%N)
-  python3 -c "print(round($end - $start, 1))" > "$out/reproduce_wall_s.txt"
+  python3 -m unet_zoo benchmark --device cuda --only reproduce --reproduce-full --reproduce-variant original \
+    ${DATA_DIR:+--data-dir "$DATA_DIR"} --out "$out/reproduce" 2>&1 | tail -8
 fi
 echo "results: $out/results.md"

@@ -182,9 +182,14 @@ def test_run_all_writes_json_and_markdown(suite):
     assert data["peak"]["bf16_matmul_tflops"] > 0
     assert data["train"]["bf16_matmul_tflops"] == data["peak"]["bf16_matmul_tflops"]
     assert data["augment"]["train_tiles_per_s"] == pytest.approx(data["train"]["ours"]["tiles_per_s"])
+    fp32 = data["peak"]["fp32_matmul_tflops"]
+    assert data["train"]["ours"]["fraction_of_fp32_matmul"] == pytest.approx(data["train"]["ours"]["tflops"] / fp32)
+    assert data["inference"][0]["baseline"]["fraction_of_fp32_matmul"] == pytest.approx(
+        data["inference"][0]["baseline"]["tflops"] / fp32)
     md = (out / "results.md").read_text()
     assert "`unet-zoo benchmark --smoke`" in md and torch.__version__ in md and "smoke mode" in md
     assert md.count("\n| ours |") == 1 and "## Inference" in md and "## Augmentation" in md
+    assert md.count("of fp32 matmul") == 2
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -231,3 +236,65 @@ def test_cli_benchmark_smoke(tmp_path):
     bad = runner.invoke(app, ["benchmark", "--smoke", "--only", "train,foo", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "--only takes" in bad.output
 
+
+
+def _fake_reproduce(calls):
+    """A stand-in for unet_zoo.reproduce.reproduce_isbi: records its arguments, returns one finished run."""
+    from types import SimpleNamespace
+
+    from unet_zoo.recipes import load_recipe
+
+    def fake(variant, **kwargs):
+        calls.append((variant, kwargs))
+        recipe = load_recipe("isbi-quick")
+        return [SimpleNamespace(
+            recipe=recipe, run_dir="runs/isbi-quick-x", train_seconds=4.0, eval_seconds=1.5,
+            train_result=SimpleNamespace(step=10), metrics={"rand_error": 0.1, "warping_error": 0.002, "pixel_error": 0.08},
+        )]
+
+    return fake
+
+
+def test_bench_reproduce_times_the_command_and_reports_scores(monkeypatch):
+    import unet_zoo.reproduce
+    from unet_zoo.recipes import load_recipe
+
+    calls = []
+    monkeypatch.setattr(unet_zoo.reproduce, "reproduce_isbi", _fake_reproduce(calls))
+    r = json.loads(json.dumps(benchmark.bench_reproduce("original", "cpu", quick=True, steps=10, data_dir="/data")))
+    ((variant, kwargs),) = calls
+    assert variant == "original" and kwargs["quick"] is True and kwargs["steps"] == 10 and kwargs["data_dir"] == "/data"
+    assert kwargs["device"] == "cpu" and kwargs["out"] is not None  # never the default cards/ folder
+    assert r["command"] == "unet-zoo reproduce isbi --quick --steps 10 --device cpu" and r["wall_s"] >= 0
+    (rec,) = r["recipes"]
+    assert rec["recipe"] == "isbi-quick" and rec["steps"] == 10
+    assert rec["tiles"] == 10 * load_recipe("isbi-quick").train.batch_size
+    assert rec["tiles_per_s"] == pytest.approx(rec["tiles"] / 4.0) and rec["rand_error"] == 0.1
+
+
+def test_reproduce_section_is_opt_in_and_in_the_markdown(monkeypatch, tmp_path):
+    import unet_zoo.reproduce
+
+    calls = []
+    monkeypatch.setattr(unet_zoo.reproduce, "reproduce_isbi", _fake_reproduce(calls))
+    results = run_all("cpu", smoke=True, out_dir=tmp_path, only=["reproduce"], data_dir="/data", reproduce_steps=10)
+    assert results["errors"] == {} and calls[0][1]["data_dir"] == "/data" and calls[0][1]["steps"] == 10
+    assert set(results) >= {"reproduce", "environment"} and "train" not in results
+    assert "peak" not in results  # no matmul measurement when neither train nor inference runs
+    md = (tmp_path / "results.md").read_text()
+    assert "## `unet-zoo reproduce isbi --quick --steps 10 --device cpu`: wall time" in md
+    assert "| isbi-quick | 10 |" in md
+
+
+def test_default_suite_does_not_run_reproduce_and_cpu_runs_the_quick_demo():
+    assert "reproduce" not in benchmark.SECTIONS and "reproduce" in benchmark.ALL_SECTIONS
+    assert benchmark.default_settings(torch.device("cpu"), smoke=False)["reproduce_quick"] is True
+    assert benchmark.default_settings(torch.device("cuda"), smoke=False)["reproduce_quick"] is False
+
+
+def test_cli_benchmark_checks_reproduce_options(tmp_path):
+    from unet_zoo.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["benchmark", "--only", "reproduce", "--reproduce-variant", "huge", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--reproduce-variant must be one of original, padded, small, all" in bad.output

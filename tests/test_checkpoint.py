@@ -73,3 +73,12 @@ def test_missing_and_weights_only_files_are_explained(tmp_path):
     atomic_save_safetensors({"model.w": torch.ones(1)}, tmp_path / "checkpoint.safetensors")
     with pytest.raises(ValueError, match="weights-only"):
         load_checkpoint(tmp_path)
+
+
+def test_file_is_synced_to_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    atomic_save_safetensors({"a": torch.ones(2)}, tmp_path / "x.safetensors")
+    assert events == ["fsync", "replace"]

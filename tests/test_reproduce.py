@@ -51,3 +51,25 @@ def test_quick_reproduce_on_real_data(isbi_dir, tmp_path, monkeypatch):
     assert result.metrics["num_slices"] == 6 and 0 <= result.metrics["rand_error"] <= 1
     assert (result.card_dir / "model.safetensors").is_file() and (result.card_dir / "predictions.png").is_file()
     assert not (tmp_path / "cards").exists()
+
+
+def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, monkeypatch):
+    """The folder layout of `reproduce isbi`, with the tiny synthetic recipe standing in for each paper recipe."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    def stand_in(name):
+        return load_recipe("tiny").with_overrides(recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1})
+
+    monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
+    monkeypatch.chdir(tmp_path)
+    console = Console(file=StringIO(), width=200)
+    (small,) = reproduce_isbi("small", device="cpu", progress=False, console=console)
+    assert small.card_dir == reproduce_module.CARDS_DIR / "isbi-small" and (tmp_path / "cards/isbi-small/model.safetensors").is_file()
+    assert "isbi-small" in console.file.getvalue() and "vs. the paper" in console.file.getvalue()
+    results = reproduce_isbi("all", device="cpu", progress=False, out=tmp_path / "hub")
+    assert [r.card_dir for r in results] == [tmp_path / "hub" / n for n in ("isbi-original", "isbi-padded", "isbi-small")]
+    for r in results:
+        assert {"model.safetensors", "config.json", "README.md", "scores.json"} <= {p.name for p in r.card_dir.iterdir()}
+        assert r.run_dir.parent == tmp_path / "runs" or str(r.run_dir).startswith("runs/")

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from unet_zoo.checkpoint import load_checkpoint
 from unet_zoo.recipes import load_recipe
-from unet_zoo.training import NonFiniteLossError, Trainer, lr_factor, synthetic_cells, train
+from unet_zoo.training import NonFiniteLossError, Trainer, execution_config, lr_factor, synthetic_cells, train
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,8 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
     killed = Trainer(tiny, out_dir=tmp_path / "killed", progress=False, stop_after=4, final_outputs=False).run()
     assert killed.step == 4 and load_checkpoint(tmp_path / "killed").step == 3
+    with open(tmp_path / "killed" / "metrics.jsonl", "a") as f:  # the kill cut a log line in half
+        f.write('{"step": 5, "loss": 0.6')
     resumed = Trainer(tiny, resume=tmp_path / "killed", progress=False, final_outputs=False).run()
     assert resumed.step == full.step == tiny.train.steps
     a, b = _params(full.model), _params(resumed.model)
@@ -49,7 +52,13 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     assert first.step == tiny.train.steps
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "loss" in r]
-    assert steps == sorted(set(steps)), "resumed log must not repeat steps"
+    assert steps == list(range(1, tiny.train.steps + 1)), "resumed log must hold every step once"
+
+
+def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
+    train(tiny, out_dir=tmp_path, progress=False, final_outputs=False)
+    with pytest.raises(ValueError, match=r"checkpoint .* is at step 6, beyond the 4 steps"):
+        Trainer(tiny, resume=tmp_path, steps=4, progress=False)
 
 
 def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
@@ -68,6 +77,24 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny):
 
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last good checkpoint"):
         train(tiny, out_dir=tmp_path, progress=False, loss_hook=inject)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny):
+    """A finite loss with NaN gradients at a checkpoint step: the NaN weights must not replace the last good file."""
+    trainer = Trainer(tiny, out_dir=tmp_path, progress=False, final_outputs=False)
+
+    def nan_gradient(step, loss):
+        if step != tiny.train.steps - 1:  # the last step, which is also a checkpoint step
+            return loss
+        p = next(trainer.model.parameters())
+        zero = p.sum() - p.sum().detach()  # value 0, gradient 1
+        return loss + 0 * torch.sqrt(zero)  # same (finite) loss value, gradient 0 * inf = NaN
+
+    trainer.loss_hook = nan_gradient
+    with pytest.raises(NonFiniteLossError, match=r"weights became NaN/inf at step 6.*last good checkpoint"):
+        trainer.run()
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
@@ -104,3 +131,44 @@ def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
     result = train(recipe, out_dir=tmp_path, progress=False)
     assert result.model.output_size(60) == 20 and result.step == 2
     assert np.isfinite(result.final_loss) and (tmp_path / "predictions.png").is_file()
+
+
+def test_progress_bar_shows_step_loss_speed_and_eta(tmp_path, tiny, capsys):
+    train(tiny.with_overrides(train={"steps": 2, "log_every": 1}), out_dir=tmp_path, progress=True, final_outputs=False)
+    out = capsys.readouterr().out
+    assert "2/2" in out and "tiles/s" in out and "ETA" in out
+    assert re.search(r"loss \d+\.\d{4}", out), out
+
+
+def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
+    original = load_recipe("isbi-original")  # precision/channels_last "auto", compile = true
+    cpu = execution_config(original, torch.device("cpu"))
+    assert (cpu.amp_dtype, cpu.channels_last, cpu.compile) == (None, False, False)
+    assert execution_config(original, torch.device("cpu"), compile=True).compile
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = execution_config(original, torch.device("cuda"))
+    assert (gpu.amp_dtype, gpu.channels_last, gpu.compile) == (torch.bfloat16, True, True)
+    assert not execution_config(original, torch.device("cuda"), compile=False).compile
+    fp32 = original.with_overrides(train={"precision": "fp32", "channels_last": "off"})
+    assert execution_config(fp32, torch.device("cuda")).amp_dtype is None
+    assert not execution_config(fp32, torch.device("cuda")).channels_last
+    # a GPU without bf16 (before Ampere): "auto" falls back to float32, an explicit "bf16" is an error
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    assert execution_config(original, torch.device("cuda")).amp_dtype is None
+    with pytest.raises(ValueError, match="Tesla V100 has no bfloat16 support"):
+        execution_config(original.with_overrides(train={"precision": "bf16"}), torch.device("cuda"))
+    assert execution_config(original.with_overrides(train={"precision": "bf16"}), torch.device("cpu")).amp_dtype == torch.bfloat16
+
+
+def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
+    """The GPU settings (bf16 autocast, channels_last) forced on the CPU: the same code path trains and checkpoints."""
+    recipe = tiny.with_overrides(train={"steps": 3, "precision": "bf16", "channels_last": "on"})
+    trainer = Trainer(recipe, out_dir=tmp_path, progress=False)
+    result = trainer.run()
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.channels_last
+    assert trainer.sampler.device == trainer.device == torch.device("cpu")  # augmentation where the model is
+    first_conv = next(p for p in result.model.parameters() if p.ndim == 4)
+    assert first_conv.is_contiguous(memory_format=torch.channels_last)
+    assert np.isfinite(result.final_loss) and load_checkpoint(tmp_path).step == 3
+    assert all(v.dtype == torch.float32 for v in load_checkpoint(tmp_path).model.values() if v.is_floating_point())

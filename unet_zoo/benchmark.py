@@ -44,11 +44,14 @@ from .performance import (
 from .registry import create_model, get_entry
 
 Log = Callable[[str], None]
-SECTIONS = ("train", "inference", "augment")
+SECTIONS = ("train", "inference", "augment")  # run by default
+OPTIONAL_SECTIONS = ("reproduce",)  # long: only when asked for (``--only ...,reproduce``)
+ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 TARGET_SPEEDUP = 3.0  # ours / baseline tiles/s, training `original`
 TARGET_FRACTION = 0.40  # achieved TFLOP/s / measured bf16 matmul TFLOP/s
 TARGET_AUGMENT_RATIO = 3.0  # augmentation tiles/s / training tiles/s
 SMOKE_OVERRIDES = {"base_channels": 8}
+CPU_MATMUL_N = 1024  # CPUs without bf16 units multiply bf16 at ~1 GFLOP/s: n = 2048 would take ~1 min per product
 
 
 # --- small helpers ---------------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def bench_train_step(
     flops = count_train_flops(reference, (batch_size, in_channels, tile, tile))
     del reference
     if peak_tflops is None:
-        peak_tflops = matmul_tflops(dev, n=256 if smoke else (8192 if dev.type == "cuda" else 2048))
+        peak_tflops = matmul_tflops(dev, n=256 if smoke else (8192 if dev.type == "cuda" else CPU_MATMUL_N))
 
     gen = torch.Generator(device=dev).manual_seed(0)
     x = torch.rand(batch_size, in_channels, tile, tile, device=dev, generator=gen)
@@ -460,7 +463,7 @@ def bench_inference(
     state = {k: v.clone() for k, v in reference.state_dict().items()}
     chosen_tile = choose_tile(reference, image_side, image_side, tile)
     if peak_tflops is None:
-        peak_tflops = matmul_tflops(dev, n=256 if smoke else (8192 if dev.type == "cuda" else 2048))
+        peak_tflops = matmul_tflops(dev, n=256 if smoke else (8192 if dev.type == "cuda" else CPU_MATMUL_N))
     image = np.random.default_rng(0).integers(0, 256, (image_side, image_side), dtype=np.uint8)
     megapixels = image_side**2 / 1e6
 
@@ -653,6 +656,67 @@ def bench_augmentation(
     return result
 
 
+# --- reproduce wall time ---------------------------------------------------------------------------
+
+
+def bench_reproduce(
+    variant: str = "original",
+    device: str | torch.device | None = None,
+    *,
+    quick: bool = False,
+    steps: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Wall time of ``unet-zoo reproduce isbi`` (train + evaluate + write the Hub folder), in this process.
+
+    Calls `unet_zoo.reproduce.reproduce_isbi` with the same arguments as the command
+    (``--variant``, ``--quick``, ``--steps``, ``--device``, ``--data-dir``); the Hub folder goes to `out`
+    (default: a temporary folder, deleted afterwards) so the benchmark never overwrites ``cards/``; the run
+    folder goes to ``runs/`` as usual. Needs the ISBI 2012 data.
+
+    Returns a JSON-serialisable dict: variant, quick, steps, device, command, wall_s (seconds for the
+    whole call) and ``recipes``: per recipe its steps, tiles, train_s, eval_s, tiles_per_s and the
+    held-out scores (rand_error, warping_error, pixel_error).
+    """
+    from .reproduce import reproduce_isbi
+
+    dev = resolve_device(device)
+    command = "unet-zoo reproduce isbi" + (" --quick" if quick else f" --variant {variant}") + (
+        f" --steps {steps}" if steps else "") + f" --device {dev}"
+    log(command)
+    with tempfile.TemporaryDirectory(prefix="unet_zoo-bench-reproduce-") as tmp:
+        start = time.perf_counter()
+        runs = reproduce_isbi(variant, quick=quick, steps=steps, device=str(dev), data_dir=data_dir,
+                              out=out if out is not None else Path(tmp) / "hub", progress=False)
+        wall = time.perf_counter() - start
+    recipes = []
+    for r in runs:
+        tiles = r.train_result.step * r.recipe.train.batch_size
+        recipes.append({
+            "recipe": r.recipe.name,
+            "steps": r.train_result.step,
+            "tiles": tiles,
+            "tile": r.recipe.data.tile,
+            "train_s": r.train_seconds,
+            "eval_s": r.eval_seconds,
+            "tiles_per_s": ratio(tiles, r.train_seconds),
+            "run_dir": str(r.run_dir),
+            **{k: r.metrics.get(k) for k in ("rand_error", "warping_error", "pixel_error")},
+        })
+    return {
+        "benchmark": "reproduce",
+        "command": command,
+        "variant": variant,
+        "quick": quick,
+        "steps": steps,
+        "device": str(dev),
+        "wall_s": wall,
+        "recipes": recipes,
+    }
+
+
 # --- the whole suite -------------------------------------------------------------------------------
 
 
@@ -715,15 +779,18 @@ def _git_commit() -> str | None:
 
 def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
     """Sizes of a full run on this kind of device (CPU runs are shrunk to finish in minutes)."""
+    # reproduce_*: the optional `reproduce` section; on a CPU the paper recipe takes days, so the --quick demo.
+    reproduce = dict(reproduce_variant="original", reproduce_quick=device.type != "cuda", reproduce_steps=None, data_dir=None)
     if smoke:
         return dict(train_tile=None, train_batch=1, train_steps=1, train_warmup=1, inference_side=64, inference_models=("original",),
-                    inference_tta=(False,), inference_repeats=1, matmul_n=256, latency=True)
+                    inference_tta=(False,), inference_repeats=1, matmul_n=256, latency=True,
+                    **{**reproduce, "reproduce_quick": True, "reproduce_steps": 2})
     if device.type == "cuda":
         return dict(train_tile=572, train_batch=8, train_steps=20, train_warmup=5, inference_side=4096,
                     inference_models=("original", "padded"), inference_tta=(False, True), inference_repeats=5,
-                    matmul_n=8192, latency=False)
+                    matmul_n=8192, latency=False, **reproduce)
     return dict(train_tile=572, train_batch=1, train_steps=3, train_warmup=1, inference_side=1024, inference_models=("original", "padded"),
-                inference_tta=(False,), inference_repeats=2, matmul_n=2048, latency=True)
+                inference_tta=(False,), inference_repeats=2, matmul_n=CPU_MATMUL_N, latency=True, **reproduce)
 
 
 def run_all(
@@ -737,7 +804,8 @@ def run_all(
     log: Log = _quiet,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Run the selected benchmarks (train, inference, augment) and write results.json + results.md.
+    """Run the selected benchmarks (default: train, inference, augment; ``reproduce`` only when in
+    `only`) and write results.json + results.md.
 
     Sections that fail are recorded with their error instead of stopping the suite. `settings`
     override `default_settings` (e.g. ``inference_side=2048``, ``train_batch=16``).
@@ -745,9 +813,9 @@ def run_all(
     """
     dev = resolve_device(device)
     sections = list(SECTIONS if only is None else only)
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(ALL_SECTIONS)
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+        raise ValueError(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_SECTIONS)}")
     unknown_settings = set(settings) - set(default_settings(dev, smoke))
     if unknown_settings:
         raise TypeError(f"unknown setting(s) {', '.join(sorted(unknown_settings))}")
@@ -759,13 +827,15 @@ def run_all(
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
         "errors": {},
     }
-    log(f"measuring the matrix-multiply rate (n={cfg['matmul_n']})")
-    results["peak"] = {
-        "matmul_n": cfg["matmul_n"],
-        "bf16_matmul_tflops": matmul_tflops(dev, torch.bfloat16, n=cfg["matmul_n"]),
-        "fp32_matmul_tflops": matmul_tflops(dev, torch.float32, n=cfg["matmul_n"]),
-    }
-    peak = results["peak"]["bf16_matmul_tflops"]
+    peak = None
+    if {"train", "inference"} & set(sections):  # the sections that compare achieved TFLOP/s with it
+        log(f"measuring the matrix-multiply rate (n={cfg['matmul_n']})")
+        results["peak"] = {
+            "matmul_n": cfg["matmul_n"],
+            "bf16_matmul_tflops": matmul_tflops(dev, torch.bfloat16, n=cfg["matmul_n"]),
+            "fp32_matmul_tflops": matmul_tflops(dev, torch.float32, n=cfg["matmul_n"]),
+        }
+        peak = results["peak"]["bf16_matmul_tflops"]
 
     def guarded(name: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -797,6 +867,11 @@ def run_all(
         results["inference"] = [r for r in runs if r is not None]
         if cfg["latency"]:
             results["cpu_latency"] = guarded("cpu_latency", lambda: bench_cpu_latency(smoke=smoke, log=log))
+    fp32_peak = (results.get("peak") or {}).get("fp32_matmul_tflops")
+    for run in [results.get("train") or {}, *(results.get("inference") or [])]:
+        for path in ("ours", "baseline"):
+            if run.get(path):
+                run[path]["fraction_of_fp32_matmul"] = ratio(run[path]["tflops"], fp32_peak)
     if "augment" in sections:
         train = results.get("train") or {}
         results["augment"] = guarded(
@@ -807,6 +882,14 @@ def run_all(
                 smoke=smoke,
                 train_tiles_per_s=(train.get("ours") or {}).get("tiles_per_s"),
                 log=log,
+            ),
+        )
+    if "reproduce" in sections:
+        results["reproduce"] = guarded(
+            "reproduce",
+            lambda: bench_reproduce(
+                cfg["reproduce_variant"], dev, quick=cfg["reproduce_quick"], steps=cfg["reproduce_steps"],
+                data_dir=cfg["data_dir"], log=log,
             ),
         )
     results["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -847,6 +930,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.3g}%"
+
+
 def _met(targets: dict[str, bool | None] | None) -> str:
     if not targets:
         return "-"
@@ -866,9 +953,12 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{_fmt(results.get('load_average_1m_at_end'))} at end",
         f"- torch {env.get('torch')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}, "
         f"python {env.get('python')}, unet_zoo {env.get('unet_zoo')} ({env.get('git_commit')}), {env.get('date_utc')}",
-        f"- measured matmul rate (n={peak.get('matmul_n')}): bf16 {_fmt(peak.get('bf16_matmul_tflops'))} TFLOP/s, "
-        f"fp32 {_fmt(peak.get('fp32_matmul_tflops'))} TFLOP/s",
     ]
+    if peak:
+        lines.append(
+            f"- measured matmul rate (n={peak.get('matmul_n')}): bf16 {_fmt(peak.get('bf16_matmul_tflops'))} TFLOP/s, "
+            f"fp32 {_fmt(peak.get('fp32_matmul_tflops'))} TFLOP/s"
+        )
     if results.get("smoke"):
         lines.append("- **smoke mode**: tiny models and sizes; the timings below mean nothing")
     train = results.get("train")
@@ -880,16 +970,16 @@ def to_markdown(results: dict[str, Any]) -> str:
             "",
             f"FLOPs per step (forward + backward, flop_counter): {train['flops_per_step'] / 1e9:.1f} G",
             "",
-            "| path | configuration | step s (median) | tiles/s | TFLOP/s | of bf16 matmul | peak GiB |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| path | configuration | step s (median) | tiles/s | TFLOP/s | of bf16 matmul | of fp32 matmul | peak GiB |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for name in ("ours", "baseline"):
             run = train.get(name)
             if run:
                 lines.append(
                     f"| {name} | {run['description']} | {_fmt(run['timing']['median_s'])} | {_fmt(run['tiles_per_s'])} "
-                    f"| {_fmt(run['tflops'])} | {_fmt(run['fraction_of_bf16_matmul'] * 100, 3)}% "
-                    f"| {_fmt(run['peak_memory_gib'])} |"
+                    f"| {_fmt(run['tflops'])} | {_percent(run.get('fraction_of_bf16_matmul'))} "
+                    f"| {_percent(run.get('fraction_of_fp32_matmul'))} | {_fmt(run['peak_memory_gib'])} |"
                 )
         lines += ["", f"Speed-up ours / baseline: **{_fmt(train['speedup'])}x**. Targets: {_met(train.get('targets'))}"]
     inference = results.get("inference")
@@ -899,18 +989,17 @@ def to_markdown(results: dict[str, Any]) -> str:
             "## Inference: overlap-tile prediction (`predict_tiled`)",
             "",
             "| model | image | TTA | tile | batch | ours Mpx/s | baseline Mpx/s | speed-up | ours TFLOP/s "
-            "| of bf16 matmul | tiling-loop ceiling Mpx/s | targets |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| of bf16 matmul | of fp32 matmul | tiling-loop ceiling Mpx/s | targets |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in inference:
             ours, base = r["ours"], r.get("baseline") or {}
             ceiling = (r.get("pipeline_ceiling") or {}).get("megapixels_per_s")
-            frac = ours.get("fraction_of_bf16_matmul")
             lines.append(
                 f"| {r['model']} | {r['image_side']}^2 | {'yes' if r['tta'] else 'no'} | {r['tile']} | {r['batch_size']} "
                 f"| {_fmt(ours['megapixels_per_s'])} | {_fmt(base.get('megapixels_per_s'))} | {_fmt(r['speedup'])} "
-                f"| {_fmt(ours['tflops'])} | {_fmt(None if frac is None else frac * 100)}% | {_fmt(ceiling)} "
-                f"| {_met(r.get('targets'))} |"
+                f"| {_fmt(ours['tflops'])} | {_percent(ours.get('fraction_of_bf16_matmul'))} "
+                f"| {_percent(ours.get('fraction_of_fp32_matmul'))} | {_fmt(ceiling)} | {_met(r.get('targets'))} |"
             )
     latency = results.get("cpu_latency")
     if latency:
@@ -936,6 +1025,20 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(augment['speedup_vs_reference'])} | {_fmt(augment['train_tiles_per_s'])} "
             f"| {_fmt(augment['ratio_to_training'])} | {_met(augment.get('targets'))} |",
         ]
+    reproduce = results.get("reproduce")
+    if reproduce:
+        lines += [
+            "",
+            f"## `{reproduce['command']}`: wall time {_fmt(reproduce['wall_s'])} s (train + evaluate + write the Hub folder)",
+            "",
+            "| recipe | steps | tile | train s | train tiles/s | evaluate s | rand error | warping error | pixel error |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in reproduce["recipes"]:
+            lines.append(
+                f"| {r['recipe']} | {r['steps']} | {r['tile']} | {_fmt(r['train_s'])} | {_fmt(r['tiles_per_s'])} "
+                f"| {_fmt(r['eval_s'])} | {_fmt(r['rand_error'])} | {_fmt(r['warping_error'])} | {_fmt(r['pixel_error'])} |"
+            )
     if results.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {name}: {err}" for name, err in results["errors"].items()]
     profile = (train or {}).get("ours", {}).get("profile")
@@ -945,10 +1048,13 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "ALL_SECTIONS",
+    "SECTIONS",
     "augmentation_tiles_per_s",
     "bench_augmentation",
     "bench_cpu_latency",
     "bench_inference",
+    "bench_reproduce",
     "bench_train_step",
     "environment",
     "ratio",

@@ -146,6 +146,8 @@ def reproduce_isbi(
     from .evaluation import comparison_table, evaluate_model
 
     names = recipes_for(variant, quick)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
+        console = None
     results = []
     for name in names:
         recipe = load_recipe(name)

@@ -37,7 +37,8 @@ RUNS_DIR = Path("runs")
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped and its last good checkpoint was kept."""
+    """The loss (or, after a step, a weight) became NaN or infinite; the run stopped and its last good
+    checkpoint was kept."""
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -158,6 +159,36 @@ def lr_factor(recipe: Recipe, step: int) -> float:
     if s.kind == "step" and s.step_every:
         return s.gamma ** ((step - s.warmup_steps) // s.step_every)
     return 1.0
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How a run executes on its device: autocast dtype (None = float32), channels_last, torch.compile."""
+
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    compile: bool
+
+
+def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> ExecutionConfig:
+    """The fast path the recipe asks for on `device`.
+
+    ``train.precision = "auto"``: bf16 autocast on CUDA GPUs with bf16 support (compute capability >= 8,
+    e.g. A100/H100), float32 elsewhere; ``"bf16"`` forces it (a clear error on a GPU without bf16);
+    ``"fp32"`` never uses it. ``train.channels_last = "auto"``: on for CUDA. ``train.compile`` applies on
+    CUDA only; an explicit `compile` (the ``--compile/--no-compile`` flag) overrides it on every device.
+    """
+    t, cuda = recipe.train, device.type == "cuda"
+    bf16_ok = not cuda or torch.cuda.is_bf16_supported()
+    if t.precision == "bf16" and not bf16_ok:
+        raise ValueError(f"train.precision = 'bf16' but {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+                         "use precision = 'auto' or 'fp32'")
+    amp = t.precision == "bf16" or (t.precision == "auto" and cuda and bf16_ok)
+    return ExecutionConfig(
+        amp_dtype=torch.bfloat16 if amp else None,
+        channels_last=t.channels_last == "on" or (t.channels_last == "auto" and cuda),
+        compile=bool(compile) if compile is not None else (t.compile and cuda),
+    )
 
 
 def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -291,6 +322,11 @@ class Trainer:
             out_dir = out_dir or resume_dir
         if steps is not None:
             recipe = recipe.with_overrides(train={"steps": steps})
+        if self.checkpoint is not None and self.checkpoint.step > recipe.train.steps:
+            raise ValueError(
+                f"the checkpoint in {resume} is at step {self.checkpoint.step}, beyond the {recipe.train.steps} steps "
+                "asked for; pass a larger --steps (or none, to use the recipe's)"
+            )
         self.recipe = recipe
         self.dist: DistInfo = init_distributed(device)
         self.device = self.dist.device
@@ -309,8 +345,8 @@ class Trainer:
     def _setup(self) -> None:
         r, dev = self.recipe, self.device
         cuda = dev.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if (r.train.precision == "bf16" or (r.train.precision == "auto" and cuda)) else None
-        self.channels_last = r.train.channels_last == "on" or (r.train.channels_last == "auto" and cuda)
+        self.execution = execution_config(r, dev, self.compile)
+        self.amp_dtype, self.channels_last = self.execution.amp_dtype, self.execution.channels_last
         if cuda:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -342,7 +378,7 @@ class Trainer:
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
         net: nn.Module = wrap_ddp(model, self.dist)
-        if self.compile or (self.compile is None and r.train.compile and cuda):
+        if self.execution.compile:  # after DDP, as PyTorch recommends (DDPOptimizer splits the graph at buckets)
             net = torch.compile(net)
         self.net = net
 
@@ -359,7 +395,22 @@ class Trainer:
             print(f"warning: checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
                   f"{self.dist.world_size}; continuing with fresh random streams (not bit-identical)", file=sys.stderr)
 
+    def _check_finite_weights(self) -> None:
+        """Raise `NonFiniteLossError` when a weight is NaN/inf (a finite loss can still give inf gradients).
+
+        Every rank holds the same weights under DDP, so every rank raises together."""
+        params = list(self.model.parameters())
+        if bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            return
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        raise NonFiniteLossError(
+            f"weights became NaN/inf at step {self.step} of recipe {self.recipe.name!r} ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); stopped without saving them. The last good checkpoint "
+            f"({self.run_dir / CHECKPOINT_NAME}, if any) is kept. Lower optimizer.lr or set optimizer.grad_clip."
+        )
+
     def _save(self) -> None:
+        self._check_finite_weights()
         states = all_gather_objects(rng_state(self.generator, self.device))  # collective: every rank calls it
         if not self.dist.is_main:
             return
@@ -392,7 +443,11 @@ class Trainer:
         return {"val_loss": float(sum(losses) / y.numel()), "val_pixel_error": wrong / y.numel()}
 
     def run(self) -> TrainResult:
-        """Train to ``train.steps``; returns a `TrainResult`. Raises `NonFiniteLossError` on NaN/inf loss."""
+        """Train to ``train.steps``; returns a `TrainResult`.
+
+        Raises `NonFiniteLossError` on a NaN/inf loss (checked every step, before the update) or NaN/inf
+        weights (checked before every checkpoint, so a checkpoint never holds them).
+        """
         r = self.recipe
         self._setup()
         main = self.dist.is_main
@@ -466,7 +521,12 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         if not path.is_file():
             return []
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut off by the kill; the log is rewritten from the records kept
+                continue
         return [rec for rec in records if rec.get("step", 0) <= self.step]  # drop steps after the checkpoint
 
     def _final_outputs(self, history: list[dict[str, Any]], seconds: float) -> None:
@@ -495,12 +555,14 @@ def train(recipe: Recipe, **kwargs: Any) -> TrainResult:
 
 
 __all__ = [
+    "ExecutionConfig",
     "NonFiniteLossError",
     "TrainResult",
     "Trainer",
     "TrainingData",
     "build_optimizer",
     "default_run_dir",
+    "execution_config",
     "latest_run_dir",
     "load_training_data",
     "lr_factor",

@@ -15,7 +15,8 @@ def benchmark_command(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)"),
     smoke: bool = typer.Option(False, "--smoke", help="tiny models and sizes: checks the suite runs (timings mean nothing)"),
     only: str = typer.Option(
-        "train,inference,augment", "--only", help="comma-separated subset of: train, inference, augment"
+        "train,inference,augment", "--only",
+        help="comma-separated subset of: train, inference, augment, reproduce (the last is long and needs the ISBI data)",
     ),
     out: Path = typer.Option(Path("bench-results"), "--out", help="folder for results.json and results.md"),
     compile: bool = typer.Option(
@@ -26,15 +27,25 @@ def benchmark_command(
         None, "--inference-side", help="image side for the inference benchmark (default: 4096 on CUDA, 1024 on CPU)"
     ),
     train_batch: int = typer.Option(None, "--train-batch", help="tiles per training step (default: 8 on CUDA, 1 on CPU)"),
+    reproduce_variant: str = typer.Option(None, "--reproduce-variant", help="reproduce section: original (default), padded, small or all"),
+    reproduce_quick: bool = typer.Option(
+        None, "--reproduce-quick/--reproduce-full",
+        help="reproduce section: the --quick CPU demo or the paper recipe (default: full on CUDA, quick on CPU)",
+    ),
+    reproduce_steps: int = typer.Option(None, "--reproduce-steps", min=1, help="reproduce section: override train.steps"),
+    data_dir: Path = typer.Option(None, "--data-dir", help="reproduce section: ISBI 2012 folder (default $UNET_ZOO_DATA_DIR)"),
 ) -> None:
     """Benchmark training, inference and augmentation; write JSON + a Markdown table to --out."""
-    from ..benchmark import SECTIONS, run_all
+    from ..benchmark import ALL_SECTIONS, run_all
     from ..performance import resolve_device
+    from ..reproduce import VARIANT_RECIPES
 
     sections = [s.strip() for s in only.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
+    unknown = sorted(set(sections) - set(ALL_SECTIONS))
     if unknown or not sections:
-        raise fail(f"--only takes a comma-separated subset of {', '.join(SECTIONS)}; got {only!r}")
+        raise fail(f"--only takes a comma-separated subset of {', '.join(ALL_SECTIONS)}; got {only!r}")
+    if reproduce_variant is not None and reproduce_variant not in [*VARIANT_RECIPES, "all"]:
+        raise fail(f"--reproduce-variant must be one of {', '.join([*VARIANT_RECIPES, 'all'])}; got {reproduce_variant!r}")
     try:
         dev = resolve_device(device)
     except (ValueError, RuntimeError) as err:
@@ -48,6 +59,10 @@ def benchmark_command(
         settings["inference_side"] = inference_side
     if train_batch is not None:
         settings["train_batch"] = train_batch
+    for key, value in (("reproduce_variant", reproduce_variant), ("reproduce_quick", reproduce_quick),
+                       ("reproduce_steps", reproduce_steps), ("data_dir", data_dir)):
+        if value is not None:
+            settings[key] = value
     command = "unet-zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     with console.status("benchmarking...") as status:
         results = run_all(

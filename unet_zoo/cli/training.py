@@ -60,6 +60,7 @@ def reproduce_isbi_command(
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     from ..data import DatasetNotFoundError
+    from ..distributed import cleanup_distributed
     from ..recipes import RecipeError
     from ..reproduce import recipes_for, reproduce_isbi
     from ..training import NonFiniteLossError
@@ -69,3 +70,5 @@ def reproduce_isbi_command(
         reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console)
     except (RecipeError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
+    finally:
+        cleanup_distributed()

@@ -28,6 +28,9 @@ def test_tiny_run_writes_everything(tmp_path, tiny):
     assert [r["step"] for r in records if "loss" in r] == list(range(1, 13))
     assert all(np.isfinite(r["loss"]) and r["tiles_per_s"] > 0 for r in records if "loss" in r)
     assert [r["step"] for r in records if "val_loss" in r] == [6, 12]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 12 and summary["final_loss"] == [r["loss"] for r in records if "loss" in r][-1]
+    assert summary["val_pixel_error"] == records[-1]["val_pixel_error"]
     assert load_checkpoint(tmp_path).step == 12
     from PIL import Image
 

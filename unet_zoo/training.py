@@ -544,7 +544,8 @@ class Trainer:
                           titles=[f"held-out slice {s}" for s in self.data.val_slices[:n]])
         last_val = next((h for h in reversed(history) if "val_loss" in h), {})
         summary = {"recipe": self.recipe.name, "steps": self.step, "train_seconds": round(seconds, 2),
-                   "world_size": self.dist.world_size, "device": str(self.device), "final_loss": history[-1].get("loss") if history else None,
+                   "world_size": self.dist.world_size, "device": str(self.device),
+                   "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),  # the last record may be a validation one
                    **{k: v for k, v in last_val.items() if k != "step"}}
         atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
 

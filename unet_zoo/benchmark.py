@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .files import atomic_write_bytes
 from .performance import (
     Timer,
     autocast,
@@ -898,25 +899,12 @@ def run_all(
     return results
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write `results` to out_dir/results.json and out_dir/results.md (atomically); return both paths."""
     out = Path(out_dir)
     json_path, md_path = out / "results.json", out / "results.md"
-    _write_atomic(json_path, json.dumps(results, indent=2, default=str) + "\n")
-    _write_atomic(md_path, to_markdown(results))
+    atomic_write_bytes(json_path, json.dumps(results, indent=2, default=str) + "\n")
+    atomic_write_bytes(md_path, to_markdown(results))
     return json_path, md_path
 
 

@@ -27,6 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .files import file_sha256
+
 ENV_VAR = "UNET_ZOO_DATA_DIR"
 SHAPE = (30, 512, 512)
 TRAIN_VOLUME, TRAIN_LABELS, TEST_VOLUME = "train-volume.tif", "train-labels.tif", "test-volume.tif"
@@ -217,15 +219,6 @@ def split_slices(num_slices: int = 30, k: int = 5, fold: int = 4) -> tuple[list[
 
 
 # --- checksums and download ---------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pixel_sha256(array: np.ndarray) -> str:

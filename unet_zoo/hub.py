@@ -18,7 +18,6 @@ Downloads go through ``huggingface_hub`` (its cache, ``revision``, ``HF_TOKEN``,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from huggingface_hub import ModelHubMixin, ModelCard
 from torch import nn
 
 from .cards import LIBRARY_NAME, PAPER_URL, render_model_card
+from .files import atomic_write_bytes, file_sha256, files_sha256
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -66,15 +66,6 @@ class HubAccessError(OSError):
 # --- files ---------------------------------------------------------------------------------------
 
 
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of the bytes of one file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weights_sha256(folder: str | Path, files: list[str] | None = None) -> str:
     """Hex sha256 of a checkpoint's weights: of model.safetensors, or of its shards concatenated in name order.
 
@@ -82,25 +73,7 @@ def weights_sha256(folder: str | Path, files: list[str] | None = None) -> str:
     """
     folder = Path(folder)
     shards = sorted(f for f in (files if files is not None else weight_files(folder)) if f.endswith(".safetensors"))
-    digest = hashlib.sha256()
-    for name in shards:
-        with open(folder / name, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace` (never half-written)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return files_sha256(folder / name for name in shards)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -282,7 +255,7 @@ def save_pretrained(
     }
     pretrained = {k: info[k] for k in ("checkpoint_name", "metrics", "training", "license", "datasets") if info.get(k)}
     config = checkpoint_config(model, weights=weights, pretrained=pretrained or None)
-    atomic_write(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    atomic_write_bytes(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     if card is None:
         card = render_model_card(
             name,
@@ -298,7 +271,7 @@ def save_pretrained(
             description=info.get("description"),
             limitations=info.get("limitations"),
         )
-    atomic_write(folder / CARD_NAME, card)
+    atomic_write_bytes(folder / CARD_NAME, card)
     return folder
 
 

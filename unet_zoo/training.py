@@ -207,11 +207,6 @@ def set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator, de
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 # --- the run ------------------------------------------------------------------------------------------
 
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from .files import atomic_write_with
 
 TOLERANCE = 1e-6  # absolute bound on the truncation error of the border term
 _CACHE_VERSION = 2  # bump when the definition changes, so old cache files are not reused (2: 0/255 masks are binary)
@@ -180,15 +180,7 @@ def weight_maps_for_stack(
     for i in indices:
         out[i] = weight_map(labels[i], w0, sigma, instances=instances, balance=balance)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".weights-", suffix=".npy", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, out)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_with(path, lambda tmp: np.save(tmp, out), suffix=".npy")
     return out
 
 

@@ -1,0 +1,58 @@
+"""Small file helpers shared across unet_zoo (standard library only): sha256 digests and atomic writes.
+
+Atomic writes go to a temporary file in the destination's folder, are fsynced, and are then moved into
+place with `os.replace`, so a kill or a crash never leaves a half-written (or empty) file under `path`:
+readers see either the old file or the complete new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+
+def files_sha256(paths: Iterable[str | Path], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of the bytes of `paths` concatenated in the given order (``cat paths... | sha256sum``)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            while chunk := f.read(chunk_size):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of the bytes of one file."""
+    return files_sha256([path], chunk_size)
+
+
+def atomic_write_with(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Create `path` atomically: `write(tmp)` fills a temporary file in the same folder, which is fsynced and
+    moved onto `path` with `os.replace`; on any error the temporary file is removed. Returns `path`.
+
+    `suffix` ends the temporary file's name (for writers that look at it, e.g. ``np.save`` wants ``.npy``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename, so a crash cannot leave an empty file under `path`
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (str is encoded as UTF-8) to `path` atomically (see `atomic_write_with`); returns `path`."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(payload))
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_with", "file_sha256", "files_sha256"]

@@ -73,3 +73,53 @@ def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, mo
     for r in results:
         assert {"model.safetensors", "config.json", "README.md", "scores.json"} <= {p.name for p in r.card_dir.iterdir()}
         assert r.run_dir.parent == tmp_path / "runs" or str(r.run_dir).startswith("runs/")
+
+
+def test_check_stored_weights_reports_the_largest_score_change():
+    from unet_zoo.reproduce import check_stored_weights
+
+    trained = {"rand_error": 0.10, "pixel_error": 0.05, "vrand_thinned": 0.95, "tta": True}
+    same = check_stored_weights(trained, dict(trained, rand_error=0.1000004), "float16")
+    assert same["equal"] and same["max_abs_difference"] == pytest.approx(4e-7) and same["worst_score"] == "rand_error"
+    assert "score the same" in same["summary"] and "float16" in same["summary"]
+    off = check_stored_weights(trained, dict(trained, vrand_thinned=0.90), "float16")
+    assert not off["equal"] and off["worst_score"] == "vrand_thinned" and "differs by 0.05" in off["summary"]
+
+
+def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkeypatch):
+    """The card's weights are float16 on disk, read back, evaluated again, and the card says they score the same."""
+    from safetensors import safe_open
+
+    from unet_zoo.hub import load_folder
+
+    def stand_in(name):
+        return load_recipe("tiny").with_overrides(recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1},
+                                                  eval={"tta": True})
+
+    monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
+    monkeypatch.chdir(tmp_path)
+    (result,) = reproduce_isbi("small", device="cpu", progress=False, out=tmp_path / "hub")
+    folder = result.card_dir
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert dtypes == {torch.float16}
+    assert json.loads((folder / "config.json").read_text())["weights"]["dtype"] == "float16"
+    loaded = load_folder(folder)
+    assert next(loaded.parameters()).dtype == torch.float32
+    scores = json.loads((folder / "scores.json").read_text())
+    check = scores["stored_weights"]
+    assert check == result.stored_check and check["dtype"] == "float16"
+    assert check["equal"] is (check["max_abs_difference"] <= check["tolerance"])
+    assert scores["tta"] is True and scores["without_tta"]["tta"] is False
+    card = (folder / "README.md").read_text()
+    assert "## Stored weights" in card and check["summary"] in card
+    assert "ours, without TTA" in card
+
+
+def test_reproduce_refuses_an_unknown_weights_dtype_before_training(monkeypatch):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained despite a bad weights_dtype")
+
+    monkeypatch.setattr(reproduce_module, "train", must_not_train)
+    with pytest.raises(ValueError, match="weights_dtype must be float16, bfloat16 or float32, got 'int8'"):
+        reproduce_isbi("small", weights_dtype="int8")

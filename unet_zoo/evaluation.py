@@ -122,10 +122,18 @@ def comparison_table(metrics: dict[str, Any], title: str = "ISBI 2012: ours vs. 
     return table
 
 
-def format_comparison(metrics: dict[str, Any]) -> str:
-    """Plain-text (Markdown) table of our scores beside the paper's Table 1, with the held-out note."""
-    lines = ["| metric | ours | paper (Table 1) |", "|---|---:|---:|"]
-    lines += [f"| {name} | {ours} | {paper} |" for name, ours, paper in comparison_rows(metrics)]
+def format_comparison(metrics: dict[str, Any], without_tta: dict[str, Any] | None = None) -> str:
+    """Plain-text (Markdown) table of our scores beside the paper's Table 1, with the held-out note.
+
+    without_tta: scores of the same model without test-time augmentation, shown as an extra column.
+    """
+    if without_tta is None:
+        lines = ["| metric | ours | paper (Table 1) |", "|---|---:|---:|"]
+        lines += [f"| {name} | {ours} | {paper} |" for name, ours, paper in comparison_rows(metrics)]
+    else:
+        plain = {name: ours for name, ours, _ in comparison_rows(without_tta)}
+        lines = ["| metric | ours, with TTA | ours, without TTA | paper (Table 1) |", "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {ours} | {plain.get(name, '-')} | {paper} |" for name, ours, paper in comparison_rows(metrics)]
     return "\n".join(lines) + "\n\n" + HELD_OUT_NOTE
 
 

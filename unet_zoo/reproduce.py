@@ -27,6 +27,8 @@ VARIANT_RECIPES: dict[str, str] = {"original": "isbi-original", "padded": "isbi-
 QUICK_RECIPE = "isbi-quick"
 CARDS_DIR = Path("cards")
 CARD_METRICS = ("warping_error", "rand_error", "pixel_error")  # the card's table is "lower is better"
+SCORE_KEYS = ("rand_error", "pixel_error", "vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "iou", "dice")
+STORED_SCORE_TOLERANCE = 1e-3  # largest score change the cast to the stored dtype may cause
 
 
 @dataclass
@@ -40,6 +42,8 @@ class ReproduceResult:
     train_seconds: float
     eval_seconds: float
     train_result: TrainResult
+    metrics_without_tta: dict[str, Any] | None = None
+    stored_check: dict[str, Any] | None = None
 
 
 def recipes_for(variant: str, quick: bool = False) -> list[str]:
@@ -89,8 +93,23 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
     }
 
 
-def write_hub_folder(result: TrainResult, metrics: dict[str, Any], folder: str | Path, hardware: str) -> Path:
-    """Write model.safetensors, config.json, README.md (card), scores.json and the PNGs into `folder`."""
+def write_hub_folder(
+    result: TrainResult,
+    metrics: dict[str, Any],
+    folder: str | Path,
+    hardware: str,
+    *,
+    dtype: Any = None,
+    max_shard_size: int | None = None,
+    metrics_without_tta: dict[str, Any] | None = None,
+    stored_check: dict[str, Any] | None = None,
+) -> Path:
+    """Write model.safetensors, config.json, README.md (card), scores.json and the PNGs into `folder`.
+
+    dtype: stored weight dtype (e.g. torch.float16; None keeps float32). max_shard_size: bytes per
+    weight file (sharded with an index when exceeded). metrics_without_tta: a second score column on
+    the card. stored_check: `check_stored_weights`'s result, printed on the card and kept in scores.json.
+    """
     from .cards import render_model_card
     from .evaluation import format_comparison
 
@@ -106,23 +125,54 @@ def write_hub_folder(result: TrainResult, metrics: dict[str, Any], folder: str |
         description=recipe.recipe.description or None,
     )
     card += (
-        "\n## All held-out scores\n\n" + format_comparison(metrics)
+        "\n## All held-out scores\n\n" + format_comparison(metrics, metrics_without_tta)
         + f"\n\nEvaluated with overlap-tile inference{' and 8-fold test-time augmentation' if metrics.get('tta') else ''}"
-        f" on {metrics.get('num_slices', '?')} slices.\n"
+        f" on {metrics.get('num_slices', '?')} slices"
+        + (f" ({metrics['seconds_per_slice']:.2f} s per 512x512 slice on {hardware})" if metrics.get("seconds_per_slice") else "")
+        + ".\n"
     )
+    if stored_check:
+        card += "\n## Stored weights\n\n" + stored_check["summary"] + "\n"
     if recipe.recipe.notes:
         card += f"\n## Recipe notes\n\n{recipe.recipe.notes}\n"
     if recipe.recipe.deviations:
         card += "\n## Deviations from the paper\n\n" + "\n".join(f"- {d}" for d in recipe.recipe.deviations) + "\n"
     card += "\n![held-out predictions](predictions.png)\n"
     training["deviations"] = recipe.recipe.deviations  # kept in config.json; the card lists them in their own section
-    model.save_pretrained(folder, card=card, card_data={"checkpoint_name": recipe.name, "metrics": card_metrics, "training": training})
+    model.save_pretrained(folder, card=card, card_data={"checkpoint_name": recipe.name, "metrics": card_metrics, "training": training},
+                          dtype=dtype, max_shard_size=max_shard_size)
     for name in ("predictions.png", "curves.png"):
         if (result.run_dir / name).is_file():
             shutil.copyfile(result.run_dir / name, folder / name)
     scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list))}
+    if metrics_without_tta is not None:
+        scores["without_tta"] = {k: v for k, v in metrics_without_tta.items() if isinstance(v, (int, float, bool))}
+    if stored_check is not None:
+        scores["stored_weights"] = stored_check
     atomic_write_bytes(folder / "scores.json", json.dumps(scores, indent=2).encode())
     return folder
+
+
+def check_stored_weights(
+    trained: dict[str, Any], stored: dict[str, Any], dtype: str, tolerance: float = STORED_SCORE_TOLERANCE
+) -> dict[str, Any]:
+    """Compare held-out scores of the trained model with those of the weights read back from the folder.
+
+    Returns {"dtype", "scores" (stored), "max_abs_difference", "worst_score", "tolerance", "equal", "summary"}.
+    """
+    diffs = {k: abs(float(trained[k]) - float(stored[k])) for k in SCORE_KEYS
+             if trained.get(k) is not None and stored.get(k) is not None}
+    worst = max(diffs, key=diffs.get) if diffs else None
+    largest = diffs[worst] if worst else 0.0
+    equal = largest <= tolerance
+    summary = (
+        f"`model.safetensors` stores the weights in {dtype}; they load as float32. Read back from this folder and "
+        f"evaluated again on the same held-out slices, they score "
+        + (f"the same as the trained weights: the largest difference over {len(diffs)} scores is {largest:.2g} ({worst})."
+           if equal else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {tolerance:g}).")
+    )
+    return {"dtype": dtype, "scores": {k: float(stored[k]) for k in diffs}, "max_abs_difference": largest,
+            "worst_score": worst, "tolerance": tolerance, "equal": equal, "summary": summary}
 
 
 def reproduce_isbi(
@@ -136,14 +186,26 @@ def reproduce_isbi(
     compile: bool | None = None,
     progress: bool | None = None,
     console: Any = None,
+    weights_dtype: str = "float16",
+    max_shard_size: int | None = None,
 ) -> list[ReproduceResult]:
     """Train, evaluate (held-out slices, TTA per recipe) and write a Hub folder for each variant.
 
     out: the Hub folder (for "all": the parent of one folder per recipe). Default ``cards/<recipe>/``;
     with `quick`, ``<run folder>/hub/`` so demo weights never land in cards/.
+    weights_dtype: "float16" (default, half the size) or "float32" for model.safetensors; the stored
+    weights are read back and evaluated again, and the card says whether they score the same.
+    max_shard_size: bytes per weight file; larger checkpoints are sharded with an index (default: one file).
     Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
     """
+    import torch
+
     from .evaluation import comparison_table, evaluate_model
+    from .hub import load_folder
+
+    if weights_dtype not in ("float16", "bfloat16", "float32"):
+        raise ValueError(f"weights_dtype must be float16, bfloat16 or float32, got {weights_dtype!r}")
+    dtype = getattr(torch, weights_dtype)
 
     names = recipes_for(variant, quick)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
@@ -156,22 +218,35 @@ def reproduce_isbi(
         result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress)
         if not _is_main():  # under torchrun only rank 0 evaluates and writes
             continue
+        model_device = next(result.model.parameters()).device
+        held_out = (result.data.val_images, result.data.val_labels)
         start = time.perf_counter()
-        metrics = evaluate_model(
-            result.model, result.data.val_images, result.data.val_labels, tta=recipe.eval.tta,
-            device=device, batch_size=recipe.eval.batch_size,
-        )
+        metrics = evaluate_model(result.model, *held_out, tta=recipe.eval.tta, device=model_device, batch_size=recipe.eval.batch_size)
         eval_seconds = time.perf_counter() - start
+        without_tta = (evaluate_model(result.model, *held_out, tta=False, device=model_device, batch_size=recipe.eval.batch_size)
+                       if recipe.eval.tta else None)
         if out is None:
             folder = result.run_dir / "hub" if quick else CARDS_DIR / name
         else:
             folder = Path(out) / name if len(names) > 1 else Path(out)
-        write_hub_folder(result, metrics, folder, hardware_description(next(result.model.parameters()).device))
+        hardware = hardware_description(model_device)
+        write_hub_folder(result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta)
+        # Read the stored weights back and score them again: the card must describe what users download.
+        stored = load_folder(folder, device=model_device)
+        stored_metrics = evaluate_model(stored, *held_out, tta=recipe.eval.tta, device=model_device, batch_size=recipe.eval.batch_size)
+        check = check_stored_weights(metrics, stored_metrics, weights_dtype)
+        write_hub_folder(result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size,
+                         metrics_without_tta=without_tta, stored_check=check)
         if console:
             console.print(comparison_table(metrics, title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper"))
+            if without_tta is not None:
+                console.print(f"without TTA: Rand error {without_tta['rand_error']:.4f}, pixel error {without_tta['pixel_error']:.4f}, "
+                              f"V_rand (thinned) {without_tta['vrand_thinned']:.4f}")
+            console.print(("" if check["equal"] else "[yellow]warning:[/yellow] ") + check["summary"])
             console.print(f"trained {result.step} steps in {result.seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
                           f"run: {result.run_dir}  Hub folder: {folder}  predictions: {folder / 'predictions.png'}")
-        results.append(ReproduceResult(recipe, result.run_dir, folder, metrics, result.seconds, eval_seconds, result))
+        results.append(ReproduceResult(recipe, result.run_dir, folder, metrics, result.seconds, eval_seconds, result,
+                                       metrics_without_tta=without_tta, stored_check=check))
     return results
 
 
@@ -181,5 +256,5 @@ def _is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-__all__ = ["QUICK_RECIPE", "VARIANT_RECIPES", "ReproduceResult", "hardware_description", "recipes_for",
+__all__ = ["QUICK_RECIPE", "check_stored_weights", "VARIANT_RECIPES", "ReproduceResult", "hardware_description", "recipes_for",
            "reproduce_isbi", "training_info", "write_hub_folder"]

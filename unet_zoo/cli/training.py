@@ -57,6 +57,9 @@ def reproduce_isbi_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Hub folder (default cards/<recipe>/; with --variant all, its parent)"),
     quick: bool = typer.Option(False, "--quick", help="a few-minute CPU demo (recipes/isbi-quick.toml); writes under runs/, not cards/"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: the recipe's flag, on CUDA)"),
+    weights_dtype: str = typer.Option("float16", "--weights-dtype", help="dtype of model.safetensors: float16 (half the size), bfloat16 or float32; "
+                                      "the stored weights are evaluated again and the card says whether they score the same"),
+    max_shard_mb: Optional[float] = typer.Option(None, "--max-shard-mb", min=0.001, help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)"),
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     from ..data import DatasetNotFoundError
@@ -67,7 +70,8 @@ def reproduce_isbi_command(
 
     try:
         recipes_for(variant, quick)
-        reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console)
+        reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console,
+                       weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None)
     except (RecipeError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
     finally:

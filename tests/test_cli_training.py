@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from unet_zoo.checkpoint import load_checkpoint
@@ -46,3 +48,34 @@ def test_help_lists_options():
     assert result.exit_code == 0 and "--resume" in result.output and "--compile" in result.output
     result = runner.invoke(app, ["reproduce", "isbi", "--help"])
     assert result.exit_code == 0 and "--quick" in result.output and "--variant" in result.output
+
+
+@pytest.mark.slow
+def test_train_command_stops_cleanly_on_sigterm_and_resumes(tmp_path):
+    """A real process: SIGTERM after the first log line -> exit 143, a checkpoint, and --resume finishes the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from unet_zoo.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "unet_zoo", "train", "tiny", "--device", "cpu", "--out", str(run)]
+    env = {**os.environ, "COLUMNS": "1000"}  # no line wrapping in the error message
+    proc = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never logged a step"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    assert "stopped:" in err and f"--resume {run}" in err
+    step = load_checkpoint(run).step
+    assert step >= 1
+    done = subprocess.run([*cmd[:-2], "--resume", str(run), "--steps", str(step + 2)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(run).step == step + 2

@@ -123,3 +123,25 @@ def test_reproduce_refuses_an_unknown_weights_dtype_before_training(monkeypatch)
     monkeypatch.setattr(reproduce_module, "train", must_not_train)
     with pytest.raises(ValueError, match="weights_dtype must be float16, bfloat16 or float32, got 'int8'"):
         reproduce_isbi("small", weights_dtype="int8")
+
+
+def test_reproduce_resume_latest_continues_the_newest_run(tmp_path, monkeypatch):
+    """--resume latest picks up the newest run of the recipe; a finished run is scored and written again, untrained."""
+    def stand_in(name):
+        return load_recipe("tiny").with_overrides(recipe={"name": name}, train={"steps": 3, "eval_tiles": 1, "overlay_slices": 1,
+                                                                                  "checkpoint_every": 1})
+
+    monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no run of 'isbi-small' with a checkpoint"):
+        reproduce_isbi("small", device="cpu", progress=False, resume="latest")
+    from unet_zoo.training import Trainer, default_run_dir
+
+    recipe = stand_in("isbi-small")
+    interrupted = Trainer(recipe, out_dir=default_run_dir(recipe), progress=False, stop_after=2, final_outputs=False).run()
+    assert interrupted.step == 2
+    (resumed,) = reproduce_isbi("small", device="cpu", progress=False, resume="latest")
+    assert resumed.run_dir == interrupted.run_dir and resumed.train_result.step == 3  # continued to the recipe's 3 steps
+    assert (tmp_path / "cards/isbi-small/model.safetensors").is_file()
+    with pytest.raises(ValueError, match="names one run folder, but --variant all trains 3 recipes"):
+        reproduce_isbi("all", resume=interrupted.run_dir)

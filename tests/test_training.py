@@ -175,3 +175,34 @@ def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     assert first_conv.is_contiguous(memory_format=torch.channels_last)
     assert np.isfinite(result.final_loss) and load_checkpoint(tmp_path).step == 3
     assert all(v.dtype == torch.float32 for v in load_checkpoint(tmp_path).model.values() if v.is_floating_point())
+
+
+def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny):
+    """SIGTERM mid-step: the step completes, is checkpointed (not the older periodic one), and resume matches."""
+    import os
+    import signal
+
+    from unet_zoo.training import TrainingInterrupted
+
+    full = train(tiny, out_dir=tmp_path / "full", progress=False, final_outputs=False)
+
+    def terminate_during_step_5(step, loss):  # step is the number of completed steps
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match=r"SIGTERM stopped training of 'tiny' after step 5 of 6.*--resume") as info:
+        Trainer(tiny, out_dir=tmp_path / "stopped", progress=False, loss_hook=terminate_during_step_5, final_outputs=False).run()
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+    assert info.value.step == 5 and info.value.signal_number == signal.SIGTERM
+    stopped = load_checkpoint(tmp_path / "stopped")
+    assert stopped.step == 5  # checkpoint_every is 3: only the signal explains a step-5 checkpoint
+    assert stopped.extra["train_seconds"] > 0
+    resumed = train(tiny, resume=tmp_path / "stopped", progress=False)
+    for k, v in _params(full.model).items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    # times cover both sessions: the resumed run's total includes the first session's seconds
+    assert resumed.seconds >= stopped.extra["train_seconds"]
+    summary = json.loads((tmp_path / "stopped" / "summary.json").read_text())
+    assert summary["train_seconds"] >= stopped.extra["train_seconds"]

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from .checkpoint import atomic_write_bytes
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
-from .training import TrainResult, train
+from .training import TrainResult, latest_run_dir, train
 
 Variant = Literal["original", "padded", "small", "all"]
 VARIANT_RECIPES: dict[str, str] = {"original": "isbi-original", "padded": "isbi-padded", "small": "isbi-small"}
@@ -188,6 +188,7 @@ def reproduce_isbi(
     console: Any = None,
     weights_dtype: str = "float16",
     max_shard_size: int | None = None,
+    resume: str | Path | None = None,
 ) -> list[ReproduceResult]:
     """Train, evaluate (held-out slices, TTA per recipe) and write a Hub folder for each variant.
 
@@ -196,6 +197,8 @@ def reproduce_isbi(
     weights_dtype: "float16" (default, half the size) or "float32" for model.safetensors; the stored
     weights are read back and evaluated again, and the card says whether they score the same.
     max_shard_size: bytes per weight file; larger checkpoints are sharded with an index (default: one file).
+    resume: continue interrupted training from a run folder, or "latest" (the newest ``runs/<recipe>-*``
+    with a checkpoint, per recipe); a finished run is evaluated and written again without training.
     Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
     """
     import torch
@@ -206,8 +209,11 @@ def reproduce_isbi(
     if weights_dtype not in ("float16", "bfloat16", "float32"):
         raise ValueError(f"weights_dtype must be float16, bfloat16 or float32, got {weights_dtype!r}")
     dtype = getattr(torch, weights_dtype)
-
     names = recipes_for(variant, quick)
+    if resume is not None and resume != "latest" and len(names) > 1:
+        raise ValueError(f"--resume {resume} names one run folder, but --variant {variant} trains {len(names)} recipes; "
+                         "pass --resume latest, or one --variant at a time")
+
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
         console = None
     results = []
@@ -215,7 +221,8 @@ def reproduce_isbi(
         recipe = load_recipe(name)
         if console:
             console.print(f"[bold]{name}[/bold]: {recipe.recipe.description}")
-        result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress)
+        resume_from = latest_run_dir(name) if resume == "latest" else resume
+        result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress, resume=resume_from)
         if not _is_main():  # under torchrun only rank 0 evaluates and writes
             continue
         model_device = next(result.model.parameters()).device

@@ -17,7 +17,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +36,49 @@ from .losses import weighted_cross_entropy
 from .recipes import Recipe, recipe_from_dict
 
 RUNS_DIR = Path("runs")
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT stopped training after a step; a checkpoint of that step was written.
+
+    Attributes: step (completed steps), run_dir (resume from it), signal_number (what stopped it).
+    """
+
+    def __init__(self, message: str, step: int, run_dir: Path, signal_number: int):
+        super().__init__(message)
+        self.step, self.run_dir, self.signal_number = step, run_dir, signal_number
+
+
+class _StopSignals:
+    """While active, SIGTERM/SIGINT only set `received` (the loop checkpoints and stops after the step).
+
+    A second signal gets the previous handler (e.g. Ctrl-C twice kills at once). Only the main thread
+    can install handlers; elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -412,7 +457,8 @@ class Trainer:
         save_checkpoint(
             self.run_dir / CHECKPOINT_NAME, model=self.model, step=self.step, optimizer=self.optimizer,
             scheduler=self.scheduler, rng={rank: s for rank, s in enumerate(states)},
-            extra={"recipe": self.recipe.as_dict(), "world_size": self.dist.world_size},
+            extra={"recipe": self.recipe.as_dict(), "world_size": self.dist.world_size,
+                   "train_seconds": round(getattr(self, "train_seconds", 0.0), 3)},
         )
 
     def _autocast(self):
@@ -455,7 +501,12 @@ class Trainer:
         tiles_per_step = r.train.batch_size * self.dist.world_size
         start_time, window_time, window_steps, loss_value = time.perf_counter(), time.perf_counter(), 0, float("nan")
         self.net.train()
+        # Training time of earlier sessions of a resumed run, so times and the card cover the whole run.
+        self.elapsed_before = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
+        start_time -= self.elapsed_before
+        stop = _StopSignals()
         try:
+            stop.__enter__()
             if bar:
                 bar[0].start()
             while self.step < r.train.steps:
@@ -467,7 +518,9 @@ class Trainer:
                 loss = weighted_cross_entropy(logits, y, w)
                 if self.loss_hook is not None:
                     loss = self.loss_hook(self.step, loss)
-                loss_value = float(all_reduce_mean(loss.detach()))  # NaN on any rank -> NaN on all
+                # One collective carries the loss (NaN on any rank -> NaN on all) and any rank's stop request.
+                reduced = all_reduce_mean(torch.stack([loss.detach().float(), loss.new_tensor(float(stop.received is not None))]))
+                loss_value, stop_requested = float(reduced[0]), bool(reduced[1] > 0)
                 if not math.isfinite(loss_value):
                     raise NonFiniteLossError(
                         f"loss is {loss_value} at step {self.step + 1} of recipe {r.name!r}; "
@@ -500,11 +553,20 @@ class Trainer:
                         if not bar and self.log_lines:  # plain lines instead of a bar in logs and pipes
                             print(f"step {self.step}/{r.train.steps}  loss {loss_value:.4f}  val_loss {scores['val_loss']:.4f}  "
                                   f"val_pixel_error {scores['val_pixel_error']:.4f}  {time.perf_counter() - start_time:.0f} s", flush=True)
-                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps:
+                self.train_seconds = time.perf_counter() - start_time
+                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested:
                     self._save()
+                if stop_requested and self.step < r.train.steps:
+                    signum = stop.received or signal.SIGTERM
+                    raise TrainingInterrupted(
+                        f"{signal.Signals(signum).name} stopped training of {r.name!r} after step {self.step} of "
+                        f"{r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with --resume {self.run_dir} "
+                        "(or --resume latest).", self.step, self.run_dir, signum,
+                    )
                 if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:
                     break
         finally:
+            stop.__exit__()
             if bar:
                 bar[0].stop()
         seconds = time.perf_counter() - start_time
@@ -555,6 +617,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "TrainingData",
     "build_optimizer",
     "default_run_dir",

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, console, fail
+from .app import app, console, err_console, fail
 
 reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
@@ -30,12 +30,14 @@ def train_command(
     from ..data import DatasetNotFoundError
     from ..distributed import cleanup_distributed
     from ..recipes import RecipeError, load_recipe
-    from ..training import NonFiniteLossError, latest_run_dir, train
+    from ..training import NonFiniteLossError, TrainingInterrupted, latest_run_dir, train
 
     try:
         loaded = load_recipe(recipe)
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
         result = train(loaded, steps=steps, device=device, out_dir=out, resume=resume_dir, data_dir=data_dir, compile=compile)
+    except TrainingInterrupted as err:
+        raise interrupted(err) from None
     except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
     finally:
@@ -59,6 +61,10 @@ def reproduce_isbi_command(
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: the recipe's flag, on CUDA)"),
     weights_dtype: str = typer.Option("float16", "--weights-dtype", help="dtype of model.safetensors: float16 (half the size), bfloat16 or float32; "
                                       "the stored weights are evaluated again and the card says whether they score the same"),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="DIR|latest",
+        help="continue interrupted training (a run folder, or 'latest' per recipe), then evaluate and write the Hub folder",
+    ),
     max_shard_mb: Optional[float] = typer.Option(None, "--max-shard-mb", min=0.001, help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)"),
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
@@ -66,13 +72,22 @@ def reproduce_isbi_command(
     from ..distributed import cleanup_distributed
     from ..recipes import RecipeError
     from ..reproduce import recipes_for, reproduce_isbi
-    from ..training import NonFiniteLossError
+    from ..training import NonFiniteLossError, TrainingInterrupted
 
     try:
         recipes_for(variant, quick)
         reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console,
-                       weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None)
-    except (RecipeError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
+                       weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None, resume=resume)
+    except TrainingInterrupted as err:
+        raise interrupted(err) from None
+    except (RecipeError, FileNotFoundError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
     finally:
         cleanup_distributed()
+
+
+def interrupted(err: "Exception") -> typer.Exit:
+    """A stopped run (SIGTERM/SIGINT) is not an error: say where its checkpoint is; exit 128 + signal number."""
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank stops at the same step; one says so
+        err_console.print(f"[yellow]stopped:[/yellow] {err}", highlight=False)
+    return typer.Exit(128 + int(getattr(err, "signal_number", 15)))

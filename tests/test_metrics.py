@@ -8,14 +8,18 @@ import pytest
 from skimage.metrics import adapted_rand_error
 
 from unet_zoo.metrics import (
+    count_topology_errors,
     isbi_scores,
     label_components,
     overlap_scores,
     pixel_error,
     rand_pair_counts,
     rand_scores,
+    simple_point_table,
+    simple_point_warp,
     thin_boundaries,
     vinfo_scores,
+    warping_error,
 )
 
 KEYS = {"vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "rand_error", "pixel_error", "iou", "dice"}
@@ -203,3 +207,186 @@ def test_stack_pools_rand_pairs_but_averages_thinned_and_information_scores(rng)
     wrong = int(((bad > 0.5) != (label > 0)).sum())
     tp = int(((bad > 0.5) & (label > 0)).sum()) + int((label > 0).sum())
     assert both["pixel_error"] == pytest.approx(1 - 2 * tp / (2 * tp + wrong))  # pixel counts summed
+
+
+# --- warping error ----------------------------------------------------------------------------------
+
+FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+RING = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))  # bit k of a code
+
+
+def _two_cells(size: int = 12) -> np.ndarray:
+    """Two cells (1) side by side, split by a 1-pixel vertical membrane (0) in column 6."""
+    label = np.ones((size, size), np.uint8)
+    label[:, 6] = 0
+    return label
+
+
+def test_simple_point_table_matches_brute_force():
+    # Brute force: flipping the centre of the 3x3 patch keeps the number of 4-connected cell components
+    # and of 8-connected membrane components of the patch, whichever value the centre has.
+    from scipy import ndimage as ndi
+
+    def counts(patch):
+        return ndi.label(patch, FOUR)[1], ndi.label(~patch, np.ones((3, 3), bool))[1]
+
+    table = simple_point_table()
+    assert table.shape == (256,) and table.dtype == bool
+    for code in range(256):
+        patch = np.zeros((3, 3), bool)
+        for k, (dy, dx) in enumerate(RING):
+            patch[1 + dy, 1 + dx] = bool(code >> k & 1)
+        on, off = patch.copy(), patch.copy()
+        on[1, 1] = True
+        assert table[code] == (counts(on) == counts(off)), code
+    assert table[0b00011111] and not table[0] and not table[255]  # edge of a cell; isolated; hole
+    assert not table[0b01000010]  # cells above and below only: flipping joins or cuts them
+
+
+def test_warping_error_identical_is_zero(rng):
+    label = _cells(rng)
+    assert warping_error(label.astype(float), label) == 0.0
+    assert warping_error(label > 0, label * 255, threshold=0.5, errors="all") == 0.0
+
+
+def test_shifted_boundaries_cost_no_warping_error():
+    label = np.ones((40, 40), np.uint8)
+    pred = np.ones((40, 40))
+    for start in (10, 25):  # 2-pixel membranes; the prediction's are moved by 1 or 2 and 3 pixels wide
+        label[start : start + 2, :] = 0
+        label[:, start : start + 2] = 0
+        pred[start + 1 : start + 4, :] = 0
+        pred[:, start - 2 : start + 1] = 0
+    assert pixel_error(pred, label) > 0.05
+    assert label_components(pred > 0.5).max() == label_components(label).max() == 9
+    assert warping_error(pred, label) == 0.0
+    assert warping_error(pred, label, errors="all") == 0.0  # every mismatch could be warped away
+
+
+def test_split_by_a_one_pixel_line_leaves_one_pixel():
+    label = _two_cells()
+    pred = label.astype(float)
+    pred[4, :6] = 0  # a false membrane from the image edge to the true one cuts the left cell in two
+    # Warping flips (4, 0), ..., (4, 4) one by one (each is simple when visited); (4, 5) would cut the
+    # left cell and stays: one split pixel out of 144, at every threshold.
+    warped, left = simple_point_warp(label, pred, 0.5)
+    assert left.tolist() == [[4, 5]]
+    assert count_topology_errors(warped, left) == (1, 0)
+    assert warping_error(pred, label) == pytest.approx(1 / 144)
+    assert warping_error(pred, label, errors="all") == pytest.approx(1 / 144)
+    # Grey values change the visiting order (farthest from the threshold first), not the count.
+    ramp = pred.copy()
+    ramp[4, :6] = [0.4, 0.3, 0.0, 0.1, 0.2, 0.45]
+    assert warping_error(ramp, label, threshold=0.5) == pytest.approx(1 / 144)
+    assert warping_error(ramp, label) == 0.0  # at 0.0 only the 0.0 pixel is membrane: a hole, no split
+
+
+def test_merge_of_two_cells_counts_the_gap():
+    label = _two_cells()
+    pred = np.ones((12, 12))  # the membrane is gone: the two cells merge
+    warped, left = simple_point_warp(label, pred, 0.5)
+    assert len(left) == 12 and (left[:, 1] == 6).all()  # no gap pixel can be filled without a merge
+    assert count_topology_errors(warped, left) == (0, 12)
+    assert warping_error(pred, label) == pytest.approx(12 / 144)
+    wide = np.ones((12, 12), np.uint8)
+    wide[:, 5:7] = 0  # a 2-pixel membrane: one column is warped away, the other merges
+    assert warping_error(pred, wide) == pytest.approx(12 / 144)
+
+
+def test_holes_count_only_in_the_plain_warping_error():
+    label = _two_cells()
+    pred = label.astype(float)
+    pred[6, 2] = 0  # a membrane speck inside a cell: a hole, neither split nor merge
+    assert warping_error(pred, label) == 0.0
+    assert warping_error(pred, label, errors="all") == pytest.approx(1 / 144)
+    with pytest.raises(ValueError, match="errors"):
+        warping_error(pred, label, errors="splits")
+
+
+def _reference_warp(label, prob, th):
+    """Straightforward reading of Fiji's simplePointWarp2d: full passes over the sorted mismatches."""
+    table = simple_point_table()
+    h, w = label.shape
+    src = np.zeros((h + 2, w + 2), np.uint8)
+    src[1:-1, 1:-1] = label > 0
+    tgt = np.zeros_like(src)
+    tgt[1:-1, 1:-1] = prob > th
+    while True:
+        points = [(y, x) for x in range(1, w + 1) for y in range(1, h + 1) if src[y, x] != tgt[y, x]]
+        points.sort(key=lambda p: -np.float32(abs(float(np.float32(prob[p[0] - 1, p[1] - 1])) - th)))
+        flipped = False
+        for y, x in points:
+            if table[sum(int(src[y + dy, x + dx]) << k for k, (dy, dx) in enumerate(RING))]:
+                src[y, x] ^= 1
+                flipped = True
+        if not flipped:
+            return src[1:-1, 1:-1].astype(bool), np.array([(y - 1, x - 1) for y, x in points]).reshape(-1, 2)
+
+
+def _reference_errors(warped, points):
+    """Fiji's classifyMismatches2d, relabelling the whole slice for every undecided cell pixel."""
+    from scipy import ndimage as ndi
+
+    h, w = warped.shape
+
+    def ids(labels, y, x):
+        return {int(labels[y + dy, x + dx]) for dy, dx in RING if 0 <= y + dy < h and 0 <= x + dx < w}
+
+    labels = ndi.label(warped, FOUR)[0]
+    splits = merges = 0
+    for y, x in points:
+        around = ids(labels, y, x)
+        if len(around) >= 3:
+            splits += bool(warped[y, x])
+            merges += not warped[y, x]
+        elif len(around) == 2 and warped[y, x]:
+            removed = warped.copy()
+            removed[y, x] = False
+            splits += len(ids(ndi.label(removed, FOUR)[0], y, x)) > 2
+    return splits, merges
+
+
+def test_warping_matches_a_straightforward_reference(rng):
+    from scipy import ndimage as ndi
+
+    for trial in range(40):
+        n = int(rng.integers(6, 24))
+        noise = rng.random((n, n))
+        label = ndi.gaussian_filter(noise, 1.0) > 0.5 if trial % 2 else noise > 0.4
+        prob = np.clip(ndi.gaussian_filter(label.astype(float), 0.7) + rng.normal(0, 0.25, (n, n)), 0, 1)
+        if trial % 3 == 0:
+            prob = np.round(prob, 1)  # ties: the stable sort keeps column-major order
+        th = float(rng.choice([0.3, 0.5, 0.7]))
+        warped, left = simple_point_warp(label, prob, th)
+        ref_warped, ref_left = _reference_warp(label, prob, th)
+        assert np.array_equal(warped, ref_warped) and np.array_equal(left, ref_left), trial
+        assert count_topology_errors(warped, left) == _reference_errors(warped, left), trial
+
+
+def test_isbi_scores_warping_error_pools_slices_at_one_threshold():
+    label = _two_cells()
+    split = label.astype(float)
+    split[4, :6] = 0.35  # a split for th >= 0.4 (1 pixel)
+    merged = label.astype(float)
+    merged[:, 6] = 0.45  # a merge for th <= 0.4 (12 pixels)
+    a, b = isbi_scores(split, label), isbi_scores(merged, label)
+    assert a["warping_error"] == 0.0 and b["warping_error"] == 0.0  # each slice alone has a clean threshold
+    both = isbi_scores(np.stack([split, merged]), np.stack([label, label]))
+    # Fiji: split + merge pixels summed over the stack per threshold, then the best threshold for the
+    # whole stack (0.5: 1 + 0 pixels of 288), not each slice's own best.
+    assert both["warping_error"] == pytest.approx(1 / 288)
+    assert both["best_threshold_warping"] == 0.5
+    assert warping_error(np.stack([split, merged]), np.stack([label, label])) == both["warping_error"]
+    assert "warping_error" not in isbi_scores(split, label, warping=False)
+
+
+def test_warping_error_on_real_labels(isbi_dir):
+    import tifffile
+    from scipy import ndimage as ndi
+
+    label = tifffile.imread(isbi_dir / "train-labels.tif", key=0)
+    assert warping_error(label / 255.0, label) == 0.0
+    eroded = ndi.binary_erosion(label > 0, iterations=1)  # membranes 2 pixels thicker
+    error = warping_error(eroded, label, threshold=0.5)
+    assert 0 < error < 1e-3  # a few cells cut where they are 2 pixels thin
+    assert error < pixel_error(eroded.astype(float), label) / 50

@@ -86,6 +86,18 @@ def test_check_stored_weights_reports_the_largest_score_change():
     assert not off["equal"] and off["worst_score"] == "vrand_thinned" and "differs by 0.05" in off["summary"]
 
 
+def test_check_stored_weights_holds_the_warping_error_to_its_own_tolerance():
+    """The warping error is ~1e-3 at most: a change of 2e-4 is far inside 1e-3 but is not 'the same'."""
+    from unet_zoo.reproduce import check_stored_weights
+
+    trained = {"rand_error": 0.10, "warping_error": 0.0004}
+    off = check_stored_weights(trained, dict(trained, warping_error=0.0006), "float16")
+    assert not off["equal"] and off["worst_score"] == "warping_error"
+    same = check_stored_weights(trained, {"rand_error": 0.1005, "warping_error": 0.000401}, "float16")
+    assert same["equal"] and same["worst_score"] == "rand_error"  # 5e-4 of 1e-3 beats 1e-6 of 5e-5
+    assert set(same["differences"]) == {"rand_error", "warping_error"}
+
+
 def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkeypatch):
     """The card's weights are float16 on disk, read back, evaluated again, and the card says they score the same."""
     from safetensors import safe_open

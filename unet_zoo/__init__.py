@@ -10,7 +10,7 @@ from . import augment, data, metrics
 from .hub import from_pretrained
 from .info import ModelInfo, model_info
 from .loading import load_model
-from .metrics import isbi_scores
+from .metrics import isbi_scores, warping_error
 from .models import TimmUNet, UNet
 from .registry import (
     PRETRAINED,
@@ -49,5 +49,6 @@ __all__ = [
     "predict_stack",
     "predict_tiled",
     "register_model",
+    "warping_error",
     "weight_map",
 ]

@@ -27,8 +27,11 @@ VARIANT_RECIPES: dict[str, str] = {"original": "isbi-original", "padded": "isbi-
 QUICK_RECIPE = "isbi-quick"
 CARDS_DIR = Path("cards")
 CARD_METRICS = ("warping_error", "rand_error", "pixel_error")  # the card's table is "lower is better"
-SCORE_KEYS = ("rand_error", "pixel_error", "vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "iou", "dice")
+SCORE_KEYS = ("warping_error", "rand_error", "pixel_error", "vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "iou", "dice")
 STORED_SCORE_TOLERANCE = 1e-3  # largest score change the cast to the stored dtype may cause
+# The warping error is a fraction of pixels some 100x smaller than the other scores (paper: 0.000353);
+# 5e-5 is about 13 pixels of one 512x512 slice.
+STORED_SCORE_TOLERANCES: dict[str, float] = {"warping_error": 5e-5}
 
 
 @dataclass
@@ -158,21 +161,26 @@ def check_stored_weights(
 ) -> dict[str, Any]:
     """Compare held-out scores of the trained model with those of the weights read back from the folder.
 
-    Returns {"dtype", "scores" (stored), "max_abs_difference", "worst_score", "tolerance", "equal", "summary"}.
+    Each score may differ by `tolerance` (absolute), the warping error by ``STORED_SCORE_TOLERANCES``'s
+    smaller one. Returns {"dtype", "scores" (stored), "differences", "max_abs_difference", "worst_score"
+    (the score closest to or furthest past its tolerance), "tolerance", "equal", "summary"}.
     """
     diffs = {k: abs(float(trained[k]) - float(stored[k])) for k in SCORE_KEYS
              if trained.get(k) is not None and stored.get(k) is not None}
-    worst = max(diffs, key=diffs.get) if diffs else None
+    limits = {k: STORED_SCORE_TOLERANCES.get(k, tolerance) for k in diffs}
+    worst = max(diffs, key=lambda k: diffs[k] / limits[k]) if diffs else None
     largest = diffs[worst] if worst else 0.0
-    equal = largest <= tolerance
+    equal = all(diffs[k] <= limits[k] for k in diffs)
     summary = (
         f"`model.safetensors` stores the weights in {dtype}; they load as float32. Read back from this folder and "
         f"evaluated again on the same held-out slices, they score "
-        + (f"the same as the trained weights: the largest difference over {len(diffs)} scores is {largest:.2g} ({worst})."
-           if equal else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {tolerance:g}).")
+        + (f"the same as the trained weights: over {len(diffs)} scores the closest to its tolerance is {worst}, "
+           f"which differs by {largest:.2g} (tolerance {limits[worst]:g})."
+           if equal else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {limits[worst]:g}).")
     )
-    return {"dtype": dtype, "scores": {k: float(stored[k]) for k in diffs}, "max_abs_difference": largest,
-            "worst_score": worst, "tolerance": tolerance, "equal": equal, "summary": summary}
+    return {"dtype": dtype, "scores": {k: float(stored[k]) for k in diffs}, "differences": diffs,
+            "max_abs_difference": max(diffs.values(), default=0.0), "worst_score": worst, "tolerance": tolerance,
+            "equal": equal, "summary": summary}
 
 
 def reproduce_isbi(
@@ -247,8 +255,10 @@ def reproduce_isbi(
         if console:
             console.print(comparison_table(metrics, title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper"))
             if without_tta is not None:
-                console.print(f"without TTA: Rand error {without_tta['rand_error']:.4f}, pixel error {without_tta['pixel_error']:.4f}, "
-                              f"V_rand (thinned) {without_tta['vrand_thinned']:.4f}")
+                warping = (f"warping error {without_tta['warping_error']:.6f}, "
+                           if without_tta.get("warping_error") is not None else "")
+                console.print(f"without TTA: {warping}Rand error {without_tta['rand_error']:.4f}, "
+                              f"pixel error {without_tta['pixel_error']:.4f}, V_rand (thinned) {without_tta['vrand_thinned']:.4f}")
             console.print(("" if check["equal"] else "[yellow]warning:[/yellow] ") + check["summary"])
             console.print(f"trained {result.step} steps in {result.seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
                           f"run: {result.run_dir}  Hub folder: {folder}  predictions: {folder / 'predictions.png'}")

@@ -83,7 +83,21 @@ def test_evaluate_one_real_slice(isbi_dir, tmp_path):
     assert "0.0382" in _text(result) and "held-out" in _text(result)
     metrics = json.loads(out.read_text())
     assert metrics["slices"] == [29] and metrics["model"] == "small"
-    assert 0 <= metrics["rand_error"] <= 1
+    assert 0 <= metrics["rand_error"] <= 1 and 0 <= metrics["warping_error"] <= 1
+    assert "0.000353" in _text(result)
+
+
+def test_evaluate_no_warping_leaves_the_warping_error_out(isbi_dir, tmp_path):
+    out = tmp_path / "m.json"
+    result = runner.invoke(
+        app,
+        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu",
+         "--no-warping", "--json", str(out)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert "warping_error" not in metrics and 0 <= metrics["rand_error"] <= 1
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])

@@ -49,6 +49,18 @@ def test_oracle_scores_perfectly(rng):
         assert result[key] == pytest.approx(1.0), key
     assert result["rand_error"] == pytest.approx(0) and result["pixel_error"] == pytest.approx(0)
     assert result["num_slices"] == 2 and result["seconds_per_slice"] > 0 and result["tta"] is False
+    assert result["warping_error"] == 0.0 and "best_threshold_warping" in result
+
+
+def test_warping_error_can_be_skipped_and_counts_a_merge(rng):
+    labels = _labels(rng)
+    merged = labels.copy()
+    merged[:, 12, 13:23] = 1  # one cut through a membrane line: two cells become one
+    with_warping = evaluate_model(Oracle(), merged * 255, labels)
+    assert with_warping["warping_error"] > 0
+    without = evaluate_model(Oracle(), merged * 255, labels, warping=False)
+    assert "warping_error" not in without and "best_threshold_warping" not in without
+    assert without["rand_error"] == pytest.approx(with_warping["rand_error"])
 
 
 def test_untrained_model_runs_and_scores_in_range(rng):

@@ -87,6 +87,7 @@ def evaluate_command(
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, ... (default: cuda if available)"),
     json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
+    warping: bool = typer.Option(True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"),
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     from ..evaluation import comparison_table, evaluate_isbi
@@ -99,7 +100,7 @@ def evaluate_command(
             task = bar.add_task("predicting", total=None)
             result = evaluate_isbi(
                 net, data_dir or None, split=split, fold=fold, k=k, tta=tta,
-                tile=tile or None, batch_size=batch_size, progress=lambda _: bar.advance(task),
+                tile=tile or None, batch_size=batch_size, progress=lambda _: bar.advance(task), warping=warping,
             )
     except FileNotFoundError as err:
         raise fail(str(err)) from None

@@ -15,6 +15,8 @@
 #
 # Data: $UNET_ZOO_DATA_DIR, else .device-carry/isbi2012 (copy ../shared/data/isbi2012 there and name
 # .device-carry in the call's `carry`: ../shared does not travel to the device machine).
+# The device call sends the whole working tree (at most 64 MiB): with unpacked or committed cards in
+# cards/ (62 MB each for original and padded) move their model.safetensors out of the checkout first.
 # Exit codes: 0 = card packed in OUT_DIR; 3 = training stopped at the budget, call again; other = error.
 # CPU check of the script itself: DEVICE=cpu QUICK=1 bash benchmarks/gpu_reproduce.sh small /tmp/out
 set -uo pipefail

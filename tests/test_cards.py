@@ -55,6 +55,14 @@ def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage(
     assert 'unet_zoo.from_pretrained("isbi-original")' in body
     assert "torch.rand(1, 1, 572, 572)" in body and "(1, 2, 388, 388)" in body  # the paper's tile sizes
     assert "unet-zoo download isbi-original" in body
+    assert "Trained on at most 30 slices" in body  # TRAINING names no slice count
+
+
+def test_card_limitations_use_the_real_number_of_training_slices():
+    training = dict(TRAINING, dataset="ISBI 2012, 24 training slices")
+    body = ModelCard(render_model_card("small", model_args("small"), params=10, metrics=METRICS, training=training,
+                                         checkpoint_name=None)).text
+    assert "Trained on 24 slices (512x512)" in body and "30 slices" not in body
 
 
 def test_card_without_metrics_or_training():

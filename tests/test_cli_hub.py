@@ -68,3 +68,16 @@ def test_download_fetches_a_registry_checkpoint_into_the_cache(hub_server, hub_t
         PRETRAINED.pop("cli-download", None)
     result = runner.invoke(app, ["download", "cli-downlaod"])
     assert result.exit_code == 2 and "not a local folder, a pretrained checkpoint" in text(result)
+
+
+def test_push_with_the_hub_unreachable_is_a_clean_error(card_dir, monkeypatch):
+    """The endpoint is a port where nothing listens: connection refused."""
+    from huggingface_hub import constants
+
+    from conftest import _free_port
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    result = runner.invoke(app, ["push", str(card_dir), "--repo-id", "testuser/cli-small", "--token", "hf_x"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert "could not reach the Hub" in text(result) and "HF_ENDPOINT" in text(result)

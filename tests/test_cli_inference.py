@@ -10,6 +10,7 @@ import tifffile
 from PIL import Image
 from typer.testing import CliRunner
 
+import unet_zoo
 from unet_zoo.cli import app
 from unet_zoo.loading import load_model
 
@@ -112,3 +113,29 @@ def test_hub_model_not_cached_offline_is_a_clean_error_saying_what_to_run(comman
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     assert "HF_HUB_OFFLINE=1" in _text(result) and "unet-zoo download testuser/never-downloaded" in _text(result)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_unpublished_checkpoint_name_says_how_to_train_it(command, tmp_path):
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    args = [command, "isbi-padded"] + ([str(image)] if command == "predict" else []) + ["--device", "cpu"]
+    result = runner.invoke(app, args)
+    if "isbi-padded" in unet_zoo.list_pretrained():
+        pytest.skip("isbi-padded is published")
+    assert result.exit_code == 2, result.output
+    assert ("not published yet" in _text(result) and "unet-zoo reproduce isbi --variant padded" in _text(result)
+            or "This source checkout has a checkpoint folder" in _text(result))  # once cards/isbi-padded exists
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_missing_gpu_is_a_clear_error(command, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    args = [command, "small"] + ([str(image)] if command == "predict" else []) + ["--device", "cuda"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "CUDA is not available on this machine; use --device cpu" in _text(result)

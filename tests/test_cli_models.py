@@ -19,6 +19,18 @@ def test_list_table_and_json():
     assert names == ["padded", "padded-bilinear", "padded-bn"]
 
 
+def test_list_with_no_match_says_so(monkeypatch):
+    from unet_zoo import registry
+
+    result = runner.invoke(app, ["list", "*nothing-like-this*"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "no models registered match '*nothing-like-this*'" in result.output
+    monkeypatch.setattr(registry, "PRETRAINED", {})
+    monkeypatch.setattr("unet_zoo.cli.models.PRETRAINED", {})
+    result = runner.invoke(app, ["list", "--pretrained"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "no models with published weights" in result.output
+    assert "unet-zoo reproduce isbi" in result.output
+
+
 def test_info():
     result = runner.invoke(app, ["info", "original", "--json"])
     assert result.exit_code == 0, result.output

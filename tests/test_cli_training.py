@@ -29,6 +29,17 @@ def test_resume_latest_and_explicit(tmp_path, monkeypatch):
     result = runner.invoke(app, ["train", "tiny", "--resume", str(run), "--steps", "5"])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run).step == 5 and len(list((tmp_path / "runs").iterdir())) == 1
+    result = runner.invoke(app, ["train", "tiny", "--resume", "latest", "--steps", "5"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "already complete (5 of 5 steps)" in result.output and "nan" not in result.output
+
+
+def test_recipe_errors_name_the_table(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nname = "small"\nbogus = 1\n')
+    result = runner.invoke(app, ["train", str(bad)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "unknown key model.bogus" in result.output and "allowed keys in [model]: name" in result.output
 
 
 def test_bad_input_gives_clear_errors(tmp_path, monkeypatch):

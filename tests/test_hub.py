@@ -451,3 +451,17 @@ def test_unpublished_recipe_name_and_mistyped_folder_say_what_to_do(monkeypatch,
     assert from_pretrained("cards/my-run").model_name == "small"  # a relative folder is a folder, not a Hub id
     monkeypatch.setenv("HOME", str(tmp_path))
     assert from_pretrained("~/cards/my-run").model_name == "small"
+
+
+def test_push_to_hub_with_the_hub_unreachable_raises_hub_access_error(monkeypatch):
+    """Nothing listens at the endpoint: the client's connection error becomes a HubAccessError that says what to check."""
+    from huggingface_hub import constants
+
+    from conftest import _free_port
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    from unet_zoo.hub import HubAccessError
+
+    model = unet_zoo.create_model("small", base_channels=4)
+    with pytest.raises(HubAccessError, match="could not reach the Hub at http://127.0.0.1"):
+        model.push_to_hub("testuser/unreachable", token="hf_x")

@@ -8,6 +8,8 @@ a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, dat
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -226,8 +228,10 @@ def render_model_card(
         )
     parts.append("## Limitations\n")
     on_isbi = bool(training) and "isbi2012" in (datasets if datasets is not None else ["isbi2012"])
+    count = re.search(r"(\d+) training slices", str((training or {}).get("dataset", "")))
+    slices = f"{count.group(1)} slices" if count else "at most 30 slices"
     default_limits = [
-        "Trained on 30 slices (512x512) of one serial-section TEM stack of the Drosophila ventral nerve cord; "
+        f"Trained on {slices} (512x512) of one serial-section TEM stack of the Drosophila ventral nerve cord; "
         "expect it to fail on other tissues, microscopes or resolutions without fine-tuning.",
         "Predicts membrane (class 0) vs cell interior (class 1); it does not separate touching cells into instances "
         "by itself.",

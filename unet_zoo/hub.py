@@ -416,6 +416,19 @@ def _endpoint() -> str:
     return constants.ENDPOINT
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's 'could not reach the server' errors (huggingface_hub 2.x uses httpx2, older httpx)."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def _hub_call(fn: Callable[[], T], repo_id: str, revision: str | None, what: str) -> T:
     """Run a huggingface_hub call, turning its errors into HubAccessError/CheckpointError that say what to do.
 
@@ -476,6 +489,11 @@ def _hub_call(fn: Callable[[], T], repo_id: str, revision: str | None, what: str
                 "namespace; use a repo under your own user or a token with write permission"
             ) from err
         raise HubAccessError(f"Hub request for {what} of {where} failed: {err}") from err
+    except _transport_errors() as err:  # connection refused, DNS failure, timeout: neither OSError nor HTTP error
+        raise HubAccessError(
+            f"could not reach the Hub at {_endpoint()} for {what} of {repo_id!r}: {err or type(err).__name__}. "
+            "Check the network connection or HF_ENDPOINT; to load files already in the cache set HF_HUB_OFFLINE=1"
+        ) from err
     except OSError as err:
         if "Consistency check failed" in str(err):
             raise CheckpointError(

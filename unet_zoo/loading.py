@@ -42,9 +42,12 @@ def load_model(spec: str, device: str | torch.device | None = None) -> nn.Module
     else:
         import difflib
 
+        from .hub import _unpublished_hint
+
+        unpublished = _unpublished_hint(spec)  # a recipe's checkpoint name (isbi-original) not published yet
         known = list(PRETRAINED) + list_models()
         close = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = unpublished or (f" Did you mean {', '.join(repr(c) for c in close)}?" if close else "")
         raise ValueError(
             f"{spec!r} is neither a checkpoint, a folder, a Hub id (owner/repo) nor a registered architecture.{hint} "
             f"Known names: {', '.join(known)}"

@@ -267,6 +267,7 @@ class TrainResult:
     seconds: float
     final_loss: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    steps_this_session: int = 0  # 0 when --resume found the run already complete
 
 
 def _timestamp() -> str:
@@ -499,7 +500,10 @@ class Trainer:
         log = _Log(self.run_dir / "metrics.jsonl" if main else None, history)
         bar = _progress(self.show_progress, r.train.steps, self.step)
         tiles_per_step = r.train.batch_size * self.dist.world_size
-        start_time, window_time, window_steps, loss_value = time.perf_counter(), time.perf_counter(), 0, float("nan")
+        start_time, window_time, window_steps = time.perf_counter(), time.perf_counter(), 0
+        # A resumed run reports its last logged loss even if no step is left to train.
+        loss_value = next((float(h["loss"]) for h in reversed(history) if "loss" in h), float("nan"))
+        first_step = self.step
         self.net.train()
         # Training time of earlier sessions of a resumed run, so times and the card cover the whole run.
         self.elapsed_before = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
@@ -572,7 +576,8 @@ class Trainer:
         seconds = time.perf_counter() - start_time
         if main and self.final_outputs and self.step == r.train.steps:
             self._final_outputs(history, seconds)
-        return TrainResult(self.run_dir, self.model, r, self.data, self.step, seconds, loss_value, history)
+        return TrainResult(self.run_dir, self.model, r, self.data, self.step, seconds, loss_value, history,
+                           steps_this_session=self.step - first_step)
 
     def _read_history(self) -> list[dict[str, Any]]:
         path = self.run_dir / "metrics.jsonl"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="unet-zoo",
@@ -17,5 +18,20 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
     """Print `message` in red on stderr and return the typer.Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    # escape: messages quote TOML tables like [model] and options like [--tta], which rich would eat as markup
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def check_device(device: str) -> None:
+    """Fail clearly (exit 2) when `device` is not a torch device or names a GPU this machine lacks."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise fail(f"unknown device {device!r} ({err}); use e.g. cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise fail(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")

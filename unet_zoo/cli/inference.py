@@ -8,13 +8,15 @@ from pathlib import Path
 
 import typer
 
-from .app import app, console, fail
+from .app import app, check_device, console, fail
 
 
 def _load(model: str, device: str | None):
     from ..hub import CheckpointError, HubAccessError
     from ..loading import load_model
 
+    if device:
+        check_device(device)
     try:
         return load_model(model, device=device)
     except (CheckpointError, HubAccessError) as err:  # not cached offline, bad token, tampered file, ...

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..info import bench_tile, measure_latency, model_info
 from ..registry import PRETRAINED, get_entry, list_models
-from .app import app, console, fail
+from .app import app, check_device, console, fail
 
 
 def _resolve(name: str):
@@ -16,19 +16,6 @@ def _resolve(name: str):
         get_entry(name)
     except KeyError as err:
         raise fail(err.args[0]) from None
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise fail(f"unknown device {device!r} ({err}); use e.g. cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise fail(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 @app.command("list")
@@ -55,6 +42,12 @@ def list_command(
             f"{i.gflops:.1f}",
             ", ".join(i.pretrained) or "-",
         )
+    if not infos:
+        what = "with published weights" if pretrained else "registered"
+        console.print(f"no models {what}{f' match {filter!r}' if filter else ''}"
+                      + ("; train one with `unet-zoo reproduce isbi` (it writes cards/<name>/)" if pretrained and not PRETRAINED
+                         else "; `unet-zoo list` shows them all"))
+        return
     console.print(table)
     if PRETRAINED:
         console.print(f"checkpoints: {', '.join(PRETRAINED)} (load with unet_zoo.from_pretrained(name))")
@@ -103,7 +96,7 @@ def compare_command(
     for n in names:
         _resolve(n)
     if bench:
-        _check_device(device)
+        check_device(device)
         if tile < 0:
             raise fail(f"--tile must be a positive side length in pixels (or 0 for each model's default), got {tile}")
     infos = [model_info(n) for n in names]

@@ -46,6 +46,9 @@ def train_command(
         return
     last_val = next((h for h in reversed(result.history) if "val_loss" in h), None)
     extra = f", held-out tile pixel error {last_val['val_pixel_error']:.4f}" if last_val else ""
+    if result.steps_this_session == 0 and resume_dir is not None:
+        console.print(f"{result.run_dir} is already complete ({result.step} of {result.recipe.train.steps} steps): "
+                      "nothing left to train; pass a larger --steps to continue it.")
     console.print(f"trained {result.recipe.name} for {result.step} steps in {result.seconds:.0f} s: "
                   f"final loss {result.final_loss:.4f}{extra}. Run folder: {result.run_dir}")
 

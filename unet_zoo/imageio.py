@@ -5,11 +5,12 @@ Every file is written atomically: to a temporary file in the target folder, then
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write_with
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -47,18 +48,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """`files.atomic_write_with`, keeping the file's suffix on the temporary name (writers look at it)."""
+    return atomic_write_with(path, write, suffix=Path(path).suffix)
 
 
 def write_prob_tiff(path: str | os.PathLike, prob: np.ndarray) -> Path:

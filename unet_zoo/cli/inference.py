@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
+from ..files import atomic_write_bytes
 from .app import app, check_device, console, fail
 
 
@@ -112,9 +111,5 @@ def evaluate_command(
     console.print(comparison_table(result, title=f"{model} on ISBI 2012 ({split}, slices {result['slices']})"))
     console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''}")
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=json_out.parent, suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(tmp, json_out)
+        atomic_write_bytes(json_out, json.dumps(result, indent=2))
         console.print(f"metrics written to {json_out}")

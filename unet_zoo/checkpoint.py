@@ -23,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .files import atomic_write_bytes, atomic_write_with  # atomic_write_bytes: imported from here by other modules
+from .files import atomic_write_with
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT_VERSION = 1
@@ -160,7 +160,6 @@ __all__ = [
     "CHECKPOINT_NAME",
     "Checkpoint",
     "atomic_save_safetensors",
-    "atomic_write_bytes",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .files import file_sha256
+from .files import atomic_write_with, file_sha256
 
 ENV_VAR = "UNET_ZOO_DATA_DIR"
 SHAPE = (30, 512, 512)
@@ -258,15 +257,15 @@ ProgressHook = Callable[[str, int, int | None], None]
 
 
 def _fetch(url: str, dest: Path, timeout: float, progress: ProgressHook | None) -> None:
-    """Download `url` to `dest` atomically (temporary file in the same folder + os.replace)."""
+    """Download `url` to `dest` atomically (`files.atomic_write_with`: a truncated download leaves no file)."""
     request = urllib.request.Request(url, headers={"User-Agent": "unet_zoo"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         total = response.headers.get("Content-Length")
         total = int(total) if total else None
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        try:
+
+        def stream(tmp: str) -> None:
             done = 0
-            with os.fdopen(fd, "wb") as out:
+            with open(tmp, "wb") as out:
                 while block := response.read(1 << 16):
                     out.write(block)
                     done += len(block)
@@ -274,10 +273,8 @@ def _fetch(url: str, dest: Path, timeout: float, progress: ProgressHook | None) 
                         progress(dest.name, done, total)
             if total is not None and done != total:
                 raise ValueError(f"{url}: download truncated ({done} of {total} bytes)")
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write_with(dest, stream, suffix=".part")
 
 
 def download_isbi(

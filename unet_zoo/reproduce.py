@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
 from .training import TrainResult, latest_run_dir, train
@@ -96,28 +96,15 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
     }
 
 
-def write_hub_folder(
-    result: TrainResult,
-    metrics: dict[str, Any],
-    folder: str | Path,
-    hardware: str,
-    *,
-    dtype: Any = None,
-    max_shard_size: int | None = None,
-    metrics_without_tta: dict[str, Any] | None = None,
-    stored_check: dict[str, Any] | None = None,
-) -> Path:
-    """Write model.safetensors, config.json, README.md (card), scores.json and the PNGs into `folder`.
-
-    dtype: stored weight dtype (e.g. torch.float16; None keeps float32). max_shard_size: bytes per
-    weight file (sharded with an index when exceeded). metrics_without_tta: a second score column on
-    the card. stored_check: `check_stored_weights`'s result, printed on the card and kept in scores.json.
-    """
+def _card_and_info(
+    result: TrainResult, metrics: dict[str, Any], hardware: str,
+    metrics_without_tta: dict[str, Any] | None, stored_check: dict[str, Any] | None,
+) -> tuple[str, dict[str, float], dict[str, Any]]:
+    """The model card's text, its model-index metrics and the training record for config.json."""
     from .cards import render_model_card
     from .evaluation import format_comparison
 
     recipe, model = result.recipe, result.model
-    folder = Path(folder)
     card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
     training = training_info(recipe, result, hardware)
     # Only names that are (or will be) published go into the usage snippet; others load from the folder.
@@ -142,17 +129,66 @@ def write_hub_folder(
         card += "\n## Deviations from the paper\n\n" + "\n".join(f"- {d}" for d in recipe.recipe.deviations) + "\n"
     card += "\n![held-out predictions](predictions.png)\n"
     training["deviations"] = recipe.recipe.deviations  # kept in config.json; the card lists them in their own section
-    model.save_pretrained(folder, card=card, card_data={"checkpoint_name": recipe.name, "metrics": card_metrics, "training": training},
-                          dtype=dtype, max_shard_size=max_shard_size)
-    for name in ("predictions.png", "curves.png"):
-        if (result.run_dir / name).is_file():
-            shutil.copyfile(result.run_dir / name, folder / name)
+    return card, card_metrics, training
+
+
+def _write_scores(
+    folder: Path, metrics: dict[str, Any], metrics_without_tta: dict[str, Any] | None, stored_check: dict[str, Any] | None
+) -> None:
     scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list))}
     if metrics_without_tta is not None:
         scores["without_tta"] = {k: v for k, v in metrics_without_tta.items() if isinstance(v, (int, float, bool))}
     if stored_check is not None:
         scores["stored_weights"] = stored_check
     atomic_write_bytes(folder / "scores.json", json.dumps(scores, indent=2).encode())
+
+
+def write_hub_folder(
+    result: TrainResult,
+    metrics: dict[str, Any],
+    folder: str | Path,
+    hardware: str,
+    *,
+    dtype: Any = None,
+    max_shard_size: int | None = None,
+    metrics_without_tta: dict[str, Any] | None = None,
+    stored_check: dict[str, Any] | None = None,
+) -> Path:
+    """Write model.safetensors, config.json, README.md (card), scores.json and the PNGs into `folder`.
+
+    dtype: stored weight dtype (e.g. torch.float16; None keeps float32). max_shard_size: bytes per
+    weight file (sharded with an index when exceeded). metrics_without_tta: a second score column on
+    the card. stored_check: `check_stored_weights`'s result, printed on the card and kept in scores.json.
+    """
+    folder = Path(folder)
+    card, card_metrics, training = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
+    result.model.save_pretrained(
+        folder, card=card, card_data={"checkpoint_name": result.recipe.name, "metrics": card_metrics, "training": training},
+        dtype=dtype, max_shard_size=max_shard_size,
+    )
+    for name in ("predictions.png", "curves.png"):
+        if (result.run_dir / name).is_file():
+            shutil.copyfile(result.run_dir / name, folder / name)
+    _write_scores(folder, metrics, metrics_without_tta, stored_check)
+    return folder
+
+
+def add_stored_check(
+    result: TrainResult,
+    metrics: dict[str, Any],
+    folder: str | Path,
+    hardware: str,
+    stored_check: dict[str, Any],
+    metrics_without_tta: dict[str, Any] | None = None,
+) -> Path:
+    """Add `check_stored_weights`'s result to a folder `write_hub_folder` wrote: rewrites only README.md and
+    scores.json (the weights and config.json stay as they are)."""
+    from .hub import CARD_NAME
+
+    folder = Path(folder)
+    card, _, _ = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
+    atomic_write_bytes(folder / CARD_NAME, card)
+    _write_scores(folder, metrics, metrics_without_tta, stored_check)
     return folder
 
 
@@ -234,12 +270,15 @@ def reproduce_isbi(
         if not _is_main():  # under torchrun only rank 0 evaluates and writes
             continue
         model_device = next(result.model.parameters()).device
-        held_out = (result.data.val_images, result.data.val_labels)
+
+        def score(model: Any, tta: bool) -> dict[str, Any]:  # on the held-out slices, as the recipe evaluates
+            return evaluate_model(model, result.data.val_images, result.data.val_labels, tta=tta, device=model_device,
+                                  batch_size=recipe.eval.batch_size)
+
         start = time.perf_counter()
-        metrics = evaluate_model(result.model, *held_out, tta=recipe.eval.tta, device=model_device, batch_size=recipe.eval.batch_size)
+        metrics = score(result.model, recipe.eval.tta)
         eval_seconds = time.perf_counter() - start
-        without_tta = (evaluate_model(result.model, *held_out, tta=False, device=model_device, batch_size=recipe.eval.batch_size)
-                       if recipe.eval.tta else None)
+        without_tta = score(result.model, False) if recipe.eval.tta else None
         if out is None:
             folder = result.run_dir / "hub" if quick else CARDS_DIR / name
         else:
@@ -248,10 +287,9 @@ def reproduce_isbi(
         write_hub_folder(result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta)
         # Read the stored weights back and score them again: the card must describe what users download.
         stored = load_folder(folder, device=model_device)
-        stored_metrics = evaluate_model(stored, *held_out, tta=recipe.eval.tta, device=model_device, batch_size=recipe.eval.batch_size)
+        stored_metrics = score(stored, recipe.eval.tta)
         check = check_stored_weights(metrics, stored_metrics, weights_dtype)
-        write_hub_folder(result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size,
-                         metrics_without_tta=without_tta, stored_check=check)
+        add_stored_check(result, metrics, folder, hardware, check, metrics_without_tta=without_tta)
         if console:
             console.print(comparison_table(metrics, title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper"))
             if without_tta is not None:
@@ -273,5 +311,5 @@ def _is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-__all__ = ["QUICK_RECIPE", "check_stored_weights", "VARIANT_RECIPES", "ReproduceResult", "hardware_description", "recipes_for",
+__all__ = ["QUICK_RECIPE", "add_stored_check", "check_stored_weights", "VARIANT_RECIPES", "ReproduceResult", "hardware_description", "recipes_for",
            "reproduce_isbi", "training_info", "write_hub_folder"]

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CHECKPOINT_NAME, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed, wrap_ddp
+from .files import atomic_write_bytes
 from .losses import weighted_cross_entropy
 from .recipes import Recipe, recipe_from_dict
 
@@ -459,7 +460,7 @@ class Trainer:
             self.run_dir / CHECKPOINT_NAME, model=self.model, step=self.step, optimizer=self.optimizer,
             scheduler=self.scheduler, rng={rank: s for rank, s in enumerate(states)},
             extra={"recipe": self.recipe.as_dict(), "world_size": self.dist.world_size,
-                   "train_seconds": round(getattr(self, "train_seconds", 0.0), 3)},
+                   "train_seconds": round(self.train_seconds, 3)},
         )
 
     def _autocast(self):
@@ -506,8 +507,9 @@ class Trainer:
         first_step = self.step
         self.net.train()
         # Training time of earlier sessions of a resumed run, so times and the card cover the whole run.
-        self.elapsed_before = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
-        start_time -= self.elapsed_before
+        elapsed_before = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
+        start_time -= elapsed_before
+        self.train_seconds = elapsed_before  # what the next checkpoint records
         stop = _StopSignals()
         try:
             stop.__enter__()

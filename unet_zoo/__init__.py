@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import augment, data, metrics
+from .exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from .hub import from_pretrained
 from .info import ModelInfo, model_info
 from .loading import load_model
@@ -26,6 +27,16 @@ from .weight_maps import weight_map
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """`unet_zoo.predict_volume`, imported on first use: it needs the optional zarr / dask extra."""
+    if name == "predict_volume":
+        from .volumes import predict_volume
+
+        return predict_volume
+    raise AttributeError(f"module 'unet_zoo' has no attribute {name!r}")
+
+
 __all__ = [
     "ModelInfo",
     "PRETRAINED",
@@ -35,6 +46,7 @@ __all__ = [
     "augment",
     "create_model",
     "data",
+    "export",
     "from_pretrained",
     "input_size_for_output",
     "is_valid_input_size",

@@ -192,11 +192,16 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torc
     return torch.device(device)
 
 
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
 def _predict_once(
-    model: nn.Module, image: np.ndarray, tile: int, batch_size: int, device: torch.device, amp: bool
+    model: nn.Module, image: np.ndarray, tile: int, batch_size: int, device: torch.device, amp: bool,
+    forward: Forward | None = None,
 ) -> np.ndarray:
     """(C_in, H, W) float32 -> (C, H, W) float32 probabilities, no test-time augmentation."""
     _, height, width = image.shape
+    run = forward or (lambda tiles: _forward(model, tiles, device, amp))
     out = _check_tile(model, tile)
     if out < tile:  # valid convolutions: abutting outputs
         stride = _stride(model)
@@ -209,7 +214,7 @@ def _predict_once(
         starts = [(y * step, x * step) for y in range(ny) for x in range(nx)]
         result = None
         for chunk in _batches(starts, batch_size):
-            probs = _forward(model, np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]), device, amp)
+            probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
             if result is None:
                 result = np.zeros((probs.shape[1], ny * step, nx * step), dtype=np.float32)
             for (y, x), p in zip(chunk, probs):
@@ -233,7 +238,7 @@ def _predict_once(
     window = _window(tile)
     total = weight = None
     for chunk in _batches(starts, batch_size):
-        probs = _forward(model, np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]), device, amp)
+        probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
         if total is None:
             total = np.zeros((probs.shape[1], full_h, full_w), dtype=np.float32)
             weight = np.zeros((full_h, full_w), dtype=np.float32)
@@ -255,6 +260,7 @@ def predict_tiled(
     tta: bool = False,
     normalise: Normalise = "auto",
     amp: bool = False,
+    forward: Forward | None = None,
 ) -> np.ndarray:
     """Per-class probabilities of an image of any height and width, by overlap-tile inference.
 
@@ -267,6 +273,9 @@ def predict_tiled(
         tta: average over the 8 rotations/flips of the image (the paper averaged 7 rotated versions).
         normalise: "auto", "none" or a callable applied to the image before inference.
         amp: bfloat16 autocast on CUDA (ignored on the CPU).
+        forward: run the tiles through this instead of torch: a callable mapping (N, C_in, T, T) float32
+            arrays to (N, C, T', T') float32 probabilities, e.g. an exported model
+            (`unet_zoo.exporters.runtime.onnxruntime_forward(model)`); `model` still gives the geometry.
 
     Returns:
         (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
@@ -286,7 +295,7 @@ def predict_tiled(
         for k, flip in transforms:
             view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
             side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
-            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp)
+            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp, forward)
             probs = np.rot90(probs, -k, axes=(1, 2))
             if flip:
                 probs = probs[..., ::-1]

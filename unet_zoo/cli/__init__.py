@@ -8,6 +8,7 @@ from . import inference as _inference  # noqa: F401  predict, evaluate
 from . import training as _training  # noqa: F401  train, reproduce
 from . import hub as _hub  # noqa: F401  push, download
 from . import bench as _bench  # noqa: F401  benchmark
+from . import export as _export  # noqa: F401  export
 
 
 def main() -> None:

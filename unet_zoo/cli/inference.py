@@ -24,6 +24,18 @@ def _load(model: str, device: str | None):
         raise fail(str(err.args[0] if err.args else err)) from None
 
 
+def _onnxruntime_forward(net):
+    """The model exported to ONNX and run by onnxruntime, as predict_tiled's `forward`."""
+    from ..exporters.runtime import onnxruntime_forward
+
+    try:
+        return onnxruntime_forward(net)
+    except ImportError as err:
+        raise fail(str(err)) from None
+    except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
+        raise fail(f"cannot run {getattr(net, 'model_name', 'this model')} with onnxruntime ({err}); use --backend torch") from None
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -43,6 +55,7 @@ def predict_command(
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (CPU; pip install \"unet-zoo[export]\")"),
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png."""
     from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
@@ -55,7 +68,12 @@ def predict_command(
             raise fail(f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)}")
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
-    net = _load(model, device or None)
+    if backend not in ("torch", "onnxruntime"):
+        raise fail(f"--backend must be torch or onnxruntime, got {backend!r}")
+    if backend == "onnxruntime" and device not in ("", "cpu"):
+        raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
+    net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
+    forward = _onnxruntime_forward(net) if backend == "onnxruntime" else None
     for path in images:
         try:
             image = read_image(path)
@@ -67,7 +85,7 @@ def predict_command(
             try:
                 probs = predict_stack(
                     net, stack, progress=lambda _: bar.advance(task),
-                    tile=tile or None, batch_size=batch_size, tta=tta,
+                    tile=tile or None, batch_size=batch_size, tta=tta, forward=forward,
                 )
             except (ValueError, TypeError) as err:
                 raise fail(f"{path}: {err}") from None

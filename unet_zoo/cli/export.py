@@ -1,0 +1,36 @@
+"""`unet-zoo export`: a thin layer over unet_zoo.exporters.export."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from .app import app, console, fail
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
+    format: str = typer.Option(..., "--format", "-f", help="bioimageio (a .zip package), onnx or torchscript"),
+    out: Path = typer.Option(..., "--out", "-o", help="output file, e.g. isbi-small.bioimageio.zip, model.onnx, model.pt"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+) -> None:
+    """Export a model for ilastik, Fiji/deepImageJ, QuPath, napari or any ONNX / TorchScript runtime."""
+    from ..exporters import FORMATS, ExportError, export
+    from .inference import _load
+
+    if format not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    out = out.expanduser()
+    if out.is_dir():
+        raise fail(f"--out {out} is a folder; give a file name")
+    if out.exists() and not force:
+        raise fail(f"{out} already exists; pass --force to overwrite it")
+    net = _load(model, "cpu")
+    with console.status(f"exporting {model} to {format} ..."):
+        try:
+            path = export(net, format, out, force=force, note=lambda message: console.print(f"[yellow]note:[/yellow] {escape(message)}"))
+        except (ExportError, ImportError, ValueError, OSError) as err:
+            raise fail(str(err)) from None
+    console.print(f"{escape(model)} -> {escape(str(path))} ({format}, {path.stat().st_size / 1e6:.1f} MB)", highlight=False)

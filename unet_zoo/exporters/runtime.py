@@ -1,0 +1,57 @@
+"""onnxruntime as an inference backend: the ONNX export of a model as a function on NumPy tiles.
+
+`onnxruntime_forward(model)` returns a callable mapping (N, C_in, H, W) float32 arrays to (N, C, H', W')
+float32 probabilities, which `unet_zoo.tiling.predict_tiled(..., forward=...)` uses in place of torch.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .traced import INPUT_NAME, onnx_bytes
+
+EXTRA_HINT = 'pip install "unet-zoo[export]"'
+
+
+def require(module: str, purpose: str):
+    """Import optional module `module` or raise ImportError saying how to install the export extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{purpose} needs the {module} package ({err}); install it with {EXTRA_HINT}") from None
+
+
+def onnxruntime_session(onnx_model: bytes | str | Path, threads: int | None = None):
+    """An onnxruntime CPU InferenceSession of an ONNX model (bytes or a file); `threads`: intra-op threads
+    (default: torch's thread count, so both backends use the same cores)."""
+    ort = require("onnxruntime", "running ONNX models")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    source = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def session_forward(session) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap an onnxruntime session of a zoo export: (N, C_in, H, W) float32 -> (N, C, H', W') probabilities."""
+    name = session.get_inputs()[0].name if session.get_inputs() else INPUT_NAME
+
+    def forward(tiles: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(tiles, dtype=np.float32)})[0]
+
+    return forward
+
+
+def onnxruntime_forward(model: nn.Module, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Export `model` to ONNX in memory and return its onnxruntime forward function (see `session_forward`)."""
+    require("onnx", "exporting to ONNX")
+    return session_forward(onnxruntime_session(onnx_bytes(model), threads))
+
+
+__all__ = ["EXTRA_HINT", "onnxruntime_forward", "onnxruntime_session", "require", "session_forward"]

@@ -114,7 +114,8 @@ def load_torchscript(data: bytes | str | Path):
         module = torch.jit.load(source, map_location="cpu").eval()
 
     def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        # no profiling re-optimisation per new input shape: it costs seconds and changes nothing numerically
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
     return run

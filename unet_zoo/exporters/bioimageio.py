@@ -163,6 +163,11 @@ def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: 
         f"(channel 1: cell interior for the ISBI 2012 models).\n"
         "- Weights: PyTorch state dict (needs `pip install unet-zoo`), TorchScript and ONNX where exportable.\n"
         "- Large images: predict in tiles (the tools' tiling, or `unet-zoo predict`, which mirror-pads borders).\n"
+        "\n## Validation\n\n"
+        "The test output is the PyTorch model's softmax on the test input. The TorchScript and ONNX weights were "
+        "run (torch.jit.load, onnxruntime) on random inputs of two sizes and batch sizes before packaging and "
+        "differ from PyTorch by at most 1e-4 in the probabilities. The package was written with bioimageio.spec; "
+        "check it with `bioimageio test <package>.zip`.\n"
     )
 
 
@@ -204,6 +209,10 @@ def export_bioimageio(
         folder = Path(tmp)
         np.save(folder / "test_input.npy", image)
         np.save(folder / "test_output.npy", probs)
+        import tifffile  # sample tensors as images, for people browsing the package (FAIR metadata)
+
+        tifffile.imwrite(folder / "sample_input.tif", image[0, 0])
+        tifffile.imwrite(folder / "sample_output.tif", probs[0, 1 if probs.shape[1] > 1 else 0])
         _cover(image, probs, folder / "cover.png")
         (folder / "README.md").write_text(_documentation(model, arch_name, args, min_size, step, offset), encoding="utf-8")
         (folder / ARCHITECTURE_FILE).write_text(ARCHITECTURE_SOURCE, encoding="utf-8")
@@ -272,6 +281,7 @@ def export_bioimageio(
                     axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[f"c{i}" for i in range(in_channels)]),
                           space("y"), space("x")],
                     test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
+                    sample_tensor=bio.FileDescr(source=folder / "sample_input.tif"),
                     data=bio.IntervalOrRatioDataDescr(type="uint8"),
                     preprocessing=[
                         bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
@@ -287,6 +297,7 @@ def export_bioimageio(
                     description="softmax probability per class",
                     axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=class_names), out_space("y"), out_space("x")],
                     test_tensor=bio.FileDescr(source=folder / "test_output.npy"),
+                    sample_tensor=bio.FileDescr(source=folder / "sample_output.tif"),
                     data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
                 )
             ],

@@ -404,6 +404,7 @@ def load_folder(
     model.eval()
     model.pretrained_info = dict(config.get("pretrained") or {})
     model.checkpoint_source = source
+    model.weights_sha256 = digest  # provenance for what the model writes (e.g. predict_volume's attributes)
     return model
 
 

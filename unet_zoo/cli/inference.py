@@ -56,10 +56,29 @@ def predict_command(
     tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
     backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (CPU; pip install \"unet-zoo[export]\")"),
+    workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
+    scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
+    block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
+    level: int = typer.Option(None, "--level", help="volumes: OME-Zarr resolution level (default 0)"),
+    uint8: bool = typer.Option(False, "--uint8", help="volumes: store probability x 255 as uint8 (default float32)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="volumes: replace an existing output store"),
 ) -> None:
-    """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png."""
+    """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
+
+    A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
+    the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
+    """
     from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
     from ..tiling import predict_stack
+    from .volumes import is_volume_request, predict_volume_command
+
+    if is_volume_request(images, out):
+        if backend != "torch":
+            raise fail("volumes run with --backend torch")
+        return predict_volume_command(
+            model, images[0], out, device=device or None, tile=tile or None, batch_size=batch_size, tta=tta,
+            block=block, level=level, uint8=uint8, overwrite=overwrite, workers=workers, scheduler=scheduler,
+        )
 
     for path in images:
         if not path.is_file():

@@ -1,0 +1,48 @@
+"""`unet-zoo predict MODEL volume.zarr --out out.zarr ...`: blockwise volume prediction (unet_zoo.volumes)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .app import console, fail
+
+ZARR_SUFFIXES = (".zarr", ".ome.zarr", ".n5")
+
+
+def is_volume_request(inputs: list[Path], out: Path) -> bool:
+    """A volume run: one input that is a folder (a Zarr store), or a TIFF stack written to a .zarr output."""
+    if len(inputs) != 1:
+        return False
+    source = inputs[0]
+    return source.is_dir() or source.suffix.lower() in ZARR_SUFFIXES or out.suffix.lower() == ".zarr"
+
+
+def predict_volume_command(
+    model: str, source: Path, out: Path, *, device: str | None, tile: int | None, batch_size: int, tta: bool,
+    block: int | None, level: int | None, uint8: bool, overwrite: bool, workers: int | None, scheduler: str | None,
+) -> None:
+    """Run unet_zoo.predict_volume with a progress bar; errors exit with code 2 and a message."""
+    from .inference import _load, _progress
+
+    if not source.exists():
+        raise fail(f"no such file or folder: {source}")
+    if out == Path("preds") or out.suffix.lower() != ".zarr":
+        raise fail(f"--out must name the output Zarr store, e.g. --out {source.stem.split('.')[0]}-membranes.zarr")
+    if workers is not None and scheduler:
+        raise fail("use either --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    try:
+        from ..volumes import predict_volume
+    except ImportError as err:
+        raise fail(str(err)) from None
+    net = _load(model, device)
+    with _progress() as bar:
+        task = bar.add_task(f"{source.name} (blocks)", total=None)
+        try:
+            written = predict_volume(
+                net, source, out, block=block, tile=tile, tta=tta, dtype="uint8" if uint8 else "float32",
+                overwrite=overwrite, scheduler=scheduler or None, workers=workers, level=level,
+                batch_size=batch_size, device=device,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:
+            raise fail(str(err)) from None
+    console.print(f"{source} -> {written}")

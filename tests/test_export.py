@@ -186,3 +186,19 @@ def test_bioimageio_package_passes_bioimageio_core_test_model(tmp_path, name, rn
     cites = {c.get("doi") or c.get("url") for c in rdf["cite"]}
     assert {"10.3389/fnana.2015.00142", "https://arxiv.org/abs/1505.04597"} <= cites
     assert rdf["license"] == "MIT" and rdf["authors"] and "electron-microscopy" in rdf["tags"]
+
+
+def test_cpu_inference_benchmark_runs_on_tiny_sizes(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("cpu_inference", Path(__file__).parent.parent / "benchmarks" / "cpu_inference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--smoke", "--backends", "torch eager,onnxruntime", "--out", str(tmp_path / "r.json")])
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert rows == result["rows"] and {(r["backend"], r["size"]) for r in rows} == {
+        (b, s) for b in ("torch eager", "onnxruntime") for s in (64, 96)
+    }
+    assert all(r["seconds"] > 0 and r["max_abs_diff_vs_torch_eager"] <= 1e-4 for r in rows)

@@ -139,3 +139,15 @@ def test_missing_gpu_is_a_clear_error(command, tmp_path):
     args = [command, "small"] + ([str(image)] if command == "predict" else []) + ["--device", "cuda"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "CUDA is not available on this machine; use --device cpu" in _text(result)
+
+
+def test_predict_accepts_a_training_run_folder(tmp_path):
+    from unet_zoo.recipes import load_recipe
+    from unet_zoo.training import train
+
+    train(load_recipe("tiny").with_overrides(train={"steps": 2}), out_dir=tmp_path / "run", progress=False, final_outputs=False)
+    image = tmp_path / "a.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(image)
+    result = runner.invoke(app, ["predict", str(tmp_path / "run"), str(image), "--out", str(tmp_path / "preds"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "preds" / "a_prob.tif").is_file()

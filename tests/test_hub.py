@@ -465,3 +465,40 @@ def test_push_to_hub_with_the_hub_unreachable_raises_hub_access_error(monkeypatc
     model = unet_zoo.create_model("small", base_channels=4)
     with pytest.raises(HubAccessError, match="could not reach the Hub at http://127.0.0.1"):
         model.push_to_hub("testuser/unreachable", token="hf_x")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A training run folder of the tiny recipe (recipe.json + checkpoint.safetensors, no config.json)."""
+    from unet_zoo.recipes import load_recipe
+    from unet_zoo.training import train
+
+    folder = tmp_path_factory.mktemp("runs") / "tiny-run"
+    result = train(load_recipe("tiny").with_overrides(train={"steps": 3}), out_dir=folder, progress=False, final_outputs=False)
+    return folder, {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+
+
+def test_a_training_run_folder_loads_as_a_model(run_folder):
+    folder, trained = run_folder
+    assert not (folder / "config.json").exists()
+    model = from_pretrained(folder)
+    assert model.model_name == "small" and not model.training
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    assert "training run" in model.checkpoint_source and "step 3" in model.checkpoint_source
+    assert unet_zoo.loading.load_model(str(folder), device="cpu").model_args == model.model_args
+
+
+def test_a_folder_that_is_neither_checkpoint_nor_run_says_what_it_expects(tmp_path):
+    (tmp_path / "recipe.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="training run folder"):
+        from_pretrained(tmp_path)
+
+
+def test_a_training_run_folder_pushes_as_a_checkpoint(run_folder, hub_server, hub_token, fresh_cache):
+    folder, trained = run_folder
+    url = push_folder(folder, "testuser/tiny-run", token=hub_token)
+    assert "testuser/tiny-run" in url
+    loaded = from_pretrained("testuser/tiny-run", cache_dir=fresh_cache)
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())
+    card = (download("testuser/tiny-run", cache_dir=fresh_cache) / "README.md").read_text()
+    assert "training run tiny-run of recipe 'tiny' at step 3" in card

@@ -206,3 +206,56 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
     assert resumed.seconds >= stopped.extra["train_seconds"]
     summary = json.loads((tmp_path / "stopped" / "summary.json").read_text())
     assert summary["train_seconds"] >= stopped.extra["train_seconds"]
+
+
+def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identically(tmp_path, tiny, monkeypatch):
+    from unet_zoo import training
+    from unet_zoo.training import TimeLimitReached
+
+    full = train(tiny, out_dir=tmp_path / "full", progress=False, final_outputs=False)
+    # A clock that advances 10 s per reading: a 45 s budget ends the session after a few steps, deterministically.
+    ticks = iter(range(0, 10**6, 10))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(ticks)))
+    with pytest.raises(TimeLimitReached, match="time limit of 0.75 min") as stopped:
+        Trainer(tiny, out_dir=tmp_path / "cut", progress=False, final_outputs=False, time_limit=45).run()
+    monkeypatch.undo()
+    step = stopped.value.step
+    assert 0 < step < tiny.train.steps
+    assert load_checkpoint(tmp_path / "cut").step == step  # the step it stopped at is saved, none is lost
+    resumed = Trainer(tiny, resume=tmp_path / "cut", progress=False, final_outputs=False).run()
+    assert resumed.step == tiny.train.steps
+    a, b = _params(full.model), _params(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_limit_must_be_positive(tiny):
+    with pytest.raises(ValueError, match="time_limit"):
+        Trainer(tiny, time_limit=0)
+
+
+def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny):
+    source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", progress=False, final_outputs=False)
+    source.model.save_pretrained(tmp_path / "start")
+    recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "start")})
+    trainer = Trainer(recipe, out_dir=tmp_path / "second", progress=False, final_outputs=False)
+    trainer._setup()
+    expected = _params(source.model)
+    assert all(torch.equal(v, expected[k]) for k, v in trainer.model.state_dict().items())
+    assert trainer.init_info["source"] == str(tmp_path / "start")
+    result = Trainer(recipe, out_dir=tmp_path / "second", progress=False, final_outputs=False).run()
+    assert result.init_from["source"] == str(tmp_path / "start")
+    assert load_checkpoint(tmp_path / "second").extra["init_from"]["source"] == str(tmp_path / "start")
+
+
+def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
+    from unet_zoo import create_model
+
+    from unet_zoo.hub import CheckpointError
+
+    create_model("small", base_channels=8, depth=2).save_pretrained(tmp_path / "other")  # tiny has 4 base channels
+    recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "other")})
+    with pytest.raises(CheckpointError, match="init_from"):
+        Trainer(recipe, out_dir=tmp_path / "run", progress=False, final_outputs=False).run()
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        Trainer(tiny.with_overrides(model={"init_from": str(tmp_path / "missing")}), out_dir=tmp_path / "r2",
+                progress=False, final_outputs=False).run()

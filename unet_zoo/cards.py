@@ -41,6 +41,7 @@ TRAINING_FIELDS: dict[str, str] = {
     "seed": "Seed",
     "hardware": "Hardware",
     "time_s": "Training time",
+    "initialised_from": "Initialised from",
     "time": "Training time",
     "dtype": "Stored weights",
 }

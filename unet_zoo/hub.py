@@ -32,12 +32,14 @@ from huggingface_hub import ModelHubMixin, ModelCard
 from torch import nn
 
 from .cards import LIBRARY_NAME, PAPER_URL, render_model_card
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .files import atomic_write_bytes, file_sha256, files_sha256
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 CARD_NAME = "README.md"
+RUN_RECIPE_NAME = "recipe.json"  # a training run folder: recipe.json + checkpoint.safetensors (unet_zoo.training)
 CARD_DATA_KEYS = (
     "checkpoint_name",
     "metrics",
@@ -375,7 +377,12 @@ def load_folder(
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a folder")
     if not (folder / CONFIG_NAME).is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} in {folder}: not a unet_zoo checkpoint (save one with model.save_pretrained)")
+        if is_run_folder(folder):
+            return load_run_folder(folder, device=device, dtype=dtype, strict=strict)
+        raise CheckpointError(
+            f"no {CONFIG_NAME} in {folder}: not a unet_zoo checkpoint (save one with model.save_pretrained) "
+            f"nor a training run folder ({RUN_RECIPE_NAME} + {CHECKPOINT_NAME}, written by `unet-zoo train`)"
+        )
     config = read_config(folder / CONFIG_NAME)
     files = weight_files(folder, config)
     for name in files:
@@ -405,6 +412,49 @@ def load_folder(
     model.pretrained_info = dict(config.get("pretrained") or {})
     model.checkpoint_source = source
     model.weights_sha256 = digest  # provenance for what the model writes (e.g. predict_volume's attributes)
+    return model
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether `folder` is a training run folder (``recipe.json`` + ``checkpoint.safetensors``) without a config.json."""
+    folder = Path(folder)
+    return (folder / RUN_RECIPE_NAME).is_file() and (folder / CHECKPOINT_NAME).is_file() and not (folder / CONFIG_NAME).is_file()
+
+
+def load_run_folder(
+    folder: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = torch.float32,
+    strict: bool = True,
+) -> nn.Module:
+    """The model of a training run folder (``unet-zoo train`` output) at its last checkpointed step, in eval mode.
+
+    The architecture comes from ``recipe.json``, the weights from ``checkpoint.safetensors``. The model's
+    ``pretrained_info`` says which recipe and step it is (``training``), so a card written from it says so too.
+    """
+    folder = Path(folder)
+    try:
+        recipe = json.loads((folder / RUN_RECIPE_NAME).read_text())
+        model_cfg = recipe["model"]
+        config = {"model_name": model_cfg["name"], "model_args": model_cfg.get("args", {})}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{folder / RUN_RECIPE_NAME} is not a unet_zoo recipe record ({err})") from err
+    try:
+        ckpt = load_checkpoint(folder / CHECKPOINT_NAME)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"cannot read the training checkpoint {folder / CHECKPOINT_NAME} ({err})") from err
+    model = build_model(config, str(folder))
+    check_state_dict(model, ckpt.model, strict=strict, source=str(folder / CHECKPOINT_NAME))
+    model.load_state_dict(ckpt.model, strict=strict)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    name = recipe.get("recipe", {}).get("name", "")
+    total = recipe.get("train", {}).get("steps")
+    model.pretrained_info = {
+        "description": f"training run {folder.name} of recipe {name!r} at step {ckpt.step}"
+                       + (f" of {total}" if total else ""),
+        "training": {"recipe": f"{name} (run folder {folder.name})", "steps": ckpt.step,
+                     "time_s": ckpt.extra.get("train_seconds")},
+    }
+    model.checkpoint_source = f"{folder} (training run, step {ckpt.step})"
     return model
 
 
@@ -696,6 +746,8 @@ def from_pretrained(
     Registry names use their pinned repo, revision and sha256 (a mismatch is refused). Offline
     (HF_HUB_OFFLINE=1, local_files_only=True or no network) the Hugging Face cache is used; in a source
     checkout a registry name then falls back to cards/<name>/ with a warning. Safetensors only.
+    A source checkout whose ``cards/<name>/`` records the pinned sha256 in its config.json loads a registry
+    name from there without any network (the weights are hashed again and must match the pin).
     Raises CheckpointError (bad files) or HubAccessError (repo/revision/token/offline problems).
     """
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
@@ -733,6 +785,9 @@ def from_pretrained(
 
     rev = revision or cfg.revision
     pinned = cfg.sha256 if rev == cfg.revision else None
+    local = None if force_download else _source_card(name, pinned)
+    if local is not None:  # a source checkout ships the pinned weights: no network needed
+        return _as_registered(load_folder(local, expected_sha256=pinned, source=f"{local} ({name!r})", **load), cfg)
     if cfg.sha256 and pinned is None:
         warnings.warn(
             f"{name!r}: revision {rev!r} differs from the pinned {cfg.revision!r}, so its sha256 pin is not checked",
@@ -758,10 +813,27 @@ def from_pretrained(
             stacklevel=2,
         )
         folder, source = local, f"{local} (source checkout of {name!r})"
-    model = load_folder(folder, expected_sha256=pinned, source=source, **load)
+    return _as_registered(load_folder(folder, expected_sha256=pinned, source=source, **load), cfg)
+
+
+def _source_card(name: str, pinned: str | None) -> Path | None:
+    """``cards/<name>/`` of a source checkout when its config.json records the pinned weights digest, else None."""
+    cards = source_cards_dir()
+    if cards is None or not pinned or not (cards / name / CONFIG_NAME).is_file():
+        return None
+    try:
+        recorded = read_config(cards / name / CONFIG_NAME).get("weights", {}).get("sha256")
+    except CheckpointError:
+        return None
+    return cards / name if recorded == pinned.lower() else None
+
+
+def _as_registered(model: nn.Module, cfg: Any) -> nn.Module:
+    """Check that a loaded registry checkpoint is the architecture the registry says; attach its config."""
     if model.model_name != cfg.architecture:
         raise CheckpointError(
-            f"{source} holds a {model.model_name!r} model, but the registry says {name!r} is a {cfg.architecture!r}"
+            f"{model.checkpoint_source} holds a {model.model_name!r} model, but the registry says {cfg.name!r} is a "
+            f"{cfg.architecture!r}"
         )
     model.pretrained_cfg = cfg
     return model
@@ -786,13 +858,19 @@ def push_folder(
 ) -> str:
     """Upload a checkpoint folder (e.g. cards/<name>/) exactly as it is to Hub repo `repo_id`; returns the commit URL.
 
-    The folder must load (config.json, weights, README.md). The repo is created if needed (private or public);
+    The folder must load (config.json, weights, README.md); a training run folder (``unet-zoo train`` output) is
+    converted to one (weights of its last checkpoint, float32, a generated card) and that is uploaded. The repo is created if needed (private or public);
     `revision` names the branch to commit to (created from main if missing). Weight files present on the Hub
     but not in the folder are deleted in the same commit.
     """
     from huggingface_hub import HfApi
 
     folder = Path(folder)
+    if folder.is_dir() and is_run_folder(folder):  # a training run: publish its model as a checkpoint folder
+        with tempfile.TemporaryDirectory(prefix="unet_zoo-push-") as tmp:
+            hub_folder = save_pretrained(load_run_folder(folder), Path(tmp) / folder.name, card_data={"repo_id": repo_id})
+            return push_folder(hub_folder, repo_id, private=private, revision=revision, token=token,
+                               commit_message=commit_message or f"Upload training run {folder.name} with unet_zoo")
     _check_folder_for_push(folder)
     api = HfApi(token=token)
     repo_url = _hub_call(lambda: api.create_repo(repo_id, private=private, exist_ok=True), repo_id, None, "the repo")

@@ -54,12 +54,16 @@ class RecipeInfo:
     description: str = ""
     notes: str = ""
     deviations: list[str] = field(default_factory=list)  # every departure from the paper, reported on the card
+    checkpoint: str = ""  # the published checkpoint this recipe trains (cards/<checkpoint>/); "" = the recipe's name
 
 
 @dataclass(frozen=True)
 class ModelCfg:
     name: str = "original"  # a registered architecture (unet_zoo.list_models())
     args: dict[str, Any] = field(default_factory=dict)  # overrides passed to create_model
+    # start from these weights instead of random ones: a published checkpoint name, a checkpoint or run folder,
+    # or a Hub id (unet_zoo.hub.from_pretrained); its tensors must match the model's names and shapes
+    init_from: str = ""
 
 
 @dataclass(frozen=True)

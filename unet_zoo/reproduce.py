@@ -49,8 +49,13 @@ class ReproduceResult:
     stored_check: dict[str, Any] | None = None
 
 
-def recipes_for(variant: str, quick: bool = False) -> list[str]:
-    """Recipe names to run: ``isbi-quick`` with `quick`, else one per variant ("all" = all three)."""
+def recipes_for(variant: str, quick: bool = False, recipe: str | None = None) -> list[str]:
+    """Recipe names (or paths) to run: `recipe` if given, ``isbi-quick`` with `quick`, else one per variant
+    ("all" = all three)."""
+    if recipe is not None:
+        if quick:
+            raise ValueError("--quick and --recipe both choose the recipe; pass one of them")
+        return [recipe]
     if quick:
         return [QUICK_RECIPE]
     if variant == "all":
@@ -58,6 +63,12 @@ def recipes_for(variant: str, quick: bool = False) -> list[str]:
     if variant not in VARIANT_RECIPES:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join([*VARIANT_RECIPES, 'all'])}")
     return [VARIANT_RECIPES[variant]]
+
+
+def checkpoint_name(recipe: Recipe) -> str:
+    """The published name of what `recipe` trains: ``[recipe] checkpoint`` (e.g. isbi-small for isbi-small-cpu),
+    else the recipe's name."""
+    return recipe.recipe.checkpoint or recipe.name
 
 
 def hardware_description(device: Any) -> str:
@@ -93,7 +104,19 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "seed": t.seed,
         "hardware": hardware,
         "time_s": round(result.seconds, 1),
+        **_init_fields(result.init_from),
     }
+
+
+def _init_fields(init: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's lines for a run that started from other weights (recipe model.init_from)."""
+    if not init:
+        return {}
+    before = init.get("train_seconds")
+    text = f"{init['source']}" + (f" (weights sha256 {init['sha256'][:12]}...)" if init.get("sha256") else "")
+    if before:
+        text += f", itself trained {float(before) / 3600:.2f} h"
+    return {"initialised_from": text}
 
 
 def _card_and_info(
@@ -108,10 +131,11 @@ def _card_and_info(
     card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
     training = training_info(recipe, result, hardware)
     # Only names that are (or will be) published go into the usage snippet; others load from the folder.
-    published = recipe.name in VARIANT_RECIPES.values() or recipe.name in PRETRAINED
+    name = checkpoint_name(recipe)
+    published = name in VARIANT_RECIPES.values() or name in PRETRAINED
     card = render_model_card(
         model.model_name, model.model_args, params=sum(p.numel() for p in model.parameters()),
-        metrics=card_metrics, training=training, checkpoint_name=recipe.name if published else None,
+        metrics=card_metrics, training=training, checkpoint_name=name if published else None,
         description=recipe.recipe.description or None,
     )
     card += (
@@ -163,7 +187,7 @@ def write_hub_folder(
     folder = Path(folder)
     card, card_metrics, training = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
     result.model.save_pretrained(
-        folder, card=card, card_data={"checkpoint_name": result.recipe.name, "metrics": card_metrics, "training": training},
+        folder, card=card, card_data={"checkpoint_name": checkpoint_name(result.recipe), "metrics": card_metrics, "training": training},
         dtype=dtype, max_shard_size=max_shard_size,
     )
     for name in ("predictions.png", "curves.png"):
@@ -233,6 +257,8 @@ def reproduce_isbi(
     weights_dtype: str = "float16",
     max_shard_size: int | None = None,
     resume: str | Path | None = None,
+    recipe: str | Path | None = None,
+    time_limit: float | None = None,
 ) -> list[ReproduceResult]:
     """Train, evaluate (held-out slices, TTA per recipe) and write a Hub folder for each variant.
 
@@ -243,6 +269,9 @@ def reproduce_isbi(
     max_shard_size: bytes per weight file; larger checkpoints are sharded with an index (default: one file).
     resume: continue interrupted training from a run folder, or "latest" (the newest ``runs/<recipe>-*``
     with a checkpoint, per recipe); a finished run is evaluated and written again without training.
+    recipe: a recipe name or .toml path to run instead of the variant's (e.g. "isbi-small-cpu"); its
+    ``[recipe] checkpoint`` names the card folder (default ``cards/<checkpoint>/``).
+    time_limit: seconds of training in this session before checkpointing and raising `TimeLimitReached`.
     Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
     """
     import torch
@@ -253,7 +282,7 @@ def reproduce_isbi(
     if weights_dtype not in ("float16", "bfloat16", "float32"):
         raise ValueError(f"weights_dtype must be float16, bfloat16 or float32, got {weights_dtype!r}")
     dtype = getattr(torch, weights_dtype)
-    names = recipes_for(variant, quick)
+    names = recipes_for(variant, quick, None if recipe is None else str(recipe))
     if resume is not None and resume != "latest" and len(names) > 1:
         raise ValueError(f"--resume {resume} names one run folder, but --variant {variant} trains {len(names)} recipes; "
                          "pass --resume latest, or one --variant at a time")
@@ -261,12 +290,14 @@ def reproduce_isbi(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
         console = None
     results = []
-    for name in names:
-        recipe = load_recipe(name)
+    for requested in names:
+        recipe = load_recipe(requested)
+        name = recipe.name
         if console:
             console.print(f"[bold]{name}[/bold]: {recipe.recipe.description}")
         resume_from = latest_run_dir(name) if resume == "latest" else resume
-        result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress, resume=resume_from)
+        result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress, resume=resume_from,
+                       time_limit=time_limit)
         if not _is_main():  # under torchrun only rank 0 evaluates and writes
             continue
         model_device = next(result.model.parameters()).device
@@ -280,7 +311,7 @@ def reproduce_isbi(
         eval_seconds = time.perf_counter() - start
         without_tta = score(result.model, False) if recipe.eval.tta else None
         if out is None:
-            folder = result.run_dir / "hub" if quick else CARDS_DIR / name
+            folder = result.run_dir / "hub" if quick else CARDS_DIR / checkpoint_name(recipe)
         else:
             folder = Path(out) / name if len(names) > 1 else Path(out)
         hardware = hardware_description(model_device)

@@ -50,6 +50,10 @@ class TrainingInterrupted(RuntimeError):
         self.step, self.run_dir, self.signal_number = step, run_dir, signal_number
 
 
+class TimeLimitReached(TrainingInterrupted):
+    """``time_limit`` ran out: training stopped after a step and checkpointed it (signal_number is 0)."""
+
+
 class _StopSignals:
     """While active, SIGTERM/SIGINT only set `received` (the loop checkpoints and stops after the step).
 
@@ -269,6 +273,7 @@ class TrainResult:
     final_loss: float
     history: list[dict[str, Any]] = field(default_factory=list)
     steps_this_session: int = 0  # 0 when --resume found the run already complete
+    init_from: dict[str, Any] | None = None  # recipe model.init_from: {"source", "sha256", "train_seconds", "steps"}
 
 
 def _timestamp() -> str:
@@ -334,6 +339,8 @@ class Trainer:
         stop_after: stop (as if killed) after this many completed steps, after checkpointing; for tests.
         final_outputs: draw curves.png / predictions.png and write summary.json at the end.
         data: pre-loaded `TrainingData` (skips loading and weight maps; tests and notebooks).
+        time_limit: wall-clock budget of this session in seconds (like a SLURM job's): when the next step
+            would end past it, checkpoint and raise `TimeLimitReached` (continue with ``resume``).
 
     Under torchrun every rank reads the checkpoint from `resume`, so multi-node resumes need a shared folder.
     """
@@ -353,7 +360,12 @@ class Trainer:
         stop_after: int | None = None,
         final_outputs: bool = True,
         data: TrainingData | None = None,
+        time_limit: float | None = None,
     ):
+        if time_limit is not None and time_limit <= 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
+        self.time_limit = time_limit
+        self.checkpoint_seconds = 0.0  # how long the last checkpoint took to write (for the time limit)
         self.checkpoint = None
         if resume is not None:
             self.checkpoint = load_checkpoint(resume)
@@ -400,6 +412,7 @@ class Trainer:
             self.data = load_training_data(r, self.data_dir)
         torch.manual_seed(r.train.seed)  # identical initial weights on every rank (DDP also broadcasts them)
         model = create_model(r.model.name, **r.model.args).to(dev)
+        self.init_info = self._initial_weights(model) if r.model.init_from else None
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -423,6 +436,28 @@ class Trainer:
         if self.execution.compile:  # after DDP, as PyTorch recommends (DDPOptimizer splits the graph at buckets)
             net = torch.compile(net)
         self.net = net
+
+    def _initial_weights(self, model: nn.Module) -> dict[str, Any]:
+        """Load ``model.init_from``'s weights into `model` (a resumed run overwrites them with its checkpoint).
+
+        Returns what the card reports: the source, its weights' sha256 and its own training time in seconds."""
+        from .hub import CheckpointError, HubAccessError, check_state_dict, from_pretrained
+
+        source = self.recipe.model.init_from
+        if self.checkpoint is not None:  # resuming: the checkpoint holds the weights; keep the record only
+            return dict(self.checkpoint.extra.get("init_from") or {"source": source})
+        try:
+            start = from_pretrained(source)
+        except (CheckpointError, HubAccessError) as err:
+            raise ValueError(f"model.init_from = {source!r} cannot be loaded: {err}") from err
+        state = start.state_dict()
+        check_state_dict(model, state, source=f"model.init_from = {source!r}")
+        model.load_state_dict(state)
+        config = getattr(start, "pretrained_info", {}) or {}
+        training = config.get("training") or {}
+        cfg = getattr(start, "pretrained_cfg", None)
+        return {"source": source, "sha256": getattr(cfg, "sha256", None),
+                "train_seconds": training.get("time_s"), "steps": training.get("steps")}
 
     def _restore(self, ckpt) -> None:
         self.model.load_state_dict(ckpt.model)
@@ -452,6 +487,11 @@ class Trainer:
         )
 
     def _save(self) -> None:
+        started = time.perf_counter()
+        self._save_checkpoint()
+        self.checkpoint_seconds = time.perf_counter() - started
+
+    def _save_checkpoint(self) -> None:
         self._check_finite_weights()
         states = all_gather_objects(rng_state(self.generator, self.device))  # collective: every rank calls it
         if not self.dist.is_main:
@@ -460,7 +500,7 @@ class Trainer:
             self.run_dir / CHECKPOINT_NAME, model=self.model, step=self.step, optimizer=self.optimizer,
             scheduler=self.scheduler, rng={rank: s for rank, s in enumerate(states)},
             extra={"recipe": self.recipe.as_dict(), "world_size": self.dist.world_size,
-                   "train_seconds": round(self.train_seconds, 3)},
+                   "train_seconds": round(self.train_seconds, 3), "init_from": self.init_info},
         )
 
     def _autocast(self):
@@ -511,6 +551,7 @@ class Trainer:
         start_time -= elapsed_before
         self.train_seconds = elapsed_before  # what the next checkpoint records
         stop = _StopSignals()
+        session_start = step_start = time.perf_counter()
         try:
             stop.__enter__()
             if bar:
@@ -559,8 +600,12 @@ class Trainer:
                         if not bar and self.log_lines:  # plain lines instead of a bar in logs and pipes
                             print(f"step {self.step}/{r.train.steps}  loss {loss_value:.4f}  val_loss {scores['val_loss']:.4f}  "
                                   f"val_pixel_error {scores['val_pixel_error']:.4f}  {time.perf_counter() - start_time:.0f} s", flush=True)
-                self.train_seconds = time.perf_counter() - start_time
-                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested:
+                now = time.perf_counter()
+                self.train_seconds = now - start_time
+                out_of_time = self._out_of_time(session_start, step_start, now)
+                step_start = now
+                if (self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested
+                        or out_of_time):
                     self._save()
                 if stop_requested and self.step < r.train.steps:
                     signum = stop.received or signal.SIGTERM
@@ -568,6 +613,12 @@ class Trainer:
                         f"{signal.Signals(signum).name} stopped training of {r.name!r} after step {self.step} of "
                         f"{r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with --resume {self.run_dir} "
                         "(or --resume latest).", self.step, self.run_dir, signum,
+                    )
+                if out_of_time and self.step < r.train.steps:
+                    raise TimeLimitReached(
+                        f"the time limit of {self.time_limit / 60:g} min stopped training of {r.name!r} after step "
+                        f"{self.step} of {r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with "
+                        f"--resume {self.run_dir} (or --resume latest).", self.step, self.run_dir, 0,
                     )
                 if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:
                     break
@@ -579,7 +630,16 @@ class Trainer:
         if main and self.final_outputs and self.step == r.train.steps:
             self._final_outputs(history, seconds)
         return TrainResult(self.run_dir, self.model, r, self.data, self.step, seconds, loss_value, history,
-                           steps_this_session=self.step - first_step)
+                           steps_this_session=self.step - first_step, init_from=self.init_info)
+
+    def _out_of_time(self, session_start: float, step_start: float, now: float) -> bool:
+        """Whether one more step (taking as long as the last one, plus the checkpoint's time) would end
+        past ``time_limit`` seconds of this session; every rank decides on rank 0's clock."""
+        if self.time_limit is None:
+            return False
+        margin = 2.0 * (now - step_start) + self.checkpoint_seconds
+        late = torch.tensor(float(now - session_start + margin >= self.time_limit), device=self.device)
+        return bool(all_reduce_mean(late) > 0)
 
     def _read_history(self) -> list[dict[str, Any]]:
         path = self.run_dir / "metrics.jsonl"
@@ -624,6 +684,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "Trainer",
+    "TimeLimitReached",
     "TrainingInterrupted",
     "TrainingData",
     "build_optimizer",

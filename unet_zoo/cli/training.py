@@ -25,6 +25,10 @@ def train_command(
     ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ISBI 2012 folder (default $UNET_ZOO_DATA_DIR or the cache)"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"),
+    time_limit: Optional[float] = typer.Option(
+        None, "--time-limit", metavar="MINUTES", min=0.01,
+        help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
+    ),
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder."""
     from ..data import DatasetNotFoundError
@@ -35,7 +39,8 @@ def train_command(
     try:
         loaded = load_recipe(recipe)
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
-        result = train(loaded, steps=steps, device=device, out_dir=out, resume=resume_dir, data_dir=data_dir, compile=compile)
+        result = train(loaded, steps=steps, device=device, out_dir=out, resume=resume_dir, data_dir=data_dir, compile=compile,
+                       time_limit=time_limit * 60 if time_limit else None)
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
@@ -69,6 +74,13 @@ def reproduce_isbi_command(
         help="continue interrupted training (a run folder, or 'latest' per recipe), then evaluate and write the Hub folder",
     ),
     max_shard_mb: Optional[float] = typer.Option(None, "--max-shard-mb", min=0.001, help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)"),
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
+    ),
+    time_limit: Optional[float] = typer.Option(
+        None, "--time-limit", metavar="MINUTES", min=0.01,
+        help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
+    ),
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     from ..data import DatasetNotFoundError
@@ -78,9 +90,10 @@ def reproduce_isbi_command(
     from ..training import NonFiniteLossError, TrainingInterrupted
 
     try:
-        recipes_for(variant, quick)
+        recipes_for(variant, quick, recipe)
         reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console,
-                       weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None, resume=resume)
+                       weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None, resume=resume,
+                       recipe=recipe, time_limit=time_limit * 60 if time_limit else None)
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (RecipeError, FileNotFoundError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
@@ -90,7 +103,14 @@ def reproduce_isbi_command(
 
 
 def interrupted(err: "Exception") -> typer.Exit:
-    """A stopped run (SIGTERM/SIGINT) is not an error: say where its checkpoint is; exit 128 + signal number."""
+    """A stopped run is not an error: say where its checkpoint is; exit 3 at --time-limit, else 128 + signal number."""
+    from ..training import TimeLimitReached
+
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank stops at the same step; one says so
         err_console.print(f"[yellow]stopped:[/yellow] {err}", highlight=False)
+    if isinstance(err, TimeLimitReached):
+        return typer.Exit(TIME_LIMIT_EXIT_CODE)
     return typer.Exit(128 + int(getattr(err, "signal_number", 15)))
+
+
+TIME_LIMIT_EXIT_CODE = 3  # training stopped at --time-limit with a checkpoint: run again with --resume latest

@@ -16,6 +16,12 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from ..files import atomic_write_bytes
+from ..hub import model_identity
+from .bioimageio import export_bioimageio
+from .runtime import onnxruntime_session, require, session_forward
+from .traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
+
 FORMATS = ("onnx", "torchscript", "bioimageio")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "bioimageio": ".zip"}
 
@@ -25,10 +31,6 @@ class ExportError(RuntimeError):
 
 
 def _onnx(model: nn.Module, path: Path) -> None:
-    # function-local: .runtime and .traced import torch.onnx / onnxruntime machinery only when used
-    from .runtime import onnxruntime_session, require, session_forward
-    from .traced import check_export, onnx_bytes
-
     require("onnx", "exporting to ONNX")
     require("onnxruntime", "checking the ONNX export")
     data = onnx_bytes(model)
@@ -37,30 +39,21 @@ def _onnx(model: nn.Module, path: Path) -> None:
 
 
 def _torchscript(model: nn.Module, path: Path) -> None:
-    from .traced import check_export, load_torchscript, torchscript_bytes
-
     data = torchscript_bytes(model)
     check_export(model, load_torchscript(data))
     _write(path, data)
 
 
 def _write(path: Path, data: bytes) -> None:
-    from ..files import atomic_write_bytes
-
     atomic_write_bytes(path, data)
 
 
 def _identity(model: nn.Module) -> None:
-    from ..hub import model_identity
-
     model_identity(model)  # the state-dict weights of a bioimage.io package need a rebuildable model
 
 
 def working_formats(model: nn.Module, exclude: str | None = None) -> list[str]:
     """The formats among FORMATS (except `exclude`) whose export of `model` runs and matches torch."""
-    from .runtime import onnxruntime_session, session_forward
-    from .traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
-
     checks = {
         "onnx": lambda: check_export(model, session_forward(onnxruntime_session(onnx_bytes(model)))),
         "torchscript": lambda: check_export(model, load_torchscript(torchscript_bytes(model))),
@@ -120,8 +113,6 @@ def export(
         elif format == "torchscript":
             _torchscript(model, path)
         else:
-            from .bioimageio import export_bioimageio
-
             export_bioimageio(model, path, sample=sample, name=name, note=note)
     except ImportError:
         raise

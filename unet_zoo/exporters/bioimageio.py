@@ -12,6 +12,7 @@ The package (a .zip that ilastik, deepImageJ, QuPath and napari open) holds:
 """
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from collections.abc import Callable
@@ -19,9 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 import torch
+from PIL import Image
+from scipy import ndimage
 from torch import nn
 
+from ..cards import render_model_card
+from ..data import DatasetNotFoundError, read_stack, resolve_data_dir
+from ..files import atomic_write_with
+from ..hub import model_identity
+from ..sizes import input_size_for_output, output_size
 from .runtime import onnxruntime_session, require, session_forward
 from .traced import (
     ONNX_OPSET,
@@ -83,8 +92,6 @@ def size_parameters(model: nn.Module) -> tuple[int, int, int]:
     """
     depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
     if depth is not None and padding is not None:
-        from ..sizes import input_size_for_output, output_size
-
         step = 2**depth
         smallest = input_size_for_output(1, depth, padding)
         return smallest, step, output_size(smallest, depth, padding) - smallest
@@ -95,13 +102,9 @@ def size_parameters(model: nn.Module) -> tuple[int, int, int]:
 def default_sample() -> np.ndarray:
     """A 2-D uint8 image for the test tensors and cover: ISBI 2012 slice 0 if on this machine, else a
     synthetic membrane-like pattern (smoothed noise, thresholded into bright cells and dark lines)."""
-    from ..data import DatasetNotFoundError, read_stack, resolve_data_dir
-
     try:
         return read_stack(resolve_data_dir() / "train-volume.tif")[0]
     except (DatasetNotFoundError, FileNotFoundError, ValueError):
-        from scipy import ndimage
-
         noise = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((512, 512)), 12)
         edges = np.abs(noise) < 0.15 * noise.std()
         return np.where(edges, 40, 200).astype(np.uint8)
@@ -125,8 +128,6 @@ def _test_image(model: nn.Module, sample: np.ndarray) -> np.ndarray:
 
 def _cover(image: np.ndarray, probs: np.ndarray, path: Path) -> None:
     """PNG: the input (cropped to the output's field) beside P(class 1), 2:1, at least 256 px high."""
-    from PIL import Image
-
     out_h, out_w = probs.shape[-2:]
     top, left = (image.shape[-2] - out_h) // 2, (image.shape[-1] - out_w) // 2
     crop = image[0, 0, top : top + out_h, left : left + out_w]
@@ -138,8 +139,6 @@ def _cover(image: np.ndarray, probs: np.ndarray, path: Path) -> None:
 
 def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: int, step: int, offset: int) -> str:
     """The model card (without its YAML header) plus how to use the package."""
-    from ..cards import render_model_card
-
     source = getattr(model, "checkpoint_source", None)
     card_path = Path(str(source)) / "README.md" if source else None
     if card_path is not None and card_path.is_file():
@@ -187,13 +186,10 @@ def export_bioimageio(
     state dict, each kept only when it exports and matches torch within 1e-4; note: told what was left out.
     """
     spec = require("bioimageio.spec", "writing bioimage.io packages")
-    from bioimageio.spec.model import v0_5 as bio
-
-    from ..files import atomic_write_with
-    from ..hub import model_identity
+    from bioimageio.spec.model import v0_5 as bio  # the optional export extra: imported when used
 
     arch_name, args = model_identity(model)
-    model = model.to("cpu", torch.float32).eval()
+    model = copy.deepcopy(model).to("cpu", torch.float32).eval()  # the caller's model stays where it is
     min_size, step, offset = size_parameters(model)
     cfg = getattr(model, "pretrained_cfg", None)
     name = name or getattr(cfg, "name", None) or f"unet_zoo {arch_name}"
@@ -209,8 +205,6 @@ def export_bioimageio(
         folder = Path(tmp)
         np.save(folder / "test_input.npy", image)
         np.save(folder / "test_output.npy", probs)
-        import tifffile  # sample tensors as images, for people browsing the package (FAIR metadata)
-
         tifffile.imwrite(folder / "sample_input.tif", image[0, 0])
         tifffile.imwrite(folder / "sample_output.tif", probs[0, 1 if probs.shape[1] > 1 else 0])
         _cover(image, probs, folder / "cover.png")

@@ -5,6 +5,7 @@ float32 probabilities, which `unet_zoo.tiling.predict_tiled(..., forward=...)` u
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,6 @@ EXTRA_HINT = 'pip install "unet-zoo[export]"'
 
 def require(module: str, purpose: str):
     """Import optional module `module` or raise ImportError saying how to install the export extra."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as err:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..sizes import size_rule
+
 # Highest opset torch's TorchScript-based ONNX exporter writes; onnxruntime >= 1.14 runs it. (The newer
 # torch.export-based exporter rejects the zoo's size checks and crops under dynamic height and width.)
 ONNX_OPSET = 18
@@ -52,8 +54,6 @@ def size_rule_text(model: nn.Module) -> str:
     """The model's input -> output size rule in words, e.g. 'output = input - 184; input = 188 + 16k ...'."""
     depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
     if depth is not None and padding is not None:
-        from ..sizes import size_rule
-
         return size_rule(depth, padding)
     stride = getattr(model, "stride", None)
     return f"output = input; input a multiple of {stride}" if stride else "see model.output_size"

@@ -157,6 +157,8 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, models, volume, m
     assert not _info(tmp_path / "out.zarr")["complete"]
     with pytest.raises(FileExistsError, match="other settings.*tta"):
         predict_volume(model, source, tmp_path / "out.zarr", block=64, tile=64, tta=True)
+    with pytest.raises(FileExistsError, match="other settings.*state_sha256"):  # same architecture, other weights
+        predict_volume(unet_zoo.create_model("small", base_channels=4), source, tmp_path / "out.zarr", block=64, tile=64)
     with pytest.raises(FileExistsError, match="unfinished"):
         predict_volume(model, source, tmp_path / "out.zarr", block=64, tile=64, resume=False)
     calls = []
@@ -290,3 +292,43 @@ def test_unreachable_scheduler_fails_fast_with_its_address(tmp_path, models, vol
     monkeypatch.setattr(volume_cluster, "CONNECT_TIMEOUT_S", 2)
     with pytest.raises(ConnectionError, match=r"tcp://127\.0\.0\.1:9 within 2 s"):
         predict_volume(models["small"], volume, tmp_path / "out.zarr", scheduler="tcp://127.0.0.1:9")
+
+
+KILLED_RUN = """
+import sys, torch, unet_zoo
+from unet_zoo.volumes import predict_volume
+torch.manual_seed(0)
+model = unet_zoo.create_model("small", base_channels=4).eval()
+predict_volume(model, sys.argv[1], sys.argv[2], block=64, tile=64)
+"""
+
+
+def test_a_killed_process_resumes_with_its_finished_blocks(tmp_path, models, volume, monkeypatch):
+    """SIGKILL a real run after some blocks; the next run computes only the blocks without a marker."""
+    import os
+    import signal
+    import time
+
+    source = _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 64, 64))
+    out = tmp_path / "out.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(source), str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / MARKERS).is_dir() and len(list((out / MARKERS).iterdir())) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name for p in (out / MARKERS).iterdir() if not p.name.startswith(".")}
+    assert 2 <= len(finished) < 12 and not _info(out)["complete"]
+    computed = []
+    predict = VolumeJob.predict
+    monkeypatch.setattr(VolumeJob, "predict", lambda self, net, index: computed.append(index) or predict(self, net, index))
+    torch.manual_seed(0)
+    model = unet_zoo.create_model("small", base_channels=4).eval()  # the same weights as the killed run's
+    predict_volume(model, source, out, block=64, tile=64)
+    assert {BlockPlan.name(i) for i in computed}.isdisjoint(finished) and len(computed) == 12 - len(finished)
+    np.testing.assert_allclose(zarr.open(str(out))[:], _reference(model, volume, tile=64), atol=2e-6)

@@ -11,6 +11,7 @@ Finished blocks are recorded, so an interrupted run continues where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from .region_tiling import predict_region
@@ -152,6 +154,15 @@ def model_provenance(model: nn.Module) -> dict[str, Any]:
     }
 
 
+def state_sha256(model: nn.Module) -> str:
+    """Hex sha256 of the model's parameters and buffers (names, dtypes, shapes, bytes): the weights actually used."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _write_unit(source: VolumeSource) -> tuple[int, int, int] | None:
     unit = source.shards or source.chunks
     return None if unit is None else ((1, *unit) if len(unit) == 2 else tuple(unit))  # type: ignore[return-value]
@@ -237,6 +248,7 @@ def predict_volume(
         chunks = vol.chunks
     settings = json.loads(json.dumps({
         **model_provenance(model),
+        "state_sha256": state_sha256(model),  # resuming with other weights (a checkpoint or not) is refused
         "source": vol.description,
         "shape": list(vol.shape[-vol.ndim:]),
         "tile": used_tile,

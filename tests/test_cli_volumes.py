@@ -97,3 +97,23 @@ def test_unreachable_scheduler_names_the_address(tmp_path, checkpoint, volume_za
                                  "--scheduler", "tcp://127.0.0.1:9", "--device", "cpu"])
     assert result.exit_code == 2 and "cannot reach the dask scheduler at tcp://127.0.0.1:9" in _text(result)
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_failed_block_says_how_to_resume(tmp_path, checkpoint, volume_zarr, monkeypatch):
+    from unet_zoo.volumes import VolumeJob
+
+    calls = []
+
+    def fail_second(self, net, index):
+        calls.append(index)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return np.zeros([s.stop - s.start for s in self.plan.region(index)], dtype=self.dtype)
+
+    monkeypatch.setattr(VolumeJob, "predict", fail_second)
+    _, folder = checkpoint
+    out = tmp_path / "o.zarr"
+    result = runner.invoke(app, ["predict", str(folder), str(volume_zarr[1]), "--out", str(out), "--block", "64",
+                                 "--tile", "64", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "RuntimeError: disk full; finished blocks are kept: run the same command again to resume (1 of 8 done)" in _text(result)

@@ -30,11 +30,12 @@ def test_rectangles_equal_the_whole_image(models, name, tile, tta):
         reads.append((rows, cols))
         return image[rows, cols]
 
-    for rows, cols in RECTANGLES:
+    rectangles = [RECTANGLES[1], RECTANGLES[3]] if tta else RECTANGLES  # TTA: an edge band and a corner pixel
+    for rows, cols in rectangles:
         got = predict_region(model, read, image.shape, rows, cols, tile=tile, tta=tta)
         assert got.shape == (2, rows[1] - rows[0], cols[1] - cols[0])
         np.testing.assert_allclose(got, whole[:, slice(*rows), slice(*cols)], atol=2e-6)
-    assert len(reads) == len(RECTANGLES)  # one read per rectangle, whatever the number of views
+    assert len(reads) == len(rectangles)  # one read per rectangle, whatever the number of views
 
 
 def test_reads_only_the_context_the_tiles_need(models):

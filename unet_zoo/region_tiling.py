@@ -179,6 +179,8 @@ def predict_region(
     dev = _resolve_device(model, device)
     was_training = model.training
     model.to(dev).eval()
+    if dev.type == "cuda":  # as predict_tiled does
+        model.to(memory_format=torch.channels_last)
     try:
         total = None
         for (ay, rev_y, ys, iy), (ax, rev_x, xs, ix) in plans:

@@ -34,6 +34,13 @@ def predict_volume_command(
     except ImportError as err:
         raise fail(str(err)) from None
     net = _load(model, device)
+    state = {"done": 0, "total": None}
+
+    def progress(done: int, total: int) -> None:
+        state.update(done=done, total=total)
+        bar.update(task, completed=done, total=total)
+
+    resume = f"finished blocks are kept: run the same command again to resume ({{}} of {{}} done)"
     with _progress() as bar:
         task = bar.add_task(f"{source.name} (blocks)", total=None)
         try:
@@ -41,8 +48,12 @@ def predict_volume_command(
                 net, source, out, block=block, tile=tile, tta=tta, dtype="uint8" if uint8 else "float32",
                 overwrite=overwrite, scheduler=scheduler or None, workers=workers, level=level,
                 batch_size=batch_size, device=device,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=progress,
             )
         except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:
             raise fail(str(err)) from None
+        except KeyboardInterrupt:
+            raise fail(f"interrupted; {resume.format(state['done'], state['total'])}", code=130) from None
+        except Exception as err:  # noqa: BLE001  a failed block or a lost cluster: say so and how to go on
+            raise fail(f"{type(err).__name__}: {err}; {resume.format(state['done'], state['total'])}") from None
     console.print(f"{source} -> {written}")

@@ -48,8 +48,8 @@ def _progress():
 @app.command("predict")
 def predict_command(
     model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
-    images: list[Path] = typer.Argument(..., help="TIFF (2-D or stacks) or PNG images"),
-    out: Path = typer.Option(Path("preds"), "--out", "-o", help="output folder"),
+    images: list[Path] = typer.Argument(..., help="TIFF (2-D or stacks) or PNG images, or one Zarr / OME-Zarr volume (see --out)"),
+    out: Path = typer.Option(Path("preds"), "--out", "-o", help="output folder (volumes: the output .zarr store)"),
     tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default, shrunk for small images)"),
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),

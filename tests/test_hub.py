@@ -283,15 +283,27 @@ def test_download_then_load_offline_in_a_subprocess(hub_server, hub_token, fresh
     assert "unet-zoo reproduce isbi" in lines["ERROR"]
 
 
-def test_offline_falls_back_to_source_checkout_cards(monkeypatch, tmp_path, fresh_cache, pretrained_entry):
+def _raise_local_entry_not_found(*args, **kwargs):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    raise LocalEntryNotFoundError("not cached")
+
+
+def test_source_checkout_cards_with_the_pinned_weights_load_without_the_hub(monkeypatch, tmp_path, fresh_cache, pretrained_entry):
     model = tiny(4)
     cards = tmp_path / "cards"
     model.save_pretrained(cards / "cards-small")
     pretrained_entry(name="cards-small", architecture="small", hf_hub_id="testuser/cards-small", sha256=weights_sha256(cards / "cards-small"))
     monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: cards)
-    with pytest.warns(UserWarning, match="loading .*cards-small from this source checkout"):
-        loaded = from_pretrained("cards-small", local_files_only=True, cache_dir=fresh_cache)
-    assert same_weights(model, loaded)
+    # The card holds the pinned weights: it loads from there at once, without asking the Hub or the cache.
+    monkeypatch.setattr(unet_zoo.hub, "_download_checkpoint", lambda *a, **k: pytest.fail("no download expected"))
+    loaded = from_pretrained("cards-small", local_files_only=True, cache_dir=fresh_cache)
+    assert same_weights(model, loaded) and loaded.pretrained_cfg.name == "cards-small"
+    # A card whose weights differ from the pin is not used in place of the pinned download.
+    pretrained_entry(name="cards-small", architecture="small", hf_hub_id="testuser/cards-small", sha256="0" * 64)
+    with pytest.raises(HubAccessError):
+        monkeypatch.setattr(unet_zoo.hub, "_download_checkpoint", _raise_local_entry_not_found)
+        from_pretrained("cards-small", local_files_only=True, cache_dir=fresh_cache)
     assert unet_zoo.hub.source_cards_dir() == cards
     monkeypatch.undo()
     assert unet_zoo.hub.source_cards_dir() == REPO_ROOT / "cards"  # this test runs in a source checkout

@@ -744,8 +744,7 @@ def from_pretrained(
     Returns the model in eval mode on `device` (default CPU) with floating tensors in `dtype`
     (float16-stored weights load as float32 unless dtype says otherwise; None keeps the stored dtype).
     Registry names use their pinned repo, revision and sha256 (a mismatch is refused). Offline
-    (HF_HUB_OFFLINE=1, local_files_only=True or no network) the Hugging Face cache is used; in a source
-    checkout a registry name then falls back to cards/<name>/ with a warning. Safetensors only.
+    (HF_HUB_OFFLINE=1, local_files_only=True or no network) the Hugging Face cache is used. Safetensors only.
     A source checkout whose ``cards/<name>/`` records the pinned sha256 in its config.json loads a registry
     name from there without any network (the weights are hashed again and must match the pin).
     Raises CheckpointError (bad files) or HubAccessError (repo/revision/token/offline problems).
@@ -800,19 +799,13 @@ def from_pretrained(
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         cards = source_cards_dir()
-        local = cards / name if cards else None
-        if local is None or not (local / CONFIG_NAME).is_file():
-            raise HubAccessError(
-                f"checkpoint {source} is not in the Hugging Face cache ({_cache_location(cache_dir)}) and "
-                f"{_offline_reason(offline_only)}. Run `unet-zoo download {name}` while online, or train it "
-                "yourself with `unet-zoo reproduce isbi`"
-            ) from err
-        warnings.warn(
-            f"{source} is not in the Hugging Face cache and {_offline_reason(offline_only)}; "
-            f"loading {local} from this source checkout instead",
-            stacklevel=2,
-        )
-        folder, source = local, f"{local} (source checkout of {name!r})"
+        stale = cards is not None and (cards / name / CONFIG_NAME).is_file()  # not the pinned weights (else loaded above)
+        raise HubAccessError(
+            f"checkpoint {source} is not in the Hugging Face cache ({_cache_location(cache_dir)}) and "
+            f"{_offline_reason(offline_only)}. Run `unet-zoo download {name}` while online, or train it "
+            "yourself with `unet-zoo reproduce isbi`"
+            + (f"; {cards / name} holds other weights than the pinned ones ({pinned}), so it is not used" if stale else "")
+        ) from err
     return _as_registered(load_folder(folder, expected_sha256=pinned, source=source, **load), cfg)
 
 

@@ -49,8 +49,30 @@ def list_command(
                          else "; `unet-zoo list` shows them all"))
         return
     console.print(table)
-    if PRETRAINED:
-        console.print(f"checkpoints: {', '.join(PRETRAINED)} (load with unet_zoo.from_pretrained(name))")
+    if pretrained:
+        console.print(_checkpoint_table())
+    elif PRETRAINED:
+        console.print(f"checkpoints: {', '.join(PRETRAINED)} (load with unet_zoo.from_pretrained(name); "
+                      "`unet-zoo list --pretrained` shows their scores)")
+
+
+# Held-out scores shown for each published checkpoint: (metrics key, column title).
+CHECKPOINT_COLUMNS = (("vrand_thinned", "V_rand thinned"), ("vinfo_thinned", "V_info thinned"), ("rand_error", "Rand error"),
+                      ("warping_error", "warping error"), ("pixel_error", "pixel error"))
+
+
+def _checkpoint_table() -> Table:
+    """Published checkpoints with their held-out ISBI 2012 scores (slices 24-29, with TTA) from the registry."""
+    table = Table(title="pretrained checkpoints (held-out ISBI 2012 slices 24-29, with TTA)")
+    table.add_column("checkpoint")
+    table.add_column("architecture")
+    for _, title in CHECKPOINT_COLUMNS:
+        table.add_column(title, justify="right")
+    table.add_column("Hub repo")
+    for cfg in PRETRAINED.values():
+        scores = [f"{cfg.metrics[key]:.4g}" if key in cfg.metrics else "-" for key, _ in CHECKPOINT_COLUMNS]
+        table.add_row(cfg.name, cfg.architecture, *scores, cfg.hf_hub_id)
+    return table
 
 
 @app.command("info")

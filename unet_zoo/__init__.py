@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import augment, data, metrics
+from ._version import __version__
 from .exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from .hub import from_pretrained
 from .info import ModelInfo, model_info
@@ -24,8 +25,6 @@ from .registry import (
 from .sizes import input_size_for_output, is_valid_input_size, nearest_valid_input_sizes, output_size
 from .tiling import predict_stack, predict_tiled
 from .weight_maps import weight_map
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._version import __version__
 from .files import atomic_write_bytes
 from .performance import (
     Timer,
@@ -724,8 +725,6 @@ def bench_reproduce(
 def environment(device: str | torch.device | None = None) -> dict[str, Any]:
     """Versions and hardware of this run: device name, torch/CUDA/cuDNN versions, CPU, threads, git commit."""
     dev = resolve_device(device)
-    from . import __version__
-
     env: dict[str, Any] = {
         "device": str(dev),
         "device_name": _cpu_name(),

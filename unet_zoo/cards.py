@@ -14,12 +14,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-LIBRARY_NAME = "unet_zoo"
-PAPER_URL = "https://arxiv.org/abs/1505.04597"
-PAPER = "Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015"
+from ._version import LIBRARY_NAME
+from .paper import PAPER, PAPER_TABLE1, PAPER_URL
 
-# The paper's Table 1 (ISBI 2012 challenge test set, scored by the organisers), u-net row.
-PAPER_METRICS: dict[str, float] = {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
+PAPER_METRICS = PAPER_TABLE1  # the paper's Table 1 (unet_zoo.paper), under the name cards have used
 
 METRIC_NAMES: dict[str, str] = {
     "warping_error": "Warping error",

@@ -13,10 +13,9 @@ import numpy as np
 from torch import nn
 
 from .metrics import isbi_scores
+from .paper import PAPER_TABLE1
 from .tiling import predict_stack
 
-#: U-Net, ISBI 2012 challenge test set (Ronneberger et al. 2015, Table 1; lower is better).
-PAPER_TABLE1: dict[str, float] = {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
 
 HELD_OUT_NOTE = (
     "Ours: held-out ISBI 2012 training slices (the test labels were never released). "

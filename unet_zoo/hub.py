@@ -31,7 +31,10 @@ import torch
 from huggingface_hub import ModelHubMixin, ModelCard
 from torch import nn
 
-from .cards import LIBRARY_NAME, PAPER_URL, render_model_card
+from ._version import LIBRARY_NAME, __version__
+from .cards import render_model_card
+from .checkpoint_names import variant_of
+from .paper import PAPER_URL
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .files import atomic_write_bytes, file_sha256, files_sha256
 
@@ -206,8 +209,6 @@ def checkpoint_config(
     model: nn.Module, *, weights: dict[str, Any] | None = None, pretrained: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The config.json dict of `model`: registry name and arguments, library, version, weights, pretrained info."""
-    from . import __version__
-
     name, args = model_identity(model)
     config: dict[str, Any] = {
         "model_name": name,
@@ -714,11 +715,7 @@ def _unpublished_hint(name: str) -> str:
             f" This source checkout has a checkpoint folder {cards / name}: load it with "
             f"unet_zoo.from_pretrained({str(cards / name)!r})"
         )
-    try:
-        from .reproduce import VARIANT_RECIPES
-    except ImportError:  # pragma: no cover - the training side is optional for loading
-        return ""
-    variant = next((v for v, recipe in VARIANT_RECIPES.items() if recipe == name), None)
+    variant = variant_of(name)
     if variant is None:
         return ""
     return (

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .checkpoint_names import VARIANT_RECIPES
 from .files import atomic_write_bytes
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
 from .training import TrainResult, latest_run_dir, train
 
 Variant = Literal["original", "padded", "small", "all"]
-VARIANT_RECIPES: dict[str, str] = {"original": "isbi-original", "padded": "isbi-padded", "small": "isbi-small"}
 QUICK_RECIPE = "isbi-quick"
 CARDS_DIR = Path("cards")
 CARD_METRICS = ("warping_error", "rand_error", "pixel_error")  # the card's table is "lower is better"

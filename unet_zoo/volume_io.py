@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .files import atomic_write_bytes
 
 try:
@@ -280,8 +281,6 @@ def open_output(
                 return found
             raise FileExistsError(_exists_message(path, key))
     fmt = source.zarr_format or 2
-    from . import __version__
-
     attrs = {ATTRS: {**settings, "unet_zoo_version": __version__, "complete": False}}
     if source.ome:
         group = zarr.open_group(str(path), mode="w-", zarr_format=fmt, attributes=_ome_attrs(source))

@@ -1,0 +1,17 @@
+"""Names of the checkpoints this zoo publishes, and which paper variant each one reproduces.
+
+`unet-zoo reproduce isbi --variant small` trains the recipe ``recipes/isbi-small.toml`` into the
+checkpoint folder ``cards/isbi-small/``; once pushed, the registry lists it in `unet_zoo.registry.PRETRAINED`.
+"""
+from __future__ import annotations
+
+#: paper variant (registry architecture) -> recipe name = checkpoint name.
+VARIANT_RECIPES: dict[str, str] = {"original": "isbi-original", "padded": "isbi-padded", "small": "isbi-small"}
+
+
+def variant_of(checkpoint_name: str) -> str | None:
+    """The variant whose recipe trains `checkpoint_name` ('isbi-small' -> 'small'), or None."""
+    return next((variant for variant, recipe in VARIANT_RECIPES.items() if recipe == checkpoint_name), None)
+
+
+__all__ = ["VARIANT_RECIPES", "variant_of"]

@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 # Function-local imports of the package's own modules that another piece of work still has to mark or move.
 # Each entry is (importing module, imported module); keep this list short and empty it when you can.
-PENDING_LAZY: set[tuple[str, str]] = {
-    ("unet_zoo.volumes", "unet_zoo.loading"),  # predict_volume's `load_model` for a model given by name
-}
+PENDING_LAZY: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from .weight_maps import weight_map
 def __getattr__(name: str):
     """`unet_zoo.predict_volume`, imported on first use: it needs the optional zarr / dask extra."""
     if name == "predict_volume":
-        from .volumes import predict_volume
+        from .volumes import predict_volume  # lazy: needs the optional zarr / dask extra
 
         return predict_volume
     raise AttributeError(f"module 'unet_zoo' has no attribute {name!r}")

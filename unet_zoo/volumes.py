@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .loading import load_model
 from .region_tiling import predict_region
 from .tiling import Normalise, _check_tile, choose_tile
 from .volume_io import VolumeOutput, VolumeSource, open_output, open_source
@@ -226,8 +227,6 @@ def predict_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(model, str):
-        from .loading import load_model
-
         model = load_model(model, device=device)
     elif device is not None:
         model.to(device)

@@ -8,6 +8,7 @@ import typer
 
 from ..files import atomic_write_bytes
 from .app import app, check_device, console, fail
+from .volumes import is_volume_request, predict_volume_command
 
 
 def _load(model: str, device: str | None):
@@ -70,14 +71,14 @@ def predict_command(
     """
     from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
     from ..tiling import predict_stack
-    from .volumes import is_volume_request, predict_volume_command
 
     if is_volume_request(images, out):
         if backend != "torch":
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
-            model, images[0], out, device=device or None, tile=tile or None, batch_size=batch_size, tta=tta,
-            block=block, level=level, uint8=uint8, overwrite=overwrite, workers=workers, scheduler=scheduler,
+            lambda: _load(model, device or None), _progress, images[0], out, device=device or None,
+            tile=tile or None, batch_size=batch_size, tta=tta, block=block, level=level, uint8=uint8,
+            overwrite=overwrite, workers=workers, scheduler=scheduler,
         )
 
     for path in images:

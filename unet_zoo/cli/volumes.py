@@ -1,7 +1,11 @@
 """`unet-zoo predict MODEL volume.zarr --out out.zarr ...`: blockwise volume prediction (unet_zoo.volumes)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
 
 from .app import console, fail
 
@@ -17,12 +21,11 @@ def is_volume_request(inputs: list[Path], out: Path) -> bool:
 
 
 def predict_volume_command(
-    model: str, source: Path, out: Path, *, device: str | None, tile: int | None, batch_size: int, tta: bool,
-    block: int | None, level: int | None, uint8: bool, overwrite: bool, workers: int | None, scheduler: str | None,
+    load: Callable[[], Any], progress_bar: Callable[[], Progress], source: Path, out: Path, *, device: str | None,
+    tile: int | None, batch_size: int, tta: bool, block: int | None, level: int | None, uint8: bool,
+    overwrite: bool, workers: int | None, scheduler: str | None,
 ) -> None:
-    """Run unet_zoo.predict_volume with a progress bar; errors exit with code 2 and a message."""
-    from .inference import _load, _progress
-
+    """Run unet_zoo.predict_volume with the model `load()` returns and the progress bar `progress_bar()`; errors exit 2."""
     if not source.exists():
         raise fail(f"no such file or folder: {source}")
     if out == Path("preds") or out.suffix.lower() != ".zarr":
@@ -33,7 +36,7 @@ def predict_volume_command(
         from ..volumes import predict_volume
     except ImportError as err:
         raise fail(str(err)) from None
-    net = _load(model, device)
+    net = load()
     state = {"done": 0, "total": None}
 
     def progress(done: int, total: int) -> None:
@@ -41,7 +44,7 @@ def predict_volume_command(
         bar.update(task, completed=done, total=total)
 
     resume = f"finished blocks are kept: run the same command again to resume ({{}} of {{}} done)"
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"{source.name} (blocks)", total=None)
         try:
             written = predict_volume(

@@ -1,11 +1,15 @@
 """One door for "the model the user named": a checkpoint, a folder, a Hub id or an architecture."""
 from __future__ import annotations
 
+import difflib
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .hub import from_pretrained, unpublished_hint
+from .registry import PRETRAINED, create_model, list_models
 
 logger = logging.getLogger(__name__)
 
@@ -18,21 +22,12 @@ def load_model(spec: str, device: str | torch.device | None = None) -> nn.Module
     ``unet_zoo.hub.from_pretrained``; or a registered architecture name (``unet_zoo.list_models()``),
     built with random weights (a warning is logged: its predictions are meaningless until trained).
     """
-    from .registry import PRETRAINED, _MODELS, list_models
-
+    architectures = list_models()
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("model spec must be a non-empty string: a checkpoint name, folder, Hub id or architecture")
-    if spec in PRETRAINED or Path(spec).expanduser().is_dir() or (spec not in _MODELS and "/" in spec):
-        try:
-            from .hub import from_pretrained
-        except ImportError as err:
-            raise RuntimeError(
-                f"cannot load {spec!r}: unet_zoo.hub.from_pretrained is not available in this install ({err})"
-            ) from None
+    if spec in PRETRAINED or Path(spec).expanduser().is_dir() or (spec not in architectures and "/" in spec):
         model = from_pretrained(spec)
-    elif spec in _MODELS:
-        from .registry import create_model
-
+    elif spec in architectures:
         logger.warning(
             "%r is an architecture name, not a checkpoint: its weights are random and its predictions "
             "are meaningless. Pass a checkpoint name (unet_zoo.list_pretrained()), folder or Hub id.",
@@ -40,12 +35,8 @@ def load_model(spec: str, device: str | torch.device | None = None) -> nn.Module
         )
         model = create_model(spec)
     else:
-        import difflib
-
-        from .hub import _unpublished_hint
-
-        unpublished = _unpublished_hint(spec)  # a recipe's checkpoint name (isbi-original) not published yet
-        known = list(PRETRAINED) + list_models()
+        unpublished = unpublished_hint(spec)  # a recipe's checkpoint name (isbi-original) not published yet
+        known = list(PRETRAINED) + architectures
         close = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
         hint = unpublished or (f" Did you mean {', '.join(repr(c) for c in close)}?" if close else "")
         raise ValueError(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .blocks import DoubleConv, NormKind, UpBlock, UpMode, center_crop, paper_init_
-from .hub import HubMixin
+from .hub_mixin import HubMixin
 from .sizes import is_valid_input_size, nearest_valid_input_sizes, output_size, size_rule
 
 

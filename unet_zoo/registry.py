@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from torch import nn
 
+from .hub_mixin import hub_functions
 from .models import TimmUNet, UNet
 
 
@@ -138,8 +140,6 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
 
 
 def _init_params(model_class: type[nn.Module]) -> list[str]:
-    import inspect
-
     return [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
 
 
@@ -154,9 +154,7 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
         matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name]
         if not matches:
             raise ValueError(f"no pretrained checkpoint for {name!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")
-        from .hub import from_pretrained
-
-        return from_pretrained(matches[0], **overrides)
+        return hub_functions().from_pretrained(nn.Module, matches[0], **overrides)  # unet_zoo.from_pretrained
     entry = get_entry(name)
     args = model_args(name, **overrides)
     model = entry.model_class(**args)

@@ -51,7 +51,8 @@ def _free_port() -> int:
 
 
 HUB_PORT = _free_port()
-HUB_TOKEN = "hf_unet_zoo_test_write_token"  # the test server's only valid token (user "testuser")
+HUB_TOKEN = "hf_unet_zoo_test_write_token"  # the test server's token of user "testuser"
+ORG_TOKEN = "hf_unet_zoo_test_org_token"  # writes as "unet-zoo", the namespace of the published checkpoints
 _HF_HOME = _tempfile.mkdtemp(prefix="unet_zoo-hf-home-")
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
 os.environ["HF_HOME"] = _HF_HOME
@@ -68,7 +69,7 @@ def hub_server(tmp_path_factory):
     sys.path.insert(0, str(Path(__file__).parent))
     from hub_server import HubServer
 
-    server = HubServer(tmp_path_factory.mktemp("hub-server"), port=HUB_PORT, tokens={HUB_TOKEN: "testuser"}).start()
+    server = HubServer(tmp_path_factory.mktemp("hub-server"), port=HUB_PORT, tokens={HUB_TOKEN: "testuser", ORG_TOKEN: "unet-zoo"}).start()
     yield server
     server.stop()
 

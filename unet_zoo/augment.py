@@ -28,6 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment_reference import elastic_deform_reference, random_displacement_reference
+from .registry import create_model
+from .sizes import output_size
+
 ImageMode = str  # "bicubic" | "bilinear"
 
 
@@ -385,9 +389,6 @@ def benchmark_augmentation(
     """
     import platform
 
-    from .augment_reference import elastic_deform_reference, random_displacement_reference
-    from .sizes import output_size
-
     devices = [torch.device("cpu")]
     extra = torch.device(device) if device is not None else (torch.device("cuda") if torch.cuda.is_available() else None)
     if extra is not None and extra.type != "cpu":
@@ -426,8 +427,6 @@ def benchmark_augmentation(
         seconds = _timeit(lambda: sampler.sample(batch_size, gen), repeats, dev)
         rows.append({"method": "TileSampler.sample", "device": str(dev), "seconds_per_batch": seconds})
         if train_step and dev.type != "cpu":
-            from .registry import create_model
-
             model = create_model(train_step).to(dev)
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
             xb, yb, wb = sampler.sample(batch_size, gen)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
 from ._version import __version__
 from .files import atomic_write_bytes
 from .performance import (
@@ -43,7 +44,10 @@ from .performance import (
     profile_table,
     resolve_device,
 )
+from .losses import weighted_cross_entropy
 from .registry import create_model, get_entry
+from .sizes import nearest_valid_input_sizes
+from .tiling import choose_tile, predict_tiled
 
 Log = Callable[[str], None]
 SECTIONS = ("train", "inference", "augment")  # run by default
@@ -95,8 +99,6 @@ def smallest_tile(model: nn.Module, min_output: int = 4) -> int:
 def _check_tile(model: nn.Module, tile: int) -> int:
     out = model.output_size(tile)
     if out is None:
-        from .sizes import nearest_valid_input_sizes
-
         args = getattr(model, "model_args", {})
         if "depth" in args:
             below, above = nearest_valid_input_sizes(tile, args["depth"], args["padding"])
@@ -147,17 +149,8 @@ def _backend(config: dict[str, Any]) -> contextlib.AbstractContextManager:
 
 
 def _weighted_cross_entropy() -> Callable[..., torch.Tensor]:
-    try:  # the training engineers' loss (paper eq. 1)
-        from .losses import weighted_cross_entropy
-
-        return weighted_cross_entropy
-    except ImportError:  # pragma: no cover - only before unet_zoo.losses exists
-
-        def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-            per_pixel = nn.functional.cross_entropy(logits.float(), target, reduction="none")
-            return (per_pixel * weight).mean()
-
-        return weighted_ce
+    """The training loss (paper eq. 1), the one `unet_zoo.training` uses."""
+    return weighted_cross_entropy
 
 
 # --- training step ---------------------------------------------------------------------------------
@@ -355,8 +348,6 @@ def _predict_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of `predict_tiled` that select a path (only those it accepts)."""
     import inspect
 
-    from .tiling import predict_tiled
-
     accepted = inspect.signature(predict_tiled).parameters
     kwargs: dict[str, Any] = {}
     if "amp" in accepted:
@@ -378,8 +369,6 @@ def _predict_path(
     repeats: int,
 ) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
     """Time `predict_tiled` of one path; also return the input shapes of every forward call."""
-    from .tiling import predict_tiled
-
     kwargs = _predict_kwargs(config)
     shapes: list[tuple[int, ...]] = []
     hook = model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
@@ -451,8 +440,6 @@ def bench_inference(
         ``ours``/``baseline`` (timing, megapixels_per_s, tflops, fraction_of_bf16_matmul),
         speedup, ``pipeline_ceiling`` (megapixels_per_s) and targets.
     """
-    from .tiling import choose_tile
-
     dev = resolve_device(device)
     overrides = _overrides(model_name, smoke)
     if smoke:
@@ -540,8 +527,6 @@ def bench_cpu_latency(
     `threads` sets ``torch.set_num_threads`` for the measurement (restored afterwards); None keeps the
     current setting. Returns {"side", "threads", "models": {name: {tile, tiles, timing, median_s}}}.
     """
-    from .tiling import choose_tile, predict_tiled
-
     if smoke:
         side, repeats, warmup = 64, 1, 0
     old_threads = torch.get_num_threads()
@@ -682,15 +667,13 @@ def bench_reproduce(
     whole call) and ``recipes``: per recipe its steps, tiles, train_s, eval_s, tiles_per_s and the
     held-out scores (rand_error, warping_error, pixel_error).
     """
-    from .reproduce import reproduce_isbi
-
     dev = resolve_device(device)
     command = "unet-zoo reproduce isbi" + (" --quick" if quick else f" --variant {variant}") + (
         f" --steps {steps}" if steps else "") + f" --device {dev}"
     log(command)
     with tempfile.TemporaryDirectory(prefix="unet_zoo-bench-reproduce-") as tmp:
         start = time.perf_counter()
-        runs = reproduce_isbi(variant, quick=quick, steps=steps, device=str(dev), data_dir=data_dir,
+        runs = reproduce_module.reproduce_isbi(variant, quick=quick, steps=steps, device=str(dev), data_dir=data_dir,
                               out=out if out is not None else Path(tmp) / "hub", progress=False)
         wall = time.perf_counter() - start
     recipes = []

@@ -16,6 +16,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ._version import LIBRARY_NAME
 from .paper import PAPER, PAPER_TABLE1, PAPER_URL
+from .registry import get_entry
+from .sizes import output_size
 
 PAPER_METRICS = PAPER_TABLE1  # the paper's Table 1 (unet_zoo.paper), under the name cards have used
 
@@ -100,9 +102,6 @@ def card_metadata(
 
 
 def _usage(model_name: str, model_args: dict[str, Any], load_name: str) -> str:
-    from .registry import get_entry
-    from .sizes import output_size
-
     try:
         tile = get_entry(model_name).default_tile
     except KeyError:
@@ -169,8 +168,6 @@ def render_model_card(
         checkpoint_name: registry checkpoint name (e.g. "isbi-original"), used in the usage snippet;
             repo_id: Hub repo id used instead when there is no checkpoint name.
     """
-    from .registry import get_entry
-
     load_name = checkpoint_name or repo_id or LOCAL_PLACEHOLDER
     title = checkpoint_name or repo_id or f"unet_zoo {model_name}"
     if description is None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .data import load_isbi, split_slices
 from .metrics import isbi_scores
 from .paper import PAPER_TABLE1
 from .tiling import predict_stack
@@ -81,8 +82,6 @@ def evaluate_isbi(
 
     Adds ``split``, ``slices`` (indices) and ``data_dir`` to the result; kwargs go to `evaluate_model`.
     """
-    from .data import load_isbi, split_slices
-
     if split not in ("val", "train", "all"):
         raise ValueError(f"split must be 'val', 'train' or 'all', got {split!r}")
     data = load_isbi(data_dir)

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from .augment import AugmentConfig
+from .registry import get_entry
+from .sizes import nearest_valid_input_sizes, output_size
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package (a dependency there)
@@ -211,9 +215,6 @@ def _build(cls: type, where: str, raw: Any) -> Any:
 
 
 def _validate(recipe: Recipe) -> None:
-    from .registry import get_entry
-    from .sizes import output_size
-
     def positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
         if value < 0 or (value == 0 and not allow_zero):
             raise RecipeError(f"{section}.{key} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
@@ -244,18 +245,12 @@ def _validate(recipe: Recipe) -> None:
     if entry.family == "unet":
         depth, padding = args.get("depth", 4), args.get("padding", 0)
         if output_size(recipe.data.tile, depth, padding) is None:
-            from .sizes import nearest_valid_input_sizes
-
             below, above = nearest_valid_input_sizes(recipe.data.tile, depth, padding)
             raise RecipeError(
                 f"data.tile = {recipe.data.tile} is not a valid input size for {recipe.model.name!r}; "
                 f"nearest valid sizes: {below} or {above}"
             )
     if recipe.augment:
-        try:
-            from .augment import AugmentConfig
-        except ImportError:  # the augmentation module is optional at recipe-parsing time
-            return
         try:
             AugmentConfig.from_dict(recipe.augment)
         except (TypeError, ValueError) as err:

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .cards import render_model_card
 from .checkpoint_names import VARIANT_RECIPES
+from .evaluation import comparison_table, evaluate_model, format_comparison
 from .files import atomic_write_bytes
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
+from .serialization import CARD_NAME, load_folder
 from .training import TrainResult, latest_run_dir, train
 
 Variant = Literal["original", "padded", "small", "all"]
@@ -124,9 +127,6 @@ def _card_and_info(
     metrics_without_tta: dict[str, Any] | None, stored_check: dict[str, Any] | None,
 ) -> tuple[str, dict[str, float], dict[str, Any]]:
     """The model card's text, its model-index metrics and the training record for config.json."""
-    from .cards import render_model_card
-    from .evaluation import format_comparison
-
     recipe, model = result.recipe, result.model
     card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
     training = training_info(recipe, result, hardware)
@@ -207,8 +207,6 @@ def add_stored_check(
 ) -> Path:
     """Add `check_stored_weights`'s result to a folder `write_hub_folder` wrote: rewrites only README.md and
     scores.json (the weights and config.json stay as they are)."""
-    from .hub import CARD_NAME
-
     folder = Path(folder)
     card, _, _ = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
     atomic_write_bytes(folder / CARD_NAME, card)
@@ -275,9 +273,6 @@ def reproduce_isbi(
     Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
     """
     import torch
-
-    from .evaluation import comparison_table, evaluate_model
-    from .hub import load_folder
 
     if weights_dtype not in ("float16", "bfloat16", "float32"):
         raise ValueError(f"weights_dtype must be float16, bfloat16 or float32, got {weights_dtype!r}")

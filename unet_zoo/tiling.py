@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .registry import get_entry
+from .sizes import input_size_for_output, nearest_valid_input_sizes
+
 Normalise = Union[str, Callable[[np.ndarray], np.ndarray]]
 
 
@@ -88,8 +91,6 @@ def _stride(model: nn.Module) -> int:
 def _default_tile(model: nn.Module) -> int:
     name = getattr(model, "model_name", None)
     if name:
-        from .registry import get_entry
-
         try:
             return get_entry(name).default_tile
         except KeyError:
@@ -107,8 +108,6 @@ def _check_tile(model: nn.Module, tile: int) -> int:
         depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
         hint = ""
         if depth is not None and padding is not None:
-            from .sizes import nearest_valid_input_sizes
-
             below, above = nearest_valid_input_sizes(tile, depth, padding)
             hint = f"; nearest usable tiles: {' or '.join(str(s) for s in (below, above) if s)}"
         else:
@@ -131,8 +130,6 @@ def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = No
     default = _default_tile(model)
     side = max(height, width)
     if _is_valid_conv(model):
-        from .sizes import input_size_for_output
-
         stride = _stride(model)
         want = -(-max(side, stride) // stride) * stride  # whole strides of output: one tile if it fits
         smallest = input_size_for_output(want, model.depth, 0)

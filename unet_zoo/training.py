@@ -30,11 +30,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import AugmentConfig, TileSampler
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .data import load_isbi, split_slices
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed, wrap_ddp
 from .files import atomic_write_bytes
+from .hub import HubAccessError, from_pretrained
 from .losses import weighted_cross_entropy
+from .plots import plot_curves, plot_overlays
 from .recipes import Recipe, recipe_from_dict
+from .registry import create_model
+from .serialization import CheckpointError, check_state_dict
+from .tiling import predict_tiled
+from .weight_maps import weight_maps_for_stack
 
 RUNS_DIR = Path("runs")
 
@@ -143,9 +151,6 @@ def weight_cache_dir() -> Path:
 
 def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> TrainingData:
     """Images, labels and weight maps of the recipe's data source, split into train / held-out slices."""
-    from .data import load_isbi, split_slices
-    from .weight_maps import weight_maps_for_stack
-
     if recipe.data.source == "synthetic":
         images, labels = synthetic_cells(recipe.data.synthetic_slices, recipe.data.synthetic_size, recipe.train.seed)
         source = f"synthetic ({recipe.data.synthetic_slices} slices of {recipe.data.synthetic_size} px)"
@@ -405,9 +410,6 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
-        from .augment import AugmentConfig, TileSampler
-        from .registry import create_model
-
         if self.data is None:
             self.data = load_training_data(r, self.data_dir)
         torch.manual_seed(r.train.seed)  # identical initial weights on every rank (DDP also broadcasts them)
@@ -441,8 +443,6 @@ class Trainer:
         """Load ``model.init_from``'s weights into `model` (a resumed run overwrites them with its checkpoint).
 
         Returns what the card reports: the source, its weights' sha256 and its own training time in seconds."""
-        from .hub import CheckpointError, HubAccessError, check_state_dict, from_pretrained
-
         source = self.recipe.model.init_from
         if self.checkpoint is not None:  # resuming: the checkpoint holds the weights; keep the record only
             return dict(self.checkpoint.extra.get("init_from") or {"source": source})
@@ -654,9 +654,6 @@ class Trainer:
         return [rec for rec in records if rec.get("step", 0) <= self.step]  # drop steps after the checkpoint
 
     def _final_outputs(self, history: list[dict[str, Any]], seconds: float) -> None:
-        from .plots import plot_curves, plot_overlays
-        from .tiling import predict_tiled
-
         plot_curves(history, self.run_dir / "curves.png")
         n = min(self.recipe.train.overlay_slices, len(self.data.val_images))
         if n:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from ..benchmark import ALL_SECTIONS, run_all
+from ..checkpoint_names import VARIANT_RECIPES
+from ..performance import resolve_device
 from .app import app, console, fail
 
 
@@ -36,10 +39,6 @@ def benchmark_command(
     data_dir: Path = typer.Option(None, "--data-dir", help="reproduce section: ISBI 2012 folder (default $UNET_ZOO_DATA_DIR)"),
 ) -> None:
     """Benchmark training, inference and augmentation; write JSON + a Markdown table to --out."""
-    from ..benchmark import ALL_SECTIONS, run_all
-    from ..performance import resolve_device
-    from ..reproduce import VARIANT_RECIPES
-
     sections = [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(ALL_SECTIONS))
     if unknown or not sections:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..data import DatasetNotFoundError, describe, download_isbi, resolve_data_dir
 from .app import app, console, fail
 
 data_app = typer.Typer(help="The ISBI 2012 EM data: download it, see where it is and what it holds.", no_args_is_help=True)
@@ -33,8 +34,6 @@ def download_command(
 ) -> None:
     """Download train-volume.tif, train-labels.tif and test-volume.tif, verifying each against known checksums."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    from ..data import DatasetNotFoundError, download_isbi, resolve_data_dir
 
     _check_dataset(dataset)
     folder = resolve_data_dir(data_dir)
@@ -64,8 +63,6 @@ def info_command(
     checksums: bool = typer.Option(True, "--checksums/--no-checksums", help="compute and verify sha256 (slower)"),
 ) -> None:
     """Where the data is looked for and found, each file's shape and checksum, and the train/validation split."""
-    from ..data import describe
-
     _check_dataset(dataset)
     info = describe(data_dir, checksums=checksums)
     if as_json:

@@ -6,6 +6,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from ..exporters import FORMATS, ExportError, export
+from . import inference  # its _load: the model loading every command shares
 from .app import app, console, fail
 
 
@@ -17,9 +19,6 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
 ) -> None:
     """Export a model for ilastik, Fiji/deepImageJ, QuPath, napari or any ONNX / TorchScript runtime."""
-    from ..exporters import FORMATS, ExportError, export
-    from .inference import _load
-
     if format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     out = out.expanduser()
@@ -27,7 +26,7 @@ def export_command(
         raise fail(f"--out {out} is a folder; give a file name")
     if out.exists() and not force:
         raise fail(f"{out} already exists; pass --force to overwrite it")
-    net = _load(model, "cpu")
+    net = inference._load(model, "cpu")
     with console.status(f"exporting {model} to {format} ..."):
         try:
             path = export(net, format, out, force=force, note=lambda message: console.print(f"[yellow]note:[/yellow] {escape(message)}"))

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..hub import CheckpointError, HubAccessError, download, push_folder, weights_sha256
 from .app import app, console, fail
 
 
@@ -19,8 +20,6 @@ def push_command(
     message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message"),
 ) -> None:
     """Upload CARD_DIR (config.json, safetensors weights, README.md) exactly as it is; prints the commit URL."""
-    from ..hub import CheckpointError, HubAccessError, push_folder
-
     try:
         url = push_folder(card_dir, repo_id, private=private, revision=revision, token=token, commit_message=message)
     except (CheckpointError, HubAccessError, ValueError) as err:
@@ -36,8 +35,6 @@ def download_command(
     force: bool = typer.Option(False, "--force", help="download again even if cached"),
 ) -> None:
     """Download a checkpoint into the Hugging Face cache and verify it, for offline use (HF_HUB_OFFLINE=1) later."""
-    from ..hub import CheckpointError, HubAccessError, download, weights_sha256
-
     try:
         folder = download(name, revision=revision, token=token, force_download=force)
     except (CheckpointError, HubAccessError) as err:

@@ -6,15 +6,18 @@ from pathlib import Path
 
 import typer
 
+from ..evaluation import comparison_table, evaluate_isbi
+from ..exporters.runtime import onnxruntime_forward
 from ..files import atomic_write_bytes
+from ..hub import CheckpointError, HubAccessError
+from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
+from ..loading import load_model
+from ..tiling import predict_stack
 from .app import app, check_device, console, fail
 from .volumes import is_volume_request, predict_volume_command
 
 
 def _load(model: str, device: str | None):
-    from ..hub import CheckpointError, HubAccessError
-    from ..loading import load_model
-
     if device:
         check_device(device)
     try:
@@ -27,8 +30,6 @@ def _load(model: str, device: str | None):
 
 def _onnxruntime_forward(net):
     """The model exported to ONNX and run by onnxruntime, as predict_tiled's `forward`."""
-    from ..exporters.runtime import onnxruntime_forward
-
     try:
         return onnxruntime_forward(net)
     except ImportError as err:
@@ -69,9 +70,6 @@ def predict_command(
     A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
-    from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
-    from ..tiling import predict_stack
-
     if is_volume_request(images, out):
         if backend != "torch":
             raise fail("volumes run with --backend torch")
@@ -129,8 +127,6 @@ def evaluate_command(
     warping: bool = typer.Option(True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"),
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
-    from ..evaluation import comparison_table, evaluate_isbi
-
     if split not in ("val", "train", "all"):
         raise fail(f"--split must be val, train or all, got {split!r}")
     net = _load(model, device or None)

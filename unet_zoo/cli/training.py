@@ -7,6 +7,11 @@ from typing import Optional
 
 import typer
 
+from ..data import DatasetNotFoundError
+from ..distributed import cleanup_distributed
+from ..recipes import RecipeError, load_recipe
+from ..reproduce import recipes_for, reproduce_isbi
+from ..training import NonFiniteLossError, TimeLimitReached, TrainingInterrupted, latest_run_dir, train
 from .app import app, console, err_console, fail
 
 reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
@@ -31,11 +36,6 @@ def train_command(
     ),
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder."""
-    from ..data import DatasetNotFoundError
-    from ..distributed import cleanup_distributed
-    from ..recipes import RecipeError, load_recipe
-    from ..training import NonFiniteLossError, TrainingInterrupted, latest_run_dir, train
-
     try:
         loaded = load_recipe(recipe)
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
@@ -83,12 +83,6 @@ def reproduce_isbi_command(
     ),
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
-    from ..data import DatasetNotFoundError
-    from ..distributed import cleanup_distributed
-    from ..recipes import RecipeError
-    from ..reproduce import recipes_for, reproduce_isbi
-    from ..training import NonFiniteLossError, TrainingInterrupted
-
     try:
         recipes_for(variant, quick, recipe)
         reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console,
@@ -104,8 +98,6 @@ def reproduce_isbi_command(
 
 def interrupted(err: "Exception") -> typer.Exit:
     """A stopped run is not an error: say where its checkpoint is; exit 3 at --time-limit, else 128 + signal number."""
-    from ..training import TimeLimitReached
-
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank stops at the same step; one says so
         err_console.print(f"[yellow]stopped:[/yellow] {err}", highlight=False)
     if isinstance(err, TimeLimitReached):

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -39,13 +41,8 @@ class DistInfo:
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` if given, else ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device is not None and str(device) != "":
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device} requested but no CUDA GPU is visible; use --device cpu")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`device` if given, else ``cuda`` when a GPU is visible, else ``cpu`` (`unet_zoo.device.resolve_device`)."""
+    return resolve_device(device)
 
 
 def init_distributed(device: str | torch.device | None = None, timeout_s: float = 1800) -> DistInfo:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .device import resolve_device
 from .hub import from_pretrained, unpublished_hint
 from .registry import PRETRAINED, create_model, list_models
 
@@ -43,9 +44,7 @@ def load_model(spec: str, device: str | torch.device | None = None) -> nn.Module
             f"{spec!r} is neither a checkpoint, a folder, a Hub id (owner/repo) nor a registered architecture.{hint} "
             f"Known names: {', '.join(known)}"
         )
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 __all__ = ["load_model"]

@@ -25,22 +25,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` as a torch.device; None means "cuda" when a GPU is visible, else "cpu".
-
-    Raises a ValueError for an unknown device string and a RuntimeError when CUDA is asked for
-    but not available.
-    """
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu'")
-    return dev
-
+from .device import resolve_device
 
 def is_cuda(device: str | torch.device | None) -> bool:
     """True when `device` resolves to a CUDA device."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .device import resolve_device
 from .registry import get_entry
 from .sizes import input_size_for_output, nearest_valid_input_sizes
 
@@ -186,7 +187,7 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torc
             return next(model.parameters()).device
         except StopIteration:
             return torch.device("cpu")
-    return torch.device(device)
+    return resolve_device(device)
 
 
 Forward = Callable[[np.ndarray], np.ndarray]

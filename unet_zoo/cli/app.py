@@ -5,6 +5,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..device import resolve_device
+
 app = typer.Typer(
     name="unet-zoo",
     help="U-Nets faithful to Ronneberger et al. (2015): list, compare, train, reproduce, predict, evaluate, publish.",
@@ -25,13 +27,7 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
 
 def check_device(device: str) -> None:
     """Fail clearly (exit 2) when `device` is not a torch device or names a GPU this machine lacks."""
-    import torch
-
     try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise fail(f"unknown device {device!r} ({err}); use e.g. cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise fail(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise fail(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        resolve_device(device)
+    except (ValueError, RuntimeError) as err:
+        raise fail(str(err)) from None

@@ -9,7 +9,7 @@ import typer
 
 from ..benchmark import ALL_SECTIONS, run_all
 from ..checkpoint_names import VARIANT_RECIPES
-from ..performance import resolve_device
+from ..device import resolve_device
 from .app import app, console, fail
 
 

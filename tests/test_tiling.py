@@ -167,3 +167,23 @@ def test_float_images_outside_unit_range_warn(padded_model, rng):
         warnings.simplefilter("error")
         predict_tiled(padded_model, raw / 255)  # in range: silent
         predict_tiled(padded_model, raw, normalise=lambda x: x / 255)  # the suggested fix
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused_with_a_count_and_a_fix(padded_model, rng, bad):
+    image = rng.random((20, 24)).astype(np.float32)
+    image[3, 4:7] = bad
+    with pytest.raises(ValueError, match=r"3 non-finite pixel value\(s\).*np\.nan_to_num"):
+        predict_tiled(padded_model, image)
+    with pytest.raises(ValueError, match="3 non-finite"):
+        predict_stack(padded_model, image[None])
+    fixed = predict_tiled(padded_model, np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0))
+    assert np.isfinite(fixed).all()
+
+
+def test_non_finite_values_made_by_normalise_are_refused(padded_model):
+    image = np.zeros((20, 24), np.uint8)
+    with pytest.raises(ValueError, match=r"480 non-finite pixel value\(s\) after normalise \(480 NaN"):
+        predict_tiled(padded_model, image, normalise=lambda x: np.full(x.shape, np.nan))
+    with pytest.raises(ValueError, match="1 NaN, 1 infinite"):
+        normalise_image(np.array([[0.5, np.nan], [np.inf, 0.2]]), normalise="none")

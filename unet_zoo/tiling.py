@@ -34,13 +34,14 @@ def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndar
 
     The zoo's recipes train on uint8 images / 255, i.e. on [0, 1]; with "auto" a float image with values
     outside [0, 1] is used as is but warns. ``normalise`` may also be "none" (cast only) or a callable
-    taking and returning an array.
+    taking and returning an array. NaN or infinite values (in the image or after ``normalise``) are a
+    ValueError: the network would turn them into NaN probabilities.
     """
     image = np.asarray(image)
     if callable(normalise):
-        return np.asarray(normalise(image), dtype=np.float32)
+        return _require_finite(np.asarray(normalise(image), dtype=np.float32), "after normalise")
     if normalise == "none":
-        return image.astype(np.float32)
+        return _require_finite(image.astype(np.float32))
     if normalise != "auto":
         raise ValueError(f"normalise must be 'auto', 'none' or a callable, got {normalise!r}")
     if image.dtype == np.uint8:
@@ -50,7 +51,7 @@ def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndar
     if image.dtype == bool:
         return image.astype(np.float32)
     if image.dtype.kind == "f":
-        image = image.astype(np.float32)
+        image = _require_finite(image.astype(np.float32))
         lo, hi = (float(np.nanmin(image)), float(np.nanmax(image))) if image.size else (0.0, 0.0)
         if lo < -0.01 or hi > 1.01:
             warnings.warn(
@@ -63,6 +64,20 @@ def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndar
         f"cannot normalise dtype {image.dtype} automatically; pass uint8, uint16 or float images, "
         "or normalise=<callable>"
     )
+
+
+def _require_finite(image: np.ndarray, where: str = "") -> np.ndarray:
+    """`image` unchanged if all its values are finite, else a ValueError counting the NaN / inf pixels."""
+    finite = np.isfinite(image)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        nan = int(np.count_nonzero(np.isnan(image)))
+        raise ValueError(
+            f"image has {bad} non-finite pixel value(s){' ' + where if where else ''} ({nan} NaN, {bad - nan} infinite) "
+            f"out of {image.size}; the network would predict NaN probabilities. Replace them first, e.g. "
+            "np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0), or mask them out and fill with the mean"
+        )
+    return image
 
 
 def _as_chw(image: np.ndarray, in_channels: int) -> np.ndarray:

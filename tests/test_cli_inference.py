@@ -151,3 +151,27 @@ def test_predict_accepts_a_training_run_folder(tmp_path):
     result = runner.invoke(app, ["predict", str(tmp_path / "run"), str(image), "--out", str(tmp_path / "preds"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "preds" / "a_prob.tif").is_file()
+
+
+def test_predict_out_that_is_an_existing_file_is_a_clear_error(tmp_path, rng):
+    image = tmp_path / "a.tif"
+    tifffile.imwrite(image, rng.integers(0, 256, (24, 24), dtype=np.uint8))
+    existing = tmp_path / "results.txt"
+    existing.write_text("keep me")
+    for out in (existing, existing / "preds"):  # the file itself, or a folder below it
+        result = runner.invoke(app, ["predict", "small", str(image), "--out", str(out), "--device", "cpu"])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+        assert "--out must be a folder" in _text(result) and "results.txt is an existing file" in _text(result)
+    assert existing.read_text() == "keep me"
+
+
+def test_predict_image_with_nan_is_a_clear_error(tmp_path, rng):
+    data = rng.random((24, 24)).astype(np.float32)
+    data[0, :5] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", data)
+    result = runner.invoke(app, ["predict", "small", str(tmp_path / "nan.tif"), "--out", str(tmp_path / "preds"), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert "nan.tif" in _text(result) and "5 non-finite pixel value(s)" in _text(result) and "np.nan_to_num" in _text(result)
+    assert not (tmp_path / "preds" / "nan_prob.tif").exists()

@@ -84,6 +84,9 @@ def predict_command(
             raise fail(f"no such image file: {path}")
         if path.suffix.lower() not in READABLE_SUFFIXES:
             raise fail(f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)}")
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise fail(f"--out must be a folder, but {blocker} is an existing file; pick another --out (or remove that file)")
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
     if backend not in ("torch", "onnxruntime"):

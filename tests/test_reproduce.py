@@ -9,6 +9,20 @@ from unet_zoo.reproduce import recipes_for, reproduce_isbi, write_hub_folder
 from unet_zoo.training import train
 
 
+@pytest.fixture(autouse=True)
+def cards_in_tmp(tmp_path, monkeypatch):
+    """Default Hub folders go to tmp_path/cards, never into this checkout's cards/ with the published weights."""
+    monkeypatch.setattr(reproduce_module, "source_cards_dir", lambda: tmp_path / "cards")
+
+
+def test_recipe_option_runs_any_recipe_and_its_checkpoint_names_the_folder():
+    assert recipes_for("original", recipe="isbi-small-cpu") == ["isbi-small-cpu"]
+    with pytest.raises(ValueError, match="--quick and --recipe"):
+        recipes_for("original", quick=True, recipe="isbi-small-cpu")
+    assert reproduce_module.checkpoint_name(load_recipe("isbi-small-cpu")) == "isbi-small"
+    assert reproduce_module.checkpoint_name(load_recipe("tiny")) == "tiny"
+
+
 def test_recipes_for_variants():
     assert recipes_for("original") == ["isbi-original"]
     assert recipes_for("all") == ["isbi-original", "isbi-padded", "isbi-small"]
@@ -66,8 +80,13 @@ def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     console = Console(file=StringIO(), width=200)
     (small,) = reproduce_isbi("small", device="cpu", progress=False, console=console)
-    assert small.card_dir == reproduce_module.CARDS_DIR / "isbi-small" and (tmp_path / "cards/isbi-small/model.safetensors").is_file()
+    assert small.card_dir == tmp_path / "cards" / "isbi-small" and (tmp_path / "cards/isbi-small/model.safetensors").is_file()
     assert "isbi-small" in console.file.getvalue() and "vs. the paper" in console.file.getvalue()
+    before = (small.card_dir / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds a checkpoint; pass --overwrite"):
+        reproduce_isbi("small", device="cpu", progress=False)
+    assert (small.card_dir / "model.safetensors").read_bytes() == before and len(list((tmp_path / "runs").iterdir())) == 1
+    reproduce_isbi("small", device="cpu", progress=False, overwrite=True)
     results = reproduce_isbi("all", device="cpu", progress=False, out=tmp_path / "hub")
     assert [r.card_dir for r in results] == [tmp_path / "hub" / n for n in ("isbi-original", "isbi-padded", "isbi-small")]
     for r in results:

@@ -21,6 +21,7 @@ from .cards import render_model_card
 from .checkpoint_names import VARIANT_RECIPES
 from .evaluation import comparison_table, evaluate_model, format_comparison
 from .files import atomic_write_bytes
+from .hub import source_cards_dir
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
 from .serialization import CARD_NAME, load_folder
@@ -257,6 +258,7 @@ def reproduce_isbi(
     resume: str | Path | None = None,
     recipe: str | Path | None = None,
     time_limit: float | None = None,
+    overwrite: bool = False,
 ) -> list[ReproduceResult]:
     """Train, evaluate (held-out slices, TTA per recipe) and write a Hub folder for each variant.
 
@@ -270,6 +272,7 @@ def reproduce_isbi(
     recipe: a recipe name or .toml path to run instead of the variant's (e.g. "isbi-small-cpu"); its
     ``[recipe] checkpoint`` names the card folder (default ``cards/<checkpoint>/``).
     time_limit: seconds of training in this session before checkpointing and raising `TimeLimitReached`.
+    overwrite: replace an existing Hub folder (checked before training, so no run is wasted); else ValueError.
     Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
     """
     import torch
@@ -284,9 +287,15 @@ def reproduce_isbi(
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
         console = None
+    recipes = [load_recipe(requested) for requested in names]
+    if not quick and not overwrite:  # refuse before hours of training, not after
+        for r in recipes:
+            folder = _hub_folder(r, out, len(names))
+            if (folder / "config.json").exists():
+                raise ValueError(f"{folder} already holds a checkpoint; pass --overwrite (overwrite=True) to replace it, "
+                                 "or --out another folder")
     results = []
-    for requested in names:
-        recipe = load_recipe(requested)
+    for recipe in recipes:
         name = recipe.name
         if console:
             console.print(f"[bold]{name}[/bold]: {recipe.recipe.description}")
@@ -305,10 +314,7 @@ def reproduce_isbi(
         metrics = score(result.model, recipe.eval.tta)
         eval_seconds = time.perf_counter() - start
         without_tta = score(result.model, False) if recipe.eval.tta else None
-        if out is None:
-            folder = result.run_dir / "hub" if quick else CARDS_DIR / checkpoint_name(recipe)
-        else:
-            folder = Path(out) / name if len(names) > 1 else Path(out)
+        folder = result.run_dir / "hub" if quick and out is None else _hub_folder(recipe, out, len(names))
         hardware = hardware_description(model_device)
         write_hub_folder(result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta)
         # Read the stored weights back and score them again: the card must describe what users download.
@@ -329,6 +335,14 @@ def reproduce_isbi(
         results.append(ReproduceResult(recipe, result.run_dir, folder, metrics, result.seconds, eval_seconds, result,
                                        metrics_without_tta=without_tta, stored_check=check))
     return results
+
+
+def _hub_folder(recipe: Recipe, out: str | Path | None, count: int) -> Path:
+    """Where a recipe's Hub folder goes: `out` (its sub-folder per recipe when several run), else
+    ``cards/<checkpoint>/`` of the source checkout (``./cards`` when installed)."""
+    if out is not None:
+        return Path(out) / recipe.name if count > 1 else Path(out)
+    return (source_cards_dir() or CARDS_DIR) / checkpoint_name(recipe)
 
 
 def _is_main() -> bool:

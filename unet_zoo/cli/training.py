@@ -74,6 +74,7 @@ def reproduce_isbi_command(
         help="continue interrupted training (a run folder, or 'latest' per recipe), then evaluate and write the Hub folder",
     ),
     max_shard_mb: Optional[float] = typer.Option(None, "--max-shard-mb", min=0.001, help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing Hub folder (cards/<name>/ or --out)"),
     recipe: Optional[str] = typer.Option(
         None, "--recipe", help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
     ),
@@ -87,7 +88,7 @@ def reproduce_isbi_command(
         recipes_for(variant, quick, recipe)
         reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console,
                        weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None, resume=resume,
-                       recipe=recipe, time_limit=time_limit * 60 if time_limit else None)
+                       recipe=recipe, time_limit=time_limit * 60 if time_limit else None, overwrite=overwrite)
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (RecipeError, FileNotFoundError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:

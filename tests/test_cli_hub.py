@@ -72,9 +72,8 @@ def test_download_fetches_a_registry_checkpoint_into_the_cache(hub_server, hub_t
 
 def test_push_with_the_hub_unreachable_is_a_clean_error(card_dir, monkeypatch):
     """The endpoint is a port where nothing listens: connection refused."""
-    from huggingface_hub import constants
-
     from conftest import _free_port
+    from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
     result = runner.invoke(app, ["push", str(card_dir), "--repo-id", "testuser/cli-small", "--token", "hf_x"])

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
 from unet_zoo.checkpoint import load_checkpoint

@@ -45,8 +45,8 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
     assert ckpt.step == 4 and set(ckpt.rng) == {0, 1}  # both ranks' RNG states are saved for an exact resume
     assert not torch.equal(ckpt.rng[0]["sampler"], ckpt.rng[1]["sampler"])
     torch.manual_seed(0)
-    from unet_zoo.registry import create_model
     from unet_zoo.recipes import load_recipe
+    from unet_zoo.registry import create_model
 
     r = load_recipe("tiny")
     init = create_model(r.model.name, **r.model.args).state_dict()

@@ -310,9 +310,8 @@ def test_source_checkout_cards_with_the_pinned_weights_load_without_the_hub(monk
 
 
 def test_unreachable_hub_and_nothing_cached_says_what_to_run(monkeypatch, fresh_cache, pretrained_entry):
-    from huggingface_hub import constants, file_download
-
     from conftest import _free_port
+    from huggingface_hub import constants, file_download
 
     # Not cached + connection refused: huggingface_hub retries with back-off (~23 s per file) before giving
     # up, as it should for flaky networks; the test skips the waiting, not the behaviour after it.
@@ -467,9 +466,8 @@ def test_unpublished_recipe_name_and_mistyped_folder_say_what_to_do(monkeypatch,
 
 def test_push_to_hub_with_the_hub_unreachable_raises_hub_access_error(monkeypatch):
     """Nothing listens at the endpoint: the client's connection error becomes a HubAccessError that says what to check."""
-    from huggingface_hub import constants
-
     from conftest import _free_port
+    from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
     from unet_zoo.hub import HubAccessError

@@ -91,7 +91,8 @@ def package_imports(root: Path = ROOT) -> list[Import]:
         lines = source.splitlines()
         is_package = path.name == "__init__.py"
 
-        def visit(node: ast.AST, local: bool, guarded: bool) -> None:
+        def visit(node: ast.AST, local: bool, guarded: bool, importer: str = importer, is_package: bool = is_package,
+                  lines: list[str] = lines) -> None:
             body_lists = [getattr(node, f) for f in ("body", "orelse", "finalbody", "handlers") if isinstance(getattr(node, f, None), list)]
             for body in body_lists:
                 block_start = None

@@ -249,7 +249,6 @@ def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny)
 
 def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
     from unet_zoo import create_model
-
     from unet_zoo.hub import CheckpointError
 
     create_model("small", base_channels=8, depth=2).save_pretrained(tmp_path / "other")  # tiny has 4 base channels

@@ -13,7 +13,7 @@ zarr = pytest.importorskip("zarr", reason='needs the volumes extra: pip install 
 
 import unet_zoo  # noqa: E402
 from unet_zoo.tiling import predict_tiled  # noqa: E402
-from unet_zoo.volume_io import MARKERS, open_source  # noqa: E402
+from unet_zoo.volume_io import MARKERS  # noqa: E402
 from unet_zoo.volumes import BlockPlan, VolumeJob, plan_blocks, predict_volume  # noqa: E402
 
 SHAPE = (3, 100, 117)  # not a multiple of any block or chunk below

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from . import augment, data, metrics
-from ._version import __version__
+from ._version import __version__ as __version__
 from .exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from .hub import from_pretrained
 from .info import ModelInfo, model_info

@@ -19,6 +19,7 @@ on the same device gives the same batch; CPU and CUDA generators give different 
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -193,7 +194,7 @@ class AugmentConfig:
             raise ValueError(f"AugmentConfig.image_mode must be 'bicubic' or 'bilinear', got {self.image_mode!r}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "AugmentConfig":
+    def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
         """Like ``AugmentConfig(**values)`` but an unknown key raises a ValueError listing the valid ones."""
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -202,7 +203,7 @@ class AugmentConfig:
         return cls(**values)
 
     @classmethod
-    def off(cls) -> "AugmentConfig":
+    def off(cls) -> AugmentConfig:
         """No augmentation at all."""
         return cls(enabled=False)
 
@@ -351,6 +352,14 @@ class TileSampler:
 # --- benchmark ---------------------------------------------------------------------------------------
 
 
+def _sgd_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
+    """One SGD step of pixel-weighted cross-entropy: x (N, 1, T, T) float32, y (N, T', T') int64, w (N, T', T') float32."""
+    opt.zero_grad(set_to_none=True)
+    loss = (F.cross_entropy(model(x), y, reduction="none") * w).mean()
+    loss.backward()
+    opt.step()
+
+
 def _timeit(fn, repeats: int, device: torch.device) -> float:
     """Median seconds of `repeats` calls after one warm-up (synchronising CUDA)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -421,10 +430,10 @@ def benchmark_augmentation(
         x = torch.rand(batch_size, 1, tile, tile, device=dev)
         y = (torch.rand(batch_size, 1, tile, tile, device=dev) < 0.8).to(torch.uint8)
         wt = torch.rand(batch_size, 1, tile, tile, device=dev)
-        seconds = _timeit(lambda: elastic_deform(x, y, wt, generator=gen), repeats, dev)
+        seconds = _timeit(functools.partial(elastic_deform, x, y, wt, generator=gen), repeats, dev)
         rows.append({"method": "elastic_deform", "device": str(dev), "seconds_per_batch": seconds})
         sampler = TileSampler(images, labels, weights, tile, out_tile, AugmentConfig(), device=dev)
-        seconds = _timeit(lambda: sampler.sample(batch_size, gen), repeats, dev)
+        seconds = _timeit(functools.partial(sampler.sample, batch_size, gen), repeats, dev)
         rows.append({"method": "TileSampler.sample", "device": str(dev), "seconds_per_batch": seconds})
         if train_step and dev.type != "cpu":
             model = create_model(train_step).to(dev)
@@ -432,14 +441,7 @@ def benchmark_augmentation(
             xb, yb, wb = sampler.sample(batch_size, gen)
             if model.output_size(tile) != out_tile:  # padded model: its output is the whole tile
                 raise ValueError(f"train_step model {train_step!r} does not map {tile} -> {out_tile}")
-
-            def step() -> None:
-                opt.zero_grad(set_to_none=True)
-                loss = (F.cross_entropy(model(xb), yb, reduction="none") * wb).mean()
-                loss.backward()
-                opt.step()
-
-            seconds = _timeit(step, repeats, dev)
+            seconds = _timeit(functools.partial(_sgd_step, model, opt, xb, yb, wb), repeats, dev)
             rows.append({"method": f"train step {train_step}", "device": str(dev), "seconds_per_batch": seconds})
 
     ref = next((r["seconds_per_batch"] for r in rows if r["method"] == "scipy reference"), None)

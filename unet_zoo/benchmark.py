@@ -15,6 +15,7 @@ runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -22,8 +23,9 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ from torch import nn
 from . import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
 from ._version import __version__
 from .files import atomic_write_bytes
+from .losses import weighted_cross_entropy
 from .performance import (
     Timer,
     autocast,
@@ -44,7 +47,6 @@ from .performance import (
     profile_table,
     resolve_device,
 )
-from .losses import weighted_cross_entropy
 from .registry import create_model, get_entry
 from .sizes import nearest_valid_input_sizes
 from .tiling import choose_tile, predict_tiled
@@ -201,8 +203,6 @@ def _train_path(
     result["timing"] = timing.as_dict()
     result["peak_memory_gib"] = _peak_memory_gib(device)
     result["final_loss"] = float(losses[-1])
-    del model, optimizer, losses
-    _free(device)
     return result
 
 
@@ -287,6 +287,7 @@ def bench_train_step(
         run = _train_path(
             model_name, overrides, state, config, dev, batch, steps, warmup, lr, profile and ours
         )
+        _free(dev)  # the path's model and optimizer died with _train_path's frame: release their cached memory
         median = run["timing"]["median_s"]
         run["tiles_per_s"] = batch_size / median
         run["tflops"] = flops / median / 1e12
@@ -546,7 +547,7 @@ def bench_cpu_latency(
             torch.manual_seed(0)
             model = create_model(name, **_overrides(name, smoke)).eval()
             timing = Timer("cpu", warmup=warmup, repeats=repeats)(
-                lambda: predict_tiled(model, image, device="cpu")
+                functools.partial(predict_tiled, model, image, device="cpu")
             )
             tile = choose_tile(model, side, side)
             result["models"][name] = {"tile": tile, "median_s": timing.median_s, "timing": timing.as_dict()}

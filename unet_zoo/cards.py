@@ -9,7 +9,6 @@ a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, dat
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData

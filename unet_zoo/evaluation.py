@@ -17,7 +17,6 @@ from .metrics import isbi_scores
 from .paper import PAPER_TABLE1
 from .tiling import predict_stack
 
-
 HELD_OUT_NOTE = (
     "Ours: held-out ISBI 2012 training slices (the test labels were never released). "
     "Paper: u-net on the challenge test set, scored by the organisers (Table 1)."

@@ -13,9 +13,10 @@ checkout) that ModelHubMixin.from_pretrained would send to the Hub as repo ids.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from huggingface_hub import ModelCard, ModelHubMixin

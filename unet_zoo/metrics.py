@@ -151,7 +151,7 @@ class PairCounts:
     fp: float
     fn: float
 
-    def __add__(self, other: "PairCounts") -> "PairCounts":
+    def __add__(self, other: PairCounts) -> PairCounts:
         return PairCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
 
     @property

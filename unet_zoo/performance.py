@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from .device import resolve_device
+
 
 def is_cuda(device: str | torch.device | None) -> bool:
     """True when `device` resolves to a CUDA device."""

@@ -6,8 +6,8 @@ state is touched and the functions are safe in scripts, notebooks, threads and d
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

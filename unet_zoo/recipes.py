@@ -147,7 +147,7 @@ class Recipe:
     def name(self) -> str:
         return self.recipe.name
 
-    def with_overrides(self, **section_values: dict[str, Any]) -> "Recipe":
+    def with_overrides(self, **section_values: dict[str, Any]) -> Recipe:
         """A copy with some values replaced, e.g. ``r.with_overrides(train={"steps": 10})`` (validated)."""
         raw = self.as_dict()
         for section, values in section_values.items():

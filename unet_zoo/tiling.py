@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Union
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from .device import resolve_device
 from .registry import get_entry
 from .sizes import input_size_for_output, nearest_valid_input_sizes
 
-Normalise = Union[str, Callable[[np.ndarray], np.ndarray]]
+Normalise = str | Callable[[np.ndarray], np.ndarray]
 
 
 # --- input preparation ------------------------------------------------------------------------------

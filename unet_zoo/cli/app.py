@@ -18,7 +18,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `message` in red on stderr and return the typer.Exit to raise."""
     # escape: messages quote TOML tables like [model] and options like [--tta], which rich would eat as markup
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)

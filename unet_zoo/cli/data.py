@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -26,8 +25,8 @@ def _check_dataset(name: str) -> None:
 @data_app.command("download")
 def download_command(
     dataset: str = typer.Argument(..., help="dataset name: isbi"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    url: Optional[list[str]] = typer.Option(None, "--url", help="base URL serving the three tifs (repeatable; replaces the mirror list)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    url: list[str] | None = typer.Option(None, "--url", help="base URL serving the three tifs (repeatable; replaces the mirror list)"),
     timeout: float = typer.Option(10.0, help="seconds before a connection attempt gives up"),
     no_verify: bool = typer.Option(False, "--no-verify", help="accept files that match no known checksum (shape is still checked)"),
     force: bool = typer.Option(False, "--force", help="download again even if verified files are present"),
@@ -58,7 +57,7 @@ def download_command(
 @data_app.command("info")
 def info_command(
     dataset: str = typer.Argument("isbi", help="dataset name: isbi"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     checksums: bool = typer.Option(True, "--checksums/--no-checksums", help="compute and verify sha256 (slower)"),
 ) -> None:

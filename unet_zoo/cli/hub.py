@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,9 +14,9 @@ def push_command(
     card_dir: Path = typer.Argument(..., help="checkpoint folder to publish as is, e.g. cards/isbi-original"),
     repo_id: str = typer.Option(..., "--repo-id", help="Hub repo, 'namespace/name' (created if missing)"),
     private: bool = typer.Option(False, "--private", help="create the repo as private"),
-    revision: Optional[str] = typer.Option(None, "--revision", help="branch to commit to (default: main)"),
-    token: Optional[str] = typer.Option(None, "--token", help="Hub token with write access (default: HF_TOKEN / hf auth login)"),
-    message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message"),
+    revision: str | None = typer.Option(None, "--revision", help="branch to commit to (default: main)"),
+    token: str | None = typer.Option(None, "--token", help="Hub token with write access (default: HF_TOKEN / hf auth login)"),
+    message: str | None = typer.Option(None, "--message", "-m", help="commit message"),
 ) -> None:
     """Upload CARD_DIR (config.json, safetensors weights, README.md) exactly as it is; prints the commit URL."""
     try:
@@ -30,8 +29,8 @@ def push_command(
 @app.command("download")
 def download_command(
     name: str = typer.Argument(..., help="pretrained checkpoint name (e.g. isbi-original) or Hub repo id"),
-    revision: Optional[str] = typer.Option(None, "--revision", help="branch, tag or commit (default: the pinned one)"),
-    token: Optional[str] = typer.Option(None, "--token", help="Hub token for private repos"),
+    revision: str | None = typer.Option(None, "--revision", help="branch, tag or commit (default: the pinned one)"),
+    token: str | None = typer.Option(None, "--token", help="Hub token for private repos"),
     force: bool = typer.Option(False, "--force", help="download again even if cached"),
 ) -> None:
     """Download a checkpoint into the Hugging Face cache and verify it, for offline use (HF_HUB_OFFLINE=1) later."""

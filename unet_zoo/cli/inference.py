@@ -105,7 +105,7 @@ def predict_command(
             task = bar.add_task(path.name, total=len(stack))
             try:
                 probs = predict_stack(
-                    net, stack, progress=lambda _: bar.advance(task),
+                    net, stack, progress=lambda _, task=task: bar.advance(task),
                     tile=tile or None, batch_size=batch_size, tta=tta, forward=forward,
                 )
             except (ValueError, TypeError) as err:

@@ -43,7 +43,7 @@ def predict_volume_command(
         state.update(done=done, total=total)
         bar.update(task, completed=done, total=total)
 
-    resume = f"finished blocks are kept: run the same command again to resume ({{}} of {{}} done)"
+    resume = "finished blocks are kept: run the same command again to resume ({} of {} done)"
     with progress_bar() as bar:
         task = bar.add_task(f"{source.name} (blocks)", total=None)
         try:

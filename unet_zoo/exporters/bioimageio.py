@@ -95,7 +95,7 @@ def size_parameters(model: nn.Module) -> tuple[int, int, int]:
         step = 2**depth
         smallest = input_size_for_output(1, depth, padding)
         return smallest, step, output_size(smallest, depth, padding) - smallest
-    stride = int(getattr(model, "stride"))
+    stride = int(model.stride)
     return stride, stride, 0
 
 

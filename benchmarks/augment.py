@@ -7,6 +7,7 @@
 
 Prints a table and (with --out) writes the JSON returned by unet_zoo.augment.benchmark_augmentation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,13 @@ def main(argv: list[str] | None = None) -> dict:
         table.add_column(col, justify="left" if col in ("method", "device") else "right")
     for row in result["rows"]:
         speedup = row.get("speedup_vs_reference")
-        table.add_row(row["method"], row["device"], f"{row['seconds_per_batch']:.4f}", f"{row['ms_per_tile']:.2f}",
-                      f"{speedup:.1f}x" if speedup else "-")
+        table.add_row(
+            row["method"],
+            row["device"],
+            f"{row['seconds_per_batch']:.4f}",
+            f"{row['ms_per_tile']:.2f}",
+            f"{speedup:.1f}x" if speedup else "-",
+        )
     console = Console()
     console.print(table)
     console.print(f"torch {result['torch']}, {result['torch_threads']} CPU threads, cpu {result['cpu']}, gpu {result['gpu']}")

@@ -10,6 +10,7 @@ importable (skipped otherwise). Reported: the median of --repeats timed runs aft
 warm-up includes compilation/export, reported separately as setup seconds) and the largest difference of
 the probabilities from torch eager. Prints a Markdown table; --out writes the JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -121,11 +122,18 @@ def run(model: torch.nn.Module, sizes: list[int], repeats: int, only: list[str] 
                 unet_zoo.predict_tiled(model, image, batch_size=batch_size, forward=forward)
                 times.append(time.perf_counter() - start)
             reference.setdefault(size, probs)
-            rows.append({
-                "backend": name, "size": size, "tile": choose_tile(model, size, size),
-                "seconds": statistics.median(times), "times": times, "warmup_seconds": warmup, "setup_seconds": setup,
-                "max_abs_diff_vs_torch_eager": float(np.abs(probs - reference[size]).max()),
-            })
+            rows.append(
+                {
+                    "backend": name,
+                    "size": size,
+                    "tile": choose_tile(model, size, size),
+                    "seconds": statistics.median(times),
+                    "times": times,
+                    "warmup_seconds": warmup,
+                    "setup_seconds": setup,
+                    "max_abs_diff_vs_torch_eager": float(np.abs(probs - reference[size]).max()),
+                }
+            )
     return {
         "rows": rows,
         "repeats": repeats,
@@ -141,8 +149,12 @@ def run(model: torch.nn.Module, sizes: list[int], repeats: int, only: list[str] 
 def markdown(result: dict, model: str) -> str:
     sizes = sorted({r["size"] for r in result["rows"] if "size" in r})
     head = "| backend | " + " | ".join(f"s per {s}x{s}" for s in sizes) + " | max diff vs eager |"
-    lines = [f"{model}, {result['torch_threads']} threads, median of {result['repeats']}, no TTA", "", head,
-             "|" + "---|" * (len(sizes) + 2)]
+    lines = [
+        f"{model}, {result['torch_threads']} threads, median of {result['repeats']}, no TTA",
+        "",
+        head,
+        "|" + "---|" * (len(sizes) + 2),
+    ]
     for backend in dict.fromkeys(r["backend"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["backend"] == backend]
         if "skipped" in rows[0]:

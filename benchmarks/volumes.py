@@ -9,6 +9,7 @@ Throughput is megapixels of output per second of wall time (the cluster runs inc
 Peak memory is the largest sum of the resident memory of this process and all its children (the dask
 workers), sampled every 0.1 s while a run goes on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,10 +94,15 @@ def throughput(args, workdir: Path) -> list[dict]:
             predict_volume(model, workdir / "throughput.zarr", out, tta=args.tta, block=args.block, workers=workers)
             seconds = time.perf_counter() - start
         diff = float(np.abs(zarr.open(str(out), mode="r")[:] - reference).max())
-        rows.append({
-            "run": "predict_volume, this process" if workers is None else f"predict_volume, {workers} worker process(es)",
-            "seconds": seconds, "mpx_per_s": mpx / seconds, "max_abs_diff": diff, "peak_rss_mb": peak.peak / 2**20,
-        })
+        rows.append(
+            {
+                "run": "predict_volume, this process" if workers is None else f"predict_volume, {workers} worker process(es)",
+                "seconds": seconds,
+                "mpx_per_s": mpx / seconds,
+                "max_abs_diff": diff,
+                "peak_rss_mb": peak.peak / 2**20,
+            }
+        )
         shutil.rmtree(out)
     base = rows[0]["seconds"]
     for row in rows:
@@ -114,15 +120,21 @@ def memory_bound(args, workdir: Path) -> list[dict]:
         out = workdir / "big-out.zarr"
         with PeakRSS() as peak:
             start = time.perf_counter()
-            predict_volume(model, workdir / "big.zarr", out, block=args.memory_block, workers=workers,
-                           memory_limit=args.memory_limit)
+            predict_volume(
+                model, workdir / "big.zarr", out, block=args.memory_block, workers=workers, memory_limit=args.memory_limit
+            )
             seconds = time.perf_counter() - start
-        rows.append({
-            "run": "this process" if workers is None else f"{workers} worker processes",
-            "volume": "x".join(map(str, shape)), "output_gb_float32": np.prod(shape) * 4 / 1e9,
-            "block": args.memory_block, "seconds": seconds, "mpx_per_s": np.prod(shape) / 1e6 / seconds,
-            "peak_rss_mb": peak.peak / 2**20,
-        })
+        rows.append(
+            {
+                "run": "this process" if workers is None else f"{workers} worker processes",
+                "volume": "x".join(map(str, shape)),
+                "output_gb_float32": np.prod(shape) * 4 / 1e9,
+                "block": args.memory_block,
+                "seconds": seconds,
+                "mpx_per_s": np.prod(shape) / 1e6 / seconds,
+                "peak_rss_mb": peak.peak / 2**20,
+            }
+        )
         shutil.rmtree(out)
     return rows
 
@@ -147,18 +159,29 @@ def main(argv: list[str] | None = None) -> dict:
         args.sections, args.side, args.memory_sections, args.memory_side, args.memory_block = 2, 256, 2, 1024, 512
     workdir = Path(tempfile.mkdtemp(prefix="unet_zoo-volumes-", dir=args.workdir))
     console = Console()
-    result = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-              "model": args.model, "tta": args.tta,
-              # a python process with torch, zarr and unet_zoo imported, before any run: every dask worker pays it too
-              "idle_rss_mb": psutil.Process().memory_info().rss / 2**20}
+    result = {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "model": args.model,
+        "tta": args.tta,
+        # a python process with torch, zarr and unet_zoo imported, before any run: every dask worker pays it too
+        "idle_rss_mb": psutil.Process().memory_info().rss / 2**20,
+    }
     try:
         result["throughput"] = throughput(args, workdir)
         table = Table(title=f"{args.sections} x {args.side} x {args.side}, {args.model}{' + TTA' if args.tta else ''}")
         for col in ("run", "s", "Mpx/s", "time vs in memory", "max |diff|", "peak RSS MB"):
             table.add_column(col, justify="left" if col == "run" else "right")
         for r in result["throughput"]:
-            table.add_row(r["run"], f"{r['seconds']:.1f}", f"{r['mpx_per_s']:.3f}", f"{r['time_vs_in_memory']:.2f}x",
-                          f"{r['max_abs_diff']:.1e}", f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-")
+            table.add_row(
+                r["run"],
+                f"{r['seconds']:.1f}",
+                f"{r['mpx_per_s']:.3f}",
+                f"{r['time_vs_in_memory']:.2f}x",
+                f"{r['max_abs_diff']:.1e}",
+                f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-",
+            )
         console.print(table)
         if args.memory:
             result["memory"] = memory_bound(args, workdir)
@@ -166,8 +189,15 @@ def main(argv: list[str] | None = None) -> dict:
             for col in ("run", "volume", "output GB (float32)", "block", "s", "Mpx/s", "peak RSS MB (all processes)"):
                 table.add_column(col, justify="left" if col == "run" else "right")
             for r in result["memory"]:
-                table.add_row(r["run"], r["volume"], f"{r['output_gb_float32']:.2f}", str(r["block"]), f"{r['seconds']:.0f}",
-                              f"{r['mpx_per_s']:.2f}", f"{r['peak_rss_mb']:.0f}")
+                table.add_row(
+                    r["run"],
+                    r["volume"],
+                    f"{r['output_gb_float32']:.2f}",
+                    str(r["block"]),
+                    f"{r['seconds']:.0f}",
+                    f"{r['mpx_per_s']:.2f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                )
             console.print(table)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

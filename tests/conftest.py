@@ -1,4 +1,5 @@
 """Shared fixtures. Tests run on 2 CPU cores without a GPU and without ../shared (skipping what needs it)."""
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,9 @@ def hub_server(tmp_path_factory):
     sys.path.insert(0, str(Path(__file__).parent))
     from hub_server import HubServer
 
-    server = HubServer(tmp_path_factory.mktemp("hub-server"), port=HUB_PORT, tokens={HUB_TOKEN: "testuser", ORG_TOKEN: "unet-zoo"}).start()
+    server = HubServer(
+        tmp_path_factory.mktemp("hub-server"), port=HUB_PORT, tokens={HUB_TOKEN: "testuser", ORG_TOKEN: "unet-zoo"}
+    ).start()
     yield server
     server.stop()
 
@@ -85,4 +88,6 @@ def fresh_cache(tmp_path) -> Path:
     path = tmp_path / "hf-cache"
     path.mkdir()
     return path
+
+
 # ==== end of hub section ==========================================================================

@@ -19,6 +19,7 @@ Usage::
     ...
     server.stop()                             # also closes kept-alive client connections
 """
+
 from __future__ import annotations
 
 import base64
@@ -478,8 +479,13 @@ class _Handler(BaseHTTPRequestHandler):
         commit, out = self._commit(repo, rev), []
         while commit is not None:
             out.append(
-                {"id": commit.oid, "title": commit.title, "message": commit.message, "date": commit.date,
-                 "authors": [{"user": repo.owner}]}
+                {
+                    "id": commit.oid,
+                    "title": commit.title,
+                    "message": commit.message,
+                    "date": commit.date,
+                    "authors": [{"user": repo.owner}],
+                }
             )
             commit = repo.commits.get(commit.parent) if commit.parent else None
         return self._json(out)
@@ -506,9 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
         for item in self._body_json().get("files", []):
             path = item["path"]
             entry = current.get(path)
-            files.append(
-                {"path": path, "uploadMode": "regular", "shouldIgnore": False, "oid": entry.git_oid if entry else None}
-            )
+            files.append({"path": path, "uploadMode": "regular", "shouldIgnore": False, "oid": entry.git_oid if entry else None})
         return self._json({"files": files, "commitOid": sha})
 
     def _commit_files(self, repo_type: str, repo_id: str, rev: str) -> None:

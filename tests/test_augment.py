@@ -7,6 +7,7 @@ so the test allows 1e-4. Nearest labels agree exactly except at exact .5 ties (n
 cubic B-spline; on a smooth image (Gaussian-blurred noise, sigma 3 px, range [0, 1]) the measured
 difference was max 0.007, mean 0.0014: the test allows max 0.02, mean 0.004.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def test_torch_matches_scipy_same_field(tile, seed):
     field = random_displacement(1, H, W, 3, 10.0, torch.Generator().manual_seed(seed))
     assert field.abs().max() > 5  # reads do reach beyond the border
     for mode in ("bilinear", "bicubic"):
-        got_i, got_l, got_w = elastic_deform(as_batch(image), as_batch(label), as_batch(weight), displacement=field,
-                                             image_mode=mode)
+        got_i, got_l, got_w = elastic_deform(
+            as_batch(image), as_batch(label), as_batch(weight), displacement=field, image_mode=mode
+        )
         ref_i, ref_l, ref_w = elastic_deform_reference(image, label, weight, field[0].numpy(), image_mode=mode)
         diff = np.abs(got_i[0, 0].numpy() - ref_i)
         if mode == "bilinear":
@@ -65,8 +67,9 @@ def test_reference_field_feeds_torch(tile):
     """The scipy-generated field can drive the torch path too (same conventions)."""
     image, label, weight = tile
     field = random_displacement_reference(H, W, 3, 10.0, np.random.default_rng(5))
-    got = elastic_deform(as_batch(image), None, as_batch(weight), displacement=torch.from_numpy(field)[None],
-                         image_mode="bilinear")
+    got = elastic_deform(
+        as_batch(image), None, as_batch(weight), displacement=torch.from_numpy(field)[None], image_mode="bilinear"
+    )
     np.testing.assert_allclose(got[0][0, 0].numpy(), warp_reference(image, field, "bilinear"), atol=1e-4)
     assert got[1] is None
 
@@ -232,9 +235,12 @@ def test_sampler_reproducible_and_grey_values(stack):
     b = sampler.sample(4, torch.Generator().manual_seed(7))
     for u, v in zip(a, b):
         assert torch.equal(u, v)
-    plain = TileSampler(*stack, in_tile=36, out_tile=20, augment=AugmentConfig(brightness=(0.3, 0.3), contrast=(1, 1),
-                                                                               gamma=(1, 1), rotate=False, flip=False,
-                                                                               elastic_sigma=0))
+    plain = TileSampler(
+        *stack,
+        in_tile=36,
+        out_tile=20,
+        augment=AugmentConfig(brightness=(0.3, 0.3), contrast=(1, 1), gamma=(1, 1), rotate=False, flip=False, elastic_sigma=0),
+    )
     off = TileSampler(*stack, in_tile=36, out_tile=20, augment=AugmentConfig.off())
     xb = plain.sample(3, torch.Generator().manual_seed(3))[0]
     xo = off.sample(3, torch.Generator().manual_seed(3))[0]

@@ -2,6 +2,7 @@
 
 No assertion depends on how fast this machine is.
 """
+
 from __future__ import annotations
 
 import json
@@ -185,7 +186,8 @@ def test_run_all_writes_json_and_markdown(suite):
     fp32 = data["peak"]["fp32_matmul_tflops"]
     assert data["train"]["ours"]["fraction_of_fp32_matmul"] == pytest.approx(data["train"]["ours"]["tflops"] / fp32)
     assert data["inference"][0]["baseline"]["fraction_of_fp32_matmul"] == pytest.approx(
-        data["inference"][0]["baseline"]["tflops"] / fp32)
+        data["inference"][0]["baseline"]["tflops"] / fp32
+    )
     md = (out / "results.md").read_text()
     assert "`unet-zoo benchmark --smoke`" in md and torch.__version__ in md and "smoke mode" in md
     assert md.count("\n| ours |") == 1 and "## Inference" in md and "## Augmentation" in md
@@ -216,8 +218,13 @@ def test_to_markdown_marks_missed_targets():
         "environment": {"device": "cuda", "device_name": "NVIDIA H100"},
         "peak": {"bf16_matmul_tflops": 700.0},
         "augment": {
-            "tile": 572, "batch_size": 8, "tiles_per_s": 10.0, "scipy_reference_tiles_per_s": 1.0,
-            "speedup_vs_reference": 10.0, "train_tiles_per_s": 5.0, "ratio_to_training": 2.0,
+            "tile": 572,
+            "batch_size": 8,
+            "tiles_per_s": 10.0,
+            "scipy_reference_tiles_per_s": 1.0,
+            "speedup_vs_reference": 10.0,
+            "train_tiles_per_s": 5.0,
+            "ratio_to_training": 2.0,
             "targets": {"augmentation >= 3x training": False},
         },
     }
@@ -237,7 +244,6 @@ def test_cli_benchmark_smoke(tmp_path):
     assert bad.exit_code == 2 and "--only takes" in bad.output
 
 
-
 def _fake_reproduce(calls):
     """A stand-in for unet_zoo.reproduce.reproduce_isbi: records its arguments, returns one finished run."""
     from types import SimpleNamespace
@@ -247,10 +253,16 @@ def _fake_reproduce(calls):
     def fake(variant, **kwargs):
         calls.append((variant, kwargs))
         recipe = load_recipe("isbi-quick")
-        return [SimpleNamespace(
-            recipe=recipe, run_dir="runs/isbi-quick-x", train_seconds=4.0, eval_seconds=1.5,
-            train_result=SimpleNamespace(step=10), metrics={"rand_error": 0.1, "warping_error": 0.002, "pixel_error": 0.08},
-        )]
+        return [
+            SimpleNamespace(
+                recipe=recipe,
+                run_dir="runs/isbi-quick-x",
+                train_seconds=4.0,
+                eval_seconds=1.5,
+                train_result=SimpleNamespace(step=10),
+                metrics={"rand_error": 0.1, "warping_error": 0.002, "pixel_error": 0.08},
+            )
+        ]
 
     return fake
 

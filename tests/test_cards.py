@@ -1,4 +1,5 @@
 """unet_zoo.cards: model cards parse with huggingface_hub and carry the Hub metadata and the paper's numbers."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,11 @@ METRICS = {"warping_error": 0.00051, "rand_error": 0.0521, "pixel_error": 0.0734
 
 def test_card_yaml_has_the_hub_metadata_and_model_index():
     text = render_model_card(
-        "original", model_args("original"), params=31_031_810, metrics=METRICS, training=TRAINING,
+        "original",
+        model_args("original"),
+        params=31_031_810,
+        metrics=METRICS,
+        training=TRAINING,
         checkpoint_name="isbi-original",
     )
     card = ModelCard(text)
@@ -41,7 +46,11 @@ def test_card_yaml_has_the_hub_metadata_and_model_index():
 
 def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage():
     text = render_model_card(
-        "original", model_args("original"), params=31_031_810, metrics=METRICS, training=TRAINING,
+        "original",
+        model_args("original"),
+        params=31_031_810,
+        metrics=METRICS,
+        training=TRAINING,
         checkpoint_name="isbi-original",
     )
     body = ModelCard(text).text
@@ -60,8 +69,9 @@ def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage(
 
 def test_card_limitations_use_the_real_number_of_training_slices():
     training = dict(TRAINING, dataset="ISBI 2012, 24 training slices")
-    body = ModelCard(render_model_card("small", model_args("small"), params=10, metrics=METRICS, training=training,
-                                         checkpoint_name=None)).text
+    body = ModelCard(
+        render_model_card("small", model_args("small"), params=10, metrics=METRICS, training=training, checkpoint_name=None)
+    ).text
     assert "Trained on 24 slices (512x512)" in body and "30 slices" not in body
 
 

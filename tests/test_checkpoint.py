@@ -11,7 +11,11 @@ from unet_zoo.checkpoint import atomic_save_safetensors, load_checkpoint, save_c
 def _model_and_optimizer(opt="adam"):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Conv2d(3, 2, 1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3) if opt == "adam" else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.99)
+    optimizer = (
+        torch.optim.Adam(model.parameters(), lr=1e-3)
+        if opt == "adam"
+        else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.99)
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5**s)
     for _ in range(3):
         optimizer.zero_grad()
@@ -25,8 +29,15 @@ def _model_and_optimizer(opt="adam"):
 def test_round_trip_restores_everything(tmp_path, opt):
     model, optimizer, scheduler = _model_and_optimizer(opt)
     rng = {0: {"torch": torch.get_rng_state()}, 1: {"torch": torch.get_rng_state()}}
-    path = save_checkpoint(tmp_path / "c.safetensors", model=model, step=3, optimizer=optimizer, scheduler=scheduler,
-                           rng=rng, extra={"recipe": {"a": 1}})
+    path = save_checkpoint(
+        tmp_path / "c.safetensors",
+        model=model,
+        step=3,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        rng=rng,
+        extra={"recipe": {"a": 1}},
+    )
     ckpt = load_checkpoint(path)
     assert ckpt.step == 3 and ckpt.extra == {"recipe": {"a": 1}}
     for k, v in model.state_dict().items():

@@ -1,4 +1,5 @@
 """`unet-zoo data info` and `unet-zoo data download isbi` through typer's CliRunner."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`unet-zoo export` and `unet-zoo predict --backend onnxruntime` through typer's CliRunner."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,8 +70,22 @@ def test_predict_backend_onnxruntime_equals_torch(tmp_path, checkpoint, rng):
     probs = {}
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / backend
-        result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "img.tif"), "--out", str(out),
-                                     "--device", "cpu", "--tile", "64", "--backend", backend])
+        result = runner.invoke(
+            app,
+            [
+                "predict",
+                str(folder),
+                str(tmp_path / "img.tif"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--tile",
+                "64",
+                "--backend",
+                backend,
+            ],
+        )
         assert result.exit_code == 0, result.output
         probs[backend] = tifffile.imread(out / "img_prob.tif")
     assert probs["torch"].shape == (2, 70, 90)
@@ -82,8 +97,9 @@ def test_predict_backend_errors(tmp_path, checkpoint, rng):
     tifffile.imwrite(tmp_path / "img.tif", rng.integers(0, 256, (40, 40), dtype=np.uint8))
     result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "img.tif"), "--backend", "tensorrt"])
     assert result.exit_code == 2 and "--backend must be torch or onnxruntime" in _text(result)
-    result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "img.tif"), "--backend", "onnxruntime",
-                                 "--device", "cuda"])
+    result = runner.invoke(
+        app, ["predict", str(folder), str(tmp_path / "img.tif"), "--backend", "onnxruntime", "--device", "cuda"]
+    )
     assert result.exit_code == 2 and "runs on the CPU" in _text(result)
 
 

@@ -1,4 +1,5 @@
 """`unet-zoo push` and `unet-zoo download` against the test Hub."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,7 +33,9 @@ def test_push_uploads_the_folder_and_prints_the_commit_url(hub_server, hub_token
     repo = hub_server.repos[("model", "testuser/cli-small")]
     assert repo.private and f"/testuser/cli-small/commit/{repo.branches['main']}" in result.output.replace("\n", "")
     assert hub_server.read("testuser/cli-small", "model.safetensors") == (card_dir / "model.safetensors").read_bytes()
-    result = runner.invoke(app, ["push", str(card_dir), "--repo-id", "testuser/cli-small", "--token", hub_token, "--revision", "v2"])
+    result = runner.invoke(
+        app, ["push", str(card_dir), "--repo-id", "testuser/cli-small", "--token", hub_token, "--revision", "v2"]
+    )
     assert result.exit_code == 0, result.output
     assert "v2" in repo.branches
 
@@ -54,8 +57,15 @@ def test_download_fetches_a_registry_checkpoint_into_the_cache(hub_server, hub_t
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cli-cache"))
     url = unet_zoo.hub.push_folder(card_dir, "testuser/cli-download", token=hub_token)
     commit = url.rsplit("/", 1)[-1]
-    register_pretrained(PretrainedCfg(name="cli-download", architecture="small", hf_hub_id="testuser/cli-download",
-                                      revision=commit, sha256=weights_sha256(card_dir)))
+    register_pretrained(
+        PretrainedCfg(
+            name="cli-download",
+            architecture="small",
+            hf_hub_id="testuser/cli-download",
+            revision=commit,
+            sha256=weights_sha256(card_dir),
+        )
+    )
     try:
         result = runner.invoke(app, ["download", "cli-download"])
         assert result.exit_code == 0, result.output

@@ -1,4 +1,5 @@
 """`unet-zoo predict` and `unet-zoo evaluate` through typer's CliRunner, and load_model."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,19 @@ def test_predict_tif_stack_and_png(tmp_path, rng):
     out = tmp_path / "preds"
     result = runner.invoke(
         app,
-        ["predict", "small", str(tmp_path / "one.tif"), str(tmp_path / "vol.tif"), str(tmp_path / "rgb.png"),
-         "--out", str(out), "--device", "cpu", "--batch-size", "2"],
+        [
+            "predict",
+            "small",
+            str(tmp_path / "one.tif"),
+            str(tmp_path / "vol.tif"),
+            str(tmp_path / "rgb.png"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+        ],
     )
     assert result.exit_code == 0, result.output
     prob = tifffile.imread(out / "one_prob.tif")
@@ -76,8 +88,7 @@ def test_evaluate_one_real_slice(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     result = runner.invoke(
         app,
-        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu",
-         "--json", str(out)],
+        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu", "--json", str(out)],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
@@ -92,8 +103,21 @@ def test_evaluate_no_warping_leaves_the_warping_error_out(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     result = runner.invoke(
         app,
-        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu",
-         "--no-warping", "--json", str(out)],
+        [
+            "evaluate",
+            "small",
+            "--data-dir",
+            str(isbi_dir),
+            "--fold",
+            "29",
+            "--k",
+            "30",
+            "--device",
+            "cpu",
+            "--no-warping",
+            "--json",
+            str(out),
+        ],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
@@ -124,8 +148,11 @@ def test_unpublished_checkpoint_name_says_how_to_train_it(command, tmp_path):
     if "isbi-padded" in unet_zoo.list_pretrained():
         pytest.skip("isbi-padded is published")
     assert result.exit_code == 2, result.output
-    assert ("not published yet" in _text(result) and "unet-zoo reproduce isbi --variant padded" in _text(result)
-            or "This source checkout has a checkpoint folder" in _text(result))  # once cards/isbi-padded exists
+    assert (
+        "not published yet" in _text(result)
+        and "unet-zoo reproduce isbi --variant padded" in _text(result)
+        or "This source checkout has a checkpoint folder" in _text(result)
+    )  # once cards/isbi-padded exists
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
@@ -148,7 +175,9 @@ def test_predict_accepts_a_training_run_folder(tmp_path):
     train(load_recipe("tiny").with_overrides(train={"steps": 2}), out_dir=tmp_path / "run", progress=False, final_outputs=False)
     image = tmp_path / "a.png"
     Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(image)
-    result = runner.invoke(app, ["predict", str(tmp_path / "run"), str(image), "--out", str(tmp_path / "preds"), "--device", "cpu"])
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), str(image), "--out", str(tmp_path / "preds"), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "preds" / "a_prob.tif").is_file()
 
@@ -170,7 +199,9 @@ def test_predict_image_with_nan_is_a_clear_error(tmp_path, rng):
     data = rng.random((24, 24)).astype(np.float32)
     data[0, :5] = np.nan
     tifffile.imwrite(tmp_path / "nan.tif", data)
-    result = runner.invoke(app, ["predict", "small", str(tmp_path / "nan.tif"), "--out", str(tmp_path / "preds"), "--device", "cpu"])
+    result = runner.invoke(
+        app, ["predict", "small", str(tmp_path / "nan.tif"), "--out", str(tmp_path / "preds"), "--device", "cpu"]
+    )
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     assert "nan.tif" in _text(result) and "5 non-finite pixel value(s)" in _text(result) and "np.nan_to_num" in _text(result)

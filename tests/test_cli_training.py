@@ -86,6 +86,8 @@ def test_train_command_stops_cleanly_on_sigterm_and_resumes(tmp_path):
     assert "stopped:" in err and f"--resume {run}" in err
     step = load_checkpoint(run).step
     assert step >= 1
-    done = subprocess.run([*cmd[:-2], "--resume", str(run), "--steps", str(step + 2)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*cmd[:-2], "--resume", str(run), "--steps", str(step + 2)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert load_checkpoint(run).step == step + 2

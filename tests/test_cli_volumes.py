@@ -1,4 +1,5 @@
 """`unet-zoo predict MODEL volume.zarr --out out.zarr`: blockwise volume prediction from the command line."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,10 @@ def test_predict_zarr_volume_uint8_and_overwrite(tmp_path, checkpoint, volume_za
     model, folder = checkpoint
     volume, source = volume_zarr
     out = tmp_path / "membranes.zarr"
-    result = runner.invoke(app, ["predict", str(folder), str(source), "--out", str(out), "--uint8", "--block", "64",
-                                 "--tile", "64", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        ["predict", str(folder), str(source), "--out", str(out), "--uint8", "--block", "64", "--tile", "64", "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     assert str(out) in _text(result)
     written = zarr.open(str(out), mode="r")
@@ -61,26 +64,34 @@ def test_tiff_stack_to_zarr(tmp_path, checkpoint):
     model, folder = checkpoint
     volume = np.random.default_rng(6).integers(0, 256, (2, 40, 50), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "stack.tif", volume, photometric="minisblack")
-    result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "stack.tif"), "--out", str(tmp_path / "p.zarr"),
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["predict", str(folder), str(tmp_path / "stack.tif"), "--out", str(tmp_path / "p.zarr"), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     expected = np.stack([predict_tiled(model, s)[1] for s in volume])
     np.testing.assert_allclose(zarr.open(str(tmp_path / "p.zarr"), mode="r")[:], expected, atol=2e-6)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{missing}", "--out", "{out}"], "no such file or folder"),
-    (["{plain}", "--out", "{out}"], "not a readable Zarr"),
-    (["{source}"], "--out must name the output Zarr store"),
-    (["{source}", "--out", "{out}", "--block", "16", "--tile", "64"], "smaller than the model's tile"),
-    (["{source}", "--out", "{out}", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "either --workers"),
-    (["{source}", "--out", "{out}", "--level", "1"], "level 1 needs an OME-Zarr group"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}", "--out", "{out}"], "no such file or folder"),
+        (["{plain}", "--out", "{out}"], "not a readable Zarr"),
+        (["{source}"], "--out must name the output Zarr store"),
+        (["{source}", "--out", "{out}", "--block", "16", "--tile", "64"], "smaller than the model's tile"),
+        (["{source}", "--out", "{out}", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "either --workers"),
+        (["{source}", "--out", "{out}", "--level", "1"], "level 1 needs an OME-Zarr group"),
+    ],
+)
 def test_clear_errors(tmp_path, checkpoint, volume_zarr, args, message):
     _, folder = checkpoint
     (tmp_path / "plain").mkdir()
-    names = {"missing": tmp_path / "missing.zarr", "plain": tmp_path / "plain", "source": volume_zarr[1],
-             "out": tmp_path / "out.zarr"}
+    names = {
+        "missing": tmp_path / "missing.zarr",
+        "plain": tmp_path / "plain",
+        "source": volume_zarr[1],
+        "out": tmp_path / "out.zarr",
+    }
     result = runner.invoke(app, ["predict", str(folder), *[a.format(**names) for a in args], "--device", "cpu"])
     assert result.exit_code == 2, result.output
     assert message in _text(result)
@@ -93,8 +104,20 @@ def test_unreachable_scheduler_names_the_address(tmp_path, checkpoint, volume_za
 
     monkeypatch.setattr(volume_cluster, "CONNECT_TIMEOUT_S", 2)
     _, folder = checkpoint
-    result = runner.invoke(app, ["predict", str(folder), str(volume_zarr[1]), "--out", str(tmp_path / "o.zarr"),
-                                 "--scheduler", "tcp://127.0.0.1:9", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(folder),
+            str(volume_zarr[1]),
+            "--out",
+            str(tmp_path / "o.zarr"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 2 and "cannot reach the dask scheduler at tcp://127.0.0.1:9" in _text(result)
     assert not (tmp_path / "o.zarr").exists()
 
@@ -113,7 +136,10 @@ def test_a_failed_block_says_how_to_resume(tmp_path, checkpoint, volume_zarr, mo
     monkeypatch.setattr(VolumeJob, "predict", fail_second)
     _, folder = checkpoint
     out = tmp_path / "o.zarr"
-    result = runner.invoke(app, ["predict", str(folder), str(volume_zarr[1]), "--out", str(out), "--block", "64",
-                                 "--tile", "64", "--device", "cpu"])
+    result = runner.invoke(
+        app, ["predict", str(folder), str(volume_zarr[1]), "--out", str(out), "--block", "64", "--tile", "64", "--device", "cpu"]
+    )
     assert result.exit_code == 2
-    assert "RuntimeError: disk full; finished blocks are kept: run the same command again to resume (1 of 8 done)" in _text(result)
+    assert "RuntimeError: disk full; finished blocks are kept: run the same command again to resume (1 of 8 done)" in _text(
+        result
+    )

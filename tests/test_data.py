@@ -1,4 +1,5 @@
 """unet_zoo.data: folder resolution, validation errors on tiny tifs, split, download offline, real data."""
+
 from __future__ import annotations
 
 import time
@@ -56,8 +57,14 @@ def test_missing_folder_message(tmp_path):
         load_isbi(tmp_path / "nowhere")
     msg = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
-    for needle in ("train-volume.tif", "train-labels.tif", str(tmp_path / "nowhere"), "--data-dir", data.ENV_VAR,
-                   "unet-zoo data download isbi"):
+    for needle in (
+        "train-volume.tif",
+        "train-labels.tif",
+        str(tmp_path / "nowhere"),
+        "--data-dir",
+        data.ENV_VAR,
+        "unet-zoo data download isbi",
+    ):
         assert needle in msg
 
 

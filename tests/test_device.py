@@ -1,4 +1,5 @@
 """unet_zoo.device.resolve_device: the one place that picks the device."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Two CPU processes with gloo train the tiny recipe under DistributedDataParallel and stay in sync."""
+
 import os
 import socket
 
@@ -17,8 +18,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world_size: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from unet_zoo.distributed import cleanup_distributed
     from unet_zoo.recipes import load_recipe

@@ -1,4 +1,5 @@
 """Evaluation on EM slices and the comparison with the paper's Table 1."""
+
 from __future__ import annotations
 
 import numpy as np

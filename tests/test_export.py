@@ -1,5 +1,6 @@
 """unet_zoo.exporters: ONNX and TorchScript checked by their own runtimes, bioimage.io packages checked by
 bioimageio.core's test_model, onnxruntime as the tiling backend, and the error paths."""
+
 from __future__ import annotations
 
 import subprocess
@@ -36,7 +37,8 @@ def _inputs(name: str) -> list[np.ndarray]:
 
 
 def test_import_unet_zoo_loads_no_export_dependency():
-    code = "import sys, unet_zoo; print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'bioimageio', 'onnxscript')))"
+    heavy = "('onnx', 'onnxruntime', 'bioimageio', 'onnxscript')"
+    code = f"import sys, unet_zoo; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert unet_zoo.export is export
@@ -77,7 +79,7 @@ def test_onnx_on_a_real_isbi_slice_and_as_the_tiling_backend(isbi_dir, name):
     model = _model(name)
     session_run = session_forward(onnxruntime_session(onnx_bytes(model)))
     side = 508 if name == "original" else 512
-    x = (image[None, None, :side, :side].astype(np.float32) / 255.0)
+    x = image[None, None, :side, :side].astype(np.float32) / 255.0
     assert np.abs(session_run(x) - torch_probabilities(model, x)).max() <= 1e-4
     # the same overlap-tile prediction through onnxruntime: equal to torch's
     crop = image[:300, :333]
@@ -193,7 +195,9 @@ def test_cpu_inference_benchmark_runs_on_tiny_sizes(tmp_path):
     import json
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("cpu_inference", Path(__file__).parent.parent / "benchmarks" / "cpu_inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "cpu_inference", Path(__file__).parent.parent / "benchmarks" / "cpu_inference.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     result = bench.main(["--smoke", "--backends", "torch eager,onnxruntime", "--out", str(tmp_path / "r.json")])

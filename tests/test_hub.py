@@ -1,4 +1,5 @@
 """unet_zoo.hub: save/load round trips, and the real huggingface_hub client against tests/hub_server.py."""
+
 from __future__ import annotations
 
 import json
@@ -141,7 +142,9 @@ def test_shape_mismatch_is_refused_with_names(saved):
     config = json.loads((folder / "config.json").read_text())
     config["model_args"]["base_channels"] = 8
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"shape mismatch.*encoder\.0\.0\.weight: file \(4, 1, 3, 3\) vs model \(8, 1, 3, 3\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch.*encoder\.0\.0\.weight: file \(4, 1, 3, 3\) vs model \(8, 1, 3, 3\)"
+    ):
         from_pretrained(folder)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         from_pretrained(folder, strict=False)  # shapes are checked even when not strict
@@ -155,7 +158,9 @@ def test_name_mismatch_is_refused_unless_not_strict(saved):
     config = json.loads((folder / "config.json").read_text())
     config["weights"]["sha256"] = weights_sha256(folder)
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"1 missing tensor\(s\) \(head\.bias\).*1 unexpected tensor\(s\) \(head\.renamed\)"):
+    with pytest.raises(
+        CheckpointError, match=r"1 missing tensor\(s\) \(head\.bias\).*1 unexpected tensor\(s\) \(head\.renamed\)"
+    ):
         from_pretrained(folder)
     with pytest.warns(UserWarning, match="loaded anyway"):
         loaded = from_pretrained(folder, strict=False)
@@ -212,7 +217,9 @@ def test_push_to_hub_then_download_into_a_fresh_cache(hub_server, hub_token, fre
     commit = url.rsplit("/", 1)[-1]
     assert url.startswith(hub_server.url) and "/testuser/push-mixin/commit/" in url
     assert hub_server.repos[("model", "testuser/push-mixin")].branches["main"] == commit
-    assert not any(path.startswith(("/api/models/testuser/push-mixin/xet", "/testuser/push-mixin.git")) for _, path in hub_server.requests)
+    assert not any(
+        path.startswith(("/api/models/testuser/push-mixin/xet", "/testuser/push-mixin.git")) for _, path in hub_server.requests
+    )
     loaded = from_pretrained("testuser/push-mixin", cache_dir=fresh_cache)
     assert same_weights(model, loaded) and torch.equal(outputs(model), outputs(loaded))
     snapshot = fresh_cache / "models--testuser--push-mixin" / "snapshots" / commit
@@ -225,7 +232,9 @@ def test_push_to_hub_then_download_into_a_fresh_cache(hub_server, hub_token, fre
 def test_push_folder_exactly_as_is_and_registry_resolution(hub_server, hub_token, fresh_cache, tmp_path, pretrained_entry):
     model = tiny(2)
     folder = tmp_path / "cards" / "test-small"
-    model.save_pretrained(folder, dtype=torch.float16, card_data={"checkpoint_name": "test-small", "metrics": {"rand_error": 0.07}})
+    model.save_pretrained(
+        folder, dtype=torch.float16, card_data={"checkpoint_name": "test-small", "metrics": {"rand_error": 0.07}}
+    )
     url = push_folder(folder, "testuser/test-small", token=hub_token, commit_message="publish test-small")
     commit = url.rsplit("/", 1)[-1]
     for name in ("config.json", "model.safetensors", "README.md"):
@@ -245,7 +254,10 @@ def test_download_then_load_offline_in_a_subprocess(hub_server, hub_token, fresh
     url = model.push_to_hub("testuser/offline-small", token=hub_token)
     commit = url.rsplit("/", 1)[-1]
     cfg = pretrained_entry(
-        name="offline-small", architecture="small", hf_hub_id="testuser/offline-small", revision=commit,
+        name="offline-small",
+        architecture="small",
+        hf_hub_id="testuser/offline-small",
+        revision=commit,
         sha256=hub_server.repos[("model", "testuser/offline-small")].commits[commit].files["model.safetensors"].sha256,
     )
     folder = download("offline-small", cache_dir=fresh_cache)
@@ -293,7 +305,9 @@ def test_source_checkout_cards_with_the_pinned_weights_load_without_the_hub(monk
     model = tiny(4)
     cards = tmp_path / "cards"
     model.save_pretrained(cards / "cards-small")
-    pretrained_entry(name="cards-small", architecture="small", hf_hub_id="testuser/cards-small", sha256=weights_sha256(cards / "cards-small"))
+    pretrained_entry(
+        name="cards-small", architecture="small", hf_hub_id="testuser/cards-small", sha256=weights_sha256(cards / "cards-small")
+    )
     monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: cards)
     # The card holds the pinned weights: it loads from there at once, without asking the Hub or the cache.
     monkeypatch.setattr(unet_zoo.hub, "_download_checkpoint", lambda *a, **k: pytest.fail("no download expected"))
@@ -322,7 +336,9 @@ def test_unreachable_hub_and_nothing_cached_says_what_to_run(monkeypatch, fresh_
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: None)
     pretrained_entry(name="unreachable-small", architecture="small", hf_hub_id="testuser/unreachable")
-    with pytest.raises(HubAccessError, match=r"could not be reached.*unet-zoo download unreachable-small.*unet-zoo reproduce isbi"):
+    with pytest.raises(
+        HubAccessError, match=r"could not be reached.*unet-zoo download unreachable-small.*unet-zoo reproduce isbi"
+    ):
         from_pretrained("unreachable-small", cache_dir=fresh_cache)
     with pytest.raises(HubAccessError, match="unet-zoo download testuser/unreachable"):
         from_pretrained("testuser/unreachable", cache_dir=fresh_cache)
@@ -332,7 +348,9 @@ def test_tampered_hub_file_is_refused_by_the_pinned_sha(hub_server, hub_token, f
     folder = tmp_path / "tamper"
     tiny(5).save_pretrained(folder)
     push_folder(folder, "testuser/tamper", token=hub_token)
-    pretrained_entry(name="tamper-small", architecture="small", hf_hub_id="testuser/tamper", revision="main", sha256=weights_sha256(folder))
+    pretrained_entry(
+        name="tamper-small", architecture="small", hf_hub_id="testuser/tamper", revision="main", sha256=weights_sha256(folder)
+    )
     assert from_pretrained("tamper-small", cache_dir=fresh_cache).model_name == "small"
     tiny(6).save_pretrained(folder)  # someone replaces the weights (and a consistent config.json) on main
     push_folder(folder, "testuser/tamper", token=hub_token)
@@ -347,8 +365,13 @@ def test_tampered_cache_file_is_refused(hub_server, hub_token, fresh_cache, pret
     url = model.push_to_hub("testuser/cache-tamper", token=hub_token)
     commit = url.rsplit("/", 1)[-1]
     repo = hub_server.repos[("model", "testuser/cache-tamper")]
-    pretrained_entry(name="cache-tamper", architecture="small", hf_hub_id="testuser/cache-tamper", revision=commit,
-                     sha256=repo.commits[commit].files["model.safetensors"].sha256)
+    pretrained_entry(
+        name="cache-tamper",
+        architecture="small",
+        hf_hub_id="testuser/cache-tamper",
+        revision=commit,
+        sha256=repo.commits[commit].files["model.safetensors"].sha256,
+    )
     folder = download("cache-tamper", cache_dir=fresh_cache)
     weights = (folder / "model.safetensors").resolve()  # the blob behind the snapshot symlink
     data = bytearray(weights.read_bytes())
@@ -414,7 +437,11 @@ def test_sharded_checkpoint_through_the_hub(hub_server, hub_token, fresh_cache, 
     loaded = from_pretrained("testuser/sharded", cache_dir=fresh_cache)
     assert torch.allclose(outputs(loaded), outputs(model), atol=0.05)
     model.push_to_hub("testuser/sharded", token=hub_token)  # unsharded: the stale shards are deleted on the Hub
-    files = hub_server.repos[("model", "testuser/sharded")].commits[hub_server.repos[("model", "testuser/sharded")].branches["main"]].files
+    files = (
+        hub_server.repos[("model", "testuser/sharded")]
+        .commits[hub_server.repos[("model", "testuser/sharded")].branches["main"]]
+        .files
+    )
     assert sorted(files) == [".gitattributes", "README.md", "config.json", "model.safetensors"]
 
 
@@ -434,11 +461,18 @@ def test_local_files_only_uses_the_cache_without_any_request(hub_server, hub_tok
     model = tiny(15)
     url = model.push_to_hub("testuser/local-only", token=hub_token)
     commit = url.rsplit("/", 1)[-1]
-    with pytest.raises(HubAccessError, match=r"not in the Hugging Face cache .* local_files_only=True.*unet-zoo download testuser/local-only"):
+    with pytest.raises(
+        HubAccessError, match=r"not in the Hugging Face cache .* local_files_only=True.*unet-zoo download testuser/local-only"
+    ):
         from_pretrained("testuser/local-only", cache_dir=fresh_cache, local_files_only=True)
     download("testuser/local-only", cache_dir=fresh_cache)
-    pretrained_entry(name="local-only", architecture="small", hf_hub_id="testuser/local-only", revision=commit,
-                     sha256=hub_server.repos[("model", "testuser/local-only")].commits[commit].files["model.safetensors"].sha256)
+    pretrained_entry(
+        name="local-only",
+        architecture="small",
+        hf_hub_id="testuser/local-only",
+        revision=commit,
+        sha256=hub_server.repos[("model", "testuser/local-only")].commits[commit].files["model.safetensors"].sha256,
+    )
     before = len(hub_server.requests)
     for name in ("testuser/local-only", "local-only"):
         assert same_weights(model, from_pretrained(name, cache_dir=fresh_cache, local_files_only=True))
@@ -450,7 +484,9 @@ def test_unpublished_recipe_name_and_mistyped_folder_say_what_to_do(monkeypatch,
 
     monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: tmp_path / "cards")
     if "isbi-original" not in PRETRAINED:  # before the checkpoint is published: how to get it
-        with pytest.raises(HubAccessError, match=r"not published yet: train it with `unet-zoo reproduce isbi --variant original`"):
+        with pytest.raises(
+            HubAccessError, match=r"not published yet: train it with `unet-zoo reproduce isbi --variant original`"
+        ):
             from_pretrained("isbi-original")
     tiny().save_pretrained(tmp_path / "cards" / "my-run")
     with pytest.raises(HubAccessError, match=r"checkpoint folder .*cards/my-run: load it with unet_zoo.from_pretrained"):

@@ -1,4 +1,5 @@
 """unet_zoo.hub_mixin: the models reach the checkpoint and Hub layer through the functions unet_zoo.hub connects."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,9 @@ def test_create_model_pretrained_loads_through_the_connected_loader(monkeypatch,
         return hub.load_instance_of(model_class, folder, **kwargs)
 
     monkeypatch.setattr(hub_mixin, "_functions", dataclasses.replace(hub_mixin.hub_functions(), from_pretrained=load))
-    monkeypatch.setitem(registry.PRETRAINED, "mixin-small", PretrainedCfg(name="mixin-small", architecture="small", hf_hub_id="x/y"))
+    monkeypatch.setitem(
+        registry.PRETRAINED, "mixin-small", PretrainedCfg(name="mixin-small", architecture="small", hf_hub_id="x/y")
+    )
     model = unet_zoo.create_model("small", pretrained=True)
     assert calls == [(nn.Module, "mixin-small")]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))

@@ -1,4 +1,5 @@
 """Reading TIFF/PNG and writing probability TIFFs, mask and overlay PNGs (atomically)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,6 +71,5 @@ def test_write_prediction_2d_and_stack(tmp_path, rng):
     assert names == ["img_prob.tif", "img_mask.png", "img_overlay.png"]
     stack = rng.integers(0, 256, (2, 5, 6), dtype=np.uint8)
     names = [p.name for p in write_prediction(tmp_path, "vol", stack, rng.random((2, 5, 6)))]
-    assert names == ["vol_prob.tif", "vol_z000_mask.png", "vol_z000_overlay.png", "vol_z001_mask.png",
-                     "vol_z001_overlay.png"]
+    assert names == ["vol_prob.tif", "vol_z000_mask.png", "vol_z000_overlay.png", "vol_z001_mask.png", "vol_z001_overlay.png"]
     assert tifffile.imread(tmp_path / "vol_prob.tif").shape == (2, 5, 6)

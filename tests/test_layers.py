@@ -4,6 +4,7 @@ The graph is read from the source with `ast` (every ``unet_zoo/**/*.py``, relati
 covers module-level imports and imports inside functions alike, whether or not they have run.
 Imports under ``if TYPE_CHECKING:`` are left out: they never run.
 """
+
 from __future__ import annotations
 
 import ast
@@ -91,9 +92,17 @@ def package_imports(root: Path = ROOT) -> list[Import]:
         lines = source.splitlines()
         is_package = path.name == "__init__.py"
 
-        def visit(node: ast.AST, local: bool, guarded: bool, importer: str = importer, is_package: bool = is_package,
-                  lines: list[str] = lines) -> None:
-            body_lists = [getattr(node, f) for f in ("body", "orelse", "finalbody", "handlers") if isinstance(getattr(node, f, None), list)]
+        def visit(
+            node: ast.AST,
+            local: bool,
+            guarded: bool,
+            importer: str = importer,
+            is_package: bool = is_package,
+            lines: list[str] = lines,
+        ) -> None:
+            body_lists = [
+                getattr(node, f) for f in ("body", "orelse", "finalbody", "handlers") if isinstance(getattr(node, f, None), list)
+            ]
             for body in body_lists:
                 block_start = None
                 for child in body:
@@ -154,8 +163,11 @@ def import_cycles(imports: list[Import]) -> list[list[str]]:
 def _edges_within(imports: list[Import], component: list[str]) -> list[str]:
     members = set(component)
     return sorted(
-        {f"{i.importer} -> {i.imported} (line {i.line}{', in a function' if i.local else ''})"
-         for i in imports if i.importer in members and i.imported in members}
+        {
+            f"{i.importer} -> {i.imported} (line {i.line}{', in a function' if i.local else ''})"
+            for i in imports
+            if i.importer in members and i.imported in members
+        }
     )
 
 
@@ -168,15 +180,16 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_lazy_imports_of_own_modules_say_why():
-    unmarked = sorted({
-        f"{i.importer} (line {i.line}) imports {i.imported} inside a function without a comment saying why"
-        for i in package_imports()
-        if i.local and not i.marked and (i.importer, i.imported) not in PENDING_LAZY
-    })
+    unmarked = sorted(
+        {
+            f"{i.importer} (line {i.line}) imports {i.imported} inside a function without a comment saying why"
+            for i in package_imports()
+            if i.local and not i.marked and (i.importer, i.imported) not in PENDING_LAZY
+        }
+    )
     assert not unmarked, (
         "import the package's own modules at the top of the module; keep an import inside a function only to "
-        "avoid a heavy optional dependency or a real start-up cost, and say which in a comment:\n"
-        + "\n".join(unmarked)
+        "avoid a heavy optional dependency or a real start-up cost, and say which in a comment:\n" + "\n".join(unmarked)
     )
 
 
@@ -185,7 +198,9 @@ def test_the_checks_catch_a_cycle_and_an_unmarked_lazy_import(tmp_path):
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "low.py").write_text("def f():\n    from .high import g\n    return g\n")
-    (package / "high.py").write_text("from . import low\n\n\ndef g():\n    # lazy: needs an optional extra\n    from .low import f\n")
+    (package / "high.py").write_text(
+        "from . import low\n\n\ndef g():\n    # lazy: needs an optional extra\n    from .low import f\n"
+    )
     imports = package_imports(package)
     assert import_cycles(imports) == [["unet_zoo.high", "unet_zoo.low"]]
     unmarked = {(i.importer, i.imported) for i in imports if i.local and not i.marked}

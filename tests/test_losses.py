@@ -51,7 +51,11 @@ def test_bf16_logits_give_float32_loss():
 
 @pytest.mark.parametrize(
     "shape_t, dtype, shape_w, match",
-    [((2, 5, 6), torch.int64, None, "target must be"), ((2, 5, 7), torch.int32, None, "int64"), ((2, 5, 7), torch.int64, (2, 5, 6), "weight must be")],
+    [
+        ((2, 5, 6), torch.int64, None, "target must be"),
+        ((2, 5, 7), torch.int32, None, "int64"),
+        ((2, 5, 7), torch.int64, (2, 5, 6), "weight must be"),
+    ],
 )
 def test_bad_input_is_explained(shape_t, dtype, shape_w, match):
     logits, _, _ = _batch()

@@ -1,4 +1,5 @@
 """ISBI 2012 scores: hand-computed cases, scikit-image cross-checks, validation, the real labels."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Packaging: every sub-package is declared, and a wheel (a non-editable install) carries the recipes."""
+
 from __future__ import annotations
 
 import json
@@ -82,7 +83,10 @@ def test_wheel_ships_recipes_and_the_installed_package_finds_them(tmp_path):
     out.mkdir()
     build = subprocess.run(
         [sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_wheel({str(out)!r})"],
-        cwd=src, capture_output=True, text=True, timeout=300,
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = out.glob("*.whl")

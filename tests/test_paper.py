@@ -1,4 +1,5 @@
 """unet_zoo.paper and unet_zoo.checkpoint_names: facts defined once and shared by cards, evaluation and the Hub."""
+
 from __future__ import annotations
 
 from unet_zoo import cards, evaluation, hub, reproduce

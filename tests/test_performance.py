@@ -1,4 +1,5 @@
 """Tests of unet_zoo.performance: the fast path, FLOP counting against analytic counts, and the Timer."""
+
 from __future__ import annotations
 
 import time

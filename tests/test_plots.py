@@ -7,13 +7,15 @@ from unet_zoo.plots import overlay_rgb, plot_curves, plot_overlays, running_mean
 
 def test_running_mean_matches_a_direct_computation():
     values = np.arange(10.0)
-    expected = [np.mean(values[max(0, i - 2):i + 1]) for i in range(10)]
+    expected = [np.mean(values[max(0, i - 2) : i + 1]) for i in range(10)]
     assert np.allclose(running_mean(values, 3), expected)
     assert np.array_equal(running_mean(values, 1), values)
 
 
 def test_plot_curves_writes_a_png_with_one_panel_per_metric_group(tmp_path):
-    records = [{"step": s, "loss": 1.0 / s} for s in range(1, 101)] + [{"step": s, "val_loss": 0.5, "val_pixel_error": 0.1} for s in (50, 100)]
+    records = [{"step": s, "loss": 1.0 / s} for s in range(1, 101)] + [
+        {"step": s, "val_loss": 0.5, "val_pixel_error": 0.1} for s in (50, 100)
+    ]
     path = plot_curves(records, tmp_path / "curves.png")
     image = np.asarray(Image.open(path).convert("L"))
     assert image.shape[0] > image.shape[1] * 0.6  # two stacked panels

@@ -1,4 +1,5 @@
 """predict_region: any rectangle of an image equals predict_tiled on the whole image (valid and padded, TTA)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_reads_only_the_context_the_tiles_need(models):
     image = np.zeros((1000, 1000), dtype=np.uint8)
     seen = []
     predict_region(model, lambda r, c: (seen.append((r, c)), image[r, c])[1], image.shape, (400, 500), (400, 500), tile=220)
-    (rows, cols), = seen
+    ((rows, cols),) = seen
     step = 32  # 36 output px, rounded down to the 16 px pooling stride
     first, last = 400 // step * step, (500 - 1) // step * step
     assert (rows.start, rows.stop) == (first - 92, last + 220 - 92) == (cols.start, cols.stop)

@@ -1,4 +1,5 @@
 """unet_zoo.serialization: the checkpoint folder format, written and read without any network."""
+
 from __future__ import annotations
 
 import json

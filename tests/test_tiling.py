@@ -1,4 +1,5 @@
 """Overlap-tile inference: exact stitching for valid convolutions, blending, dtypes, TTA, errors."""
+
 from __future__ import annotations
 
 import numpy as np

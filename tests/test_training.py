@@ -20,7 +20,9 @@ def _params(model):
 
 
 def test_tiny_run_writes_everything(tmp_path, tiny):
-    result = train(tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path, progress=False)
+    result = train(
+        tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path, progress=False
+    )
     assert result.step == 12
     names = {p.name for p in tmp_path.iterdir()}
     assert {"checkpoint.safetensors", "metrics.jsonl", "curves.png", "predictions.png", "recipe.json", "summary.json"} <= names
@@ -103,8 +105,11 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny):
 
 
 def test_absurd_learning_rate_is_caught(tmp_path, tiny):
-    recipe = tiny.with_overrides(optimizer={"lr": 1e30, "momentum": 0.0}, schedule={"warmup_steps": 0, "kind": "constant"},
-                                 train={"steps": 20, "checkpoint_every": 1})
+    recipe = tiny.with_overrides(
+        optimizer={"lr": 1e30, "momentum": 0.0},
+        schedule={"warmup_steps": 0, "kind": "constant"},
+        train={"steps": 20, "checkpoint_every": 1},
+    )
     with pytest.raises(NonFiniteLossError):
         train(recipe, out_dir=tmp_path, progress=False)
     assert load_checkpoint(tmp_path).step >= 1
@@ -129,8 +134,11 @@ def test_synthetic_cells_are_binary_and_membranes_dark():
 
 def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
     """The paper's unpadded network: input tiles larger than output tiles, labels cropped to the output."""
-    recipe = tiny.with_overrides(model={"name": "original", "args": {"base_channels": 4, "depth": 2}},
-                                 data={"tile": 60}, train={"steps": 2, "checkpoint_every": 2})
+    recipe = tiny.with_overrides(
+        model={"name": "original", "args": {"base_channels": 4, "depth": 2}},
+        data={"tile": 60},
+        train={"steps": 2, "checkpoint_every": 2},
+    )
     result = train(recipe, out_dir=tmp_path, progress=False)
     assert result.model.output_size(60) == 20 and result.step == 2
     assert np.isfinite(result.final_loss) and (tmp_path / "predictions.png").is_file()
@@ -256,5 +264,9 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
     with pytest.raises(CheckpointError, match="init_from"):
         Trainer(recipe, out_dir=tmp_path / "run", progress=False, final_outputs=False).run()
     with pytest.raises(ValueError, match="cannot be loaded"):
-        Trainer(tiny.with_overrides(model={"init_from": str(tmp_path / "missing")}), out_dir=tmp_path / "r2",
-                progress=False, final_outputs=False).run()
+        Trainer(
+            tiny.with_overrides(model={"init_from": str(tmp_path / "missing")}),
+            out_dir=tmp_path / "r2",
+            progress=False,
+            final_outputs=False,
+        ).run()

@@ -1,4 +1,5 @@
 """predict_volume: equal to predict_tiled slice by slice, every source format, OME metadata, resume, errors, dask."""
+
 from __future__ import annotations
 
 import json
@@ -45,14 +46,23 @@ def _info(path) -> dict:
     return dict(node.attrs)["unet_zoo"]
 
 
-@pytest.mark.parametrize("name, tile, tta", [("original", 220, False), ("original", 220, True), ("small", 64, False), ("small", 64, True)])
+@pytest.mark.parametrize(
+    "name, tile, tta", [("original", 220, False), ("original", 220, True), ("small", 64, False), ("small", 64, True)]
+)
 def test_equals_predict_tiled_on_whole_sections(tmp_path, models, volume, name, tile, tta):
     """Blocks of 64 px (whole 32 x 48 chunks: 64 x 96) over 100 x 117 sections, chunks 2 sections deep."""
     model = models[name]
     source = _zarr_input(tmp_path / "in.zarr", volume)
     calls = []
-    out = predict_volume(model, source, tmp_path / "out.zarr", block=64, tile=tile, tta=tta,
-                         progress=lambda done, total: calls.append((done, total)))
+    out = predict_volume(
+        model,
+        source,
+        tmp_path / "out.zarr",
+        block=64,
+        tile=tile,
+        tta=tta,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     result = zarr.open(str(out), mode="r")
     assert result.shape == SHAPE and result.dtype == np.float32 and result.chunks == (2, 32, 48)
     np.testing.assert_allclose(result[:], _reference(model, volume, tile=tile, tta=tta), atol=2e-6)
@@ -86,12 +96,19 @@ def test_ome_zarr_level_and_metadata(tmp_path, models, volume, fmt, wrapped):
     group.create_array("s0", shape=SHAPE, chunks=(1, 64, 64), dtype="uint8")[:] = volume
     half = volume[:, ::2, ::2]
     group.create_array("s1", shape=half.shape, chunks=(1, 64, 64), dtype="uint8")[:] = half
-    axes = [{"name": "z", "type": "space", "unit": "nanometer"}, {"name": "y", "type": "space", "unit": "nanometer"},
-            {"name": "x", "type": "space", "unit": "nanometer"}]
-    scales = {"axes": axes, "name": "em", "datasets": [
-        {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [50.0, 4.0, 4.0]}]},
-        {"path": "s1", "coordinateTransformations": [{"type": "scale", "scale": [50.0, 8.0, 8.0]}]},
-    ]}
+    axes = [
+        {"name": "z", "type": "space", "unit": "nanometer"},
+        {"name": "y", "type": "space", "unit": "nanometer"},
+        {"name": "x", "type": "space", "unit": "nanometer"},
+    ]
+    scales = {
+        "axes": axes,
+        "name": "em",
+        "datasets": [
+            {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [50.0, 4.0, 4.0]}]},
+            {"path": "s1", "coordinateTransformations": [{"type": "scale", "scale": [50.0, 8.0, 8.0]}]},
+        ],
+    }
     if wrapped:
         group.attrs["ome"] = {"version": "0.5", "multiscales": [scales]}
     else:
@@ -243,7 +260,11 @@ def test_import_unet_zoo_stays_free_of_zarr_and_dask():
 def cluster():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
         memory_limit="1.5GiB",
     ) as local:
         yield local
@@ -266,8 +287,15 @@ def test_local_cluster_of_two_processes_equals_in_memory(tmp_path, models, volum
     with Client(cluster) as client:
         before = _counters(client)
         calls = []
-        out = predict_volume(model, source, tmp_path / "out.zarr", block=40, tile=220,
-                             scheduler=cluster.scheduler_address, progress=lambda *a: calls.append(a))
+        out = predict_volume(
+            model,
+            source,
+            tmp_path / "out.zarr",
+            block=40,
+            tile=220,
+            scheduler=cluster.scheduler_address,
+            progress=lambda *a: calls.append(a),
+        )
         after = _counters(client)
     np.testing.assert_allclose(zarr.open(str(out))[:], _reference(model, volume, tile=220), atol=2e-6)
     assert calls[-1] == (27, 27)
@@ -312,8 +340,9 @@ def test_a_killed_process_resumes_with_its_finished_blocks(tmp_path, models, vol
     source = _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 64, 64))
     out = tmp_path / "out.zarr"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(source), str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(source), str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if (out / MARKERS).is_dir() and len(list((out / MARKERS).iterdir())) >= 2:

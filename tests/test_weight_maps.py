@@ -1,4 +1,5 @@
 """unet_zoo.weight_maps against a slow, obviously-correct brute force, edge cases, the stack cache."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@
 >>> unet_zoo.list_models("*pad*")
 ['padded', 'padded-bilinear', 'padded-bn']
 """
+
 from __future__ import annotations
 
 from . import augment, data, metrics

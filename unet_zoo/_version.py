@@ -1,4 +1,5 @@
 """The package's name and version, importable from every layer without importing the package root."""
+
 from __future__ import annotations
 
 #: ``library_name`` in config.json and on model cards: how the Hub knows a checkpoint is unet_zoo's.

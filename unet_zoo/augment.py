@@ -17,6 +17,7 @@ Reproducibility: every random draw comes from the `torch.Generator` passed in, w
 the device the tensors are on (``torch.Generator(device="cuda")`` for CUDA tensors). The same seed
 on the same device gives the same batch; CPU and CUDA generators give different streams.
 """
+
 from __future__ import annotations
 
 import functools
@@ -266,9 +267,7 @@ class TileSampler:
         if labels.size and labels.max() > 1:
             raise ValueError("labels must be class indices in {0, 1}; map 255 to 1 (load_isbi does)")
         if out_tile < 1 or in_tile < out_tile or (in_tile - out_tile) % 2:
-            raise ValueError(
-                f"need in_tile >= out_tile >= 1 with an even difference (centred output), got {in_tile}, {out_tile}"
-            )
+            raise ValueError(f"need in_tile >= out_tile >= 1 with an even difference (centred output), got {in_tile}, {out_tile}")
         self.device = torch.device(device)
         self.in_tile, self.out_tile = in_tile, out_tile
         self.augment = augment if augment is not None else AugmentConfig()
@@ -413,8 +412,14 @@ def benchmark_augmentation(
 
     if reference:
         img_t = images[0, :tile, :tile] if tile <= side else np.pad(images[0], (0, tile - side), mode="reflect")
-        lab_t = labels[0, : img_t.shape[0], : img_t.shape[1]] if tile <= side else np.pad(labels[0], (0, tile - side), mode="reflect")
-        wgt_t = weights[0, : img_t.shape[0], : img_t.shape[1]] if tile <= side else np.pad(weights[0], (0, tile - side), mode="reflect")
+        lab_t = (
+            labels[0, : img_t.shape[0], : img_t.shape[1]] if tile <= side else np.pad(labels[0], (0, tile - side), mode="reflect")
+        )
+        wgt_t = (
+            weights[0, : img_t.shape[0], : img_t.shape[1]]
+            if tile <= side
+            else np.pad(weights[0], (0, tile - side), mode="reflect")
+        )
         img_f = img_t.astype(np.float32) / 255
 
         def run_reference() -> None:

@@ -9,6 +9,7 @@ and benchmarked against. Conventions shared with the torch path:
   "reflect", torch grid_sample padding "reflection" with align_corners=True);
 - image: cubic (scipy's cubic B-spline, order 3) or linear; label: nearest (order 0); weight: linear.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -12,6 +12,7 @@ on the same device in the same run (`unet_zoo.performance.matmul_tflops`).
 ``smoke=True`` shrinks everything (8 base channels, the smallest tiles, one step) so the whole suite
 runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -284,9 +285,7 @@ def bench_train_step(
     for name, ours in paths:
         config = path_config(dev, ours, amp, channels_last, compile)
         log(f"train {model_name} {tile}px x{batch_size}: {name} ({describe(config)})")
-        run = _train_path(
-            model_name, overrides, state, config, dev, batch, steps, warmup, lr, profile and ours
-        )
+        run = _train_path(model_name, overrides, state, config, dev, batch, steps, warmup, lr, profile and ours)
         _free(dev)  # the path's model and optimizer died with _train_path's frame: release their cached memory
         median = run["timing"]["median_s"]
         run["tiles_per_s"] = batch_size / median
@@ -312,7 +311,6 @@ def _targets(skip: bool, checks: dict[str, tuple[float | None, float]]) -> dict[
     """Target name -> met? None when not measured, or when `skip` (smoke runs, and non-CUDA devices:
     the targets are set for an H100)."""
     return {name: None if skip or value is None else value >= bound for name, (value, bound) in checks.items()}
-
 
 
 # --- inference -------------------------------------------------------------------------------------
@@ -546,9 +544,7 @@ def bench_cpu_latency(
             log(f"cpu latency {name} {side}x{side}")
             torch.manual_seed(0)
             model = create_model(name, **_overrides(name, smoke)).eval()
-            timing = Timer("cpu", warmup=warmup, repeats=repeats)(
-                functools.partial(predict_tiled, model, image, device="cpu")
-            )
+            timing = Timer("cpu", warmup=warmup, repeats=repeats)(functools.partial(predict_tiled, model, image, device="cpu"))
             tile = choose_tile(model, side, side)
             result["models"][name] = {"tile": tile, "median_s": timing.median_s, "timing": timing.as_dict()}
     finally:
@@ -639,7 +635,8 @@ def bench_augmentation(
         "details": raw,
     }
     result["targets"] = _targets(
-        smoke or dev.type != "cuda", {f"augmentation >= {TARGET_AUGMENT_RATIO:g}x training": (result["ratio_to_training"], TARGET_AUGMENT_RATIO)}
+        smoke or dev.type != "cuda",
+        {f"augmentation >= {TARGET_AUGMENT_RATIO:g}x training": (result["ratio_to_training"], TARGET_AUGMENT_RATIO)},
     )
     return result
 
@@ -669,28 +666,41 @@ def bench_reproduce(
     held-out scores (rand_error, warping_error, pixel_error).
     """
     dev = resolve_device(device)
-    command = "unet-zoo reproduce isbi" + (" --quick" if quick else f" --variant {variant}") + (
-        f" --steps {steps}" if steps else "") + f" --device {dev}"
+    command = (
+        "unet-zoo reproduce isbi"
+        + (" --quick" if quick else f" --variant {variant}")
+        + (f" --steps {steps}" if steps else "")
+        + f" --device {dev}"
+    )
     log(command)
     with tempfile.TemporaryDirectory(prefix="unet_zoo-bench-reproduce-") as tmp:
         start = time.perf_counter()
-        runs = reproduce_module.reproduce_isbi(variant, quick=quick, steps=steps, device=str(dev), data_dir=data_dir,
-                              out=out if out is not None else Path(tmp) / "hub", progress=False)
+        runs = reproduce_module.reproduce_isbi(
+            variant,
+            quick=quick,
+            steps=steps,
+            device=str(dev),
+            data_dir=data_dir,
+            out=out if out is not None else Path(tmp) / "hub",
+            progress=False,
+        )
         wall = time.perf_counter() - start
     recipes = []
     for r in runs:
         tiles = r.train_result.step * r.recipe.train.batch_size
-        recipes.append({
-            "recipe": r.recipe.name,
-            "steps": r.train_result.step,
-            "tiles": tiles,
-            "tile": r.recipe.data.tile,
-            "train_s": r.train_seconds,
-            "eval_s": r.eval_seconds,
-            "tiles_per_s": ratio(tiles, r.train_seconds),
-            "run_dir": str(r.run_dir),
-            **{k: r.metrics.get(k) for k in ("rand_error", "warping_error", "pixel_error")},
-        })
+        recipes.append(
+            {
+                "recipe": r.recipe.name,
+                "steps": r.train_result.step,
+                "tiles": tiles,
+                "tile": r.recipe.data.tile,
+                "train_s": r.train_seconds,
+                "eval_s": r.eval_seconds,
+                "tiles_per_s": ratio(tiles, r.train_seconds),
+                "run_dir": str(r.run_dir),
+                **{k: r.metrics.get(k) for k in ("rand_error", "warping_error", "pixel_error")},
+            }
+        )
     return {
         "benchmark": "reproduce",
         "command": command,
@@ -766,15 +776,46 @@ def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
     # reproduce_*: the optional `reproduce` section; on a CPU the paper recipe takes days, so the --quick demo.
     reproduce = dict(reproduce_variant="original", reproduce_quick=device.type != "cuda", reproduce_steps=None, data_dir=None)
     if smoke:
-        return dict(train_tile=None, train_batch=1, train_steps=1, train_warmup=1, inference_side=64, inference_models=("original",),
-                    inference_tta=(False,), inference_repeats=1, matmul_n=256, latency=True,
-                    **{**reproduce, "reproduce_quick": True, "reproduce_steps": 2})
+        return dict(
+            train_tile=None,
+            train_batch=1,
+            train_steps=1,
+            train_warmup=1,
+            inference_side=64,
+            inference_models=("original",),
+            inference_tta=(False,),
+            inference_repeats=1,
+            matmul_n=256,
+            latency=True,
+            **{**reproduce, "reproduce_quick": True, "reproduce_steps": 2},
+        )
     if device.type == "cuda":
-        return dict(train_tile=572, train_batch=8, train_steps=20, train_warmup=5, inference_side=4096,
-                    inference_models=("original", "padded"), inference_tta=(False, True), inference_repeats=5,
-                    matmul_n=8192, latency=False, **reproduce)
-    return dict(train_tile=572, train_batch=1, train_steps=3, train_warmup=1, inference_side=1024, inference_models=("original", "padded"),
-                inference_tta=(False,), inference_repeats=2, matmul_n=CPU_MATMUL_N, latency=True, **reproduce)
+        return dict(
+            train_tile=572,
+            train_batch=8,
+            train_steps=20,
+            train_warmup=5,
+            inference_side=4096,
+            inference_models=("original", "padded"),
+            inference_tta=(False, True),
+            inference_repeats=5,
+            matmul_n=8192,
+            latency=False,
+            **reproduce,
+        )
+    return dict(
+        train_tile=572,
+        train_batch=1,
+        train_steps=3,
+        train_warmup=1,
+        inference_side=1024,
+        inference_models=("original", "padded"),
+        inference_tta=(False,),
+        inference_repeats=2,
+        matmul_n=CPU_MATMUL_N,
+        latency=True,
+        **reproduce,
+    )
 
 
 def run_all(
@@ -833,21 +874,39 @@ def run_all(
         results["train"] = guarded(
             "train",
             lambda: bench_train_step(
-                "original", cfg["train_tile"], cfg["train_batch"], dev, cfg["train_steps"], smoke,
-                warmup=cfg["train_warmup"], compile=compile, peak_tflops=peak, profile=profile, log=log,
+                "original",
+                cfg["train_tile"],
+                cfg["train_batch"],
+                dev,
+                cfg["train_steps"],
+                smoke,
+                warmup=cfg["train_warmup"],
+                compile=compile,
+                peak_tflops=peak,
+                profile=profile,
+                log=log,
             ),
         )
     if "inference" in sections:
         runs = []
         for model_name in cfg["inference_models"]:
             for tta in cfg["inference_tta"]:
-                runs.append(guarded(
-                    f"inference {model_name} tta={tta}",
-                    lambda m=model_name, t=tta: bench_inference(
-                        m, cfg["inference_side"], t, dev, smoke, repeats=cfg["inference_repeats"], compile=compile,
-                        peak_tflops=peak, log=log,
-                    ),
-                ))
+                runs.append(
+                    guarded(
+                        f"inference {model_name} tta={tta}",
+                        lambda m=model_name, t=tta: bench_inference(
+                            m,
+                            cfg["inference_side"],
+                            t,
+                            dev,
+                            smoke,
+                            repeats=cfg["inference_repeats"],
+                            compile=compile,
+                            peak_tflops=peak,
+                            log=log,
+                        ),
+                    )
+                )
         results["inference"] = [r for r in runs if r is not None]
         if cfg["latency"]:
             results["cpu_latency"] = guarded("cpu_latency", lambda: bench_cpu_latency(smoke=smoke, log=log))
@@ -872,8 +931,12 @@ def run_all(
         results["reproduce"] = guarded(
             "reproduce",
             lambda: bench_reproduce(
-                cfg["reproduce_variant"], dev, quick=cfg["reproduce_quick"], steps=cfg["reproduce_steps"],
-                data_dir=cfg["data_dir"], log=log,
+                cfg["reproduce_variant"],
+                dev,
+                quick=cfg["reproduce_quick"],
+                steps=cfg["reproduce_steps"],
+                data_dir=cfg["data_dir"],
+                log=log,
             ),
         )
     results["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

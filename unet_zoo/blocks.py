@@ -2,6 +2,7 @@
 
 All blocks work on tensors of shape (N, C, H, W). Sizes are in pixels.
 """
+
 from __future__ import annotations
 
 import math

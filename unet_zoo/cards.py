@@ -6,6 +6,7 @@ a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, dat
 ``pipeline_tag: image-segmentation``, ``model-index`` with the metrics) is produced by
 ``huggingface_hub.ModelCardData``/``EvalResult`` so the Hub (and ``ModelCard.load``) can parse it.
 """
+
 from __future__ import annotations
 
 import re
@@ -132,9 +133,7 @@ def _metrics_table(metrics: dict[str, float]) -> str:
     rows = ["| Metric (lower is better) | This checkpoint (held-out) | Paper, Table 1 (challenge test set) |", "|---|---|---|"]
     for key, value in metrics.items():
         paper = PAPER_METRICS.get(key)
-        rows.append(
-            f"| {METRIC_NAMES.get(key, key)} | {value:.6g} | {f'{paper:g}' if paper is not None else '-'} |"
-        )
+        rows.append(f"| {METRIC_NAMES.get(key, key)} | {value:.6g} | {f'{paper:g}' if paper is not None else '-'} |")
     for key, paper in PAPER_METRICS.items():
         if key not in metrics:
             rows.append(f"| {METRIC_NAMES[key]} | not measured | {paper:g} |")
@@ -186,8 +185,7 @@ def render_model_card(
     args = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
     parts = [
         f"# {title}\n",
-        f"A U-Net of the unet_zoo architecture `{model_name}` ({description}). "
-        f"It follows {PAPER} ([paper]({PAPER_URL})).\n",
+        f"A U-Net of the unet_zoo architecture `{model_name}` ({description}). It follows {PAPER} ([paper]({PAPER_URL})).\n",
         "## Model\n",
         f"- Architecture: `unet_zoo.create_model({model_name!r}, {args})`\n"
         f"- Parameters: {params:,}\n"
@@ -225,15 +223,19 @@ def render_model_card(
     on_isbi = bool(training) and "isbi2012" in (datasets if datasets is not None else ["isbi2012"])
     count = re.search(r"(\d+) training slices", str((training or {}).get("dataset", "")))
     slices = f"{count.group(1)} slices" if count else "at most 30 slices"
-    default_limits = [
-        f"Trained on {slices} (512x512) of one serial-section TEM stack of the Drosophila ventral nerve cord; "
-        "expect it to fail on other tissues, microscopes or resolutions without fine-tuning.",
-        "Predicts membrane (class 0) vs cell interior (class 1); it does not separate touching cells into instances "
-        "by itself.",
-        "Held-out scores come from a split of the public training stack, not from the challenge's test server.",
-    ] if on_isbi else [
-        "No ISBI 2012 training recipe is recorded for these weights: check how they were trained before use.",
-    ]
+    default_limits = (
+        [
+            f"Trained on {slices} (512x512) of one serial-section TEM stack of the Drosophila ventral nerve cord; "
+            "expect it to fail on other tissues, microscopes or resolutions without fine-tuning.",
+            "Predicts membrane (class 0) vs cell interior (class 1); it does not separate touching cells into instances "
+            "by itself.",
+            "Held-out scores come from a split of the public training stack, not from the challenge's test server.",
+        ]
+        if on_isbi
+        else [
+            "No ISBI 2012 training recipe is recorded for these weights: check how they were trained before use.",
+        ]
+    )
     if "padding" in model_args and model_args["padding"] == 0:
         default_limits.append(
             "Valid convolutions: the output is smaller than the input; tile large images with overlap "

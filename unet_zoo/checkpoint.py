@@ -12,6 +12,7 @@ Files are written to a temporary name in the same folder and moved into place wi
 so a kill never leaves a half-written checkpoint: the previous one stays intact until the new one
 is complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -124,9 +125,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}; pass a run folder (runs/<recipe>-<time>/) or its {CHECKPOINT_NAME}"
-        )
+        raise FileNotFoundError(f"no checkpoint at {path}; pass a run folder (runs/<recipe>-<time>/) or its {CHECKPOINT_NAME}")
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optim": {}, "rng": {}}
     with safe_open(str(path), framework="pt", device="cpu") as f:
         metadata = f.metadata() or {}

@@ -3,6 +3,7 @@
 `unet-zoo reproduce isbi --variant small` trains the recipe ``recipes/isbi-small.toml`` into the
 checkpoint folder ``cards/isbi-small/``; once pushed, the registry lists it in `unet_zoo.registry.PRETRAINED`.
 """
+
 from __future__ import annotations
 
 #: paper variant (registry architecture) -> recipe name = checkpoint name.

@@ -13,6 +13,7 @@ The folder is, in this order: the `data_dir` argument (``--data-dir``), the envi
 ``UNET_ZOO_DATA_DIR``, else ``$XDG_CACHE_HOME/unet_zoo/isbi2012`` (``~/.cache/unet_zoo/isbi2012``).
 `load_isbi` maps labels to 1 = cell, 0 = membrane.
 """
+
 from __future__ import annotations
 
 import hashlib

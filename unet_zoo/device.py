@@ -3,6 +3,7 @@
 Training (`unet_zoo.distributed.init_distributed`), prediction (`unet_zoo.tiling`, `unet_zoo.loading`), the
 benchmarks (`unet_zoo.performance`) and the CLI's ``--device`` all resolve devices here.
 """
+
 from __future__ import annotations
 
 import torch

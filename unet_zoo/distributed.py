@@ -7,6 +7,7 @@ Launch a multi-process run with torchrun; every process reads its rank from the 
 
 Without the torchrun environment variables everything degrades to a single process (rank 0 of 1).
 """
+
 from __future__ import annotations
 
 import os

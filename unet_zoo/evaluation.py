@@ -4,6 +4,7 @@ The paper's Table 1 reports the U-Net on the challenge *test* set, scored by the
 labels were never released, so the numbers we can compute come from held-out *training* slices
 (a contiguous block, see `unet_zoo.data.split_slices`); they are comparable in kind, not identical in data.
 """
+
 from __future__ import annotations
 
 import time

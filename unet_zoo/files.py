@@ -4,6 +4,7 @@ Atomic writes go to a temporary file in the destination's folder, are fsynced, a
 place with `os.replace`, so a kill or a crash never leaves a half-written (or empty) file under `path`:
 readers see either the old file or the complete new one.
 """
+
 from __future__ import annotations
 
 import hashlib

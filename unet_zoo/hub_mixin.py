@@ -11,6 +11,7 @@ The mixin overrides ModelHubMixin's public methods, not only its template method
 and `from_pretrained` resolves registry checkpoint names (pinned revision and sha256, offline cache, source
 checkout) that ModelHubMixin.from_pretrained would send to the Hub as repo ids.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -100,8 +101,16 @@ class HubMixin(
     ) -> str:
         """Save to a temporary folder and upload it to `repo_id` (created if needed); returns the commit URL."""
         return hub_functions().push_to_hub(
-            self, repo_id, private=private, revision=revision, token=token, commit_message=commit_message,
-            dtype=dtype, card=card, card_data=card_data, max_shard_size=max_shard_size,
+            self,
+            repo_id,
+            private=private,
+            revision=revision,
+            token=token,
+            commit_message=commit_message,
+            dtype=dtype,
+            card=card,
+            card_data=card_data,
+            max_shard_size=max_shard_size,
         )
 
     @classmethod
@@ -117,11 +126,25 @@ class HubMixin(
         self.save_pretrained(save_directory)
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
-                         force_download: bool, local_files_only: bool, token: str | bool | None, **model_kwargs: Any):
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        **model_kwargs: Any,
+    ):
         return cls.from_pretrained(
-            model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
-            local_files_only=local_files_only, token=token, **model_kwargs,
+            model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            **model_kwargs,
         )
 
 

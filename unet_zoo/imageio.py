@@ -2,6 +2,7 @@
 
 Every file is written atomically: to a temporary file in the target folder, then `os.replace`d.
 """
+
 from __future__ import annotations
 
 import os

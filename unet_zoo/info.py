@@ -1,4 +1,5 @@
 """What the registry knows about an architecture: parameters, FLOPs, receptive field, size rule."""
+
 from __future__ import annotations
 
 import time

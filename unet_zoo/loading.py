@@ -1,4 +1,5 @@
 """One door for "the model the user named": a checkpoint, a folder, a Hub id or an architecture."""
+
 from __future__ import annotations
 
 import difflib

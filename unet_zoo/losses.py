@@ -6,6 +6,7 @@ We return the *mean* over pixels, i.e. the weighted sum divided by the number of
 the sum of the weights), so the loss scale and hence the learning rate do not depend on the tile size
 or batch size. With all weights 1 this is exactly `torch.nn.functional.cross_entropy`.
 """
+
 from __future__ import annotations
 
 from typing import Literal

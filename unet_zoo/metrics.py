@@ -33,6 +33,7 @@ exactly 1.0); the watershed is scikit-image's (``watershed_line=True``, FIFO flo
 membrane plateau), which follows the same rule as Fiji's ``WatershedTransform2D`` but has not been
 checked pixel-by-pixel against it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,9 +67,7 @@ def _as_stacks(cell_prob: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np
         )
     values = np.unique(gt)
     if not set(values.tolist()) <= {0, 1, 255}:
-        raise ValueError(
-            f"label must be binary: 255 or 1 = cell, 0 = membrane; found values {values[:10].tolist()}"
-        )
+        raise ValueError(f"label must be binary: 255 or 1 = cell, 0 = membrane; found values {values[:10].tolist()}")
     gt = gt > 0
     if prob.ndim == 2:
         prob, gt = prob[None], gt[None]
@@ -136,8 +135,7 @@ def overlap(gt_labels: np.ndarray, pred_labels: np.ndarray) -> Overlap:
     _, joint = np.unique(keys, return_counts=True)
     _, gt_sizes = np.unique(gt, return_counts=True)
     _, pred_sizes = np.unique(pred_fg, return_counts=True)
-    return Overlap(joint.astype(np.float64), gt_sizes.astype(np.float64), pred_sizes.astype(np.float64),
-                   singletons, int(gt.size))
+    return Overlap(joint.astype(np.float64), gt_sizes.astype(np.float64), pred_sizes.astype(np.float64), singletons, int(gt.size))
 
 
 # --- Rand -----------------------------------------------------------------------------------------
@@ -350,8 +348,16 @@ def simple_point_warp(label: np.ndarray, cell_prob: np.ndarray, threshold: float
     # Pass 1 visits every mismatch.
     left = []
     for i in todo:
-        if lut[s[i - a] | s[i - b] << 1 | s[i - c] << 2 | s[i - 1] << 3
-               | s[i + 1] << 4 | s[i + c] << 5 | s[i + b] << 6 | s[i + a] << 7]:
+        if lut[
+            s[i - a]
+            | s[i - b] << 1
+            | s[i - c] << 2
+            | s[i - 1] << 3
+            | s[i + 1] << 4
+            | s[i + c] << 5
+            | s[i + b] << 6
+            | s[i + a] << 7
+        ]:
             s[i] ^= 1
         else:
             left.append(i)
@@ -367,8 +373,16 @@ def simple_point_warp(label: np.ndarray, cell_prob: np.ndarray, threshold: float
             for i in left:
                 if dirty[i]:
                     dirty[i] = 0
-                    if lut[s[i - a] | s[i - b] << 1 | s[i - c] << 2 | s[i - 1] << 3
-                           | s[i + 1] << 4 | s[i + c] << 5 | s[i + b] << 6 | s[i + a] << 7]:
+                    if lut[
+                        s[i - a]
+                        | s[i - b] << 1
+                        | s[i - c] << 2
+                        | s[i - 1] << 3
+                        | s[i + 1] << 4
+                        | s[i + c] << 5
+                        | s[i + b] << 6
+                        | s[i + a] << 7
+                    ]:
                         s[i] ^= 1
                         flipped = True
                         for o in offsets:
@@ -400,8 +414,9 @@ def _removal_splits(components: np.ndarray, box: tuple, y: int, x: int) -> bool:
     """
     own = components[y, x]
     height, width = components.shape
-    ring = [(y + dy, x + dx) for dy, dx in _RING
-            if 0 <= y + dy < height and 0 <= x + dx < width and components[y + dy, x + dx] == own]
+    ring = [
+        (y + dy, x + dx) for dy, dx in _RING if 0 <= y + dy < height and 0 <= x + dx < width and components[y + dy, x + dx] == own
+    ]
     for radius in (4, 16, 64, None):
         if radius is None:
             y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop

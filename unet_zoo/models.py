@@ -3,6 +3,7 @@
 Variants are configurations of these classes, registered in `unet_zoo.registry`; no code is copied
 between variants. Inputs are float tensors (N, C, H, W); outputs are logits (N, num_classes, H', W').
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -132,9 +133,7 @@ class TimmUNet(HubMixin, nn.Module):
         import timm  # imported here: timm (and torchvision) are only needed for these models
 
         self.in_channels, self.num_classes, self.encoder_name = in_channels, num_classes, encoder
-        self.encoder = timm.create_model(
-            encoder, features_only=True, pretrained=pretrained_encoder, in_chans=in_channels
-        )
+        self.encoder = timm.create_model(encoder, features_only=True, pretrained=pretrained_encoder, in_chans=in_channels)
         channels = self.encoder.feature_info.channels()
         self.reductions = self.encoder.feature_info.reduction()
         decoder_channels = list(decoder_channels)[: len(channels) - 1]

@@ -1,4 +1,5 @@
 """The paper this zoo reproduces, and its results: Ronneberger, Fischer & Brox (MICCAI 2015)."""
+
 from __future__ import annotations
 
 PAPER = "Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015"

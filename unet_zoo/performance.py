@@ -12,6 +12,7 @@ benchmarks compare against), `count_train_flops` counts the FLOPs of a forward +
 `torch.utils.flop_counter`, and `Timer` times a callable with warm-up, CUDA events and the median.
 FLOPs count a multiply and an add as two operations; TFLOP/s means 1e12 such operations per second.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 Figures are built with matplotlib's object API (`matplotlib.figure.Figure`), never pyplot, so no global
 state is touched and the functions are safe in scripts, notebooks, threads and dask workers.
 """
+
 from __future__ import annotations
 
 import io

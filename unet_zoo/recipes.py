@@ -9,6 +9,7 @@ the file, the key and what is allowed.
 >>> load_recipe("tiny").model.name
 'small'
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -8,6 +8,7 @@ the probabilities of the rectangle equal ``predict_tiled(model, image)[:, rows, 
 rounding, for valid-convolution models (abutting tiles) and same-size models (blended tiles) alike,
 while memory depends on the rectangle only. `unet_zoo.volumes` builds blockwise volume prediction on it.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,9 +77,7 @@ def axis_tiles(model: nn.Module, length: int, tile: int, out_lo: int, out_hi: in
         padded = length + 2 * margin
         full = tile + max(0, -(-(padded - tile) // stride) * stride)
         pad_after = full - length - margin
-        starts = tuple(
-            p for p in _positions(full, tile, step, stride) if p < out_hi + margin and p + tile > out_lo + margin
-        )
+        starts = tuple(p for p in _positions(full, tile, step, stride) if p < out_hi + margin and p + tile > out_lo + margin)
         lo, hi = starts[0], starts[-1] + tile
         crop = (out_lo + margin - lo, out_hi + margin - lo)
         paste = None

@@ -16,6 +16,7 @@ Registry entries (`unet_zoo.registry.PRETRAINED`) pin the Hub repo, the revision
 A training run folder (``unet-zoo train`` output: ``recipe.json`` + ``checkpoint.safetensors``) loads too.
 Downloading, pushing and resolving names live in `unet_zoo.hub`.
 """
+
 from __future__ import annotations
 
 import json
@@ -167,8 +168,15 @@ def save_weights(
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".unet_zoo-save-"))
     try:
         # The splitter counts tensor bytes only; leave room for each file's JSON header so files stay <= the limit.
-        header = 8 + len(json.dumps({k: {"dtype": "BF16", "shape": list(v.shape), "data_offsets": [1 << 40] * 2}
-                                     for k, v in state.items()})) + 64
+        header = (
+            8
+            + len(
+                json.dumps(
+                    {k: {"dtype": "BF16", "shape": list(v.shape), "data_offsets": [1 << 40] * 2} for k, v in state.items()}
+                )
+            )
+            + 64
+        )
         budget = max(1, max_shard_size - header) if max_shard_size else 1 << 62
         save_torch_state_dict(state, tmp, max_shard_size=budget)
         written = sorted(p.name for p in tmp.iterdir())
@@ -318,12 +326,18 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, strict
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}" for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensor(s) ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''})")
+        problems.append(
+            f"{len(unexpected)} unexpected tensor(s) ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''})"
+        )
     if shapes:
         problems.append(f"{len(shapes)} shape mismatch(es) ({'; '.join(shapes[:4])}{'; ...' if len(shapes) > 4 else ''})")
     if not problems:
@@ -417,7 +431,10 @@ def is_run_folder(folder: str | Path) -> bool:
 
 
 def load_run_folder(
-    folder: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = torch.float32,
+    folder: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = torch.float32,
     strict: bool = True,
 ) -> nn.Module:
     """The model of a training run folder (``unet-zoo train`` output) at its last checkpointed step, in eval mode.
@@ -444,10 +461,12 @@ def load_run_folder(
     name = recipe.get("recipe", {}).get("name", "")
     total = recipe.get("train", {}).get("steps")
     model.pretrained_info = {
-        "description": f"training run {folder.name} of recipe {name!r} at step {ckpt.step}"
-                       + (f" of {total}" if total else ""),
-        "training": {"recipe": f"{name} (run folder {folder.name})", "steps": ckpt.step,
-                     "time_s": ckpt.extra.get("train_seconds")},
+        "description": f"training run {folder.name} of recipe {name!r} at step {ckpt.step}" + (f" of {total}" if total else ""),
+        "training": {
+            "recipe": f"{name} (run folder {folder.name})",
+            "steps": ckpt.step,
+            "time_s": ckpt.extra.get("train_seconds"),
+        },
     }
     model.checkpoint_source = f"{folder} (training run, step {ckpt.step})"
     return model

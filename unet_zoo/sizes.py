@@ -4,6 +4,7 @@ All sizes are side lengths in pixels of one spatial axis. A valid-convolution U-
 loses 4 pixels per double convolution and needs an even size before each 2x2 pooling; the paper's
 network (depth 4) maps 572 -> 388. A padded U-Net keeps the size and needs a multiple of ``2**d``.
 """
+
 from __future__ import annotations
 
 

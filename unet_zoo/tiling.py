@@ -8,6 +8,7 @@ over the whole mirror-padded image up to float rounding.
 Same-size models (padded and timm U-Nets): the mirror-padded image is cut into overlapping tiles whose
 probabilities are blended with a raised-cosine window, which hides the tiles' zero-padded borders.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,7 @@ def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndar
             )
         return image
     raise TypeError(
-        f"cannot normalise dtype {image.dtype} automatically; pass uint8, uint16 or float images, "
-        "or normalise=<callable>"
+        f"cannot normalise dtype {image.dtype} automatically; pass uint8, uint16 or float images, or normalise=<callable>"
     )
 
 
@@ -208,7 +208,12 @@ Forward = Callable[[np.ndarray], np.ndarray]
 
 
 def _predict_once(
-    model: nn.Module, image: np.ndarray, tile: int, batch_size: int, device: torch.device, amp: bool,
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
     forward: Forward | None = None,
 ) -> np.ndarray:
     """(C_in, H, W) float32 -> (C, H, W) float32 probabilities, no test-time augmentation."""

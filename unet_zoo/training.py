@@ -11,6 +11,7 @@ Everything a run writes goes to one folder (``runs/<recipe>-<YYYYmmdd-HHMMSS>/``
 (atomic, every ``train.checkpoint_every`` steps and at the end), ``curves.png``, ``predictions.png``
 and ``summary.json``. Under torchrun every process trains, rank 0 writes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -164,12 +165,20 @@ def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> Tr
     train_idx, val_idx = split_slices(len(images), k=recipe.data.k, fold=recipe.data.fold)
     weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache)
     return TrainingData(
-        images[train_idx], labels[train_idx], weights[train_idx],
-        images[val_idx], labels[val_idx], weights[val_idx], list(val_idx), source,
+        images[train_idx],
+        labels[train_idx],
+        weights[train_idx],
+        images[val_idx],
+        labels[val_idx],
+        weights[val_idx],
+        list(val_idx),
+        source,
     )
 
 
-def validation_tiles(model: nn.Module, data: TrainingData, tile: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def validation_tiles(
+    model: nn.Module, data: TrainingData, tile: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fixed, un-augmented validation tiles: the centre of held-out slices (cycled), mirror-padded for
     valid-convolution models. Returns x (n, 1, tile, tile) float32 in [0, 1], y (n, o, o) int64, w (n, o, o)."""
     out = model.output_size(tile)
@@ -237,8 +246,10 @@ def execution_config(recipe: Recipe, device: torch.device, compile: bool | None 
     t, cuda = recipe.train, device.type == "cuda"
     bf16_ok = not cuda or torch.cuda.is_bf16_supported()
     if t.precision == "bf16" and not bf16_ok:
-        raise ValueError(f"train.precision = 'bf16' but {torch.cuda.get_device_name(device)} has no bfloat16 support; "
-                         "use precision = 'auto' or 'fp32'")
+        raise ValueError(
+            f"train.precision = 'bf16' but {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+            "use precision = 'auto' or 'fp32'"
+        )
     amp = t.precision == "bf16" or (t.precision == "auto" and cuda and bf16_ok)
     return ExecutionConfig(
         amp_dtype=torch.bfloat16 if amp else None,
@@ -320,9 +331,14 @@ def _progress(enabled: bool, total: int, start: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tiles/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} tiles/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     task = progress.add_task("train", total=total, completed=start, loss="-", speed="-")
     return progress, task
@@ -423,8 +439,13 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(r, step))
         out_tile = model.output_size(r.data.tile)
         self.sampler = TileSampler(
-            self.data.train_images, self.data.train_labels, self.data.train_weights,
-            r.data.tile, out_tile, AugmentConfig.from_dict(r.augment), dev,
+            self.data.train_images,
+            self.data.train_labels,
+            self.data.train_weights,
+            r.data.tile,
+            out_tile,
+            AugmentConfig.from_dict(r.augment),
+            dev,
         )
         # Per-rank streams: different tiles and dropout masks on every process, reproducible from the seed.
         self.generator = torch.Generator(device=dev).manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
@@ -457,8 +478,12 @@ class Trainer:
         config = getattr(start, "pretrained_info", {}) or {}
         training = config.get("training") or {}
         cfg = getattr(start, "pretrained_cfg", None)
-        return {"source": source, "sha256": getattr(cfg, "sha256", None),
-                "train_seconds": training.get("time_s"), "steps": training.get("steps")}
+        return {
+            "source": source,
+            "sha256": getattr(cfg, "sha256", None),
+            "train_seconds": training.get("time_s"),
+            "steps": training.get("steps"),
+        }
 
     def _restore(self, ckpt) -> None:
         self.model.load_state_dict(ckpt.model)
@@ -470,8 +495,11 @@ class Trainer:
         if self.dist.rank in ckpt.rng and len(ckpt.rng) == self.dist.world_size:
             set_rng_state(ckpt.rng[self.dist.rank], self.generator, self.device)
         elif self.dist.is_main:
-            print(f"warning: checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
-                  f"{self.dist.world_size}; continuing with fresh random streams (not bit-identical)", file=sys.stderr)
+            print(
+                f"warning: checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
+                f"{self.dist.world_size}; continuing with fresh random streams (not bit-identical)",
+                file=sys.stderr,
+            )
 
     def _check_finite_weights(self) -> None:
         """Raise `NonFiniteLossError` when a weight is NaN/inf (a finite loss can still give inf gradients).
@@ -498,10 +526,18 @@ class Trainer:
         if not self.dist.is_main:
             return
         save_checkpoint(
-            self.run_dir / CHECKPOINT_NAME, model=self.model, step=self.step, optimizer=self.optimizer,
-            scheduler=self.scheduler, rng={rank: s for rank, s in enumerate(states)},
-            extra={"recipe": self.recipe.as_dict(), "world_size": self.dist.world_size,
-                   "train_seconds": round(self.train_seconds, 3), "init_from": self.init_info},
+            self.run_dir / CHECKPOINT_NAME,
+            model=self.model,
+            step=self.step,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            rng={rank: s for rank, s in enumerate(states)},
+            extra={
+                "recipe": self.recipe.as_dict(),
+                "world_size": self.dist.world_size,
+                "train_seconds": round(self.train_seconds, 3),
+                "init_from": self.init_info,
+            },
         )
 
     def _autocast(self):
@@ -588,8 +624,15 @@ class Trainer:
                     now = time.perf_counter()
                     speed = window_steps * tiles_per_step / max(now - window_time, 1e-9)
                     window_time, window_steps = now, 0
-                    log.write({"step": self.step, "loss": loss_value, "lr": self.scheduler.get_last_lr()[0],
-                               "tiles_per_s": round(speed, 3), "time_s": round(now - start_time, 3)})
+                    log.write(
+                        {
+                            "step": self.step,
+                            "loss": loss_value,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "tiles_per_s": round(speed, 3),
+                            "time_s": round(now - start_time, 3),
+                        }
+                    )
                     if bar:
                         bar[0].update(bar[1], completed=self.step, loss=f"{loss_value:.4f}", speed=f"{speed:.1f}")
                 if bar and self.step % r.train.log_every:
@@ -599,27 +642,35 @@ class Trainer:
                         scores = self.validate()
                         log.write({"step": self.step, **scores})
                         if not bar and self.log_lines:  # plain lines instead of a bar in logs and pipes
-                            print(f"step {self.step}/{r.train.steps}  loss {loss_value:.4f}  val_loss {scores['val_loss']:.4f}  "
-                                  f"val_pixel_error {scores['val_pixel_error']:.4f}  {time.perf_counter() - start_time:.0f} s", flush=True)
+                            print(
+                                f"step {self.step}/{r.train.steps}  loss {loss_value:.4f}  val_loss {scores['val_loss']:.4f}  "
+                                f"val_pixel_error {scores['val_pixel_error']:.4f}  {time.perf_counter() - start_time:.0f} s",
+                                flush=True,
+                            )
                 now = time.perf_counter()
                 self.train_seconds = now - start_time
                 out_of_time = self._out_of_time(session_start, step_start, now)
                 step_start = now
-                if (self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested
-                        or out_of_time):
+                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested or out_of_time:
                     self._save()
                 if stop_requested and self.step < r.train.steps:
                     signum = stop.received or signal.SIGTERM
                     raise TrainingInterrupted(
                         f"{signal.Signals(signum).name} stopped training of {r.name!r} after step {self.step} of "
                         f"{r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with --resume {self.run_dir} "
-                        "(or --resume latest).", self.step, self.run_dir, signum,
+                        "(or --resume latest).",
+                        self.step,
+                        self.run_dir,
+                        signum,
                     )
                 if out_of_time and self.step < r.train.steps:
                     raise TimeLimitReached(
                         f"the time limit of {self.time_limit / 60:g} min stopped training of {r.name!r} after step "
                         f"{self.step} of {r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with "
-                        f"--resume {self.run_dir} (or --resume latest).", self.step, self.run_dir, 0,
+                        f"--resume {self.run_dir} (or --resume latest).",
+                        self.step,
+                        self.run_dir,
+                        0,
                     )
                 if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:
                     break
@@ -630,8 +681,18 @@ class Trainer:
         seconds = time.perf_counter() - start_time
         if main and self.final_outputs and self.step == r.train.steps:
             self._final_outputs(history, seconds)
-        return TrainResult(self.run_dir, self.model, r, self.data, self.step, seconds, loss_value, history,
-                           steps_this_session=self.step - first_step, init_from=self.init_info)
+        return TrainResult(
+            self.run_dir,
+            self.model,
+            r,
+            self.data,
+            self.step,
+            seconds,
+            loss_value,
+            history,
+            steps_this_session=self.step - first_step,
+            init_from=self.init_info,
+        )
 
     def _out_of_time(self, session_start: float, step_start: float, now: float) -> bool:
         """Whether one more step (taking as long as the last one, plus the checkpoint's time) would end
@@ -658,17 +719,31 @@ class Trainer:
         plot_curves(history, self.run_dir / "curves.png")
         n = min(self.recipe.train.overlay_slices, len(self.data.val_images))
         if n:
-            probs = np.stack([
-                predict_tiled(self.model, img, device=self.device, batch_size=self.recipe.eval.batch_size)[0]
-                for img in self.data.val_images[:n]
-            ])
-            plot_overlays(self.data.val_images[:n], probs, self.data.val_labels[:n], self.run_dir / "predictions.png",
-                          titles=[f"held-out slice {s}" for s in self.data.val_slices[:n]])
+            probs = np.stack(
+                [
+                    predict_tiled(self.model, img, device=self.device, batch_size=self.recipe.eval.batch_size)[0]
+                    for img in self.data.val_images[:n]
+                ]
+            )
+            plot_overlays(
+                self.data.val_images[:n],
+                probs,
+                self.data.val_labels[:n],
+                self.run_dir / "predictions.png",
+                titles=[f"held-out slice {s}" for s in self.data.val_slices[:n]],
+            )
         last_val = next((h for h in reversed(history) if "val_loss" in h), {})
-        summary = {"recipe": self.recipe.name, "steps": self.step, "train_seconds": round(seconds, 2),
-                   "world_size": self.dist.world_size, "device": str(self.device),
-                   "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),  # the last record may be a validation one
-                   **{k: v for k, v in last_val.items() if k != "step"}}
+        summary = {
+            "recipe": self.recipe.name,
+            "steps": self.step,
+            "train_seconds": round(seconds, 2),
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+            "final_loss": next(
+                (h["loss"] for h in reversed(history) if "loss" in h), None
+            ),  # the last record may be a validation one
+            **{k: v for k, v in last_val.items() if k != "step"},
+        }
         atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
 
 

@@ -4,6 +4,7 @@ The model goes to every worker once, in a worker plugin (also to workers that jo
 only a block index, so a worker loads the model once however many blocks it runs. Workers read their
 blocks from the source and write them to the output themselves (both must be reachable at the same paths).
 """
+
 from __future__ import annotations
 
 import io
@@ -78,8 +79,13 @@ def connect(scheduler: Any = None, workers: int | None = None, memory_limit: str
                 "address and that `dask scheduler` runs there, or use workers=N (--workers N) for a local cluster"
             ) from None
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
-        memory_limit=memory_limit, silence_logs=logging.ERROR,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        memory_limit=memory_limit,
+        silence_logs=logging.ERROR,
     )
     return Client(cluster), cluster
 

@@ -10,6 +10,7 @@ the same format and chunks as the input, its attributes saying what produced it.
 when its marker file exists (written atomically after the block's chunks); the markers go when the run
 completes and the attribute ``unet_zoo.complete`` becomes true.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -141,9 +142,17 @@ def _open_zarr_path(path: Path, level: int | None) -> VolumeSource:
         raise ValueError(f"level {level} needs an OME-Zarr group; {path} is a single array")
     _check_dims(node.shape, str(path))
     return VolumeSource(
-        "zarr", str(path), _zyx(node.shape), np.dtype(node.dtype), node.ndim, tuple(node.chunks),
-        tuple(node.shards) if getattr(node, "shards", None) else None, node.metadata.zarr_format, ome,
-        str(path.resolve()), key,
+        "zarr",
+        str(path),
+        _zyx(node.shape),
+        np.dtype(node.dtype),
+        node.ndim,
+        tuple(node.chunks),
+        tuple(node.shards) if getattr(node, "shards", None) else None,
+        node.metadata.zarr_format,
+        ome,
+        str(path.resolve()),
+        key,
     )
 
 
@@ -177,15 +186,26 @@ def open_source(source: Any, level: int | None = None) -> VolumeSource:
     if isinstance(source, zarr.Array):
         _check_dims(source.shape, "the zarr array")
         return VolumeSource(
-            "array", f"zarr array {source.path or '/'}", _zyx(source.shape), np.dtype(source.dtype), source.ndim,
-            tuple(source.chunks), tuple(source.shards) if getattr(source, "shards", None) else None,
-            source.metadata.zarr_format, array=source,
+            "array",
+            f"zarr array {source.path or '/'}",
+            _zyx(source.shape),
+            np.dtype(source.dtype),
+            source.ndim,
+            tuple(source.chunks),
+            tuple(source.shards) if getattr(source, "shards", None) else None,
+            source.metadata.zarr_format,
+            array=source,
         )
     if hasattr(source, "chunksize") and hasattr(source, "compute"):  # a dask array
         _check_dims(source.shape, "the dask array")
         return VolumeSource(
-            "array", "dask array", _zyx(source.shape), np.dtype(source.dtype), source.ndim,
-            tuple(int(c) for c in source.chunksize), array=source,
+            "array",
+            "dask array",
+            _zyx(source.shape),
+            np.dtype(source.dtype),
+            source.ndim,
+            tuple(int(c) for c in source.chunksize),
+            array=source,
         )
     if isinstance(source, np.ndarray):
         _check_dims(source.shape, "the array")
@@ -257,8 +277,15 @@ def _ome_attrs(source: VolumeSource) -> dict:
 
 
 def open_output(
-    out: str | Path, source: VolumeSource, chunks: tuple[int, ...], shards: tuple[int, ...] | None,
-    dtype: str, settings: dict, *, overwrite: bool, resume: bool,
+    out: str | Path,
+    source: VolumeSource,
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+    dtype: str,
+    settings: dict,
+    *,
+    overwrite: bool,
+    resume: bool,
 ) -> tuple[VolumeOutput, set[str]]:
     """Create the output store (or reopen an unfinished one with the same `settings` when `resume`).
 
@@ -284,11 +311,27 @@ def open_output(
     attrs = {ATTRS: {**settings, "unet_zoo_version": __version__, "complete": False}}
     if source.ome:
         group = zarr.open_group(str(path), mode="w-", zarr_format=fmt, attributes=_ome_attrs(source))
-        group.create_array(key, shape=source.shape[-source.ndim:], chunks=chunks, shards=shards, dtype=dtype,
-                           fill_value=0, attributes=attrs, **_dims(fmt, source))
+        group.create_array(
+            key,
+            shape=source.shape[-source.ndim :],
+            chunks=chunks,
+            shards=shards,
+            dtype=dtype,
+            fill_value=0,
+            attributes=attrs,
+            **_dims(fmt, source),
+        )
     else:
-        zarr.create_array(str(path), shape=source.shape[-source.ndim:], chunks=chunks, shards=shards, dtype=dtype,
-                          fill_value=0, attributes=attrs, zarr_format=fmt)
+        zarr.create_array(
+            str(path),
+            shape=source.shape[-source.ndim :],
+            chunks=chunks,
+            shards=shards,
+            dtype=dtype,
+            fill_value=0,
+            attributes=attrs,
+            zarr_format=fmt,
+        )
     output = VolumeOutput(str(path), key, source.ndim)
     output.markers.mkdir()
     return output, set()
@@ -317,8 +360,10 @@ def _exists_message(path: Path, key: str) -> str:
     if info and info.get("complete"):
         return f"{path} already holds a finished prediction; pass overwrite=True (--overwrite) to replace it"
     if info:
-        return (f"{path} holds an unfinished prediction; resume=True continues it (with the same settings), "
-                "overwrite=True (--overwrite) starts again")
+        return (
+            f"{path} holds an unfinished prediction; resume=True continues it (with the same settings), "
+            "overwrite=True (--overwrite) starts again"
+        )
     return f"{path} already exists; choose another output path or pass overwrite=True (--overwrite) to replace it"
 
 

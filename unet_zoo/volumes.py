@@ -9,6 +9,7 @@ bounded by a block. Blocks run one after another in this process, or on a dask.d
 (`workers` starts a local one, `scheduler` joins an existing one), where each worker loads the model once.
 Finished blocks are recorded, so an interrupted run continues where it stopped.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,9 +70,7 @@ def _default_block(depth: int) -> int:
     return min(DEFAULT_BLOCK, max(1, math.isqrt(BLOCK_PIXELS // max(1, depth))))
 
 
-def plan_blocks(
-    shape: tuple[int, int, int], unit: tuple[int, int, int] | None, block: int | None, min_block: int
-) -> BlockPlan:
+def plan_blocks(shape: tuple[int, int, int], unit: tuple[int, int, int] | None, block: int | None, min_block: int) -> BlockPlan:
     """Blocks of whole write units (`unit`: the output's chunks or shards, (Z, Y, X)) about `block` px wide.
 
     Without a unit (unchunked sources) blocks are one section deep and `block` px wide (the output's chunks
@@ -124,8 +123,16 @@ class VolumeJob:
         values = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype)
         for z in range(zs.start, zs.stop):
             probs = predict_region(
-                model, reader(z), (height, width), (ys.start, ys.stop), (xs.start, xs.stop), tile=self.tile,
-                batch_size=self.batch_size, tta=self.tta, normalise=self.normalise, amp=self.amp,
+                model,
+                reader(z),
+                (height, width),
+                (ys.start, ys.stop),
+                (xs.start, xs.stop),
+                tile=self.tile,
+                batch_size=self.batch_size,
+                tta=self.tta,
+                normalise=self.normalise,
+                amp=self.amp,
             )[self.channel]
             values[z - zs.start] = probs if self.dtype == "float32" else np.clip(np.rint(probs * 255), 0, 255)
         return values
@@ -242,21 +249,26 @@ def predict_volume(
     unit = _write_unit(vol)
     plan = plan_blocks(vol.shape, unit, block, _check_tile(model, used_tile))
     if unit is None:
-        chunks: tuple[int, ...] = plan.block[-vol.ndim:]
+        chunks: tuple[int, ...] = plan.block[-vol.ndim :]
     else:
         chunks = vol.chunks
-    settings = json.loads(json.dumps({
-        **model_provenance(model),
-        "state_sha256": state_sha256(model),  # resuming with other weights (a checkpoint or not) is refused
-        "source": vol.description,
-        "shape": list(vol.shape[-vol.ndim:]),
-        "tile": used_tile,
-        "tta": tta,
-        "channel": channel,
-        "dtype": dtype,
-        "block": list(plan.block),
-        "normalise": normalise if isinstance(normalise, str) else "callable",
-    }, default=str))
+    settings = json.loads(
+        json.dumps(
+            {
+                **model_provenance(model),
+                "state_sha256": state_sha256(model),  # resuming with other weights (a checkpoint or not) is refused
+                "source": vol.description,
+                "shape": list(vol.shape[-vol.ndim :]),
+                "tile": used_tile,
+                "tta": tta,
+                "channel": channel,
+                "dtype": dtype,
+                "block": list(plan.block),
+                "normalise": normalise if isinstance(normalise, str) else "callable",
+            },
+            default=str,
+        )
+    )
     client = cluster = None
     if scheduler is not None or workers is not None:
         # dask.distributed is imported only for cluster runs (an optional, heavy dependency)
@@ -265,8 +277,15 @@ def predict_volume(
         client, cluster = connect(scheduler, workers, memory_limit)  # fails fast, before anything is written
     try:
         output, done = open_output(out, vol, chunks, vol.shards, dtype, settings, overwrite=overwrite, resume=resume)
-        _run(VolumeJob(vol, output, plan, tile, tta, batch_size, channel, dtype, normalise), model, done, progress,
-             client, device, local_workers=workers if cluster is not None else None)
+        _run(
+            VolumeJob(vol, output, plan, tile, tta, batch_size, channel, dtype, normalise),
+            model,
+            done,
+            progress,
+            client,
+            device,
+            local_workers=workers if cluster is not None else None,
+        )
     finally:
         if client is not None and client is not scheduler:  # ours: a Client of an address or of a local cluster
             client.close()
@@ -276,8 +295,15 @@ def predict_volume(
     return Path(output.path)
 
 
-def _run(job: VolumeJob, model: nn.Module, done: set[str], progress: Progress | None, client: Any,
-         device: str | None, local_workers: int | None) -> None:
+def _run(
+    job: VolumeJob,
+    model: nn.Module,
+    done: set[str],
+    progress: Progress | None,
+    client: Any,
+    device: str | None,
+    local_workers: int | None,
+) -> None:
     plan = job.plan
     todo = [i for i in plan.indices() if BlockPlan.name(i) not in done]
     total = len(plan.indices())

@@ -21,6 +21,7 @@ R = sigma * sqrt(2 ln(w0 / 1e-6)) pixels. Distances inside the box are exact; a 
 more than R from the cell, where the border term is below 1e-6, so the result differs from the
 brute-force definition by less than 1e-6 (absolute) everywhere.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,9 +93,7 @@ def border_distances(cells: np.ndarray, count: int, radius: float = math.inf) ->
     for index, box in enumerate(ndimage.find_objects(cells), start=1):
         if box is None:
             continue
-        crop = tuple(
-            slice(max(s.start - margin, 0), min(s.stop + margin, size)) for s, size in zip(box, shape)
-        )
+        crop = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, size)) for s, size in zip(box, shape))
         dist = ndimage.distance_transform_edt(cells[crop] != index).astype(np.float32)
         a, b = d1[crop], d2[crop]
         # insert `dist` into the running two smallest values (views write through)

@@ -1,4 +1,5 @@
 """The `unet-zoo` command line: a thin layer over the Python API (one module per area)."""
+
 from __future__ import annotations
 
 # the order of these imports is the order of the commands in `unet-zoo --help`

@@ -1,4 +1,5 @@
 """The typer application every CLI module adds its commands to."""
+
 from __future__ import annotations
 
 import typer

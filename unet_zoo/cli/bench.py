@@ -1,4 +1,5 @@
 """`unet-zoo benchmark`: our fast path vs the float32 eager baseline (see `unet_zoo.benchmark.run_all`)."""
+
 from __future__ import annotations
 
 import shlex
@@ -18,7 +19,8 @@ def benchmark_command(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)"),
     smoke: bool = typer.Option(False, "--smoke", help="tiny models and sizes: checks the suite runs (timings mean nothing)"),
     only: str = typer.Option(
-        "train,inference,augment", "--only",
+        "train,inference,augment",
+        "--only",
         help="comma-separated subset of: train, inference, augment, reproduce (the last is long and needs the ISBI data)",
     ),
     out: Path = typer.Option(Path("bench-results"), "--out", help="folder for results.json and results.md"),
@@ -30,9 +32,12 @@ def benchmark_command(
         None, "--inference-side", help="image side for the inference benchmark (default: 4096 on CUDA, 1024 on CPU)"
     ),
     train_batch: int = typer.Option(None, "--train-batch", help="tiles per training step (default: 8 on CUDA, 1 on CPU)"),
-    reproduce_variant: str = typer.Option(None, "--reproduce-variant", help="reproduce section: original (default), padded, small or all"),
+    reproduce_variant: str = typer.Option(
+        None, "--reproduce-variant", help="reproduce section: original (default), padded, small or all"
+    ),
     reproduce_quick: bool = typer.Option(
-        None, "--reproduce-quick/--reproduce-full",
+        None,
+        "--reproduce-quick/--reproduce-full",
         help="reproduce section: the --quick CPU demo or the paper recipe (default: full on CUDA, quick on CPU)",
     ),
     reproduce_steps: int = typer.Option(None, "--reproduce-steps", min=1, help="reproduce section: override train.steps"),
@@ -58,8 +63,12 @@ def benchmark_command(
         settings["inference_side"] = inference_side
     if train_batch is not None:
         settings["train_batch"] = train_batch
-    for key, value in (("reproduce_variant", reproduce_variant), ("reproduce_quick", reproduce_quick),
-                       ("reproduce_steps", reproduce_steps), ("data_dir", data_dir)):
+    for key, value in (
+        ("reproduce_variant", reproduce_variant),
+        ("reproduce_quick", reproduce_quick),
+        ("reproduce_steps", reproduce_steps),
+        ("data_dir", data_dir),
+    ):
         if value is not None:
             settings[key] = value
     command = "unet-zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None

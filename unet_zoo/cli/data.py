@@ -1,4 +1,5 @@
 """`unet-zoo data download isbi`, `unet-zoo data info`: fetch and inspect the ISBI 2012 data."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,13 @@ def _check_dataset(name: str) -> None:
 def download_command(
     dataset: str = typer.Argument(..., help="dataset name: isbi"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    url: list[str] | None = typer.Option(None, "--url", help="base URL serving the three tifs (repeatable; replaces the mirror list)"),
+    url: list[str] | None = typer.Option(
+        None, "--url", help="base URL serving the three tifs (repeatable; replaces the mirror list)"
+    ),
     timeout: float = typer.Option(10.0, help="seconds before a connection attempt gives up"),
-    no_verify: bool = typer.Option(False, "--no-verify", help="accept files that match no known checksum (shape is still checked)"),
+    no_verify: bool = typer.Option(
+        False, "--no-verify", help="accept files that match no known checksum (shape is still checked)"
+    ),
     force: bool = typer.Option(False, "--force", help="download again even if verified files are present"),
 ) -> None:
     """Download train-volume.tif, train-labels.tif and test-volume.tif, verifying each against known checksums."""
@@ -46,8 +51,9 @@ def download_command(
             bar.update(tasks[name], completed=done, total=total)
 
         try:
-            report = download_isbi(folder, urls=url or None, timeout=timeout, verify=not no_verify, force=force,
-                                   progress=progress)
+            report = download_isbi(
+                folder, urls=url or None, timeout=timeout, verify=not no_verify, force=force, progress=progress
+            )
         except DatasetNotFoundError as err:
             raise fail(str(err)) from None
     for name, how in report.items():
@@ -73,8 +79,13 @@ def info_command(
             table.add_column(col)
         for name, f in info["files"].items():
             state = "[red]missing[/red]" if not f["present"] else ("[red]broken[/red]" if "error" in f else "[green]ok[/green]")
-            table.add_row(name, state, "x".join(map(str, f.get("shape", []))) or "-",
-                          f.get("sha256", "-")[:16], f.get("verified", f.get("error", "-")))
+            table.add_row(
+                name,
+                state,
+                "x".join(map(str, f.get("shape", []))) or "-",
+                f.get("sha256", "-")[:16],
+                f.get("verified", f.get("error", "-")),
+            )
         console.print(table)
         split = info["split"]
         console.print(

@@ -1,4 +1,5 @@
 """`unet-zoo export`: a thin layer over unet_zoo.exporters.export."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,9 @@ def export_command(
     net = inference._load(model, "cpu")
     with console.status(f"exporting {model} to {format} ..."):
         try:
-            path = export(net, format, out, force=force, note=lambda message: console.print(f"[yellow]note:[/yellow] {escape(message)}"))
+            path = export(
+                net, format, out, force=force, note=lambda message: console.print(f"[yellow]note:[/yellow] {escape(message)}")
+            )
         except (ExportError, ImportError, ValueError, OSError) as err:
             raise fail(str(err)) from None
     console.print(f"{escape(model)} -> {escape(str(path))} ({format}, {path.stat().st_size / 1e6:.1f} MB)", highlight=False)

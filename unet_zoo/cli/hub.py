@@ -1,4 +1,5 @@
 """`unet-zoo push` and `unet-zoo download`: publish a checkpoint folder, fetch one into the Hugging Face cache."""
+
 from __future__ import annotations
 
 from pathlib import Path

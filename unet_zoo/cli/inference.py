@@ -1,4 +1,5 @@
 """`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.tiling and unet_zoo.evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -35,29 +36,37 @@ def _onnxruntime_forward(net):
     except ImportError as err:
         raise fail(str(err)) from None
     except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
-        raise fail(f"cannot run {getattr(net, 'model_name', 'this model')} with onnxruntime ({err}); use --backend torch") from None
+        raise fail(
+            f"cannot run {getattr(net, 'model_name', 'this model')} with onnxruntime ({err}); use --backend torch"
+        ) from None
 
 
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     )
 
 
 @app.command("predict")
 def predict_command(
     model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
-    images: list[Path] = typer.Argument(..., help="TIFF (2-D or stacks) or PNG images, or one Zarr / OME-Zarr volume (see --out)"),
+    images: list[Path] = typer.Argument(
+        ..., help="TIFF (2-D or stacks) or PNG images, or one Zarr / OME-Zarr volume (see --out)"
+    ),
     out: Path = typer.Option(Path("preds"), "--out", "-o", help="output folder (volumes: the output .zarr store)"),
     tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default, shrunk for small images)"),
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
-    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (CPU; pip install \"unet-zoo[export]\")"),
+    backend: str = typer.Option("torch", "--backend", help='torch, or onnxruntime (CPU; pip install "unet-zoo[export]")'),
     workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
     scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
     block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
@@ -74,9 +83,20 @@ def predict_command(
         if backend != "torch":
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
-            lambda: _load(model, device or None), _progress, images[0], out, device=device or None,
-            tile=tile or None, batch_size=batch_size, tta=tta, block=block, level=level, uint8=uint8,
-            overwrite=overwrite, workers=workers, scheduler=scheduler,
+            lambda: _load(model, device or None),
+            _progress,
+            images[0],
+            out,
+            device=device or None,
+            tile=tile or None,
+            batch_size=batch_size,
+            tta=tta,
+            block=block,
+            level=level,
+            uint8=uint8,
+            overwrite=overwrite,
+            workers=workers,
+            scheduler=scheduler,
         )
 
     for path in images:
@@ -105,8 +125,13 @@ def predict_command(
             task = bar.add_task(path.name, total=len(stack))
             try:
                 probs = predict_stack(
-                    net, stack, progress=lambda _, task=task: bar.advance(task),
-                    tile=tile or None, batch_size=batch_size, tta=tta, forward=forward,
+                    net,
+                    stack,
+                    progress=lambda _, task=task: bar.advance(task),
+                    tile=tile or None,
+                    batch_size=batch_size,
+                    tta=tta,
+                    forward=forward,
                 )
             except (ValueError, TypeError) as err:
                 raise fail(f"{path}: {err}") from None
@@ -127,7 +152,9 @@ def evaluate_command(
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, ... (default: cuda if available)"),
     json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
-    warping: bool = typer.Option(True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"),
+    warping: bool = typer.Option(
+        True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"
+    ),
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
@@ -137,8 +164,16 @@ def evaluate_command(
         with _progress() as bar:
             task = bar.add_task("predicting", total=None)
             result = evaluate_isbi(
-                net, data_dir or None, split=split, fold=fold, k=k, tta=tta,
-                tile=tile or None, batch_size=batch_size, progress=lambda _: bar.advance(task), warping=warping,
+                net,
+                data_dir or None,
+                split=split,
+                fold=fold,
+                k=k,
+                tta=tta,
+                tile=tile or None,
+                batch_size=batch_size,
+                progress=lambda _: bar.advance(task),
+                warping=warping,
             )
     except FileNotFoundError as err:
         raise fail(str(err)) from None

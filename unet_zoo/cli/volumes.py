@@ -1,4 +1,5 @@
 """`unet-zoo predict MODEL volume.zarr --out out.zarr ...`: blockwise volume prediction (unet_zoo.volumes)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,9 +22,21 @@ def is_volume_request(inputs: list[Path], out: Path) -> bool:
 
 
 def predict_volume_command(
-    load: Callable[[], Any], progress_bar: Callable[[], Progress], source: Path, out: Path, *, device: str | None,
-    tile: int | None, batch_size: int, tta: bool, block: int | None, level: int | None, uint8: bool,
-    overwrite: bool, workers: int | None, scheduler: str | None,
+    load: Callable[[], Any],
+    progress_bar: Callable[[], Progress],
+    source: Path,
+    out: Path,
+    *,
+    device: str | None,
+    tile: int | None,
+    batch_size: int,
+    tta: bool,
+    block: int | None,
+    level: int | None,
+    uint8: bool,
+    overwrite: bool,
+    workers: int | None,
+    scheduler: str | None,
 ) -> None:
     """Run unet_zoo.predict_volume with the model `load()` returns and the progress bar `progress_bar()`; errors exit 2."""
     if not source.exists():
@@ -48,9 +61,19 @@ def predict_volume_command(
         task = bar.add_task(f"{source.name} (blocks)", total=None)
         try:
             written = predict_volume(
-                net, source, out, block=block, tile=tile, tta=tta, dtype="uint8" if uint8 else "float32",
-                overwrite=overwrite, scheduler=scheduler or None, workers=workers, level=level,
-                batch_size=batch_size, device=device,
+                net,
+                source,
+                out,
+                block=block,
+                tile=tile,
+                tta=tta,
+                dtype="uint8" if uint8 else "float32",
+                overwrite=overwrite,
+                scheduler=scheduler or None,
+                workers=workers,
+                level=level,
+                batch_size=batch_size,
+                device=device,
                 progress=progress,
             )
         except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:

@@ -5,6 +5,7 @@ one job each: `traced` (the probability wrapper, TorchScript and ONNX bytes, the
 `runtime` (onnxruntime as a tiling backend) and `bioimageio` (a bioimage.io model package). onnx,
 onnxruntime and bioimageio.* (the ``export`` extra) are imported inside the functions that need them.
 """
+
 from __future__ import annotations
 
 from .api import FORMATS, ExportError, export, working_formats

@@ -8,6 +8,7 @@ TorchScript export is run (onnxruntime, torch.jit.load) and compared with the to
 written (max abs difference of the probabilities <= 1e-4). Files appear atomically; an existing file
 is replaced only with ``force=True``. onnx, onnxruntime and bioimageio.* come with the ``export`` extra.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -105,8 +106,9 @@ def export(
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists; pass force=True (--force) to overwrite it")
     if sample is not None and (np.asarray(sample).dtype != np.uint8 or np.asarray(sample).ndim not in (2, 3)):
-        raise ValueError(f"sample must be a uint8 image (H, W) or (C, H, W), got {np.asarray(sample).dtype} "
-                         f"{np.asarray(sample).shape}")
+        raise ValueError(
+            f"sample must be a uint8 image (H, W) or (C, H, W), got {np.asarray(sample).dtype} {np.asarray(sample).shape}"
+        )
     try:
         if format == "onnx":
             _onnx(model, path)

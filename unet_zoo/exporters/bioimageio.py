@@ -10,6 +10,7 @@ The package (a .zip that ilastik, deepImageJ, QuPath and napari open) holds:
   ``torchscript`` and ``onnx`` where they export and match torch within 1e-4;
 - test input/output tensors (.npy), a cover image, the model card as documentation, citations.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,7 +45,10 @@ from .traced import (
 
 ARCHITECTURE_FILE = "unet_zoo_architecture.py"
 ARCHITECTURE_CALLABLE = "UNetZooProbabilities"
-ARCHITECTURE_SOURCE = '''"""Architecture of a unet_zoo U-Net for bioimage.io pytorch_state_dict weights (needs `pip install unet-zoo`)."""
+ARCHITECTURE_SOURCE = '''"""Architecture of a unet_zoo U-Net for bioimage.io pytorch_state_dict weights.
+
+Needs `pip install unet-zoo`.
+"""
 import torch
 from torch import nn
 
@@ -72,8 +76,7 @@ dependencies:
       - unet-zoo
 """
 PAPER_CITATION = (
-    "Ronneberger, O., Fischer, P., Brox, T.: U-Net: Convolutional Networks for Biomedical Image Segmentation. "
-    "MICCAI 2015"
+    "Ronneberger, O., Fischer, P., Brox, T.: U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI 2015"
 )
 PAPER_URL = "https://arxiv.org/abs/1505.04597"
 ISBI_CITATION = (
@@ -81,8 +84,17 @@ ISBI_CITATION = (
     "Frontiers in Neuroanatomy 9:142 (2015)"
 )
 ISBI_DOI = "10.3389/fnana.2015.00142"
-TAGS = ["unet", "u-net", "unet_zoo", "semantic-segmentation", "electron-microscopy", "membrane-segmentation",
-        "2d", "pytorch", "isbi2012"]
+TAGS = [
+    "unet",
+    "u-net",
+    "unet_zoo",
+    "semantic-segmentation",
+    "electron-microscopy",
+    "membrane-segmentation",
+    "2d",
+    "pytorch",
+    "isbi2012",
+]
 
 
 def size_parameters(model: nn.Module) -> tuple[int, int, int]:
@@ -146,13 +158,19 @@ def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: 
     else:
         cfg = getattr(model, "pretrained_cfg", None)
         card = render_model_card(
-            name, args, params=sum(p.numel() for p in model.parameters()), metrics=None, training=None,
+            name,
+            args,
+            params=sum(p.numel() for p in model.parameters()),
+            metrics=None,
+            training=None,
             checkpoint_name=getattr(cfg, "name", None),
         )
     card = re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.S).lstrip()
     relation = (
         f"output = input {offset:+d} pixels per side length (a {min_size + 24 * step} input gives "
-        f"{min_size + 24 * step + offset})" if offset else "output = input size"
+        f"{min_size + 24 * step + offset})"
+        if offset
+        else "output = input size"
     )
     return (
         f"{card.rstrip()}\n\n## This bioimage.io package\n\n"
@@ -217,7 +235,8 @@ def export_bioimageio(
             pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
                 source=folder / "weights.pt",
                 architecture=bio.ArchitectureFromFileDescr(
-                    source=folder / ARCHITECTURE_FILE, callable=ARCHITECTURE_CALLABLE,
+                    source=folder / ARCHITECTURE_FILE,
+                    callable=ARCHITECTURE_CALLABLE,
                     kwargs={"model_name": arch_name, "model_args": args},
                 ),
                 pytorch_version=torch_version,
@@ -272,8 +291,12 @@ def export_bioimageio(
                 bio.InputTensorDescr(
                     id=bio.TensorId("input"),
                     description="EM image, uint8",
-                    axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[f"c{i}" for i in range(in_channels)]),
-                          space("y"), space("x")],
+                    axes=[
+                        bio.BatchAxis(),
+                        bio.ChannelAxis(channel_names=[f"c{i}" for i in range(in_channels)]),
+                        space("y"),
+                        space("x"),
+                    ],
                     test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
                     sample_tensor=bio.FileDescr(source=folder / "sample_input.tif"),
                     data=bio.IntervalOrRatioDataDescr(type="uint8"),

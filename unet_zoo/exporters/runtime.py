@@ -3,6 +3,7 @@
 `onnxruntime_forward(model)` returns a callable mapping (N, C_in, H, W) float32 arrays to (N, C, H', W')
 float32 probabilities, which `unet_zoo.tiling.predict_tiled(..., forward=...)` uses in place of torch.
 """
+
 from __future__ import annotations
 
 import importlib

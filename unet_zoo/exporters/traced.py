@@ -5,6 +5,7 @@ to [0, 1], output (N, num_classes, H', W') float32 per-class probabilities. Batc
 dynamic; H and W must follow the model's size rule (`size_rule`), e.g. 188 + 16n with H' = H - 184
 for the paper's valid-convolution `original`, multiples of 16 with H' = H for the padded U-Nets.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -91,8 +92,13 @@ def onnx_bytes(model: nn.Module, opset: int = ONNX_OPSET) -> bytes:
     buffer = io.BytesIO()
     with _quiet(), torch.no_grad():
         torch.onnx.export(
-            wrapped, (example_input(model, example_size(model, 96)),), buffer,
-            dynamo=False, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            wrapped,
+            (example_input(model, example_size(model, 96)),),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_axes={
                 INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
                 OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"},

@@ -29,7 +29,7 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return files_sha256([path], chunk_size)
 
 
-def atomic_write_with(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], object], suffix: str = ".tmp") -> Path:
     """Create `path` atomically: `write(tmp)` fills a temporary file in the same folder, which is fsynced and
     moved onto `path` with `os.replace`; on any error the temporary file is removed. Returns `path`.
 

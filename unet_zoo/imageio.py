@@ -48,7 +48,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
     """`files.atomic_write_with`, keeping the file's suffix on the temporary name (writers look at it)."""
     return atomic_write_with(path, write, suffix=Path(path).suffix)
 

@@ -34,7 +34,7 @@ def _save(fig, path: str | Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def running_mean(values: Sequence[float], window: int) -> np.ndarray:
+def running_mean(values: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     """Mean of the last `window` values at each position (shorter at the start); same length as `values`."""
     v = np.asarray(values, dtype=np.float64)
     if window <= 1 or v.size == 0:

@@ -102,20 +102,24 @@ def _run_tiles(
     """(C_in, ys.hi-ys.lo, xs.hi-xs.lo) padded input -> (C, crop_y, crop_x) probabilities of the output range."""
     tile = ys.tile
     starts = [(y - ys.lo, x - xs.lo) for y in ys.starts for x in xs.starts]  # row-major, like predict_tiled
-    total = weight = None
+    total: np.ndarray | None = None
+    weight: np.ndarray | None = None
     window = _window(tile) if ys.paste is None else None
     for chunk in _batches(starts, batch_size):
         probs = _forward(model, np.stack([image[:, y : y + tile, x : x + tile] for y, x in chunk]), device, amp)
         if total is None:
             total = np.zeros((probs.shape[1], ys.hi - ys.lo, xs.hi - xs.lo), dtype=np.float32)
             weight = None if window is None else np.zeros(total.shape[1:], dtype=np.float32)
+        assert total is not None
         for (y, x), p in zip(chunk, probs):
             if window is None:
                 step = ys.paste
                 total[:, y : y + step, x : x + step] = p[:, :step, :step]
             else:
+                assert weight is not None  # made with total when there is a window
                 total[:, y : y + tile, x : x + tile] += p * window
                 weight[y : y + tile, x : x + tile] += window
+    assert total is not None  # at least one tile
     (y0, y1), (x0, x1) = ys.crop, xs.crop
     if weight is None:
         return total[:, y0:y1, x0:x1]
@@ -181,7 +185,7 @@ def predict_region(
     if dev.type == "cuda":  # as predict_tiled does
         model.to(memory_format=torch.channels_last)
     try:
-        total = None
+        total: np.ndarray | None = None
         for (ay, rev_y, ys, iy), (ax, rev_x, xs, ix) in plans:
             iy, ix = iy - bounds[ay][0], ix - bounds[ax][0]
             if ay == 0:  # view rows are image rows
@@ -196,6 +200,7 @@ def predict_region(
             if ay != 0:
                 probs = probs.transpose(0, 2, 1)
             total = probs.astype(np.float32) if total is None else total + probs
+        assert total is not None  # at least one view
         return np.ascontiguousarray(total / len(transforms), dtype=np.float32)
     finally:
         model.train(was_training)

@@ -66,5 +66,7 @@ def size_rule(depth: int = 4, padding: int = 0) -> str:
         return f"output = input; input a multiple of {2**depth}"
     step = 2**depth
     smallest = input_size_for_output(1, depth, padding)
-    loss = smallest - output_size(smallest, depth, padding)
+    out = output_size(smallest, depth, padding)
+    assert out is not None  # input_size_for_output returns a valid size
+    loss = smallest - out
     return f"output = input - {loss}; input = {smallest % step} + {step}k, input >= {smallest}"

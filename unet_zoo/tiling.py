@@ -236,6 +236,7 @@ def _predict_once(
                 result = np.zeros((probs.shape[1], ny * step, nx * step), dtype=np.float32)
             for (y, x), p in zip(chunk, probs):
                 result[:, y : y + step, x : x + step] = p[:, :step, :step]
+        assert result is not None  # at least one tile
         return result[:, :height, :width]
     # same-size models: overlapping, blended tiles over the mirror-padded image
     stride = _stride(model)
@@ -253,15 +254,18 @@ def _predict_once(
     )
     starts = [(y, x) for y in _positions(full_h, tile, step, stride) for x in _positions(full_w, tile, step, stride)]
     window = _window(tile)
-    total = weight = None
+    total: np.ndarray | None = None
+    weight: np.ndarray | None = None
     for chunk in _batches(starts, batch_size):
         probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
         if total is None:
             total = np.zeros((probs.shape[1], full_h, full_w), dtype=np.float32)
             weight = np.zeros((full_h, full_w), dtype=np.float32)
+        assert total is not None and weight is not None
         for (y, x), p in zip(chunk, probs):
             total[:, y : y + tile, x : x + tile] += p * window
             weight[y : y + tile, x : x + tile] += window
+    assert total is not None and weight is not None  # at least one tile
     return (total / weight)[:, margin : margin + height, margin : margin + width]
 
 
@@ -308,7 +312,7 @@ def predict_tiled(
         model.to(memory_format=torch.channels_last)
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
-        total = None
+        total: np.ndarray | None = None
         for k, flip in transforms:
             view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
             side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
@@ -317,6 +321,7 @@ def predict_tiled(
             if flip:
                 probs = probs[..., ::-1]
             total = probs.astype(np.float32) if total is None else total + probs
+        assert total is not None  # at least one view
         return np.ascontiguousarray(total / len(transforms), dtype=np.float32)
     finally:
         model.train(was_training)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ def weight_maps_for_stack(
             except (OSError, ValueError):
                 pass  # unreadable cache entry: recompute and overwrite
     out = np.empty(labels.shape, np.float32)
-    indices = range(len(labels))
+    indices: Iterable[int] = range(len(labels))
     if progress:
         from rich.progress import track
 

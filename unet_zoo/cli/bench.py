@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -58,7 +59,7 @@ def benchmark_command(
         raise fail(f"--inference-side must be >= 1 pixel, got {inference_side}")
     if train_batch is not None and train_batch < 1:
         raise fail(f"--train-batch must be >= 1, got {train_batch}")
-    settings = {}
+    settings: dict[str, Any] = {}
     if inference_side is not None:
         settings["inference_side"] = inference_side
     if train_batch is not None:
@@ -73,6 +74,11 @@ def benchmark_command(
             settings[key] = value
     command = "unet-zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     with console.status("benchmarking...") as status:
+
+        def log(msg: str) -> None:
+            status.update(msg)
+            console.log(msg)
+
         results = run_all(
             dev,
             smoke=smoke,
@@ -81,7 +87,7 @@ def benchmark_command(
             command=command,
             compile=compile,
             profile=profile,
-            log=lambda msg: (status.update(msg), console.log(msg)),
+            log=log,
             **settings,
         )
     console.print((out / "results.md").read_text(), markup=False, highlight=False, soft_wrap=True)

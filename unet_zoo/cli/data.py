@@ -37,13 +37,13 @@ def download_command(
     force: bool = typer.Option(False, "--force", help="download again even if verified files are present"),
 ) -> None:
     """Download train-volume.tif, train-labels.tif and test-volume.tif, verifying each against known checksums."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     _check_dataset(dataset)
     folder = resolve_data_dir(data_dir)
     console.print(f"downloading ISBI 2012 into {folder}")
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(name: str, done: int, total: int | None) -> None:
             if name not in tasks:

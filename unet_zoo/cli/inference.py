@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +18,9 @@ from ..loading import load_model
 from ..tiling import predict_stack
 from .app import app, check_device, console, fail
 from .volumes import is_volume_request, predict_volume_command
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def _load(model: str, device: str | None):
@@ -39,6 +44,11 @@ def _onnxruntime_forward(net):
         raise fail(
             f"cannot run {getattr(net, 'model_name', 'this model')} with onnxruntime ({err}); use --backend torch"
         ) from None
+
+
+def _advance(bar: Progress, task: TaskID, _index: int) -> None:
+    """predict_stack's progress callback: one slice done."""
+    bar.advance(task)
 
 
 def _progress():
@@ -127,7 +137,7 @@ def predict_command(
                 probs = predict_stack(
                     net,
                     stack,
-                    progress=lambda _, task=task: bar.advance(task),
+                    progress=functools.partial(_advance, bar, task),
                     tile=tile or None,
                     batch_size=batch_size,
                     tta=tta,

@@ -126,7 +126,10 @@ def test_paper_recipes_state_every_hyperparameter(name):
     raw = tomllib.loads(recipe_path(name).read_text())
     recipe = load_recipe(name)
     assert recipe.schedule.kind == "cosine"  # what NOT_APPLICABLE assumes
-    not_applicable = {**NOT_APPLICABLE, "optimizer": NOT_APPLICABLE["optimizer"] if recipe.optimizer.name == "sgd" else ADAM_NOT_APPLICABLE}
+    not_applicable = {
+        **NOT_APPLICABLE,
+        "optimizer": NOT_APPLICABLE["optimizer"] if recipe.optimizer.name == "sgd" else ADAM_NOT_APPLICABLE,
+    }
     for section in ("recipe", "data", "loss", "optimizer", "schedule", "train", "eval"):
         cls = type(getattr(Recipe(), section))
         missing = {f.name for f in dataclasses.fields(cls)} - set(raw[section]) - not_applicable.get(section, set())

@@ -124,8 +124,9 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
     from unet_zoo.hub import load_folder
 
     def stand_in(name):
-        return load_recipe("tiny").with_overrides(recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1},
-                                                  eval={"tta": True})
+        return load_recipe("tiny").with_overrides(
+            recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1}, eval={"tta": True}
+        )
 
     monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
     monkeypatch.chdir(tmp_path)
@@ -158,9 +159,11 @@ def test_reproduce_refuses_an_unknown_weights_dtype_before_training(monkeypatch)
 
 def test_reproduce_resume_latest_continues_the_newest_run(tmp_path, monkeypatch):
     """--resume latest picks up the newest run of the recipe; a finished run is scored and written again, untrained."""
+
     def stand_in(name):
-        return load_recipe("tiny").with_overrides(recipe={"name": name}, train={"steps": 3, "eval_tiles": 1, "overlay_slices": 1,
-                                                                                  "checkpoint_every": 1})
+        return load_recipe("tiny").with_overrides(
+            recipe={"name": name}, train={"steps": 3, "eval_tiles": 1, "overlay_slices": 1, "checkpoint_every": 1}
+        )
 
     monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
     monkeypatch.chdir(tmp_path)

@@ -12,6 +12,7 @@ Downloads go through ``huggingface_hub`` (its cache, ``revision``, ``HF_TOKEN``,
 On import this module connects itself to the models (`unet_zoo.hub_mixin.connect_hub`): ``model.save_pretrained``,
 ``model.push_to_hub``, ``UNet.from_pretrained`` and ``create_model(name, pretrained=True)`` run the functions here.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -20,8 +21,9 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -108,6 +110,7 @@ def _hub_call(fn: Callable[[], T], repo_id: str, revision: str | None, what: str
         if not str(err).startswith(("Force download failed", "Cannot pass 'force_download=True'")) or cause is None:
             raise
         if isinstance(cause, (HfHubHTTPError, OSError)):
+
             def again() -> T:
                 raise cause
 
@@ -265,8 +268,13 @@ def download(
         _raise_unknown(name_or_repo_id)
     try:
         folder = _download_checkpoint(
-            repo_id, rev, token=token, cache_dir=cache_dir, local_files_only=local_files_only,
-            force_download=force_download, with_card=True,
+            repo_id,
+            rev,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            force_download=force_download,
+            with_card=True,
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         if force_download:
@@ -444,8 +452,9 @@ def push_folder(
     """Upload a checkpoint folder (e.g. cards/<name>/) exactly as it is to Hub repo `repo_id`; returns the commit URL.
 
     The folder must load (config.json, weights, README.md); a training run folder (``unet-zoo train`` output) is
-    converted to one (weights of its last checkpoint, float32, a generated card) and that is uploaded. The repo is created if needed (private or public);
-    `revision` names the branch to commit to (created from main if missing). Weight files present on the Hub
+    converted to one (weights of its last checkpoint, float32, a generated card) and that is uploaded. The repo
+    is created if needed (private or public); `revision` names the branch to commit to (created from main if
+    missing). Weight files present on the Hub
     but not in the folder are deleted in the same commit.
     """
     from huggingface_hub import HfApi
@@ -454,8 +463,14 @@ def push_folder(
     if folder.is_dir() and is_run_folder(folder):  # a training run: publish its model as a checkpoint folder
         with tempfile.TemporaryDirectory(prefix="unet_zoo-push-") as tmp:
             hub_folder = save_pretrained(load_run_folder(folder), Path(tmp) / folder.name, card_data={"repo_id": repo_id})
-            return push_folder(hub_folder, repo_id, private=private, revision=revision, token=token,
-                               commit_message=commit_message or f"Upload training run {folder.name} with unet_zoo")
+            return push_folder(
+                hub_folder,
+                repo_id,
+                private=private,
+                revision=revision,
+                token=token,
+                commit_message=commit_message or f"Upload training run {folder.name} with unet_zoo",
+            )
     _check_folder_for_push(folder)
     api = HfApi(token=token)
     repo_url = _hub_call(lambda: api.create_repo(repo_id, private=private, exist_ok=True), repo_id, None, "the repo")
@@ -495,9 +510,7 @@ def push_model(
     with tempfile.TemporaryDirectory(prefix="unet_zoo-push-") as tmp:
         folder = Path(tmp) / repo_id.replace("/", "--")
         save_pretrained(model, folder, dtype=dtype, card=card, card_data=card_data, max_shard_size=max_shard_size)
-        return push_folder(
-            folder, repo_id, private=private, revision=revision, token=token, commit_message=commit_message
-        )
+        return push_folder(folder, repo_id, private=private, revision=revision, token=token, commit_message=commit_message)
 
 
 def load_instance_of(model_class: type[T], name_or_path: str | Path, **kwargs: Any) -> T:

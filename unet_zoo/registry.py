@@ -5,13 +5,15 @@ architecture arguments; `create_model(name, **overrides)` merges the caller's ov
 Pretrained checkpoints (`isbi-original`, ...) are listed in `PRETRAINED` with their pinned Hub
 repo, revision and weight sha256.
 """
+
 from __future__ import annotations
 
 import difflib
 import fnmatch
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -50,18 +52,14 @@ class PretrainedCfg:
 _MODELS: dict[str, ModelEntry] = {}
 
 # Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub.py). Each entry pins:
-#   hf_hub_id  the Hub repo that `unet-zoo push cards/<name> --repo-id ...` published,
-#   revision   the commit sha that push printed (a sha, not "main": the cache then works offline and the
-#              files cannot change under the pin),
+#   hf_hub_id  the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
+#   revision   the branch or commit to download ("main"; a commit sha once one is known, so the files
+#              cannot change under the pin),
 #   sha256     `unet_zoo.hub.weights_sha256("cards/<name>")`: sha256 of model.safetensors, or of the shards
-#              concatenated in file-name order; a download that does not match is refused.
-#   filename   "model.safetensors" (the weights the digest covers; shards are listed in config.json).
-# None is registered yet: the checkpoints need the GPU training run (`unet-zoo reproduce isbi`), which has not
-# happened. Add one like this once cards/<name>/ is pushed:
-#   register_pretrained(PretrainedCfg(name="isbi-original", architecture="original",
-#       hf_hub_id="<namespace>/isbi-original", revision="<40-hex commit>", sha256="<64-hex digest>",
-#       metrics={"warping_error": ..., "rand_error": ..., "pixel_error": ...}))
-# (after the architectures below are registered). tests/test_hub.py exercises the mechanism with test entries.
+#              concatenated in file-name order; a download (or a local card) that does not match is refused,
+#   metrics    the card's held-out scores (scores.json; tests check they are the card's numbers).
+# The entries are at the end of this file, after the architectures they use. A source checkout holds the
+# same folders in cards/<name>/ and loads them from there without any network when their digest matches.
 PRETRAINED: dict[str, PretrainedCfg] = {}
 
 
@@ -133,8 +131,7 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
     unknown = set(overrides) - set(_init_params(entry.model_class))
     if unknown:
         raise TypeError(
-            f"{name!r} does not take {', '.join(sorted(unknown))}; "
-            f"its arguments are {', '.join(_init_params(entry.model_class))}"
+            f"{name!r} does not take {', '.join(sorted(unknown))}; its arguments are {', '.join(_init_params(entry.model_class))}"
         )
     return {**entry.default_args, **overrides}
 
@@ -192,11 +189,33 @@ def padded_bn() -> dict[str, Any]:
 
 
 def _register_timm(encoder: str, description: str) -> None:
-    register_model(
-        f"timm-{encoder}", default_tile=512, description=description, model_class=TimmUNet, family="timm"
-    )(lambda: dict(encoder=encoder, in_channels=1, num_classes=2))
+    register_model(f"timm-{encoder}", default_tile=512, description=description, model_class=TimmUNet, family="timm")(
+        lambda: dict(encoder=encoder, in_channels=1, num_classes=2)
+    )
 
 
 _register_timm("resnet18", "U-Net decoder on a timm ResNet-18 encoder")
 _register_timm("resnet34", "U-Net decoder on a timm ResNet-34 encoder")
 _register_timm("efficientnet_b0", "U-Net decoder on a timm EfficientNet-B0 encoder")
+
+
+# --- Published checkpoints (see the comment above PRETRAINED) --------------------------------------
+
+register_pretrained(
+    PretrainedCfg(
+        name="isbi-small",
+        architecture="small",
+        hf_hub_id="unet-zoo/isbi-small",
+        revision="main",
+        sha256="5c62f3308a13c5835088945bdd6a9836f4e5adac04c8df299f55580ed94b5efb",
+        notes="recipes/isbi-small-cpu.toml, 2400 steps on a 2-core x86-64 CPU (1 h 35 min); "
+        "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
+        metrics={
+            "vrand_thinned": 0.9820833134671663,
+            "vinfo_thinned": 0.9830916060520596,
+            "rand_error": 0.08005891671330334,
+            "warping_error": 0.0013294219970703125,
+            "pixel_error": 0.04771534012861178,
+        },
+    )
+)

@@ -6,8 +6,10 @@ slices with overlap-tile inference and test-time augmentation, compute the chall
 folder: ``model.safetensors``, ``config.json``, ``README.md`` (a model card with the measured numbers
 and every deviation from the paper), ``predictions.png``, ``curves.png`` and ``scores.json``.
 """
+
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -91,7 +93,9 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
     optimiser = f"SGD, momentum {o.momentum}" if o.name == "sgd" else f"{o.name.capitalize()}, betas {tuple(o.betas)}"
     if o.grad_clip:
         optimiser += f", gradient-norm clip {o.grad_clip}"
-    schedule = recipe.schedule.kind + (f" with {recipe.schedule.warmup_steps} warm-up steps" if recipe.schedule.warmup_steps else "")
+    schedule = recipe.schedule.kind + (
+        f" with {recipe.schedule.warmup_steps} warm-up steps" if recipe.schedule.warmup_steps else ""
+    )
     first, last = result.data.val_slices[0], result.data.val_slices[-1]
     return {
         "recipe": f"recipes/{recipe.name}.toml" + (f" ({recipe.recipe.description})" if recipe.recipe.description else ""),
@@ -124,8 +128,11 @@ def _init_fields(init: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _card_and_info(
-    result: TrainResult, metrics: dict[str, Any], hardware: str,
-    metrics_without_tta: dict[str, Any] | None, stored_check: dict[str, Any] | None,
+    result: TrainResult,
+    metrics: dict[str, Any],
+    hardware: str,
+    metrics_without_tta: dict[str, Any] | None,
+    stored_check: dict[str, Any] | None,
 ) -> tuple[str, dict[str, float], dict[str, Any]]:
     """The model card's text, its model-index metrics and the training record for config.json."""
     recipe, model = result.recipe, result.model
@@ -135,12 +142,17 @@ def _card_and_info(
     name = checkpoint_name(recipe)
     published = name in VARIANT_RECIPES.values() or name in PRETRAINED
     card = render_model_card(
-        model.model_name, model.model_args, params=sum(p.numel() for p in model.parameters()),
-        metrics=card_metrics, training=training, checkpoint_name=name if published else None,
+        model.model_name,
+        model.model_args,
+        params=sum(p.numel() for p in model.parameters()),
+        metrics=card_metrics,
+        training=training,
+        checkpoint_name=name if published else None,
         description=recipe.recipe.description or None,
     )
     card += (
-        "\n## All held-out scores\n\n" + format_comparison(metrics, metrics_without_tta)
+        "\n## All held-out scores\n\n"
+        + format_comparison(metrics, metrics_without_tta)
         + f"\n\nEvaluated with overlap-tile inference{' and 8-fold test-time augmentation' if metrics.get('tta') else ''}"
         f" on {metrics.get('num_slices', '?')} slices"
         + (f" ({metrics['seconds_per_slice']:.2f} s per 512x512 slice on {hardware})" if metrics.get("seconds_per_slice") else "")
@@ -188,8 +200,11 @@ def write_hub_folder(
     folder = Path(folder)
     card, card_metrics, training = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
     result.model.save_pretrained(
-        folder, card=card, card_data={"checkpoint_name": checkpoint_name(result.recipe), "metrics": card_metrics, "training": training},
-        dtype=dtype, max_shard_size=max_shard_size,
+        folder,
+        card=card,
+        card_data={"checkpoint_name": checkpoint_name(result.recipe), "metrics": card_metrics, "training": training},
+        dtype=dtype,
+        max_shard_size=max_shard_size,
     )
     for name in ("predictions.png", "curves.png"):
         if (result.run_dir / name).is_file():
@@ -224,8 +239,11 @@ def check_stored_weights(
     smaller one. Returns {"dtype", "scores" (stored), "differences", "max_abs_difference", "worst_score"
     (the score closest to or furthest past its tolerance), "tolerance", "equal", "summary"}.
     """
-    diffs = {k: abs(float(trained[k]) - float(stored[k])) for k in SCORE_KEYS
-             if trained.get(k) is not None and stored.get(k) is not None}
+    diffs = {
+        k: abs(float(trained[k]) - float(stored[k]))
+        for k in SCORE_KEYS
+        if trained.get(k) is not None and stored.get(k) is not None
+    }
     limits = {k: STORED_SCORE_TOLERANCES.get(k, tolerance) for k in diffs}
     worst = max(diffs, key=lambda k: diffs[k] / limits[k]) if diffs else None
     largest = diffs[worst] if worst else 0.0
@@ -233,13 +251,23 @@ def check_stored_weights(
     summary = (
         f"`model.safetensors` stores the weights in {dtype}; they load as float32. Read back from this folder and "
         f"evaluated again on the same held-out slices, they score "
-        + (f"the same as the trained weights: over {len(diffs)} scores the closest to its tolerance is {worst}, "
-           f"which differs by {largest:.2g} (tolerance {limits[worst]:g})."
-           if equal else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {limits[worst]:g}).")
+        + (
+            f"the same as the trained weights: over {len(diffs)} scores the closest to its tolerance is {worst}, "
+            f"which differs by {largest:.2g} (tolerance {limits[worst]:g})."
+            if equal
+            else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {limits[worst]:g})."
+        )
     )
-    return {"dtype": dtype, "scores": {k: float(stored[k]) for k in diffs}, "differences": diffs,
-            "max_abs_difference": max(diffs.values(), default=0.0), "worst_score": worst, "tolerance": tolerance,
-            "equal": equal, "summary": summary}
+    return {
+        "dtype": dtype,
+        "scores": {k: float(stored[k]) for k in diffs},
+        "differences": diffs,
+        "max_abs_difference": max(diffs.values(), default=0.0),
+        "worst_score": worst,
+        "tolerance": tolerance,
+        "equal": equal,
+        "summary": summary,
+    }
 
 
 def reproduce_isbi(
@@ -282,8 +310,10 @@ def reproduce_isbi(
     dtype = getattr(torch, weights_dtype)
     names = recipes_for(variant, quick, None if recipe is None else str(recipe))
     if resume is not None and resume != "latest" and len(names) > 1:
-        raise ValueError(f"--resume {resume} names one run folder, but --variant {variant} trains {len(names)} recipes; "
-                         "pass --resume latest, or one --variant at a time")
+        raise ValueError(
+            f"--resume {resume} names one run folder, but --variant {variant} trains {len(names)} recipes; "
+            "pass --resume latest, or one --variant at a time"
+        )
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
         console = None
@@ -292,23 +322,31 @@ def reproduce_isbi(
         for r in recipes:
             folder = _hub_folder(r, out, len(names))
             if (folder / "config.json").exists():
-                raise ValueError(f"{folder} already holds a checkpoint; pass --overwrite (overwrite=True) to replace it, "
-                                 "or --out another folder")
+                raise ValueError(
+                    f"{folder} already holds a checkpoint; pass --overwrite (overwrite=True) to replace it, "
+                    "or --out another folder"
+                )
     results = []
     for recipe in recipes:
         name = recipe.name
         if console:
             console.print(f"[bold]{name}[/bold]: {recipe.recipe.description}")
         resume_from = latest_run_dir(name) if resume == "latest" else resume
-        result = train(recipe, steps=steps, device=device, data_dir=data_dir, compile=compile, progress=progress, resume=resume_from,
-                       time_limit=time_limit)
+        result = train(
+            recipe,
+            steps=steps,
+            device=device,
+            data_dir=data_dir,
+            compile=compile,
+            progress=progress,
+            resume=resume_from,
+            time_limit=time_limit,
+        )
         if not _is_main():  # under torchrun only rank 0 evaluates and writes
             continue
         model_device = next(result.model.parameters()).device
 
-        def score(model: Any, tta: bool) -> dict[str, Any]:  # on the held-out slices, as the recipe evaluates
-            return evaluate_model(model, result.data.val_images, result.data.val_labels, tta=tta, device=model_device,
-                                  batch_size=recipe.eval.batch_size)
+        score = functools.partial(_score_held_out, result=result, device=model_device)
 
         start = time.perf_counter()
         metrics = score(result.model, recipe.eval.tta)
@@ -316,25 +354,60 @@ def reproduce_isbi(
         without_tta = score(result.model, False) if recipe.eval.tta else None
         folder = result.run_dir / "hub" if quick and out is None else _hub_folder(recipe, out, len(names))
         hardware = hardware_description(model_device)
-        write_hub_folder(result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta)
+        write_hub_folder(
+            result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta
+        )
         # Read the stored weights back and score them again: the card must describe what users download.
         stored = load_folder(folder, device=model_device)
         stored_metrics = score(stored, recipe.eval.tta)
         check = check_stored_weights(metrics, stored_metrics, weights_dtype)
         add_stored_check(result, metrics, folder, hardware, check, metrics_without_tta=without_tta)
         if console:
-            console.print(comparison_table(metrics, title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper"))
+            console.print(
+                comparison_table(
+                    metrics,
+                    title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper",
+                )
+            )
             if without_tta is not None:
-                warping = (f"warping error {without_tta['warping_error']:.6f}, "
-                           if without_tta.get("warping_error") is not None else "")
-                console.print(f"without TTA: {warping}Rand error {without_tta['rand_error']:.4f}, "
-                              f"pixel error {without_tta['pixel_error']:.4f}, V_rand (thinned) {without_tta['vrand_thinned']:.4f}")
+                warping = (
+                    f"warping error {without_tta['warping_error']:.6f}, " if without_tta.get("warping_error") is not None else ""
+                )
+                console.print(
+                    f"without TTA: {warping}Rand error {without_tta['rand_error']:.4f}, "
+                    f"pixel error {without_tta['pixel_error']:.4f}, V_rand (thinned) {without_tta['vrand_thinned']:.4f}"
+                )
             console.print(("" if check["equal"] else "[yellow]warning:[/yellow] ") + check["summary"])
-            console.print(f"trained {result.step} steps in {result.seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
-                          f"run: {result.run_dir}  Hub folder: {folder}  predictions: {folder / 'predictions.png'}")
-        results.append(ReproduceResult(recipe, result.run_dir, folder, metrics, result.seconds, eval_seconds, result,
-                                       metrics_without_tta=without_tta, stored_check=check))
+            console.print(
+                f"trained {result.step} steps in {result.seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
+                f"run: {result.run_dir}  Hub folder: {folder}  predictions: {folder / 'predictions.png'}"
+            )
+        results.append(
+            ReproduceResult(
+                recipe,
+                result.run_dir,
+                folder,
+                metrics,
+                result.seconds,
+                eval_seconds,
+                result,
+                metrics_without_tta=without_tta,
+                stored_check=check,
+            )
+        )
     return results
+
+
+def _score_held_out(model: Any, tta: bool, *, result: TrainResult, device: Any) -> dict[str, Any]:
+    """ISBI scores of `model` on the run's held-out slices, evaluated as its recipe says."""
+    return evaluate_model(
+        model,
+        result.data.val_images,
+        result.data.val_labels,
+        tta=tta,
+        device=device,
+        batch_size=result.recipe.eval.batch_size,
+    )
 
 
 def _hub_folder(recipe: Recipe, out: str | Path | None, count: int) -> Path:
@@ -351,5 +424,15 @@ def _is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-__all__ = ["QUICK_RECIPE", "add_stored_check", "check_stored_weights", "VARIANT_RECIPES", "ReproduceResult", "hardware_description", "recipes_for",
-           "reproduce_isbi", "training_info", "write_hub_folder"]
+__all__ = [
+    "QUICK_RECIPE",
+    "add_stored_check",
+    "check_stored_weights",
+    "VARIANT_RECIPES",
+    "ReproduceResult",
+    "hardware_description",
+    "recipes_for",
+    "reproduce_isbi",
+    "training_info",
+    "write_hub_folder",
+]

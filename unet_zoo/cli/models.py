@@ -1,4 +1,5 @@
 """`unet-zoo list`, `info`, `compare`: explore the registry."""
+
 from __future__ import annotations
 
 import json
@@ -44,21 +45,33 @@ def list_command(
         )
     if not infos:
         what = "with published weights" if pretrained else "registered"
-        console.print(f"no models {what}{f' match {filter!r}' if filter else ''}"
-                      + ("; train one with `unet-zoo reproduce isbi` (it writes cards/<name>/)" if pretrained and not PRETRAINED
-                         else "; `unet-zoo list` shows them all"))
+        console.print(
+            f"no models {what}{f' match {filter!r}' if filter else ''}"
+            + (
+                "; train one with `unet-zoo reproduce isbi` (it writes cards/<name>/)"
+                if pretrained and not PRETRAINED
+                else "; `unet-zoo list` shows them all"
+            )
+        )
         return
     console.print(table)
     if pretrained:
         console.print(_checkpoint_table())
     elif PRETRAINED:
-        console.print(f"checkpoints: {', '.join(PRETRAINED)} (load with unet_zoo.from_pretrained(name); "
-                      "`unet-zoo list --pretrained` shows their scores)")
+        console.print(
+            f"checkpoints: {', '.join(PRETRAINED)} (load with unet_zoo.from_pretrained(name); "
+            "`unet-zoo list --pretrained` shows their scores)"
+        )
 
 
 # Held-out scores shown for each published checkpoint: (metrics key, column title).
-CHECKPOINT_COLUMNS = (("vrand_thinned", "V_rand thinned"), ("vinfo_thinned", "V_info thinned"), ("rand_error", "Rand error"),
-                      ("warping_error", "warping error"), ("pixel_error", "pixel error"))
+CHECKPOINT_COLUMNS = (
+    ("vrand_thinned", "V_rand thinned"),
+    ("vinfo_thinned", "V_info thinned"),
+    ("rand_error", "Rand error"),
+    ("warping_error", "warping error"),
+    ("pixel_error", "pixel error"),
+)
 
 
 def _checkpoint_table() -> Table:

@@ -1,9 +1,9 @@
 """`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training / reproduce."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,17 +21,24 @@ app.add_typer(reproduce_app, name="reproduce")
 @app.command("train")
 def train_command(
     recipe: str = typer.Argument(..., help="recipe name (isbi-original, isbi-small, tiny, ...) or path to a .toml file"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<recipe>-<time>/)"),
-    resume: Optional[str] = typer.Option(
-        None, "--resume", metavar="DIR|latest",
+    steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps"),
+    device: str | None = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default runs/<recipe>-<time>/)"),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        metavar="DIR|latest",
         help="continue an interrupted run from its folder; 'latest' = the newest runs/<recipe>-* folder with a checkpoint",
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ISBI 2012 folder (default $UNET_ZOO_DATA_DIR or the cache)"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"),
-    time_limit: Optional[float] = typer.Option(
-        None, "--time-limit", metavar="MINUTES", min=0.01,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="ISBI 2012 folder (default $UNET_ZOO_DATA_DIR or the cache)"),
+    compile: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"
+    ),
+    time_limit: float | None = typer.Option(
+        None,
+        "--time-limit",
+        metavar="MINUTES",
+        min=0.01,
         help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
     ),
 ) -> None:
@@ -39,8 +46,16 @@ def train_command(
     try:
         loaded = load_recipe(recipe)
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
-        result = train(loaded, steps=steps, device=device, out_dir=out, resume=resume_dir, data_dir=data_dir, compile=compile,
-                       time_limit=time_limit * 60 if time_limit else None)
+        result = train(
+            loaded,
+            steps=steps,
+            device=device,
+            out_dir=out,
+            resume=resume_dir,
+            data_dir=data_dir,
+            compile=compile,
+            time_limit=time_limit * 60 if time_limit else None,
+        )
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
@@ -52,43 +67,80 @@ def train_command(
     last_val = next((h for h in reversed(result.history) if "val_loss" in h), None)
     extra = f", held-out tile pixel error {last_val['val_pixel_error']:.4f}" if last_val else ""
     if result.steps_this_session == 0 and resume_dir is not None:
-        console.print(f"{result.run_dir} is already complete ({result.step} of {result.recipe.train.steps} steps): "
-                      "nothing left to train; pass a larger --steps to continue it.")
-    console.print(f"trained {result.recipe.name} for {result.step} steps in {result.seconds:.0f} s: "
-                  f"final loss {result.final_loss:.4f}{extra}. Run folder: {result.run_dir}")
+        console.print(
+            f"{result.run_dir} is already complete ({result.step} of {result.recipe.train.steps} steps): "
+            "nothing left to train; pass a larger --steps to continue it."
+        )
+    console.print(
+        f"trained {result.recipe.name} for {result.step} steps in {result.seconds:.0f} s: "
+        f"final loss {result.final_loss:.4f}{extra}. Run folder: {result.run_dir}"
+    )
 
 
 @reproduce_app.command("isbi")
 def reproduce_isbi_command(
     variant: str = typer.Option("original", "--variant", help="original, padded, small or all"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps (quick runs)"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu (default: cuda when available)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ISBI 2012 folder"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Hub folder (default cards/<recipe>/; with --variant all, its parent)"),
-    quick: bool = typer.Option(False, "--quick", help="a few-minute CPU demo (recipes/isbi-quick.toml); writes under runs/, not cards/"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile (default: the recipe's flag, on CUDA)"),
-    weights_dtype: str = typer.Option("float16", "--weights-dtype", help="dtype of model.safetensors: float16 (half the size), bfloat16 or float32; "
-                                      "the stored weights are evaluated again and the card says whether they score the same"),
-    resume: Optional[str] = typer.Option(
-        None, "--resume", metavar="DIR|latest",
+    steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps (quick runs)"),
+    device: str | None = typer.Option(None, "--device", help="cuda, cpu (default: cuda when available)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="ISBI 2012 folder"),
+    out: Path | None = typer.Option(None, "--out", help="Hub folder (default cards/<recipe>/; with --variant all, its parent)"),
+    quick: bool = typer.Option(
+        False, "--quick", help="a few-minute CPU demo (recipes/isbi-quick.toml); writes under runs/, not cards/"
+    ),
+    compile: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile (default: the recipe's flag, on CUDA)"
+    ),
+    weights_dtype: str = typer.Option(
+        "float16",
+        "--weights-dtype",
+        help="dtype of model.safetensors: float16 (half the size), bfloat16 or float32; "
+        "the stored weights are evaluated again and the card says whether they score the same",
+    ),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        metavar="DIR|latest",
         help="continue interrupted training (a run folder, or 'latest' per recipe), then evaluate and write the Hub folder",
     ),
-    max_shard_mb: Optional[float] = typer.Option(None, "--max-shard-mb", min=0.001, help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing Hub folder (cards/<name>/ or --out)"),
-    recipe: Optional[str] = typer.Option(
-        None, "--recipe", help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
+    max_shard_mb: float | None = typer.Option(
+        None,
+        "--max-shard-mb",
+        min=0.001,
+        help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)",
     ),
-    time_limit: Optional[float] = typer.Option(
-        None, "--time-limit", metavar="MINUTES", min=0.01,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing Hub folder (cards/<name>/ or --out)"),
+    recipe: str | None = typer.Option(
+        None,
+        "--recipe",
+        help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
+    ),
+    time_limit: float | None = typer.Option(
+        None,
+        "--time-limit",
+        metavar="MINUTES",
+        min=0.01,
         help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
     ),
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     try:
         recipes_for(variant, quick, recipe)
-        reproduce_isbi(variant, quick=quick, steps=steps, device=device, data_dir=data_dir, out=out, compile=compile, console=console,
-                       weights_dtype=weights_dtype, max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None, resume=resume,
-                       recipe=recipe, time_limit=time_limit * 60 if time_limit else None, overwrite=overwrite)
+        reproduce_isbi(
+            variant,
+            quick=quick,
+            steps=steps,
+            device=device,
+            data_dir=data_dir,
+            out=out,
+            compile=compile,
+            console=console,
+            weights_dtype=weights_dtype,
+            max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None,
+            resume=resume,
+            recipe=recipe,
+            time_limit=time_limit * 60 if time_limit else None,
+            overwrite=overwrite,
+        )
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (RecipeError, FileNotFoundError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
@@ -97,7 +149,7 @@ def reproduce_isbi_command(
         cleanup_distributed()
 
 
-def interrupted(err: "Exception") -> typer.Exit:
+def interrupted(err: Exception) -> typer.Exit:
     """A stopped run is not an error: say where its checkpoint is; exit 3 at --time-limit, else 128 + signal number."""
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank stops at the same step; one says so
         err_console.print(f"[yellow]stopped:[/yellow] {err}", highlight=False)

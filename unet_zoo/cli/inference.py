@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..evaluation import comparison_table, evaluate_isbi
-from ..exporters.runtime import onnxruntime_forward
+from ..exporters.runtime import fastest_cpu_forward, onnxruntime_forward
 from ..files import atomic_write_bytes
 from ..hub import CheckpointError, HubAccessError
 from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
@@ -76,7 +76,12 @@ def predict_command(
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
-    backend: str = typer.Option("torch", "--backend", help='torch, or onnxruntime (CPU; pip install "unet-zoo[export]")'),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto (onnxruntime on the CPU when installed, the fastest measured; else torch), torch, or onnxruntime "
+        '(CPU; pip install "unet-zoo[export]")',
+    ),
     workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
     scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
     block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
@@ -90,7 +95,7 @@ def predict_command(
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
     if is_volume_request(images, out):
-        if backend != "torch":
+        if backend not in ("auto", "torch"):
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
             lambda: _load(model, device or None),
@@ -119,12 +124,16 @@ def predict_command(
         raise fail(f"--out must be a folder, but {blocker} is an existing file; pick another --out (or remove that file)")
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
-    if backend not in ("torch", "onnxruntime"):
-        raise fail(f"--backend must be torch or onnxruntime, got {backend!r}")
+    if backend not in ("auto", "torch", "onnxruntime"):
+        raise fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
     if backend == "onnxruntime" and device not in ("", "cpu"):
         raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
     net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
-    forward = _onnxruntime_forward(net) if backend == "onnxruntime" else None
+    forward = None
+    if backend == "onnxruntime":
+        forward = _onnxruntime_forward(net)
+    elif backend == "auto" and next(net.parameters()).device.type == "cpu":
+        _, forward = fastest_cpu_forward(net)
     for path in images:
         try:
             image = read_image(path)

@@ -29,6 +29,16 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return files_sha256([path], chunk_size)
 
 
+def _default_file_mode() -> int:
+    """0o666 less this process's umask: the mode `open(path, "w")` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _default_file_mode()  # read once at import: os.umask can only be read by setting it
+
+
 def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], object], suffix: str = ".tmp") -> Path:
     """Create `path` atomically: `write(tmp)` fills a temporary file in the same folder, which is fsynced and
     moved onto `path` with `os.replace`; on any error the temporary file is removed. Returns `path`.
@@ -43,6 +53,7 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], objec
         write(tmp)
         with open(tmp, "rb") as f:  # on disk before the rename, so a crash cannot leave an empty file under `path`
             os.fsync(f.fileno())
+        os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes it private (0600); give it the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

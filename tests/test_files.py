@@ -1,0 +1,33 @@
+import os
+import stat
+
+import pytest
+
+from unet_zoo.files import atomic_write_bytes, atomic_write_with, file_sha256, files_sha256
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    written = atomic_write_bytes(tmp_path / "a.txt", "hello")
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("hello")
+    assert stat.S_IMODE(os.stat(written).st_mode) == stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"old")
+
+    def fail(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_with(tmp_path / "a.bin", fail)
+    assert (tmp_path / "a.bin").read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_sha256_of_concatenated_files(tmp_path):
+    (tmp_path / "x").write_bytes(b"ab")
+    (tmp_path / "y").write_bytes(b"c")
+    (tmp_path / "xy").write_bytes(b"abc")
+    assert files_sha256([tmp_path / "x", tmp_path / "y"]) == file_sha256(tmp_path / "xy")

@@ -485,7 +485,8 @@ def test_unpublished_recipe_name_and_mistyped_folder_say_what_to_do(monkeypatch,
     monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: tmp_path / "cards")
     if "isbi-original" not in PRETRAINED:  # before the checkpoint is published: how to get it
         with pytest.raises(
-            HubAccessError, match=r"not published yet: train it with `unet-zoo reproduce isbi --variant original`"
+            HubAccessError,
+            match=r"not published yet: train it with `unet-zoo reproduce isbi --recipe isbi-original-cpu`.*--variant original",
         ):
             from_pretrained("isbi-original")
     tiny().save_pretrained(tmp_path / "cards" / "my-run")

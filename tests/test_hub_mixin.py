@@ -26,7 +26,8 @@ def test_without_the_hub_layer_the_error_says_what_to_do(monkeypatch):
 
 
 def test_create_model_pretrained_loads_through_the_connected_loader(monkeypatch, tmp_path):
-    saved = unet_zoo.create_model("small", base_channels=4, depth=2)
+    # an architecture without a published checkpoint, so "mixin-small" is the one create_model(pretrained=True) finds
+    saved = unet_zoo.create_model("padded-bilinear", base_channels=4, depth=2)
     folder = saved.save_pretrained(tmp_path / "ckpt")
     calls = []
 
@@ -36,9 +37,9 @@ def test_create_model_pretrained_loads_through_the_connected_loader(monkeypatch,
 
     monkeypatch.setattr(hub_mixin, "_functions", dataclasses.replace(hub_mixin.hub_functions(), from_pretrained=load))
     monkeypatch.setitem(
-        registry.PRETRAINED, "mixin-small", PretrainedCfg(name="mixin-small", architecture="small", hf_hub_id="x/y")
+        registry.PRETRAINED, "mixin-small", PretrainedCfg(name="mixin-small", architecture="padded-bilinear", hf_hub_id="x/y")
     )
-    model = unet_zoo.create_model("small", pretrained=True)
+    model = unet_zoo.create_model("padded-bilinear", pretrained=True)
     assert calls == [(nn.Module, "mixin-small")]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
 

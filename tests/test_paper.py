@@ -24,4 +24,9 @@ def test_unpublished_hint_names_the_training_command(monkeypatch):
     monkeypatch.setattr(hub, "source_cards_dir", lambda: None)
     hint = hub.unpublished_hint("isbi-small")
     assert "unet-zoo reproduce isbi --variant small" in hint and "cards/isbi-small" in hint
+    assert "unet-zoo reproduce isbi --recipe isbi-small-cpu" in hint
+    from unet_zoo.recipes import load_recipe
+
+    for checkpoint in VARIANT_RECIPES.values():  # the CPU recipe the hint names exists and trains that checkpoint
+        assert load_recipe(f"{checkpoint}-cpu").recipe.checkpoint == checkpoint
     assert hub.unpublished_hint("no-such-checkpoint") == ""

@@ -1,7 +1,8 @@
 """Names of the checkpoints this zoo publishes, and which paper variant each one reproduces.
 
-`unet-zoo reproduce isbi --variant small` trains the recipe ``recipes/isbi-small.toml`` into the
-checkpoint folder ``cards/isbi-small/``; once pushed, the registry lists it in `unet_zoo.registry.PRETRAINED`.
+`unet-zoo reproduce isbi --variant small` trains the GPU recipe ``recipes/isbi-small.toml`` and
+`unet-zoo reproduce isbi --recipe isbi-small-cpu` the CPU recipe into the checkpoint folder ``cards/isbi-small/``;
+the registry lists published ones in `unet_zoo.registry.PRETRAINED`.
 """
 
 from __future__ import annotations

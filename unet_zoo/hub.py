@@ -324,8 +324,9 @@ def unpublished_hint(name: str) -> str:
     if variant is None:
         return ""
     return (
-        f" The {name!r} checkpoint is not published yet: train it with `unet-zoo reproduce isbi --variant {variant}` "
-        f"(it writes the folder cards/{name}/) and load that folder with unet_zoo.from_pretrained('cards/{name}')"
+        f" The {name!r} checkpoint is not published yet: train it with `unet-zoo reproduce isbi --recipe {name}-cpu` "
+        f"(on a CPU, in resumable parts with --time-limit) or `unet-zoo reproduce isbi --variant {variant}` (on a GPU); "
+        f"either writes the folder cards/{name}/, which then loads with unet_zoo.from_pretrained('cards/{name}')"
     )
 
 

@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
-# Train one published checkpoint on a lent GPU within the device tool's limits (issue 7), resumably.
+# Train one published checkpoint's GPU recipe within a wall-clock budget per call, resumably.
 #
 #   bash benchmarks/gpu_reproduce.sh VARIANT OUT_DIR      # VARIANT: original, padded or small
 #
-# One device call may run 10 minutes, so this script trains for at most $BUDGET_S seconds (default 540)
-# and then sends SIGTERM: the trainer finishes the step, checkpoints it and exits 143. Call the script
-# again on the same (still warm) machine and it continues with `--resume latest` until training,
-# evaluation and the card are done. It then packs cards/isbi-<variant>/ into OUT_DIR as a tar cut into
-# 15 MB parts (the device tool returns at most 8 files of 16 MiB, 64 MiB in all; the float16
-# isbi-original weights alone are 62 MB), plus scores.json to read at a glance. On the development machine:
+# Each call trains for at most $BUDGET_S seconds (default 540) and then sends SIGTERM: the trainer
+# finishes the step, checkpoints it and exits 143. Call the script again and it continues with
+# `--resume latest` until training, evaluation and the card are done (useful where jobs are limited
+# in time). It then packs cards/isbi-<variant>/ into OUT_DIR as a tar cut into 15 MB parts, plus
+# scores.json to read at a glance. To unpack and check the card elsewhere:
 #
-#   cat FILES_AT/isbi-original.tar.part-* | tar -x -C cards/
+#   cat OUT_DIR/isbi-original.tar.part-* | tar -x -C cards/
 #   python3 -c "import unet_zoo; unet_zoo.from_pretrained('./cards/isbi-original')"   # checks the sha256 in config.json
 #
-# Data: $UNET_ZOO_DATA_DIR, else .device-carry/isbi2012 (copy ../shared/data/isbi2012 there and name
-# .device-carry in the call's `carry`: ../shared does not travel to the device machine).
-# The device call sends the whole working tree (at most 64 MiB): with unpacked or committed cards in
-# cards/ (62 MB each for original and padded) move their model.safetensors out of the checkout first.
+# Data: $UNET_ZOO_DATA_DIR, else .device-carry/isbi2012 (a copy of the ISBI 2012 folder inside the checkout).
 # Exit codes: 0 = card packed in OUT_DIR; 3 = training stopped at the budget, call again; other = error.
 # CPU check of the script itself: DEVICE=cpu QUICK=1 bash benchmarks/gpu_reproduce.sh small /tmp/out
 set -uo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU benchmark in one command (issue 8): our path vs the float32 eager baseline.
+# The whole GPU benchmark in one command: our path vs the float32 eager baseline.
 #
 #   bash benchmarks/gpu_suite.sh OUT_DIR [extra `unet-zoo benchmark` options, e.g. --train-batch 16]
 #

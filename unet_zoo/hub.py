@@ -356,7 +356,7 @@ def from_pretrained(
 
     name = str(name_or_path)
     offline_only = bool(local_files_only)
-    load = dict(device=device, dtype=dtype, strict=strict)
+    load: dict[str, Any] = dict(device=device, dtype=dtype, strict=strict)
     if os.path.isdir(os.path.expanduser(name)):
         return load_folder(os.path.expanduser(name), **load)
     cfg = PRETRAINED.get(name)
@@ -400,12 +400,13 @@ def from_pretrained(
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         cards = source_cards_dir()
-        stale = cards is not None and (cards / name / CONFIG_NAME).is_file()  # not the pinned weights (else loaded above)
+        card = cards / name if cards is not None else None
+        stale = card is not None and (card / CONFIG_NAME).is_file()  # not the pinned weights (else loaded above)
         raise HubAccessError(
             f"checkpoint {source} is not in the Hugging Face cache ({_cache_location(cache_dir)}) and "
             f"{_offline_reason(offline_only)}. Run `unet-zoo download {name}` while online, or train it "
             "yourself with `unet-zoo reproduce isbi`"
-            + (f"; {cards / name} holds other weights than the pinned ones ({pinned}), so it is not used" if stale else "")
+            + (f"; {card} holds other weights than the pinned ones ({pinned}), so it is not used" if stale else "")
         ) from err
     return _as_registered(load_folder(folder, expected_sha256=pinned, source=source, **load), cfg)
 

@@ -154,7 +154,7 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
         return hub_functions().from_pretrained(nn.Module, matches[0], **overrides)  # unet_zoo.from_pretrained
     entry = get_entry(name)
     args = model_args(name, **overrides)
-    model = entry.model_class(**args)
+    model: Any = entry.model_class(**args)  # a zoo model: it records how to rebuild itself
     model.model_name = name
     model.model_args = args
     return model

@@ -135,7 +135,8 @@ def _card_and_info(
     stored_check: dict[str, Any] | None,
 ) -> tuple[str, dict[str, float], dict[str, Any]]:
     """The model card's text, its model-index metrics and the training record for config.json."""
-    recipe, model = result.recipe, result.model
+    recipe = result.recipe
+    model: Any = result.model  # a zoo model: model_name and model_args say how to rebuild it
     card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
     training = training_info(recipe, result, hardware)
     # Only names that are (or will be) published go into the usage snippet; others load from the folder.
@@ -172,7 +173,7 @@ def _card_and_info(
 def _write_scores(
     folder: Path, metrics: dict[str, Any], metrics_without_tta: dict[str, Any] | None, stored_check: dict[str, Any] | None
 ) -> None:
-    scores = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list))}
+    scores: dict[str, Any] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool, list))}
     if metrics_without_tta is not None:
         scores["without_tta"] = {k: v for k, v in metrics_without_tta.items() if isinstance(v, (int, float, bool))}
     if stored_check is not None:
@@ -199,7 +200,7 @@ def write_hub_folder(
     """
     folder = Path(folder)
     card, card_metrics, training = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
-    result.model.save_pretrained(
+    result.model.save_pretrained(  # type: ignore[operator]  # a zoo model (HubMixin), typed as nn.Module
         folder,
         card=card,
         card_data={"checkpoint_name": checkpoint_name(result.recipe), "metrics": card_metrics, "training": training},
@@ -245,17 +246,18 @@ def check_stored_weights(
         if trained.get(k) is not None and stored.get(k) is not None
     }
     limits = {k: STORED_SCORE_TOLERANCES.get(k, tolerance) for k in diffs}
-    worst = max(diffs, key=lambda k: diffs[k] / limits[k]) if diffs else None
+    worst = max(diffs, key=lambda k: diffs[k] / limits[k]) if diffs else ""
     largest = diffs[worst] if worst else 0.0
+    limit = limits[worst] if worst else tolerance
     equal = all(diffs[k] <= limits[k] for k in diffs)
     summary = (
         f"`model.safetensors` stores the weights in {dtype}; they load as float32. Read back from this folder and "
         f"evaluated again on the same held-out slices, they score "
         + (
             f"the same as the trained weights: over {len(diffs)} scores the closest to its tolerance is {worst}, "
-            f"which differs by {largest:.2g} (tolerance {limits[worst]:g})."
+            f"which differs by {largest:.2g} (tolerance {limit:g})."
             if equal
-            else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {limits[worst]:g})."
+            else f"differently from the trained weights: {worst} differs by {largest:.3g} (tolerance {limit:g})."
         )
     )
     return {
@@ -327,13 +329,13 @@ def reproduce_isbi(
                     "or --out another folder"
                 )
     results = []
-    for recipe in recipes:
-        name = recipe.name
+    for run_recipe in recipes:
+        name = run_recipe.name
         if console:
-            console.print(f"[bold]{name}[/bold]: {recipe.recipe.description}")
+            console.print(f"[bold]{name}[/bold]: {run_recipe.recipe.description}")
         resume_from = latest_run_dir(name) if resume == "latest" else resume
         result = train(
-            recipe,
+            run_recipe,
             steps=steps,
             device=device,
             data_dir=data_dir,
@@ -349,17 +351,17 @@ def reproduce_isbi(
         score = functools.partial(_score_held_out, result=result, device=model_device)
 
         start = time.perf_counter()
-        metrics = score(result.model, recipe.eval.tta)
+        metrics = score(result.model, run_recipe.eval.tta)
         eval_seconds = time.perf_counter() - start
-        without_tta = score(result.model, False) if recipe.eval.tta else None
-        folder = result.run_dir / "hub" if quick and out is None else _hub_folder(recipe, out, len(names))
+        without_tta = score(result.model, False) if run_recipe.eval.tta else None
+        folder = result.run_dir / "hub" if quick and out is None else _hub_folder(run_recipe, out, len(names))
         hardware = hardware_description(model_device)
         write_hub_folder(
             result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta
         )
         # Read the stored weights back and score them again: the card must describe what users download.
         stored = load_folder(folder, device=model_device)
-        stored_metrics = score(stored, recipe.eval.tta)
+        stored_metrics = score(stored, run_recipe.eval.tta)
         check = check_stored_weights(metrics, stored_metrics, weights_dtype)
         add_stored_check(result, metrics, folder, hardware, check, metrics_without_tta=without_tta)
         if console:
@@ -384,7 +386,7 @@ def reproduce_isbi(
             )
         results.append(
             ReproduceResult(
-                recipe,
+                run_recipe,
                 result.run_dir,
                 folder,
                 metrics,

@@ -124,9 +124,9 @@ def reproduce_isbi_command(
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     try:
-        recipes_for(variant, quick, recipe)
+        recipes_for(variant, quick, recipe)  # an unknown variant is a clear error before anything runs
         reproduce_isbi(
-            variant,
+            variant,  # type: ignore[arg-type]  # checked by recipes_for above
             quick=quick,
             steps=steps,
             device=device,

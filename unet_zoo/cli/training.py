@@ -18,6 +18,16 @@ reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare 
 app.add_typer(reproduce_app, name="reproduce")
 
 
+# --time-limit of `train` and `reproduce isbi` (one definition; typer only reads it)
+TIME_LIMIT_OPTION = typer.Option(
+    None,
+    "--time-limit",
+    metavar="MINUTES",
+    min=0.01,
+    help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
+)
+
+
 @app.command("train")
 def train_command(
     recipe: str = typer.Argument(..., help="recipe name (isbi-original, isbi-small, tiny, ...) or path to a .toml file"),
@@ -34,13 +44,7 @@ def train_command(
     compile: bool | None = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"
     ),
-    time_limit: float | None = typer.Option(
-        None,
-        "--time-limit",
-        metavar="MINUTES",
-        min=0.01,
-        help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
-    ),
+    time_limit: float | None = TIME_LIMIT_OPTION,
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder."""
     try:
@@ -114,13 +118,7 @@ def reproduce_isbi_command(
         "--recipe",
         help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
     ),
-    time_limit: float | None = typer.Option(
-        None,
-        "--time-limit",
-        metavar="MINUTES",
-        min=0.01,
-        help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
-    ),
+    time_limit: float | None = TIME_LIMIT_OPTION,
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     try:

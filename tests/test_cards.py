@@ -119,3 +119,31 @@ def test_usage_snippet_runs(tmp_path, monkeypatch):
     exec(code, namespace)  # loads the folder, runs a 512x512 tile
     assert namespace["logits"].shape == (1, 2, 512, 512)
     assert torch.allclose(namespace["probabilities"].sum(dim=1), torch.ones(1, 512, 512))
+
+
+def test_card_renders_every_section_of_a_reproduced_checkpoint_once():
+    scores = {**METRICS, "vrand_thinned": 0.981, "seconds_per_slice": 6.5, "num_slices": 6, "tta": True}
+    plain = {**METRICS, "rand_error": 0.09, "seconds_per_slice": 0.8, "num_slices": 6, "tta": False}
+    text = render_model_card(
+        "original",
+        model_args("original"),
+        params=31_031_810,
+        metrics=METRICS,
+        training=TRAINING,
+        checkpoint_name="isbi-original",
+        held_out_scores=scores,
+        held_out_scores_without_tta=plain,
+        stored_weights="They score the same.",
+        notes="Kept from the paper: everything else.",
+        deviations=["Adam instead of SGD", "256 px tiles"],
+        figures={"held-out predictions": "predictions.png"},
+    )
+    body = ModelCard(text).text
+    order = ["## Training", "## Evaluation", "### All held-out scores", "![held-out predictions](predictions.png)"]
+    order += ["## Stored weights", "## Recipe notes", "## Deviations from the paper", "## Limitations", "## Usage"]
+    positions = [body.index(heading) for heading in order]
+    assert positions == sorted(positions) and all(body.count(heading) == 1 for heading in order)
+    assert "| V_rand after thinning (leaderboard) | 0.9810 | - | - |" in body
+    assert "| Rand error (1 - V_rand, 2012 definition) | 0.0521 | 0.0900 | 0.0382 |" in body
+    assert "6.50 s per 512x512 slice with TTA, 0.80 s without, on NVIDIA H100 80GB HBM3" in body
+    assert "- 256 px tiles" in body and "- Deviations:" not in body  # listed in their own section only

@@ -172,7 +172,7 @@ def test_predict_accepts_a_training_run_folder(tmp_path):
     from unet_zoo.recipes import load_recipe
     from unet_zoo.training import train
 
-    train(load_recipe("tiny").with_overrides(train={"steps": 2}), out_dir=tmp_path / "run", progress=False, final_outputs=False)
+    train(load_recipe("tiny").with_overrides(train={"steps": 2}), out_dir=tmp_path / "run", final_outputs=False)
     image = tmp_path / "a.png"
     Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(image)
     result = runner.invoke(

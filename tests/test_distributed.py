@@ -27,7 +27,7 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
     from unet_zoo.training import Trainer
 
     recipe = load_recipe("tiny").with_overrides(train={"steps": 4, "checkpoint_every": 2})
-    trainer = Trainer(recipe, out_dir=os.path.join(out, "run"), device="cpu", progress=False, final_outputs=False)
+    trainer = Trainer(recipe, out_dir=os.path.join(out, "run"), device="cpu", final_outputs=False)
     result = trainer.run()
     assert trainer.dist.world_size == world_size and trainer.dist.backend == "gloo"
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, os.path.join(out, f"rank{rank}.safetensors"))

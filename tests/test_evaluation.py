@@ -8,15 +8,7 @@ import torch
 from torch import nn
 
 import unet_zoo
-from unet_zoo.evaluation import (
-    HELD_OUT_NOTE,
-    PAPER_TABLE1,
-    comparison_rows,
-    comparison_table,
-    evaluate_isbi,
-    evaluate_model,
-    format_comparison,
-)
+from unet_zoo.evaluation import evaluate_isbi, evaluate_model
 
 
 class Oracle(nn.Module):
@@ -78,17 +70,6 @@ def test_untrained_model_runs_and_scores_in_range(rng):
 def test_shape_mismatch():
     with pytest.raises(ValueError, match=r"\(S, H, W\)"):
         evaluate_model(Oracle(), np.zeros((2, 16, 16), np.uint8), np.zeros((1, 16, 16), np.uint8))
-
-
-def test_comparison_with_paper():
-    metrics = {"rand_error": 0.05, "pixel_error": 0.07, "vrand_thinned": 0.97, "vinfo_thinned": 0.98}
-    rows = {name: (ours, paper) for name, ours, paper in comparison_rows(metrics)}
-    assert rows["Warping error"] == ("-", "0.000353") and PAPER_TABLE1["warping_error"] == 0.000353
-    assert rows["Rand error (1 - V_rand, 2012 definition)"] == ("0.0500", "0.0382")
-    assert rows["Pixel error (1 - best pixel F-score)"] == ("0.0700", "0.0611")
-    text = format_comparison(metrics)
-    assert "0.0382" in text and "held-out" in text and "never released" in text
-    assert comparison_table(metrics).caption == HELD_OUT_NOTE
 
 
 def test_evaluate_isbi_on_one_real_slice(isbi_dir):

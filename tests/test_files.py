@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from unet_zoo.files import atomic_write_bytes, atomic_write_with, file_sha256, files_sha256
+from unet_zoo.files import atomic_write_bytes, atomic_write_with, file_sha256, files_sha256, publish_folder, staging_folder
 
 
 def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
@@ -31,3 +31,28 @@ def test_sha256_of_concatenated_files(tmp_path):
     (tmp_path / "y").write_bytes(b"c")
     (tmp_path / "xy").write_bytes(b"abc")
     assert files_sha256([tmp_path / "x", tmp_path / "y"]) == file_sha256(tmp_path / "xy")
+
+
+def test_publish_a_staged_folder(tmp_path):
+    target = tmp_path / "cards" / "model"
+    staging = staging_folder(target)
+    assert staging.parent == target.parent and not target.exists()
+    (staging / "a.txt").write_text("new")
+    os.mkdir(tmp_path / "plain")
+    assert stat.S_IMODE(os.stat(staging).st_mode) == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
+    assert publish_folder(staging, target) == target
+    assert (target / "a.txt").read_text() == "new" and not staging.exists()
+
+
+def test_publish_folder_replaces_only_when_asked(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    staging = staging_folder(target)
+    (staging / "a.txt").write_text("new")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        publish_folder(staging, target)
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"] and staging.is_dir()
+    publish_folder(staging, target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old copy left behind

@@ -521,7 +521,7 @@ def run_folder(tmp_path_factory):
     from unet_zoo.training import train
 
     folder = tmp_path_factory.mktemp("runs") / "tiny-run"
-    result = train(load_recipe("tiny").with_overrides(train={"steps": 3}), out_dir=folder, progress=False, final_outputs=False)
+    result = train(load_recipe("tiny").with_overrides(train={"steps": 3}), out_dir=folder, final_outputs=False)
     return folder, {k: v.detach().clone() for k, v in result.model.state_dict().items()}
 
 

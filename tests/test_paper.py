@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from unet_zoo import cards, evaluation, hub, reproduce
 from unet_zoo.checkpoint_names import VARIANT_RECIPES, variant_of
-from unet_zoo.paper import PAPER_TABLE1
+from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison, format_score
 
 
 def test_table1_is_defined_once():
     assert cards.PAPER_METRICS is PAPER_TABLE1 and evaluation.PAPER_TABLE1 is PAPER_TABLE1
     assert set(PAPER_TABLE1) == {"warping_error", "rand_error", "pixel_error"}
     assert all(0 < v < 0.1 for v in PAPER_TABLE1.values())
+
+
+def test_comparison_with_paper():
+    metrics = {"rand_error": 0.05, "pixel_error": 0.07, "vrand_thinned": 0.97, "vinfo_thinned": 0.98}
+    rows = {name: (ours, paper) for name, ours, paper in comparison_rows(metrics)}
+    assert rows["Warping error"] == ("-", "0.000353") and PAPER_TABLE1["warping_error"] == 0.000353
+    assert rows["Rand error (1 - V_rand, 2012 definition)"] == ("0.0500", "0.0382")
+    assert rows["Pixel error (1 - best pixel F-score)"] == ("0.0700", "0.0611")
+    assert "V_rand" not in rows  # scores neither measured nor in Table 1 are left out
+    text = format_comparison(metrics)
+    assert "0.0382" in text and "held-out" in text and "never released" in text and text.endswith(HELD_OUT_NOTE)
+
+
+def test_comparison_with_and_without_tta():
+    text = format_comparison({"rand_error": 0.05}, {"rand_error": 0.07})
+    row = next(line for line in text.splitlines() if line.startswith("| Rand error"))
+    assert row == "| Rand error (1 - V_rand, 2012 definition) | 0.0500 | 0.0700 | 0.0382 |"
+
+
+def test_format_score():
+    assert format_score(None) == "-" and format_score(0.00133) == "0.001330" and format_score(0.98212) == "0.9821"
 
 
 def test_variant_of_a_checkpoint_name():

@@ -5,8 +5,8 @@ import torch
 
 from unet_zoo import reproduce as reproduce_module
 from unet_zoo.recipes import load_recipe
-from unet_zoo.reproduce import recipes_for, reproduce_isbi, write_hub_folder
-from unet_zoo.training import train
+from unet_zoo.reproduce import ReproduceStage, recipes_for, reproduce_isbi, write_hub_folder
+from unet_zoo.training import TrainProgress, train
 
 
 @pytest.fixture(autouse=True)
@@ -35,14 +35,26 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
     from unet_zoo.evaluation import evaluate_model
     from unet_zoo.hub import load_folder
 
-    result = train(load_recipe("tiny"), out_dir=tmp_path / "run", progress=False)
+    result = train(load_recipe("tiny"), out_dir=tmp_path / "run")
     metrics = evaluate_model(result.model, result.data.val_images, result.data.val_labels, tta=False)
-    folder = write_hub_folder(result, metrics, tmp_path / "hub", "test CPU")
+    rescored = []
+
+    def rescore(model):
+        rescored.append(model)
+        return evaluate_model(model, result.data.val_images, result.data.val_labels, tta=False)
+
+    folder, check = write_hub_folder(result, metrics, tmp_path / "hub", "test CPU", rescore=rescore)
+    assert len(rescored) == 1 and rescored[0] is not result.model  # the weights read back from the folder
+    assert check is not None and check["equal"] and check["dtype"] == "float32"
     names = {p.name for p in folder.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub", "run"]  # no staging folder left beside it
     assert {"model.safetensors", "config.json", "README.md", "predictions.png", "curves.png", "scores.json"} <= names
     card = (folder / "README.md").read_text()
     assert "## Deviations from the paper" in card and "a test fixture" in card
     assert f"{metrics['rand_error']:.6g}" in card  # the measured number is on the card
+    assert card.count("## Stored weights") == 1 and check["summary"] in card and "![training curves](curves.png)" in card
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_hub_folder(result, metrics, folder, "test CPU")
     assert json.loads((folder / "scores.json").read_text())["pixel_error"] == pytest.approx(metrics["pixel_error"])
     rebuilt = load_folder(folder)
     for k, v in result.model.state_dict().items():
@@ -59,7 +71,7 @@ def test_quick_reproduce_on_real_data(isbi_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(reproduce_module, "load_recipe", small)
     monkeypatch.chdir(tmp_path)
-    (result,) = reproduce_isbi(quick=True, steps=2, data_dir=isbi_dir, device="cpu", progress=False)
+    (result,) = reproduce_isbi(quick=True, steps=2, data_dir=isbi_dir, device="cpu")
     assert result.recipe.name == "isbi-quick" and result.train_result.step == 2
     assert result.card_dir == result.run_dir / "hub" and str(result.run_dir).startswith("runs/isbi-quick-")
     assert result.metrics["num_slices"] == 6 and 0 <= result.metrics["rand_error"] <= 1
@@ -69,25 +81,24 @@ def test_quick_reproduce_on_real_data(isbi_dir, tmp_path, monkeypatch):
 
 def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, monkeypatch):
     """The folder layout of `reproduce isbi`, with the tiny synthetic recipe standing in for each paper recipe."""
-    from io import StringIO
-
-    from rich.console import Console
 
     def stand_in(name):
         return load_recipe("tiny").with_overrides(recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1})
 
     monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
     monkeypatch.chdir(tmp_path)
-    console = Console(file=StringIO(), width=200)
-    (small,) = reproduce_isbi("small", device="cpu", progress=False, console=console)
+    reports = []
+    (small,) = reproduce_isbi("small", device="cpu", callback=reports.append)
     assert small.card_dir == tmp_path / "cards" / "isbi-small" and (tmp_path / "cards/isbi-small/model.safetensors").is_file()
-    assert "isbi-small" in console.file.getvalue() and "vs. the paper" in console.file.getvalue()
+    stages = [r.stage for r in reports if isinstance(r, ReproduceStage)]
+    assert stages == ["train", "evaluate", "check_stored", "done"] and reports[-1].result is small
+    assert [r.step for r in reports if isinstance(r, TrainProgress) and r.event == "step"] == [1, 2]
     before = (small.card_dir / "model.safetensors").read_bytes()
     with pytest.raises(ValueError, match="already holds a checkpoint; pass --overwrite"):
-        reproduce_isbi("small", device="cpu", progress=False)
+        reproduce_isbi("small", device="cpu")
     assert (small.card_dir / "model.safetensors").read_bytes() == before and len(list((tmp_path / "runs").iterdir())) == 1
-    reproduce_isbi("small", device="cpu", progress=False, overwrite=True)
-    results = reproduce_isbi("all", device="cpu", progress=False, out=tmp_path / "hub")
+    reproduce_isbi("small", device="cpu", overwrite=True)
+    results = reproduce_isbi("all", device="cpu", out=tmp_path / "hub")
     assert [r.card_dir for r in results] == [tmp_path / "hub" / n for n in ("isbi-original", "isbi-padded", "isbi-small")]
     for r in results:
         assert {"model.safetensors", "config.json", "README.md", "scores.json"} <= {p.name for p in r.card_dir.iterdir()}
@@ -130,7 +141,7 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
 
     monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
     monkeypatch.chdir(tmp_path)
-    (result,) = reproduce_isbi("small", device="cpu", progress=False, out=tmp_path / "hub")
+    (result,) = reproduce_isbi("small", device="cpu", out=tmp_path / "hub")
     folder = result.card_dir
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
@@ -168,13 +179,13 @@ def test_reproduce_resume_latest_continues_the_newest_run(tmp_path, monkeypatch)
     monkeypatch.setattr(reproduce_module, "load_recipe", stand_in)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="no run of 'isbi-small' with a checkpoint"):
-        reproduce_isbi("small", device="cpu", progress=False, resume="latest")
+        reproduce_isbi("small", device="cpu", resume="latest")
     from unet_zoo.training import Trainer, default_run_dir
 
     recipe = stand_in("isbi-small")
-    interrupted = Trainer(recipe, out_dir=default_run_dir(recipe), progress=False, stop_after=2, final_outputs=False).run()
+    interrupted = Trainer(recipe, out_dir=default_run_dir(recipe), stop_after=2, final_outputs=False).run()
     assert interrupted.step == 2
-    (resumed,) = reproduce_isbi("small", device="cpu", progress=False, resume="latest")
+    (resumed,) = reproduce_isbi("small", device="cpu", resume="latest")
     assert resumed.run_dir == interrupted.run_dir and resumed.train_result.step == 3  # continued to the recipe's 3 steps
     assert (tmp_path / "cards/isbi-small/model.safetensors").is_file()
     with pytest.raises(ValueError, match="names one run folder, but --variant all trains 3 recipes"):

@@ -1,5 +1,4 @@
 import json
-import re
 
 import numpy as np
 import pytest
@@ -20,9 +19,7 @@ def _params(model):
 
 
 def test_tiny_run_writes_everything(tmp_path, tiny):
-    result = train(
-        tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path, progress=False
-    )
+    result = train(tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path)
     assert result.step == 12
     names = {p.name for p in tmp_path.iterdir()}
     assert {"checkpoint.safetensors", "metrics.jsonl", "curves.png", "predictions.png", "recipe.json", "summary.json"} <= names
@@ -40,13 +37,13 @@ def test_tiny_run_writes_everything(tmp_path, tiny):
 
 
 def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
-    full = train(tiny, out_dir=tmp_path / "full", progress=False, final_outputs=False)
+    full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
-    killed = Trainer(tiny, out_dir=tmp_path / "killed", progress=False, stop_after=4, final_outputs=False).run()
+    killed = Trainer(tiny, out_dir=tmp_path / "killed", stop_after=4, final_outputs=False).run()
     assert killed.step == 4 and load_checkpoint(tmp_path / "killed").step == 3
     with open(tmp_path / "killed" / "metrics.jsonl", "a") as f:  # the kill cut a log line in half
         f.write('{"step": 5, "loss": 0.6')
-    resumed = Trainer(tiny, resume=tmp_path / "killed", progress=False, final_outputs=False).run()
+    resumed = Trainer(tiny, resume=tmp_path / "killed", final_outputs=False).run()
     assert resumed.step == full.step == tiny.train.steps
     a, b = _params(full.model), _params(resumed.model)
     assert a.keys() == b.keys()
@@ -61,18 +58,19 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
 
 
 def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
-    train(tiny, out_dir=tmp_path, progress=False, final_outputs=False)
+    train(tiny, out_dir=tmp_path, final_outputs=False)
     with pytest.raises(ValueError, match=r"checkpoint .* is at step 6, beyond the 4 steps"):
-        Trainer(tiny, resume=tmp_path, steps=4, progress=False)
+        Trainer(tiny, resume=tmp_path, steps=4)
 
 
 def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     """Guards the test above: dropping the RNG state changes the result, so the equality is meaningful."""
-    full = train(tiny, out_dir=tmp_path / "full", progress=False, final_outputs=False)
-    Trainer(tiny, out_dir=tmp_path / "k", progress=False, stop_after=3, final_outputs=False).run()
-    trainer = Trainer(tiny, resume=tmp_path / "k", progress=False, final_outputs=False)
+    full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
+    Trainer(tiny, out_dir=tmp_path / "k", stop_after=3, final_outputs=False).run()
+    trainer = Trainer(tiny, resume=tmp_path / "k", final_outputs=False)
     trainer.checkpoint.rng.clear()
-    other = trainer.run()
+    with pytest.warns(RuntimeWarning, match="fresh random streams"):
+        other = trainer.run()
     assert any(not torch.equal(v, other.model.state_dict()[k]) for k, v in full.model.state_dict().items())
 
 
@@ -81,14 +79,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny):
         return loss * float("nan") if step == 4 else loss
 
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last good checkpoint"):
-        train(tiny, out_dir=tmp_path, progress=False, loss_hook=inject)
+        train(tiny, out_dir=tmp_path, loss_hook=inject)
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny):
     """A finite loss with NaN gradients at a checkpoint step: the NaN weights must not replace the last good file."""
-    trainer = Trainer(tiny, out_dir=tmp_path, progress=False, final_outputs=False)
+    trainer = Trainer(tiny, out_dir=tmp_path, final_outputs=False)
 
     def nan_gradient(step, loss):
         if step != tiny.train.steps - 1:  # the last step, which is also a checkpoint step
@@ -111,7 +109,7 @@ def test_absurd_learning_rate_is_caught(tmp_path, tiny):
         train={"steps": 20, "checkpoint_every": 1},
     )
     with pytest.raises(NonFiniteLossError):
-        train(recipe, out_dir=tmp_path, progress=False)
+        train(recipe, out_dir=tmp_path)
     assert load_checkpoint(tmp_path).step >= 1
 
 
@@ -139,16 +137,22 @@ def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
         data={"tile": 60},
         train={"steps": 2, "checkpoint_every": 2},
     )
-    result = train(recipe, out_dir=tmp_path, progress=False)
+    result = train(recipe, out_dir=tmp_path)
     assert result.model.output_size(60) == 20 and result.step == 2
     assert np.isfinite(result.final_loss) and (tmp_path / "predictions.png").is_file()
 
 
-def test_progress_bar_shows_step_loss_speed_and_eta(tmp_path, tiny, capsys):
-    train(tiny.with_overrides(train={"steps": 2, "log_every": 1}), out_dir=tmp_path, progress=True, final_outputs=False)
-    out = capsys.readouterr().out
-    assert "2/2" in out and "tiles/s" in out and "ETA" in out
-    assert re.search(r"loss \d+\.\d{4}", out), out
+def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, capsys):
+    reports = []
+    recipe = tiny.with_overrides(train={"steps": 4, "log_every": 2, "eval_every": 2})
+    train(recipe, out_dir=tmp_path, final_outputs=False, callback=reports.append)
+    assert capsys.readouterr() == ("", "")
+    assert [r.event for r in reports] == ["start", "step", "step", "validation", "step", "step", "validation", "end"]
+    assert all(r.total_steps == 4 for r in reports) and reports[0].step == 0 and reports[-1].step == 4
+    logged = [r for r in reports if r.event == "step" and r.loss is not None]
+    assert [r.step for r in logged] == [2, 4] and all(r.tiles_per_s and r.tiles_per_s > 0 for r in logged)
+    assert set(reports[3].scores) == {"val_loss", "val_pixel_error"}
+    assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(reports, reports[1:]))
 
 
 def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
@@ -175,7 +179,7 @@ def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
 def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     """The GPU settings (bf16 autocast, channels_last) forced on the CPU: the same code path trains and checkpoints."""
     recipe = tiny.with_overrides(train={"steps": 3, "precision": "bf16", "channels_last": "on"})
-    trainer = Trainer(recipe, out_dir=tmp_path, progress=False)
+    trainer = Trainer(recipe, out_dir=tmp_path)
     result = trainer.run()
     assert trainer.amp_dtype == torch.bfloat16 and trainer.channels_last
     assert trainer.sampler.device == trainer.device == torch.device("cpu")  # augmentation where the model is
@@ -192,7 +196,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
 
     from unet_zoo.training import TrainingInterrupted
 
-    full = train(tiny, out_dir=tmp_path / "full", progress=False, final_outputs=False)
+    full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
 
     def terminate_during_step_5(step, loss):  # step is the number of completed steps
         if step == 4:
@@ -201,13 +205,13 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
 
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match=r"SIGTERM stopped training of 'tiny' after step 5 of 6.*--resume") as info:
-        Trainer(tiny, out_dir=tmp_path / "stopped", progress=False, loss_hook=terminate_during_step_5, final_outputs=False).run()
+        Trainer(tiny, out_dir=tmp_path / "stopped", loss_hook=terminate_during_step_5, final_outputs=False).run()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     assert info.value.step == 5 and info.value.signal_number == signal.SIGTERM
     stopped = load_checkpoint(tmp_path / "stopped")
     assert stopped.step == 5  # checkpoint_every is 3: only the signal explains a step-5 checkpoint
     assert stopped.extra["train_seconds"] > 0
-    resumed = train(tiny, resume=tmp_path / "stopped", progress=False)
+    resumed = train(tiny, resume=tmp_path / "stopped")
     for k, v in _params(full.model).items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     # times cover both sessions: the resumed run's total includes the first session's seconds
@@ -220,17 +224,17 @@ def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identicall
     from unet_zoo import training
     from unet_zoo.training import TimeLimitReached
 
-    full = train(tiny, out_dir=tmp_path / "full", progress=False, final_outputs=False)
+    full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # A clock that advances 10 s per reading: a 45 s budget ends the session after a few steps, deterministically.
     ticks = iter(range(0, 10**6, 10))
     monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(ticks)))
     with pytest.raises(TimeLimitReached, match="time limit of 0.75 min") as stopped:
-        Trainer(tiny, out_dir=tmp_path / "cut", progress=False, final_outputs=False, time_limit=45).run()
+        Trainer(tiny, out_dir=tmp_path / "cut", final_outputs=False, time_limit=45).run()
     monkeypatch.undo()
     step = stopped.value.step
     assert 0 < step < tiny.train.steps
     assert load_checkpoint(tmp_path / "cut").step == step  # the step it stopped at is saved, none is lost
-    resumed = Trainer(tiny, resume=tmp_path / "cut", progress=False, final_outputs=False).run()
+    resumed = Trainer(tiny, resume=tmp_path / "cut", final_outputs=False).run()
     assert resumed.step == tiny.train.steps
     a, b = _params(full.model), _params(resumed.model)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -242,15 +246,15 @@ def test_time_limit_must_be_positive(tiny):
 
 
 def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny):
-    source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", progress=False, final_outputs=False)
+    source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", final_outputs=False)
     source.model.save_pretrained(tmp_path / "start")
     recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "start")})
-    trainer = Trainer(recipe, out_dir=tmp_path / "second", progress=False, final_outputs=False)
+    trainer = Trainer(recipe, out_dir=tmp_path / "second", final_outputs=False)
     trainer._setup()
     expected = _params(source.model)
     assert all(torch.equal(v, expected[k]) for k, v in trainer.model.state_dict().items())
     assert trainer.init_info["source"] == str(tmp_path / "start")
-    result = Trainer(recipe, out_dir=tmp_path / "second", progress=False, final_outputs=False).run()
+    result = Trainer(recipe, out_dir=tmp_path / "second", final_outputs=False).run()
     assert result.init_from["source"] == str(tmp_path / "start")
     assert load_checkpoint(tmp_path / "second").extra["init_from"]["source"] == str(tmp_path / "start")
 
@@ -262,11 +266,10 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
     create_model("small", base_channels=8, depth=2).save_pretrained(tmp_path / "other")  # tiny has 4 base channels
     recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "other")})
     with pytest.raises(CheckpointError, match="init_from"):
-        Trainer(recipe, out_dir=tmp_path / "run", progress=False, final_outputs=False).run()
+        Trainer(recipe, out_dir=tmp_path / "run", final_outputs=False).run()
     with pytest.raises(ValueError, match="cannot be loaded"):
         Trainer(
             tiny.with_overrides(model={"init_from": str(tmp_path / "missing")}),
             out_dir=tmp_path / "r2",
-            progress=False,
             final_outputs=False,
         ).run()

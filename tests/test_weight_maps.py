@@ -197,3 +197,11 @@ def test_real_slice(isbi_dir):
     m = (cells == 0) & np.isfinite(d2)
     full[m] += 10 * np.exp(-((d1[m] + d2[m]) ** 2) / 50)
     np.testing.assert_allclose(weight_map(crop), full, atol=2e-6)
+
+
+def test_weight_maps_for_stack_reports_progress_per_slice():
+    labels = np.full((3, 8, 8), 255, np.uint8)
+    labels[:, :, 4] = 0
+    seen = []
+    weight_maps_for_stack(labels, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]

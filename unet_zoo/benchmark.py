@@ -682,7 +682,6 @@ def bench_reproduce(
             device=str(dev),
             data_dir=data_dir,
             out=out if out is not None else Path(tmp) / "hub",
-            progress=False,
         )
         wall = time.perf_counter() - start
     recipes = []

@@ -15,7 +15,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ._version import LIBRARY_NAME
-from .paper import PAPER, PAPER_TABLE1, PAPER_URL
+from .paper import PAPER, PAPER_TABLE1, PAPER_URL, format_comparison
 from .registry import get_entry
 from .sizes import output_size
 
@@ -41,6 +41,7 @@ TRAINING_FIELDS: dict[str, str] = {
     "seed": "Seed",
     "hardware": "Hardware",
     "time_s": "Training time",
+    "tiles_seen": "Tiles seen",
     "initialised_from": "Initialised from",
     "time": "Training time",
     "dtype": "Stored weights",
@@ -140,6 +141,23 @@ def _metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _inference_note(scores: dict[str, Any], without_tta: dict[str, Any] | None, hardware: Any) -> str:
+    """How the held-out scores were computed, with the seconds per slice of each way."""
+    tta = bool(scores.get("tta"))
+    text = (
+        f"Evaluated with overlap-tile inference{' and 8-fold test-time augmentation (TTA)' if tta else ''}"
+        f" on {scores.get('num_slices', '?')} slices"
+    )
+    timings = []
+    if scores.get("seconds_per_slice"):
+        timings.append(f"{scores['seconds_per_slice']:.2f} s per 512x512 slice{' with TTA' if tta else ''}")
+    if without_tta and without_tta.get("seconds_per_slice"):
+        timings.append(f"{without_tta['seconds_per_slice']:.2f} s without")
+    if timings:
+        text += " (" + ", ".join(timings) + (f", on {hardware}" if hardware else "") + ")"
+    return text + ".\n"
+
+
 def render_model_card(
     model_name: str,
     model_args: dict[str, Any],
@@ -154,6 +172,12 @@ def render_model_card(
     tags: list[str] | None = None,
     description: str | None = None,
     limitations: list[str] | None = None,
+    held_out_scores: dict[str, Any] | None = None,
+    held_out_scores_without_tta: dict[str, Any] | None = None,
+    stored_weights: str | None = None,
+    notes: str | None = None,
+    deviations: list[str] | None = None,
+    figures: dict[str, str] | None = None,
 ) -> str:
     """The full README.md text (YAML header + Markdown body) of a checkpoint of architecture `model_name`.
 
@@ -165,6 +189,12 @@ def render_model_card(
             "steps": 10000, "hardware": "1x H100", "time_s": 5400, "held_out": "slices 25-29"}; None if untrained.
         checkpoint_name: registry checkpoint name (e.g. "isbi-original"), used in the usage snippet;
             repo_id: Hub repo id used instead when there is no checkpoint name.
+        held_out_scores: every held-out score (`unet_zoo.evaluation.evaluate_model`'s dict, with
+            "seconds_per_slice", "num_slices", "tta"), tabled beside Table 1; held_out_scores_without_tta:
+            the same model without test-time augmentation, as a second column.
+        stored_weights: what re-scoring the stored weights found (`unet_zoo.reproduce.check_stored_weights`).
+        notes: the recipe's notes; deviations: every departure from the paper, one item each.
+        figures: {alt text: file name in the folder}, shown under the evaluation.
     """
     load_name = checkpoint_name or repo_id or LOCAL_PLACEHOLDER
     title = checkpoint_name or repo_id or f"unet_zoo {model_name}"
@@ -201,7 +231,7 @@ def render_model_card(
         lines += [
             f"- {key.replace('_', ' ').capitalize()}: {_format_value(key, value)}"
             for key, value in training.items()
-            if key not in TRAINING_FIELDS and key != "held_out_split"
+            if key not in TRAINING_FIELDS and key not in ("held_out_split", "deviations")
         ]
         parts.append("\n".join(lines) + "\n")
     else:
@@ -219,6 +249,23 @@ def render_model_card(
             + ", ".join(f"{METRIC_NAMES[k]} {v:g}" for k, v in PAPER_METRICS.items())
             + ".\n"
         )
+    if held_out_scores:
+        parts.append("### All held-out scores\n")
+        parts.append(format_comparison(held_out_scores, held_out_scores_without_tta) + "\n")
+        parts.append(_inference_note(held_out_scores, held_out_scores_without_tta, (training or {}).get("hardware")))
+    for alt, file_name in (figures or {}).items():
+        parts.append(f"![{alt}]({file_name})\n")
+    if stored_weights:
+        parts.append("## Stored weights\n")
+        parts.append(stored_weights + "\n")
+    if notes:
+        parts.append("## Recipe notes\n")
+        parts.append(notes.strip() + "\n")
+    if deviations is None and isinstance((training or {}).get("deviations"), (list, tuple)):
+        deviations = list((training or {})["deviations"])  # a config.json training record keeps them there
+    if deviations:
+        parts.append("## Deviations from the paper\n")
+        parts.append("\n".join(f"- {item}" for item in deviations) + "\n")
     parts.append("## Limitations\n")
     on_isbi = bool(training) and "isbi2012" in (datasets if datasets is not None else ["isbi2012"])
     count = re.search(r"(\d+) training slices", str((training or {}).get("dataset", "")))

@@ -15,25 +15,8 @@ from torch import nn
 
 from .data import load_isbi, split_slices
 from .metrics import isbi_scores
-from .paper import PAPER_TABLE1
+from .paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison
 from .tiling import predict_stack
-
-HELD_OUT_NOTE = (
-    "Ours: held-out ISBI 2012 training slices (the test labels were never released). "
-    "Paper: u-net on the challenge test set, scored by the organisers (Table 1)."
-)
-
-_ROWS = [
-    ("warping_error", "Warping error", True),
-    ("rand_error", "Rand error (1 - V_rand, 2012 definition)", True),
-    ("pixel_error", "Pixel error (1 - best pixel F-score)", True),
-    ("vrand_thinned", "V_rand after thinning (leaderboard)", False),
-    ("vinfo_thinned", "V_info after thinning (leaderboard)", False),
-    ("vrand", "V_rand", False),
-    ("vinfo", "V_info", False),
-    ("iou", "IoU of cells (threshold 0.5)", False),
-    ("dice", "Dice of cells (threshold 0.5)", False),
-]
 
 
 def evaluate_model(
@@ -92,56 +75,10 @@ def evaluate_isbi(
     return result
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.6f}" if 0 < abs(value) < 0.01 else f"{value:.4f}"
-
-
-def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(metric, ours, paper) strings for every score in `metrics` or in the paper's Table 1."""
-    rows = []
-    for key, name, _ in _ROWS:
-        ours, paper = metrics.get(key), PAPER_TABLE1.get(key)
-        if ours is None and paper is None:
-            continue
-        rows.append((name, _fmt(ours), _fmt(paper)))
-    return rows
-
-
-def comparison_table(metrics: dict[str, Any], title: str = "ISBI 2012: ours vs. the paper"):
-    """A rich Table of `comparison_rows` with the held-out note as its caption."""
-    from rich.table import Table
-
-    table = Table(title=title, caption=HELD_OUT_NOTE)
-    table.add_column("metric")
-    table.add_column("ours", justify="right")
-    table.add_column("paper (Table 1)", justify="right")
-    for row in comparison_rows(metrics):
-        table.add_row(*row)
-    return table
-
-
-def format_comparison(metrics: dict[str, Any], without_tta: dict[str, Any] | None = None) -> str:
-    """Plain-text (Markdown) table of our scores beside the paper's Table 1, with the held-out note.
-
-    without_tta: scores of the same model without test-time augmentation, shown as an extra column.
-    """
-    if without_tta is None:
-        lines = ["| metric | ours | paper (Table 1) |", "|---|---:|---:|"]
-        lines += [f"| {name} | {ours} | {paper} |" for name, ours, paper in comparison_rows(metrics)]
-    else:
-        plain = {name: ours for name, ours, _ in comparison_rows(without_tta)}
-        lines = ["| metric | ours, with TTA | ours, without TTA | paper (Table 1) |", "|---|---:|---:|---:|"]
-        lines += [f"| {name} | {ours} | {plain.get(name, '-')} | {paper} |" for name, ours, paper in comparison_rows(metrics)]
-    return "\n".join(lines) + "\n\n" + HELD_OUT_NOTE
-
-
 __all__ = [
     "HELD_OUT_NOTE",
     "PAPER_TABLE1",
     "comparison_rows",
-    "comparison_table",
     "evaluate_isbi",
     "evaluate_model",
     "format_comparison",

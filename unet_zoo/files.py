@@ -2,13 +2,15 @@
 
 Atomic writes go to a temporary file in the destination's folder, are fsynced, and are then moved into
 place with `os.replace`, so a kill or a crash never leaves a half-written (or empty) file under `path`:
-readers see either the old file or the complete new one.
+readers see either the old file or the complete new one. `staging_folder` and `publish_folder` do the
+same for a whole folder (a checkpoint folder is built beside its destination, then renamed into place).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +39,7 @@ def _default_file_mode() -> int:
 
 
 _NEW_FILE_MODE = _default_file_mode()  # read once at import: os.umask can only be read by setting it
+_NEW_FOLDER_MODE = _NEW_FILE_MODE | ((_NEW_FILE_MODE & 0o444) >> 2)  # + x wherever r: what os.mkdir gives
 
 
 def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], object], suffix: str = ".tmp") -> Path:
@@ -67,4 +70,32 @@ def atomic_write_bytes(path: str | Path, data: bytes | str) -> Path:
     return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_with", "file_sha256", "files_sha256"]
+def staging_folder(target: str | Path) -> Path:
+    """A new empty folder beside `target` (same file system) to build its contents in, for `publish_folder`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    os.chmod(folder, _NEW_FOLDER_MODE)  # mkdtemp makes it 0700; a published folder gets the usual mode
+    return folder
+
+
+def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool = False) -> Path:
+    """Move the finished folder `staging` to `target` by renaming; returns `target`.
+
+    Readers see the old folder or the complete new one, never a mixture. An existing `target` is replaced
+    only with `overwrite` (else FileExistsError, and `staging` is left for the caller to remove).
+    """
+    staging, target = Path(staging), Path(target)
+    if not target.exists():
+        os.replace(staging, target)
+        return target
+    if not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, old / target.name)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_with", "file_sha256", "files_sha256", "publish_folder", "staging_folder"]

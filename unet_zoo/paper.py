@@ -1,6 +1,13 @@
-"""The paper this zoo reproduces, and its results: Ronneberger, Fischer & Brox (MICCAI 2015)."""
+"""The paper this zoo reproduces, its results, and how our scores are set beside them.
+
+Ronneberger, Fischer & Brox (MICCAI 2015). `comparison_rows` and `format_comparison` are the one place
+that lines our held-out ISBI 2012 scores up with the paper's Table 1 (model cards, `unet-zoo evaluate`,
+`unet-zoo reproduce isbi`).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 PAPER = "Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015"
 PAPER_URL = "https://arxiv.org/abs/1505.04597"
@@ -9,4 +16,65 @@ PAPER_URL = "https://arxiv.org/abs/1505.04597"
 #: (lower is better). Our held-out scores are set beside these numbers on model cards and in `evaluate`.
 PAPER_TABLE1: dict[str, float] = {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
 
-__all__ = ["PAPER", "PAPER_TABLE1", "PAPER_URL"]
+HELD_OUT_NOTE = (
+    "Ours: held-out ISBI 2012 training slices (the test labels were never released). "
+    "Paper: u-net on the challenge test set, scored by the organisers (Table 1)."
+)
+
+#: (score key, label) of every ISBI score, in the order tables show them; the first three are Table 1's.
+SCORE_LABELS: tuple[tuple[str, str], ...] = (
+    ("warping_error", "Warping error"),
+    ("rand_error", "Rand error (1 - V_rand, 2012 definition)"),
+    ("pixel_error", "Pixel error (1 - best pixel F-score)"),
+    ("vrand_thinned", "V_rand after thinning (leaderboard)"),
+    ("vinfo_thinned", "V_info after thinning (leaderboard)"),
+    ("vrand", "V_rand"),
+    ("vinfo", "V_info"),
+    ("iou", "IoU of cells (threshold 0.5)"),
+    ("dice", "Dice of cells (threshold 0.5)"),
+)
+
+
+def format_score(value: float | None) -> str:
+    """A score as tables print it: 6 decimals below 0.01 (warping errors), else 4; "-" when missing."""
+    if value is None:
+        return "-"
+    return f"{value:.6f}" if 0 < abs(value) < 0.01 else f"{value:.4f}"
+
+
+def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, ours, paper) strings for every score in `metrics` or in the paper's Table 1."""
+    rows = []
+    for key, label in SCORE_LABELS:
+        ours, paper = metrics.get(key), PAPER_TABLE1.get(key)
+        if ours is None and paper is None:
+            continue
+        rows.append((label, format_score(ours), format_score(paper)))
+    return rows
+
+
+def format_comparison(metrics: dict[str, Any], without_tta: dict[str, Any] | None = None) -> str:
+    """Markdown table of our scores beside the paper's Table 1, followed by `HELD_OUT_NOTE`.
+
+    without_tta: scores of the same model without test-time augmentation, shown as an extra column.
+    """
+    if without_tta is None:
+        lines = ["| metric | ours | paper (Table 1) |", "|---|---:|---:|"]
+        lines += [f"| {label} | {ours} | {paper} |" for label, ours, paper in comparison_rows(metrics)]
+    else:
+        plain = {label: ours for label, ours, _ in comparison_rows(without_tta)}
+        lines = ["| metric | ours, with TTA | ours, without TTA | paper (Table 1) |", "|---|---:|---:|---:|"]
+        lines += [f"| {label} | {ours} | {plain.get(label, '-')} | {paper} |" for label, ours, paper in comparison_rows(metrics)]
+    return "\n".join(lines) + "\n\n" + HELD_OUT_NOTE
+
+
+__all__ = [
+    "HELD_OUT_NOTE",
+    "PAPER",
+    "PAPER_TABLE1",
+    "PAPER_URL",
+    "SCORE_LABELS",
+    "comparison_rows",
+    "format_comparison",
+    "format_score",
+]

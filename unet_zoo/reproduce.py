@@ -15,19 +15,19 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .cards import render_model_card
 from .checkpoint_names import VARIANT_RECIPES
-from .evaluation import comparison_table, evaluate_model, format_comparison
-from .files import atomic_write_bytes
+from .evaluation import evaluate_model
+from .files import atomic_write_bytes, publish_folder, staging_folder
 from .hub import source_cards_dir
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
-from .serialization import CARD_NAME, load_folder
-from .training import TrainResult, latest_run_dir, train
+from .serialization import CARD_NAME, load_folder, model_card_text, save_weights_and_config
+from .training import TrainProgress, TrainResult, latest_run_dir, train
 
 Variant = Literal["original", "padded", "small", "all"]
 QUICK_RECIPE = "isbi-quick"
@@ -53,6 +53,20 @@ class ReproduceResult:
     train_result: TrainResult
     metrics_without_tta: dict[str, Any] | None = None
     stored_check: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ReproduceStage:
+    """What `reproduce_isbi` starts next, reported to its callback: stage "train", "evaluate" (held-out
+    slices, with and without TTA), "check_stored" (the stored weights scored again) or "done" (with `result`)."""
+
+    recipe: Recipe
+    stage: Literal["train", "evaluate", "check_stored", "done"]
+    result: ReproduceResult | None = None
+
+
+ReproduceCallback = Callable[[ReproduceStage | TrainProgress], None]
+"""Receives `ReproduceStage`s and the trainer's `TrainProgress` reports; the CLI prints them."""
 
 
 def recipes_for(variant: str, quick: bool = False, recipe: str | None = None) -> list[str]:
@@ -103,6 +117,7 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "held_out": f"slices {first}-{last} of the ISBI 2012 training stack (not trained on)",
         "held_out_split": f"slices {first}-{last}",
         "steps": result.step,
+        "tiles_seen": result.step * t.batch_size * result.world_size,
         "batch_size": t.batch_size,
         "tile": f"{recipe.data.tile} px",
         "optimizer": optimiser,
@@ -127,47 +142,33 @@ def _init_fields(init: dict[str, Any] | None) -> dict[str, Any]:
     return {"initialised_from": text}
 
 
-def _card_and_info(
+def card_data(
     result: TrainResult,
     metrics: dict[str, Any],
     hardware: str,
-    metrics_without_tta: dict[str, Any] | None,
-    stored_check: dict[str, Any] | None,
-) -> tuple[str, dict[str, float], dict[str, Any]]:
-    """The model card's text, its model-index metrics and the training record for config.json."""
+    metrics_without_tta: dict[str, Any] | None = None,
+    stored_check: dict[str, Any] | None = None,
+    figures: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Everything the Hub folder says about a reproduced run (`unet_zoo.serialization.CARD_DATA_KEYS`): the
+    config.json record and the model card's data, rendered by `unet_zoo.cards.render_model_card`."""
     recipe = result.recipe
-    model: Any = result.model  # a zoo model: model_name and model_args say how to rebuild it
-    card_metrics = {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None}
-    training = training_info(recipe, result, hardware)
-    # Only names that are (or will be) published go into the usage snippet; others load from the folder.
     name = checkpoint_name(recipe)
-    published = name in VARIANT_RECIPES.values() or name in PRETRAINED
-    card = render_model_card(
-        model.model_name,
-        model.model_args,
-        params=sum(p.numel() for p in model.parameters()),
-        metrics=card_metrics,
-        training=training,
-        checkpoint_name=name if published else None,
-        description=recipe.recipe.description or None,
-    )
-    card += (
-        "\n## All held-out scores\n\n"
-        + format_comparison(metrics, metrics_without_tta)
-        + f"\n\nEvaluated with overlap-tile inference{' and 8-fold test-time augmentation' if metrics.get('tta') else ''}"
-        f" on {metrics.get('num_slices', '?')} slices"
-        + (f" ({metrics['seconds_per_slice']:.2f} s per 512x512 slice on {hardware})" if metrics.get("seconds_per_slice") else "")
-        + ".\n"
-    )
-    if stored_check:
-        card += "\n## Stored weights\n\n" + stored_check["summary"] + "\n"
-    if recipe.recipe.notes:
-        card += f"\n## Recipe notes\n\n{recipe.recipe.notes}\n"
-    if recipe.recipe.deviations:
-        card += "\n## Deviations from the paper\n\n" + "\n".join(f"- {d}" for d in recipe.recipe.deviations) + "\n"
-    card += "\n![held-out predictions](predictions.png)\n"
+    training = training_info(recipe, result, hardware)
     training["deviations"] = recipe.recipe.deviations  # kept in config.json; the card lists them in their own section
-    return card, card_metrics, training
+    return {
+        # Only names that are (or will be) published go into the usage snippet; others load from the folder.
+        "checkpoint_name": name if name in VARIANT_RECIPES.values() or name in PRETRAINED else None,
+        "metrics": {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None},
+        "training": training,
+        "description": recipe.recipe.description or None,
+        "held_out_scores": metrics,
+        "held_out_scores_without_tta": metrics_without_tta,
+        "stored_weights": stored_check["summary"] if stored_check else None,
+        "notes": recipe.recipe.notes or None,
+        "deviations": list(recipe.recipe.deviations) or None,
+        "figures": figures,
+    }
 
 
 def _write_scores(
@@ -181,6 +182,9 @@ def _write_scores(
     atomic_write_bytes(folder / "scores.json", json.dumps(scores, indent=2).encode())
 
 
+FIGURES = {"held-out predictions": "predictions.png", "training curves": "curves.png"}  # alt text: file of the run
+
+
 def write_hub_folder(
     result: TrainResult,
     metrics: dict[str, Any],
@@ -190,45 +194,43 @@ def write_hub_folder(
     dtype: Any = None,
     max_shard_size: int | None = None,
     metrics_without_tta: dict[str, Any] | None = None,
-    stored_check: dict[str, Any] | None = None,
-) -> Path:
-    """Write model.safetensors, config.json, README.md (card), scores.json and the PNGs into `folder`.
+    rescore: Callable[[Any], dict[str, Any]] | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, dict[str, Any] | None]:
+    """Build the Hub folder of a trained run beside `folder`, then move it into place in one rename.
 
-    dtype: stored weight dtype (e.g. torch.float16; None keeps float32). max_shard_size: bytes per
-    weight file (sharded with an index when exceeded). metrics_without_tta: a second score column on
-    the card. stored_check: `check_stored_weights`'s result, printed on the card and kept in scores.json.
+    Writes model.safetensors (in `dtype`, e.g. torch.float16; None keeps float32; sharded at
+    `max_shard_size` bytes) and config.json; with `rescore` (model -> scores), loads those stored weights
+    back and scores them, and records `check_stored_weights`'s verdict; then writes README.md (the card,
+    once, with everything known), scores.json and the run's PNGs. metrics_without_tta: a second score
+    column. An existing `folder` is replaced only with `overwrite` (else FileExistsError).
+    Returns (folder, the stored-weights check or None).
     """
-    folder = Path(folder)
-    card, card_metrics, training = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
-    result.model.save_pretrained(  # type: ignore[operator]  # a zoo model (HubMixin), typed as nn.Module
-        folder,
-        card=card,
-        card_data={"checkpoint_name": checkpoint_name(result.recipe), "metrics": card_metrics, "training": training},
-        dtype=dtype,
-        max_shard_size=max_shard_size,
-    )
-    for name in ("predictions.png", "curves.png"):
-        if (result.run_dir / name).is_file():
-            shutil.copyfile(result.run_dir / name, folder / name)
-    _write_scores(folder, metrics, metrics_without_tta, stored_check)
-    return folder
+    import torch
 
-
-def add_stored_check(
-    result: TrainResult,
-    metrics: dict[str, Any],
-    folder: str | Path,
-    hardware: str,
-    stored_check: dict[str, Any],
-    metrics_without_tta: dict[str, Any] | None = None,
-) -> Path:
-    """Add `check_stored_weights`'s result to a folder `write_hub_folder` wrote: rewrites only README.md and
-    scores.json (the weights and config.json stay as they are)."""
     folder = Path(folder)
-    card, _, _ = _card_and_info(result, metrics, hardware, metrics_without_tta, stored_check)
-    atomic_write_bytes(folder / CARD_NAME, card)
-    _write_scores(folder, metrics, metrics_without_tta, stored_check)
-    return folder
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} already exists; pass --overwrite (overwrite=True) to replace it")
+    staging = staging_folder(folder)
+    try:
+        model: Any = result.model
+        data = card_data(result, metrics, hardware, metrics_without_tta)
+        save_weights_and_config(model, staging, dtype=dtype, card_data=data, max_shard_size=max_shard_size)
+        check = None
+        if rescore is not None:
+            # Read the stored weights back and score them again: the card must describe what users download.
+            stored = load_folder(staging, device=next(model.parameters()).device)
+            check = check_stored_weights(metrics, rescore(stored), str(dtype or torch.float32).removeprefix("torch."))
+        figures = {alt: name for alt, name in FIGURES.items() if (result.run_dir / name).is_file()}
+        for name in figures.values():
+            shutil.copyfile(result.run_dir / name, staging / name)
+        data = card_data(result, metrics, hardware, metrics_without_tta, check, figures)
+        atomic_write_bytes(staging / CARD_NAME, model_card_text(model, data))
+        _write_scores(staging, metrics, metrics_without_tta, check)
+        publish_folder(staging, folder, overwrite=overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder, check
 
 
 def check_stored_weights(
@@ -281,8 +283,7 @@ def reproduce_isbi(
     data_dir: str | Path | None = None,
     out: str | Path | None = None,
     compile: bool | None = None,
-    progress: bool | None = None,
-    console: Any = None,
+    callback: ReproduceCallback | None = None,
     weights_dtype: str = "float16",
     max_shard_size: int | None = None,
     resume: str | Path | None = None,
@@ -294,6 +295,8 @@ def reproduce_isbi(
 
     out: the Hub folder (for "all": the parent of one folder per recipe). Default ``cards/<recipe>/``;
     with `quick`, ``<run folder>/hub/`` so demo weights never land in cards/.
+    callback: receives a `ReproduceStage` before each stage and when a recipe is done, and the trainer's
+    `TrainProgress` reports (the CLI draws them); nothing is printed.
     weights_dtype: "float16" (default, half the size) or "float32" for model.safetensors; the stored
     weights are read back and evaluated again, and the card says whether they score the same.
     max_shard_size: bytes per weight file; larger checkpoints are sharded with an index (default: one file).
@@ -303,7 +306,7 @@ def reproduce_isbi(
     ``[recipe] checkpoint`` names the card folder (default ``cards/<checkpoint>/``).
     time_limit: seconds of training in this session before checkpointing and raising `TimeLimitReached`.
     overwrite: replace an existing Hub folder (checked before training, so no run is wasted); else ValueError.
-    Returns one `ReproduceResult` per recipe; prints the comparison tables to `console` (a rich Console).
+    Returns one `ReproduceResult` per recipe.
     """
     import torch
 
@@ -316,87 +319,66 @@ def reproduce_isbi(
             f"--resume {resume} names one run folder, but --variant {variant} trains {len(names)} recipes; "
             "pass --resume latest, or one --variant at a time"
         )
-
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints (the group may not exist yet)
-        console = None
+    report = callback if callback is not None and int(os.environ.get("RANK", "0")) == 0 else None  # rank 0 reports
     recipes = [load_recipe(requested) for requested in names]
     if not quick and not overwrite:  # refuse before hours of training, not after
         for r in recipes:
             folder = _hub_folder(r, out, len(names))
-            if (folder / "config.json").exists():
-                raise ValueError(
-                    f"{folder} already holds a checkpoint; pass --overwrite (overwrite=True) to replace it, "
-                    "or --out another folder"
-                )
+            if folder.exists():
+                holds = "already holds a checkpoint" if (folder / "config.json").exists() else "already exists"
+                raise ValueError(f"{folder} {holds}; pass --overwrite (overwrite=True) to replace it, or --out another folder")
     results = []
     for run_recipe in recipes:
-        name = run_recipe.name
-        if console:
-            console.print(f"[bold]{name}[/bold]: {run_recipe.recipe.description}")
-        resume_from = latest_run_dir(name) if resume == "latest" else resume
+        if report:
+            report(ReproduceStage(run_recipe, "train"))
+        resume_from = latest_run_dir(run_recipe.name) if resume == "latest" else resume
         result = train(
             run_recipe,
             steps=steps,
             device=device,
             data_dir=data_dir,
             compile=compile,
-            progress=progress,
+            callback=report,
             resume=resume_from,
             time_limit=time_limit,
         )
         if not _is_main():  # under torchrun only rank 0 evaluates and writes
             continue
-        model_device = next(result.model.parameters()).device
-
-        score = functools.partial(_score_held_out, result=result, device=model_device)
-
+        score = functools.partial(_score_held_out, result=result, device=next(result.model.parameters()).device)
+        if report:
+            report(ReproduceStage(run_recipe, "evaluate"))
         start = time.perf_counter()
         metrics = score(result.model, run_recipe.eval.tta)
         eval_seconds = time.perf_counter() - start
         without_tta = score(result.model, False) if run_recipe.eval.tta else None
         folder = result.run_dir / "hub" if quick and out is None else _hub_folder(run_recipe, out, len(names))
-        hardware = hardware_description(model_device)
-        write_hub_folder(
-            result, metrics, folder, hardware, dtype=dtype, max_shard_size=max_shard_size, metrics_without_tta=without_tta
+        if report:
+            report(ReproduceStage(run_recipe, "check_stored"))
+        _, check = write_hub_folder(
+            result,
+            metrics,
+            folder,
+            hardware_description(next(result.model.parameters()).device),
+            dtype=dtype,
+            max_shard_size=max_shard_size,
+            metrics_without_tta=without_tta,
+            rescore=functools.partial(score, tta=run_recipe.eval.tta),
+            overwrite=True,  # checked above, before training (a quick run's folder is its own)
         )
-        # Read the stored weights back and score them again: the card must describe what users download.
-        stored = load_folder(folder, device=model_device)
-        stored_metrics = score(stored, run_recipe.eval.tta)
-        check = check_stored_weights(metrics, stored_metrics, weights_dtype)
-        add_stored_check(result, metrics, folder, hardware, check, metrics_without_tta=without_tta)
-        if console:
-            console.print(
-                comparison_table(
-                    metrics,
-                    title=f"{name}: held-out slices {result.data.val_slices[0]}-{result.data.val_slices[-1]} vs. the paper",
-                )
-            )
-            if without_tta is not None:
-                warping = (
-                    f"warping error {without_tta['warping_error']:.6f}, " if without_tta.get("warping_error") is not None else ""
-                )
-                console.print(
-                    f"without TTA: {warping}Rand error {without_tta['rand_error']:.4f}, "
-                    f"pixel error {without_tta['pixel_error']:.4f}, V_rand (thinned) {without_tta['vrand_thinned']:.4f}"
-                )
-            console.print(("" if check["equal"] else "[yellow]warning:[/yellow] ") + check["summary"])
-            console.print(
-                f"trained {result.step} steps in {result.seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
-                f"run: {result.run_dir}  Hub folder: {folder}  predictions: {folder / 'predictions.png'}"
-            )
-        results.append(
-            ReproduceResult(
-                run_recipe,
-                result.run_dir,
-                folder,
-                metrics,
-                result.seconds,
-                eval_seconds,
-                result,
-                metrics_without_tta=without_tta,
-                stored_check=check,
-            )
+        reproduced = ReproduceResult(
+            run_recipe,
+            result.run_dir,
+            folder,
+            metrics,
+            result.seconds,
+            eval_seconds,
+            result,
+            metrics_without_tta=without_tta,
+            stored_check=check,
         )
+        if report:
+            report(ReproduceStage(run_recipe, "done", reproduced))
+        results.append(reproduced)
     return results
 
 
@@ -427,11 +409,14 @@ def _is_main() -> bool:
 
 
 __all__ = [
+    "FIGURES",
     "QUICK_RECIPE",
-    "add_stored_check",
     "check_stored_weights",
     "VARIANT_RECIPES",
+    "ReproduceCallback",
     "ReproduceResult",
+    "ReproduceStage",
+    "card_data",
     "hardware_description",
     "recipes_for",
     "reproduce_isbi",

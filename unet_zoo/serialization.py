@@ -52,6 +52,12 @@ CARD_DATA_KEYS = (
     "tags",
     "description",
     "limitations",
+    "held_out_scores",
+    "held_out_scores_without_tta",
+    "stored_weights",
+    "notes",
+    "deviations",
+    "figures",
 )
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors(\.index\.json)?$")
 
@@ -203,7 +209,8 @@ def save_weights(
 
 
 def model_card_text(model: nn.Module, card_data: dict[str, Any] | None = None) -> str:
-    """The README.md `save_pretrained` writes for `model`: its `pretrained_info` updated with `card_data`."""
+    """The README.md `save_pretrained` writes for `model`: its `pretrained_info` updated with `card_data`
+    (any of ``CARD_DATA_KEYS``, passed to `unet_zoo.cards.render_model_card`)."""
     info = {**(getattr(model, "pretrained_info", None) or {}), **(card_data or {})}
     name, args = model_identity(model)
     return render_model_card(
@@ -219,6 +226,12 @@ def model_card_text(model: nn.Module, card_data: dict[str, Any] | None = None) -
         tags=info.get("tags"),
         description=info.get("description"),
         limitations=info.get("limitations"),
+        held_out_scores=info.get("held_out_scores"),
+        held_out_scores_without_tta=info.get("held_out_scores_without_tta"),
+        stored_weights=info.get("stored_weights"),
+        notes=info.get("notes"),
+        deviations=info.get("deviations"),
+        figures=info.get("figures"),
     )
 
 
@@ -240,20 +253,17 @@ def checkpoint_config(
     return config
 
 
-def save_pretrained(
+def save_weights_and_config(
     model: nn.Module,
     save_directory: str | Path,
     *,
     dtype: torch.dtype | None = None,
-    card: str | None = None,
     card_data: dict[str, Any] | None = None,
     max_shard_size: int | None = None,
 ) -> Path:
-    """Write model.safetensors (or shards), config.json and README.md into `save_directory`; returns it.
+    """Write model.safetensors (or shards) and config.json into `save_directory` (no card); returns it.
 
-    card: README.md text to write as is; by default one is rendered from what is known (see `card_data`).
-    card_data: optional {"checkpoint_name", "metrics", "training", "repo_id", "license", "datasets", "tags",
-    "description", "limitations"}; metrics/training/checkpoint_name are also stored under config["pretrained"].
+    A folder written so loads with `load_folder`; `save_pretrained` adds the README.md. card_data as there.
     """
     folder = Path(save_directory)
     known = dict(getattr(model, "pretrained_info", None) or {})
@@ -262,7 +272,6 @@ def save_pretrained(
     if unknown:
         raise ValueError(f"unknown card_data keys {unknown}; allowed: {', '.join(CARD_DATA_KEYS)}")
     info = {**known, **extra}
-    name, args = model_identity(model)
     files = save_weights(model, folder, dtype=dtype, max_shard_size=max_shard_size)
     state = model.state_dict()
     floating = [v.dtype for v in state.values() if v.is_floating_point()]
@@ -276,8 +285,29 @@ def save_pretrained(
     pretrained = {k: info[k] for k in ("checkpoint_name", "metrics", "training", "license", "datasets") if info.get(k)}
     config = checkpoint_config(model, weights=weights, pretrained=pretrained or None)
     atomic_write_bytes(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def save_pretrained(
+    model: nn.Module,
+    save_directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    card: str | None = None,
+    card_data: dict[str, Any] | None = None,
+    max_shard_size: int | None = None,
+) -> Path:
+    """Write model.safetensors (or shards), config.json and README.md into `save_directory`; returns it.
+
+    card: README.md text to write as is; by default one is rendered from what is known (see `card_data`).
+    card_data: optional {"checkpoint_name", "metrics", "training", "repo_id", "license", "datasets", "tags",
+    "description", "limitations", "held_out_scores", "held_out_scores_without_tta", "stored_weights", "notes",
+    "deviations", "figures"} (see `unet_zoo.cards.render_model_card`); metrics/training/checkpoint_name are
+    also stored under config["pretrained"].
+    """
+    folder = save_weights_and_config(model, save_directory, dtype=dtype, card_data=card_data, max_shard_size=max_shard_size)
     if card is None:
-        card = model_card_text(model, info)
+        card = model_card_text(model, card_data)
     atomic_write_bytes(folder / CARD_NAME, card)
     return folder
 
@@ -491,6 +521,7 @@ __all__ = [
     "read_config",
     "read_weights",
     "save_pretrained",
+    "save_weights_and_config",
     "save_weights",
     "weight_files",
     "weights_sha256",

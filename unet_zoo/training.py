@@ -19,14 +19,14 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -291,6 +291,25 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     steps_this_session: int = 0  # 0 when --resume found the run already complete
     init_from: dict[str, Any] | None = None  # recipe model.init_from: {"source", "sha256", "train_seconds", "steps"}
+    world_size: int = 1  # processes that trained together (each step saw batch_size x world_size tiles)
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the trainer reports to its callback (rank 0 only): "start" (before the first step of this
+    session), "step" (every step; `loss` and `tiles_per_s` are set on logged steps), "validation" (with
+    `scores`: val_loss, val_pixel_error on the held-out tiles) and "end" (training finished or stopped)."""
+
+    event: Literal["start", "step", "validation", "end"]
+    step: int  # optimiser steps completed
+    total_steps: int
+    elapsed_s: float  # training time of the whole run so far, resumed sessions included
+    loss: float | None = None
+    tiles_per_s: float | None = None
+    scores: dict[str, float] | None = None
+
+
+TrainCallback = Callable[[TrainProgress], None]
 
 
 def _timestamp() -> str:
@@ -325,25 +344,6 @@ class _Log:
                 f.write(json.dumps(record) + "\n")
 
 
-def _progress(enabled: bool, total: int, start: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[speed]} tiles/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    task = progress.add_task("train", total=total, completed=start, loss="-", speed="-")
-    return progress, task
-
-
 class Trainer:
     """Trains `recipe` end to end; call `run()`. See the module docstring for what it writes.
 
@@ -356,7 +356,8 @@ class Trainer:
         data_dir: ISBI folder (else the recipe's, $UNET_ZOO_DATA_DIR or the cache).
         steps: override ``train.steps``. compile: override ``train.compile`` (None = recipe; the recipe
             flag applies on CUDA only, an explicit True applies everywhere).
-        progress: rich progress bar on rank 0 (None = only when stdout is a terminal).
+        callback: called with a `TrainProgress` at the start, after every step, after each validation and
+            at the end, on rank 0 (the CLI draws a progress bar from it); the trainer prints nothing.
         loss_hook: ``f(step, loss) -> loss`` applied before the finite check (tests inject NaN with it).
         stop_after: stop (as if killed) after this many completed steps, after checkpointing; for tests.
         final_outputs: draw curves.png / predictions.png and write summary.json at the end.
@@ -377,7 +378,7 @@ class Trainer:
         data_dir: str | Path | None = None,
         steps: int | None = None,
         compile: bool | None = None,
-        progress: bool | None = None,
+        callback: TrainCallback | None = None,
         loss_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
         stop_after: int | None = None,
         final_outputs: bool = True,
@@ -411,10 +412,8 @@ class Trainer:
         self.run_dir = Path(out_dir)
         self.data_dir, self.data = data_dir, data
         self.compile = compile
-        isatty = sys.stdout.isatty()
-        self.show_progress = self.dist.is_main and (isatty if progress is None else progress)
+        self.callback = callback if self.dist.is_main else None
         self.loss_hook, self.stop_after, self.final_outputs = loss_hook, stop_after, final_outputs
-        self.log_lines = self.dist.is_main and progress is None and not isatty
 
     # The pieces of `run`, in order.
 
@@ -495,10 +494,11 @@ class Trainer:
         if self.dist.rank in ckpt.rng and len(ckpt.rng) == self.dist.world_size:
             set_rng_state(ckpt.rng[self.dist.rank], self.generator, self.device)
         elif self.dist.is_main:
-            print(
-                f"warning: checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
+            warnings.warn(
+                f"checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
                 f"{self.dist.world_size}; continuing with fresh random streams (not bit-identical)",
-                file=sys.stderr,
+                RuntimeWarning,
+                stacklevel=2,
             )
 
     def _check_finite_weights(self) -> None:
@@ -576,7 +576,6 @@ class Trainer:
             atomic_write_bytes(self.run_dir / "recipe.json", json.dumps(r.as_dict(), indent=2).encode())
         history = self._read_history() if self.checkpoint is not None else []
         log = _Log(self.run_dir / "metrics.jsonl" if main else None, history)
-        bar = _progress(self.show_progress, r.train.steps, self.step)
         tiles_per_step = r.train.batch_size * self.dist.world_size
         start_time, window_time, window_steps = time.perf_counter(), time.perf_counter(), 0
         # A resumed run reports its last logged loss even if no step is left to train.
@@ -591,8 +590,7 @@ class Trainer:
         session_start = step_start = time.perf_counter()
         try:
             stop.__enter__()
-            if bar:
-                bar[0].start()
+            self._report("start", start_time)
             while self.step < r.train.steps:
                 x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
                 if self.channels_last:
@@ -633,20 +631,14 @@ class Trainer:
                             "time_s": round(now - start_time, 3),
                         }
                     )
-                    if bar:
-                        bar[0].update(bar[1], completed=self.step, loss=f"{loss_value:.4f}", speed=f"{speed:.1f}")
-                if bar and self.step % r.train.log_every:
-                    bar[0].update(bar[1], completed=self.step)
+                    self._report("step", start_time, loss=loss_value, tiles_per_s=speed)
+                else:
+                    self._report("step", start_time)
                 if (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps:
                     if main:
                         scores = self.validate()
                         log.write({"step": self.step, **scores})
-                        if not bar and self.log_lines:  # plain lines instead of a bar in logs and pipes
-                            print(
-                                f"step {self.step}/{r.train.steps}  loss {loss_value:.4f}  val_loss {scores['val_loss']:.4f}  "
-                                f"val_pixel_error {scores['val_pixel_error']:.4f}  {time.perf_counter() - start_time:.0f} s",
-                                flush=True,
-                            )
+                        self._report("validation", start_time, loss=loss_value, scores=scores)
                 now = time.perf_counter()
                 self.train_seconds = now - start_time
                 out_of_time = self._out_of_time(session_start, step_start, now)
@@ -676,8 +668,7 @@ class Trainer:
                     break
         finally:
             stop.__exit__()
-            if bar:
-                bar[0].stop()
+            self._report("end", start_time, loss=loss_value)
         seconds = time.perf_counter() - start_time
         if main and self.final_outputs and self.step == r.train.steps:
             self._final_outputs(history, seconds)
@@ -692,7 +683,14 @@ class Trainer:
             history,
             steps_this_session=self.step - first_step,
             init_from=self.init_info,
+            world_size=self.dist.world_size,
         )
+
+    def _report(self, event: Any, start_time: float, **fields: Any) -> None:
+        """Send a `TrainProgress` to the callback (rank 0 only)."""
+        if self.callback is not None:
+            elapsed = time.perf_counter() - start_time
+            self.callback(TrainProgress(event, self.step, self.recipe.train.steps, elapsed, **fields))
 
     def _out_of_time(self, session_start: float, step_start: float, now: float) -> bool:
         """Whether one more step (taking as long as the last one, plus the checkpoint's time) would end
@@ -758,6 +756,8 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TimeLimitReached",
+    "TrainCallback",
+    "TrainProgress",
     "TrainingInterrupted",
     "TrainingData",
     "build_optimizer",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -149,13 +149,14 @@ def weight_maps_for_stack(
     *,
     instances: bool | None = None,
     balance: bool = True,
-    progress: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """`weight_map` of every slice of a (S, H, W) label stack -> (S, H, W) float32.
 
     With `cache_dir`, the result is stored as ``weights-<hash>.npy`` where the hash covers the labels'
     bytes, shape, dtype and every parameter; a later call with the same inputs reads it back.
-    Files are written atomically (temporary file + os.replace). progress: show a rich progress bar.
+    Files are written atomically (temporary file + os.replace). progress: ``progress(done, total)`` after each
+    computed slice.
     """
     labels = np.asarray(labels)
     if labels.ndim != 3:
@@ -172,13 +173,10 @@ def weight_maps_for_stack(
             except (OSError, ValueError):
                 pass  # unreadable cache entry: recompute and overwrite
     out = np.empty(labels.shape, np.float32)
-    indices: Iterable[int] = range(len(labels))
-    if progress:
-        from rich.progress import track
-
-        indices = track(indices, description="weight maps")
-    for i in indices:
+    for i in range(len(labels)):
         out[i] = weight_map(labels[i], w0, sigma, instances=instances, balance=balance)
+        if progress is not None:
+            progress(i + 1, len(labels))
     if path is not None:
         atomic_write_with(path, lambda tmp: np.save(tmp, out), suffix=".npy")
     return out

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..evaluation import comparison_table, evaluate_isbi
+from ..evaluation import evaluate_isbi
 from ..exporters.runtime import fastest_cpu_forward, onnxruntime_forward
 from ..files import atomic_write_bytes
 from ..hub import CheckpointError, HubAccessError
@@ -17,6 +17,7 @@ from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
 from ..loading import load_model
 from ..tiling import predict_stack
 from .app import app, check_device, console, fail
+from .tables import comparison_table
 from .volumes import is_volume_request, predict_volume_command
 
 if TYPE_CHECKING:

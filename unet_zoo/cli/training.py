@@ -13,6 +13,7 @@ from ..recipes import RecipeError, load_recipe
 from ..reproduce import recipes_for, reproduce_isbi
 from ..training import NonFiniteLossError, TimeLimitReached, TrainingInterrupted, latest_run_dir, train
 from .app import app, console, err_console, fail
+from .progress import TrainingDisplay
 
 reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
@@ -58,6 +59,7 @@ def train_command(
             resume=resume_dir,
             data_dir=data_dir,
             compile=compile,
+            callback=TrainingDisplay(console),
             time_limit=time_limit * 60 if time_limit else None,
         )
     except TrainingInterrupted as err:
@@ -131,7 +133,7 @@ def reproduce_isbi_command(
             data_dir=data_dir,
             out=out,
             compile=compile,
-            console=console,
+            callback=TrainingDisplay(console),
             weights_dtype=weights_dtype,
             max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None,
             resume=resume,

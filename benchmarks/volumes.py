@@ -1,7 +1,8 @@
 """Blockwise volume prediction: throughput against in-memory predict_tiled, and peak memory on a big volume.
 
     python benchmarks/volumes.py                      # throughput: 8 x 2048 x 2048, `small`; in-process, 1 and 2 workers
-    python benchmarks/volumes.py --memory             # also: 12 x 8192 x 8192 (3.2 GB float32 output), small/4 channels
+    python benchmarks/volumes.py --memory             # also: 2 and 12 x 8192 x 8192 (3.2 GB float32 output), small/4 channels
+    python benchmarks/volumes.py --memory --no-throughput   # the memory table only
     python benchmarks/volumes.py --smoke              # tiny sizes, to check the script runs
     python benchmarks/volumes.py --out results.json
 
@@ -111,31 +112,34 @@ def throughput(args, workdir: Path) -> list[dict]:
 
 
 def memory_bound(args, workdir: Path) -> list[dict]:
+    """Peak memory of predict_volume on a small and a large volume of the same section size: a bound that
+    holds whatever the volume size shows as the same peak for both."""
     torch.manual_seed(0)
     model = unet_zoo.create_model("small", base_channels=4).eval()
-    shape = (args.memory_sections, args.memory_side, args.memory_side)
-    synthetic_volume(workdir / "big.zarr", shape, min(args.memory_side, 1024))
     rows = []
-    for workers in (None, 2):
-        out = workdir / "big-out.zarr"
-        with PeakRSS() as peak:
-            start = time.perf_counter()
-            predict_volume(
-                model, workdir / "big.zarr", out, block=args.memory_block, workers=workers, memory_limit=args.memory_limit
+    for sections in (args.memory_small_sections, args.memory_sections):
+        shape = (sections, args.memory_side, args.memory_side)
+        source = workdir / f"big-{sections}.zarr"
+        synthetic_volume(source, shape, min(args.memory_side, 1024))
+        for workers in (None, 2):
+            out = workdir / "big-out.zarr"
+            with PeakRSS() as peak:
+                start = time.perf_counter()
+                predict_volume(model, source, out, block=args.memory_block, workers=workers, memory_limit=args.memory_limit)
+                seconds = time.perf_counter() - start
+            rows.append(
+                {
+                    "run": "this process" if workers is None else f"{workers} worker processes",
+                    "volume": "x".join(map(str, shape)),
+                    "output_gb_float32": np.prod(shape) * 4 / 1e9,
+                    "block": args.memory_block,
+                    "seconds": seconds,
+                    "mpx_per_s": np.prod(shape) / 1e6 / seconds,
+                    "peak_rss_mb": peak.peak / 2**20,
+                }
             )
-            seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "run": "this process" if workers is None else f"{workers} worker processes",
-                "volume": "x".join(map(str, shape)),
-                "output_gb_float32": np.prod(shape) * 4 / 1e9,
-                "block": args.memory_block,
-                "seconds": seconds,
-                "mpx_per_s": np.prod(shape) / 1e6 / seconds,
-                "peak_rss_mb": peak.peak / 2**20,
-            }
-        )
-        shutil.rmtree(out)
+            shutil.rmtree(out)
+        shutil.rmtree(source)
     return rows
 
 
@@ -147,7 +151,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--block", type=int, default=None, help="predict_volume block side (default: its own)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--memory", action="store_true", help="also run the memory-bound volume")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the throughput table (with --memory)")
     parser.add_argument("--memory-sections", type=int, default=12)
+    parser.add_argument("--memory-small-sections", type=int, default=2, help="the small volume the large one is set beside")
     parser.add_argument("--memory-side", type=int, default=8192)
     parser.add_argument("--memory-block", type=int, default=1024)
     parser.add_argument("--memory-limit", default="1GiB", help="per-worker limit of the local cluster")
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.sections, args.side, args.memory_sections, args.memory_side, args.memory_block = 2, 256, 2, 1024, 512
+        args.memory_small_sections = 1
     workdir = Path(tempfile.mkdtemp(prefix="unet_zoo-volumes-", dir=args.workdir))
     console = Console()
     result = {
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         "idle_rss_mb": psutil.Process().memory_info().rss / 2**20,
     }
     try:
-        result["throughput"] = throughput(args, workdir)
+        result["throughput"] = [] if args.no_throughput else throughput(args, workdir)
         table = Table(title=f"{args.sections} x {args.side} x {args.side}, {args.model}{' + TTA' if args.tta else ''}")
         for col in ("run", "s", "Mpx/s", "time vs in memory", "max |diff|", "peak RSS MB"):
             table.add_column(col, justify="left" if col == "run" else "right")
@@ -182,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{r['max_abs_diff']:.1e}",
                 f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-",
             )
-        console.print(table)
+        if result["throughput"]:
+            console.print(table)
         if args.memory:
             result["memory"] = memory_bound(args, workdir)
             table = Table(title=f"memory bound: small, 4 base channels (idle RSS of one process: {result['idle_rss_mb']:.0f} MB)")

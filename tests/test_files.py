@@ -3,7 +3,17 @@ import stat
 
 import pytest
 
-from unet_zoo.files import atomic_write_bytes, atomic_write_with, file_sha256, files_sha256, publish_folder, staging_folder
+from unet_zoo import files
+from unet_zoo.files import (
+    atomic_write_bytes,
+    atomic_write_with,
+    cache_dir,
+    file_sha256,
+    files_sha256,
+    publish_folder,
+    source_checkout_root,
+    staging_folder,
+)
 
 
 def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
@@ -56,3 +66,24 @@ def test_publish_folder_replaces_only_when_asked(tmp_path):
     publish_folder(staging, target, overwrite=True)
     assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old copy left behind
+
+
+def test_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir("weight_maps") == tmp_path / "xdg" / "unet_zoo" / "weight_maps"
+    assert cache_dir() == tmp_path / "xdg" / "unet_zoo"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")  # empty means unset
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("isbi2012", "x") == tmp_path / "home" / ".cache" / "unet_zoo" / "isbi2012" / "x"
+
+
+def test_source_checkout_root_needs_pyproject_beside_the_package(tmp_path, monkeypatch):
+    root = source_checkout_root()
+    assert root is not None and (root / "pyproject.toml").is_file()  # the tests run from a checkout
+    package = tmp_path / "site-packages" / "unet_zoo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.setattr(files, "PACKAGE_ROOT", package)
+    assert source_checkout_root() is None  # installed: no pyproject.toml next to the package
+    (tmp_path / "site-packages" / "pyproject.toml").write_text("")
+    assert source_checkout_root() == tmp_path / "site-packages"

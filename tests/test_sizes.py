@@ -5,6 +5,7 @@ from unet_zoo.sizes import (
     input_size_for_output,
     is_valid_input_size,
     nearest_valid_input_sizes,
+    nearest_valid_sizes_text,
     output_size,
     size_rule,
 )
@@ -64,3 +65,9 @@ def test_nearest_sizes_bracket(size):
 def test_size_rule_text():
     assert size_rule() == "output = input - 184; input = 12 + 16k, input >= 188"
     assert "multiple of 16" in size_rule(padding=1)
+
+
+def test_nearest_sizes_text_lists_the_usable_sizes():
+    assert nearest_valid_sizes_text(512) == "508 or 524"
+    assert nearest_valid_sizes_text(100, padding=1) == "96 or 112"
+    assert nearest_valid_sizes_text(5, padding=1) == "16"  # none below: no "None or 16"

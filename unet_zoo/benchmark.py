@@ -49,7 +49,7 @@ from .performance import (
     resolve_device,
 )
 from .registry import create_model, get_entry
-from .sizes import nearest_valid_input_sizes
+from .sizes import nearest_valid_sizes_text
 from .tiling import choose_tile, predict_tiled
 
 Log = Callable[[str], None]
@@ -104,8 +104,7 @@ def _check_tile(model: nn.Module, tile: int) -> int:
     if out is None:
         args = getattr(model, "model_args", {})
         if "depth" in args:
-            below, above = nearest_valid_input_sizes(tile, args["depth"], args["padding"])
-            hint = f"nearest usable tiles: {' or '.join(str(s) for s in (below, above) if s)}"
+            hint = f"nearest usable tiles: {nearest_valid_sizes_text(tile, args['depth'], args['padding'])}"
         else:
             hint = f"use a multiple of {getattr(model, 'stride', 32)}"
         raise ValueError(f"tile {tile} is not usable for {getattr(model, 'model_name', 'this model')}; {hint}")

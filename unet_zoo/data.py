@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_with, file_sha256
+from .files import atomic_write_with, cache_dir, file_sha256
 
 ENV_VAR = "UNET_ZOO_DATA_DIR"
 SHAPE = (30, 512, 512)
@@ -95,8 +95,7 @@ class IsbiData:
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/unet_zoo/isbi2012``, or ``~/.cache/unet_zoo/isbi2012``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unet_zoo" / "isbi2012"
+    return cache_dir("isbi2012")
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:

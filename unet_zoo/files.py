@@ -1,4 +1,5 @@
-"""Small file helpers shared across unet_zoo (standard library only): sha256 digests and atomic writes.
+"""Small file helpers shared across unet_zoo (standard library only): sha256 digests, atomic writes, and
+where things live (the user cache folder, the source checkout the package runs from).
 
 Atomic writes go to a temporary file in the destination's folder, are fsynced, and are then moved into
 place with `os.replace`, so a kill or a crash never leaves a half-written (or empty) file under `path`:
@@ -14,6 +15,27 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+"""The folder of the installed (or checked-out) unet_zoo package."""
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$XDG_CACHE_HOME/unet_zoo/<parts...>`` (``~/.cache/unet_zoo/...`` when XDG_CACHE_HOME is unset or empty).
+
+    Only builds the path; it does not create the folder.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base, "unet_zoo", *parts)
+
+
+def source_checkout_root() -> Path | None:
+    """The root of the source checkout this package runs from (the folder holding pyproject.toml next to
+    ``unet_zoo/``), or None when unet_zoo is installed (no pyproject.toml beside the package)."""
+    root = PACKAGE_ROOT.parent
+    if (root / "pyproject.toml").is_file() and (root / PACKAGE_ROOT.name / "__init__.py").is_file():
+        return root
+    return None
 
 
 def files_sha256(paths: Iterable[str | Path], chunk_size: int = 1 << 20) -> str:
@@ -98,4 +120,13 @@ def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool =
     return target
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_with", "file_sha256", "files_sha256", "publish_folder", "staging_folder"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_with",
+    "cache_dir",
+    "file_sha256",
+    "files_sha256",
+    "publish_folder",
+    "source_checkout_root",
+    "staging_folder",
+]

@@ -15,7 +15,6 @@ On import this module connects itself to the models (`unet_zoo.hub_mixin.connect
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
@@ -29,8 +28,9 @@ import torch
 from torch import nn
 
 from .checkpoint_names import variant_of
-from .files import file_sha256
+from .files import file_sha256, source_checkout_root
 from .hub_mixin import HubFunctions, HubMixin, connect_hub
+from .names import did_you_mean
 from .registry import PRETRAINED
 from .serialization import (
     CARD_DATA_KEYS,
@@ -223,10 +223,8 @@ def source_cards_dir() -> Path | None:
     The folder need not exist yet (a fresh clone before any checkpoint is trained); callers check
     for the checkpoint they want inside it.
     """
-    root = Path(__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file() and (root / "unet_zoo" / "__init__.py").is_file():
-        return root / "cards"
-    return None
+    root = source_checkout_root()
+    return None if root is None else root / "cards"
 
 
 def _offline_reason(local_files_only: bool) -> str:
@@ -304,8 +302,7 @@ def _verify_folder(folder: Path, pinned: str | None, source: str) -> None:
 
 
 def _raise_unknown(name: str) -> None:
-    close = difflib.get_close_matches(name, list(PRETRAINED), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, PRETRAINED)
     raise HubAccessError(
         f"{name!r} is not a local folder, a pretrained checkpoint ({', '.join(PRETRAINED) or 'none registered yet'}) "
         f"or a Hub repo id ('namespace/name').{hint}{unpublished_hint(name)}"

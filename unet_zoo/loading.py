@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from torch import nn
 
 from .device import resolve_device
 from .hub import from_pretrained, unpublished_hint
+from .names import did_you_mean
 from .registry import PRETRAINED, create_model, list_models
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ def load_model(spec: str, device: str | torch.device | None = None) -> nn.Module
     else:
         unpublished = unpublished_hint(spec)  # a recipe's checkpoint name (isbi-original) not published yet
         known = list(PRETRAINED) + architectures
-        close = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
-        hint = unpublished or (f" Did you mean {', '.join(repr(c) for c in close)}?" if close else "")
+        hint = unpublished or did_you_mean(spec, known)
         raise ValueError(
             f"{spec!r} is neither a checkpoint, a folder, a Hub id (owner/repo) nor a registered architecture.{hint} "
             f"Known names: {', '.join(known)}"

@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks import DoubleConv, NormKind, UpBlock, UpMode, center_crop, paper_init_
 from .hub_mixin import HubMixin
-from .sizes import is_valid_input_size, nearest_valid_input_sizes, output_size, size_rule
+from .sizes import is_valid_input_size, nearest_valid_sizes_text, output_size, size_rule
 
 
 def check_input(x: Any, in_channels: int, name: str) -> None:
@@ -89,12 +89,10 @@ class UNet(HubMixin, nn.Module):
         check_input(x, self.in_channels, type(self).__name__)
         for axis, size in zip(("height", "width"), x.shape[-2:]):
             if not is_valid_input_size(size, self.depth, self.padding):
-                below, above = nearest_valid_input_sizes(size, self.depth, self.padding)
-                options = " or ".join(str(s) for s in (below, above) if s is not None)
                 raise ValueError(
                     f"input {axis} {size} is not usable ({size_rule(self.depth, self.padding)}); "
-                    f"nearest usable sizes: {options}. Crop or mirror-pad the input, "
-                    "or use unet_zoo.predict_tiled for images of any size."
+                    f"nearest usable sizes: {nearest_valid_sizes_text(size, self.depth, self.padding)}. "
+                    "Crop or mirror-pad the input, or use unet_zoo.predict_tiled for images of any size."
                 )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

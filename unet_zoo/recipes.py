@@ -13,14 +13,15 @@ the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .augment import AugmentConfig
+from .files import source_checkout_root
+from .names import close_matches, did_you_mean
 from .registry import get_entry
-from .sizes import nearest_valid_input_sizes, output_size
+from .sizes import nearest_valid_sizes_text, output_size
 
 try:
     import tomllib
@@ -34,10 +35,8 @@ PACKAGE_RECIPES_DIR = Path(__file__).resolve().parent / "_recipes"
 
 def _source_recipes_dir() -> Path | None:
     """The top-level ``recipes/`` of a source checkout (next to pyproject.toml), or None when installed."""
-    root = Path(__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file() and (root / "recipes").is_dir():
-        return root / "recipes"
-    return None
+    root = source_checkout_root()
+    return root / "recipes" if root is not None and (root / "recipes").is_dir() else None
 
 
 RECIPES_DIR = _source_recipes_dir() or PACKAGE_RECIPES_DIR
@@ -208,7 +207,7 @@ def _build(cls: type, where: str, raw: Any) -> Any:
     values = {}
     for key, value in raw.items():
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+            close = close_matches(key, names, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise RecipeError(f"unknown key {where}.{key}{hint}; allowed keys in [{where}]: {', '.join(names)}")
         values[key] = _check_value(where, key, value, hints[key])
@@ -246,10 +245,9 @@ def _validate(recipe: Recipe) -> None:
     if entry.family == "unet":
         depth, padding = args.get("depth", 4), args.get("padding", 0)
         if output_size(recipe.data.tile, depth, padding) is None:
-            below, above = nearest_valid_input_sizes(recipe.data.tile, depth, padding)
             raise RecipeError(
                 f"data.tile = {recipe.data.tile} is not a valid input size for {recipe.model.name!r}; "
-                f"nearest valid sizes: {below} or {above}"
+                f"nearest valid sizes: {nearest_valid_sizes_text(recipe.data.tile, depth, padding)}"
             )
     if recipe.augment:
         try:
@@ -295,8 +293,7 @@ def recipe_path(name_or_path: str | Path) -> Path:
         if named.is_file():
             return named
     known = available_recipes()
-    close = difflib.get_close_matches(str(name_or_path), known, n=2)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    hint = did_you_mean(str(name_or_path), known, n=2, cutoff=0.6)
     raise RecipeError(
         f"no recipe {str(name_or_path)!r}: not a file and not a name in {RECIPES_DIR}.{hint} "
         f"Known recipes: {', '.join(known) or 'none'}"

@@ -8,7 +8,6 @@ repo, revision and weight sha256.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from torch import nn
 
 from .hub_mixin import hub_functions
 from .models import TimmUNet, UNet
+from .names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,7 @@ def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
 
 
 def _unknown(name: str, known: list[str], what: str) -> KeyError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return KeyError(f"unknown {what} {name!r}.{hint} Known: {', '.join(known)}")
+    return KeyError(f"unknown {what} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}")
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -31,7 +31,7 @@ from .training import TrainProgress, TrainResult, latest_run_dir, train
 
 Variant = Literal["original", "padded", "small", "all"]
 QUICK_RECIPE = "isbi-quick"
-CARDS_DIR = Path("cards")
+CARDS_DIR = Path("cards")  # outside a source checkout (hub.source_cards_dir() is None): ./cards of the working directory
 CARD_METRICS = ("warping_error", "rand_error", "pixel_error")  # the card's table is "lower is better"
 SCORE_KEYS = ("warping_error", "rand_error", "pixel_error", "vrand", "vrand_thinned", "vinfo", "vinfo_thinned", "iou", "dice")
 STORED_SCORE_TOLERANCE = 1e-3  # largest score change the cast to the stored dtype may cause

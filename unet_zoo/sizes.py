@@ -60,6 +60,11 @@ def nearest_valid_input_sizes(size: int, depth: int = 4, padding: int = 0) -> tu
     return below, above
 
 
+def nearest_valid_sizes_text(size: int, depth: int = 4, padding: int = 0) -> str:
+    """The valid input sizes nearest to `size`, for error messages: "508 or 524" (just "32" when none is below)."""
+    return " or ".join(str(s) for s in nearest_valid_input_sizes(size, depth, padding) if s is not None)
+
+
 def size_rule(depth: int = 4, padding: int = 0) -> str:
     """A one-line, human-readable statement of the input -> output size rule."""
     if padding:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .device import resolve_device
 from .registry import get_entry
-from .sizes import input_size_for_output, nearest_valid_input_sizes
+from .sizes import input_size_for_output, nearest_valid_sizes_text
 
 Normalise = str | Callable[[np.ndarray], np.ndarray]
 
@@ -123,8 +123,7 @@ def _check_tile(model: nn.Module, tile: int) -> int:
         depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
         hint = ""
         if depth is not None and padding is not None:
-            below, above = nearest_valid_input_sizes(tile, depth, padding)
-            hint = f"; nearest usable tiles: {' or '.join(str(s) for s in (below, above) if s)}"
+            hint = f"; nearest usable tiles: {nearest_valid_sizes_text(tile, depth, padding)}"
         else:
             hint = f"; use a multiple of {_stride(model)}"
         raise ValueError(f"tile {tile} is not a usable input size for this model{hint}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -36,7 +35,7 @@ from .augment import AugmentConfig, TileSampler
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .data import load_isbi, split_slices
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed, wrap_ddp
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, cache_dir
 from .hub import HubAccessError, from_pretrained
 from .losses import weighted_cross_entropy
 from .plots import plot_curves, plot_overlays
@@ -147,8 +146,7 @@ def synthetic_cells(num_slices: int = 8, size: int = 64, seed: int = 0) -> tuple
 
 def weight_cache_dir() -> Path:
     """Where weight maps are cached: ``$XDG_CACHE_HOME/unet_zoo/weight_maps`` (~/.cache/...)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unet_zoo" / "weight_maps"
+    return cache_dir("weight_maps")
 
 
 def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> TrainingData:

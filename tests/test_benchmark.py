@@ -26,7 +26,7 @@ from unet_zoo.benchmark import (
     smallest_tile,
     to_markdown,
 )
-from unet_zoo.performance import count_forward_flops, count_train_flops
+from unet_zoo.timing import count_forward_flops, count_train_flops
 
 PEAK = 2.0  # a fixed stand-in for the measured bf16 matmul rate, so fractions are checkable
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unet_zoo import distributed, performance
+from unet_zoo import distributed, runtime, timing
 from unet_zoo.device import resolve_device
 
 
@@ -26,7 +26,7 @@ def test_bad_devices_are_clear_errors():
 
 
 def test_training_and_benchmarks_resolve_through_it():
-    assert performance.resolve_device is resolve_device
+    assert runtime.resolve_device is timing.resolve_device is resolve_device
     assert distributed.default_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device"):
         distributed.default_device("gpu-please")

@@ -1,9 +1,11 @@
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from unet_zoo import training
 from unet_zoo.checkpoint import load_checkpoint
 from unet_zoo.recipes import load_recipe
 from unet_zoo.training import NonFiniteLossError, Trainer, execution_config, lr_factor, synthetic_cells, train
@@ -174,6 +176,28 @@ def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
     with pytest.raises(ValueError, match="Tesla V100 has no bfloat16 support"):
         execution_config(original.with_overrides(train={"precision": "bf16"}), torch.device("cuda"))
     assert execution_config(original.with_overrides(train={"precision": "bf16"}), torch.device("cpu")).amp_dtype == torch.bfloat16
+
+
+def _backend_state():
+    return torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+
+
+def test_a_run_leaves_the_global_backend_settings_as_they_were(tmp_path, tiny, monkeypatch):
+    before = _backend_state()
+    train(tiny.with_overrides(train={"steps": 2}), out_dir=tmp_path / "cpu", final_outputs=False)
+    assert _backend_state() == before
+    # The CUDA setting (cuDNN autotuning and TF32 under runtime.fast_backend) forced on the CPU: on during the run only.
+    real = training.execution_config
+    monkeypatch.setattr(training, "execution_config", lambda *a, **k: dataclasses.replace(real(*a, **k), fast_backend=True))
+    during = []
+    train(
+        tiny.with_overrides(train={"steps": 2}),
+        out_dir=tmp_path / "fast",
+        final_outputs=False,
+        callback=lambda p: during.append(_backend_state()),
+    )
+    assert during and all(state == (True, True, "high") for state in during)
+    assert _backend_state() == before
 
 
 def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):

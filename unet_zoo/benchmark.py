@@ -1,13 +1,13 @@
 """Benchmarks: our fast path against a plain float32 baseline, in the same process, as ratios.
 
 Every benchmark runs OUR path (bf16 autocast, channels_last, optional torch.compile, cuDNN autotuning;
-see `unet_zoo.performance`) and the BASELINE (the same network built by `create_model`, float32,
+see `unet_zoo.runtime`) and the BASELINE (the same network built by `create_model`, float32,
 eager, NCHW, PyTorch's default settings -- how most tutorials write it) one after the other and
 reports both measurements and their ratio, because absolute times vary between machines and runs.
 
 Achieved TFLOP/s uses FLOPs counted by ``torch.utils.flop_counter`` (multiply + add = 2) divided by
 the median measured time, and is also given as a fraction of the bf16 matrix-multiply rate measured
-on the same device in the same run (`unet_zoo.performance.matmul_tflops`).
+on the same device in the same run (`unet_zoo.timing.matmul_tflops`).
 
 ``smoke=True`` shrinks everything (8 base channels, the smallest tiles, one step) so the whole suite
 runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
@@ -36,21 +36,20 @@ from . import reproduce as reproduce_module  # reproduce_isbi is looked up when 
 from ._version import __version__
 from .files import atomic_write_bytes
 from .losses import weighted_cross_entropy
-from .performance import (
-    Timer,
+from .registry import create_model, get_entry
+from .runtime import (
+    Precision,
+    Switch,
     autocast,
-    count_forward_flops,
-    count_train_flops,
     fast_backend,
-    matmul_tflops,
     prepare_input,
     prepare_model,
-    profile_table,
     resolve_device,
+    runtime_settings,
 )
-from .registry import create_model, get_entry
 from .sizes import nearest_valid_sizes_text
 from .tiling import choose_tile, predict_tiled
+from .timing import Timer, count_forward_flops, count_train_flops, matmul_tflops, profile_table
 
 Log = Callable[[str], None]
 SECTIONS = ("train", "inference", "augment")  # run by default
@@ -123,16 +122,21 @@ def _reset_peak_memory(device: torch.device) -> None:
 def path_config(
     device: torch.device, ours: bool, amp: bool | None, channels_last: bool | None, compile: bool | None
 ) -> dict[str, Any]:
-    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: defaults per device."""
+    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: `unet_zoo.runtime.runtime_settings`
+    for `device` (bf16, channels_last, compiled, cuDNN autotuning on CUDA), each switch forced when not None."""
     if not ours:
         return {"amp": None, "channels_last": False, "compile": False, "fast_backend": False}
-    cuda = device.type == "cuda"
-    use_amp = cuda if amp is None else amp
+
+    def switch(flag: bool | None) -> Switch:
+        return "auto" if flag is None else ("on" if flag else "off")
+
+    precision: Precision = "auto" if amp is None else ("bf16" if amp else "fp32")
+    settings = runtime_settings(device, precision, switch(channels_last), switch(compile))
     return {
-        "amp": "bf16" if use_amp else None,
-        "channels_last": cuda if channels_last is None else channels_last,
-        "compile": cuda if compile is None else compile,
-        "fast_backend": cuda,
+        "amp": "bf16" if settings.amp_dtype is not None else None,
+        "channels_last": settings.channels_last,
+        "compile": settings.compile,
+        "fast_backend": settings.fast_backend,
     }
 
 

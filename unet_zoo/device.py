@@ -1,7 +1,7 @@
 """Choosing the device a model runs on: the one place that turns "cuda", "cpu", "cuda:1" or nothing into one.
 
 Training (`unet_zoo.distributed.init_distributed`), prediction (`unet_zoo.tiling`, `unet_zoo.loading`), the
-benchmarks (`unet_zoo.performance`) and the CLI's ``--device`` all resolve devices here.
+runtime settings (`unet_zoo.runtime`), the timers (`unet_zoo.timing`) and the CLI's ``--device`` all resolve devices here.
 """
 
 from __future__ import annotations

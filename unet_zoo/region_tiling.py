@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .runtime import prepare_model
 from .tiling import (
     _DIHEDRAL,
     Normalise,
@@ -181,9 +182,7 @@ def predict_region(
         raise ValueError(f"read({r0}:{r1}, {c0}:{c1}) returned shape {pixels.shape}, expected ({r1 - r0}, {c1 - c0})")
     dev = _resolve_device(model, device)
     was_training = model.training
-    model.to(dev).eval()
-    if dev.type == "cuda":  # as predict_tiled does
-        model.to(memory_format=torch.channels_last)
+    prepare_model(model, dev).eval()  # in place, as predict_tiled does; channels_last on CUDA
     try:
         total: np.ndarray | None = None
         for (ay, rev_y, ys, iy), (ax, rev_x, xs, ix) in plans:

@@ -21,6 +21,7 @@ from torch import nn
 
 from .device import resolve_device
 from .registry import get_entry
+from .runtime import autocast, prepare_input, prepare_model
 from .sizes import input_size_for_output, nearest_valid_sizes_text
 
 Normalise = str | Callable[[np.ndarray], np.ndarray]
@@ -183,10 +184,8 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
     """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU)."""
-    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+    x = prepare_input(torch.from_numpy(np.ascontiguousarray(tiles)), device)  # channels_last on CUDA
+    with torch.inference_mode(), autocast(device, enabled=None if amp else False):  # bf16 on CUDA GPUs with bf16
         logits = model(x)
     return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
@@ -292,7 +291,7 @@ def predict_tiled(
         device: where to run (the model is moved there); default: the model's current device.
         tta: average over the 8 rotations/flips of the image (the paper averaged 7 rotated versions).
         normalise: "auto", "none" or a callable applied to the image before inference.
-        amp: bfloat16 autocast on CUDA (ignored on the CPU).
+        amp: bfloat16 autocast on CUDA GPUs with bf16 support (`unet_zoo.runtime.autocast`; ignored on the CPU).
         forward: run the tiles through this instead of torch: a callable mapping (N, C_in, T, T) float32
             arrays to (N, C, T', T') float32 probabilities, e.g. an exported model
             (`unet_zoo.exporters.runtime.onnxruntime_forward(model)`); `model` still gives the geometry.
@@ -306,9 +305,7 @@ def predict_tiled(
     chw = _as_chw(normalise_image(image, normalise), in_channels)
     dev = _resolve_device(model, device)
     was_training = model.training
-    model.to(dev).eval()
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    prepare_model(model, dev).eval()  # in place; channels_last on CUDA
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
         total: np.ndarray | None = None

@@ -41,6 +41,7 @@ from .losses import weighted_cross_entropy
 from .plots import plot_curves, plot_overlays
 from .recipes import Recipe, recipe_from_dict
 from .registry import create_model
+from .runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
 from .serialization import CheckpointError, check_state_dict
 from .tiling import predict_tiled
 from .weight_maps import weight_maps_for_stack
@@ -224,36 +225,23 @@ def lr_factor(recipe: Recipe, step: int) -> float:
     return 1.0
 
 
-@dataclass(frozen=True)
-class ExecutionConfig:
-    """How a run executes on its device: autocast dtype (None = float32), channels_last, torch.compile."""
-
-    amp_dtype: torch.dtype | None
-    channels_last: bool
-    compile: bool
+ExecutionConfig = RuntimeSettings
+"""How a run executes on its device (the name training has always used for `unet_zoo.runtime.RuntimeSettings`)."""
 
 
-def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> ExecutionConfig:
-    """The fast path the recipe asks for on `device`.
+def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> RuntimeSettings:
+    """The fast path the recipe asks for on `device`, decided by `unet_zoo.runtime.runtime_settings`.
 
-    ``train.precision = "auto"``: bf16 autocast on CUDA GPUs with bf16 support (compute capability >= 8,
-    e.g. A100/H100), float32 elsewhere; ``"bf16"`` forces it (a clear error on a GPU without bf16);
-    ``"fp32"`` never uses it. ``train.channels_last = "auto"``: on for CUDA. ``train.compile`` applies on
-    CUDA only; an explicit `compile` (the ``--compile/--no-compile`` flag) overrides it on every device.
+    ``train.precision`` and ``train.channels_last`` ("auto": bf16 / channels_last on CUDA) are passed on as
+    they are. ``train.compile`` applies on CUDA only; an explicit `compile` (the ``--compile/--no-compile``
+    flag) overrides it on every device.
     """
-    t, cuda = recipe.train, device.type == "cuda"
-    bf16_ok = not cuda or torch.cuda.is_bf16_supported()
-    if t.precision == "bf16" and not bf16_ok:
-        raise ValueError(
-            f"train.precision = 'bf16' but {torch.cuda.get_device_name(device)} has no bfloat16 support; "
-            "use precision = 'auto' or 'fp32'"
-        )
-    amp = t.precision == "bf16" or (t.precision == "auto" and cuda and bf16_ok)
-    return ExecutionConfig(
-        amp_dtype=torch.bfloat16 if amp else None,
-        channels_last=t.channels_last == "on" or (t.channels_last == "auto" and cuda),
-        compile=bool(compile) if compile is not None else (t.compile and cuda),
-    )
+    t = recipe.train
+    compile_switch: Switch = ("on" if compile else "off") if compile is not None else ("auto" if t.compile else "off")
+    try:
+        return runtime_settings(device, t.precision, t.channels_last, compile_switch)
+    except ValueError as err:  # say which recipe key asked for it
+        raise ValueError(f"train.{err}") from None
 
 
 def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -420,17 +408,13 @@ class Trainer:
         cuda = dev.type == "cuda"
         self.execution = execution_config(r, dev, self.compile)
         self.amp_dtype, self.channels_last = self.execution.amp_dtype, self.execution.channels_last
-        if cuda:
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
         if self.data is None:
             self.data = load_training_data(r, self.data_dir)
         torch.manual_seed(r.train.seed)  # identical initial weights on every rank (DDP also broadcasts them)
         model = create_model(r.model.name, **r.model.args).to(dev)
         self.init_info = self._initial_weights(model) if r.model.init_from else None
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = prepare_model(model, dev, channels_last=self.channels_last)  # compiled below, after DDP
         self.model = model
         self.optimizer = build_optimizer(model, r)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(r, step))
@@ -538,10 +522,8 @@ class Trainer:
             },
         )
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+    def _autocast(self) -> torch.autocast:
+        return autocast(self.device, enabled=self.amp_dtype is not None)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -550,9 +532,7 @@ class Trainer:
         x, y, w = self.val
         losses, wrong = [], 0
         for i in range(0, len(x), self.recipe.train.batch_size):
-            xb = x[i : i + self.recipe.train.batch_size]
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = prepare_input(x[i : i + self.recipe.train.batch_size], self.device, channels_last=self.channels_last)
             with self._autocast():
                 logits = self.model(xb)
             losses.append(weighted_cross_entropy(logits, y[i : i + len(xb)], w[i : i + len(xb)], "sum"))
@@ -564,10 +544,16 @@ class Trainer:
         """Train to ``train.steps``; returns a `TrainResult`.
 
         Raises `NonFiniteLossError` on a NaN/inf loss (checked every step, before the update) or NaN/inf
-        weights (checked before every checkpoint, so a checkpoint never holds them).
+        weights (checked before every checkpoint, so a checkpoint never holds them). On CUDA the run goes
+        under `unet_zoo.runtime.fast_backend` (cuDNN autotuning, TF32); PyTorch's settings are restored after.
         """
-        r = self.recipe
         self._setup()
+        with fast_backend() if self.execution.fast_backend else contextlib.nullcontext():
+            return self._loop()
+
+    def _loop(self) -> TrainResult:
+        """The steps of `run` after `_setup`: train, log, validate, checkpoint, final outputs."""
+        r = self.recipe
         main = self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -591,8 +577,7 @@ class Trainer:
             self._report("start", start_time)
             while self.step < r.train.steps:
                 x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = prepare_input(x, self.device, channels_last=self.channels_last)
                 with self._autocast():
                     logits = self.net(x)
                 loss = weighted_cross_entropy(logits, y, w)

@@ -1,24 +1,17 @@
-"""The fast path: device placement, bf16 autocast, channels_last, torch.compile, and honest timing.
-
-Everything that trains or predicts should go through `prepare_model` and `autocast` so one place
-decides how the zoo runs fast::
-
-    model = prepare_model(create_model("original"), "cuda", compile=True)   # channels_last on CUDA
-    with autocast("cuda"):                                                  # bf16 on CUDA
-        logits = model(x.to("cuda", memory_format=torch.channels_last))
+"""Honest timing and FLOP counts: `Timer`, `matmul_tflops`, `count_forward_flops` / `count_train_flops`, `profile_table`.
 
 `matmul_tflops` measures the bf16 matrix-multiply rate of this device (the "hardware limit" the
 benchmarks compare against), `count_train_flops` counts the FLOPs of a forward + backward pass with
 `torch.utils.flop_counter`, and `Timer` times a callable with warm-up, CUDA events and the median.
 FLOPs count a multiply and an add as two operations; TFLOP/s means 1e12 such operations per second.
+How a model is set up to run fast (bf16, channels_last, compile) is decided in `unet_zoo.runtime`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,92 +21,6 @@ from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from .device import resolve_device
-
-
-def is_cuda(device: str | torch.device | None) -> bool:
-    """True when `device` resolves to a CUDA device."""
-    return resolve_device(device).type == "cuda"
-
-
-def bf16_supported(device: str | torch.device | None) -> bool:
-    """True when bf16 arithmetic is native on `device` (CUDA compute capability >= 8.0, or any CPU)."""
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return dev.type == "cpu"
-
-
-def prepare_model(
-    model: nn.Module,
-    device: str | torch.device | None = None,
-    *,
-    channels_last: bool | None = None,
-    compile: bool = False,
-) -> nn.Module:
-    """Move `model` to `device` in the fast memory layout, optionally wrapped by `torch.compile`.
-
-    Args:
-        model: any (N, C, H, W) -> (N, K, H', W') module; moved in place.
-        device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
-        channels_last: store 4-D weights as NHWC; None means on for CUDA (tensor-core friendly),
-            off for CPU.
-        compile: wrap with ``torch.compile(dynamic=False)`` (slow first call, one compilation per
-            input shape; pays off on GPUs for fixed tile sizes).
-
-    Returns:
-        The same module, or its compiled wrapper (attributes such as ``in_channels`` still resolve).
-    """
-    dev = resolve_device(device)
-    if channels_last is None:
-        channels_last = dev.type == "cuda"
-    model = model.to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if compile:
-        model = torch.compile(model, dynamic=False)
-    return model
-
-
-def prepare_input(
-    x: torch.Tensor, device: str | torch.device | None = None, *, channels_last: bool | None = None
-) -> torch.Tensor:
-    """(N, C, H, W) `x` on `device`, NHWC in memory when `channels_last` (default: on for CUDA)."""
-    dev = resolve_device(device)
-    if channels_last is None:
-        channels_last = dev.type == "cuda"
-    fmt = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
-    return x.to(dev, memory_format=fmt, non_blocking=True)
-
-
-def autocast(device: str | torch.device | None = None, enabled: bool | None = None) -> torch.autocast:
-    """bf16 mixed-precision context for `device`: on by default for CUDA, on for CPU only when asked.
-
-    Inside it matrix multiplies and convolutions run in bfloat16 and reductions such as the loss in
-    float32. bf16 needs no loss scaling (same exponent range as float32).
-    """
-    dev = resolve_device(device)
-    if enabled is None:
-        enabled = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    device_type = dev.type if dev.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bool(enabled))
-
-
-@contextlib.contextmanager
-def fast_backend() -> Iterator[None]:
-    """Within: cuDNN autotuning (``cudnn.benchmark``) and TF32 float32 matmuls; restored on exit.
-
-    These are process-wide switches, so the benchmark turns them on only around our path and leaves
-    PyTorch's defaults for the baseline.
-    """
-    old_benchmark = torch.backends.cudnn.benchmark
-    old_precision = torch.get_float32_matmul_precision()
-    torch.backends.cudnn.benchmark = True
-    torch.set_float32_matmul_precision("high")
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = old_benchmark
-        torch.set_float32_matmul_precision(old_precision)
 
 
 def synchronize(device: str | torch.device | None = None) -> None:
@@ -290,16 +197,9 @@ def profile_table(
 __all__ = [
     "Timer",
     "Timing",
-    "autocast",
-    "bf16_supported",
     "count_forward_flops",
     "count_train_flops",
-    "fast_backend",
-    "is_cuda",
     "matmul_tflops",
     "profile_table",
-    "prepare_input",
-    "prepare_model",
-    "resolve_device",
     "synchronize",
 ]

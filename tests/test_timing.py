@@ -1,4 +1,4 @@
-"""Tests of unet_zoo.performance: the fast path, FLOP counting against analytic counts, and the Timer."""
+"""Tests of unet_zoo.timing: FLOP counting against analytic counts, the Timer, the matmul rate and the profiler."""
 
 from __future__ import annotations
 
@@ -9,19 +9,7 @@ import torch
 from torch import nn
 
 import unet_zoo
-from unet_zoo.performance import (
-    Timer,
-    Timing,
-    autocast,
-    count_forward_flops,
-    count_train_flops,
-    fast_backend,
-    matmul_tflops,
-    prepare_input,
-    prepare_model,
-    profile_table,
-    resolve_device,
-)
+from unet_zoo.timing import Timer, Timing, count_forward_flops, count_train_flops, matmul_tflops, profile_table
 
 
 def conv_flops(n: int, c_in: int, c_out: int, out_h: int, out_w: int, k: int) -> int:
@@ -61,55 +49,6 @@ def test_flop_count_of_unet_scales_with_batch_and_leaves_model_untouched():
 def test_flop_count_rejects_non_4d_shape():
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         count_forward_flops(two_conv_net(), (3, 10, 10))
-
-
-def test_prepare_model_cpu_defaults_keep_nchw():
-    model = prepare_model(nn.Conv2d(3, 4, 3), "cpu")
-    assert model.weight.is_contiguous()
-    assert not model.weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_prepare_model_channels_last_on_request_and_same_output():
-    torch.manual_seed(0)
-    model = unet_zoo.create_model("small", base_channels=8).eval()
-    x = torch.randn(1, 1, 32, 32)
-    with torch.no_grad():
-        expected = model(x)
-        fast = prepare_model(model, "cpu", channels_last=True)
-        assert fast.encoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
-        got = fast(prepare_input(x, "cpu", channels_last=True))
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-
-
-def test_prepare_input_layout():
-    x = torch.randn(2, 3, 8, 8)
-    assert prepare_input(x, "cpu", channels_last=True).is_contiguous(memory_format=torch.channels_last)
-    assert prepare_input(x, "cpu").is_contiguous()
-
-
-def test_autocast_off_on_cpu_by_default_and_bf16_when_asked():
-    a, b = torch.randn(4, 4), torch.randn(4, 4)
-    with autocast("cpu"):
-        assert (a @ b).dtype == torch.float32
-    with autocast("cpu", enabled=True):
-        assert (a @ b).dtype == torch.bfloat16
-
-
-def test_resolve_device_errors_are_clear():
-    assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="unknown device"):
-        resolve_device("gpu-please")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            resolve_device("cuda")
-
-
-def test_fast_backend_restores_settings():
-    before = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision())
-    with fast_backend():
-        assert torch.backends.cudnn.benchmark is True
-        assert torch.get_float32_matmul_precision() == "high"
-    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
 
 
 def test_timer_counts_warmup_and_repeats_and_takes_median():

@@ -148,7 +148,7 @@ def test_augmentation_tiles_per_s_reads_the_pipeline_row():
 
 
 def test_bench_augmentation_ratio_to_training(monkeypatch):
-    monkeypatch.setattr(benchmark, "_augmentation_benchmark", lambda: lambda **kw: FAKE_AUGMENT)
+    monkeypatch.setattr(benchmark, "benchmark_augmentation", lambda **kw: FAKE_AUGMENT)
     r = bench_augmentation(device="cpu", train_tiles_per_s=2.0)
     assert r["tiles_per_s"] == pytest.approx(8.0)
     assert r["scipy_reference_tiles_per_s"] == pytest.approx(2.0) and r["speedup_vs_reference"] == pytest.approx(4.0)

@@ -34,6 +34,7 @@ from torch import nn
 
 from . import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
 from ._version import __version__
+from .augment import benchmark_augmentation
 from .files import atomic_write_bytes
 from .losses import weighted_cross_entropy
 from .registry import create_model, get_entry
@@ -154,11 +155,6 @@ def _backend(config: dict[str, Any]) -> contextlib.AbstractContextManager:
     return fast_backend() if config["fast_backend"] else contextlib.nullcontext()
 
 
-def _weighted_cross_entropy() -> Callable[..., torch.Tensor]:
-    """The training loss (paper eq. 1), the one `unet_zoo.training` uses."""
-    return weighted_cross_entropy
-
-
 # --- training step ---------------------------------------------------------------------------------
 
 
@@ -175,7 +171,6 @@ def _train_path(
     profile: bool,
 ) -> dict[str, Any]:
     """Time `steps` SGD steps (forward, weighted CE, backward, momentum-0.99 update) of one path."""
-    loss_fn = _weighted_cross_entropy()
     torch.manual_seed(0)  # same dropout masks in both paths
     model = create_model(model_name, **overrides)
     model.load_state_dict(state)
@@ -189,7 +184,7 @@ def _train_path(
 
     def step() -> None:
         with autocast(device, enabled=config["amp"] is not None):
-            loss = loss_fn(model(x), target, weight)
+            loss = weighted_cross_entropy(model(x), target, weight)  # the training loss (paper eq. 1)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -346,19 +341,6 @@ class _GeometryStub(nn.Module):
         return crop.expand(-1, self.num_classes, -1, -1) + self.anchor
 
 
-def _predict_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of `predict_tiled` that select a path (only those it accepts)."""
-    import inspect
-
-    accepted = inspect.signature(predict_tiled).parameters
-    kwargs: dict[str, Any] = {}
-    if "amp" in accepted:
-        kwargs["amp"] = config["amp"] is not None
-    if "channels_last" in accepted:
-        kwargs["channels_last"] = config["channels_last"]
-    return kwargs
-
-
 def _predict_path(
     model: nn.Module,
     image: np.ndarray,
@@ -371,15 +353,15 @@ def _predict_path(
     repeats: int,
 ) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
     """Time `predict_tiled` of one path; also return the input shapes of every forward call."""
-    kwargs = _predict_kwargs(config)
+    amp = config["amp"] is not None
     shapes: list[tuple[int, ...]] = []
     hook = model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
 
     def call() -> np.ndarray:
-        return predict_tiled(model, image, tile=tile, batch_size=batch_size, device=device, tta=tta, **kwargs)
+        return predict_tiled(model, image, tile=tile, batch_size=batch_size, device=device, tta=tta, amp=amp)
 
     result: dict[str, Any] = {"config": config, "description": describe(config)}
-    if device.type == "cuda" and "channels_last" not in kwargs:
+    if device.type == "cuda":
         result["note"] = "predict_tiled stores tiles channels_last on CUDA for every path"
     with _backend(config):
         _reset_peak_memory(device)
@@ -557,28 +539,6 @@ def bench_cpu_latency(
 
 # --- augmentation ----------------------------------------------------------------------------------
 
-_AUGMENT_MODULES = ("unet_zoo.augment", "unet_zoo.augmentation", "unet_zoo.elastic")
-
-
-def _augmentation_benchmark() -> Callable[..., dict[str, Any]]:
-    import importlib
-
-    errors = []
-    for module_name in _AUGMENT_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as err:
-            errors.append(f"{module_name}: {err}")
-            continue
-        fn = getattr(module, "benchmark_augmentation", None)
-        if fn is not None:
-            return fn
-        errors.append(f"{module_name} has no benchmark_augmentation")
-    raise RuntimeError(
-        "no augmentation benchmark found: expected benchmark_augmentation(batch_size, tile, device, repeats) "
-        f"in one of {', '.join(_AUGMENT_MODULES)} ({'; '.join(errors)})"
-    )
-
 
 def _rows(result: dict[str, Any], method: str) -> list[dict[str, Any]]:
     return [r for r in result.get("rows", []) if r.get("method") == method and r.get("seconds_per_batch")]
@@ -612,15 +572,14 @@ def bench_augmentation(
 ) -> dict[str, Any]:
     """Tiles/s of the augmentation pipeline (elastic deformation + weight maps) vs the training step.
 
-    Calls ``benchmark_augmentation`` of the augmentation module and adds ``ratio_to_training`` =
+    Calls `unet_zoo.augment.benchmark_augmentation` and adds ``ratio_to_training`` =
     augmentation tiles/s / `train_tiles_per_s` (target >= 3: augmentation never the bottleneck).
     """
     dev = resolve_device(device)
     if smoke:
         batch_size, tile, repeats = 2, 188, 1
-    fn = _augmentation_benchmark()
     log(f"augmentation {tile}px x{batch_size} on {dev}")
-    raw = fn(batch_size=batch_size, tile=tile, device=str(dev), repeats=repeats)
+    raw = benchmark_augmentation(batch_size=batch_size, tile=tile, device=str(dev), repeats=repeats)
     tiles_per_s = augmentation_tiles_per_s(raw, str(dev))
     reference = _rows(raw, "scipy reference")
     reference_tiles_per_s = raw["batch_size"] / reference[0]["seconds_per_batch"] if reference else None

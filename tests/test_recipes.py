@@ -1,7 +1,10 @@
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
+from unet_zoo.augment import AugmentConfig
 from unet_zoo.recipes import RecipeError, available_recipes, load_recipe, recipe_from_dict, recipe_path
 
 try:
@@ -28,7 +31,7 @@ def test_paper_values(name):
     r = load_recipe(name)
     assert (r.loss.w0, r.loss.sigma) == (10.0, 5.0)
     assert r.model.args.get("dropout", 0.5) == 0.5 and r.model.args.get("init", "paper") == "paper"
-    assert r.augment.get("enabled", True)
+    assert r.augment.enabled
     assert (r.data.k, r.data.fold) == (5, 4)  # slices 24-29 held out
     if name in GPU_PAPER:
         assert (r.optimizer.name, r.optimizer.momentum) == ("sgd", 0.99)
@@ -101,8 +104,44 @@ def test_overrides_are_validated_and_round_trip():
 
 
 def test_unknown_augmentation_option_is_explained(tmp_path):
-    with pytest.raises(RecipeError, match=r"\[augment\].*elastic_sigmaa"):
+    """The error names the key, the closest one, every allowed key of [augment] and the file."""
+    allowed = ", ".join(f.name for f in dataclasses.fields(AugmentConfig))
+    with pytest.raises(
+        RecipeError,
+        match=rf"unknown key augment\.elastic_sigmaa \(did you mean 'elastic_sigma'\?\); "
+        rf"allowed keys in \[augment\]: {allowed} in .*r\.toml",
+    ):
         load_recipe(_write(tmp_path, "[augment]\nelastic_sigmaa = 3.0\n"))
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[augment]\nrotate = 'yes'\n", "augment.rotate must be true or false"),
+        ("[augment]\nelastic_grid = 2.5\n", "augment.elastic_grid must be an integer"),
+        ("[augment]\nbrightness = 0.1\n", r"augment.brightness must be a list of 2 values"),
+        ("[augment]\ngamma = [0.0, 1.0]\n", r"\[augment\]: AugmentConfig.gamma must be > 0"),
+        ("[augment]\nimage_mode = 'nearest'\n", r"\[augment\]: AugmentConfig.image_mode must be 'bicubic' or 'bilinear'"),
+        ("augment = 3\n", r"\[augment\] must be a TOML table"),
+    ],
+)
+def test_bad_augmentation_values_are_explained(tmp_path, text, match):
+    with pytest.raises(RecipeError, match=match) as info:
+        load_recipe(_write(tmp_path, text))
+    assert str(info.value).endswith("r.toml")
+
+
+def test_augment_is_a_typed_config_that_round_trips_as_its_table():
+    tiny = load_recipe("tiny")  # its [augment] table states enabled and elastic_sigma only
+    assert isinstance(tiny.augment, AugmentConfig)
+    assert tiny.augment == AugmentConfig(enabled=True, elastic_sigma=2.0)
+    assert tiny.as_dict()["augment"] == {"enabled": True, "elastic_sigma": 2.0}  # recipe.json: the table as written
+    assert recipe_from_dict(json.loads(json.dumps(tiny.as_dict())), source=tiny.source) == tiny  # resume from a checkpoint
+    changed = tiny.with_overrides(augment={"shift": 4, "gamma": [1, 1]})
+    assert (changed.augment.shift, changed.augment.gamma, changed.augment.elastic_sigma) == (4, (1.0, 1.0), 2.0)
+    assert changed.as_dict()["augment"] == {"enabled": True, "elastic_sigma": 2.0, "shift": 4, "gamma": [1.0, 1.0]}
+    assert load_recipe("isbi-original").as_dict()["augment"] == tomllib.loads(recipe_path("isbi-original").read_text())["augment"]
+    assert recipe_from_dict({}).augment == AugmentConfig() and recipe_from_dict({}).as_dict()["augment"] == {}
 
 
 # Keys a paper recipe may leave out: where the data lives, and options of choices the recipe does not make.

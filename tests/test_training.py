@@ -8,7 +8,7 @@ import torch
 from unet_zoo import training
 from unet_zoo.checkpoint import load_checkpoint
 from unet_zoo.recipes import load_recipe
-from unet_zoo.training import NonFiniteLossError, Trainer, execution_config, lr_factor, synthetic_cells, train
+from unet_zoo.training import NonFiniteLossError, Trainer, execution_config, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +122,6 @@ def test_lr_schedule(tiny):
     assert lr_factor(r, 10) == pytest.approx(1.0)
     assert lr_factor(r, 100) == pytest.approx(0.1)
     assert 0.1 < lr_factor(r, 55) < 1.0
-
-
-def test_synthetic_cells_are_binary_and_membranes_dark():
-    images, labels = synthetic_cells(3, 48, seed=1)
-    assert images.shape == labels.shape == (3, 48, 48) and images.dtype == labels.dtype == np.uint8
-    assert set(np.unique(labels)) == {0, 1}
-    assert 0.05 < (labels == 0).mean() < 0.6
-    assert images[labels == 0].mean() < images[labels == 1].mean() - 50
 
 
 def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):

@@ -136,12 +136,15 @@ class Recipe:
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
     loss: LossCfg = field(default_factory=LossCfg)
-    augment: dict[str, Any] = field(default_factory=dict)  # fields of unet_zoo.augment.AugmentConfig
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # [augment]: unet_zoo.augment.AugmentConfig
     optimizer: OptimizerCfg = field(default_factory=OptimizerCfg)
     schedule: ScheduleCfg = field(default_factory=ScheduleCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
     source: str = ""  # path of the TOML file it was read from
+    # the keys the [augment] table states, in its order: `as_dict` writes these (and any value changed from
+    # AugmentConfig's default), so recipe.json keeps the table as it was written
+    augment_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def name(self) -> str:
@@ -157,13 +160,19 @@ class Recipe:
         return recipe_from_dict(raw, source=self.source)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-data form (JSON/TOML-serialisable), the inverse of `recipe_from_dict`."""
-        data = dataclasses.asdict(self)
-        data.pop("source")
+        """Plain-data form (JSON/TOML-serialisable), the inverse of `recipe_from_dict`.
+
+        ``augment`` is the ``[augment]`` table: the keys it states (`augment_keys`), plus any value that
+        differs from `AugmentConfig`'s default; ranges as lists."""
+        data = {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
+        values, defaults = self.augment.as_dict(), AugmentConfig().as_dict()
+        changed = [k for k, v in values.items() if k not in self.augment_keys and v != defaults[k]]
+        data["augment"] = {k: values[k] for k in [*self.augment_keys, *changed]}
         return data
 
 
-_SECTIONS = [f.name for f in dataclasses.fields(Recipe) if f.name != "source"]
+_NOT_SECTIONS = ("source", "augment_keys")
+_SECTIONS = [f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_SECTIONS]
 
 
 def _check_value(where: str, key: str, value: Any, hint: Any) -> Any:
@@ -192,6 +201,10 @@ def _check_value(where: str, key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, list):
             raise RecipeError(f"{where}.{key} must be a list, got {value!r}")
         return [_check_value(where, f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is tuple and Ellipsis not in args:  # a fixed-length list, e.g. a (low, high) range
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise RecipeError(f"{where}.{key} must be a list of {len(args)} values, got {value!r}")
+        return [_check_value(where, f"{key}[{i}]", v, hint) for i, (v, hint) in enumerate(zip(value, args))]
     if origin is dict:
         if not isinstance(value, dict):
             raise RecipeError(f"{where}.{key} must be a table, got {value!r}")
@@ -249,11 +262,17 @@ def _validate(recipe: Recipe) -> None:
                 f"data.tile = {recipe.data.tile} is not a valid input size for {recipe.model.name!r}; "
                 f"nearest valid sizes: {nearest_valid_sizes_text(recipe.data.tile, depth, padding)}"
             )
-    if recipe.augment:
-        try:
-            AugmentConfig.from_dict(recipe.augment)
-        except (TypeError, ValueError) as err:
-            raise RecipeError(f"[augment]: {err}") from None
+
+
+def _build_augment(raw: Any) -> AugmentConfig:
+    """The ``[augment]`` table as an `AugmentConfig`: keys and types checked like every table, then
+    AugmentConfig's own checks (ranges, image_mode)."""
+    try:
+        return _build(AugmentConfig, "augment", raw)
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"[augment]: {err}") from None
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "") -> Recipe:
@@ -268,7 +287,8 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "") -> Recipe:
         for section in _SECTIONS:
             value = raw.get(section, {})
             if section == "augment":
-                parts[section] = _check_value("", "augment", value, hints[section])
+                parts[section] = _build_augment(value)
+                parts["augment_keys"] = tuple(value)
             else:
                 parts[section] = _build(hints[section], section, value)
         recipe = Recipe(**parts, source=source)

@@ -217,3 +217,22 @@ register_pretrained(
         },
     )
 )
+
+register_pretrained(
+    PretrainedCfg(
+        name="isbi-padded",
+        architecture="padded",
+        hf_hub_id="unet-zoo/isbi-padded",
+        revision="main",
+        sha256="2a789bb14c55a3f3a9c92360a7dfba7c5866c6e351f7f40ad78aa1a7b424f6b0",
+        notes="recipes/isbi-padded-cpu.toml, 2200 steps on a 2-core x86-64 CPU (2 h 44 min); "
+        "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
+        metrics={
+            "vrand_thinned": 0.9812364608445426,
+            "vinfo_thinned": 0.9821674490782941,
+            "rand_error": 0.08631969497854919,
+            "warping_error": 0.0014133453369140625,
+            "pixel_error": 0.04744386156743807,
+        },
+    )
+)

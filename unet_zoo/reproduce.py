@@ -122,7 +122,7 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "tile": f"{recipe.data.tile} px",
         "optimizer": optimiser,
         "learning_rate": f"{o.lr:g} ({schedule})",
-        "augmentation": ", ".join(f"{k}={v}" for k, v in recipe.augment.items()) or "defaults",
+        "augmentation": ", ".join(f"{k}={v}" for k, v in recipe.as_dict()["augment"].items()) or "defaults",
         "loss": f"pixel-wise softmax + weighted cross-entropy (w0={recipe.loss.w0:g}, sigma={recipe.loss.sigma:g} px)",
         "seed": t.seed,
         "hardware": hardware,

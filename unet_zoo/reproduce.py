@@ -224,7 +224,7 @@ def write_hub_folder(
         figures = {alt: name for alt, name in FIGURES.items() if (result.run_dir / name).is_file()}
         for name in figures.values():
             shutil.copyfile(result.run_dir / name, staging / name)
-        data = card_data(result, metrics, hardware, metrics_without_tta, check, figures)
+        data.update(stored_weights=check["summary"] if check else None, figures=figures)
         atomic_write_bytes(staging / CARD_NAME, model_card_text(model, data))
         _write_scores(staging, metrics, metrics_without_tta, check)
         publish_folder(staging, folder, overwrite=overwrite)

@@ -236,3 +236,22 @@ register_pretrained(
         },
     )
 )
+
+register_pretrained(
+    PretrainedCfg(
+        name="isbi-original",
+        architecture="original",
+        hf_hub_id="unet-zoo/isbi-original",
+        revision="main",
+        sha256="9de74828d010e62e3fe2020a046dfa5c3b3348934f40f7241a11007ebb423ef6",
+        notes="recipes/isbi-original-cpu.toml, 800 steps of the valid-convolution network on a 2-core x86-64 CPU (43 min) "
+        "from isbi-padded (2 h 44 min); held-out ISBI 2012 slices 24-29 with 8-fold TTA",
+        metrics={
+            "vrand_thinned": 0.9816798791926268,
+            "vinfo_thinned": 0.982056758519302,
+            "rand_error": 0.09566875796075047,
+            "warping_error": 0.0014870961507161458,
+            "pixel_error": 0.047435116533305344,
+        },
+    )
+)

@@ -71,8 +71,13 @@ def init_distributed(device: str | torch.device | None = None, timeout_s: float 
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group (no-op when not distributed)."""
+    """Leave the process group (no-op when not distributed).
+
+    All ranks meet at a barrier first: a rank that tears down its gloo connections while a peer is still
+    using them makes the peer's transport thread abort the process (SIGABRT).
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -5,7 +5,7 @@
     python benchmarks/augment.py --smoke               # tiny sizes, a few seconds
     python benchmarks/augment.py --out results.json
 
-Prints a table and (with --out) writes the JSON returned by unet_zoo.augment.benchmark_augmentation.
+Prints a table and (with --out) writes the JSON returned by unet_zoo.benchmark.benchmark_augmentation.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from unet_zoo.augment import benchmark_augmentation
+from unet_zoo.benchmark import benchmark_augmentation
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         args.batch_size, args.tile, args.repeats = 2, 188, 1
     result = benchmark_augmentation(
-        args.batch_size, args.tile, args.device, args.repeats, reference=not args.no_reference, train_step=args.train_step
+        args.batch_size, args.tile, args.device, args.repeats, reference=not args.no_reference, train_model=args.train_step
     )
     table = Table(title=f"{args.batch_size} augmented tiles of {args.tile}x{args.tile} (image + label + weight map)")
     for col in ("method", "device", "s / batch", "ms / tile", "speed-up vs scipy"):

@@ -269,13 +269,3 @@ def test_sampler_on_real_data(isbi_dir):
     x, y, w = sampler.sample(2, torch.Generator().manual_seed(0))
     assert x.shape == (2, 1, 188, 188) and y.shape == w.shape == (2, 4, 4)
     assert w.min() > 0.5
-
-
-def test_benchmark_smoke():
-    from unet_zoo.augment import benchmark_augmentation
-
-    result = benchmark_augmentation(batch_size=2, tile=188, device="cpu", repeats=1)
-    methods = [r["method"] for r in result["rows"]]
-    assert methods == ["scipy reference", "elastic_deform", "TileSampler.sample"]
-    assert all(r["seconds_per_batch"] > 0 for r in result["rows"])
-    assert result["out_tile"] == 4

@@ -310,3 +310,13 @@ def test_cli_benchmark_checks_reproduce_options(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(app, ["benchmark", "--only", "reproduce", "--reproduce-variant", "huge", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "--reproduce-variant must be one of original, padded, small, all" in bad.output
+
+
+def test_augmentation_benchmark_times_reference_torch_and_sampler():
+    from unet_zoo.benchmark import benchmark_augmentation
+
+    result = benchmark_augmentation(batch_size=2, tile=188, device="cpu", repeats=1)
+    methods = [r["method"] for r in result["rows"]]
+    assert methods == ["scipy reference", "elastic_deform", "TileSampler.sample"]
+    assert all(r["seconds_per_batch"] > 0 for r in result["rows"])
+    assert result["out_tile"] == 4

@@ -3,8 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from unet_zoo.checkpoint import load_checkpoint
 from unet_zoo.cli import app
+from unet_zoo.training_state import load_training_state
 
 runner = CliRunner()
 
@@ -13,7 +13,7 @@ def test_train_tiny_writes_a_run(tmp_path):
     result = runner.invoke(app, ["train", "tiny", "--device", "cpu", "--out", str(tmp_path / "run"), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert "trained tiny for 3 steps" in result.output
-    assert load_checkpoint(tmp_path / "run").step == 3
+    assert load_training_state(tmp_path / "run").step == 3
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 3
 
 
@@ -24,10 +24,10 @@ def test_resume_latest_and_explicit(tmp_path, monkeypatch):
     assert run.name.startswith("tiny-")
     result = runner.invoke(app, ["train", "tiny", "--resume", "latest", "--steps", "4"])  # newest run
     assert result.exit_code == 0, result.output
-    assert load_checkpoint(run).step == 4
+    assert load_training_state(run).step == 4
     result = runner.invoke(app, ["train", "tiny", "--resume", str(run), "--steps", "5"])
     assert result.exit_code == 0, result.output
-    assert load_checkpoint(run).step == 5 and len(list((tmp_path / "runs").iterdir())) == 1
+    assert load_training_state(run).step == 5 and len(list((tmp_path / "runs").iterdir())) == 1
     result = runner.invoke(app, ["train", "tiny", "--resume", "latest", "--steps", "5"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "already complete (5 of 5 steps)" in result.output and "nan" not in result.output
@@ -69,7 +69,7 @@ def test_train_command_stops_cleanly_on_sigterm_and_resumes(tmp_path):
     import sys
     import time
 
-    from unet_zoo.checkpoint import load_checkpoint
+    from unet_zoo.training_state import load_training_state
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "unet_zoo", "train", "tiny", "--device", "cpu", "--out", str(run)]
@@ -84,10 +84,10 @@ def test_train_command_stops_cleanly_on_sigterm_and_resumes(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, (out, err)
     assert "stopped:" in err and f"--resume {run}" in err
-    step = load_checkpoint(run).step
+    step = load_training_state(run).step
     assert step >= 1
     done = subprocess.run(
         [*cmd[:-2], "--resume", str(run), "--steps", str(step + 2)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert load_checkpoint(run).step == step + 2
+    assert load_training_state(run).step == step + 2

@@ -41,9 +41,9 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs between ranks"
-    from unet_zoo.checkpoint import load_checkpoint
+    from unet_zoo.training_state import load_training_state
 
-    ckpt = load_checkpoint(tmp_path / "run")
+    ckpt = load_training_state(tmp_path / "run")
     assert ckpt.step == 4 and set(ckpt.rng) == {0, 1}  # both ranks' RNG states are saved for an exact resume
     assert not torch.equal(ckpt.rng[0]["sampler"], ckpt.rng[1]["sampler"])
     torch.manual_seed(0)

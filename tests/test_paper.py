@@ -51,3 +51,25 @@ def test_unpublished_hint_names_the_training_command(monkeypatch):
     for checkpoint in VARIANT_RECIPES.values():  # the CPU recipe the hint names exists and trains that checkpoint
         assert load_recipe(f"{checkpoint}-cpu").recipe.checkpoint == checkpoint
     assert hub.unpublished_hint("no-such-checkpoint") == ""
+
+
+def test_targets_are_parsed_and_checked_against_scores():
+    import pytest
+
+    from unet_zoo.paper import parse_target, target_results
+
+    assert parse_target("rand_error", "<= 0.0382") == ("<=", 0.0382)
+    assert parse_target("vrand_thinned", ">=0.98") == (">=", 0.98)
+    with pytest.raises(ValueError, match="unknown score 'rand'"):
+        parse_target("rand", "<= 1")
+    with pytest.raises(ValueError, match="must read '<= number' or '>= number'"):
+        parse_target("rand_error", "< 0.1")
+    lines = target_results(
+        {"rand_error": "<= 0.0382", "vrand_thinned": ">= 0.980", "vinfo": ">= 0.5"},
+        {"rand_error": 0.0957, "vrand_thinned": 0.9817},
+    )
+    assert lines == [
+        "Rand error (1 - V_rand, 2012 definition) <= 0.0382: missed by 0.0575 (0.0957)",
+        "V_rand after thinning (leaderboard) >= 0.98: met (0.9817)",
+        "V_info >= 0.5: not measured",
+    ]

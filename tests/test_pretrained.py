@@ -51,6 +51,20 @@ def test_card_folder_is_complete_float16_and_matches_the_registry(name):
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
+def test_committed_card_is_what_the_card_renderer_writes_from_the_folder(name, tmp_path):
+    """One renderer: the committed README.md is refresh_card's output for the folder's config, scores and recipe."""
+    import shutil
+
+    from unet_zoo.reproduce import refresh_card
+
+    copy = tmp_path / name
+    copy.mkdir()
+    for file in ("config.json", "scores.json", "predictions.png", "curves.png"):
+        shutil.copyfile(CARDS / name / file, copy / file)
+    assert refresh_card(copy).read_text() == (CARDS / name / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
 def test_load_by_name_without_network_in_a_source_checkout(name, monkeypatch):
     monkeypatch.setattr(unet_zoo.hub, "_download_checkpoint", _no_download)
     cfg = PRETRAINED[name]
@@ -103,10 +117,11 @@ def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_c
     for name in PUBLISHED:
         push_folder(CARDS / name, PRETRAINED[name].hf_hub_id, token=ORG_TOKEN)
     monkeypatch.setattr(unet_zoo.hub, "source_cards_dir", lambda: None)
-    x = torch.rand(1, 1, 208, 208, generator=torch.Generator().manual_seed(0))  # valid for all: 188 + 16n, 16n
     expected = {}
     for name in PUBLISHED:
         model = unet_zoo.from_pretrained(name, cache_dir=fresh_cache)
+        side = 204 if model.model_args["padding"] == 0 else 208  # valid convolutions: 12 + 16k; padded: 16k
+        x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             expected[name] = float(model(x).sum())
         reference = unet_zoo.hub.load_folder(CARDS / name)
@@ -117,10 +132,12 @@ def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_c
         from huggingface_hub import constants
         assert constants.HF_HUB_OFFLINE
         unet_zoo.hub.source_cards_dir = lambda: None  # as installed from a wheel
-        x = torch.rand(1, 1, 208, 208, generator=torch.Generator().manual_seed(0))
         for name in sys.argv[1:]:
+            model = unet_zoo.from_pretrained(name)
+            side = 204 if model.model_args["padding"] == 0 else 208
+            x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
-                print(name, float(unet_zoo.from_pretrained(name)(x).sum()))
+                print(name, float(model(x).sum()))
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(fresh_cache)}

@@ -149,6 +149,8 @@ NOT_APPLICABLE = {
     "data": {"data_dir", "synthetic_slices", "synthetic_size"},
     "optimizer": {"betas"},  # Adam/AdamW only; the paper recipes use SGD
     "schedule": {"step_every", "gamma"},  # kind = "step" only; the paper recipes use cosine
+    # what the card checks after training, not a hyperparameter: a recipe without targets has none
+    "recipe": {"targets", "target_notes"},
 }
 ADAM_NOT_APPLICABLE = {"momentum", "nesterov"}  # SGD only; the CPU recipes use Adam
 
@@ -177,3 +179,16 @@ def test_paper_recipes_state_every_hyperparameter(name):
     assert model_keys <= set(raw["model"]["args"]), sorted(model_keys - set(raw["model"]["args"]))
     augment_keys = {f.name for f in dataclasses.fields(AugmentConfig)}
     assert augment_keys <= set(raw["augment"]), sorted(augment_keys - set(raw["augment"]))
+
+
+def test_recipe_targets_must_name_a_score_and_a_bound():
+    import pytest
+
+    from unet_zoo.recipes import RecipeError, load_recipe
+
+    recipe = load_recipe("tiny")
+    assert recipe.with_overrides(recipe={"targets": {"rand_error": "<= 0.0382"}}).recipe.targets == {"rand_error": "<= 0.0382"}
+    with pytest.raises(RecipeError, match="recipe.targets: unknown score 'rand'"):
+        recipe.with_overrides(recipe={"targets": {"rand": "<= 0.1"}})
+    with pytest.raises(RecipeError, match="recipe.targets: target rand_error = 'low'"):
+        recipe.with_overrides(recipe={"targets": {"rand_error": "low"}})

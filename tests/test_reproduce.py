@@ -5,7 +5,7 @@ import torch
 
 from unet_zoo import reproduce as reproduce_module
 from unet_zoo.recipes import load_recipe
-from unet_zoo.reproduce import ReproduceStage, recipes_for, reproduce_isbi, write_hub_folder
+from unet_zoo.reproduce import ReproduceStage, recipes_for, refresh_card, reproduce_isbi, write_hub_folder
 from unet_zoo.training import TrainProgress, train
 
 
@@ -59,6 +59,19 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
     rebuilt = load_folder(folder)
     for k, v in result.model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[k].cpu(), v.cpu())
+
+    # The card can be written again from the folder's own files: the same text, weights untouched.
+    weights = (folder / "model.safetensors").read_bytes()
+    refresh_card(folder, load_recipe("tiny"))
+    assert (folder / "README.md").read_text() == card and (folder / "model.safetensors").read_bytes() == weights
+    # A recipe's targets are checked against the held-out scores on the card, met or missed.
+    with_targets = load_recipe("tiny").with_overrides(
+        recipe={"targets": {"pixel_error": "<= 1.0", "vrand_thinned": ">= 1.5"}, "target_notes": "Tried nothing."}
+    )
+    refreshed = refresh_card(folder, with_targets).read_text()
+    assert "## Targets" in refreshed and "Tried nothing." in refreshed
+    assert f"Pixel error (1 - best pixel F-score) <= 1: met ({metrics['pixel_error']:.4f})" in refreshed
+    assert f"missed by {1.5 - metrics['vrand_thinned']:.4f}" in refreshed
 
 
 @pytest.mark.slow

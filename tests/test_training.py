@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from unet_zoo import training
-from unet_zoo.checkpoint import load_checkpoint
 from unet_zoo.recipes import load_recipe
 from unet_zoo.training import NonFiniteLossError, Trainer, execution_config, lr_factor, train
+from unet_zoo.training_state import load_training_state
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_tiny_run_writes_everything(tmp_path, tiny):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["final_loss"] == [r["loss"] for r in records if "loss" in r][-1]
     assert summary["val_pixel_error"] == records[-1]["val_pixel_error"]
-    assert load_checkpoint(tmp_path).step == 12
+    assert load_training_state(tmp_path).step == 12
     from PIL import Image
 
     assert Image.open(tmp_path / "predictions.png").size[0] > 100
@@ -42,7 +42,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
     killed = Trainer(tiny, out_dir=tmp_path / "killed", stop_after=4, final_outputs=False).run()
-    assert killed.step == 4 and load_checkpoint(tmp_path / "killed").step == 3
+    assert killed.step == 4 and load_training_state(tmp_path / "killed").step == 3
     with open(tmp_path / "killed" / "metrics.jsonl", "a") as f:  # the kill cut a log line in half
         f.write('{"step": 5, "loss": 0.6')
     resumed = Trainer(tiny, resume=tmp_path / "killed", final_outputs=False).run()
@@ -52,7 +52,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     # and the weights did change during training
-    first = load_checkpoint(tmp_path / "killed")  # now the final checkpoint
+    first = load_training_state(tmp_path / "killed")  # now the final checkpoint
     assert first.step == tiny.train.steps
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "loss" in r]
@@ -82,7 +82,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny):
 
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last good checkpoint"):
         train(tiny, out_dir=tmp_path, loss_hook=inject)
-    ckpt = load_checkpoint(tmp_path)
+    ckpt = load_training_state(tmp_path)
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
@@ -100,7 +100,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny):
     trainer.loss_hook = nan_gradient
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN/inf at step 6.*last good checkpoint"):
         trainer.run()
-    ckpt = load_checkpoint(tmp_path)
+    ckpt = load_training_state(tmp_path)
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
@@ -112,7 +112,7 @@ def test_absurd_learning_rate_is_caught(tmp_path, tiny):
     )
     with pytest.raises(NonFiniteLossError):
         train(recipe, out_dir=tmp_path)
-    assert load_checkpoint(tmp_path).step >= 1
+    assert load_training_state(tmp_path).step >= 1
 
 
 def test_lr_schedule(tiny):
@@ -201,8 +201,8 @@ def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     assert trainer.sampler.device == trainer.device == torch.device("cpu")  # augmentation where the model is
     first_conv = next(p for p in result.model.parameters() if p.ndim == 4)
     assert first_conv.is_contiguous(memory_format=torch.channels_last)
-    assert np.isfinite(result.final_loss) and load_checkpoint(tmp_path).step == 3
-    assert all(v.dtype == torch.float32 for v in load_checkpoint(tmp_path).model.values() if v.is_floating_point())
+    assert np.isfinite(result.final_loss) and load_training_state(tmp_path).step == 3
+    assert all(v.dtype == torch.float32 for v in load_training_state(tmp_path).model.values() if v.is_floating_point())
 
 
 def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny):
@@ -224,7 +224,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
         Trainer(tiny, out_dir=tmp_path / "stopped", loss_hook=terminate_during_step_5, final_outputs=False).run()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     assert info.value.step == 5 and info.value.signal_number == signal.SIGTERM
-    stopped = load_checkpoint(tmp_path / "stopped")
+    stopped = load_training_state(tmp_path / "stopped")
     assert stopped.step == 5  # checkpoint_every is 3: only the signal explains a step-5 checkpoint
     assert stopped.extra["train_seconds"] > 0
     resumed = train(tiny, resume=tmp_path / "stopped")
@@ -249,7 +249,7 @@ def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identicall
     monkeypatch.undo()
     step = stopped.value.step
     assert 0 < step < tiny.train.steps
-    assert load_checkpoint(tmp_path / "cut").step == step  # the step it stopped at is saved, none is lost
+    assert load_training_state(tmp_path / "cut").step == step  # the step it stopped at is saved, none is lost
     resumed = Trainer(tiny, resume=tmp_path / "cut", final_outputs=False).run()
     assert resumed.step == tiny.train.steps
     a, b = _params(full.model), _params(resumed.model)
@@ -272,7 +272,7 @@ def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny)
     assert trainer.init_info["source"] == str(tmp_path / "start")
     result = Trainer(recipe, out_dir=tmp_path / "second", final_outputs=False).run()
     assert result.init_from["source"] == str(tmp_path / "start")
-    assert load_checkpoint(tmp_path / "second").extra["init_from"]["source"] == str(tmp_path / "start")
+    assert load_training_state(tmp_path / "second").extra["init_from"]["source"] == str(tmp_path / "start")
 
 
 def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):

@@ -15,3 +15,18 @@ def test_synthetic_cells_are_binary_and_membranes_dark():
 def test_the_trainer_still_exports_its_data_preparation():
     for name in training_data.__all__:
         assert getattr(training, name) is getattr(training_data, name) and name in training.__all__
+
+
+def test_loss_balance_switches_the_class_frequency_term_of_the_weight_maps():
+    from unet_zoo.recipes import load_recipe
+    from unet_zoo.training_data import load_training_data
+
+    recipe = load_recipe("tiny")
+    paper = load_training_data(recipe)
+    flat = load_training_data(recipe.with_overrides(loss={"balance": False, "w0": 0.0}))
+    # Without the border term, w = w_c: class-frequency weights (two values) with balance, all 1 without.
+    assert recipe.loss.balance is True
+    assert np.all(flat.train_weights == 1.0)
+    assert not np.allclose(paper.train_weights, 1.0)
+    balanced = load_training_data(recipe.with_overrides(loss={"w0": 0.0}))
+    assert len(np.unique(balanced.train_weights[0])) == 2

@@ -20,19 +20,13 @@ on the same device gives the same batch; CPU and CUDA generators give different 
 
 from __future__ import annotations
 
-import functools
 import math
-import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from .augment_reference import elastic_deform_reference, random_displacement_reference
-from .registry import create_model
-from .sizes import output_size
 
 ImageMode = str  # "bicubic" | "bilinear"
 
@@ -348,130 +342,10 @@ class TileSampler:
         return x
 
 
-# --- benchmark ---------------------------------------------------------------------------------------
-
-
-def _sgd_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
-    """One SGD step of pixel-weighted cross-entropy: x (N, 1, T, T) float32, y (N, T', T') int64, w (N, T', T') float32."""
-    opt.zero_grad(set_to_none=True)
-    loss = (F.cross_entropy(model(x), y, reduction="none") * w).mean()
-    loss.backward()
-    opt.step()
-
-
-def _timeit(fn, repeats: int, device: torch.device) -> float:
-    """Median seconds of `repeats` calls after one warm-up (synchronising CUDA)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def benchmark_augmentation(
-    batch_size: int = 8,
-    tile: int = 572,
-    device: str | torch.device | None = None,
-    repeats: int = 3,
-    *,
-    reference: bool = True,
-    train_step: str | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Time one batch of `batch_size` augmented `tile` x `tile` tiles (image + label + weight map).
-
-    Rows (seconds per batch, median of `repeats` after a warm-up), on synthetic 512 x 512 slices:
-    - "scipy reference (cpu)": per tile, a random field and three scipy map_coordinates calls
-      (image cubic, label nearest, weight linear), i.e. elastic deformation only;
-    - "elastic_deform (<dev>)": the torch path on an already cut (N, 1, tile, tile) batch (same work);
-    - "TileSampler.sample (<dev>)": the full pipeline: crop from mirrored slices + flip + rotation +
-      elastic + grey values, output tile = the `original` model's output for `tile`.
-    Devices: the CPU, plus `device` (default: "cuda" when available). `train_step`: also time one
-    forward + backward + SGD step of that model (e.g. "original") on the batch on each torch device
-    except the CPU (too slow there). Returns a JSON-serialisable dict with "rows" and machine info.
-    """
-    import platform
-
-    devices = [torch.device("cpu")]
-    extra = torch.device(device) if device is not None else (torch.device("cuda") if torch.cuda.is_available() else None)
-    if extra is not None and extra.type != "cpu":
-        devices.append(extra)
-    out_tile = output_size(tile) or tile
-    rng = np.random.default_rng(seed)
-    side = 512
-    slices = 4
-    images = rng.integers(0, 256, (slices, side, side), dtype=np.uint8)
-    labels = (rng.random((slices, side, side)) < 0.8).astype(np.uint8)
-    weights = rng.random((slices, side, side), dtype=np.float32) * 10
-    rows: list[dict[str, Any]] = []
-
-    if reference:
-        img_t = images[0, :tile, :tile] if tile <= side else np.pad(images[0], (0, tile - side), mode="reflect")
-        lab_t = (
-            labels[0, : img_t.shape[0], : img_t.shape[1]] if tile <= side else np.pad(labels[0], (0, tile - side), mode="reflect")
-        )
-        wgt_t = (
-            weights[0, : img_t.shape[0], : img_t.shape[1]]
-            if tile <= side
-            else np.pad(weights[0], (0, tile - side), mode="reflect")
-        )
-        img_f = img_t.astype(np.float32) / 255
-
-        def run_reference() -> None:
-            for _ in range(batch_size):
-                field_ = random_displacement_reference(tile, tile, 3, 10.0, rng)
-                elastic_deform_reference(img_f, lab_t, wgt_t, field_)
-
-        seconds = _timeit(run_reference, repeats, torch.device("cpu"))
-        rows.append({"method": "scipy reference", "device": "cpu", "seconds_per_batch": seconds})
-
-    for dev in devices:
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        x = torch.rand(batch_size, 1, tile, tile, device=dev)
-        y = (torch.rand(batch_size, 1, tile, tile, device=dev) < 0.8).to(torch.uint8)
-        wt = torch.rand(batch_size, 1, tile, tile, device=dev)
-        seconds = _timeit(functools.partial(elastic_deform, x, y, wt, generator=gen), repeats, dev)
-        rows.append({"method": "elastic_deform", "device": str(dev), "seconds_per_batch": seconds})
-        sampler = TileSampler(images, labels, weights, tile, out_tile, AugmentConfig(), device=dev)
-        seconds = _timeit(functools.partial(sampler.sample, batch_size, gen), repeats, dev)
-        rows.append({"method": "TileSampler.sample", "device": str(dev), "seconds_per_batch": seconds})
-        if train_step and dev.type != "cpu":
-            model = create_model(train_step).to(dev)
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
-            xb, yb, wb = sampler.sample(batch_size, gen)
-            if model.output_size(tile) != out_tile:  # padded model: its output is the whole tile
-                raise ValueError(f"train_step model {train_step!r} does not map {tile} -> {out_tile}")
-            seconds = _timeit(functools.partial(_sgd_step, model, opt, xb, yb, wb), repeats, dev)
-            rows.append({"method": f"train step {train_step}", "device": str(dev), "seconds_per_batch": seconds})
-
-    ref = next((r["seconds_per_batch"] for r in rows if r["method"] == "scipy reference"), None)
-    for r in rows:
-        r["ms_per_tile"] = 1000 * r["seconds_per_batch"] / batch_size
-        if ref and not r["method"].startswith("train"):
-            r["speedup_vs_reference"] = ref / r["seconds_per_batch"]
-    return {
-        "batch_size": batch_size,
-        "tile": tile,
-        "out_tile": out_tile,
-        "repeats": repeats,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "gpu": torch.cuda.get_device_name(extra) if extra is not None and extra.type == "cuda" else None,
-        "rows": rows,
-    }
-
-
 __all__ = [
     "AugmentConfig",
     "TileParams",
     "TileSampler",
-    "benchmark_augmentation",
     "elastic_deform",
     "pixel_coordinates",
     "random_displacement",

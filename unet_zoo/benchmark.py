@@ -34,23 +34,23 @@ from torch import nn
 
 from . import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
 from ._version import __version__
-from .augment import benchmark_augmentation
+from .augment import AugmentConfig, TileSampler, elastic_deform
+from .augment_reference import elastic_deform_reference, random_displacement_reference
 from .files import atomic_write_bytes
-from .losses import weighted_cross_entropy
 from .registry import create_model, get_entry
 from .runtime import (
     Precision,
     Switch,
-    autocast,
     fast_backend,
     prepare_input,
     prepare_model,
     resolve_device,
     runtime_settings,
 )
-from .sizes import nearest_valid_sizes_text
+from .sizes import nearest_valid_sizes_text, output_size
 from .tiling import choose_tile, predict_tiled
 from .timing import Timer, count_forward_flops, count_train_flops, matmul_tflops, profile_table
+from .train_step import train_step
 
 Log = Callable[[str], None]
 SECTIONS = ("train", "inference", "augment")  # run by default
@@ -170,7 +170,8 @@ def _train_path(
     lr: float,
     profile: bool,
 ) -> dict[str, Any]:
-    """Time `steps` SGD steps (forward, weighted CE, backward, momentum-0.99 update) of one path."""
+    """Time `steps` of the trainer's step (`unet_zoo.train_step`: forward, weighted CE, backward, SGD
+    momentum-0.99 update) on one path."""
     torch.manual_seed(0)  # same dropout masks in both paths
     model = create_model(model_name, **overrides)
     model.load_state_dict(state)
@@ -182,13 +183,8 @@ def _train_path(
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.99, **extra)
     losses: list[torch.Tensor] = []
 
-    def step() -> None:
-        with autocast(device, enabled=config["amp"] is not None):
-            loss = weighted_cross_entropy(model(x), target, weight)  # the training loss (paper eq. 1)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+    def step() -> None:  # the trainer's step (unet_zoo.train_step), on a fixed batch
+        losses.append(train_step(model, optimizer, x, target, weight, device, amp=config["amp"] is not None))
 
     result: dict[str, Any] = {"config": config, "description": describe(config)}
     with _backend(config):
@@ -540,6 +536,104 @@ def bench_cpu_latency(
 # --- augmentation ----------------------------------------------------------------------------------
 
 
+def _median_s(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Median seconds of `repeats` calls of `fn` after one warm-up call (`unet_zoo.timing.Timer`)."""
+    return Timer(device, warmup=1, repeats=repeats)(fn).median_s
+
+
+def benchmark_augmentation(
+    batch_size: int = 8,
+    tile: int = 572,
+    device: str | torch.device | None = None,
+    repeats: int = 3,
+    *,
+    reference: bool = True,
+    train_model: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time one batch of `batch_size` augmented `tile` x `tile` tiles (image + label + weight map).
+
+    Rows (seconds per batch, median of `repeats` after a warm-up), on synthetic 512 x 512 slices:
+    - "scipy reference (cpu)": per tile, a random field and three scipy map_coordinates calls
+      (image cubic, label nearest, weight linear), i.e. elastic deformation only;
+    - "elastic_deform (<dev>)": the torch path on an already cut (N, 1, tile, tile) batch (same work);
+    - "TileSampler.sample (<dev>)": the full pipeline: crop from mirrored slices + flip + rotation +
+      elastic + grey values, output tile = the `original` model's output for `tile`.
+    Devices: the CPU, plus `device` (default: "cuda" when available). `train_model`: also time the
+    trainer's step (`unet_zoo.train_step`: forward, weighted cross-entropy, backward, SGD update) of that
+    model (e.g. "original") on the batch, on each torch device except the CPU (too slow there).
+    Returns a JSON-serialisable dict with "rows" and machine info.
+    """
+    devices = [torch.device("cpu")]
+    extra = torch.device(device) if device is not None else (torch.device("cuda") if torch.cuda.is_available() else None)
+    if extra is not None and extra.type != "cpu":
+        devices.append(extra)
+    out_tile = output_size(tile) or tile
+    rng = np.random.default_rng(seed)
+    side = 512
+    slices = 4
+    images = rng.integers(0, 256, (slices, side, side), dtype=np.uint8)
+    labels = (rng.random((slices, side, side)) < 0.8).astype(np.uint8)
+    weights = rng.random((slices, side, side), dtype=np.float32) * 10
+    rows: list[dict[str, Any]] = []
+
+    if reference:
+        img_t = images[0, :tile, :tile] if tile <= side else np.pad(images[0], (0, tile - side), mode="reflect")
+        lab_t = (
+            labels[0, : img_t.shape[0], : img_t.shape[1]] if tile <= side else np.pad(labels[0], (0, tile - side), mode="reflect")
+        )
+        wgt_t = (
+            weights[0, : img_t.shape[0], : img_t.shape[1]]
+            if tile <= side
+            else np.pad(weights[0], (0, tile - side), mode="reflect")
+        )
+        img_f = img_t.astype(np.float32) / 255
+
+        def run_reference() -> None:
+            for _ in range(batch_size):
+                field_ = random_displacement_reference(tile, tile, 3, 10.0, rng)
+                elastic_deform_reference(img_f, lab_t, wgt_t, field_)
+
+        seconds = _median_s(run_reference, repeats, torch.device("cpu"))
+        rows.append({"method": "scipy reference", "device": "cpu", "seconds_per_batch": seconds})
+
+    for dev in devices:
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        x = torch.rand(batch_size, 1, tile, tile, device=dev)
+        y = (torch.rand(batch_size, 1, tile, tile, device=dev) < 0.8).to(torch.uint8)
+        wt = torch.rand(batch_size, 1, tile, tile, device=dev)
+        seconds = _median_s(functools.partial(elastic_deform, x, y, wt, generator=gen), repeats, dev)
+        rows.append({"method": "elastic_deform", "device": str(dev), "seconds_per_batch": seconds})
+        sampler = TileSampler(images, labels, weights, tile, out_tile, AugmentConfig(), device=dev)
+        seconds = _median_s(functools.partial(sampler.sample, batch_size, gen), repeats, dev)
+        rows.append({"method": "TileSampler.sample", "device": str(dev), "seconds_per_batch": seconds})
+        if train_model and dev.type != "cpu":
+            model = create_model(train_model).to(dev)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+            xb, yb, wb = sampler.sample(batch_size, gen)
+            if model.output_size(tile) != out_tile:  # padded model: its output is the whole tile
+                raise ValueError(f"train_model {train_model!r} does not map {tile} -> {out_tile}")
+            seconds = _median_s(functools.partial(train_step, model, opt, xb, yb, wb, dev), repeats, dev)
+            rows.append({"method": f"train step {train_model}", "device": str(dev), "seconds_per_batch": seconds})
+
+    ref = next((r["seconds_per_batch"] for r in rows if r["method"] == "scipy reference"), None)
+    for r in rows:
+        r["ms_per_tile"] = 1000 * r["seconds_per_batch"] / batch_size
+        if ref and not r["method"].startswith("train"):
+            r["speedup_vs_reference"] = ref / r["seconds_per_batch"]
+    return {
+        "batch_size": batch_size,
+        "tile": tile,
+        "out_tile": out_tile,
+        "repeats": repeats,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(extra) if extra is not None and extra.type == "cuda" else None,
+        "rows": rows,
+    }
+
+
 def _rows(result: dict[str, Any], method: str) -> list[dict[str, Any]]:
     return [r for r in result.get("rows", []) if r.get("method") == method and r.get("seconds_per_batch")]
 
@@ -572,7 +666,7 @@ def bench_augmentation(
 ) -> dict[str, Any]:
     """Tiles/s of the augmentation pipeline (elastic deformation + weight maps) vs the training step.
 
-    Calls `unet_zoo.augment.benchmark_augmentation` and adds ``ratio_to_training`` =
+    Calls `benchmark_augmentation` and adds ``ratio_to_training`` =
     augmentation tiles/s / `train_tiles_per_s` (target >= 3: augmentation never the bottleneck).
     """
     dev = resolve_device(device)

@@ -178,6 +178,8 @@ def render_model_card(
     notes: str | None = None,
     deviations: list[str] | None = None,
     figures: dict[str, str] | None = None,
+    targets: list[str] | None = None,
+    target_notes: str | None = None,
 ) -> str:
     """The full README.md text (YAML header + Markdown body) of a checkpoint of architecture `model_name`.
 
@@ -195,6 +197,8 @@ def render_model_card(
         stored_weights: what re-scoring the stored weights found (`unet_zoo.reproduce.check_stored_weights`).
         notes: the recipe's notes; deviations: every departure from the paper, one item each.
         figures: {alt text: file name in the folder}, shown under the evaluation.
+        targets: the recipe's held-out targets, met or missed (`unet_zoo.paper.target_results`), one line each;
+            target_notes: what was measured or tried about them.
     """
     load_name = checkpoint_name or repo_id or LOCAL_PLACEHOLDER
     title = checkpoint_name or repo_id or f"unet_zoo {model_name}"
@@ -258,6 +262,13 @@ def render_model_card(
     if stored_weights:
         parts.append("## Stored weights\n")
         parts.append(stored_weights + "\n")
+    if targets:
+        parts.append("## Targets\n")
+        parts.append(
+            "Set before training, checked on the held-out slices with TTA:\n\n" + "\n".join(f"- {t}" for t in targets) + "\n"
+        )
+        if target_notes:
+            parts.append(target_notes.strip() + "\n")
     if notes:
         parts.append("## Recipe notes\n")
         parts.append(notes.strip() + "\n")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from .registry import PRETRAINED, create_model, get_entry
 from .sizes import input_size_for_output, output_size, size_rule
+from .timing import Timer, count_forward_flops
 
 
 @dataclass(frozen=True)
@@ -43,14 +42,6 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass on an input of `input_shape` (N, C, H, W), counted on the meta device."""
-    model = model.to("meta").eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.empty(input_shape, device="meta"))
-    return counter.get_total_flops()
-
-
 def model_info(name: str, **overrides: Any) -> ModelInfo:
     """Parameters, GFLOPs at the default tile, receptive field and size rule of architecture `name`."""
     entry = get_entry(name)
@@ -75,7 +66,7 @@ def model_info(name: str, **overrides: Any) -> ModelInfo:
         params=count_params(model),
         default_tile=tile,
         output_tile=out_tile,
-        gflops=count_flops(model, (1, args["in_channels"], tile, tile)) / 1e9,
+        gflops=count_forward_flops(model, (1, args["in_channels"], tile, tile)) / 1e9,
         receptive_field=receptive_field,
         size_rule=rule,
         pretrained=[cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name],
@@ -111,14 +102,4 @@ def measure_latency(name: str, tile: int | None = None, repeats: int = 3, device
     model = create_model(name).to(device).eval()
     tile = tile or entry.default_tile
     x = torch.randn(1, model.in_channels, tile, tile, device=device)
-    model(x)  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(x)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return Timer(device, warmup=1, repeats=repeats)(lambda: model(x)).median_s

@@ -7,6 +7,7 @@ that lines our held-out ISBI 2012 scores up with the paper's Table 1 (model card
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PAPER = "Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015"
@@ -68,6 +69,45 @@ def format_comparison(metrics: dict[str, Any], without_tta: dict[str, Any] | Non
     return "\n".join(lines) + "\n\n" + HELD_OUT_NOTE
 
 
+# --- targets ----------------------------------------------------------------------------------------
+
+_TARGET = re.compile(r"^\s*(<=|>=)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+def parse_target(score: str, bound: str) -> tuple[str, float]:
+    """A recipe's target for `score`, e.g. ``("<=", 0.0382)`` from ``"<= 0.0382"``.
+
+    Raises ValueError for a score that is not one of `SCORE_LABELS` or a bound not of the form
+    ``"<= number"`` / ``">= number"``.
+    """
+    names = [key for key, _ in SCORE_LABELS]
+    if score not in names:
+        raise ValueError(f"unknown score {score!r} in targets; scores: {', '.join(names)}")
+    match = _TARGET.match(str(bound))
+    if match is None:
+        raise ValueError(f"target {score} = {bound!r} must read '<= number' or '>= number', e.g. '<= 0.0382'")
+    return match.group(1), float(match.group(2))
+
+
+def target_results(targets: dict[str, str], scores: dict[str, Any]) -> list[str]:
+    """One line per target: its bound, the held-out score, and whether it is met or by how much it is missed.
+
+    targets: score -> bound (``"<= 0.0382"``), as in a recipe's ``[recipe] targets``; scores: held-out scores.
+    """
+    labels = dict(SCORE_LABELS)
+    lines = []
+    for score, bound in targets.items():
+        op, value = parse_target(score, bound)
+        got = scores.get(score)
+        if got is None:
+            lines.append(f"{labels[score]} {op} {value:g}: not measured")
+            continue
+        met = got <= value if op == "<=" else got >= value
+        verdict = "met" if met else f"missed by {abs(got - value):.{4 if abs(got - value) >= 1e-3 else 6}f}"
+        lines.append(f"{labels[score]} {op} {value:g}: {verdict} ({format_score(got)})")
+    return lines
+
+
 __all__ = [
     "HELD_OUT_NOTE",
     "PAPER",
@@ -77,4 +117,6 @@ __all__ = [
     "comparison_rows",
     "format_comparison",
     "format_score",
+    "parse_target",
+    "target_results",
 ]

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from .augment import AugmentConfig
 from .files import source_checkout_root
 from .names import close_matches, did_you_mean
+from .paper import parse_target
 from .registry import get_entry
 from .sizes import nearest_valid_sizes_text, output_size
 
@@ -59,6 +60,9 @@ class RecipeInfo:
     notes: str = ""
     deviations: list[str] = field(default_factory=list)  # every departure from the paper, reported on the card
     checkpoint: str = ""  # the published checkpoint this recipe trains (cards/<checkpoint>/); "" = the recipe's name
+    # held-out targets the model card checks (with TTA): score -> "<= 0.0382" or ">= 0.980" (unet_zoo.paper.SCORE_LABELS)
+    targets: dict[str, str] = field(default_factory=dict)
+    target_notes: str = ""  # what was measured or tried about the targets, printed under them on the card
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class DataCfg:
 class LossCfg:
     w0: float = 10.0  # border weight (paper: 10)
     sigma: float = 5.0  # border width in pixels (paper: ~5)
+    balance: bool = True  # add the class-frequency term w_c of the weight map (paper: yes); false: w_c = 1
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,11 @@ def _validate(recipe: Recipe) -> None:
         raise RecipeError(f"optimizer.momentum must be in [0, 1), got {recipe.optimizer.momentum}")
     if len(recipe.optimizer.betas) != 2:
         raise RecipeError(f"optimizer.betas must hold two numbers, got {recipe.optimizer.betas}")
+    for score, bound in recipe.recipe.targets.items():
+        try:
+            parse_target(score, bound)
+        except ValueError as err:
+            raise RecipeError(f"recipe.targets: {err}") from None
     positive("loss", "sigma", recipe.loss.sigma)
     positive("loss", "w0", recipe.loss.w0, allow_zero=True)
     positive("data", "k", recipe.data.k)

@@ -24,9 +24,10 @@ from .checkpoint_names import VARIANT_RECIPES
 from .evaluation import evaluate_model
 from .files import atomic_write_bytes, publish_folder, staging_folder
 from .hub import source_cards_dir
+from .paper import target_results
 from .recipes import Recipe, load_recipe
 from .registry import PRETRAINED
-from .serialization import CARD_NAME, load_folder, model_card_text, save_weights_and_config
+from .serialization import CARD_NAME, CONFIG_NAME, build_model, load_folder, model_card_text, read_config, save_weights_and_config
 from .training import TrainProgress, TrainResult, latest_run_dir, train
 
 Variant = Literal["original", "padded", "small", "all"]
@@ -168,6 +169,8 @@ def card_data(
         "notes": recipe.recipe.notes or None,
         "deviations": list(recipe.recipe.deviations) or None,
         "figures": figures,
+        "targets": target_results(recipe.recipe.targets, metrics) or None,
+        "target_notes": recipe.recipe.target_notes or None,
     }
 
 
@@ -231,6 +234,51 @@ def write_hub_folder(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder, check
+
+
+def refresh_card(folder: str | Path, recipe: Recipe | str | None = None) -> Path:
+    """Write a Hub folder's README.md (the model card) again from the folder's own files; returns its path.
+
+    Uses config.json (the model and its training record), scores.json (held-out scores with and without
+    TTA, the stored-weights check) and the figures in the folder; `recipe` (a `Recipe`, a name or a path;
+    default: the recipe named in config.json) gives the description, notes, deviations and targets. The
+    weights, config.json and scores.json are not changed. For cards written by an older renderer, or after
+    a recipe's target notes changed.
+    """
+    import torch
+
+    folder = Path(folder)
+    config = read_config(folder / CONFIG_NAME)
+    pretrained = dict(config.get("pretrained") or {})
+    if recipe is None:
+        recorded = str((pretrained.get("training") or {}).get("recipe", ""))
+        if not recorded:
+            raise ValueError(f"{folder / CONFIG_NAME} names no recipe; pass the recipe the card describes")
+        recipe = Path(recorded.split(" (")[0]).stem
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    scores_path = folder / "scores.json"
+    if not scores_path.is_file():
+        raise FileNotFoundError(f"{scores_path} not found: a card is refreshed from the scores `reproduce` wrote")
+    scores = json.loads(scores_path.read_text())
+    without_tta, stored = scores.pop("without_tta", None), scores.pop("stored_weights", None)
+    with torch.device("meta"):  # the card needs the architecture and its parameter count, not weights
+        model = build_model(config, str(folder))
+    data = {
+        **pretrained,
+        "description": recipe.recipe.description or None,
+        "held_out_scores": scores,
+        "held_out_scores_without_tta": without_tta,
+        "stored_weights": (stored or {}).get("summary"),
+        "notes": recipe.recipe.notes or None,
+        "deviations": list(recipe.recipe.deviations) or None,
+        "figures": {alt: name for alt, name in FIGURES.items() if (folder / name).is_file()},
+        "targets": target_results(recipe.recipe.targets, scores) or None,
+        "target_notes": recipe.recipe.target_notes or None,
+    }
+    path = folder / CARD_NAME
+    atomic_write_bytes(path, model_card_text(model, data))
+    return path
 
 
 def check_stored_weights(
@@ -419,6 +467,7 @@ __all__ = [
     "card_data",
     "hardware_description",
     "recipes_for",
+    "refresh_card",
     "reproduce_isbi",
     "training_info",
     "write_hub_folder",

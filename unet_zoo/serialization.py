@@ -33,9 +33,9 @@ from torch import nn
 
 from ._version import LIBRARY_NAME, __version__
 from .cards import render_model_card
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .files import atomic_write_bytes, files_sha256
 from .registry import create_model, get_entry, list_models
+from .training_state import TRAINING_STATE_FILE, load_training_state
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -58,6 +58,8 @@ CARD_DATA_KEYS = (
     "notes",
     "deviations",
     "figures",
+    "targets",
+    "target_notes",
 )
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors(\.index\.json)?$")
 
@@ -232,6 +234,8 @@ def model_card_text(model: nn.Module, card_data: dict[str, Any] | None = None) -
         notes=info.get("notes"),
         deviations=info.get("deviations"),
         figures=info.get("figures"),
+        targets=info.get("targets"),
+        target_notes=info.get("target_notes"),
     )
 
 
@@ -420,7 +424,7 @@ def load_folder(
             return load_run_folder(folder, device=device, dtype=dtype, strict=strict)
         raise CheckpointError(
             f"no {CONFIG_NAME} in {folder}: not a unet_zoo checkpoint (save one with model.save_pretrained) "
-            f"nor a training run folder ({RUN_RECIPE_NAME} + {CHECKPOINT_NAME}, written by `unet-zoo train`)"
+            f"nor a training run folder ({RUN_RECIPE_NAME} + {TRAINING_STATE_FILE}, written by `unet-zoo train`)"
         )
     config = read_config(folder / CONFIG_NAME)
     files = weight_files(folder, config)
@@ -457,7 +461,9 @@ def load_folder(
 def is_run_folder(folder: str | Path) -> bool:
     """Whether `folder` is a training run folder (``recipe.json`` + ``checkpoint.safetensors``) without a config.json."""
     folder = Path(folder)
-    return (folder / RUN_RECIPE_NAME).is_file() and (folder / CHECKPOINT_NAME).is_file() and not (folder / CONFIG_NAME).is_file()
+    return (
+        (folder / RUN_RECIPE_NAME).is_file() and (folder / TRAINING_STATE_FILE).is_file() and not (folder / CONFIG_NAME).is_file()
+    )
 
 
 def load_run_folder(
@@ -480,11 +486,11 @@ def load_run_folder(
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{folder / RUN_RECIPE_NAME} is not a unet_zoo recipe record ({err})") from err
     try:
-        ckpt = load_checkpoint(folder / CHECKPOINT_NAME)
+        ckpt = load_training_state(folder / TRAINING_STATE_FILE)
     except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"cannot read the training checkpoint {folder / CHECKPOINT_NAME} ({err})") from err
+        raise CheckpointError(f"cannot read the training checkpoint {folder / TRAINING_STATE_FILE} ({err})") from err
     model = build_model(config, str(folder))
-    check_state_dict(model, ckpt.model, strict=strict, source=str(folder / CHECKPOINT_NAME))
+    check_state_dict(model, ckpt.model, strict=strict, source=str(folder / TRAINING_STATE_FILE))
     model.load_state_dict(ckpt.model, strict=strict)
     model.to(device=device, dtype=dtype)
     model.eval()

@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from .augment import TileSampler
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed, wrap_ddp
 from .files import atomic_write_bytes
 from .hub import HubAccessError, from_pretrained
@@ -43,7 +42,9 @@ from .registry import create_model
 from .runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
 from .serialization import CheckpointError, check_state_dict
 from .tiling import predict_tiled
+from .train_step import apply_gradients, step_loss
 from .training_data import TrainingData, load_training_data, synthetic_cells, validation_tiles, weight_cache_dir
+from .training_state import TRAINING_STATE_FILE, load_training_state, save_training_state
 
 RUNS_DIR = Path("runs")
 
@@ -209,7 +210,7 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 def latest_run_dir(recipe_name: str, runs_dir: str | Path = RUNS_DIR) -> Path:
     """The newest ``runs/<recipe_name>-*`` folder holding a checkpoint (for ``--resume`` without a folder)."""
-    candidates = sorted(p for p in Path(runs_dir).glob(f"{recipe_name}-*") if (p / CHECKPOINT_NAME).is_file())
+    candidates = sorted(p for p in Path(runs_dir).glob(f"{recipe_name}-*") if (p / TRAINING_STATE_FILE).is_file())
     if not candidates:
         raise FileNotFoundError(f"no run of {recipe_name!r} with a checkpoint under {runs_dir}/; pass --resume DIR")
     return candidates[-1]
@@ -277,7 +278,7 @@ class Trainer:
         self.checkpoint_seconds = 0.0  # how long the last checkpoint took to write (for the time limit)
         self.checkpoint = None
         if resume is not None:
-            self.checkpoint = load_checkpoint(resume)
+            self.checkpoint = load_training_state(resume)
             saved = self.checkpoint.extra.get("recipe")
             if saved is not None:
                 recipe = recipe_from_dict(saved, source=recipe.source)
@@ -394,21 +395,21 @@ class Trainer:
         raise NonFiniteLossError(
             f"weights became NaN/inf at step {self.step} of recipe {self.recipe.name!r} ({', '.join(bad[:3])}"
             f"{', ...' if len(bad) > 3 else ''}); stopped without saving them. The last good checkpoint "
-            f"({self.run_dir / CHECKPOINT_NAME}, if any) is kept. Lower optimizer.lr or set optimizer.grad_clip."
+            f"({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. Lower optimizer.lr or set optimizer.grad_clip."
         )
 
     def _save(self) -> None:
         started = time.perf_counter()
-        self._save_checkpoint()
+        self._save_training_state()
         self.checkpoint_seconds = time.perf_counter() - started
 
-    def _save_checkpoint(self) -> None:
+    def _save_training_state(self) -> None:
         self._check_finite_weights()
         states = all_gather_objects(rng_state(self.generator, self.device))  # collective: every rank calls it
         if not self.dist.is_main:
             return
-        save_checkpoint(
-            self.run_dir / CHECKPOINT_NAME,
+        save_training_state(
+            self.run_dir / TRAINING_STATE_FILE,
             model=self.model,
             step=self.step,
             optimizer=self.optimizer,
@@ -478,9 +479,7 @@ class Trainer:
             while self.step < r.train.steps:
                 x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
                 x = prepare_input(x, self.device, channels_last=self.channels_last)
-                with self._autocast():
-                    logits = self.net(x)
-                loss = weighted_cross_entropy(logits, y, w)
+                loss = step_loss(self.net, x, y, w, self.device, amp=self.amp_dtype is not None)
                 if self.loss_hook is not None:
                     loss = self.loss_hook(self.step, loss)
                 # One collective carries the loss (NaN on any rank -> NaN on all) and any rank's stop request.
@@ -489,14 +488,10 @@ class Trainer:
                 if not math.isfinite(loss_value):
                     raise NonFiniteLossError(
                         f"loss is {loss_value} at step {self.step + 1} of recipe {r.name!r}; "
-                        f"stopped. The last good checkpoint ({self.run_dir / CHECKPOINT_NAME}, if any) is kept. "
+                        f"stopped. The last good checkpoint ({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. "
                         "Lower optimizer.lr, add warm-up (schedule.warmup_steps) or set optimizer.grad_clip."
                     )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if r.optimizer.grad_clip:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), r.optimizer.grad_clip)
-                self.optimizer.step()
+                apply_gradients(self.optimizer, loss, self.model.parameters(), grad_clip=r.optimizer.grad_clip)
                 self.scheduler.step()
                 self.step += 1
                 window_steps += 1

@@ -79,7 +79,7 @@ def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> Tr
         source = f"ISBI 2012 ({data.data_dir})"
         cache = weight_cache_dir()
     train_idx, val_idx = split_slices(len(images), k=recipe.data.k, fold=recipe.data.fold)
-    weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache)
+    weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache, balance=recipe.loss.balance)
     return TrainingData(
         images[train_idx],
         labels[train_idx],

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from unet_zoo.checkpoint import atomic_save_safetensors, load_checkpoint, save_checkpoint
+from unet_zoo.training_state import atomic_save_safetensors, load_training_state, save_training_state
 
 
 def _model_and_optimizer(opt="adam"):
@@ -29,7 +29,7 @@ def _model_and_optimizer(opt="adam"):
 def test_round_trip_restores_everything(tmp_path, opt):
     model, optimizer, scheduler = _model_and_optimizer(opt)
     rng = {0: {"torch": torch.get_rng_state()}, 1: {"torch": torch.get_rng_state()}}
-    path = save_checkpoint(
+    path = save_training_state(
         tmp_path / "c.safetensors",
         model=model,
         step=3,
@@ -38,7 +38,7 @@ def test_round_trip_restores_everything(tmp_path, opt):
         rng=rng,
         extra={"recipe": {"a": 1}},
     )
-    ckpt = load_checkpoint(path)
+    ckpt = load_training_state(path)
     assert ckpt.step == 3 and ckpt.extra == {"recipe": {"a": 1}}
     for k, v in model.state_dict().items():
         assert torch.equal(ckpt.model[k], v)
@@ -55,7 +55,7 @@ def test_round_trip_restores_everything(tmp_path, opt):
 
 def test_no_pickle_only_tensors_and_json(tmp_path):
     model, optimizer, scheduler = _model_and_optimizer()
-    path = save_checkpoint(tmp_path / "checkpoint.safetensors", model=model, step=1, optimizer=optimizer, scheduler=scheduler)
+    path = save_training_state(tmp_path / "checkpoint.safetensors", model=model, step=1, optimizer=optimizer, scheduler=scheduler)
     with safe_open(str(path), framework="pt") as f:
         state = json.loads(f.metadata()["state"])
         names = list(f.keys())
@@ -80,10 +80,10 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
 
 def test_missing_and_weights_only_files_are_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        load_checkpoint(tmp_path)
+        load_training_state(tmp_path)
     atomic_save_safetensors({"model.w": torch.ones(1)}, tmp_path / "checkpoint.safetensors")
     with pytest.raises(ValueError, match="weights-only"):
-        load_checkpoint(tmp_path)
+        load_training_state(tmp_path)
 
 
 def test_file_is_synced_to_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
-"""Training checkpoints without pickle: one safetensors file, written atomically.
+"""The training state a run resumes from, without pickle: one safetensors file, written atomically.
 
-A checkpoint (``checkpoint.safetensors`` in the run folder) holds
+Not to be confused with a published checkpoint (a model folder: `unet_zoo.serialization`). The training
+state (``checkpoint.safetensors`` in the run folder; `TRAINING_STATE_FILE`) holds
 
 * ``model.<name>``: the model's state dict (float tensors as trained),
 * ``optim.<param index>.<key>``: optimiser state tensors (momentum buffers, Adam moments, steps),
@@ -9,7 +10,7 @@ A checkpoint (``checkpoint.safetensors`` in the run folder) holds
 and, in the safetensors metadata (str -> str), one JSON document ``state`` with the step, the
 optimiser's param groups and scalar state, the scheduler's state dict and any extra JSON data.
 Files are written to a temporary name in the same folder and moved into place with `os.replace`,
-so a kill never leaves a half-written checkpoint: the previous one stays intact until the new one
+so a kill never leaves a half-written state file: the previous one stays intact until the new one
 is complete.
 """
 
@@ -26,20 +27,20 @@ from safetensors.torch import save_file
 
 from .files import atomic_write_with
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
+TRAINING_STATE_FILE = "checkpoint.safetensors"
 FORMAT_VERSION = 1
 
 
 @dataclass
-class Checkpoint:
-    """A loaded checkpoint. Tensors are on the CPU.
+class TrainingState:
+    """A loaded training state. Tensors are on the CPU.
 
     model: the model's state dict.
     optimizer: a state dict ready for ``optimizer.load_state_dict`` (or None).
     scheduler: a state dict ready for ``scheduler.load_state_dict`` (or None).
     rng: per-rank RNG states, ``{rank: {name: uint8 tensor}}``.
     step: optimiser steps completed.
-    extra: the JSON data passed to `save_checkpoint`.
+    extra: the JSON data passed to `save_training_state`.
     """
 
     model: dict[str, torch.Tensor]
@@ -84,7 +85,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def save_checkpoint(
+def save_training_state(
     path: str | Path,
     *,
     model: torch.nn.Module,
@@ -94,7 +95,7 @@ def save_checkpoint(
     rng: dict[int, dict[str, torch.Tensor]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint to `path` (a ``.safetensors`` file) atomically; returns the path.
+    """Write the training state to `path` (a ``.safetensors`` file) atomically; returns the path.
 
     `rng` maps each process rank to its named RNG states (see `unet_zoo.training.rng_state`);
     `extra` is any JSON-serialisable data (recipe, metrics). DDP/compiled models are unwrapped.
@@ -116,16 +117,18 @@ def save_checkpoint(
     return atomic_save_safetensors(tensors, path, metadata)
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint` (no pickle involved); tensors on the CPU.
+def load_training_state(path: str | Path) -> TrainingState:
+    """Read a training state written by `save_training_state` (no pickle involved); tensors on the CPU.
 
     `path` may be the file or the run folder holding ``checkpoint.safetensors``.
     """
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / TRAINING_STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; pass a run folder (runs/<recipe>-<time>/) or its {CHECKPOINT_NAME}")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; pass a run folder (runs/<recipe>-<time>/) or its {TRAINING_STATE_FILE}"
+        )
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optim": {}, "rng": {}}
     with safe_open(str(path), framework="pt", device="cpu") as f:
         metadata = f.metadata() or {}
@@ -145,7 +148,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         rank, _, key = name.partition(".")
         rng.setdefault(int(rank), {})[key] = value
     optimizer = _join_optimizer(groups["optim"], meta["optimizer"]) if "optimizer" in meta else None
-    return Checkpoint(
+    return TrainingState(
         model=groups["model"],
         optimizer=optimizer,
         scheduler=meta.get("scheduler"),
@@ -156,9 +159,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 __all__ = [
-    "CHECKPOINT_NAME",
-    "Checkpoint",
+    "TRAINING_STATE_FILE",
+    "TrainingState",
     "atomic_save_safetensors",
-    "load_checkpoint",
-    "save_checkpoint",
+    "load_training_state",
+    "save_training_state",
 ]

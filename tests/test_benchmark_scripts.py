@@ -1,0 +1,36 @@
+"""The stand-alone scripts under benchmarks/ run (smoke sizes) and write what they promise."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rand_error_levers_trains_each_variant_and_resumes_from_its_results(tmp_path, capsys):
+    from unet_zoo.training_data import synthetic_cells
+
+    levers = _script("rand_error_levers")
+    out = tmp_path / "levers.json"
+    args = ["--smoke", "--variants", "0,3", "--workdir", str(tmp_path / "runs"), "--out", str(out)]
+    results = levers.main(args)
+    names = list(levers.variants(3))
+    assert list(results["variants"]) == [names[0], names[3]]
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    _, labels = synthetic_cells(8, 64, seed=0)
+    for entry in results["variants"].values():
+        for scores in (entry["with_tta"], entry["without_tta"]):
+            assert 0 <= scores["rand_error"] <= 1 and 0 <= scores["membrane_fraction_predicted"] <= 1
+            assert scores["membrane_fraction_truth"] == np.mean(labels[6:] == 0)
+    assert entry["overrides"] == {"loss": {"w0": 0.0, "balance": False}}
+    levers.main(args)  # a second run keeps the finished variants instead of training them again
+    assert capsys.readouterr().out.count("done earlier, kept") == 2

@@ -1,4 +1,4 @@
-"""Tests of unet_zoo.benchmark in smoke mode on the CPU: structure, FLOP bookkeeping, ratios, files, CLI.
+"""Tests of the unet_zoo.benchmark package in smoke mode on the CPU: structure, FLOP bookkeeping, ratios, files, CLI.
 
 No assertion depends on how fast this machine is.
 """
@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 import unet_zoo
 from unet_zoo import benchmark
 from unet_zoo.benchmark import (
-    _GeometryStub,
     augmentation_tiles_per_s,
     bench_augmentation,
     bench_cpu_latency,
@@ -26,6 +25,7 @@ from unet_zoo.benchmark import (
     smallest_tile,
     to_markdown,
 )
+from unet_zoo.benchmark.inference import _GeometryStub
 from unet_zoo.timing import count_forward_flops, count_train_flops
 
 PEAK = 2.0  # a fixed stand-in for the measured bf16 matmul rate, so fractions are checkable
@@ -148,7 +148,7 @@ def test_augmentation_tiles_per_s_reads_the_pipeline_row():
 
 
 def test_bench_augmentation_ratio_to_training(monkeypatch):
-    monkeypatch.setattr(benchmark, "benchmark_augmentation", lambda **kw: FAKE_AUGMENT)
+    monkeypatch.setattr(benchmark.augmentation, "benchmark_augmentation", lambda **kw: FAKE_AUGMENT)
     r = bench_augmentation(device="cpu", train_tiles_per_s=2.0)
     assert r["tiles_per_s"] == pytest.approx(8.0)
     assert r["scipy_reference_tiles_per_s"] == pytest.approx(2.0) and r["speedup_vs_reference"] == pytest.approx(4.0)
@@ -158,8 +158,8 @@ def test_bench_augmentation_ratio_to_training(monkeypatch):
 
 def test_targets_verdicts():
     checks = {"a": (4.0, 3.0), "b": (0.2, 0.4), "c": (None, 1.0)}
-    assert benchmark._targets(False, checks) == {"a": True, "b": False, "c": None}
-    assert set(benchmark._targets(True, checks).values()) == {None}
+    assert benchmark._common._targets(False, checks) == {"a": True, "b": False, "c": None}
+    assert set(benchmark._common._targets(True, checks).values()) == {None}
 
 
 def test_bench_augmentation_with_the_real_pipeline():
@@ -199,7 +199,7 @@ def test_run_all_records_a_failing_section_and_keeps_the_rest(monkeypatch, tmp_p
     def boom(**kwargs):
         raise RuntimeError("augmentation exploded")
 
-    monkeypatch.setattr(benchmark, "bench_augmentation", boom)
+    monkeypatch.setattr(benchmark.suite, "bench_augmentation", boom)
     results = run_all("cpu", smoke=True, out_dir=tmp_path, only=["augment"])
     assert results["errors"] == {"augment": "RuntimeError: augmentation exploded"}
     assert "augmentation exploded" in (tmp_path / "results.md").read_text()
@@ -300,8 +300,8 @@ def test_reproduce_section_is_opt_in_and_in_the_markdown(monkeypatch, tmp_path):
 
 def test_default_suite_does_not_run_reproduce_and_cpu_runs_the_quick_demo():
     assert "reproduce" not in benchmark.SECTIONS and "reproduce" in benchmark.ALL_SECTIONS
-    assert benchmark.default_settings(torch.device("cpu"), smoke=False)["reproduce_quick"] is True
-    assert benchmark.default_settings(torch.device("cuda"), smoke=False)["reproduce_quick"] is False
+    assert benchmark.suite.default_settings(torch.device("cpu"), smoke=False)["reproduce_quick"] is True
+    assert benchmark.suite.default_settings(torch.device("cuda"), smoke=False)["reproduce_quick"] is False
 
 
 def test_cli_benchmark_checks_reproduce_options(tmp_path):

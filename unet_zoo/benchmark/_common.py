@@ -1,0 +1,128 @@
+"""What every benchmark shares: targets, switches of our path, small helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..registry import get_entry
+from ..runtime import (
+    Precision,
+    Switch,
+    fast_backend,
+    runtime_settings,
+)
+from ..sizes import nearest_valid_sizes_text
+
+Log = Callable[[str], None]
+SECTIONS = ("train", "inference", "augment")  # run by default
+OPTIONAL_SECTIONS = ("reproduce",)  # long: only when asked for (``--only ...,reproduce``)
+ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
+TARGET_SPEEDUP = 3.0  # ours / baseline tiles/s, training `original`
+TARGET_FRACTION = 0.40  # achieved TFLOP/s / measured bf16 matmul TFLOP/s
+TARGET_AUGMENT_RATIO = 3.0  # augmentation tiles/s / training tiles/s
+SMOKE_OVERRIDES = {"base_channels": 8}
+CPU_MATMUL_N = 1024  # CPUs without bf16 units multiply bf16 at ~1 GFLOP/s: n = 2048 would take ~1 min per product
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when either is missing or the denominator is not positive."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _overrides(model_name: str, smoke: bool) -> dict[str, Any]:
+    """Architecture overrides for smoke runs: 8 base channels where the architecture has them."""
+    if smoke and "base_channels" in get_entry(model_name).default_args:
+        return dict(SMOKE_OVERRIDES)
+    return {}
+
+
+def smallest_tile(model: nn.Module, min_output: int = 4) -> int:
+    """The smallest usable input side whose output side is at least `min_output` pixels."""
+    for side in range(1, 4096):
+        out = model.output_size(side)
+        if out is not None and out >= min_output:
+            return side
+    raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} has no usable tile below 4096 px")
+
+
+def _check_tile(model: nn.Module, tile: int) -> int:
+    out = model.output_size(tile)
+    if out is None:
+        args = getattr(model, "model_args", {})
+        if "depth" in args:
+            hint = f"nearest usable tiles: {nearest_valid_sizes_text(tile, args['depth'], args['padding'])}"
+        else:
+            hint = f"use a multiple of {getattr(model, 'stride', 32)}"
+        raise ValueError(f"tile {tile} is not usable for {getattr(model, 'model_name', 'this model')}; {hint}")
+    return out
+
+
+def _peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def path_config(
+    device: torch.device, ours: bool, amp: bool | None, channels_last: bool | None, compile: bool | None
+) -> dict[str, Any]:
+    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: `unet_zoo.runtime.runtime_settings`
+    for `device` (bf16, channels_last, compiled, cuDNN autotuning on CUDA), each switch forced when not None."""
+    if not ours:
+        return {"amp": None, "channels_last": False, "compile": False, "fast_backend": False}
+
+    def switch(flag: bool | None) -> Switch:
+        return "auto" if flag is None else ("on" if flag else "off")
+
+    precision: Precision = "auto" if amp is None else ("bf16" if amp else "fp32")
+    settings = runtime_settings(device, precision, switch(channels_last), switch(compile))
+    return {
+        "amp": "bf16" if settings.amp_dtype is not None else None,
+        "channels_last": settings.channels_last,
+        "compile": settings.compile,
+        "fast_backend": settings.fast_backend,
+    }
+
+
+def describe(config: dict[str, Any]) -> str:
+    """One-line description of a path configuration, e.g. 'bf16 autocast, channels_last, compiled'."""
+    parts = [f"{config['amp']} autocast" if config["amp"] else "float32"]
+    parts.append("channels_last" if config["channels_last"] else "NCHW")
+    parts.append("compiled" if config["compile"] else "eager")
+    if config.get("fast_backend"):
+        parts.append("cudnn.benchmark")
+    return ", ".join(parts)
+
+
+def _backend(config: dict[str, Any]) -> contextlib.AbstractContextManager:
+    return fast_backend() if config["fast_backend"] else contextlib.nullcontext()
+
+
+def _targets(skip: bool, checks: dict[str, tuple[float | None, float]]) -> dict[str, bool | None]:
+    """Target name -> met? None when not measured, or when `skip` (smoke runs, and non-CUDA devices:
+    the targets are set for an H100)."""
+    return {name: None if skip or value is None else value >= bound for name, (value, bound) in checks.items()}

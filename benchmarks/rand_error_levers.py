@@ -35,7 +35,7 @@ from unet_zoo.metrics import isbi_scores, label_components, rand_pair_counts
 from unet_zoo.recipes import load_recipe
 from unet_zoo.tiling import predict_stack
 from unet_zoo.training import Trainer
-from unet_zoo.training_data import TrainingData, synthetic_cells
+from unet_zoo.training_data import TrainingData, synthetic_cells, weight_cache_dir
 from unet_zoo.weight_maps import weight_maps_for_stack
 
 TRAIN_SLICES = list(range(0, 18))
@@ -90,8 +90,6 @@ def score(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, tta: b
 
 def training_data(images: np.ndarray, labels: np.ndarray, recipe, train: list[int], val: list[int]) -> TrainingData:
     """Slices `train` / `val` with the weight maps the recipe's [loss] asks for (cached like the trainer's)."""
-    from unet_zoo.training_data import weight_cache_dir
-
     loss = recipe.loss
     weights = weight_maps_for_stack(labels, loss.w0, loss.sigma, cache_dir=weight_cache_dir(), balance=loss.balance)
     return TrainingData(

@@ -143,6 +143,18 @@ def _init_fields(init: dict[str, Any] | None) -> dict[str, Any]:
     return {"initialised_from": text}
 
 
+def _recipe_card_fields(recipe: Recipe, scores: dict[str, Any]) -> dict[str, Any]:
+    """What a card says from its recipe: description, notes, deviations, and the targets checked on `scores`."""
+    info = recipe.recipe
+    return {
+        "description": info.description or None,
+        "notes": info.notes or None,
+        "deviations": list(info.deviations) or None,
+        "targets": target_results(info.targets, scores) or None,
+        "target_notes": info.target_notes or None,
+    }
+
+
 def card_data(
     result: TrainResult,
     metrics: dict[str, Any],
@@ -162,15 +174,11 @@ def card_data(
         "checkpoint_name": name if name in VARIANT_RECIPES.values() or name in PRETRAINED else None,
         "metrics": {k: float(metrics[k]) for k in CARD_METRICS if metrics.get(k) is not None},
         "training": training,
-        "description": recipe.recipe.description or None,
         "held_out_scores": metrics,
         "held_out_scores_without_tta": metrics_without_tta,
         "stored_weights": stored_check["summary"] if stored_check else None,
-        "notes": recipe.recipe.notes or None,
-        "deviations": list(recipe.recipe.deviations) or None,
         "figures": figures,
-        "targets": target_results(recipe.recipe.targets, metrics) or None,
-        "target_notes": recipe.recipe.target_notes or None,
+        **_recipe_card_fields(recipe, metrics),
     }
 
 
@@ -266,15 +274,11 @@ def refresh_card(folder: str | Path, recipe: Recipe | str | None = None) -> Path
         model = build_model(config, str(folder))
     data = {
         **pretrained,
-        "description": recipe.recipe.description or None,
         "held_out_scores": scores,
         "held_out_scores_without_tta": without_tta,
         "stored_weights": (stored or {}).get("summary"),
-        "notes": recipe.recipe.notes or None,
-        "deviations": list(recipe.recipe.deviations) or None,
         "figures": {alt: name for alt, name in FIGURES.items() if (folder / name).is_file()},
-        "targets": target_results(recipe.recipe.targets, scores) or None,
-        "target_notes": recipe.recipe.target_notes or None,
+        **_recipe_card_fields(recipe, scores),
     }
     path = folder / CARD_NAME
     atomic_write_bytes(path, model_card_text(model, data))

@@ -29,8 +29,8 @@ import torch
 
 import unet_zoo
 from unet_zoo.exporters.traced import onnx_bytes, probabilities_module
-from unet_zoo.files import atomic_write_bytes
-from unet_zoo.tiling import choose_tile
+from unet_zoo.inference.tiling import choose_tile
+from unet_zoo.utils.files import atomic_write_bytes
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -46,7 +46,7 @@ def torch_compile_forward(model: torch.nn.Module) -> Forward:
 
 
 def onnxruntime_backend(model: torch.nn.Module) -> Forward:
-    from unet_zoo.exporters.runtime import onnxruntime_forward
+    from unet_zoo.exporters.sessions import onnxruntime_forward
 
     return onnxruntime_forward(model)
 
@@ -87,7 +87,7 @@ def backends(only: list[str] | None) -> dict[str, Callable[[torch.nn.Module], Fo
 def test_image(size: int) -> np.ndarray:
     """A (size, size) uint8 image: ISBI 2012 slices tiled side by side when on this machine, else noise."""
     try:
-        from unet_zoo.data import read_stack, resolve_data_dir
+        from unet_zoo.data.isbi import read_stack, resolve_data_dir
 
         stack = read_stack(resolve_data_dir() / "train-volume.tif")
         reps = -(-size // stack.shape[-1])

@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_zoo.data import load_isbi
-from unet_zoo.files import atomic_write_bytes
-from unet_zoo.metrics import isbi_scores, label_components, rand_pair_counts
-from unet_zoo.recipes import load_recipe
-from unet_zoo.tiling import predict_stack
-from unet_zoo.training import Trainer
-from unet_zoo.training_data import TrainingData, synthetic_cells, weight_cache_dir
-from unet_zoo.weight_maps import weight_maps_for_stack
+from unet_zoo.data.isbi import load_isbi
+from unet_zoo.data.weight_maps import weight_maps_for_stack
+from unet_zoo.evaluation.metrics import isbi_scores, label_components, rand_pair_counts
+from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.training.data import TrainingData, synthetic_cells, weight_cache_dir
+from unet_zoo.training.recipes import load_recipe
+from unet_zoo.training.trainer import Trainer
+from unet_zoo.utils.files import atomic_write_bytes
 
 TRAIN_SLICES = list(range(0, 18))
 TUNING_SLICES = list(range(18, 24))

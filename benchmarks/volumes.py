@@ -30,8 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 import unet_zoo
-from unet_zoo.tiling import predict_tiled
-from unet_zoo.volumes import predict_volume
+from unet_zoo.inference.tiling import predict_tiled
+from unet_zoo.volumes.predict import predict_volume
 
 
 class PeakRSS:
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.out:
-        from unet_zoo.files import atomic_write_bytes
+        from unet_zoo.utils.files import atomic_write_bytes
 
         atomic_write_bytes(args.out, json.dumps(result, indent=2, default=float))
     return result

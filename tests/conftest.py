@@ -65,10 +65,8 @@ for _var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFL
 @pytest.fixture(scope="session")
 def hub_server(tmp_path_factory):
     """The test Hub (tests/hub_server.py) on HF_ENDPOINT, with token auth (HUB_TOKEN writes as 'testuser')."""
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from hub_server import HubServer
+    from tests.hub_server import HubServer
 
     server = HubServer(
         tmp_path_factory.mktemp("hub-server"), port=HUB_PORT, tokens={HUB_TOKEN: "testuser", ORG_TOKEN: "unet-zoo"}

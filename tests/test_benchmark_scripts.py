@@ -17,7 +17,7 @@ def _script(name: str):
 
 
 def test_rand_error_levers_trains_each_variant_and_resumes_from_its_results(tmp_path, capsys):
-    from unet_zoo.training_data import synthetic_cells
+    from unet_zoo.training.data import synthetic_cells
 
     levers = _script("rand_error_levers")
     out = tmp_path / "levers.json"

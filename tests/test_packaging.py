@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unet_zoo.recipes import PACKAGE_RECIPES_DIR, available_recipes, tomllib  # tomllib: or tomli on 3.10
+from unet_zoo.training.recipes import PACKAGE_RECIPES_DIR, available_recipes, tomllib  # tomllib: or tomli on 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def test_wheel_ships_recipes_and_the_installed_package_finds_them(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
-        f"import sys, json; sys.path.insert(0, {str(site)!r}); import unet_zoo, unet_zoo.recipes as r; "
+        f"import sys, json; sys.path.insert(0, {str(site)!r}); import unet_zoo, unet_zoo.training.recipes as r; "
         "print(json.dumps([unet_zoo.__file__, str(r.RECIPES_DIR), r.available_recipes(), "
         "r.load_recipe('isbi-original').data.tile]))"
     )

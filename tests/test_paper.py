@@ -1,9 +1,12 @@
-"""unet_zoo.paper and unet_zoo.checkpoint_names: facts defined once and shared by cards, evaluation and the Hub."""
+"""unet_zoo.paper and unet_zoo.models.checkpoint_names: facts defined once and shared by cards, evaluation and the Hub."""
 
 from __future__ import annotations
 
-from unet_zoo import cards, evaluation, hub, reproduce
-from unet_zoo.checkpoint_names import VARIANT_RECIPES, variant_of
+from unet_zoo import reproduce
+from unet_zoo.evaluation import isbi as evaluation
+from unet_zoo.hub import card as cards
+from unet_zoo.hub import pretrained as hub
+from unet_zoo.models.checkpoint_names import VARIANT_RECIPES, variant_of
 from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison, format_score
 
 
@@ -46,7 +49,7 @@ def test_unpublished_hint_names_the_training_command(monkeypatch):
     hint = hub.unpublished_hint("isbi-small")
     assert "unet-zoo reproduce isbi --variant small" in hint and "cards/isbi-small" in hint
     assert "unet-zoo reproduce isbi --recipe isbi-small-cpu" in hint
-    from unet_zoo.recipes import load_recipe
+    from unet_zoo.training.recipes import load_recipe
 
     for checkpoint in VARIANT_RECIPES.values():  # the CPU recipe the hint names exists and trains that checkpoint
         assert load_recipe(f"{checkpoint}-cpu").recipe.checkpoint == checkpoint

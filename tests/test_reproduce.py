@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from unet_zoo import reproduce as reproduce_module
-from unet_zoo.recipes import load_recipe
 from unet_zoo.reproduce import ReproduceStage, recipes_for, refresh_card, reproduce_isbi, write_hub_folder
-from unet_zoo.training import TrainProgress, train
+from unet_zoo.training.recipes import load_recipe
+from unet_zoo.training.trainer import TrainProgress, train
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +32,8 @@ def test_recipes_for_variants():
 
 
 def test_hub_folder_from_a_tiny_run(tmp_path):
-    from unet_zoo.evaluation import evaluate_model
-    from unet_zoo.hub import load_folder
+    from unet_zoo.evaluation.isbi import evaluate_model
+    from unet_zoo.hub.pretrained import load_folder
 
     result = train(load_recipe("tiny"), out_dir=tmp_path / "run")
     metrics = evaluate_model(result.model, result.data.val_images, result.data.val_labels, tta=False)
@@ -145,7 +145,7 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
     """The card's weights are float16 on disk, read back, evaluated again, and the card says they score the same."""
     from safetensors import safe_open
 
-    from unet_zoo.hub import load_folder
+    from unet_zoo.hub.pretrained import load_folder
 
     def stand_in(name):
         return load_recipe("tiny").with_overrides(
@@ -193,7 +193,7 @@ def test_reproduce_resume_latest_continues_the_newest_run(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="no run of 'isbi-small' with a checkpoint"):
         reproduce_isbi("small", device="cpu", resume="latest")
-    from unet_zoo.training import Trainer, default_run_dir
+    from unet_zoo.training.trainer import Trainer, default_run_dir
 
     recipe = stand_in("isbi-small")
     interrupted = Trainer(recipe, out_dir=default_run_dir(recipe), stop_after=2, final_outputs=False).run()

@@ -7,15 +7,15 @@
 
 from __future__ import annotations
 
-from . import augment, data, metrics
-from ._version import __version__ as __version__
-from .exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
-from .hub import from_pretrained
-from .info import ModelInfo, model_info
-from .loading import load_model
-from .metrics import isbi_scores, warping_error
-from .models import TimmUNet, UNet
-from .registry import (
+from unet_zoo._version import __version__ as __version__
+from unet_zoo.data.weight_maps import weight_map
+from unet_zoo.evaluation.metrics import isbi_scores, warping_error
+from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
+from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.pretrained import from_pretrained
+from unet_zoo.inference.tiling import predict_stack, predict_tiled
+from unet_zoo.models.info import ModelInfo, model_info
+from unet_zoo.models.registry import (
     PRETRAINED,
     PretrainedCfg,
     create_model,
@@ -23,15 +23,14 @@ from .registry import (
     list_pretrained,
     register_model,
 )
-from .sizes import input_size_for_output, is_valid_input_size, nearest_valid_input_sizes, output_size
-from .tiling import predict_stack, predict_tiled
-from .weight_maps import weight_map
+from unet_zoo.models.sizes import input_size_for_output, is_valid_input_size, nearest_valid_input_sizes, output_size
+from unet_zoo.models.unet import TimmUNet, UNet
 
 
 def __getattr__(name: str):
     """`unet_zoo.predict_volume`, imported on first use: it needs the optional zarr / dask extra."""
     if name == "predict_volume":
-        from .volumes import predict_volume  # lazy: needs the optional zarr / dask extra
+        from unet_zoo.volumes.predict import predict_volume  # lazy: needs the optional zarr / dask extra
 
         return predict_volume
     raise AttributeError(f"module 'unet_zoo' has no attribute {name!r}")
@@ -43,9 +42,7 @@ __all__ = [
     "PretrainedCfg",
     "TimmUNet",
     "UNet",
-    "augment",
     "create_model",
-    "data",
     "export",
     "from_pretrained",
     "input_size_for_output",
@@ -54,7 +51,6 @@ __all__ = [
     "list_models",
     "list_pretrained",
     "load_model",
-    "metrics",
     "model_info",
     "nearest_valid_input_sizes",
     "output_size",

@@ -1,3 +1,3 @@
-from .cli import main
+from unet_zoo.cli import main
 
 main()

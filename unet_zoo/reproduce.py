@@ -1,8 +1,8 @@
 """`unet-zoo reproduce isbi`: train the paper's recipe, score it on held-out slices, compare with Table 1.
 
-For each variant: train per its recipe (`unet_zoo.training.train`), predict the held-out ISBI 2012
+For each variant: train per its recipe (`unet_zoo.training.trainer.train`), predict the held-out ISBI 2012
 slices with overlap-tile inference and test-time augmentation, compute the challenge scores
-(`unet_zoo.evaluation.evaluate_model`), print them beside the paper's Table 1 and write a Hub-ready
+(`unet_zoo.evaluation.isbi.evaluate_model`), print them beside the paper's Table 1 and write a Hub-ready
 folder: ``model.safetensors``, ``config.json``, ``README.md`` (a model card with the measured numbers
 and every deviation from the paper), ``predictions.png``, ``curves.png`` and ``scores.json``.
 """
@@ -20,15 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .checkpoint_names import VARIANT_RECIPES
-from .evaluation import evaluate_model
-from .files import atomic_write_bytes, publish_folder, staging_folder
-from .hub import source_cards_dir
-from .paper import target_results
-from .recipes import Recipe, load_recipe
-from .registry import PRETRAINED
-from .serialization import CARD_NAME, CONFIG_NAME, build_model, load_folder, model_card_text, read_config, save_weights_and_config
-from .training import TrainProgress, TrainResult, latest_run_dir, train
+from unet_zoo.evaluation.isbi import evaluate_model
+from unet_zoo.hub.pretrained import source_cards_dir
+from unet_zoo.hub.serialization import (
+    CARD_NAME,
+    CONFIG_NAME,
+    build_model,
+    load_folder,
+    model_card_text,
+    read_config,
+    save_weights_and_config,
+)
+from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
+from unet_zoo.models.registry import PRETRAINED
+from unet_zoo.paper import target_results
+from unet_zoo.training.recipes import Recipe, load_recipe
+from unet_zoo.training.trainer import TrainProgress, TrainResult, latest_run_dir, train
+from unet_zoo.utils.files import atomic_write_bytes, publish_folder, staging_folder
 
 Variant = Literal["original", "padded", "small", "all"]
 QUICK_RECIPE = "isbi-quick"
@@ -163,8 +171,8 @@ def card_data(
     stored_check: dict[str, Any] | None = None,
     figures: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the Hub folder says about a reproduced run (`unet_zoo.serialization.CARD_DATA_KEYS`): the
-    config.json record and the model card's data, rendered by `unet_zoo.cards.render_model_card`."""
+    """Everything the Hub folder says about a reproduced run (`unet_zoo.hub.serialization.CARD_DATA_KEYS`): the
+    config.json record and the model card's data, rendered by `unet_zoo.hub.card.render_model_card`."""
     recipe = result.recipe
     name = checkpoint_name(recipe)
     training = training_info(recipe, result, hardware)

@@ -1,30 +1,38 @@
 """Benchmarks: our fast path against a plain float32 baseline, in the same process, as ratios.
 
 Every benchmark runs OUR path (bf16 autocast, channels_last, optional torch.compile, cuDNN autotuning;
-see `unet_zoo.runtime`) and the BASELINE (the same network built by `create_model`, float32,
+see `unet_zoo.utils.runtime`) and the BASELINE (the same network built by `create_model`, float32,
 eager, NCHW, PyTorch's default settings -- how most tutorials write it) one after the other and
 reports both measurements and their ratio, because absolute times vary between machines and runs.
 
 Achieved TFLOP/s uses FLOPs counted by ``torch.utils.flop_counter`` (multiply + add = 2) divided by
 the median measured time, and is also given as a fraction of the bf16 matrix-multiply rate measured
-on the same device in the same run (`unet_zoo.timing.matmul_tflops`).
+on the same device in the same run (`unet_zoo.utils.timing.matmul_tflops`).
 
 ``smoke=True`` shrinks everything (8 base channels, the smallest tiles, one step) so the whole suite
 runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
 
 Modules: `_common` (targets, switches, helpers), `train`, `inference`, `augmentation`, `reproduce_time`
 and `suite` (`run_all`, results as JSON and Markdown); one timer and one FLOP counter come from
-`unet_zoo.timing`.
+`unet_zoo.utils.timing`.
 """
 
 from __future__ import annotations
 
-from ._common import ALL_SECTIONS, SECTIONS, TARGET_AUGMENT_RATIO, TARGET_FRACTION, TARGET_SPEEDUP, ratio, smallest_tile
-from .augmentation import augmentation_tiles_per_s, bench_augmentation, benchmark_augmentation
-from .inference import bench_cpu_latency, bench_inference
-from .reproduce_time import bench_reproduce
-from .suite import environment, run_all, to_markdown, write_results
-from .train import bench_train_step
+from unet_zoo.benchmark._common import (
+    ALL_SECTIONS,
+    SECTIONS,
+    TARGET_AUGMENT_RATIO,
+    TARGET_FRACTION,
+    TARGET_SPEEDUP,
+    ratio,
+    smallest_tile,
+)
+from unet_zoo.benchmark.augmentation import augmentation_tiles_per_s, bench_augmentation, benchmark_augmentation
+from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
+from unet_zoo.benchmark.reproduce_time import bench_reproduce
+from unet_zoo.benchmark.suite import environment, run_all, to_markdown, write_results
+from unet_zoo.benchmark.train import bench_train_step
 
 __all__ = [
     "ALL_SECTIONS",

@@ -10,28 +10,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..augment import AugmentConfig, TileSampler, elastic_deform
-from ..augment_reference import elastic_deform_reference, random_displacement_reference
-from ..registry import create_model
-from ..runtime import (
-    resolve_device,
-)
-from ..sizes import output_size
-from ..timing import Timer
-from ..train_step import train_step
-from ._common import (
+from unet_zoo.benchmark._common import (
     TARGET_AUGMENT_RATIO,
     Log,
     _quiet,
     _targets,
     ratio,
 )
+from unet_zoo.data._augment_reference import elastic_deform_reference, random_displacement_reference
+from unet_zoo.data.augment import AugmentConfig, TileSampler, elastic_deform
+from unet_zoo.models.registry import create_model
+from unet_zoo.models.sizes import output_size
+from unet_zoo.training.step import train_step
+from unet_zoo.utils.runtime import (
+    resolve_device,
+)
+from unet_zoo.utils.timing import Timer
 
 # --- augmentation ----------------------------------------------------------------------------------
 
 
 def _median_s(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
-    """Median seconds of `repeats` calls of `fn` after one warm-up call (`unet_zoo.timing.Timer`)."""
+    """Median seconds of `repeats` calls of `fn` after one warm-up call (`unet_zoo.utils.timing.Timer`)."""
     return Timer(device, warmup=1, repeats=repeats)(fn).median_s
 
 
@@ -54,7 +54,7 @@ def benchmark_augmentation(
     - "TileSampler.sample (<dev>)": the full pipeline: crop from mirrored slices + flip + rotation +
       elastic + grey values, output tile = the `original` model's output for `tile`.
     Devices: the CPU, plus `device` (default: "cuda" when available). `train_model`: also time the
-    trainer's step (`unet_zoo.train_step`: forward, weighted cross-entropy, backward, SGD update) of that
+    trainer's step (`unet_zoo.training.step`: forward, weighted cross-entropy, backward, SGD update) of that
     model (e.g. "original") on the batch, on each torch device except the CPU (too slow there).
     Returns a JSON-serialisable dict with "rows" and machine info.
     """

@@ -11,14 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..registry import create_model
-from ..runtime import (
-    prepare_model,
-    resolve_device,
-)
-from ..tiling import choose_tile, predict_tiled
-from ..timing import Timer, count_forward_flops, matmul_tflops
-from ._common import (
+from unet_zoo.benchmark._common import (
     CPU_MATMUL_N,
     TARGET_FRACTION,
     Log,
@@ -33,6 +26,13 @@ from ._common import (
     path_config,
     ratio,
 )
+from unet_zoo.inference.tiling import choose_tile, predict_tiled
+from unet_zoo.models.registry import create_model
+from unet_zoo.utils.runtime import (
+    prepare_model,
+    resolve_device,
+)
+from unet_zoo.utils.timing import Timer, count_forward_flops, matmul_tflops
 
 # --- inference -------------------------------------------------------------------------------------
 

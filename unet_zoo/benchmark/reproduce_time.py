@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from .. import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
-from ..runtime import (
-    resolve_device,
-)
-from ._common import (
+from unet_zoo import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
+from unet_zoo.benchmark._common import (
     Log,
     _quiet,
     ratio,
+)
+from unet_zoo.utils.runtime import (
+    resolve_device,
 )
 
 # --- reproduce wall time ---------------------------------------------------------------------------

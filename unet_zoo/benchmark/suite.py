@@ -13,13 +13,8 @@ from typing import Any
 
 import torch
 
-from .._version import __version__
-from ..files import atomic_write_bytes
-from ..runtime import (
-    resolve_device,
-)
-from ..timing import matmul_tflops
-from ._common import (
+from unet_zoo._version import __version__
+from unet_zoo.benchmark._common import (
     ALL_SECTIONS,
     CPU_MATMUL_N,
     SECTIONS,
@@ -27,10 +22,15 @@ from ._common import (
     _quiet,
     ratio,
 )
-from .augmentation import bench_augmentation
-from .inference import bench_cpu_latency, bench_inference
-from .reproduce_time import bench_reproduce
-from .train import bench_train_step
+from unet_zoo.benchmark.augmentation import bench_augmentation
+from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
+from unet_zoo.benchmark.reproduce_time import bench_reproduce
+from unet_zoo.benchmark.train import bench_train_step
+from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.utils.runtime import (
+    resolve_device,
+)
+from unet_zoo.utils.timing import matmul_tflops
 
 # --- the whole suite -------------------------------------------------------------------------------
 

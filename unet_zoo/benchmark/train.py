@@ -1,4 +1,4 @@
-"""Training-step throughput: the trainer's step (`unet_zoo.train_step`), ours vs the float32 eager baseline."""
+"""Training-step throughput: the trainer's step (`unet_zoo.training.step`), ours vs the float32 eager baseline."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ from typing import Any
 
 import torch
 
-from ..registry import create_model
-from ..runtime import (
-    prepare_input,
-    prepare_model,
-    resolve_device,
-)
-from ..timing import Timer, count_train_flops, matmul_tflops, profile_table
-from ..train_step import train_step
-from ._common import (
+from unet_zoo.benchmark._common import (
     CPU_MATMUL_N,
     TARGET_FRACTION,
     TARGET_SPEEDUP,
@@ -33,6 +25,14 @@ from ._common import (
     ratio,
     smallest_tile,
 )
+from unet_zoo.models.registry import create_model
+from unet_zoo.training.step import train_step
+from unet_zoo.utils.runtime import (
+    prepare_input,
+    prepare_model,
+    resolve_device,
+)
+from unet_zoo.utils.timing import Timer, count_train_flops, matmul_tflops, profile_table
 
 # --- training step ---------------------------------------------------------------------------------
 
@@ -49,7 +49,7 @@ def _train_path(
     lr: float,
     profile: bool,
 ) -> dict[str, Any]:
-    """Time `steps` of the trainer's step (`unet_zoo.train_step`: forward, weighted CE, backward, SGD
+    """Time `steps` of the trainer's step (`unet_zoo.training.step`: forward, weighted CE, backward, SGD
     momentum-0.99 update) on one path."""
     torch.manual_seed(0)  # same dropout masks in both paths
     model = create_model(model_name, **overrides)
@@ -62,7 +62,7 @@ def _train_path(
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.99, **extra)
     losses: list[torch.Tensor] = []
 
-    def step() -> None:  # the trainer's step (unet_zoo.train_step), on a fixed batch
+    def step() -> None:  # the trainer's step (unet_zoo.training.step), on a fixed batch
         losses.append(train_step(model, optimizer, x, target, weight, device, amp=config["amp"] is not None))
 
     result: dict[str, Any] = {"config": config, "description": describe(config)}

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..device import resolve_device
+from unet_zoo.utils.device import resolve_device
 
 app = typer.Typer(
     name="unet-zoo",

@@ -9,10 +9,10 @@ from typing import Any
 
 import typer
 
-from ..benchmark import ALL_SECTIONS, run_all
-from ..checkpoint_names import VARIANT_RECIPES
-from ..device import resolve_device
-from .app import app, console, fail
+from unet_zoo.benchmark import ALL_SECTIONS, run_all
+from unet_zoo.cli.app import app, console, fail
+from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
+from unet_zoo.utils.device import resolve_device
 
 
 @app.command("benchmark")

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ..exporters import FORMATS, ExportError, export
-from . import inference  # its _load: the model loading every command shares
-from .app import app, console, fail
+from unet_zoo.cli import inference  # its _load: the model loading every command shares
+from unet_zoo.cli.app import app, console, fail
+from unet_zoo.exporters import FORMATS, ExportError, export
 
 
 @app.command("export")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..hub import CheckpointError, HubAccessError, download, push_folder, weights_sha256
-from .app import app, console, fail
+from unet_zoo.cli.app import app, console, fail
+from unet_zoo.hub.pretrained import CheckpointError, HubAccessError, download, push_folder, weights_sha256
 
 
 @app.command("push")

@@ -1,4 +1,4 @@
-"""`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.tiling and unet_zoo.evaluation."""
+"""`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.inference.tiling and unet_zoo.evaluation.isbi."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..evaluation import evaluate_isbi
-from ..exporters.runtime import fastest_cpu_forward, onnxruntime_forward
-from ..files import atomic_write_bytes
-from ..hub import CheckpointError, HubAccessError
-from ..imageio import READABLE_SUFFIXES, read_image, write_prediction
-from ..loading import load_model
-from ..tiling import predict_stack
-from .app import app, check_device, console, fail
-from .tables import comparison_table
-from .volumes import is_volume_request, predict_volume_command
+from unet_zoo.cli.app import app, check_device, console, fail
+from unet_zoo.cli.tables import comparison_table
+from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
+from unet_zoo.data.images import READABLE_SUFFIXES, read_image, write_prediction
+from unet_zoo.evaluation.isbi import evaluate_isbi
+from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
+from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
+from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.utils.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

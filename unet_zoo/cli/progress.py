@@ -1,6 +1,6 @@
 """How the CLI shows a training run: a progress bar on a terminal, plain lines in logs and pipes.
 
-`TrainingDisplay` is the callback `unet_zoo.training.train` and `unet_zoo.reproduce.reproduce_isbi` report
+`TrainingDisplay` is the callback `unet_zoo.training.trainer.train` and `unet_zoo.reproduce.reproduce_isbi` report
 to; the library itself prints nothing.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..reproduce import ReproduceStage
-from ..training import TrainProgress
-from .tables import comparison_table
+from unet_zoo.cli.tables import comparison_table
+from unet_zoo.reproduce import ReproduceStage
+from unet_zoo.training.trainer import TrainProgress
 
 _STAGES = {
     "evaluate": "evaluating the held-out slices (with and without test-time augmentation)",

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ..paper import HELD_OUT_NOTE, comparison_rows
+from unet_zoo.paper import HELD_OUT_NOTE, comparison_rows
 
 
 def comparison_table(metrics: dict[str, Any], title: str = "ISBI 2012: ours vs. the paper") -> Table:

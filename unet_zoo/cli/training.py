@@ -1,4 +1,4 @@
-"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training / reproduce."""
+"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training.trainer / reproduce."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from ..data import DatasetNotFoundError
-from ..distributed import cleanup_distributed
-from ..recipes import RecipeError, load_recipe
-from ..reproduce import recipes_for, reproduce_isbi
-from ..training import NonFiniteLossError, TimeLimitReached, TrainingInterrupted, latest_run_dir, train
-from .app import app, console, err_console, fail
-from .progress import TrainingDisplay
+from unet_zoo.cli.app import app, console, err_console, fail
+from unet_zoo.cli.progress import TrainingDisplay
+from unet_zoo.data.isbi import DatasetNotFoundError
+from unet_zoo.reproduce import recipes_for, reproduce_isbi
+from unet_zoo.training.distributed import cleanup_distributed
+from unet_zoo.training.recipes import RecipeError, load_recipe
+from unet_zoo.training.trainer import NonFiniteLossError, TimeLimitReached, TrainingInterrupted, latest_run_dir, train
 
 reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")

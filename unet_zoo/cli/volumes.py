@@ -1,4 +1,4 @@
-"""`unet-zoo predict MODEL volume.zarr --out out.zarr ...`: blockwise volume prediction (unet_zoo.volumes)."""
+"""`unet-zoo predict MODEL volume.zarr --out out.zarr ...`: blockwise volume prediction (unet_zoo.volumes.predict)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from .app import console, fail
+from unet_zoo.cli.app import console, fail
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr", ".n5")
 
@@ -46,7 +46,7 @@ def predict_volume_command(
     if workers is not None and scheduler:
         raise fail("use either --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     try:
-        from ..volumes import predict_volume
+        from unet_zoo.volumes.predict import predict_volume
     except ImportError as err:
         raise fail(str(err)) from None
     net = load()

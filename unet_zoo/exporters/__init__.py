@@ -8,6 +8,6 @@ onnxruntime and bioimageio.* (the ``export`` extra) are imported inside the func
 
 from __future__ import annotations
 
-from .api import FORMATS, ExportError, export, working_formats
+from unet_zoo.exporters.api import FORMATS, ExportError, export, working_formats
 
 __all__ = ["ExportError", "FORMATS", "export", "working_formats"]

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ..files import atomic_write_bytes
-from ..hub import model_identity
-from .bioimageio import export_bioimageio
-from .runtime import onnxruntime_session, require, session_forward
-from .traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
+from unet_zoo.exporters.bioimageio import export_bioimageio
+from unet_zoo.exporters.sessions import onnxruntime_session, require, session_forward
+from unet_zoo.exporters.traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
+from unet_zoo.hub.pretrained import model_identity
+from unet_zoo.utils.files import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript", "bioimageio")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "bioimageio": ".zip"}

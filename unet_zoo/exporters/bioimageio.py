@@ -27,13 +27,9 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from ..cards import render_model_card
-from ..data import DatasetNotFoundError, read_stack, resolve_data_dir
-from ..files import atomic_write_with
-from ..hub import model_identity
-from ..sizes import input_size_for_output, output_size
-from .runtime import onnxruntime_session, require, session_forward
-from .traced import (
+from unet_zoo.data.isbi import DatasetNotFoundError, read_stack, resolve_data_dir
+from unet_zoo.exporters.sessions import onnxruntime_session, require, session_forward
+from unet_zoo.exporters.traced import (
     ONNX_OPSET,
     Probabilities,
     check_export,
@@ -42,6 +38,10 @@ from .traced import (
     torch_probabilities,
     torchscript_bytes,
 )
+from unet_zoo.hub.card import render_model_card
+from unet_zoo.hub.pretrained import model_identity
+from unet_zoo.models.sizes import input_size_for_output, output_size
+from unet_zoo.utils.files import atomic_write_with
 
 ARCHITECTURE_FILE = "unet_zoo_architecture.py"
 ARCHITECTURE_CALLABLE = "UNetZooProbabilities"

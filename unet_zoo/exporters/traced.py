@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..sizes import size_rule
+from unet_zoo.models.sizes import size_rule
 
 # Highest opset torch's TorchScript-based ONNX exporter writes; onnxruntime >= 1.14 runs it. (The newer
 # torch.export-based exporter rejects the zoo's size checks and crops under dynamic height and width.)

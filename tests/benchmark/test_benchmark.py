@@ -1,0 +1,322 @@
+"""Tests of the unet_zoo.benchmark package in smoke mode on the CPU: structure, FLOP bookkeeping, ratios, files, CLI.
+
+No assertion depends on how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import unet_zoo
+from unet_zoo import benchmark
+from unet_zoo.benchmark import (
+    augmentation_tiles_per_s,
+    bench_augmentation,
+    bench_cpu_latency,
+    bench_inference,
+    bench_train_step,
+    ratio,
+    run_all,
+    smallest_tile,
+    to_markdown,
+)
+from unet_zoo.benchmark.inference import _GeometryStub
+from unet_zoo.utils.timing import count_forward_flops, count_train_flops
+
+PEAK = 2.0  # a fixed stand-in for the measured bf16 matmul rate, so fractions are checkable
+
+
+def test_ratio():
+    assert ratio(6.0, 2.0) == 3.0
+    assert ratio(None, 2.0) is None and ratio(1.0, None) is None and ratio(1.0, 0.0) is None
+
+
+def test_smallest_tile():
+    assert smallest_tile(unet_zoo.create_model("original", base_channels=8)) == 188
+    assert smallest_tile(unet_zoo.create_model("small", base_channels=8)) == 16
+
+
+@pytest.fixture(scope="module")
+def train_result():
+    return bench_train_step("original", device="cpu", smoke=True, peak_tflops=PEAK)
+
+
+def test_train_step_structure_and_json(train_result):
+    r = json.loads(json.dumps(train_result))
+    assert r["benchmark"] == "train_step" and r["smoke"] is True
+    assert (r["tile"], r["output_tile"], r["batch_size"]) == (188, 4, 1)
+    for path in ("ours", "baseline"):
+        run = r[path]
+        assert set(run) >= {"config", "timing", "tiles_per_s", "tflops", "fraction_of_bf16_matmul", "final_loss"}
+        assert run["timing"]["repeats"] == 1 and run["timing"]["median_s"] > 0
+        assert math.isfinite(run["final_loss"])
+    assert r["baseline"]["config"] == {"amp": None, "channels_last": False, "compile": False, "fast_backend": False}
+    assert all(v is None for v in r["targets"].values())  # smoke: no verdicts
+
+
+def test_train_step_numbers_are_derived_from_measurements(train_result):
+    r = train_result
+    expected_flops = count_train_flops(unet_zoo.create_model("original", base_channels=8), (1, 1, 188, 188))
+    assert r["flops_per_step"] == expected_flops
+    for path in ("ours", "baseline"):
+        run, median = r[path], r[path]["timing"]["median_s"]
+        assert run["tiles_per_s"] == pytest.approx(r["batch_size"] / median)
+        assert run["tflops"] == pytest.approx(expected_flops / median / 1e12)
+        assert run["fraction_of_bf16_matmul"] == pytest.approx(run["tflops"] / PEAK)
+    assert r["speedup"] == pytest.approx(r["ours"]["tiles_per_s"] / r["baseline"]["tiles_per_s"])
+
+
+def test_train_step_paths_train_the_same_network(train_result):
+    # On the CPU our path defaults to the baseline's configuration: same weights, data, dropout -> same loss.
+    assert train_result["ours"]["config"]["amp"] is None
+    assert train_result["ours"]["final_loss"] == pytest.approx(train_result["baseline"]["final_loss"], rel=1e-5)
+
+
+def test_train_step_bf16_channels_last_on_cpu_when_asked():
+    r = bench_train_step("small", device="cpu", smoke=True, amp=True, channels_last=True, baseline=False, peak_tflops=PEAK)
+    assert r["ours"]["config"]["amp"] == "bf16" and r["ours"]["config"]["channels_last"] is True
+    assert "bf16 autocast" in r["ours"]["description"]
+    assert "baseline" not in r and r["speedup"] is None
+    assert math.isfinite(r["ours"]["final_loss"])
+
+
+def test_train_step_rejects_unusable_tile():
+    with pytest.raises(ValueError, match="nearest usable tiles: 556 or 572"):
+        bench_train_step("original", tile=570, device="cpu", steps=1, peak_tflops=PEAK)
+
+
+def test_inference_structure_and_flops():
+    r = json.loads(json.dumps(bench_inference("small", device="cpu", smoke=True, peak_tflops=PEAK)))
+    model = unet_zoo.create_model("small", base_channels=8)
+    assert r["image_side"] == 64 and r["tta"] is False
+    ours = r["ours"]
+    assert ours["forward_calls"] >= 1 and ours["tiles"] >= 1
+    # smoke image 64^2 fits one tile: one forward call of `tiles` tiles
+    assert ours["flops_per_image"] == count_forward_flops(model, (ours["tiles"], 1, r["tile"], r["tile"]))
+    median = ours["timing"]["median_s"]
+    assert ours["megapixels_per_s"] == pytest.approx(64 * 64 / 1e6 / median)
+    assert ours["tflops"] == pytest.approx(ours["flops_per_image"] / median / 1e12)
+    assert r["speedup"] == pytest.approx(ours["megapixels_per_s"] / r["baseline"]["megapixels_per_s"])
+    assert r["pipeline_ceiling"]["megapixels_per_s"] > 0
+
+
+def test_inference_tta_does_eight_times_the_work():
+    plain = bench_inference("small", device="cpu", smoke=True, baseline=False, ceiling=False, peak_tflops=PEAK)
+    tta = bench_inference("small", tta=True, device="cpu", smoke=True, baseline=False, ceiling=False, peak_tflops=PEAK)
+    assert tta["tiles"] == 8 * plain["tiles"]
+    assert tta["flops_per_image"] == 8 * plain["flops_per_image"]
+
+
+@pytest.mark.parametrize("name, tile", [("original", 188), ("small", 32)])
+def test_geometry_stub_has_the_model_geometry(name, tile):
+    model = unet_zoo.create_model(name, base_channels=8)
+    stub = _GeometryStub(model)
+    out = stub(torch.rand(2, 1, tile, tile))
+    side = model.output_size(tile)
+    assert out.shape == (2, model.num_classes, side, side)
+    assert count_forward_flops(stub, (2, 1, tile, tile)) == 0
+
+
+def test_cpu_latency_smoke_restores_threads():
+    threads = torch.get_num_threads()
+    r = bench_cpu_latency(("original", "small"), smoke=True, threads=1)
+    assert r["threads"] == 1 and torch.get_num_threads() == threads
+    assert set(r["models"]) == {"original", "small"}
+    assert all(m["median_s"] > 0 and m["tile"] > 0 for m in r["models"].values())
+
+
+FAKE_AUGMENT = {
+    "batch_size": 4,
+    "rows": [
+        {"method": "scipy reference", "device": "cpu", "seconds_per_batch": 2.0},
+        {"method": "TileSampler.sample", "device": "cpu", "seconds_per_batch": 0.5},
+        {"method": "TileSampler.sample", "device": "cuda", "seconds_per_batch": 0.01},
+    ],
+}
+
+
+def test_augmentation_tiles_per_s_reads_the_pipeline_row():
+    assert augmentation_tiles_per_s(FAKE_AUGMENT, "cpu") == pytest.approx(8.0)
+    assert augmentation_tiles_per_s(FAKE_AUGMENT, "cuda:0") == pytest.approx(400.0)
+    with pytest.raises(KeyError, match="no 'TileSampler.sample' row for device mps"):
+        augmentation_tiles_per_s(FAKE_AUGMENT, "mps")
+
+
+def test_bench_augmentation_ratio_to_training(monkeypatch):
+    monkeypatch.setattr(benchmark.augmentation, "benchmark_augmentation", lambda **kw: FAKE_AUGMENT)
+    r = bench_augmentation(device="cpu", train_tiles_per_s=2.0)
+    assert r["tiles_per_s"] == pytest.approx(8.0)
+    assert r["scipy_reference_tiles_per_s"] == pytest.approx(2.0) and r["speedup_vs_reference"] == pytest.approx(4.0)
+    assert r["ratio_to_training"] == pytest.approx(4.0)
+    assert list(r["targets"].values()) == [None]  # targets are judged on CUDA only
+
+
+def test_targets_verdicts():
+    checks = {"a": (4.0, 3.0), "b": (0.2, 0.4), "c": (None, 1.0)}
+    assert benchmark._common._targets(False, checks) == {"a": True, "b": False, "c": None}
+    assert set(benchmark._common._targets(True, checks).values()) == {None}
+
+
+def test_bench_augmentation_with_the_real_pipeline():
+    pytest.importorskip("unet_zoo.data.augment")
+    r = bench_augmentation(device="cpu", smoke=True, train_tiles_per_s=1.0)
+    assert r["tiles_per_s"] > 0 and r["ratio_to_training"] == pytest.approx(r["tiles_per_s"])
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    return run_all("cpu", smoke=True, out_dir=out, command="unet-zoo benchmark --smoke"), out
+
+
+def test_run_all_writes_json_and_markdown(suite):
+    results, out = suite
+    assert results["errors"] == {}
+    data = json.loads((out / "results.json").read_text())
+    assert set(data) >= {"environment", "peak", "train", "inference", "cpu_latency", "augment", "command"}
+    assert data["environment"]["torch"] == torch.__version__ and data["environment"]["device"] == "cpu"
+    assert data["peak"]["bf16_matmul_tflops"] > 0
+    assert data["train"]["bf16_matmul_tflops"] == data["peak"]["bf16_matmul_tflops"]
+    assert data["augment"]["train_tiles_per_s"] == pytest.approx(data["train"]["ours"]["tiles_per_s"])
+    fp32 = data["peak"]["fp32_matmul_tflops"]
+    assert data["train"]["ours"]["fraction_of_fp32_matmul"] == pytest.approx(data["train"]["ours"]["tflops"] / fp32)
+    assert data["inference"][0]["baseline"]["fraction_of_fp32_matmul"] == pytest.approx(
+        data["inference"][0]["baseline"]["tflops"] / fp32
+    )
+    md = (out / "results.md").read_text()
+    assert "`unet-zoo benchmark --smoke`" in md and torch.__version__ in md and "smoke mode" in md
+    assert md.count("\n| ours |") == 1 and "## Inference" in md and "## Augmentation" in md
+    assert md.count("of fp32 matmul") == 2
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_run_all_records_a_failing_section_and_keeps_the_rest(monkeypatch, tmp_path):
+    def boom(**kwargs):
+        raise RuntimeError("augmentation exploded")
+
+    monkeypatch.setattr(benchmark.suite, "bench_augmentation", boom)
+    results = run_all("cpu", smoke=True, out_dir=tmp_path, only=["augment"])
+    assert results["errors"] == {"augment": "RuntimeError: augmentation exploded"}
+    assert "augmentation exploded" in (tmp_path / "results.md").read_text()
+    assert "train" not in json.loads((tmp_path / "results.json").read_text())
+
+
+def test_run_all_rejects_unknown_sections_and_settings():
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        run_all("cpu", smoke=True, out_dir=None, only=["training"])
+    with pytest.raises(TypeError, match="unknown setting"):
+        run_all("cpu", smoke=True, out_dir=None, only=["train"], train_tiles=3)
+
+
+def test_to_markdown_marks_missed_targets():
+    results = {
+        "environment": {"device": "cuda", "device_name": "NVIDIA H100"},
+        "peak": {"bf16_matmul_tflops": 700.0},
+        "augment": {
+            "tile": 572,
+            "batch_size": 8,
+            "tiles_per_s": 10.0,
+            "scipy_reference_tiles_per_s": 1.0,
+            "speedup_vs_reference": 10.0,
+            "train_tiles_per_s": 5.0,
+            "ratio_to_training": 2.0,
+            "targets": {"augmentation >= 3x training": False},
+        },
+    }
+    md = to_markdown(results)
+    assert "NVIDIA H100" in md and "augmentation >= 3x training: **no**" in md
+
+
+def test_cli_benchmark_smoke(tmp_path):
+    from unet_zoo.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["benchmark", "--smoke", "--device", "cpu", "--only", "train", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert "train" in data and "inference" not in data
+    bad = runner.invoke(app, ["benchmark", "--smoke", "--only", "train,foo", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--only takes" in bad.output
+
+
+def _fake_reproduce(calls):
+    """A stand-in for unet_zoo.reproduce.reproduce_isbi: records its arguments, returns one finished run."""
+    from types import SimpleNamespace
+
+    from unet_zoo.training.recipes import load_recipe
+
+    def fake(variant, **kwargs):
+        calls.append((variant, kwargs))
+        recipe = load_recipe("isbi-quick")
+        return [
+            SimpleNamespace(
+                recipe=recipe,
+                run_dir="runs/isbi-quick-x",
+                train_seconds=4.0,
+                eval_seconds=1.5,
+                train_result=SimpleNamespace(step=10),
+                metrics={"rand_error": 0.1, "warping_error": 0.002, "pixel_error": 0.08},
+            )
+        ]
+
+    return fake
+
+
+def test_bench_reproduce_times_the_command_and_reports_scores(monkeypatch):
+    import unet_zoo.reproduce
+    from unet_zoo.training.recipes import load_recipe
+
+    calls = []
+    monkeypatch.setattr(unet_zoo.reproduce, "reproduce_isbi", _fake_reproduce(calls))
+    r = json.loads(json.dumps(benchmark.bench_reproduce("original", "cpu", quick=True, steps=10, data_dir="/data")))
+    ((variant, kwargs),) = calls
+    assert variant == "original" and kwargs["quick"] is True and kwargs["steps"] == 10 and kwargs["data_dir"] == "/data"
+    assert kwargs["device"] == "cpu" and kwargs["out"] is not None  # never the default cards/ folder
+    assert r["command"] == "unet-zoo reproduce isbi --quick --steps 10 --device cpu" and r["wall_s"] >= 0
+    (rec,) = r["recipes"]
+    assert rec["recipe"] == "isbi-quick" and rec["steps"] == 10
+    assert rec["tiles"] == 10 * load_recipe("isbi-quick").train.batch_size
+    assert rec["tiles_per_s"] == pytest.approx(rec["tiles"] / 4.0) and rec["rand_error"] == 0.1
+
+
+def test_reproduce_section_is_opt_in_and_in_the_markdown(monkeypatch, tmp_path):
+    import unet_zoo.reproduce
+
+    calls = []
+    monkeypatch.setattr(unet_zoo.reproduce, "reproduce_isbi", _fake_reproduce(calls))
+    results = run_all("cpu", smoke=True, out_dir=tmp_path, only=["reproduce"], data_dir="/data", reproduce_steps=10)
+    assert results["errors"] == {} and calls[0][1]["data_dir"] == "/data" and calls[0][1]["steps"] == 10
+    assert set(results) >= {"reproduce", "environment"} and "train" not in results
+    assert "peak" not in results  # no matmul measurement when neither train nor inference runs
+    md = (tmp_path / "results.md").read_text()
+    assert "## `unet-zoo reproduce isbi --quick --steps 10 --device cpu`: wall time" in md
+    assert "| isbi-quick | 10 |" in md
+
+
+def test_default_suite_does_not_run_reproduce_and_cpu_runs_the_quick_demo():
+    assert "reproduce" not in benchmark.SECTIONS and "reproduce" in benchmark.ALL_SECTIONS
+    assert benchmark.suite.default_settings(torch.device("cpu"), smoke=False)["reproduce_quick"] is True
+    assert benchmark.suite.default_settings(torch.device("cuda"), smoke=False)["reproduce_quick"] is False
+
+
+def test_cli_benchmark_checks_reproduce_options(tmp_path):
+    from unet_zoo.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["benchmark", "--only", "reproduce", "--reproduce-variant", "huge", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--reproduce-variant must be one of original, padded, small, all" in bad.output
+
+
+def test_augmentation_benchmark_times_reference_torch_and_sampler():
+    from unet_zoo.benchmark import benchmark_augmentation
+
+    result = benchmark_augmentation(batch_size=2, tile=188, device="cpu", repeats=1)
+    methods = [r["method"] for r in result["rows"]]
+    assert methods == ["scipy reference", "elastic_deform", "TileSampler.sample"]
+    assert all(r["seconds_per_batch"] > 0 for r in result["rows"])
+    assert result["out_tile"] == 4

@@ -1,0 +1,185 @@
+"""unet_zoo.data.isbi: folder resolution, validation errors on tiny tifs, split, download offline, real data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from unet_zoo.data import isbi as data
+from unet_zoo.data.isbi import DatasetNotFoundError, load_isbi, resolve_data_dir, split_slices
+
+
+def write_isbi(folder: Path, rng: np.random.Generator, test: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic ISBI folder: random (30, 512, 512) uint8 volumes, 0/255 labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = rng.integers(0, 256, data.SHAPE, dtype=np.uint8)
+    labels = np.where(rng.random(data.SHAPE) < 0.8, 255, 0).astype(np.uint8)
+    tifffile.imwrite(folder / "train-volume.tif", images)
+    tifffile.imwrite(folder / "train-labels.tif", labels)
+    if test:
+        tifffile.imwrite(folder / "test-volume.tif", images[::-1])
+    return images, labels
+
+
+def test_resolve_data_dir_order(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_data_dir() == tmp_path / "xdg" / "unet_zoo" / "isbi2012"
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
+    assert resolve_data_dir() == tmp_path / "env"
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
+
+
+def test_load_synthetic(tmp_path, rng):
+    images, labels = write_isbi(tmp_path, rng)
+    loaded = load_isbi(tmp_path)
+    np.testing.assert_array_equal(loaded.images, images)
+    np.testing.assert_array_equal(loaded.labels, labels // 255)
+    assert loaded.labels.dtype == np.uint8 and set(np.unique(loaded.labels)) == {0, 1}
+    np.testing.assert_array_equal(loaded.test_images, images[::-1])
+    assert loaded.data_dir == tmp_path
+
+
+def test_load_uses_env_var(tmp_path, rng, monkeypatch):
+    write_isbi(tmp_path, rng, test=False)
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    loaded = load_isbi()
+    assert loaded.test_images is None and loaded.data_dir == tmp_path
+
+
+def test_missing_folder_message(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_isbi(tmp_path / "nowhere")
+    msg = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    for needle in (
+        "train-volume.tif",
+        "train-labels.tif",
+        str(tmp_path / "nowhere"),
+        "--data-dir",
+        data.ENV_VAR,
+        "unet-zoo data download isbi",
+    ):
+        assert needle in msg
+
+
+def test_missing_file_names_it(tmp_path, rng):
+    write_isbi(tmp_path, rng)
+    (tmp_path / "train-labels.tif").unlink()
+    with pytest.raises(DatasetNotFoundError, match="train-labels.tif not found in"):
+        load_isbi(tmp_path)
+
+
+def test_truncated_file(tmp_path, rng):
+    write_isbi(tmp_path, rng)
+    path = tmp_path / "train-volume.tif"
+    path.write_bytes(path.read_bytes()[: 3 * 512 * 512])
+    with pytest.raises(ValueError, match="train-volume.tif"):
+        load_isbi(tmp_path)
+
+
+@pytest.mark.parametrize("cut", [100, 1000])
+def test_truncated_tail_is_refused(tmp_path, rng, cut):
+    """Cutting the page headers at the end of a stack leaves the pixels readable (tifffile only logs and
+    rebuilds the stack from the first page); the file is still truncated and must be refused, by name."""
+    write_isbi(tmp_path, rng)
+    path = tmp_path / "train-labels.tif"
+    path.write_bytes(path.read_bytes()[:-cut])
+    with pytest.raises(ValueError, match=r"train-labels.tif has a damaged TIFF structure.*truncated"):
+        load_isbi(tmp_path)
+    with pytest.raises(ValueError, match="train-labels.tif"):
+        data.verify_file(path)
+
+
+def test_wrong_shape(tmp_path, rng):
+    write_isbi(tmp_path, rng)
+    tifffile.imwrite(tmp_path / "train-volume.tif", np.zeros((30, 256, 256), np.uint8))
+    with pytest.raises(ValueError, match=r"train-volume.tif has shape \(30, 256, 256\), expected \(30, 512, 512\)"):
+        load_isbi(tmp_path)
+
+
+def test_wrong_dtype(tmp_path, rng):
+    write_isbi(tmp_path, rng)
+    tifffile.imwrite(tmp_path / "test-volume.tif", np.zeros(data.SHAPE, np.uint16))
+    with pytest.raises(ValueError, match="test-volume.tif has dtype uint16"):
+        load_isbi(tmp_path)
+
+
+def test_non_binary_labels(tmp_path, rng):
+    write_isbi(tmp_path, rng)
+    labels = np.full(data.SHAPE, 255, np.uint8)
+    labels[0, 0, :3] = [0, 7, 128]
+    tifffile.imwrite(tmp_path / "train-labels.tif", labels)
+    with pytest.raises(ValueError, match=r"train-labels.tif is not a binary label stack: .*0, 7, 128, 255"):
+        load_isbi(tmp_path)
+
+
+def test_split_default_and_kfold():
+    train, val = split_slices()
+    assert val == [24, 25, 26, 27, 28, 29] and train == list(range(24))
+    covered = []
+    for fold in range(5):
+        train, val = split_slices(30, 5, fold)
+        assert not set(train) & set(val) and sorted(train + val) == list(range(30))
+        assert val == list(range(val[0], val[-1] + 1))  # contiguous
+        covered += val
+    assert sorted(covered) == list(range(30))
+    assert split_slices(30, 4, 3)[1] == list(range(23, 30))  # uneven blocks differ by at most one
+    assert split_slices(10, 3, 1) == split_slices(10, 3, 1)
+
+
+@pytest.mark.parametrize("args", [(30, 1, 0), (30, 5, 5), (30, 5, -1), (1, 2, 0), (30, 31, 0)])
+def test_split_bad_arguments(args):
+    with pytest.raises(ValueError):
+        split_slices(*args)
+
+
+def test_download_offline_fails_fast(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(DatasetNotFoundError) as info:
+        # port 9 on localhost: connection refused at once, like an offline machine
+        data.download_isbi(tmp_path, urls=["http://127.0.0.1:9/isbi/"], timeout=2)
+    assert time.perf_counter() - start < 10
+    msg = str(info.value)
+    assert "train-volume.tif" in msg and str(tmp_path) in msg and "http://127.0.0.1:9/isbi/train-volume.tif" in msg
+    assert not list(tmp_path.glob("*.tif")) and not list(tmp_path.glob(".*part"))
+
+
+def test_download_from_file_url_verifies(tmp_path, isbi_dir):
+    """file:// URLs go through the same code path as http(s): the shared copy verifies by its sha256."""
+    report = data.download_isbi(tmp_path / "dl", urls=[isbi_dir.as_uri() + "/"], files=["train-labels.tif"])
+    assert report == {"train-labels.tif": "file sha256 (rebuilt)"}
+    assert data.file_sha256(tmp_path / "dl" / "train-labels.tif") == data.file_sha256(isbi_dir / "train-labels.tif")
+
+
+def test_download_rejects_unknown_checksum(tmp_path, rng):
+    src = tmp_path / "src"
+    write_isbi(src, rng)
+    with pytest.raises(DatasetNotFoundError, match="matches no known checksum"):
+        data.download_isbi(tmp_path / "dl", urls=[src.as_uri()], files=["train-volume.tif"])
+    assert not (tmp_path / "dl" / "train-volume.tif").exists()
+    report = data.download_isbi(tmp_path / "dl", urls=[src.as_uri()], files=["train-volume.tif"], verify=False)
+    assert report == {"train-volume.tif": "downloaded (not verified)"}
+
+
+def test_pixel_hash_recognises_relayout(tmp_path, isbi_dir):
+    """The same pixels in a differently written TIFF (compressed) verify by pixel hash."""
+    stack = tifffile.imread(isbi_dir / "train-labels.tif")
+    tifffile.imwrite(tmp_path / "train-labels.tif", stack, compression="zlib")
+    assert data.verify_file(tmp_path / "train-labels.tif") == "pixel sha256"
+
+
+def test_real_isbi(isbi_dir):
+    loaded = load_isbi(isbi_dir)
+    assert loaded.images.shape == loaded.labels.shape == (30, 512, 512)
+    assert loaded.images.dtype == loaded.labels.dtype == np.uint8
+    assert set(np.unique(loaded.labels)) == {0, 1}
+    assert 0.6 < loaded.labels.mean() < 0.9  # mostly cell interior, thin membranes
+    assert loaded.test_images is not None and loaded.test_images.shape == (30, 512, 512)
+    info = data.describe(isbi_dir)
+    assert info["ready"] and all("verified" in f for f in info["files"].values())

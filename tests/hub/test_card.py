@@ -1,0 +1,149 @@
+"""unet_zoo.hub.card: model cards parse with huggingface_hub and carry the Hub metadata and the paper's numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+import unet_zoo
+from unet_zoo.hub.card import PAPER_METRICS, render_model_card
+from unet_zoo.models.registry import model_args
+
+TRAINING = {
+    "recipe": "recipes/isbi-original.toml",
+    "steps": 12000,
+    "hardware": "NVIDIA H100 80GB HBM3",
+    "time_s": 5400.0,
+    "held_out": "slices 25-29 of the ISBI 2012 training stack",
+    "held_out_split": "slices 25-29",
+    "deviations": ["Adam instead of SGD"],
+}
+METRICS = {"warping_error": 0.00051, "rand_error": 0.0521, "pixel_error": 0.0734}
+
+
+def test_card_yaml_has_the_hub_metadata_and_model_index():
+    text = render_model_card(
+        "original",
+        model_args("original"),
+        params=31_031_810,
+        metrics=METRICS,
+        training=TRAINING,
+        checkpoint_name="isbi-original",
+    )
+    card = ModelCard(text)
+    data = card.data
+    assert data.library_name == "unet_zoo" and data.license == "mit"
+    assert data.pipeline_tag == "image-segmentation" and data.datasets == ["isbi2012"]
+    assert {"unet_zoo", "u-net", "image-segmentation", "unet_zoo:original"} <= set(data.tags)
+    assert data.model_name == "isbi-original"
+    results = {r.metric_type: r for r in data.eval_results}
+    assert {k: r.metric_value for k, r in results.items()} == METRICS
+    assert all(r.task_type == "image-segmentation" and r.dataset_split == "slices 25-29" for r in results.values())
+
+
+def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage():
+    text = render_model_card(
+        "original",
+        model_args("original"),
+        params=31_031_810,
+        metrics=METRICS,
+        training=TRAINING,
+        checkpoint_name="isbi-original",
+    )
+    body = ModelCard(text).text
+    for section in ("## Model", "## Training", "## Evaluation", "## Limitations", "## Usage"):
+        assert section in body
+    assert "Parameters: 31,031,810" in body
+    assert "- Steps: 12000" in body and "- Hardware: NVIDIA H100 80GB HBM3" in body
+    assert "- Training time: 1 h 30 min (5400 s)" in body and "Adam instead of SGD" in body
+    assert "| Rand error | 0.0521 | 0.0382 |" in body
+    assert "| Warping error | 0.00051 | 0.000353 |" in body and "| Pixel error | 0.0734 | 0.0611 |" in body
+    assert 'unet_zoo.from_pretrained("isbi-original")' in body
+    assert "torch.rand(1, 1, 572, 572)" in body and "(1, 2, 388, 388)" in body  # the paper's tile sizes
+    assert "unet-zoo download isbi-original" in body
+    assert "Trained on at most 30 slices" in body  # TRAINING names no slice count
+
+
+def test_card_limitations_use_the_real_number_of_training_slices():
+    training = dict(TRAINING, dataset="ISBI 2012, 24 training slices")
+    body = ModelCard(
+        render_model_card("small", model_args("small"), params=10, metrics=METRICS, training=training, checkpoint_name=None)
+    ).text
+    assert "Trained on 24 slices (512x512)" in body and "30 slices" not in body
+
+
+def test_card_without_metrics_or_training():
+    text = render_model_card("small", model_args("small"), params=10, metrics=None, training=None, checkpoint_name=None)
+    card = ModelCard(text)
+    assert card.data.eval_results is None and card.data.library_name == "unet_zoo"
+    assert "Not evaluated" in card.text and str(PAPER_METRICS["rand_error"]) in card.text
+    assert "No training information" in card.text and "unet-zoo download" not in card.text
+
+
+def test_save_pretrained_card_loads_and_records_pretrained_info(tmp_path):
+    model = unet_zoo.create_model("small", base_channels=4)
+    model.save_pretrained(tmp_path, card_data={"checkpoint_name": "isbi-small", "metrics": METRICS, "training": TRAINING})
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.library_name == "unet_zoo" and card.data.model_name == "isbi-small"
+    assert f"{sum(p.numel() for p in model.parameters()):,}" in card.text
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["pretrained"]["metrics"] == METRICS and config["pretrained"]["checkpoint_name"] == "isbi-small"
+    reloaded = unet_zoo.hub.pretrained.from_pretrained(tmp_path)
+    assert reloaded.pretrained_info["training"]["steps"] == 12000
+    reloaded.save_pretrained(tmp_path / "again")  # metrics survive a load/save cycle
+    assert ModelCard.load(tmp_path / "again" / "README.md").data.eval_results[0].metric_value == METRICS["warping_error"]
+    assert model.generate_model_card().data.library_name == "unet_zoo"
+
+
+def test_given_card_text_is_written_as_is_and_bad_card_data_is_refused(tmp_path):
+    model = unet_zoo.create_model("small", base_channels=4)
+    text = "---\nlibrary_name: unet_zoo\n---\n\n# custom card\n"
+    model.save_pretrained(tmp_path, card=text)
+    assert (tmp_path / "README.md").read_text() == text
+    with pytest.raises(ValueError, match="unknown card_data keys \\['metric'\\]"):
+        model.save_pretrained(tmp_path, card_data={"metric": {}})
+
+
+def test_usage_snippet_runs(tmp_path, monkeypatch):
+    # The snippet calls unet_zoo.from_pretrained (the top-level export of unet_zoo.hub.pretrained.from_pretrained).
+    monkeypatch.setattr(unet_zoo, "from_pretrained", unet_zoo.hub.pretrained.from_pretrained, raising=False)
+    torch.manual_seed(0)
+    folder = tmp_path / "snippet-model"
+    unet_zoo.create_model("small", base_channels=4).save_pretrained(folder, card_data={"repo_id": str(folder)})
+    body = ModelCard.load(folder / "README.md").text
+    code = body.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # loads the folder, runs a 512x512 tile
+    assert namespace["logits"].shape == (1, 2, 512, 512)
+    assert torch.allclose(namespace["probabilities"].sum(dim=1), torch.ones(1, 512, 512))
+
+
+def test_card_renders_every_section_of_a_reproduced_checkpoint_once():
+    scores = {**METRICS, "vrand_thinned": 0.981, "seconds_per_slice": 6.5, "num_slices": 6, "tta": True}
+    plain = {**METRICS, "rand_error": 0.09, "seconds_per_slice": 0.8, "num_slices": 6, "tta": False}
+    text = render_model_card(
+        "original",
+        model_args("original"),
+        params=31_031_810,
+        metrics=METRICS,
+        training=TRAINING,
+        checkpoint_name="isbi-original",
+        held_out_scores=scores,
+        held_out_scores_without_tta=plain,
+        stored_weights="They score the same.",
+        notes="Kept from the paper: everything else.",
+        deviations=["Adam instead of SGD", "256 px tiles"],
+        figures={"held-out predictions": "predictions.png"},
+    )
+    body = ModelCard(text).text
+    order = ["## Training", "## Evaluation", "### All held-out scores", "![held-out predictions](predictions.png)"]
+    order += ["## Stored weights", "## Recipe notes", "## Deviations from the paper", "## Limitations", "## Usage"]
+    positions = [body.index(heading) for heading in order]
+    assert positions == sorted(positions) and all(body.count(heading) == 1 for heading in order)
+    assert "| V_rand after thinning (leaderboard) | 0.9810 | - | - |" in body
+    assert "| Rand error (1 - V_rand, 2012 definition) | 0.0521 | 0.0900 | 0.0382 |" in body
+    assert "6.50 s per 512x512 slice with TTA, 0.80 s without, on NVIDIA H100 80GB HBM3" in body
+    assert "- 256 px tiles" in body and "- Deviations:" not in body  # listed in their own section only

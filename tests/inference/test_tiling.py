@@ -1,0 +1,190 @@
+"""Overlap-tile inference: exact stitching for valid convolutions, blending, dtypes, TTA, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import unet_zoo
+from unet_zoo.inference.tiling import choose_tile, normalise_image, predict_stack, predict_tiled
+from unet_zoo.models.sizes import is_valid_input_size
+
+
+class Pointwise(nn.Module):
+    """A same-size 'U-Net' whose output at a pixel depends on that pixel only (1x1 convolution)."""
+
+    in_channels, num_classes, padding, depth = 1, 2, 1, 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 1)
+
+    def output_size(self, size: int) -> int | None:
+        return size if size % 16 == 0 else None
+
+    def forward(self, x):
+        assert x.shape[-1] % 16 == 0 and x.shape[-2] % 16 == 0
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def valid_model():
+    torch.manual_seed(0)
+    return unet_zoo.create_model("original", base_channels=4).eval()
+
+
+@pytest.fixture(scope="module")
+def padded_model():
+    torch.manual_seed(0)
+    return unet_zoo.create_model("padded", base_channels=4).eval()
+
+
+def _whole_pass(model, image: np.ndarray) -> np.ndarray:
+    """One forward pass over the whole image, mirror-padded by 92 px top/left to a valid size."""
+    height, width = image.shape
+
+    def valid(side):
+        while not is_valid_input_size(side):
+            side += 1
+        return side
+
+    h, w = valid(height + 184), valid(width + 184)
+    padded = np.pad(image, ((92, h - height - 92), (92, w - width - 92)), mode="reflect")
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(padded)[None, None]), dim=1)[0].numpy()
+    return probs[:, :height, :width]
+
+
+@pytest.mark.parametrize("tile", [204, 220, None])
+def test_valid_conv_stitching_equals_one_pass(valid_model, rng, tile):
+    image = rng.random((70, 45), dtype=np.float32)  # non-square, several tiles for tile 204
+    tiled = predict_tiled(valid_model, image, tile=tile, batch_size=3)
+    assert tiled.shape == (2, 70, 45) and tiled.dtype == np.float32
+    np.testing.assert_allclose(tiled, _whole_pass(valid_model, image), atol=1e-5)
+
+
+def test_blending_is_exact_for_a_pointwise_model(rng):
+    model = Pointwise()
+    image = rng.random((70, 45), dtype=np.float32)
+    tiled = predict_tiled(model, image, tile=32, batch_size=5)  # many overlapping tiles
+    with torch.no_grad():
+        direct = torch.softmax(model.conv(torch.from_numpy(image)[None, None]), 1)[0].numpy()
+    np.testing.assert_allclose(tiled, direct, atol=1e-5)
+    # a pointwise model commutes with rotations and flips: TTA changes nothing
+    np.testing.assert_allclose(predict_tiled(model, image, tile=32, tta=True), direct, atol=1e-5)
+
+
+def test_padded_model_small_and_non_square(padded_model, rng):
+    for shape in [(5, 7), (40, 100), (33, 17)]:
+        image = rng.random(shape, dtype=np.float32)
+        probs = predict_tiled(padded_model, image, tile=32)
+        assert probs.shape == (2, *shape)
+        np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_single_tile_equals_one_pass_over_mirror_padded_image(padded_model, rng):
+    image = rng.random((32, 32), dtype=np.float32)
+    tiled = predict_tiled(padded_model, image, tile=48)  # 48 // 8 = 6 px mirrored margin: one tile
+    padded = np.pad(image, ((6, 10), (6, 10)), mode="reflect")
+    with torch.no_grad():
+        whole = torch.softmax(padded_model(torch.from_numpy(padded)[None, None]), 1)[0, :, 6:38, 6:38].numpy()
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_dtypes_are_normalised(padded_model, rng):
+    image8 = rng.integers(0, 256, (32, 48), dtype=np.uint8)
+    as_float = predict_tiled(padded_model, image8.astype(np.float32) / 255)
+    np.testing.assert_allclose(predict_tiled(padded_model, image8), as_float, atol=1e-6)
+    image16 = image8.astype(np.uint16) * 257  # 255 * 257 = 65535
+    np.testing.assert_allclose(predict_tiled(padded_model, image16), as_float, atol=1e-6)
+    assert normalise_image(np.array([[0, 65535]], np.uint16)).tolist() == [[0.0, 1.0]]
+    with pytest.raises(TypeError, match="normalise"):
+        normalise_image(np.zeros((4, 4), np.int32))
+    doubled = predict_tiled(padded_model, image8, normalise=lambda x: x / 510.0)
+    assert not np.allclose(doubled, as_float)
+
+
+def test_tta_averages_eight_views(valid_model, rng):
+    image = rng.random((30, 50), dtype=np.float32)
+    plain = predict_tiled(valid_model, image)
+    tta = predict_tiled(valid_model, image, tta=True)
+    assert tta.shape == plain.shape
+    np.testing.assert_allclose(tta.sum(0), 1.0, atol=1e-5)
+    views = []
+    for flip in (False, True):
+        for k in range(4):
+            view = np.rot90(image[:, ::-1] if flip else image, k)
+            p = np.rot90(predict_tiled(valid_model, np.ascontiguousarray(view)), -k, axes=(1, 2))
+            views.append(p[..., ::-1] if flip else p)
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-5)
+
+
+def test_stack_and_mode_restored(padded_model, rng):
+    padded_model.train()
+    stack = rng.integers(0, 256, (3, 20, 24), dtype=np.uint8)
+    seen = []
+    probs = predict_stack(padded_model, stack, progress=seen.append)
+    assert probs.shape == (3, 2, 20, 24) and seen == [0, 1, 2]
+    assert padded_model.training
+    padded_model.eval()
+    np.testing.assert_allclose(probs[1], predict_tiled(padded_model, stack[1]), atol=1e-6)
+
+
+def test_timm_model(rng):
+    model = unet_zoo.create_model("timm-resnet18")
+    probs = predict_tiled(model, rng.random((40, 70), dtype=np.float32), tile=64)
+    assert probs.shape == (2, 40, 70)
+
+
+def test_choose_tile(valid_model, padded_model):
+    assert choose_tile(valid_model, 2000, 2000) == 572  # the registry's default tile
+    assert valid_model.output_size(choose_tile(valid_model, 30, 20)) >= 30
+    assert choose_tile(valid_model, 512, 512) == 700  # 700 -> 516: one tile for an ISBI slice
+    assert choose_tile(padded_model, 1000, 300) == 512
+    assert choose_tile(padded_model, 40, 20) == 64  # one tile: 40 px + 2 x 8 px mirrored margin
+    assert choose_tile(padded_model, 512, 512) == 688
+
+
+def test_bad_input_says_what_to_do(valid_model, padded_model):
+    with pytest.raises(ValueError, match="nearest usable tiles: 188 or 204"):
+        predict_tiled(valid_model, np.zeros((20, 20), np.float32), tile=200)
+    with pytest.raises(ValueError, match="at least 16"):
+        predict_tiled(valid_model, np.zeros((20, 20), np.float32), tile=188)
+    with pytest.raises(ValueError, match="predict_stack"):
+        predict_tiled(padded_model, np.zeros((3, 20, 20), np.float32))
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_tiled(padded_model, np.zeros((20, 20), np.float32), batch_size=0)
+
+
+def test_float_images_outside_unit_range_warn(padded_model, rng):
+    import warnings
+
+    raw = rng.random((20, 24)).astype(np.float32) * 255  # e.g. a float TIFF of 8-bit intensities
+    with pytest.warns(UserWarning, match=r"values in \[.*\] is used as is.*\[0, 1\].*normalise="):
+        predict_tiled(padded_model, raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict_tiled(padded_model, raw / 255)  # in range: silent
+        predict_tiled(padded_model, raw, normalise=lambda x: x / 255)  # the suggested fix
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused_with_a_count_and_a_fix(padded_model, rng, bad):
+    image = rng.random((20, 24)).astype(np.float32)
+    image[3, 4:7] = bad
+    with pytest.raises(ValueError, match=r"3 non-finite pixel value\(s\).*np\.nan_to_num"):
+        predict_tiled(padded_model, image)
+    with pytest.raises(ValueError, match="3 non-finite"):
+        predict_stack(padded_model, image[None])
+    fixed = predict_tiled(padded_model, np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0))
+    assert np.isfinite(fixed).all()
+
+
+def test_non_finite_values_made_by_normalise_are_refused(padded_model):
+    image = np.zeros((20, 24), np.uint8)
+    with pytest.raises(ValueError, match=r"480 non-finite pixel value\(s\) after normalise \(480 NaN"):
+        predict_tiled(padded_model, image, normalise=lambda x: np.full(x.shape, np.nan))
+    with pytest.raises(ValueError, match="1 NaN, 1 infinite"):
+        normalise_image(np.array([[0.5, np.nan], [np.inf, 0.2]]), normalise="none")

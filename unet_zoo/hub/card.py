@@ -1,0 +1,320 @@
+"""Model cards: the Hub's README.md (YAML metadata + Markdown body) for a zoo checkpoint.
+
+`render_model_card` writes what is known about a model: its architecture, how it was trained
+(recipe, steps, hardware, time), its held-out metrics beside the paper's Table 1, its limitations and
+a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, datasets,
+``pipeline_tag: image-segmentation``, ``model-index`` with the metrics) is produced by
+``huggingface_hub.ModelCardData``/``EvalResult`` so the Hub (and ``ModelCard.load``) can parse it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from unet_zoo._version import LIBRARY_NAME
+from unet_zoo.models.registry import get_entry
+from unet_zoo.models.sizes import output_size
+from unet_zoo.paper import PAPER, PAPER_TABLE1, PAPER_URL, format_comparison
+
+PAPER_METRICS = PAPER_TABLE1  # the paper's Table 1 (unet_zoo.paper), under the name cards have used
+
+METRIC_NAMES: dict[str, str] = {
+    "warping_error": "Warping error",
+    "rand_error": "Rand error",
+    "pixel_error": "Pixel error",
+}
+
+# Keys of the `training` dict shown first, with their labels; any other key is listed after them.
+TRAINING_FIELDS: dict[str, str] = {
+    "recipe": "Recipe",
+    "dataset": "Training data",
+    "held_out": "Held-out data",
+    "steps": "Steps",
+    "batch_size": "Batch size",
+    "optimizer": "Optimiser",
+    "learning_rate": "Learning rate",
+    "augmentation": "Augmentation",
+    "loss": "Loss",
+    "seed": "Seed",
+    "hardware": "Hardware",
+    "time_s": "Training time",
+    "tiles_seen": "Tiles seen",
+    "initialised_from": "Initialised from",
+    "time": "Training time",
+    "dtype": "Stored weights",
+}
+
+LOCAL_PLACEHOLDER = "path/to/this/folder"
+DEFAULT_TAGS = ["unet_zoo", "u-net", "image-segmentation", "biomedical", "electron-microscopy", "pytorch", "safetensors"]
+
+
+def _format_value(key: str, value: Any) -> str:
+    if key == "time_s" and isinstance(value, (int, float)):
+        hours, rest = divmod(float(value), 3600)
+        return f"{int(hours)} h {rest / 60:.0f} min ({value:.0f} s)" if hours else f"{rest / 60:.1f} min ({value:.0f} s)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def card_metadata(
+    model_name: str,
+    *,
+    metrics: dict[str, float] | None,
+    checkpoint_name: str | None,
+    license: str = "mit",
+    datasets: list[str] | None = None,
+    tags: list[str] | None = None,
+    dataset_name: str = "ISBI 2012 EM segmentation challenge",
+    split: str = "held-out",
+) -> ModelCardData:
+    """The card's YAML metadata; ``model-index`` holds one EvalResult per metric (lower is better for ISBI)."""
+    datasets = list(datasets) if datasets is not None else ["isbi2012"]
+    all_tags = list(dict.fromkeys([*DEFAULT_TAGS, f"unet_zoo:{model_name}", *(tags or [])]))
+    eval_results = [
+        EvalResult(
+            task_type="image-segmentation",
+            task_name="Image segmentation",
+            dataset_type=datasets[0] if datasets else "custom",
+            dataset_name=dataset_name,
+            dataset_split=split,
+            metric_type=key,
+            metric_name=METRIC_NAMES.get(key, key.replace("_", " ").capitalize()),
+            metric_value=float(value),
+        )
+        for key, value in (metrics or {}).items()
+    ]
+    return ModelCardData(
+        model_name=checkpoint_name or model_name,
+        library_name=LIBRARY_NAME,
+        license=license,
+        tags=all_tags,
+        datasets=datasets or None,
+        pipeline_tag="image-segmentation",
+        eval_results=eval_results or None,
+    )
+
+
+def _usage(model_name: str, model_args: dict[str, Any], load_name: str) -> str:
+    try:
+        tile = get_entry(model_name).default_tile
+    except KeyError:
+        tile = 512
+    if "depth" in model_args and "padding" in model_args:
+        out = output_size(tile, model_args["depth"], model_args["padding"])
+    else:
+        out = tile
+    channels, classes = model_args.get("in_channels", 1), model_args.get("num_classes", 2)
+    return (
+        "```python\n"
+        "import torch\n"
+        "import unet_zoo\n\n"
+        f'model = unet_zoo.from_pretrained("{load_name}")  # eval mode, float32, safetensors only\n'
+        f"x = torch.rand(1, {channels}, {tile}, {tile})  # (N, C, H, W) float32 in [0, 1]\n"
+        "with torch.no_grad():\n"
+        f"    logits = model(x)  # (1, {classes}, {out}, {out}) class logits\n"
+        "probabilities = logits.softmax(dim=1)\n"
+        "```\n"
+    ) + (
+        f"\nOffline: run `unet-zoo download {load_name}` once while online; afterwards "
+        "`HF_HUB_OFFLINE=1` loads it from the Hugging Face cache.\n"
+        if load_name != LOCAL_PLACEHOLDER
+        else ""
+    )
+
+
+def _metrics_table(metrics: dict[str, float]) -> str:
+    rows = ["| Metric (lower is better) | This checkpoint (held-out) | Paper, Table 1 (challenge test set) |", "|---|---|---|"]
+    for key, value in metrics.items():
+        paper = PAPER_METRICS.get(key)
+        rows.append(f"| {METRIC_NAMES.get(key, key)} | {value:.6g} | {f'{paper:g}' if paper is not None else '-'} |")
+    for key, paper in PAPER_METRICS.items():
+        if key not in metrics:
+            rows.append(f"| {METRIC_NAMES[key]} | not measured | {paper:g} |")
+    return "\n".join(rows) + "\n"
+
+
+def _inference_note(scores: dict[str, Any], without_tta: dict[str, Any] | None, hardware: Any) -> str:
+    """How the held-out scores were computed, with the seconds per slice of each way."""
+    tta = bool(scores.get("tta"))
+    text = (
+        f"Evaluated with overlap-tile inference{' and 8-fold test-time augmentation (TTA)' if tta else ''}"
+        f" on {scores.get('num_slices', '?')} slices"
+    )
+    timings = []
+    if scores.get("seconds_per_slice"):
+        timings.append(f"{scores['seconds_per_slice']:.2f} s per 512x512 slice{' with TTA' if tta else ''}")
+    if without_tta and without_tta.get("seconds_per_slice"):
+        timings.append(f"{without_tta['seconds_per_slice']:.2f} s without")
+    if timings:
+        text += " (" + ", ".join(timings) + (f", on {hardware}" if hardware else "") + ")"
+    return text + ".\n"
+
+
+def render_model_card(
+    model_name: str,
+    model_args: dict[str, Any],
+    *,
+    params: int,
+    metrics: dict[str, float] | None,
+    training: dict[str, Any] | None,
+    checkpoint_name: str | None,
+    repo_id: str | None = None,
+    license: str = "mit",
+    datasets: list[str] | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    limitations: list[str] | None = None,
+    held_out_scores: dict[str, Any] | None = None,
+    held_out_scores_without_tta: dict[str, Any] | None = None,
+    stored_weights: str | None = None,
+    notes: str | None = None,
+    deviations: list[str] | None = None,
+    figures: dict[str, str] | None = None,
+    targets: list[str] | None = None,
+    target_notes: str | None = None,
+) -> str:
+    """The full README.md text (YAML header + Markdown body) of a checkpoint of architecture `model_name`.
+
+    Args:
+        model_name: registry architecture (e.g. "original"); model_args: the arguments that rebuild it.
+        params: number of parameters. metrics: held-out scores keyed "warping_error", "rand_error",
+            "pixel_error" (others are listed as given), or None when not evaluated.
+        training: what the training engineer knows, e.g. {"recipe": "recipes/isbi-original.toml",
+            "steps": 10000, "hardware": "1x H100", "time_s": 5400, "held_out": "slices 25-29"}; None if untrained.
+        checkpoint_name: registry checkpoint name (e.g. "isbi-original"), used in the usage snippet;
+            repo_id: Hub repo id used instead when there is no checkpoint name.
+        held_out_scores: every held-out score (`unet_zoo.evaluation.isbi.evaluate_model`'s dict, with
+            "seconds_per_slice", "num_slices", "tta"), tabled beside Table 1; held_out_scores_without_tta:
+            the same model without test-time augmentation, as a second column.
+        stored_weights: what re-scoring the stored weights found (`unet_zoo.reproduce.check_stored_weights`).
+        notes: the recipe's notes; deviations: every departure from the paper, one item each.
+        figures: {alt text: file name in the folder}, shown under the evaluation.
+        targets: the recipe's held-out targets, met or missed (`unet_zoo.paper.target_results`), one line each;
+            target_notes: what was measured or tried about them.
+    """
+    load_name = checkpoint_name or repo_id or LOCAL_PLACEHOLDER
+    title = checkpoint_name or repo_id or f"unet_zoo {model_name}"
+    if description is None:
+        try:
+            description = get_entry(model_name).description
+        except KeyError:
+            description = "a U-Net"
+    data = card_metadata(
+        model_name,
+        metrics=metrics,
+        checkpoint_name=checkpoint_name or repo_id,
+        license=license,
+        datasets=datasets,
+        tags=tags,
+        split=str((training or {}).get("held_out_split", "held-out")),
+    )
+    args = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
+    parts = [
+        f"# {title}\n",
+        f"A U-Net of the unet_zoo architecture `{model_name}` ({description}). It follows {PAPER} ([paper]({PAPER_URL})).\n",
+        "## Model\n",
+        f"- Architecture: `unet_zoo.create_model({model_name!r}, {args})`\n"
+        f"- Parameters: {params:,}\n"
+        f"- Input: (N, {model_args.get('in_channels', 1)}, H, W) float32 images scaled to [0, 1]; "
+        f"output: (N, {model_args.get('num_classes', 2)}, H', W') per-pixel class logits.\n"
+        "- Weights: safetensors only (`model.safetensors`, or shards listed in `model.safetensors.index.json`), "
+        "never pickled; `config.json` names the registry "
+        "builder and arguments that rebuild the network.\n",
+        "## Training\n",
+    ]
+    if training:
+        lines = [f"- {label}: {_format_value(key, training[key])}" for key, label in TRAINING_FIELDS.items() if key in training]
+        lines += [
+            f"- {key.replace('_', ' ').capitalize()}: {_format_value(key, value)}"
+            for key, value in training.items()
+            if key not in TRAINING_FIELDS and key not in ("held_out_split", "deviations")
+        ]
+        parts.append("\n".join(lines) + "\n")
+    else:
+        parts.append("No training information was recorded with these weights (they may be untrained).\n")
+    parts.append("## Evaluation\n")
+    if metrics:
+        parts.append(
+            "Scores on held-out data, beside the paper's Table 1. The paper's numbers were computed by the "
+            "ISBI 2012 organisers on the challenge's hidden test labels, so the columns are comparable only "
+            "in order of magnitude.\n\n" + _metrics_table(metrics)
+        )
+    else:
+        parts.append(
+            "Not evaluated. For reference, the paper's Table 1: "
+            + ", ".join(f"{METRIC_NAMES[k]} {v:g}" for k, v in PAPER_METRICS.items())
+            + ".\n"
+        )
+    if held_out_scores:
+        parts.append("### All held-out scores\n")
+        parts.append(format_comparison(held_out_scores, held_out_scores_without_tta) + "\n")
+        parts.append(_inference_note(held_out_scores, held_out_scores_without_tta, (training or {}).get("hardware")))
+    for alt, file_name in (figures or {}).items():
+        parts.append(f"![{alt}]({file_name})\n")
+    if stored_weights:
+        parts.append("## Stored weights\n")
+        parts.append(stored_weights + "\n")
+    if targets:
+        parts.append("## Targets\n")
+        parts.append(
+            "Set before training, checked on the held-out slices with TTA:\n\n" + "\n".join(f"- {t}" for t in targets) + "\n"
+        )
+        if target_notes:
+            parts.append(target_notes.strip() + "\n")
+    if notes:
+        parts.append("## Recipe notes\n")
+        parts.append(notes.strip() + "\n")
+    if deviations is None and isinstance((training or {}).get("deviations"), (list, tuple)):
+        deviations = list((training or {})["deviations"])  # a config.json training record keeps them there
+    if deviations:
+        parts.append("## Deviations from the paper\n")
+        parts.append("\n".join(f"- {item}" for item in deviations) + "\n")
+    parts.append("## Limitations\n")
+    on_isbi = bool(training) and "isbi2012" in (datasets if datasets is not None else ["isbi2012"])
+    count = re.search(r"(\d+) training slices", str((training or {}).get("dataset", "")))
+    slices = f"{count.group(1)} slices" if count else "at most 30 slices"
+    default_limits = (
+        [
+            f"Trained on {slices} (512x512) of one serial-section TEM stack of the Drosophila ventral nerve cord; "
+            "expect it to fail on other tissues, microscopes or resolutions without fine-tuning.",
+            "Predicts membrane (class 0) vs cell interior (class 1); it does not separate touching cells into instances "
+            "by itself.",
+            "Held-out scores come from a split of the public training stack, not from the challenge's test server.",
+        ]
+        if on_isbi
+        else [
+            "No ISBI 2012 training recipe is recorded for these weights: check how they were trained before use.",
+        ]
+    )
+    if "padding" in model_args and model_args["padding"] == 0:
+        default_limits.append(
+            "Valid convolutions: the output is smaller than the input; tile large images with overlap "
+            "(mirror-padding the borders) as in the paper."
+        )
+    parts.append("\n".join(f"- {item}" for item in (limitations or default_limits)) + "\n")
+    parts.append("## Usage\n")
+    parts.append(_usage(model_name, model_args, load_name))
+    parts.append("## Citation\n")
+    parts.append(
+        "```bibtex\n@inproceedings{ronneberger2015unet,\n  title={U-Net: Convolutional Networks for Biomedical "
+        "Image Segmentation},\n  author={Ronneberger, Olaf and Fischer, Philipp and Brox, Thomas},\n"
+        "  booktitle={MICCAI},\n  pages={234--241},\n  year={2015}\n}\n```\n"
+    )
+    body = "\n".join(parts)
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def model_card(text: str) -> ModelCard:
+    """Parse card text into a `huggingface_hub.ModelCard` (raises ValueError on broken YAML)."""
+    return ModelCard(text)
+
+
+__all__ = ["PAPER_METRICS", "METRIC_NAMES", "card_metadata", "model_card", "render_model_card"]

@@ -1,0 +1,534 @@
+"""The checkpoint folder format: what `save_pretrained` writes and `load_folder` reads. No network.
+
+A checkpoint folder (local, in the Hugging Face cache, or a Hub repo) holds:
+
+- ``config.json``: ``{"model_name": <registry architecture>, "model_args": {...}, "library_name": "unet_zoo",
+  "unet_zoo_version": ..., "weights": {"files": [...], "sha256": ..., "dtype": ...}, "pretrained": {...}}``;
+  the registry builder and arguments that rebuild the network;
+- ``model.safetensors`` (or shards ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json``):
+  the state dict, safetensors only; nothing is ever unpickled;
+- ``README.md``: the model card (`unet_zoo.hub.card.render_model_card`).
+
+The weights digest (`weights_sha256`) is the sha256 of ``model.safetensors``, or, for a sharded
+checkpoint, of the shards' bytes concatenated in file-name order (``cat model-*.safetensors | sha256sum``).
+Registry entries (`unet_zoo.models.registry.PRETRAINED`) pin the Hub repo, the revision and this digest.
+
+A training run folder (``unet-zoo train`` output: ``recipe.json`` + ``checkpoint.safetensors``) loads too.
+Downloading, pushing and resolving names live in `unet_zoo.hub.pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unet_zoo._version import LIBRARY_NAME, __version__
+from unet_zoo.hub.card import render_model_card
+from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
+from unet_zoo.models.registry import create_model, get_entry, list_models
+from unet_zoo.utils.files import atomic_write_bytes, files_sha256
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+CARD_NAME = "README.md"
+RUN_RECIPE_NAME = "recipe.json"  # a training run folder: recipe.json + checkpoint.safetensors (unet_zoo.training.trainer)
+CARD_DATA_KEYS = (
+    "checkpoint_name",
+    "metrics",
+    "training",
+    "repo_id",
+    "license",
+    "datasets",
+    "tags",
+    "description",
+    "limitations",
+    "held_out_scores",
+    "held_out_scores_without_tta",
+    "stored_weights",
+    "notes",
+    "deviations",
+    "figures",
+    "targets",
+    "target_notes",
+)
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors(\.index\.json)?$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's files are wrong: not unet_zoo's, corrupt, truncated, tampered, or not matching the model."""
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def weights_sha256(folder: str | Path, files: list[str] | None = None) -> str:
+    """Hex sha256 of a checkpoint's weights: of model.safetensors, or of its shards concatenated in name order.
+
+    `files` are the weight file names (index files are skipped); by default those found in `folder`.
+    """
+    folder = Path(folder)
+    shards = sorted(f for f in (files if files is not None else weight_files(folder)) if f.endswith(".safetensors"))
+    return files_sha256(folder / name for name in shards)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Parse and check a unet_zoo config.json; CheckpointError if it was not written by unet_zoo."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    if not isinstance(config, dict) or config.get("library_name") != LIBRARY_NAME or "model_name" not in config:
+        found = config.get("library_name") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(
+            f"{path} was not written by unet_zoo (library_name={found!r}, expected {LIBRARY_NAME!r} with a "
+            "'model_name'); unet_zoo loads folders and Hub repos saved with model.save_pretrained or push_to_hub"
+        )
+    if not isinstance(config.get("model_args", {}), dict):
+        raise CheckpointError(f"{path}: 'model_args' must be a JSON object, got {config['model_args']!r}")
+    return config
+
+
+def weight_files(folder: str | Path, config: dict[str, Any] | None = None) -> list[str]:
+    """Names of the weight files of a checkpoint folder (index first when sharded); CheckpointError if none."""
+    folder = Path(folder)
+    listed = (config or {}).get("weights", {}).get("files")
+    if listed:
+        bad = [f for f in listed if not isinstance(f, str) or not _SAFE_FILE.match(f)]
+        if bad:
+            raise CheckpointError(f"config.json lists weight files that are not plain *.safetensors names: {bad}")
+        return list(listed)
+    if (folder / WEIGHTS_NAME).is_file():
+        return [WEIGHTS_NAME]
+    if (folder / WEIGHTS_INDEX_NAME).is_file():
+        return [WEIGHTS_INDEX_NAME, *_index_shards(folder / WEIGHTS_INDEX_NAME)]
+    pickles = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    hint = f" (found {', '.join(pickles)}: unet_zoo never unpickles; convert them to safetensors)" if pickles else ""
+    raise CheckpointError(f"no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME} in {folder}{hint}")
+
+
+def _index_shards(index_path: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{index_path} is not a valid safetensors index ({err!r}); save the model again") from err
+    shards = sorted(set(weight_map.values()))
+    bad = [s for s in shards if not _SAFE_FILE.match(s)]
+    if bad:
+        raise CheckpointError(f"{index_path} names shard files that are not plain *.safetensors names: {bad}")
+    return shards
+
+
+# --- saving --------------------------------------------------------------------------------------
+
+
+def model_identity(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    """(registry architecture name, full JSON-serialisable arguments) that rebuild `model` via create_model."""
+    name, args = getattr(model, "model_name", None), getattr(model, "model_args", None)
+    if name is None or args is None:
+        init_args = getattr(model, "_hub_mixin_config", None) or {}  # __init__ arguments, captured by ModelHubMixin
+        same_class = [n for n in list_models() if get_entry(n).model_class is type(model)]
+        if not same_class:
+            raise ValueError(
+                f"cannot save a {type(model).__name__}: no registered architecture builds it; "
+                "register one with unet_zoo.register_model or build the model with unet_zoo.create_model"
+            )
+        name = name or same_class[0]
+        args = {**get_entry(name).default_args, **dict(init_args)}
+    try:
+        args = json.loads(json.dumps(args))
+    except TypeError as err:
+        raise ValueError(f"model_args of {name!r} must be JSON-serialisable to be saved: {err}") from err
+    return name, args
+
+
+def save_weights(
+    model: nn.Module, folder: str | Path, *, dtype: torch.dtype | None = None, max_shard_size: int | None = None
+) -> list[str]:
+    """Write `model`'s state dict as safetensors into `folder`; returns the file names written.
+
+    dtype: cast floating tensors (e.g. torch.float16 halves the size); integer buffers are kept.
+    max_shard_size: bytes per file; when given and exceeded, shards plus model.safetensors.index.json.
+    Files appear atomically (written in a temporary folder, then `os.replace`d); stale weight files are removed.
+    """
+    from huggingface_hub import save_torch_state_dict
+
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype such as torch.float16, got {dtype!r}")
+    if max_shard_size is not None and (not isinstance(max_shard_size, int) or max_shard_size <= 0):
+        raise ValueError(f"max_shard_size must be a positive number of bytes, got {max_shard_size!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.detach().to("cpu", dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".unet_zoo-save-"))
+    try:
+        # The splitter counts tensor bytes only; leave room for each file's JSON header so files stay <= the limit.
+        header = (
+            8
+            + len(
+                json.dumps(
+                    {k: {"dtype": "BF16", "shape": list(v.shape), "data_offsets": [1 << 40] * 2} for k, v in state.items()}
+                )
+            )
+            + 64
+        )
+        budget = max(1, max_shard_size - header) if max_shard_size else 1 << 62
+        save_torch_state_dict(state, tmp, max_shard_size=budget)
+        written = sorted(p.name for p in tmp.iterdir())
+        if max_shard_size:
+            too_big = [f"{n} ({(tmp / n).stat().st_size:,} bytes)" for n in written if (tmp / n).stat().st_size > max_shard_size]
+            if too_big:
+                biggest = max(state, key=lambda k: state[k].numel() * state[k].element_size())
+                warnings.warn(
+                    f"{', '.join(too_big)} exceed max_shard_size={max_shard_size:,} bytes: safetensors cannot split "
+                    f"one tensor, and {biggest} {tuple(state[biggest].shape)} alone is "
+                    f"{state[biggest].numel() * state[biggest].element_size():,} bytes",
+                    stacklevel=3,
+                )
+        for name in written:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    stale = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")
+    for old in folder.iterdir():
+        if stale.match(old.name) and old.name not in written:
+            old.unlink()
+    index_first = sorted(written, key=lambda n: (not n.endswith(".index.json"), n))
+    return index_first
+
+
+def model_card_text(model: nn.Module, card_data: dict[str, Any] | None = None) -> str:
+    """The README.md `save_pretrained` writes for `model`: its `pretrained_info` updated with `card_data`
+    (any of ``CARD_DATA_KEYS``, passed to `unet_zoo.hub.card.render_model_card`)."""
+    info = {**(getattr(model, "pretrained_info", None) or {}), **(card_data or {})}
+    name, args = model_identity(model)
+    return render_model_card(
+        name,
+        args,
+        params=sum(p.numel() for p in model.parameters()),
+        metrics=info.get("metrics"),
+        training=info.get("training"),
+        checkpoint_name=info.get("checkpoint_name"),
+        repo_id=info.get("repo_id"),
+        license=info.get("license") or "mit",
+        datasets=info.get("datasets"),
+        tags=info.get("tags"),
+        description=info.get("description"),
+        limitations=info.get("limitations"),
+        held_out_scores=info.get("held_out_scores"),
+        held_out_scores_without_tta=info.get("held_out_scores_without_tta"),
+        stored_weights=info.get("stored_weights"),
+        notes=info.get("notes"),
+        deviations=info.get("deviations"),
+        figures=info.get("figures"),
+        targets=info.get("targets"),
+        target_notes=info.get("target_notes"),
+    )
+
+
+def checkpoint_config(
+    model: nn.Module, *, weights: dict[str, Any] | None = None, pretrained: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config.json dict of `model`: registry name and arguments, library, version, weights, pretrained info."""
+    name, args = model_identity(model)
+    config: dict[str, Any] = {
+        "model_name": name,
+        "model_args": args,
+        "library_name": LIBRARY_NAME,
+        "unet_zoo_version": __version__,
+    }
+    if weights:
+        config["weights"] = weights
+    if pretrained:
+        config["pretrained"] = pretrained
+    return config
+
+
+def save_weights_and_config(
+    model: nn.Module,
+    save_directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    card_data: dict[str, Any] | None = None,
+    max_shard_size: int | None = None,
+) -> Path:
+    """Write model.safetensors (or shards) and config.json into `save_directory` (no card); returns it.
+
+    A folder written so loads with `load_folder`; `save_pretrained` adds the README.md. card_data as there.
+    """
+    folder = Path(save_directory)
+    known = dict(getattr(model, "pretrained_info", None) or {})
+    extra = dict(card_data or {})
+    unknown = sorted(set(extra) - set(CARD_DATA_KEYS))
+    if unknown:
+        raise ValueError(f"unknown card_data keys {unknown}; allowed: {', '.join(CARD_DATA_KEYS)}")
+    info = {**known, **extra}
+    files = save_weights(model, folder, dtype=dtype, max_shard_size=max_shard_size)
+    state = model.state_dict()
+    floating = [v.dtype for v in state.values() if v.is_floating_point()]
+    stored = dtype or (floating[0] if floating else torch.float32)
+    weights = {
+        "files": files,
+        "sha256": weights_sha256(folder, files),
+        "dtype": str(stored).removeprefix("torch."),
+        "num_tensors": len(state),
+    }
+    pretrained = {k: info[k] for k in ("checkpoint_name", "metrics", "training", "license", "datasets") if info.get(k)}
+    config = checkpoint_config(model, weights=weights, pretrained=pretrained or None)
+    atomic_write_bytes(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def save_pretrained(
+    model: nn.Module,
+    save_directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    card: str | None = None,
+    card_data: dict[str, Any] | None = None,
+    max_shard_size: int | None = None,
+) -> Path:
+    """Write model.safetensors (or shards), config.json and README.md into `save_directory`; returns it.
+
+    card: README.md text to write as is; by default one is rendered from what is known (see `card_data`).
+    card_data: optional {"checkpoint_name", "metrics", "training", "repo_id", "license", "datasets", "tags",
+    "description", "limitations", "held_out_scores", "held_out_scores_without_tta", "stored_weights", "notes",
+    "deviations", "figures"} (see `unet_zoo.hub.card.render_model_card`); metrics/training/checkpoint_name are
+    also stored under config["pretrained"].
+    """
+    folder = save_weights_and_config(model, save_directory, dtype=dtype, card_data=card_data, max_shard_size=max_shard_size)
+    if card is None:
+        card = model_card_text(model, card_data)
+    atomic_write_bytes(folder / CARD_NAME, card)
+    return folder
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def read_weights(folder: str | Path, files: list[str]) -> dict[str, torch.Tensor]:
+    """Load safetensors `files` of `folder` into one CPU state dict; CheckpointError if corrupt or inconsistent."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"weight file {name} listed for {folder} is missing; download or save it again")
+        if name.endswith(".index.json"):
+            continue
+        try:
+            part = load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({err}): it is truncated or corrupted. Delete it and "
+                "download it again (force_download=True / `unet-zoo download NAME`) or save the model again"
+            ) from err
+        overlap = set(part) & set(state)
+        if overlap:
+            raise CheckpointError(f"tensor(s) {sorted(overlap)[:3]} appear in more than one shard of {folder}")
+        state.update(part)
+    index = [n for n in files if n.endswith(".index.json")]
+    if index:
+        weight_map = json.loads((folder / index[0]).read_text(encoding="utf-8"))["weight_map"]
+        if set(weight_map) != set(state):
+            diff = sorted(set(weight_map) ^ set(state))[:5]
+            raise CheckpointError(f"{folder / index[0]} does not match its shards (differences: {diff}); save again")
+    return state
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bool = True, source: str = "") -> None:
+    """Compare every tensor name and shape of `state` with `model`; CheckpointError on any mismatch.
+
+    With strict=False, missing and unexpected names only warn; shape mismatches always fail.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected tensor(s) ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''})"
+        )
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es) ({'; '.join(shapes[:4])}{'; ...' if len(shapes) > 4 else ''})")
+    if not problems:
+        return
+    what = f"the weights in {source}" if source else "the weights"
+    model_desc = f"{getattr(model, 'model_name', type(model).__name__)!r}"
+    message = (
+        f"{what} do not match the model rebuilt from config.json ({model_desc}): {'; '.join(problems)}. "
+        "config.json and the weights come from different models; save the model again with model.save_pretrained"
+    )
+    if shapes or strict:
+        raise CheckpointError(message)
+    warnings.warn(message + " (loaded anyway: strict=False)", stacklevel=3)
+
+
+def build_model(config: dict[str, Any], source: str = "") -> nn.Module:
+    """Rebuild the (randomly initialised) network a config.json describes, through the registry."""
+    args = dict(config.get("model_args", {}))
+    if "pretrained_encoder" in args:
+        args["pretrained_encoder"] = False  # the checkpoint holds the encoder weights: download nothing from timm
+    try:
+        return create_model(config["model_name"], **args)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"config.json{f' of {source}' if source else ''} does not describe a model this unet_zoo can build "
+            f"({err.args[0] if err.args else err}); upgrade unet_zoo or check model_name/model_args"
+        ) from err
+
+
+def load_folder(
+    folder: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = torch.float32,
+    strict: bool = True,
+    expected_sha256: str | None = None,
+    source: str | None = None,
+) -> nn.Module:
+    """Build and load the model of a checkpoint folder; eval mode, on `device`, floating tensors in `dtype`.
+
+    dtype=None keeps the stored dtype. expected_sha256 (a registry pin) is compared with `weights_sha256`;
+    the digest recorded in config.json is always checked. CheckpointError on any inconsistency.
+    """
+    folder = Path(folder)
+    source = source or str(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a folder")
+    if not (folder / CONFIG_NAME).is_file():
+        if is_run_folder(folder):
+            return load_run_folder(folder, device=device, dtype=dtype, strict=strict)
+        raise CheckpointError(
+            f"no {CONFIG_NAME} in {folder}: not a unet_zoo checkpoint (save one with model.save_pretrained) "
+            f"nor a training run folder ({RUN_RECIPE_NAME} + {TRAINING_STATE_FILE}, written by `unet-zoo train`)"
+        )
+    config = read_config(folder / CONFIG_NAME)
+    files = weight_files(folder, config)
+    for name in files:
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{source}: weight file {name} (listed in config.json) is missing")
+    digest = weights_sha256(folder, files)
+    if expected_sha256 and digest != expected_sha256.lower():
+        raise CheckpointError(
+            f"refusing to load {source}: the sha256 of its weights is {digest}, but the registry pins "
+            f"{expected_sha256}. The download is corrupted or the files were tampered with. Delete the copy in "
+            f"{folder} (`hf cache delete` for the Hugging Face cache) and download again; if it persists, report it"
+        )
+    recorded = config.get("weights", {}).get("sha256")
+    if recorded and digest != recorded:
+        raise CheckpointError(
+            f"refusing to load {source}: the sha256 of its weights is {digest}, but its config.json records "
+            f"{recorded}. The weights were modified, truncated or corrupted after saving; download or save them again"
+        )
+    state = read_weights(folder, files)
+    model = build_model(config, source)
+    check_state_dict(model, state, strict=strict, source=source)
+    floating = [v.dtype for v in state.values() if v.is_floating_point()]
+    model.load_state_dict(state, strict=strict)
+    target = dtype if dtype is not None else (floating[0] if floating else None)
+    model.to(device=device, dtype=target)
+    model.eval()
+    model.pretrained_info = dict(config.get("pretrained") or {})
+    model.checkpoint_source = source
+    model.weights_sha256 = digest  # provenance for what the model writes (e.g. predict_volume's attributes)
+    return model
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether `folder` is a training run folder (``recipe.json`` + ``checkpoint.safetensors``) without a config.json."""
+    folder = Path(folder)
+    return (
+        (folder / RUN_RECIPE_NAME).is_file() and (folder / TRAINING_STATE_FILE).is_file() and not (folder / CONFIG_NAME).is_file()
+    )
+
+
+def load_run_folder(
+    folder: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = torch.float32,
+    strict: bool = True,
+) -> nn.Module:
+    """The model of a training run folder (``unet-zoo train`` output) at its last checkpointed step, in eval mode.
+
+    The architecture comes from ``recipe.json``, the weights from ``checkpoint.safetensors``. The model's
+    ``pretrained_info`` says which recipe and step it is (``training``), so a card written from it says so too.
+    """
+    folder = Path(folder)
+    try:
+        recipe = json.loads((folder / RUN_RECIPE_NAME).read_text())
+        model_cfg = recipe["model"]
+        config = {"model_name": model_cfg["name"], "model_args": model_cfg.get("args", {})}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{folder / RUN_RECIPE_NAME} is not a unet_zoo recipe record ({err})") from err
+    try:
+        ckpt = load_training_state(folder / TRAINING_STATE_FILE)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"cannot read the training checkpoint {folder / TRAINING_STATE_FILE} ({err})") from err
+    model = build_model(config, str(folder))
+    check_state_dict(model, ckpt.model, strict=strict, source=str(folder / TRAINING_STATE_FILE))
+    model.load_state_dict(ckpt.model, strict=strict)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    name = recipe.get("recipe", {}).get("name", "")
+    total = recipe.get("train", {}).get("steps")
+    model.pretrained_info = {
+        "description": f"training run {folder.name} of recipe {name!r} at step {ckpt.step}" + (f" of {total}" if total else ""),
+        "training": {
+            "recipe": f"{name} (run folder {folder.name})",
+            "steps": ckpt.step,
+            "time_s": ckpt.extra.get("train_seconds"),
+        },
+    }
+    model.checkpoint_source = f"{folder} (training run, step {ckpt.step})"
+    return model
+
+
+__all__ = [
+    "CARD_DATA_KEYS",
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "CheckpointError",
+    "RUN_RECIPE_NAME",
+    "WEIGHTS_INDEX_NAME",
+    "WEIGHTS_NAME",
+    "build_model",
+    "check_state_dict",
+    "checkpoint_config",
+    "is_run_folder",
+    "load_folder",
+    "load_run_folder",
+    "model_card_text",
+    "model_identity",
+    "read_config",
+    "read_weights",
+    "save_pretrained",
+    "save_weights_and_config",
+    "save_weights",
+    "weight_files",
+    "weights_sha256",
+]

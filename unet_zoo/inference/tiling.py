@@ -1,0 +1,349 @@
+"""Overlap-tile inference (the paper's Fig. 2): per-class probabilities for images of any size.
+
+Valid-convolution models (output smaller than input): the image is mirror-padded (reflect) by the
+network's border loss, cut into input tiles whose outputs abut, and the outputs are pasted side by
+side. Tiles start at multiples of the network's pooling stride, so the stitched map equals one pass
+over the whole mirror-padded image up to float rounding.
+
+Same-size models (padded and timm U-Nets): the mirror-padded image is cut into overlapping tiles whose
+probabilities are blended with a raised-cosine window, which hides the tiles' zero-padded borders.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from unet_zoo.models.registry import get_entry
+from unet_zoo.models.sizes import input_size_for_output, nearest_valid_sizes_text
+from unet_zoo.utils.device import resolve_device
+from unet_zoo.utils.runtime import autocast, prepare_input, prepare_model
+
+Normalise = str | Callable[[np.ndarray], np.ndarray]
+
+
+# --- input preparation ------------------------------------------------------------------------------
+
+
+def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndarray:
+    """Scale an image to float32: "auto" maps uint8 / 255, uint16 / 65535, bool to {0, 1}, floats as is.
+
+    The zoo's recipes train on uint8 images / 255, i.e. on [0, 1]; with "auto" a float image with values
+    outside [0, 1] is used as is but warns. ``normalise`` may also be "none" (cast only) or a callable
+    taking and returning an array. NaN or infinite values (in the image or after ``normalise``) are a
+    ValueError: the network would turn them into NaN probabilities.
+    """
+    image = np.asarray(image)
+    if callable(normalise):
+        return _require_finite(np.asarray(normalise(image), dtype=np.float32), "after normalise")
+    if normalise == "none":
+        return _require_finite(image.astype(np.float32))
+    if normalise != "auto":
+        raise ValueError(f"normalise must be 'auto', 'none' or a callable, got {normalise!r}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if image.dtype == bool:
+        return image.astype(np.float32)
+    if image.dtype.kind == "f":
+        image = _require_finite(image.astype(np.float32))
+        lo, hi = (float(np.nanmin(image)), float(np.nanmax(image))) if image.size else (0.0, 0.0)
+        if lo < -0.01 or hi > 1.01:
+            warnings.warn(
+                f"float image with values in [{lo:.4g}, {hi:.4g}] is used as is, but the models were trained on "
+                "images scaled to [0, 1] (uint8 / 255): rescale it, or pass normalise=<callable> (e.g. lambda x: x / 255)",
+                stacklevel=3,
+            )
+        return image
+    raise TypeError(
+        f"cannot normalise dtype {image.dtype} automatically; pass uint8, uint16 or float images, or normalise=<callable>"
+    )
+
+
+def _require_finite(image: np.ndarray, where: str = "") -> np.ndarray:
+    """`image` unchanged if all its values are finite, else a ValueError counting the NaN / inf pixels."""
+    finite = np.isfinite(image)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        nan = int(np.count_nonzero(np.isnan(image)))
+        raise ValueError(
+            f"image has {bad} non-finite pixel value(s){' ' + where if where else ''} ({nan} NaN, {bad - nan} infinite) "
+            f"out of {image.size}; the network would predict NaN probabilities. Replace them first, e.g. "
+            "np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0), or mask them out and fill with the mean"
+        )
+    return image
+
+
+def _as_chw(image: np.ndarray, in_channels: int) -> np.ndarray:
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3 or image.shape[0] != in_channels:
+        raise ValueError(
+            f"expected an image (H, W) or ({in_channels}, H, W) for a model with {in_channels} input channel(s), "
+            f"got shape {image.shape}; for a stack (S, H, W) use predict_stack"
+        )
+    if min(image.shape[-2:]) < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+# --- model geometry ---------------------------------------------------------------------------------
+
+
+def _stride(model: nn.Module) -> int:
+    """Pixels by which the model is translation-equivariant: the backbone stride or 2**depth."""
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, int):
+        return stride
+    return 2 ** int(getattr(model, "depth", 4))
+
+
+def _default_tile(model: nn.Module) -> int:
+    name = getattr(model, "model_name", None)
+    if name:
+        try:
+            return get_entry(name).default_tile
+        except KeyError:
+            pass
+    return 572 if _is_valid_conv(model) else 512
+
+
+def _is_valid_conv(model: nn.Module) -> bool:
+    return getattr(model, "padding", 1) == 0
+
+
+def _check_tile(model: nn.Module, tile: int) -> int:
+    out = model.output_size(tile)
+    if out is None:
+        depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
+        hint = ""
+        if depth is not None and padding is not None:
+            hint = f"; nearest usable tiles: {nearest_valid_sizes_text(tile, depth, padding)}"
+        else:
+            hint = f"; use a multiple of {_stride(model)}"
+        raise ValueError(f"tile {tile} is not a usable input size for this model{hint}")
+    return out
+
+
+def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = None) -> int:
+    """The input tile side used for a (height, width) image: `tile` if given (checked), else the
+    model's default tile shrunk to the smallest usable size that still covers the image."""
+    if tile is not None:
+        out = _check_tile(model, tile)
+        if _is_valid_conv(model) and out < _stride(model):
+            raise ValueError(
+                f"tile {tile} gives only {out} output pixels; tiles of a valid-convolution model must give at "
+                f"least {_stride(model)} (e.g. tile {tile + _stride(model)})"
+            )
+        return tile
+    default = _default_tile(model)
+    side = max(height, width)
+    if _is_valid_conv(model):
+        stride = _stride(model)
+        want = -(-max(side, stride) // stride) * stride  # whole strides of output: one tile if it fits
+        smallest = input_size_for_output(want, model.depth, 0)
+        return smallest if smallest <= 1.5 * default else default  # one tile when it is not much larger
+    stride = _stride(model)
+    # one tile holding the image and its mirrored margins (tile // 8 per side) when that is at most
+    # 1.5x the default tile: cheaper than 4 overlapping default tiles for e.g. 512 x 512 slices
+    one = max(stride, -(-(side * 4 // 3) // stride) * stride)
+    while one - 2 * (one // 8) < side:
+        one += stride
+    return one if one <= 1.5 * default else default
+
+
+# --- tiles ------------------------------------------------------------------------------------------
+
+
+def _positions(length: int, tile: int, step: int, stride: int = 1) -> list[int]:
+    """Start offsets (multiples of `stride`) of tiles of side `tile` covering [0, length), at most
+    `step` apart; `length - tile` must be a multiple of `stride`."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - tile) / step) + 1
+    return sorted({round(i * (length - tile) / (n - 1) / stride) * stride for i in range(n)})
+
+
+def _window(tile: int) -> np.ndarray:
+    """(tile, tile) raised-cosine blending weights in (0, 1], largest at the centre."""
+    ramp = 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(tile) + 0.5) / tile)
+    ramp = np.maximum(ramp, 1e-3).astype(np.float32)
+    return np.outer(ramp, ramp)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
+    """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU)."""
+    x = prepare_input(torch.from_numpy(np.ascontiguousarray(tiles)), device)  # channels_last on CUDA
+    with torch.inference_mode(), autocast(device, enabled=None if amp else False):  # bf16 on CUDA GPUs with bf16
+        logits = model(x)
+    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+# --- public API -------------------------------------------------------------------------------------
+
+
+def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is None:
+        try:
+            return next(model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+    return resolve_device(device)
+
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+def _predict_once(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    forward: Forward | None = None,
+) -> np.ndarray:
+    """(C_in, H, W) float32 -> (C, H, W) float32 probabilities, no test-time augmentation."""
+    _, height, width = image.shape
+    run = forward or (lambda tiles: _forward(model, tiles, device, amp))
+    out = _check_tile(model, tile)
+    if out < tile:  # valid convolutions: abutting outputs
+        stride = _stride(model)
+        step = out - out % stride
+        margin = (tile - out) // 2
+        ny, nx = math.ceil(height / step), math.ceil(width / step)
+        pad_h = (ny - 1) * step + tile - height - margin
+        pad_w = (nx - 1) * step + tile - width - margin
+        padded = np.pad(image, ((0, 0), (margin, pad_h), (margin, pad_w)), mode="reflect")
+        starts = [(y * step, x * step) for y in range(ny) for x in range(nx)]
+        result = None
+        for chunk in _batches(starts, batch_size):
+            probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
+            if result is None:
+                result = np.zeros((probs.shape[1], ny * step, nx * step), dtype=np.float32)
+            for (y, x), p in zip(chunk, probs):
+                result[:, y : y + step, x : x + step] = p[:, :step, :step]
+        assert result is not None  # at least one tile
+        return result[:, :height, :width]
+    # same-size models: overlapping, blended tiles over the mirror-padded image
+    stride = _stride(model)
+    margin = tile // 8
+    step = max(stride, tile - 2 * margin)
+
+    def covering(length: int) -> int:  # tile + whole strides, >= length
+        return tile + max(0, -(-(length - tile) // stride) * stride)
+
+    full_h, full_w = covering(height + 2 * margin), covering(width + 2 * margin)
+    padded = np.pad(
+        image,
+        ((0, 0), (margin, full_h - height - margin), (margin, full_w - width - margin)),
+        mode="reflect",
+    )
+    starts = [(y, x) for y in _positions(full_h, tile, step, stride) for x in _positions(full_w, tile, step, stride)]
+    window = _window(tile)
+    total: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    for chunk in _batches(starts, batch_size):
+        probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
+        if total is None:
+            total = np.zeros((probs.shape[1], full_h, full_w), dtype=np.float32)
+            weight = np.zeros((full_h, full_w), dtype=np.float32)
+        assert total is not None and weight is not None
+        for (y, x), p in zip(chunk, probs):
+            total[:, y : y + tile, x : x + tile] += p * window
+            weight[y : y + tile, x : x + tile] += window
+    assert total is not None and weight is not None  # at least one tile
+    return (total / weight)[:, margin : margin + height, margin : margin + width]
+
+
+_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def predict_tiled(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    tta: bool = False,
+    normalise: Normalise = "auto",
+    amp: bool = False,
+    forward: Forward | None = None,
+) -> np.ndarray:
+    """Per-class probabilities of an image of any height and width, by overlap-tile inference.
+
+    Args:
+        model: a zoo model (trained or not); put in eval mode for the call and restored afterwards.
+        image: (H, W) or (C_in, H, W); uint8 (/255), uint16 (/65535) or float (as is), see `normalise`.
+        tile: input tile side in pixels; default: the model's default tile, shrunk for small images.
+        batch_size: tiles per forward pass.
+        device: where to run (the model is moved there); default: the model's current device.
+        tta: average over the 8 rotations/flips of the image (the paper averaged 7 rotated versions).
+        normalise: "auto", "none" or a callable applied to the image before inference.
+        amp: bfloat16 autocast on CUDA GPUs with bf16 support (`unet_zoo.utils.runtime.autocast`; ignored on the CPU).
+        forward: run the tiles through this instead of torch: a callable mapping (N, C_in, T, T) float32
+            arrays to (N, C, T', T') float32 probabilities, e.g. an exported model
+            (`unet_zoo.exporters.sessions.onnxruntime_forward(model)`); `model` still gives the geometry.
+
+    Returns:
+        (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    in_channels = int(getattr(model, "in_channels", 1))
+    chw = _as_chw(normalise_image(image, normalise), in_channels)
+    dev = _resolve_device(model, device)
+    was_training = model.training
+    prepare_model(model, dev).eval()  # in place; channels_last on CUDA
+    try:
+        transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
+        total: np.ndarray | None = None
+        for k, flip in transforms:
+            view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
+            side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
+            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp, forward)
+            probs = np.rot90(probs, -k, axes=(1, 2))
+            if flip:
+                probs = probs[..., ::-1]
+            total = probs.astype(np.float32) if total is None else total + probs
+        assert total is not None  # at least one view
+        return np.ascontiguousarray(total / len(transforms), dtype=np.float32)
+    finally:
+        model.train(was_training)
+
+
+def predict_stack(
+    model: nn.Module,
+    stack: np.ndarray,
+    progress: Callable[[int], None] | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """Slice-by-slice `predict_tiled` of a (S, H, W) stack -> (S, C, H, W) float32 probabilities.
+
+    `progress`, if given, is called with the slice index after each slice; `kwargs` go to `predict_tiled`.
+    """
+    stack = np.asarray(stack)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise ValueError(f"expected a stack (S, H, W), got shape {stack.shape}")
+    slices = []
+    for index, image in enumerate(stack):
+        slices.append(predict_tiled(model, image, **kwargs))
+        if progress is not None:
+            progress(index)
+    return np.stack(slices)
+
+
+__all__ = ["choose_tile", "normalise_image", "predict_stack", "predict_tiled"]

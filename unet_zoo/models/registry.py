@@ -1,0 +1,257 @@
+"""The model registry: named builders over the shared blocks, in the style of timm.
+
+A variant is a few lines: a function decorated with `register_model` that returns its default
+architecture arguments; `create_model(name, **overrides)` merges the caller's overrides and builds.
+Pretrained checkpoints (`isbi-original`, ...) are listed in `PRETRAINED` with their pinned Hub
+repo, revision and weight sha256.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from unet_zoo.models.hub_mixin import hub_functions
+from unet_zoo.models.unet import TimmUNet, UNet
+from unet_zoo.utils.suggest import did_you_mean
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered architecture: its name, the class it builds and that class's default arguments."""
+
+    name: str
+    model_class: type[nn.Module]
+    default_args: dict[str, Any]
+    default_tile: int
+    description: str
+    family: str = "unet"
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """A published checkpoint: which architecture, where on the Hub, and what its weights hash to."""
+
+    name: str
+    architecture: str
+    hf_hub_id: str
+    revision: str = "main"
+    sha256: str | None = None
+    filename: str = "model.safetensors"
+    dataset: str = "isbi2012"
+    license: str = "mit"
+    notes: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub.py). Each entry pins:
+#   hf_hub_id  the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
+#   revision   the branch or commit to download ("main"; a commit sha once one is known, so the files
+#              cannot change under the pin),
+#   sha256     `unet_zoo.hub.pretrained.weights_sha256("cards/<name>")`: sha256 of model.safetensors, or of the shards
+#              concatenated in file-name order; a download (or a local card) that does not match is refused,
+#   metrics    the card's held-out scores (scores.json; tests check they are the card's numbers).
+# The entries are at the end of this file, after the architectures they use. A source checkout holds the
+# same folders in cards/<name>/ and loads them from there without any network when their digest matches.
+PRETRAINED: dict[str, PretrainedCfg] = {}
+
+
+def register_model(
+    name: str, *, default_tile: int, description: str, model_class: type[nn.Module] = UNet, family: str = "unet"
+) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+    """Decorator: register a function returning default architecture arguments under `name`."""
+
+    def decorator(default_args: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = ModelEntry(name, model_class, default_args(), default_tile, description, family)
+        return default_args
+
+    return decorator
+
+
+def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
+    """Add a published checkpoint to `PRETRAINED` (its architecture must be registered)."""
+    get_entry(cfg.architecture)
+    PRETRAINED[cfg.name] = cfg
+    return cfg
+
+
+def _unknown(name: str, known: list[str], what: str) -> KeyError:
+    return KeyError(f"unknown {what} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}")
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of architecture `name`; KeyError listing close matches if unknown."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise _unknown(name, list(_MODELS), "model") from None
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg:
+    """The published checkpoint `name`; KeyError listing close matches if unknown."""
+    try:
+        return PRETRAINED[name]
+    except KeyError:
+        raise _unknown(name, list(PRETRAINED), "pretrained checkpoint") from None
+
+
+def list_models(filter: str = "", pretrained: bool = False) -> list[str]:
+    """Registered architecture names in registration order, optionally fnmatch-filtered ('*pad*').
+
+    With ``pretrained=True`` only architectures that have a published checkpoint are listed.
+    """
+    names = list(_MODELS)
+    if filter:
+        names = [n for n in names if fnmatch.fnmatch(n, filter)]
+    if pretrained:
+        with_weights = {cfg.architecture for cfg in PRETRAINED.values()}
+        names = [n for n in names if n in with_weights]
+    return names
+
+
+def list_pretrained(filter: str = "") -> list[str]:
+    """Names of published checkpoints (e.g. 'isbi-original'), optionally fnmatch-filtered."""
+    return [n for n in PRETRAINED if not filter or fnmatch.fnmatch(n, filter)]
+
+
+def model_args(name: str, **overrides: Any) -> dict[str, Any]:
+    """The full argument dict `create_model(name, **overrides)` passes to the model class."""
+    entry = get_entry(name)
+    unknown = set(overrides) - set(_init_params(entry.model_class))
+    if unknown:
+        raise TypeError(
+            f"{name!r} does not take {', '.join(sorted(unknown))}; its arguments are {', '.join(_init_params(entry.model_class))}"
+        )
+    return {**entry.default_args, **overrides}
+
+
+def _init_params(model_class: type[nn.Module]) -> list[str]:
+    return [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
+
+
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
+    """Build architecture `name` with random (paper) initialisation; keyword overrides change its config.
+
+    ``pretrained=True`` loads the published checkpoint of that architecture (see `from_pretrained`).
+    The returned module records ``model_name`` and ``model_args`` so it can be saved and rebuilt.
+    """
+    if pretrained:
+        get_entry(name)  # an unknown name: KeyError with close matches, not "no checkpoint"
+        matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name]
+        if not matches:
+            raise ValueError(f"no pretrained checkpoint for {name!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")
+        return hub_functions().from_pretrained(nn.Module, matches[0], **overrides)  # unet_zoo.from_pretrained
+    entry = get_entry(name)
+    args = model_args(name, **overrides)
+    model: Any = entry.model_class(**args)  # a zoo model: it records how to rebuild itself
+    model.model_name = name
+    model.model_args = args
+    return model
+
+
+# --- The paper's network and its variants -------------------------------------------------------
+
+
+@register_model("original", default_tile=572, description="The paper's U-Net (Fig. 1): valid 3x3 convs, 572->388")
+def original() -> dict[str, Any]:
+    return dict(in_channels=1, num_classes=2, base_channels=64, depth=4, padding=0, up_mode="transpose")
+
+
+@register_model("padded", default_tile=512, description="The paper's U-Net with padded convs: output = input size")
+def padded() -> dict[str, Any]:
+    return {**original(), "padding": 1}
+
+
+@register_model("small", default_tile=512, description="Padded U-Net with 32 base channels; fast on CPUs")
+def small() -> dict[str, Any]:
+    return {**padded(), "base_channels": 32}
+
+
+@register_model("padded-bilinear", default_tile=512, description="Padded U-Net, bilinear up-sampling + 1x1 conv")
+def padded_bilinear() -> dict[str, Any]:
+    return {**padded(), "up_mode": "bilinear"}
+
+
+@register_model("padded-bn", default_tile=512, description="Padded U-Net with batch norm after every conv")
+def padded_bn() -> dict[str, Any]:
+    return {**padded(), "norm": "batch", "init": "default"}
+
+
+def _register_timm(encoder: str, description: str) -> None:
+    register_model(f"timm-{encoder}", default_tile=512, description=description, model_class=TimmUNet, family="timm")(
+        lambda: dict(encoder=encoder, in_channels=1, num_classes=2)
+    )
+
+
+_register_timm("resnet18", "U-Net decoder on a timm ResNet-18 encoder")
+_register_timm("resnet34", "U-Net decoder on a timm ResNet-34 encoder")
+_register_timm("efficientnet_b0", "U-Net decoder on a timm EfficientNet-B0 encoder")
+
+
+# --- Published checkpoints (see the comment above PRETRAINED) --------------------------------------
+
+register_pretrained(
+    PretrainedCfg(
+        name="isbi-small",
+        architecture="small",
+        hf_hub_id="unet-zoo/isbi-small",
+        revision="main",
+        sha256="5c62f3308a13c5835088945bdd6a9836f4e5adac04c8df299f55580ed94b5efb",
+        notes="recipes/isbi-small-cpu.toml, 2400 steps on a 2-core x86-64 CPU (1 h 35 min); "
+        "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
+        metrics={
+            "vrand_thinned": 0.9820833134671663,
+            "vinfo_thinned": 0.9830916060520596,
+            "rand_error": 0.08005891671330334,
+            "warping_error": 0.0013294219970703125,
+            "pixel_error": 0.04771534012861178,
+        },
+    )
+)
+
+register_pretrained(
+    PretrainedCfg(
+        name="isbi-padded",
+        architecture="padded",
+        hf_hub_id="unet-zoo/isbi-padded",
+        revision="main",
+        sha256="2a789bb14c55a3f3a9c92360a7dfba7c5866c6e351f7f40ad78aa1a7b424f6b0",
+        notes="recipes/isbi-padded-cpu.toml, 2200 steps on a 2-core x86-64 CPU (2 h 44 min); "
+        "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
+        metrics={
+            "vrand_thinned": 0.9812364608445426,
+            "vinfo_thinned": 0.9821674490782941,
+            "rand_error": 0.08631969497854919,
+            "warping_error": 0.0014133453369140625,
+            "pixel_error": 0.04744386156743807,
+        },
+    )
+)
+
+register_pretrained(
+    PretrainedCfg(
+        name="isbi-original",
+        architecture="original",
+        hf_hub_id="unet-zoo/isbi-original",
+        revision="main",
+        sha256="9de74828d010e62e3fe2020a046dfa5c3b3348934f40f7241a11007ebb423ef6",
+        notes="recipes/isbi-original-cpu.toml, 800 steps of the valid-convolution network on a 2-core x86-64 CPU (43 min) "
+        "from isbi-padded (2 h 44 min); held-out ISBI 2012 slices 24-29 with 8-fold TTA",
+        metrics={
+            "vrand_thinned": 0.9816798791926268,
+            "vinfo_thinned": 0.982056758519302,
+            "rand_error": 0.09566875796075047,
+            "warping_error": 0.0014870961507161458,
+            "pixel_error": 0.047435116533305344,
+        },
+    )
+)

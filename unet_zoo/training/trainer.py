@@ -1,0 +1,662 @@
+"""The trainer: one readable loop from a recipe to trained weights (nanoGPT style).
+
+    result = train(load_recipe("isbi-small"), steps=200)        # or: unet-zoo train isbi-small --steps 200
+
+Top to bottom: data (slices, labels, the paper's weight maps; `unet_zoo.training.data`) -> model -> optimiser and schedule ->
+(resume) -> loop [sample augmented tiles on the model's device, forward under bf16 autocast on GPU,
+weighted cross-entropy, backward, step, log, validate, checkpoint] -> curves and prediction PNGs.
+
+Everything a run writes goes to one folder (``runs/<recipe>-<YYYYmmdd-HHMMSS>/`` by default):
+``recipe.json``, ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.safetensors``
+(atomic, every ``train.checkpoint_every`` steps and at the end), ``curves.png``, ``predictions.png``
+and ``summary.json``. Under torchrun every process trains, rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from unet_zoo.data.augment import TileSampler
+from unet_zoo.hub.pretrained import HubAccessError, from_pretrained
+from unet_zoo.hub.serialization import CheckpointError, check_state_dict
+from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state, save_training_state
+from unet_zoo.inference.tiling import predict_tiled
+from unet_zoo.models.registry import create_model
+from unet_zoo.training.data import TrainingData, load_training_data, synthetic_cells, validation_tiles, weight_cache_dir
+from unet_zoo.training.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_mean,
+    broadcast_object,
+    init_distributed,
+    wrap_ddp,
+)
+from unet_zoo.training.losses import weighted_cross_entropy
+from unet_zoo.training.recipes import Recipe, recipe_from_dict
+from unet_zoo.training.step import apply_gradients, step_loss
+from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.utils.plots import plot_curves, plot_overlays
+from unet_zoo.utils.runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
+
+RUNS_DIR = Path("runs")
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT stopped training after a step; a checkpoint of that step was written.
+
+    Attributes: step (completed steps), run_dir (resume from it), signal_number (what stopped it).
+    """
+
+    def __init__(self, message: str, step: int, run_dir: Path, signal_number: int):
+        super().__init__(message)
+        self.step, self.run_dir, self.signal_number = step, run_dir, signal_number
+
+
+class TimeLimitReached(TrainingInterrupted):
+    """``time_limit`` ran out: training stopped after a step and checkpointed it (signal_number is 0)."""
+
+
+class _StopSignals:
+    """While active, SIGTERM/SIGINT only set `received` (the loop checkpoints and stops after the step).
+
+    A second signal gets the previous handler (e.g. Ctrl-C twice kills at once). Only the main thread
+    can install handlers; elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or, after a step, a weight) became NaN or infinite; the run stopped and its last good
+    checkpoint was kept."""
+
+
+# --- model, optimiser, schedule ---------------------------------------------------------------------
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD (paper: momentum 0.99), Adam or AdamW as the recipe says."""
+    o = recipe.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def lr_factor(recipe: Recipe, step: int) -> float:
+    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then constant/cosine/step."""
+    s, total = recipe.schedule, recipe.train.steps
+    if s.warmup_steps and step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    if s.kind == "cosine":
+        progress = min(1.0, (step - s.warmup_steps) / max(1, total - s.warmup_steps))
+        return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if s.kind == "step" and s.step_every:
+        return s.gamma ** ((step - s.warmup_steps) // s.step_every)
+    return 1.0
+
+
+ExecutionConfig = RuntimeSettings
+"""How a run executes on its device (the name training has always used for `unet_zoo.utils.runtime.RuntimeSettings`)."""
+
+
+def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> RuntimeSettings:
+    """The fast path the recipe asks for on `device`, decided by `unet_zoo.utils.runtime.runtime_settings`.
+
+    ``train.precision`` and ``train.channels_last`` ("auto": bf16 / channels_last on CUDA) are passed on as
+    they are. ``train.compile`` applies on CUDA only; an explicit `compile` (the ``--compile/--no-compile``
+    flag) overrides it on every device.
+    """
+    t = recipe.train
+    compile_switch: Switch = ("on" if compile else "off") if compile is not None else ("auto" if t.compile else "off")
+    try:
+        return runtime_settings(device, t.precision, t.channels_last, compile_switch)
+    except ValueError as err:  # say which recipe key asked for it
+        raise ValueError(f"train.{err}") from None
+
+
+def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states (uint8 tensors): torch CPU (dropout on CPU), CUDA (dropout on GPU), sampler."""
+    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced. `model` is the trained, unwrapped module (on the training device)."""
+
+    run_dir: Path
+    model: nn.Module
+    recipe: Recipe
+    data: TrainingData
+    step: int
+    seconds: float
+    final_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps_this_session: int = 0  # 0 when --resume found the run already complete
+    init_from: dict[str, Any] | None = None  # recipe model.init_from: {"source", "sha256", "train_seconds", "steps"}
+    world_size: int = 1  # processes that trained together (each step saw batch_size x world_size tiles)
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the trainer reports to its callback (rank 0 only): "start" (before the first step of this
+    session), "step" (every step; `loss` and `tiles_per_s` are set on logged steps), "validation" (with
+    `scores`: val_loss, val_pixel_error on the held-out tiles) and "end" (training finished or stopped)."""
+
+    event: Literal["start", "step", "validation", "end"]
+    step: int  # optimiser steps completed
+    total_steps: int
+    elapsed_s: float  # training time of the whole run so far, resumed sessions included
+    loss: float | None = None
+    tiles_per_s: float | None = None
+    scores: dict[str, float] | None = None
+
+
+TrainCallback = Callable[[TrainProgress], None]
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    """``runs/<recipe name>-<YYYYmmdd-HHMMSS>`` (relative to the working directory)."""
+    return RUNS_DIR / f"{recipe.name}-{_timestamp()}"
+
+
+def latest_run_dir(recipe_name: str, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """The newest ``runs/<recipe_name>-*`` folder holding a checkpoint (for ``--resume`` without a folder)."""
+    candidates = sorted(p for p in Path(runs_dir).glob(f"{recipe_name}-*") if (p / TRAINING_STATE_FILE).is_file())
+    if not candidates:
+        raise FileNotFoundError(f"no run of {recipe_name!r} with a checkpoint under {runs_dir}/; pass --resume DIR")
+    return candidates[-1]
+
+
+class _Log:
+    """metrics.jsonl writer (rank 0) plus the in-memory history."""
+
+    def __init__(self, path: Path | None, history: list[dict[str, Any]]):
+        self.path, self.history = path, history
+        if path is not None:
+            atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in history).encode())
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class Trainer:
+    """Trains `recipe` end to end; call `run()`. See the module docstring for what it writes.
+
+    Args:
+        recipe: the hyperparameters (`unet_zoo.training.recipes.load_recipe`).
+        out_dir: run folder; default ``runs/<recipe>-<time>`` (or the resumed folder).
+        device: "cuda", "cpu", ...; default CUDA when visible. Under torchrun each rank takes its GPU.
+        resume: a run folder (or its checkpoint file) to continue from; the recipe stored in it is used
+            (with `steps` still overridable), so the final weights equal those of an uninterrupted run.
+        data_dir: ISBI folder (else the recipe's, $UNET_ZOO_DATA_DIR or the cache).
+        steps: override ``train.steps``. compile: override ``train.compile`` (None = recipe; the recipe
+            flag applies on CUDA only, an explicit True applies everywhere).
+        callback: called with a `TrainProgress` at the start, after every step, after each validation and
+            at the end, on rank 0 (the CLI draws a progress bar from it); the trainer prints nothing.
+        loss_hook: ``f(step, loss) -> loss`` applied before the finite check (tests inject NaN with it).
+        stop_after: stop (as if killed) after this many completed steps, after checkpointing; for tests.
+        final_outputs: draw curves.png / predictions.png and write summary.json at the end.
+        data: pre-loaded `TrainingData` (skips loading and weight maps; tests and notebooks).
+        time_limit: wall-clock budget of this session in seconds (like a SLURM job's): when the next step
+            would end past it, checkpoint and raise `TimeLimitReached` (continue with ``resume``).
+
+    Under torchrun every rank reads the checkpoint from `resume`, so multi-node resumes need a shared folder.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        out_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        resume: str | Path | None = None,
+        data_dir: str | Path | None = None,
+        steps: int | None = None,
+        compile: bool | None = None,
+        callback: TrainCallback | None = None,
+        loss_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        stop_after: int | None = None,
+        final_outputs: bool = True,
+        data: TrainingData | None = None,
+        time_limit: float | None = None,
+    ):
+        if time_limit is not None and time_limit <= 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
+        self.time_limit = time_limit
+        self.checkpoint_seconds = 0.0  # how long the last checkpoint took to write (for the time limit)
+        self.checkpoint = None
+        if resume is not None:
+            self.checkpoint = load_training_state(resume)
+            saved = self.checkpoint.extra.get("recipe")
+            if saved is not None:
+                recipe = recipe_from_dict(saved, source=recipe.source)
+            resume_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+            out_dir = out_dir or resume_dir
+        if steps is not None:
+            recipe = recipe.with_overrides(train={"steps": steps})
+        if self.checkpoint is not None and self.checkpoint.step > recipe.train.steps:
+            raise ValueError(
+                f"the checkpoint in {resume} is at step {self.checkpoint.step}, beyond the {recipe.train.steps} steps "
+                "asked for; pass a larger --steps (or none, to use the recipe's)"
+            )
+        self.recipe = recipe
+        self.dist: DistInfo = init_distributed(device)
+        self.device = self.dist.device
+        if out_dir is None:
+            out_dir = broadcast_object(str(default_run_dir(recipe)))
+        self.run_dir = Path(out_dir)
+        self.data_dir, self.data = data_dir, data
+        self.compile = compile
+        self.callback = callback if self.dist.is_main else None
+        self.loss_hook, self.stop_after, self.final_outputs = loss_hook, stop_after, final_outputs
+
+    # The pieces of `run`, in order.
+
+    def _setup(self) -> None:
+        r, dev = self.recipe, self.device
+        cuda = dev.type == "cuda"
+        self.execution = execution_config(r, dev, self.compile)
+        self.amp_dtype, self.channels_last = self.execution.amp_dtype, self.execution.channels_last
+
+        if self.data is None:
+            self.data = load_training_data(r, self.data_dir)
+        torch.manual_seed(r.train.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+        model = create_model(r.model.name, **r.model.args).to(dev)
+        self.init_info = self._initial_weights(model) if r.model.init_from else None
+        model = prepare_model(model, dev, channels_last=self.channels_last)  # compiled below, after DDP
+        self.model = model
+        self.optimizer = build_optimizer(model, r)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(r, step))
+        out_tile = model.output_size(r.data.tile)
+        self.sampler = TileSampler(
+            self.data.train_images,
+            self.data.train_labels,
+            self.data.train_weights,
+            r.data.tile,
+            out_tile,
+            replace(r.augment),  # its own copy: the recipe stays as it was read
+            dev,
+        )
+        # Per-rank streams: different tiles and dropout masks on every process, reproducible from the seed.
+        self.generator = torch.Generator(device=dev).manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
+        torch.manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
+        if cuda:
+            torch.cuda.manual_seed(r.train.seed * 1000 + self.dist.rank + 1)
+        self.val = tuple(t.to(dev) for t in validation_tiles(model, self.data, r.data.tile, r.train.eval_tiles))
+        self.step = 0
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+        net: nn.Module = wrap_ddp(model, self.dist)
+        if self.execution.compile:  # after DDP, as PyTorch recommends (DDPOptimizer splits the graph at buckets)
+            net = torch.compile(net)
+        self.net = net
+
+    def _initial_weights(self, model: nn.Module) -> dict[str, Any]:
+        """Load ``model.init_from``'s weights into `model` (a resumed run overwrites them with its checkpoint).
+
+        Returns what the card reports: the source, its weights' sha256 and its own training time in seconds."""
+        source = self.recipe.model.init_from
+        if self.checkpoint is not None:  # resuming: the checkpoint holds the weights; keep the record only
+            return dict(self.checkpoint.extra.get("init_from") or {"source": source})
+        try:
+            start = from_pretrained(source)
+        except (CheckpointError, HubAccessError) as err:
+            raise ValueError(f"model.init_from = {source!r} cannot be loaded: {err}") from err
+        state = start.state_dict()
+        check_state_dict(model, state, source=f"model.init_from = {source!r}")
+        model.load_state_dict(state)
+        config = getattr(start, "pretrained_info", {}) or {}
+        training = config.get("training") or {}
+        cfg = getattr(start, "pretrained_cfg", None)
+        return {
+            "source": source,
+            "sha256": getattr(cfg, "sha256", None),
+            "train_seconds": training.get("time_s"),
+            "steps": training.get("steps"),
+        }
+
+    def _restore(self, ckpt) -> None:
+        self.model.load_state_dict(ckpt.model)
+        if ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        if ckpt.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt.scheduler)
+        self.step = ckpt.step
+        if self.dist.rank in ckpt.rng and len(ckpt.rng) == self.dist.world_size:
+            set_rng_state(ckpt.rng[self.dist.rank], self.generator, self.device)
+        elif self.dist.is_main:
+            warnings.warn(
+                f"checkpoint has RNG states for {len(ckpt.rng)} process(es), this run has "
+                f"{self.dist.world_size}; continuing with fresh random streams (not bit-identical)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _check_finite_weights(self) -> None:
+        """Raise `NonFiniteLossError` when a weight is NaN/inf (a finite loss can still give inf gradients).
+
+        Every rank holds the same weights under DDP, so every rank raises together."""
+        params = list(self.model.parameters())
+        if bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            return
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        raise NonFiniteLossError(
+            f"weights became NaN/inf at step {self.step} of recipe {self.recipe.name!r} ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); stopped without saving them. The last good checkpoint "
+            f"({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. Lower optimizer.lr or set optimizer.grad_clip."
+        )
+
+    def _save(self) -> None:
+        started = time.perf_counter()
+        self._save_training_state()
+        self.checkpoint_seconds = time.perf_counter() - started
+
+    def _save_training_state(self) -> None:
+        self._check_finite_weights()
+        states = all_gather_objects(rng_state(self.generator, self.device))  # collective: every rank calls it
+        if not self.dist.is_main:
+            return
+        save_training_state(
+            self.run_dir / TRAINING_STATE_FILE,
+            model=self.model,
+            step=self.step,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            rng={rank: s for rank, s in enumerate(states)},
+            extra={
+                "recipe": self.recipe.as_dict(),
+                "world_size": self.dist.world_size,
+                "train_seconds": round(self.train_seconds, 3),
+                "init_from": self.init_info,
+            },
+        )
+
+    def _autocast(self) -> torch.autocast:
+        return autocast(self.device, enabled=self.amp_dtype is not None)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Weighted CE and pixel error (argmax vs label) on the fixed held-out tiles."""
+        self.model.eval()
+        x, y, w = self.val
+        losses, wrong = [], 0
+        for i in range(0, len(x), self.recipe.train.batch_size):
+            xb = prepare_input(x[i : i + self.recipe.train.batch_size], self.device, channels_last=self.channels_last)
+            with self._autocast():
+                logits = self.model(xb)
+            losses.append(weighted_cross_entropy(logits, y[i : i + len(xb)], w[i : i + len(xb)], "sum"))
+            wrong += int((logits.argmax(1) != y[i : i + len(xb)]).sum())
+        self.model.train()
+        return {"val_loss": float(sum(losses) / y.numel()), "val_pixel_error": wrong / y.numel()}
+
+    def run(self) -> TrainResult:
+        """Train to ``train.steps``; returns a `TrainResult`.
+
+        Raises `NonFiniteLossError` on a NaN/inf loss (checked every step, before the update) or NaN/inf
+        weights (checked before every checkpoint, so a checkpoint never holds them). On CUDA the run goes
+        under `unet_zoo.utils.runtime.fast_backend` (cuDNN autotuning, TF32); PyTorch's settings are restored after.
+        """
+        self._setup()
+        with fast_backend() if self.execution.fast_backend else contextlib.nullcontext():
+            return self._loop()
+
+    def _loop(self) -> TrainResult:
+        """The steps of `run` after `_setup`: train, log, validate, checkpoint, final outputs."""
+        r = self.recipe
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.run_dir / "recipe.json", json.dumps(r.as_dict(), indent=2).encode())
+        history = self._read_history() if self.checkpoint is not None else []
+        log = _Log(self.run_dir / "metrics.jsonl" if main else None, history)
+        tiles_per_step = r.train.batch_size * self.dist.world_size
+        start_time, window_time, window_steps = time.perf_counter(), time.perf_counter(), 0
+        # A resumed run reports its last logged loss even if no step is left to train.
+        loss_value = next((float(h["loss"]) for h in reversed(history) if "loss" in h), float("nan"))
+        first_step = self.step
+        self.net.train()
+        # Training time of earlier sessions of a resumed run, so times and the card cover the whole run.
+        elapsed_before = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
+        start_time -= elapsed_before
+        self.train_seconds = elapsed_before  # what the next checkpoint records
+        stop = _StopSignals()
+        session_start = step_start = time.perf_counter()
+        try:
+            stop.__enter__()
+            self._report("start", start_time)
+            while self.step < r.train.steps:
+                x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
+                x = prepare_input(x, self.device, channels_last=self.channels_last)
+                loss = step_loss(self.net, x, y, w, self.device, amp=self.amp_dtype is not None)
+                if self.loss_hook is not None:
+                    loss = self.loss_hook(self.step, loss)
+                # One collective carries the loss (NaN on any rank -> NaN on all) and any rank's stop request.
+                reduced = all_reduce_mean(torch.stack([loss.detach().float(), loss.new_tensor(float(stop.received is not None))]))
+                loss_value, stop_requested = float(reduced[0]), bool(reduced[1] > 0)
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        f"loss is {loss_value} at step {self.step + 1} of recipe {r.name!r}; "
+                        f"stopped. The last good checkpoint ({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. "
+                        "Lower optimizer.lr, add warm-up (schedule.warmup_steps) or set optimizer.grad_clip."
+                    )
+                apply_gradients(self.optimizer, loss, self.model.parameters(), grad_clip=r.optimizer.grad_clip)
+                self.scheduler.step()
+                self.step += 1
+                window_steps += 1
+
+                if self.step % r.train.log_every == 0 or self.step == r.train.steps:
+                    now = time.perf_counter()
+                    speed = window_steps * tiles_per_step / max(now - window_time, 1e-9)
+                    window_time, window_steps = now, 0
+                    log.write(
+                        {
+                            "step": self.step,
+                            "loss": loss_value,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "tiles_per_s": round(speed, 3),
+                            "time_s": round(now - start_time, 3),
+                        }
+                    )
+                    self._report("step", start_time, loss=loss_value, tiles_per_s=speed)
+                else:
+                    self._report("step", start_time)
+                if (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps:
+                    if main:
+                        scores = self.validate()
+                        log.write({"step": self.step, **scores})
+                        self._report("validation", start_time, loss=loss_value, scores=scores)
+                now = time.perf_counter()
+                self.train_seconds = now - start_time
+                out_of_time = self._out_of_time(session_start, step_start, now)
+                step_start = now
+                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested or out_of_time:
+                    self._save()
+                if stop_requested and self.step < r.train.steps:
+                    signum = stop.received or signal.SIGTERM
+                    raise TrainingInterrupted(
+                        f"{signal.Signals(signum).name} stopped training of {r.name!r} after step {self.step} of "
+                        f"{r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with --resume {self.run_dir} "
+                        "(or --resume latest).",
+                        self.step,
+                        self.run_dir,
+                        signum,
+                    )
+                if out_of_time and self.step < r.train.steps:
+                    raise TimeLimitReached(
+                        f"the time limit of {self.time_limit / 60:g} min stopped training of {r.name!r} after step "
+                        f"{self.step} of {r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with "
+                        f"--resume {self.run_dir} (or --resume latest).",
+                        self.step,
+                        self.run_dir,
+                        0,
+                    )
+                if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:
+                    break
+        finally:
+            stop.__exit__()
+            self._report("end", start_time, loss=loss_value)
+        seconds = time.perf_counter() - start_time
+        if main and self.final_outputs and self.step == r.train.steps:
+            self._final_outputs(history, seconds)
+        return TrainResult(
+            self.run_dir,
+            self.model,
+            r,
+            self.data,
+            self.step,
+            seconds,
+            loss_value,
+            history,
+            steps_this_session=self.step - first_step,
+            init_from=self.init_info,
+            world_size=self.dist.world_size,
+        )
+
+    def _report(self, event: Any, start_time: float, **fields: Any) -> None:
+        """Send a `TrainProgress` to the callback (rank 0 only)."""
+        if self.callback is not None:
+            elapsed = time.perf_counter() - start_time
+            self.callback(TrainProgress(event, self.step, self.recipe.train.steps, elapsed, **fields))
+
+    def _out_of_time(self, session_start: float, step_start: float, now: float) -> bool:
+        """Whether one more step (taking as long as the last one, plus the checkpoint's time) would end
+        past ``time_limit`` seconds of this session; every rank decides on rank 0's clock."""
+        if self.time_limit is None:
+            return False
+        margin = 2.0 * (now - step_start) + self.checkpoint_seconds
+        late = torch.tensor(float(now - session_start + margin >= self.time_limit), device=self.device)
+        return bool(all_reduce_mean(late) > 0)
+
+    def _read_history(self) -> list[dict[str, Any]]:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut off by the kill; the log is rewritten from the records kept
+                continue
+        return [rec for rec in records if rec.get("step", 0) <= self.step]  # drop steps after the checkpoint
+
+    def _final_outputs(self, history: list[dict[str, Any]], seconds: float) -> None:
+        plot_curves(history, self.run_dir / "curves.png")
+        n = min(self.recipe.train.overlay_slices, len(self.data.val_images))
+        if n:
+            probs = np.stack(
+                [
+                    predict_tiled(self.model, img, device=self.device, batch_size=self.recipe.eval.batch_size)[0]
+                    for img in self.data.val_images[:n]
+                ]
+            )
+            plot_overlays(
+                self.data.val_images[:n],
+                probs,
+                self.data.val_labels[:n],
+                self.run_dir / "predictions.png",
+                titles=[f"held-out slice {s}" for s in self.data.val_slices[:n]],
+            )
+        last_val = next((h for h in reversed(history) if "val_loss" in h), {})
+        summary = {
+            "recipe": self.recipe.name,
+            "steps": self.step,
+            "train_seconds": round(seconds, 2),
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+            "final_loss": next(
+                (h["loss"] for h in reversed(history) if "loss" in h), None
+            ),  # the last record may be a validation one
+            **{k: v for k, v in last_val.items() if k != "step"},
+        }
+        atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+
+def train(recipe: Recipe, **kwargs: Any) -> TrainResult:
+    """Train `recipe` (see `Trainer` for the keyword arguments) and return the `TrainResult`."""
+    return Trainer(recipe, **kwargs).run()
+
+
+# TrainingData, load_training_data, synthetic_cells, validation_tiles and weight_cache_dir come from
+# unet_zoo.training.data and are re-exported: they have always been importable from here.
+__all__ = [
+    "ExecutionConfig",
+    "NonFiniteLossError",
+    "TrainResult",
+    "Trainer",
+    "TimeLimitReached",
+    "TrainCallback",
+    "TrainProgress",
+    "TrainingInterrupted",
+    "TrainingData",
+    "build_optimizer",
+    "default_run_dir",
+    "execution_config",
+    "latest_run_dir",
+    "load_training_data",
+    "lr_factor",
+    "rng_state",
+    "set_rng_state",
+    "synthetic_cells",
+    "train",
+    "validation_tiles",
+    "weight_cache_dir",
+]

@@ -1,0 +1,385 @@
+"""Volumes on disk for blockwise prediction: open a source, create (or reopen) the output, record finished blocks.
+
+Sources: a Zarr v2/v3 array or group path (OME-Zarr: a chosen resolution level), a zarr.Array, a
+(memory-mapped) TIFF stack, a dask or NumPy array; 2-D (Y, X) or 3-D (Z, Y, X), sections along the first
+axis. `VolumeSource` is picklable and opens its file lazily, once per process, so dask workers read
+the blocks they need themselves.
+
+Output: a Zarr array (or, for an OME-Zarr input, an OME-Zarr group with that array as level "0") of
+the same format and chunks as the input, its attributes saying what produced it. A block is finished
+when its marker file exists (written atomically after the block's chunks); the markers go when the run
+completes and the attribute ``unet_zoo.complete`` becomes true.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_zoo._version import __version__
+from unet_zoo.utils.files import atomic_write_bytes
+
+try:
+    import zarr
+except ImportError as _err:  # the optional extra: keep the message actionable
+    raise ImportError('volume prediction needs zarr and dask: pip install "unet-zoo[volumes]"') from _err
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+MARKERS = ".unet_zoo-blocks"  # folder of finished-block markers inside the output store, removed at completion
+ATTRS = "unet_zoo"  # the output array's attribute holding provenance and the run's settings
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+@dataclass
+class VolumeSource:
+    """A 2-D or 3-D image volume read block by block; `shape` is always (Z, Y, X) (Z = 1 for 2-D sources)."""
+
+    kind: str  # "zarr" (path), "tiff" (path), "array" (in memory: NumPy, dask, zarr.Array)
+    description: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    ndim: int  # 2 or 3: the source's own dimensionality (the output has the same)
+    chunks: tuple[int, ...] | None = None  # the source's chunks / shards (source dimensionality), if chunked
+    shards: tuple[int, ...] | None = None
+    zarr_format: int | None = None
+    ome: dict[str, Any] | None = None  # OME-Zarr metadata to copy: {"wrapper": "ome"|None, "multiscales": {...}}
+    path: str | None = None
+    key: str = ""  # array path inside a Zarr store
+    array: Any = field(default=None, repr=False)  # in-memory arrays (pickled with the source), or the opened handle
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.kind != "array":
+            state["array"] = None  # files are reopened in each process
+        return state
+
+    def _open(self):
+        if self.array is None:
+            if self.kind == "tiff":
+                self.array = _open_tiff(Path(self.path))
+            else:
+                node = zarr.open(self.path, mode="r")
+                self.array = node[self.key] if self.key else node
+        return self.array
+
+    def read(self, z: slice, rows: slice, cols: slice) -> np.ndarray:
+        """Raw pixels [z, rows, cols] as a (z, rows, cols) NumPy array, in the source's dtype."""
+        array = self._open()
+        region = array[rows, cols][None] if self.ndim == 2 else array[z, rows, cols]
+        if hasattr(region, "compute"):  # dask: computed here, in this process / worker task
+            region = region.compute(scheduler="sync")
+        return np.asarray(region)
+
+
+def _open_tiff(path: Path):
+    import tifffile
+
+    try:
+        return tifffile.memmap(path, mode="r")  # uncompressed, contiguous: no copy at all
+    except ValueError:  # compressed or tiled pages: read page by page through tifffile's Zarr store
+        return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+
+
+def _check_dims(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) not in (2, 3):
+        raise ValueError(
+            f"{what} has shape {tuple(shape)}: expected a stack of sections (Z, Y, X) or one section (Y, X); "
+            "select a channel / time point first (e.g. array[0])"
+        )
+    if min(shape) < 1:
+        raise ValueError(f"{what} is empty: shape {tuple(shape)}")
+
+
+def _ome_multiscales(attrs: dict) -> tuple[str | None, list] | None:
+    """(wrapper key, multiscales list) of OME-Zarr 0.4 (top-level) or 0.5 (under "ome") attributes, or None."""
+    if isinstance(attrs.get("ome"), dict) and attrs["ome"].get("multiscales"):
+        return "ome", attrs["ome"]["multiscales"]
+    if attrs.get("multiscales"):
+        return None, attrs["multiscales"]
+    return None
+
+
+def _open_zarr_path(path: Path, level: int | None) -> VolumeSource:
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as err:  # zarr raises several types for "nothing readable here"
+        raise ValueError(
+            f"{path} is not a readable Zarr array or group ({type(err).__name__}: {err}); "
+            "pass a Zarr v2/v3 array or OME-Zarr group, or a TIFF stack"
+        ) from None
+    key, ome = "", None
+    if isinstance(node, zarr.Group):
+        found = _ome_multiscales(dict(node.attrs))
+        if found is None:
+            arrays = sorted(name for name, _ in node.arrays())
+            hint = f"; it holds the arrays {', '.join(arrays)}: pass one, e.g. {path / arrays[0]}" if arrays else ""
+            raise ValueError(f"{path} is a Zarr group without OME-Zarr multiscales metadata{hint}")
+        wrapper, multiscales = found
+        scales = multiscales[0]
+        datasets = scales.get("datasets") or []
+        level = 0 if level is None else level
+        if not 0 <= level < len(datasets):
+            raise ValueError(f"{path} has {len(datasets)} resolution level(s) (0..{len(datasets) - 1}); got level {level}")
+        key = datasets[level]["path"]
+        axes = scales.get("axes") or []
+        if axes and any(isinstance(a, dict) and a.get("type") not in (None, "space") for a in axes[-2:]):
+            raise ValueError(f"{path}: the last two axes must be spatial (y, x), got {axes}")
+        ome = {"wrapper": wrapper, "multiscales": scales, "dataset": datasets[level]}
+        node = node[key]
+        if not isinstance(node, zarr.Array):
+            raise ValueError(f"{path}/{key} (level {level}) is not a Zarr array")
+    elif level not in (None, 0):
+        raise ValueError(f"level {level} needs an OME-Zarr group; {path} is a single array")
+    _check_dims(node.shape, str(path))
+    return VolumeSource(
+        "zarr",
+        str(path),
+        _zyx(node.shape),
+        np.dtype(node.dtype),
+        node.ndim,
+        tuple(node.chunks),
+        tuple(node.shards) if getattr(node, "shards", None) else None,
+        node.metadata.zarr_format,
+        ome,
+        str(path.resolve()),
+        key,
+    )
+
+
+def _zyx(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return (1, *shape) if len(shape) == 2 else tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def open_source(source: Any, level: int | None = None) -> VolumeSource:
+    """Open `source` (Zarr / OME-Zarr path, TIFF path, zarr.Array, dask or NumPy array) for blockwise reading.
+
+    Raises FileNotFoundError for a missing path and ValueError for anything that is not a 2-D/3-D array.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
+            if level not in (None, 0):
+                raise ValueError(f"level {level} needs an OME-Zarr group; {path} is a TIFF file")
+            try:
+                array = _open_tiff(path)
+            except Exception as err:
+                raise ValueError(f"cannot read {path} as a TIFF stack: {err}") from None
+            _check_dims(array.shape, str(path))
+            return VolumeSource("tiff", str(path), _zyx(array.shape), np.dtype(array.dtype), array.ndim, path=str(path.resolve()))
+        if path.is_file():
+            raise ValueError(f"{path} is a file, but not a TIFF: pass a Zarr store (a folder) or a .tif/.tiff stack")
+        return _open_zarr_path(path, level)
+    if level not in (None, 0):
+        raise ValueError("level applies to OME-Zarr paths only")
+    if isinstance(source, zarr.Array):
+        _check_dims(source.shape, "the zarr array")
+        return VolumeSource(
+            "array",
+            f"zarr array {source.path or '/'}",
+            _zyx(source.shape),
+            np.dtype(source.dtype),
+            source.ndim,
+            tuple(source.chunks),
+            tuple(source.shards) if getattr(source, "shards", None) else None,
+            source.metadata.zarr_format,
+            array=source,
+        )
+    if hasattr(source, "chunksize") and hasattr(source, "compute"):  # a dask array
+        _check_dims(source.shape, "the dask array")
+        return VolumeSource(
+            "array",
+            "dask array",
+            _zyx(source.shape),
+            np.dtype(source.dtype),
+            source.ndim,
+            tuple(int(c) for c in source.chunksize),
+            array=source,
+        )
+    if isinstance(source, np.ndarray):
+        _check_dims(source.shape, "the array")
+        return VolumeSource("array", "NumPy array", _zyx(source.shape), source.dtype, source.ndim, array=source)
+    raise TypeError(
+        f"cannot read a {type(source).__name__} as a volume: pass a Zarr / OME-Zarr path, a TIFF path, "
+        "a zarr.Array, a dask array or a NumPy array"
+    )
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class VolumeOutput:
+    """The output store: `path` (array or OME-Zarr group), `key` (the array inside it), the block markers."""
+
+    path: str
+    key: str
+    ndim: int
+    array: Any = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "array": None}
+
+    def _open(self):
+        if self.array is None:
+            node = zarr.open(self.path, mode="r+")
+            self.array = node[self.key] if self.key else node
+        return self.array
+
+    @property
+    def markers(self) -> Path:
+        return Path(self.path) / MARKERS
+
+    def write(self, z: slice, rows: slice, cols: slice, values: np.ndarray) -> None:
+        """Store a (z, rows, cols) block (whole chunks), then mark it finished."""
+        array = self._open()
+        if self.ndim == 2:
+            array[rows, cols] = values[0]
+        else:
+            array[z, rows, cols] = values
+
+    def mark_done(self, name: str) -> None:
+        atomic_write_bytes(self.markers / name, b"")
+
+    def done(self) -> set[str]:
+        return {p.name for p in self.markers.iterdir() if not p.name.startswith(".")} if self.markers.is_dir() else set()
+
+    def attrs(self) -> dict:
+        return dict(self._open().attrs)
+
+    def complete(self) -> None:
+        """Record that every block is written and drop the markers."""
+        array = self._open()
+        info = dict(array.attrs[ATTRS])
+        info["complete"] = True
+        array.attrs[ATTRS] = info
+        shutil.rmtree(self.markers, ignore_errors=True)
+
+
+def _ome_attrs(source: VolumeSource) -> dict:
+    scales = {k: v for k, v in source.ome["multiscales"].items() if k not in ("datasets", "name", "type", "metadata")}
+    dataset = {k: v for k, v in source.ome["dataset"].items() if k != "path"}
+    scales.update(name="unet_zoo probabilities", datasets=[{"path": "0", **dataset}])
+    if source.ome["wrapper"] == "ome":
+        return {"ome": {"version": "0.5", "multiscales": [scales]}}
+    return {"multiscales": [scales]}
+
+
+def open_output(
+    out: str | Path,
+    source: VolumeSource,
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+    dtype: str,
+    settings: dict,
+    *,
+    overwrite: bool,
+    resume: bool,
+) -> tuple[VolumeOutput, set[str]]:
+    """Create the output store (or reopen an unfinished one with the same `settings` when `resume`).
+
+    Returns the output and the names of the blocks already finished. Raises FileExistsError for an
+    existing output unless `overwrite` (which deletes it; only Zarr stores and empty folders are deleted).
+    """
+    path = Path(out).expanduser().resolve()
+    if source.path and Path(source.path) == path:
+        raise ValueError(f"the output {path} is the input; choose another output path")
+    key = "0" if source.ome else ""
+    if path.exists():
+        if overwrite:
+            if path.is_dir() and (_is_zarr_store(path) or not any(path.iterdir())):
+                shutil.rmtree(path)
+            else:
+                raise FileExistsError(f"{path} exists and is not a Zarr store; refusing to delete it, remove it yourself")
+        else:
+            found = _unfinished(path, key, settings) if resume else None
+            if found is not None:
+                return found
+            raise FileExistsError(_exists_message(path, key))
+    fmt = source.zarr_format or 2
+    attrs = {ATTRS: {**settings, "unet_zoo_version": __version__, "complete": False}}
+    if source.ome:
+        group = zarr.open_group(str(path), mode="w-", zarr_format=fmt, attributes=_ome_attrs(source))
+        group.create_array(
+            key,
+            shape=source.shape[-source.ndim :],
+            chunks=chunks,
+            shards=shards,
+            dtype=dtype,
+            fill_value=0,
+            attributes=attrs,
+            **_dims(fmt, source),
+        )
+    else:
+        zarr.create_array(
+            str(path),
+            shape=source.shape[-source.ndim :],
+            chunks=chunks,
+            shards=shards,
+            dtype=dtype,
+            fill_value=0,
+            attributes=attrs,
+            zarr_format=fmt,
+        )
+    output = VolumeOutput(str(path), key, source.ndim)
+    output.markers.mkdir()
+    return output, set()
+
+
+def _dims(fmt: int, source: VolumeSource) -> dict:
+    """Zarr v3 dimension names from the OME axes (the array then says which axis is which by itself)."""
+    axes = source.ome["multiscales"].get("axes") if source.ome else None
+    if fmt == 3 and axes and all(isinstance(a, dict) and "name" in a for a in axes) and len(axes) == source.ndim:
+        return {"dimension_names": [a["name"] for a in axes]}
+    return {}
+
+
+def _read_info(path: Path, key: str) -> dict | None:
+    try:
+        node = zarr.open(str(path), mode="r")
+        node = node[key] if key and isinstance(node, zarr.Group) else node
+        info = dict(node.attrs).get(ATTRS)
+    except Exception:
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _exists_message(path: Path, key: str) -> str:
+    info = _read_info(path, key)
+    if info and info.get("complete"):
+        return f"{path} already holds a finished prediction; pass overwrite=True (--overwrite) to replace it"
+    if info:
+        return (
+            f"{path} holds an unfinished prediction; resume=True continues it (with the same settings), "
+            "overwrite=True (--overwrite) starts again"
+        )
+    return f"{path} already exists; choose another output path or pass overwrite=True (--overwrite) to replace it"
+
+
+def _unfinished(path: Path, key: str, settings: dict) -> tuple[VolumeOutput, set[str]] | None:
+    info = _read_info(path, key)
+    if not info or info.get("complete"):
+        return None
+    differs = sorted(k for k in settings if info.get(k) != settings[k])
+    if differs:
+        raise FileExistsError(
+            f"{path} holds an unfinished prediction made with other settings ({', '.join(differs)} differ); "
+            "resume it with the same model and options, or pass overwrite=True (--overwrite) to start again"
+        )
+    output = VolumeOutput(str(path), key, len(settings["shape"]))
+    output.markers.mkdir(exist_ok=True)
+    return output, output.done()
+
+
+__all__ = ["ATTRS", "VolumeOutput", "VolumeSource", "open_output", "open_source"]

@@ -1,0 +1,330 @@
+"""Blockwise prediction of volumes of any size: Zarr / OME-Zarr / TIFF / dask / NumPy in, Zarr out.
+
+The volume is cut into blocks of whole output chunks (one chunk deep along the section axis, about
+`block` pixels in y and x). Each section of a block is predicted with `unet_zoo.inference.region.predict_region`,
+which runs exactly the tiles `predict_tiled` would run over the whole section and reads only the pixels
+they need (the block plus the model's context, mirrored at the volume's border). The result therefore
+equals ``predict_tiled(model, section)`` up to float rounding, whatever the block size, while memory is
+bounded by a block. Blocks run one after another in this process, or on a dask.distributed cluster
+(`workers` starts a local one, `scheduler` joins an existing one), where each worker loads the model once.
+Finished blocks are recorded, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unet_zoo.hub.loading import load_model
+from unet_zoo.inference.region import predict_region
+from unet_zoo.inference.tiling import Normalise, _check_tile, choose_tile
+from unet_zoo.volumes.io import VolumeOutput, VolumeSource, open_output, open_source
+
+Progress = Callable[[int, int], None]
+"""progress(blocks_done, blocks_total), called on the calling process after each finished block."""
+
+DEFAULT_BLOCK = 2048  # px in y and x; less for deep chunks (see _default_block)
+BLOCK_PIXELS = 1 << 26  # default block: at most 64 M output pixels (256 MB of float32)
+DTYPES = ("float32", "uint8")
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Blocks of a (Z, Y, X) volume: `block` = (bz, by, bx) pixels, the last ones cut at the volume's end."""
+
+    shape: tuple[int, int, int]
+    block: tuple[int, int, int]
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return tuple(math.ceil(s / b) for s, b in zip(self.shape, self.block))  # type: ignore[return-value]
+
+    def indices(self) -> list[tuple[int, int, int]]:
+        nz, ny, nx = self.grid
+        return [(z, y, x) for z in range(nz) for y in range(ny) for x in range(nx)]
+
+    def region(self, index: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+        return tuple(  # type: ignore[return-value]
+            slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(index, self.block, self.shape)
+        )
+
+    @staticmethod
+    def name(index: tuple[int, int, int]) -> str:
+        return ".".join(str(i) for i in index)
+
+
+def _round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+def _default_block(depth: int) -> int:
+    return min(DEFAULT_BLOCK, max(1, math.isqrt(BLOCK_PIXELS // max(1, depth))))
+
+
+def plan_blocks(shape: tuple[int, int, int], unit: tuple[int, int, int] | None, block: int | None, min_block: int) -> BlockPlan:
+    """Blocks of whole write units (`unit`: the output's chunks or shards, (Z, Y, X)) about `block` px wide.
+
+    Without a unit (unchunked sources) blocks are one section deep and `block` px wide (the output's chunks
+    are then the blocks). ValueError when `block` is below `min_block` (the model's tile output side).
+    """
+    _, height, width = shape
+    side = _default_block(unit[0] if unit else 1) if block is None else int(block)
+    if side < min(min_block, max(height, width)):
+        raise ValueError(
+            f"block {side} px is smaller than the model's tile ({min_block} output px): use a block of at least "
+            f"{min_block} px (several tiles wide is faster: tiles crossing a block edge run for both blocks)"
+        )
+    if unit is None:
+        return BlockPlan(shape, (1, min(height, side), min(width, side)))
+    uz, uy, ux = unit
+    return BlockPlan(shape, (min(uz, shape[0]), min(height, _round_up(side, uy)), min(width, _round_up(side, ux))))
+
+
+@dataclass
+class VolumeJob:
+    """Everything a block needs except the model: picklable, shipped once to each dask worker."""
+
+    source: VolumeSource
+    output: VolumeOutput
+    plan: BlockPlan
+    tile: int | None
+    tta: bool
+    batch_size: int
+    channel: int
+    dtype: str
+    normalise: Normalise
+    amp: bool = False
+
+    def predict(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
+        """The (bz, by, bx) output block `index`, in the output dtype."""
+        zs, ys, xs = self.plan.region(index)
+        _, height, width = self.plan.shape
+        loaded: dict[tuple, np.ndarray] = {}
+
+        def reader(z: int):
+            def read(rows: slice, cols: slice) -> np.ndarray:  # the whole block's input, read once
+                key = (rows.start, rows.stop, cols.start, cols.stop)
+                if key not in loaded:
+                    loaded.clear()
+                    loaded[key] = self.source.read(zs, rows, cols)
+                return loaded[key][z - zs.start]
+
+            return read
+
+        values = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype)
+        for z in range(zs.start, zs.stop):
+            probs = predict_region(
+                model,
+                reader(z),
+                (height, width),
+                (ys.start, ys.stop),
+                (xs.start, xs.stop),
+                tile=self.tile,
+                batch_size=self.batch_size,
+                tta=self.tta,
+                normalise=self.normalise,
+                amp=self.amp,
+            )[self.channel]
+            values[z - zs.start] = probs if self.dtype == "float32" else np.clip(np.rint(probs * 255), 0, 255)
+        return values
+
+    def run(self, model: nn.Module, index: tuple[int, int, int]) -> str:
+        """Predict, write and mark block `index` finished; returns its name."""
+        values = self.predict(model, index)
+        self.output.write(*self.plan.region(index), values)
+        name = BlockPlan.name(index)
+        self.output.mark_done(name)  # after the write: a block without a marker is computed again
+        return name
+
+
+def model_provenance(model: nn.Module) -> dict[str, Any]:
+    """Which model made a prediction: architecture, arguments, checkpoint, revision and weights sha256 (or None)."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    source = getattr(model, "checkpoint_source", None)
+    revision = getattr(cfg, "revision", None)
+    if revision is None and source and "@" in str(source):
+        revision = str(source).rsplit("@", 1)[1].split()[0].rstrip(")")
+    return {
+        "model": getattr(model, "model_name", None) or type(model).__name__,
+        "model_args": getattr(model, "model_args", None),
+        "checkpoint": getattr(cfg, "name", None) or source,
+        "revision": revision,
+        "sha256": getattr(model, "weights_sha256", None) or getattr(cfg, "sha256", None),
+    }
+
+
+def state_sha256(model: nn.Module) -> str:
+    """Hex sha256 of the model's parameters and buffers (names, dtypes, shapes, bytes): the weights actually used."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_unit(source: VolumeSource) -> tuple[int, int, int] | None:
+    unit = source.shards or source.chunks
+    return None if unit is None else ((1, *unit) if len(unit) == 2 else tuple(unit))  # type: ignore[return-value]
+
+
+def predict_volume(
+    model: nn.Module | str,
+    source: Any,
+    out: str | Path,
+    *,
+    block: int | None = None,
+    tile: int | None = None,
+    tta: bool = False,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    resume: bool = True,
+    scheduler: Any = None,
+    workers: int | None = None,
+    level: int | None = None,
+    progress: Progress | None = None,
+    batch_size: int = 4,
+    channel: int = 1,
+    device: str | None = None,
+    normalise: Normalise = "auto",
+    memory_limit: str | float | None = "auto",
+) -> Path:
+    """Cell probabilities of a 2-D or 3-D volume of any size, written to a Zarr array at `out`.
+
+    Args:
+        model: a zoo model, or a spec for `unet_zoo.load_model` (checkpoint name, folder, Hub id, architecture).
+        source: Zarr v2/v3 array or group path, OME-Zarr group (level `level`, default 0), TIFF stack path,
+            zarr.Array, dask or NumPy array; (Z, Y, X) sections or one (Y, X) section; uint8/uint16/float
+            pixels as for `predict_tiled` (`normalise`).
+        out: output path. A Zarr array like the input (format, chunks, shards); an OME-Zarr group with the
+            array as level "0" and the input's axes and scale when the input was OME-Zarr.
+        block: block side in y and x in pixels, rounded up to whole output chunks (default: 2048, less for
+            chunks many sections deep); at least the model's tile output side.
+        tile, tta, batch_size, normalise: as for `predict_tiled`: the result equals
+            ``predict_tiled(model, section, tile=tile, tta=tta)[channel]`` for every section, up to float rounding.
+        dtype: "float32" (probabilities) or "uint8" (probability x 255, rounded).
+        overwrite: replace an existing output (a Zarr store). Otherwise an existing output is an error,
+            unless it is an unfinished run with the same settings and `resume` is true: then only the
+            blocks not yet finished are computed.
+        scheduler: address of a dask.distributed scheduler ("tcp://host:8786") or a distributed.Client;
+            workers must see `source` and `out` at the same paths.
+        workers: start a local dask cluster of this many processes (one thread each).
+        progress: ``progress(blocks_done, blocks_total)`` after each block (and once at the start).
+        channel: output class channel (1: cell for the zoo's EM models).
+        device: where to run (default: the model's device; "cuda" if available for specs and on workers).
+        memory_limit: per-worker memory limit of a local cluster (dask's format, e.g. "2GiB").
+
+    Returns:
+        The output path.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if scheduler is not None and workers is not None:
+        raise ValueError("pass either scheduler (an existing cluster) or workers (a local cluster), not both")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(model, str):
+        model = load_model(model, device=device)
+    elif device is not None:
+        model.to(device)
+    model.eval()
+    vol = open_source(source, level)
+    in_channels, classes = int(getattr(model, "in_channels", 1)), int(getattr(model, "num_classes", 2))
+    if in_channels != 1:
+        raise ValueError(f"volumes are single-channel sections; this model takes {in_channels} input channels")
+    if not 0 <= channel < classes:
+        raise ValueError(f"channel {channel} does not exist: the model predicts {classes} classes")
+    _, height, width = vol.shape
+    used_tile = choose_tile(model, height, width, tile)
+    unit = _write_unit(vol)
+    plan = plan_blocks(vol.shape, unit, block, _check_tile(model, used_tile))
+    if unit is None:
+        chunks: tuple[int, ...] = plan.block[-vol.ndim :]
+    else:
+        chunks = vol.chunks
+    settings = json.loads(
+        json.dumps(
+            {
+                **model_provenance(model),
+                "state_sha256": state_sha256(model),  # resuming with other weights (a checkpoint or not) is refused
+                "source": vol.description,
+                "shape": list(vol.shape[-vol.ndim :]),
+                "tile": used_tile,
+                "tta": tta,
+                "channel": channel,
+                "dtype": dtype,
+                "block": list(plan.block),
+                "normalise": normalise if isinstance(normalise, str) else "callable",
+            },
+            default=str,
+        )
+    )
+    client = cluster = None
+    if scheduler is not None or workers is not None:
+        # dask.distributed is imported only for cluster runs (an optional, heavy dependency)
+        from unet_zoo.volumes.cluster import connect
+
+        client, cluster = connect(scheduler, workers, memory_limit)  # fails fast, before anything is written
+    try:
+        output, done = open_output(out, vol, chunks, vol.shards, dtype, settings, overwrite=overwrite, resume=resume)
+        _run(
+            VolumeJob(vol, output, plan, tile, tta, batch_size, channel, dtype, normalise),
+            model,
+            done,
+            progress,
+            client,
+            device,
+            local_workers=workers if cluster is not None else None,
+        )
+    finally:
+        if client is not None and client is not scheduler:  # ours: a Client of an address or of a local cluster
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    output.complete()
+    return Path(output.path)
+
+
+def _run(
+    job: VolumeJob,
+    model: nn.Module,
+    done: set[str],
+    progress: Progress | None,
+    client: Any,
+    device: str | None,
+    local_workers: int | None,
+) -> None:
+    plan = job.plan
+    todo = [i for i in plan.indices() if BlockPlan.name(i) not in done]
+    total = len(plan.indices())
+    finished = total - len(todo)
+    if progress is not None:
+        progress(finished, total)
+
+    def advance() -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(finished, total)
+
+    if client is None:
+        for index in todo:
+            job.run(model, index)
+            advance()
+    else:
+        from unet_zoo.volumes.cluster import run_on_cluster  # dask.distributed: optional
+
+        run_on_cluster(job, model, todo, advance, client, device=device, local_workers=local_workers)
+
+
+__all__ = ["BlockPlan", "VolumeJob", "model_provenance", "plan_blocks", "predict_volume"]

@@ -16,6 +16,7 @@ On import this module connects itself to the models (`unet_zoo.models.hub_mixin.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import tempfile
@@ -57,6 +58,7 @@ from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.utils.files import file_sha256, source_checkout_root
 from unet_zoo.utils.suggest import did_you_mean
 
+logger = logging.getLogger(__name__)
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 T = TypeVar("T")
@@ -327,6 +329,17 @@ def unpublished_hint(name: str) -> str:
     )
 
 
+def is_path_like(name: str) -> bool:
+    """True when `name` is written as a path (``./x``, ``~/x``, ``/x``, ``a/b`` that exists, ``a\\b``), not a bare name.
+
+    A bare registry name ("isbi-small") always means the registry's pinned checkpoint, even where the working
+    directory holds a folder of that name; "owner/repo" is a Hub id unless such a folder exists.
+    """
+    if name.startswith((".", "/", "~")) or "\\" in name or os.path.isabs(name):
+        return True
+    return os.sep in name and os.path.isdir(name)
+
+
 def from_pretrained(
     name_or_path: str | Path,
     *,
@@ -354,9 +367,17 @@ def from_pretrained(
     name = str(name_or_path)
     offline_only = bool(local_files_only)
     load: dict[str, Any] = dict(device=device, dtype=dtype, strict=strict)
-    if os.path.isdir(os.path.expanduser(name)):
+    cfg = None if isinstance(name_or_path, Path) or is_path_like(name) else PRETRAINED.get(name)
+    if cfg is None and os.path.isdir(os.path.expanduser(name)):
         return load_folder(os.path.expanduser(name), **load)
-    cfg = PRETRAINED.get(name)
+    if cfg is not None and os.path.isdir(name):  # a registry name always means its pinned weights
+        logger.warning(
+            "%r is a registered checkpoint, so its pinned weights are loaded, not the folder %s in the working "
+            "directory; pass ./%s to load that folder",
+            name,
+            os.path.abspath(name),
+            name,
+        )
     if cfg is None:
         if name.startswith((".", "/", "~")) or "\\" in name:
             raise CheckpointError(f"checkpoint folder {name} does not exist")
@@ -547,6 +568,7 @@ __all__ = [
     "download",
     "file_sha256",
     "from_pretrained",
+    "is_path_like",
     "is_run_folder",
     "load_folder",
     "load_instance_of",

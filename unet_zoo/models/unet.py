@@ -130,6 +130,11 @@ class TimmUNet(HubMixin, nn.Module):
         super().__init__()
         import timm  # imported here: timm (and torchvision) are only needed for these models
 
+        if not isinstance(encoder, str) or ":" in encoder or "/" in encoder or not timm.is_model(encoder):
+            raise ValueError(
+                f"encoder {encoder!r} is not a timm architecture name (see timm.list_models()); Hub ('hf-hub:...') "
+                "and local-dir encoders are not accepted, so building a model never reads files or the network"
+            )
         self.in_channels, self.num_classes, self.encoder_name = in_channels, num_classes, encoder
         self.encoder = timm.create_model(encoder, features_only=True, pretrained=pretrained_encoder, in_chans=in_channels)
         channels = self.encoder.feature_info.channels()

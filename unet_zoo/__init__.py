@@ -25,6 +25,7 @@ from unet_zoo.models.registry import (
 )
 from unet_zoo.models.sizes import input_size_for_output, is_valid_input_size, nearest_valid_input_sizes, output_size
 from unet_zoo.models.unet import TimmUNet, UNet
+from unet_zoo.segmentation import SegmentationParams, segment
 
 
 def __getattr__(name: str):
@@ -40,6 +41,7 @@ __all__ = [
     "ModelInfo",
     "PRETRAINED",
     "PretrainedCfg",
+    "SegmentationParams",
     "TimmUNet",
     "UNet",
     "create_model",
@@ -57,6 +59,7 @@ __all__ = [
     "predict_stack",
     "predict_tiled",
     "register_model",
+    "segment",
     "warping_error",
     "weight_map",
 ]

@@ -638,6 +638,62 @@ def isbi_scores(cell_prob: np.ndarray, label: np.ndarray, thresholds=DEFAULT_THR
     return scores
 
 
+# --- scores of a segmentation (label image) ---------------------------------------------------------
+
+
+def segmentation_scores(segments: np.ndarray, label: np.ndarray) -> dict:
+    """The ISBI 2012 segment scores of a label image (H, W) or stack (S, H, W) against the ground truth.
+
+    The sibling of `isbi_scores` for a segmentation instead of a probability map: nothing is thresholded
+    or thinned; the segments are the label image's IDs as given (0 = background: each such pixel inside a
+    ground-truth cell is a singleton segment, as a predicted-membrane pixel in `isbi_scores`). Ground-truth
+    segments are the 4-connected components of its cells; only ground-truth cell pixels count.
+    Pooled like Fiji: V_rand sums the pair counts of all slices; V_info averages the per-slice scores.
+
+    Args:
+        segments: integer label image(s), any IDs (e.g. `unet_zoo.segment`'s output).
+        label: ground truth, 255 or 1 = cell, 0 = membrane; same shape.
+
+    Returns:
+        dict of floats: ``vrand`` and ``rand_error`` = 1 - vrand, ``vrand_split`` / ``vrand_merge`` (low split =
+        cells cut apart, low merge = cells fused), ``vinfo`` and its parts
+        ``vinfo_split`` = I/H(segments) and ``vinfo_merge`` = I/H(gt), ``segments_per_slice`` and ``num_slices``.
+    """
+    seg, gt = np.asarray(segments), np.asarray(label)
+    if seg.shape != gt.shape:
+        raise ValueError(f"segments {seg.shape} and label {gt.shape} must have the same shape (H, W) or (S, H, W)")
+    if seg.ndim not in (2, 3):
+        raise ValueError(f"expected a 2-D slice (H, W) or a 3-D stack (S, H, W), got shape {seg.shape}")
+    if seg.dtype.kind not in "iu":
+        raise TypeError(f"segments must be an integer label image, got dtype {seg.dtype}; for probabilities use isbi_scores")
+    if seg.size and seg.min() < 0:
+        raise ValueError("segment IDs must be >= 0 (0 = background)")
+    values = np.unique(gt)
+    if not set(values.tolist()) <= {0, 1, 255}:
+        raise ValueError(f"label must be binary: 255 or 1 = cell, 0 = membrane; found values {values[:10].tolist()}")
+    if seg.ndim == 2:
+        seg, gt = seg[None], gt[None]
+    counts = PairCounts(0.0, 0.0, 0.0)
+    info = []
+    for s in range(seg.shape[0]):
+        gt_labels = label_components(gt[s] > 0)
+        counts = counts + rand_pair_counts(gt_labels, seg[s])
+        info.append(vinfo_scores(gt_labels, seg[s]))
+    return {
+        "vrand": counts.fscore,
+        "rand_error": 1.0 - counts.fscore,
+        # Arganda-Carreras et al. (2015): split = sum p_ij^2 / sum over gt sizes^2 (falls when cells are cut),
+        # merge = sum p_ij^2 / sum over predicted sizes^2 (falls when cells are fused); likewise for V_info
+        "vrand_split": counts.recall,
+        "vrand_merge": counts.precision,
+        "vinfo": float(np.mean([v["vinfo"] for v in info])),
+        "vinfo_split": float(np.mean([v["recall"] for v in info])),
+        "vinfo_merge": float(np.mean([v["precision"] for v in info])),
+        "segments_per_slice": float(np.mean([len(np.unique(s[s > 0])) for s in seg])),
+        "num_slices": int(seg.shape[0]),
+    }
+
+
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "Overlap",
@@ -651,6 +707,7 @@ __all__ = [
     "pixel_error",
     "rand_pair_counts",
     "rand_scores",
+    "segmentation_scores",
     "simple_point_table",
     "simple_point_warp",
     "thin_boundaries",

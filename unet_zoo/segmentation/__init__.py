@@ -1,0 +1,8 @@
+"""Cells from probability maps: seeded watershed, small-segment filter, agglomeration, blockwise segmentation."""
+
+from __future__ import annotations
+
+from unet_zoo.segmentation.api import checkpoint_params, segment, segment_probabilities
+from unet_zoo.segmentation.params import SegmentationParams
+
+__all__ = ["SegmentationParams", "checkpoint_params", "segment", "segment_probabilities"]

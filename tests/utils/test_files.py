@@ -8,6 +8,7 @@ from unet_zoo.utils.files import (
     atomic_write_bytes,
     atomic_write_with,
     cache_dir,
+    check_output_path,
     file_sha256,
     files_sha256,
     publish_folder,
@@ -87,3 +88,106 @@ def test_source_checkout_root_needs_pyproject_beside_the_package(tmp_path, monke
     assert source_checkout_root() is None  # installed: no pyproject.toml next to the package
     (tmp_path / "site-packages" / "pyproject.toml").write_text("")
     assert source_checkout_root() == tmp_path / "site-packages"
+
+
+def _plain_mode(folder) -> int:
+    """The mode `open(path, "w")` gives a new file under this process's umask."""
+    with open(folder / "plain-open.txt", "w") as f:
+        f.write("x")
+    return stat.S_IMODE(os.stat(folder / "plain-open.txt").st_mode)
+
+
+def test_every_file_the_package_writes_has_the_mode_of_a_plain_open(tmp_path):
+    import numpy as np
+
+    import unet_zoo
+    from unet_zoo.data.images import write_prediction
+    from unet_zoo.exporters import export
+
+    model = unet_zoo.create_model("small", base_channels=4, depth=2)
+    model.save_pretrained(tmp_path / "checkpoint")  # config.json, model.safetensors, README.md
+    model.save_pretrained(tmp_path / "sharded", max_shard_size=20_000)  # shards and their index
+    export(model, "torchscript", tmp_path / "model.pt")
+    image = np.zeros((16, 16), np.uint8)
+    write_prediction(tmp_path / "preds", "a", image, np.full((16, 16), 0.7, np.float32))
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"model.safetensors", "model.safetensors.index.json", "model.pt", "a_prob.tif"}
+    expected = _plain_mode(tmp_path)
+    assert {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in written} == {
+        p.relative_to(tmp_path).as_posix(): expected for p in written
+    }
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "model.onnx"
+    host = files.socket.gethostname()
+    stale_file = tmp_path / f".model.onnx.unet_zoo-{host}-{_dead_pid()}.abc123.tmp"
+    stale_folder = tmp_path / f".model.onnx.unet_zoo-{host}-{_dead_pid()}.abc123.partial"
+    running = tmp_path / f".model.onnx.unet_zoo-{host}-1.abc123.tmp"  # pid 1 is alive: a write in progress
+    other_host = tmp_path / f".model.onnx.unet_zoo-elsewhere.invalid-{_dead_pid()}.abc123.tmp"
+    unrelated = tmp_path / ".model.onnx.mine"
+    for path in (stale_file, running, other_host, unrelated):
+        path.write_bytes(b"x" * 100)
+    stale_folder.mkdir()
+    (stale_folder / "weights.bin").write_bytes(b"x")
+    atomic_write_bytes(target, b"new")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"model.onnx", running.name, other_host.name, unrelated.name}
+    staging_folder(target)  # a staged folder cleans the same way, and names itself so it can be cleaned
+    assert running.exists()
+
+
+@pytest.mark.parametrize(
+    "case, kwargs, error, message",
+    [
+        ("below-a-file", {}, NotADirectoryError, "is a file, not a folder"),
+        ("below-a-file", {"folder": True}, NotADirectoryError, "is a file, not a folder"),
+        ("existing-folder", {}, IsADirectoryError, "a file is expected"),
+        ("existing-file", {"folder": True}, NotADirectoryError, "a folder is expected"),
+        ("existing-file", {}, FileExistsError, "already exists; pass overwrite=True"),
+        ("folder-with-result", {"folder": True, "contents": ["r.json"]}, FileExistsError, "r.json already exists"),
+        ("folder-with-folder", {"folder": True, "contents": ["r.json"]}, IsADirectoryError, "a file is expected"),
+    ],
+)
+def test_check_output_path_refuses_what_cannot_be_written_and_creates_nothing(tmp_path, case, kwargs, error, message):
+    (tmp_path / "file").write_text("keep")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "r.json").write_text("keep")
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "r.json").mkdir()
+    path = {
+        "below-a-file": tmp_path / "file" / "sub" / "out",
+        "existing-folder": tmp_path / "folder",
+        "existing-file": tmp_path / "file",
+        "folder-with-result": tmp_path / "folder",
+        "folder-with-folder": tmp_path / "nested",
+    }[case]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(error, match=message):
+        check_output_path(path, **kwargs)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_check_output_path_accepts_new_paths_and_overwrite_when_asked(tmp_path):
+    (tmp_path / "file").write_text("keep")
+    (tmp_path / "folder").mkdir()
+    assert check_output_path(tmp_path / "new" / "deeper" / "a.json") == tmp_path / "new" / "deeper" / "a.json"
+    assert check_output_path(tmp_path / "file", overwrite=True) == tmp_path / "file"
+    assert check_output_path(tmp_path / "folder", folder=True, contents=["a", "b"]) == tmp_path / "folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]  # nothing created, no probe left
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc (a folder nobody can write, even root)")
+@pytest.mark.parametrize("folder", [False, True])
+def test_check_output_path_refuses_an_unwritable_place(folder):
+    with pytest.raises(PermissionError, match="/proc is not writable"):
+        check_output_path("/proc/unet-zoo-out", folder=folder)

@@ -20,7 +20,6 @@ Downloading, pushing and resolving names live in `unet_zoo.hub.pretrained`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from unet_zoo._version import LIBRARY_NAME, __version__
 from unet_zoo.hub.card import render_model_card
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
 from unet_zoo.models.registry import create_model, get_entry, list_models
-from unet_zoo.utils.files import atomic_write_bytes, files_sha256
+from unet_zoo.utils.files import atomic_write_bytes, files_sha256, move_into_place
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -199,7 +198,7 @@ def save_weights(
                     stacklevel=3,
                 )
         for name in written:
-            os.replace(tmp / name, folder / name)
+            move_into_place(tmp / name, folder / name)  # with the mode a plain open() gives (the writer makes 0600)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     stale = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")

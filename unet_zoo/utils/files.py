@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -64,22 +65,81 @@ _NEW_FILE_MODE = _default_file_mode()  # read once at import: os.umask can only 
 _NEW_FOLDER_MODE = _NEW_FILE_MODE | ((_NEW_FILE_MODE & 0o444) >> 2)  # + x wherever r: what os.mkdir gives
 
 
+def _temporary_prefix(target: Path) -> str:
+    """Name prefix of this process's temporary files for `target`: hidden, and saying who writes them."""
+    return f".{target.name}.unet_zoo-{socket.gethostname()}-{os.getpid()}."
+
+
+def _writer_is_gone(name: str, target: Path) -> bool:
+    """True when `name` is a temporary file or folder for `target` left by a process of this host that has ended."""
+    head = f".{target.name}.unet_zoo-{socket.gethostname()}-"
+    if not name.startswith(head):
+        return False  # not ours, or written on another host (whose processes this host cannot see)
+    pid = name[len(head) :].split(".", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive but not ours to signal
+        return False
+    return False
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Delete the temporary files and folders a killed writer left beside `target`; returns what was removed.
+
+    Only names made by `atomic_write_with` / `staging_folder` for `target` on this host whose process has
+    ended are removed, so a write still running elsewhere is never disturbed.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    for entry in target.parent.iterdir():
+        if _writer_is_gone(entry.name, target):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def give_default_mode(path: str | Path, *, folder: bool = False) -> None:
+    """Give `path` the mode a plain ``open(path, "w")`` (or ``os.mkdir`` with `folder`) would under this umask.
+
+    For files made by tempfile or by libraries that create them private (0600), before publishing them.
+    """
+    os.chmod(path, _NEW_FOLDER_MODE if folder else _NEW_FILE_MODE)
+
+
+def move_into_place(tmp: str | Path, path: str | Path) -> Path:
+    """Publish the finished file `tmp` as `path`: fsync it, give it the default mode, `os.replace` it; returns `path`."""
+    with open(tmp, "rb") as f:  # on disk before the rename, so a crash cannot leave an empty file under `path`
+        os.fsync(f.fileno())
+    give_default_mode(tmp)
+    os.replace(tmp, path)
+    return Path(path)
+
+
 def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], object], suffix: str = ".tmp") -> Path:
     """Create `path` atomically: `write(tmp)` fills a temporary file in the same folder, which is fsynced and
     moved onto `path` with `os.replace`; on any error the temporary file is removed. Returns `path`.
 
+    The file gets the mode a plain `open()` gives. Temporary files that a killed earlier writer left beside
+    `path` are removed first (see `remove_stale_temporaries`).
     `suffix` ends the temporary file's name (for writers that look at it, e.g. ``np.save`` wants ``.npy``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=suffix)
     os.close(fd)
     try:
         write(tmp)
-        with open(tmp, "rb") as f:  # on disk before the rename, so a crash cannot leave an empty file under `path`
-            os.fsync(f.fileno())
-        os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes it private (0600); give it the mode a plain open() would
-        os.replace(tmp, path)
+        move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -92,12 +152,62 @@ def atomic_write_bytes(path: str | Path, data: bytes | str) -> Path:
     return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path` itself or its nearest ancestor that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_path(
+    path: str | os.PathLike[str],
+    *,
+    folder: bool = False,
+    contents: Iterable[str] = (),
+    overwrite: bool = False,
+    overwrite_hint: str = "pass overwrite=True to replace it",
+) -> Path:
+    """Check, before any work starts, that the output `path` can be written; returns it (``~`` expanded).
+
+    `path` is a file, or with `folder` a folder into which the files named `contents` will go. Raises
+    (all OSError subclasses, each with a message saying what to do):
+
+    - NotADirectoryError: an ancestor of `path` is a file, or `path` is an existing file where a folder is wanted;
+    - IsADirectoryError: `path` (or one of `contents`) is an existing folder where a file is wanted;
+    - PermissionError: the nearest existing folder cannot be written (tried by creating and deleting a file);
+    - FileExistsError: the file (or one of `contents`) exists and `overwrite` is false (`overwrite_hint` says how).
+
+    Nothing is created: folders that do not exist yet are made by the writer.
+    """
+    path = Path(path).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is an existing file, but a folder is expected here; pick another path")
+    place = _nearest_existing(path if folder else path.parent)
+    if not place.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {place} is a file, not a folder; pick another path")
+    targets = [path / name for name in contents] if folder else [path]
+    for target in targets:
+        if target.is_dir():
+            raise IsADirectoryError(f"{target} is an existing folder, but a file is expected here; give a file name")
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} already exists; {overwrite_hint}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=place, prefix=".unet_zoo-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise PermissionError(f"cannot write {path}: {place} is not writable ({reason}); pick another path") from None
+    return path
+
+
 def staging_folder(target: str | Path) -> Path:
     """A new empty folder beside `target` (same file system) to build its contents in, for `publish_folder`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    os.chmod(folder, _NEW_FOLDER_MODE)  # mkdtemp makes it 0700; a published folder gets the usual mode
+    remove_stale_temporaries(target)
+    folder = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".partial", dir=target.parent))
+    give_default_mode(folder, folder=True)  # mkdtemp makes it 0700; a published folder gets the usual mode
     return folder
 
 
@@ -113,7 +223,7 @@ def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool =
         return target
     if not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".old", dir=target.parent))
     os.replace(target, old / target.name)
     os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
@@ -124,9 +234,13 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_with",
     "cache_dir",
+    "check_output_path",
     "file_sha256",
     "files_sha256",
+    "give_default_mode",
+    "move_into_place",
     "publish_folder",
+    "remove_stale_temporaries",
     "source_checkout_root",
     "staging_folder",
 ]

@@ -1,0 +1,85 @@
+"""segment_volume: section by section into Zarr, IDs unique across the volume, resumable, equal to per-section segments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr", reason="volume segmentation needs the optional volumes extra (zarr)")
+
+from tests.segmentation.conftest import probabilities_of  # noqa: E402
+from unet_zoo.evaluation.metrics import rand_pair_counts  # noqa: E402
+from unet_zoo.segmentation import segment_probabilities  # noqa: E402
+from unet_zoo.segmentation.volume import MARKERS, segment_volume  # noqa: E402
+from unet_zoo.training.data import synthetic_cells  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    """(3, 96, 128) float32 P(cell) of synthetic cells."""
+    _, labels = synthetic_cells(3, 128, seed=7)
+    return np.stack([probabilities_of(label[:96], seed=i)[1] for i, label in enumerate(labels)])
+
+
+def _store(tmp_path, volume) -> str:
+    path = str(tmp_path / "prob.zarr")
+    zarr.create_array(path, shape=volume.shape, chunks=(1, 96, 128), dtype="float32")[:] = volume
+    return path
+
+
+def test_sections_are_segmented_with_ids_unique_across_the_volume(tmp_path, volume):
+    calls = []
+    out = segment_volume(_store(tmp_path, volume), tmp_path / "seg.zarr", block=64, halo=32, progress=lambda *a: calls.append(a))
+    seg = zarr.open_array(str(out), mode="r")[:]
+    assert seg.dtype == np.uint32 and seg.shape == volume.shape and seg.min() >= 1
+    assert calls[-1] == ("segment", 3, 3)
+    ids = [set(np.unique(s).tolist()) for s in seg]
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2])
+    for z in range(3):  # blockwise (2 x 2 blocks) agrees with the whole section in memory
+        whole = segment_probabilities(volume[z]).astype(np.int64)
+        assert rand_pair_counts(whole, seg[z].astype(np.int64)).fscore >= 0.999
+    assert zarr.open_array(str(out)).attrs["unet_zoo_segmentation"]["complete"] is True
+    assert not (out / MARKERS).exists()
+
+
+def test_an_interrupted_run_resumes_and_a_finished_one_is_kept(tmp_path, volume, monkeypatch):
+    import unet_zoo.segmentation.volume as module
+
+    source, out = _store(tmp_path, volume), tmp_path / "seg.zarr"
+    real, seen = module.segment_blockwise, []
+
+    def fail_at_section_1(section, *args, **kwargs):
+        seen.append(section.z)
+        if section.z == 1 and seen.count(1) == 1:
+            raise KeyboardInterrupt
+        return real(section, *args, **kwargs)
+
+    monkeypatch.setattr(module, "segment_blockwise", fail_at_section_1)
+    with pytest.raises(KeyboardInterrupt):
+        segment_volume(source, out, block=64)
+    segment_volume(source, out, block=64)
+    assert seen == [0, 1, 1, 2]  # section 0 was not segmented again
+    resumed = zarr.open_array(str(out), mode="r")[:]
+    monkeypatch.setattr(module, "segment_blockwise", real)
+    fresh = segment_volume(source, tmp_path / "fresh.zarr", block=64)
+    assert np.array_equal(resumed, zarr.open_array(str(fresh), mode="r")[:])
+    with pytest.raises(FileExistsError, match="finished segmentation"):
+        segment_volume(source, out, block=64)
+    with pytest.raises(FileExistsError, match="other settings"):
+        module.shutil.rmtree(out)  # start an unfinished one, then change the settings
+        monkeypatch.setattr(module, "segment_blockwise", fail_at_section_1)
+        seen.clear()
+        with pytest.raises(KeyboardInterrupt):
+            segment_volume(source, out, block=64)
+        segment_volume(source, out, block=32)
+    segment_volume(source, out, block=64, overwrite=True)
+
+
+def test_a_model_predicts_first(tmp_path):
+    import unet_zoo
+
+    images, _ = synthetic_cells(2, 64, seed=1)
+    model = unet_zoo.create_model("small", base_channels=4, depth=2)
+    out = segment_volume(images, tmp_path / "seg.zarr", model=model, tile=64, block=64)
+    assert zarr.open_array(str(out), mode="r").shape == (2, 64, 64)
+    assert (tmp_path / "seg-probabilities.zarr").is_dir()

@@ -1,0 +1,253 @@
+"""`unet-zoo segment`: cells as label images (unet_zoo.segmentation), from images or from `predict`'s probabilities."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from unet_zoo.cli.app import app, console, fail
+from unet_zoo.cli.inference import _advance, _load, _onnxruntime_forward, _progress
+from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
+from unet_zoo.exporters.sessions import fastest_cpu_forward
+from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
+from unet_zoo.segmentation.outputs import output_names, write_segmentation
+from unet_zoo.utils.files import check_output_path
+
+PROB_SUFFIX = "_prob"  # `predict` writes <stem>_prob.tif
+
+
+def _params(model: object | None, **given: object) -> SegmentationParams:
+    """The checkpoint's stored defaults (or the library's), with the options the user gave."""
+    base = checkpoint_params(model)  # type: ignore[arg-type]
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if chosen.pop("no_merge", False):
+        chosen["merge_threshold"] = None
+    try:
+        return SegmentationParams.from_dict({**base.to_dict(), **chosen})
+    except ValueError as err:
+        raise fail(f"{err}; see `unet-zoo segment --help`") from None
+
+
+def _check_inputs(images: list[Path], from_probabilities: bool) -> None:
+    for path in images:
+        if not path.is_file():
+            raise fail(f"no such file: {path}")
+        suffixes = TIFF_SUFFIXES if from_probabilities else READABLE_SUFFIXES
+        if path.suffix.lower() not in suffixes:
+            what = "probability TIFFs written by `unet-zoo predict` (<stem>_prob.tif)" if from_probabilities else "images"
+            raise fail(
+                f"cannot read {path}: --from-probabilities takes {what}"
+                if from_probabilities
+                else f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)}"
+            )
+
+
+def _stem(path: Path, from_probabilities: bool) -> str:
+    stem = path.stem
+    return stem[: -len(PROB_SUFFIX)] if from_probabilities and stem.endswith(PROB_SUFFIX) else stem
+
+
+@app.command("segment")
+def segment_command(
+    model: str = typer.Argument(
+        ...,
+        help="checkpoint name, folder or Hub id (its stored segmentation defaults are used); with --from-probabilities "
+        "the model is not run, only its defaults are read ('default': the library's defaults)",
+    ),
+    images: list[Path] = typer.Argument(..., help="images (TIFF, PNG, JPEG; stacks per slice), or _prob.tif files"),
+    out: Path = typer.Option(Path("segments"), "--out", "-o", help="output folder (volumes: the output .zarr store)"),
+    from_probabilities: bool = typer.Option(
+        False, "--from-probabilities", help="segment <stem>_prob.tif files that `unet-zoo predict` wrote (P(cell))"
+    ),
+    tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default)"),
+    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
+    device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
+    tta: bool = typer.Option(False, "--tta", help="average the prediction over the 8 rotations/flips"),
+    backend: str = typer.Option("auto", help="auto (fastest on this CPU), torch, or onnxruntime, as for predict"),
+    threshold: float = typer.Option(None, help="P(cell) above which a pixel is cell when seeds are made"),
+    sigma: float = typer.Option(None, help="smoothing (px) of the distance transform before seeds are taken"),
+    min_distance: int = typer.Option(None, "--min-distance", help="minimum distance (px) between seeds"),
+    min_size: int = typer.Option(None, "--min-size", help="segments smaller than this (px) are dissolved"),
+    merge_threshold: float = typer.Option(
+        None, "--merge-threshold", help="merge neighbours whose shared boundary's mean P(membrane) is below this"
+    ),
+    no_merge: bool = typer.Option(False, "--no-merge", help="skip the agglomeration step"),
+    block: int = typer.Option(None, "--block", help="volumes: segment sections larger than this (px) blockwise"),
+    halo: int = typer.Option(None, "--halo", help="volumes: context (px) around each block (default 64)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
+) -> None:
+    """Segment cells: writes <stem>_labels.tif (uint32 cell IDs) and <stem>_segments.png (cells in colour).
+
+    A Zarr volume with --out ending in .zarr is segmented section by section into that Zarr store (IDs
+    unique across the volume; an interrupted run resumes); see docs/segmentation.md.
+    """
+    given = dict(
+        threshold=threshold,
+        sigma=sigma,
+        min_distance=min_distance,
+        min_size=min_size,
+        merge_threshold=merge_threshold,
+        no_merge=no_merge,
+    )
+    if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
+        return _segment_volume_command(
+            model,
+            images[0],
+            out,
+            from_probabilities,
+            given,
+            tile=tile or None,
+            batch_size=batch_size,
+            device=device or None,
+            tta=tta,
+            block=block,
+            halo=halo,
+            overwrite=overwrite,
+        )
+    if block is not None or halo is not None:
+        raise fail("--block and --halo are for volumes (a .zarr input or --out ending in .zarr)")
+    _check_inputs(images, from_probabilities)
+    stems = [_stem(p, from_probabilities) for p in images]
+    if len(set(stems)) != len(stems):
+        raise fail("two inputs have the same name; their outputs would overwrite each other: segment them separately")
+    try:
+        check_output_path(
+            out,
+            folder=True,
+            contents=[n for s in stems for n in output_names(s)],
+            overwrite=overwrite,
+            overwrite_hint="pass --overwrite to replace it",
+        )
+    except OSError as err:
+        raise fail(f"--out: {err}") from None
+    if backend not in ("auto", "torch", "onnxruntime"):
+        raise fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
+    if from_probabilities:
+        if tta or tile or backend != "auto":
+            raise fail("--tta, --tile and --backend apply when the model runs; --from-probabilities does not run it")
+        net = None if model == "default" else _load(model, "cpu")
+        params = _params(net, **given)
+        for path, stem in zip(images, stems):
+            try:
+                prob = read_image(path)
+            except (ValueError, OSError) as err:
+                raise fail(str(err)) from None
+            if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
+                raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
+            _segment_and_write(prob, prob, params, out, stem, path)
+        return
+    if backend == "onnxruntime" and device not in ("", "cpu"):
+        raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
+    net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
+    params = _params(net, **given)
+    forward = None
+    if backend == "onnxruntime":
+        forward = _onnxruntime_forward(net)
+    elif backend == "auto" and next(net.parameters()).device.type == "cpu":
+        _, forward = fastest_cpu_forward(net)
+    for path, stem in zip(images, stems):
+        try:
+            image = read_image(path)
+        except (ValueError, OSError) as err:
+            raise fail(str(err)) from None
+        stack = image if image.ndim == 3 else image[None]
+        with _progress() as bar:
+            task = bar.add_task(path.name, total=len(stack))
+            try:
+                probs = predict_stack(
+                    net,
+                    stack,
+                    progress=functools.partial(_advance, bar, task),
+                    tile=tile or None,
+                    batch_size=batch_size,
+                    tta=tta,
+                    forward=forward,
+                )
+            except (ValueError, TypeError) as err:
+                raise fail(f"{path}: {err}") from None
+        cell_prob = probs[:, 1] if image.ndim == 3 else probs[0, 1]
+        _segment_and_write(image, cell_prob, params, out, stem, path)
+
+
+def _segment_volume_command(
+    model: str,
+    source: Path,
+    out: Path,
+    from_probabilities: bool,
+    given: dict,
+    *,
+    tile: int | None,
+    batch_size: int,
+    device: str | None,
+    tta: bool,
+    block: int | None,
+    halo: int | None,
+    overwrite: bool,
+) -> None:
+    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume with a progress bar."""
+    try:
+        from unet_zoo.segmentation.volume import probabilities_path, segment_volume  # lazy: needs the optional zarr extra
+    except ImportError as err:
+        raise fail(str(err)) from None
+    if not source.exists():
+        raise fail(f"no such file or folder: {source}")
+    if out.suffix.lower() != ".zarr":
+        raise fail(f"--out must name the output Zarr store for a volume, e.g. --out {source.stem.split('.')[0]}-cells.zarr")
+    if from_probabilities and (tta or tile):
+        raise fail("--tta and --tile apply when the model runs; --from-probabilities does not run it")
+    net = None if from_probabilities and model == "default" else _load(model, "cpu" if from_probabilities else device)
+    params = _params(net, **given)
+    with _progress() as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{source.name} ({'blocks' if stage == 'predict' else 'sections'})", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            written = segment_volume(
+                source,
+                out,
+                params,
+                model=None if from_probabilities else net,
+                block=block or 1024,
+                halo=64 if halo is None else halo,
+                tta=tta,
+                tile=tile,
+                batch_size=batch_size,
+                device=device,
+                overwrite=overwrite,
+                progress=progress,
+            )
+        except (FileExistsError, FileNotFoundError, ValueError, OverflowError) as err:
+            raise fail(str(err)) from None
+        except KeyboardInterrupt:
+            raise fail(f"interrupted: finished sections are kept in {out}; run the same command again to resume", 130) from None
+    if not from_probabilities:
+        console.print(f"probabilities: {probabilities_path(written)}")
+    console.print(f"{source} -> {written}")
+
+
+def _segment_and_write(
+    image: np.ndarray, cell_prob: np.ndarray, params: SegmentationParams, out: Path, stem: str, path: Path
+) -> None:
+    """Segment a (H, W) or (S, H, W) P(cell) map (IDs unique across a stack) and write the files."""
+    if cell_prob.ndim == 2:
+        labels = segment_probabilities(cell_prob.astype(np.float32), params)
+    else:
+        parts, offset = [], 0
+        for section in cell_prob:
+            part = segment_probabilities(section.astype(np.float32), params)
+            parts.append(part + np.uint32(offset))
+            offset += int(part.max())
+        labels = np.stack(parts)
+    written = write_segmentation(out, stem, image, labels)
+    console.print(f"{path} -> {written[0]} ({int(labels.max())} cells), {written[1]}{' ...' if len(written) > 2 else ''}")
+
+
+__all__ = ["segment_command"]

@@ -1,0 +1,183 @@
+"""Segment a volume section by section into a Zarr store: IDs unique across the volume, resumable.
+
+The input is a P(cell) volume (what `unet_zoo.predict_volume` writes: float32, or uint8 = P x 255), or an
+image volume and a model: then the probabilities are predicted first (with `predict_volume`, resumable) into
+``<out stem>-probabilities.zarr`` beside the output. Every section is segmented with `segment_blockwise`
+(whole when it fits in one block) and written as uint32 IDs; section z's IDs follow those of sections
+0..z-1, so they are unique in the volume. A finished section is recorded (with its number of cells) in a
+marker file, so an interrupted run continues with the next section.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr  # the optional volumes extra (unet_zoo.volumes.io, imported below, says how to install it)
+from torch import nn
+
+from unet_zoo.segmentation.api import checkpoint_params
+from unet_zoo.segmentation.blockwise import segment_blockwise
+from unet_zoo.segmentation.params import SegmentationParams
+from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.volumes.io import open_source
+from unet_zoo.volumes.predict import predict_volume
+
+ATTRS = "unet_zoo_segmentation"  # the output array's attribute: settings and completion
+MARKERS = ".unet_zoo-sections"  # finished sections (file name = section, content = its number of cells)
+MAX_ID = int(np.iinfo(np.uint32).max)
+
+
+class _Section:
+    """One (Y, X) section of a volume source, read window by window (what segment_blockwise indexes)."""
+
+    def __init__(self, source: Any, z: int):
+        self.source, self.z = source, z
+        self.shape = source.shape[1:]
+
+    def __getitem__(self, index: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = index
+        return self.source.read(slice(self.z, self.z + 1), rows, cols)[0]
+
+
+def probabilities_path(out: str | Path) -> Path:
+    """Where `segment_volume` with a model keeps the predicted probabilities: ``<out stem>-probabilities.zarr``."""
+    out = Path(out)
+    return out.with_name(f"{out.name.removesuffix('.zarr')}-probabilities.zarr")
+
+
+def segment_volume(
+    source: Any,
+    out: str | Path,
+    params: SegmentationParams | None = None,
+    *,
+    model: nn.Module | None = None,
+    block: int = 1024,
+    halo: int = 64,
+    tta: bool = False,
+    tile: int | None = None,
+    batch_size: int = 4,
+    device: str | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Segment a (Z, Y, X) or (Y, X) volume into a uint32 Zarr array at `out`; returns its path.
+
+    Args:
+        source: without `model`, P(cell) (a path or array `unet_zoo.volumes.io.open_source` reads: float in
+            [0, 1] or uint8 = P x 255); with `model`, the image volume to predict first.
+        params: segmentation parameters (default: the model's stored ones, else `SegmentationParams()`).
+        block, halo: sections larger than `block` pixels are segmented blockwise with `halo` pixels of context.
+        tta, tile, batch_size, device: for the prediction (`predict_volume`), with `model` only.
+        overwrite: replace an existing output. Otherwise an unfinished output with the same settings is
+            resumed (`resume`), and anything else is an error.
+        progress: ``progress(stage, done, total)``: stage "predict" (blocks) or "segment" (sections).
+    """
+    if block < 1 or halo < 0:
+        raise ValueError(f"block must be >= 1 and halo >= 0 pixels, got block={block}, halo={halo}")
+    out = Path(out).expanduser().resolve()
+    p = params or checkpoint_params(model)
+    if model is not None:
+        source = predict_volume(
+            model,
+            source,
+            probabilities_path(out),
+            tta=tta,
+            tile=tile,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
+            resume=resume,
+            progress=(lambda done, total: progress("predict", done, total)) if progress else None,
+        )
+    vol = open_source(source)
+    if vol.dtype.kind not in "fu" or (vol.dtype.kind == "u" and vol.dtype != np.uint8):
+        raise ValueError(f"{vol.description}: expected P(cell) as float or uint8 (P x 255), got {vol.dtype}")
+    depth, height, width = vol.shape
+    settings = json.loads(
+        json.dumps(
+            {"params": p.to_dict(), "block": block, "halo": halo, "source": vol.description, "input": vol.fingerprint()},
+            default=str,
+        )
+    )
+    array, counts = _open_output(out, vol, settings, block, overwrite=overwrite, resume=resume)
+    markers = out / MARKERS
+    markers.mkdir(exist_ok=True)
+    if progress:
+        progress("segment", len(counts), depth)
+    for z in range(depth):
+        if z in counts:
+            continue
+        offset = sum(counts[k] for k in range(z))
+        labels = segment_blockwise(_Section(vol, z), p, block=block, halo=halo)
+        cells = int(labels.max())
+        if offset + cells > MAX_ID:
+            raise OverflowError(f"more than {MAX_ID} cells in {vol.description}: uint32 IDs run out at section {z}")
+        labels = labels + np.uint32(offset)
+        if vol.ndim == 2:
+            array[:, :] = labels
+        else:
+            array[z] = labels
+        atomic_write_bytes(markers / str(z), str(cells))
+        counts[z] = cells
+        if progress:
+            progress("segment", len(counts), depth)
+    info = dict(array.attrs[ATTRS])
+    info.update(complete=True, cells=int(sum(counts.values())))
+    array.attrs[ATTRS] = info
+    shutil.rmtree(markers, ignore_errors=True)
+    return out
+
+
+def _open_output(out: Path, vol: Any, settings: dict, block: int, *, overwrite: bool, resume: bool) -> tuple[Any, dict[int, int]]:
+    """Create the output array, or reopen an unfinished one with the same settings; returns it and the finished
+    sections' cell counts."""
+    if vol.path and Path(vol.path) == out:
+        raise ValueError(f"the output {out} is the input; choose another output path")
+    if out.exists():
+        info = _read_info(out)
+        if overwrite:
+            if info is None and not (out.is_dir() and not any(out.iterdir())):
+                raise FileExistsError(f"{out} exists and is not a segmentation store; refusing to delete it, remove it yourself")
+            shutil.rmtree(out)
+        elif info is None:
+            raise FileExistsError(f"{out} already exists; choose another output path or pass --overwrite to replace it")
+        elif info.get("complete"):
+            raise FileExistsError(f"{out} already holds a finished segmentation; pass --overwrite to replace it")
+        elif not resume:
+            raise FileExistsError(f"{out} holds an unfinished segmentation; resume it or pass --overwrite to start again")
+        else:
+            differs = sorted(k for k in settings if info.get(k) != settings[k])
+            if differs:
+                raise FileExistsError(
+                    f"{out} holds an unfinished segmentation made with other settings or input ({', '.join(differs)} "
+                    "differ); run the same command as before to resume it, or pass --overwrite to start again"
+                )
+            array = zarr.open_array(str(out), mode="r+")
+            markers = out / MARKERS
+            done = {int(m.name): int(m.read_text()) for m in markers.iterdir() if m.name.isdigit()} if markers.is_dir() else {}
+            return array, done
+    depth, height, width = vol.shape
+    shape = (height, width) if vol.ndim == 2 else (depth, height, width)
+    chunks = (min(height, block), min(width, block)) if vol.ndim == 2 else (1, min(height, block), min(width, block))
+    array = zarr.create_array(
+        str(out), shape=shape, chunks=chunks, dtype="uint32", fill_value=0, attributes={ATTRS: {**settings, "complete": False}}
+    )
+    return array, {}
+
+
+def _read_info(path: Path) -> dict | None:
+    """The settings a segmentation store records, or None when `path` is not one."""
+    try:
+        info = dict(zarr.open_array(str(path), mode="r").attrs).get(ATTRS)
+    except Exception:  # noqa: BLE001  anything unreadable is "not a segmentation store"
+        return None
+    return info if isinstance(info, dict) else None
+
+
+__all__ = ["probabilities_path", "segment_volume"]

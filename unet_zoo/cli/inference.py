@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from unet_zoo.cli.app import app, check_device, console, fail
-from unet_zoo.cli.tables import comparison_table
+from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.images import READABLE_SUFFIXES, read_image, write_prediction
 from unet_zoo.evaluation.isbi import evaluate_isbi
@@ -175,6 +175,9 @@ def evaluate_command(
     warping: bool = typer.Option(
         True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"
     ),
+    segment: bool = typer.Option(
+        False, "--segment", help="also segment cells (unet-zoo segment's defaults) and score them beside the thresholded map"
+    ),
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
@@ -194,6 +197,7 @@ def evaluate_command(
                 batch_size=batch_size,
                 progress=lambda _: bar.advance(task),
                 warping=warping,
+                segment=segment,
             )
     except FileNotFoundError as err:
         raise fail(str(err)) from None
@@ -202,6 +206,9 @@ def evaluate_command(
     result["model"] = model
     console.print(comparison_table(result, title=f"{model} on ISBI 2012 ({split}, slices {result['slices']})"))
     console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''}")
+    if segment:
+        console.print(segmentation_table(result))
+        console.print(f"segmentation: {result['segmentation']['seconds_per_slice']:.2f} s per slice")
     if json_out is not None:
         atomic_write_bytes(json_out, json.dumps(result, indent=2))
         console.print(f"metrics written to {json_out}")

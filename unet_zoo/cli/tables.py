@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from unet_zoo.paper import HELD_OUT_NOTE, comparison_rows
+from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_score
 
 
 def comparison_table(metrics: dict[str, Any], title: str = "ISBI 2012: ours vs. the paper") -> Table:
@@ -20,4 +20,27 @@ def comparison_table(metrics: dict[str, Any], title: str = "ISBI 2012: ours vs. 
     return table
 
 
-__all__ = ["comparison_table"]
+def segmentation_table(metrics: dict[str, Any], title: str = "Cells (segmentation) vs. thresholded probabilities") -> Table:
+    """The scores of `evaluate_model(..., segment=True)`: thresholded probability map, segmentation, the paper."""
+    seg = metrics["segmentation"]
+    table = Table(
+        title=title,
+        caption="Threshold: the probability map thresholded (best of 0.0-0.9), as the challenge scores it. "
+        "Segmentation: unet_zoo.segment's label image, scored as given. Paper: a probability map on the "
+        "test set, scored by the organisers; an order-of-magnitude comparison only.",
+    )
+    for column in ("metric", "threshold", "segmentation", "paper (Table 1)"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    rows = [
+        ("Rand error (1 - V_rand)", metrics.get("rand_error"), seg["rand_error"], PAPER_TABLE1["rand_error"]),
+        ("V_info", metrics.get("vinfo"), seg["vinfo"], None),
+        ("V_rand split / merge", None, f"{seg['vrand_split']:.4f} / {seg['vrand_merge']:.4f}", None),
+        ("V_info split / merge", None, f"{seg['vinfo_split']:.4f} / {seg['vinfo_merge']:.4f}", None),
+        ("segments per slice", None, f"{seg['segments_per_slice']:.0f}", None),
+    ]
+    for label, *values in rows:
+        table.add_row(label, *(v if isinstance(v, str) else format_score(v) for v in values))
+    return table
+
+
+__all__ = ["comparison_table", "segmentation_table"]

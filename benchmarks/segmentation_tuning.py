@@ -9,7 +9,8 @@ segmented once with the chosen defaults.
     python benchmarks/segmentation_tuning.py tune       # grid over the parameters on slices 18-23 -> JSON + table
     python benchmarks/segmentation_tuning.py heldout    # the three published checkpoints on slices 24-29, once
     python benchmarks/segmentation_tuning.py speed      # seconds per 512x512 slice: segmentation vs network forward
-    python benchmarks/segmentation_tuning.py --smoke    # seconds: synthetic data, checks the script
+    python benchmarks/segmentation_tuning.py elf        # the same fold with python-elf (watershed + multicut), if installed
+    python benchmarks/segmentation_tuning.py tune --smoke   # seconds: synthetic data, checks the script
 
 Results go to --out (default bench-results/segmentation_tuning.json), merged with what is there.
 """
@@ -119,9 +120,20 @@ def score_params(probs: np.ndarray, labels: np.ndarray, params: SegmentationPara
 
 def tune(args: argparse.Namespace) -> None:
     """Staged grid search on the tuning fold's predictions of slices 18-23 (chosen on the TTA predictions)."""
-    labels = load_isbi(args.data_dir).labels[TUNING_SLICES]
-    stored = np.load(args.workdir / "tuning_probabilities.npz")
-    probs = {"tta": stored["tta_1"], "no_tta": stored["tta_0"]}
+    grid = GRID
+    if args.smoke:  # synthetic cells, blurred labels as "probabilities", a 2-value grid
+        from scipy import ndimage as ndi
+
+        from unet_zoo.training.data import synthetic_cells
+
+        _, labels = synthetic_cells(2, 96, seed=0)
+        blurred = np.stack([ndi.gaussian_filter(label.astype(np.float32), 1.0) for label in labels])
+        probs = {"tta": blurred, "no_tta": np.clip(blurred + 0.05 * (labels == 0), 0, 1)}
+        grid = {k: v[:2] for k, v in GRID.items()}
+    else:
+        labels = load_isbi(args.data_dir).labels[TUNING_SLICES]
+        stored = np.load(args.workdir / "tuning_probabilities.npz")
+        probs = {"tta": stored["tta_1"], "no_tta": stored["tta_0"]}
     rows: list[dict[str, Any]] = []
 
     def run(params: SegmentationParams) -> float:
@@ -136,13 +148,13 @@ def tune(args: argparse.Namespace) -> None:
     seeds = min(
         (
             base.replace(threshold=t, sigma=s, min_distance=d)
-            for t, s, d in itertools.product(GRID["threshold"], GRID["sigma"], GRID["min_distance"])
+            for t, s, d in itertools.product(grid["threshold"], grid["sigma"], grid["min_distance"])
         ),
         key=run,
     )
     candidates = [
         dataclasses.replace(seeds, min_size=m, merge_threshold=g)
-        for m, g in itertools.product(GRID["min_size"], GRID["merge_threshold"])
+        for m, g in itertools.product(grid["min_size"], grid["merge_threshold"])
     ]
     best = min(candidates, key=run)
     best_row = next(r for r in rows if r["params"] == best.to_dict())
@@ -159,7 +171,7 @@ def tune(args: argparse.Namespace) -> None:
                 "threshold_only": {
                     k: {m: v[m] for m in ("rand_error", "vinfo", "best_threshold_vrand")} for k, v in thresholds.items()
                 },
-                "grid": GRID,
+                "grid": grid,
                 "rows": rows,
             }
         },
@@ -185,6 +197,51 @@ def tuning_table(rows: list[dict[str, Any]], best: SegmentationParams, top: int 
             f"{t['vrand_split']:.3f} / {t['vrand_merge']:.3f} |"
         )
     return "\n".join(lines)
+
+
+# --- the alternative: python-elf (distance-transform watershed + multicut), measured, not a dependency ----
+
+
+def elf_compare(args: argparse.Namespace) -> None:
+    """python-elf's distance-transform watershed and multicut (GAEC) on the same tuning fold, staged grid like `tune`.
+
+    Runs only where python-elf is installed (pip install python-elf); unet_zoo does not depend on it.
+    """
+    from elf.segmentation import features, multicut, watershed  # optional: only this comparison needs it
+
+    labels = load_isbi(args.data_dir).labels[TUNING_SLICES]
+    membrane = 1.0 - np.load(args.workdir / "tuning_probabilities.npz")["tta_1"]
+    rows: list[dict[str, Any]] = []
+
+    def segment_elf(m: np.ndarray, threshold: float, sigma: float, min_size: int, beta: float) -> np.ndarray:
+        ws, _ = watershed.distance_transform_watershed(m, threshold, sigma, sigma_weights=1.0, min_size=min_size)
+        rag = features.compute_rag(ws)
+        mean_and_length = features.compute_boundary_mean_and_length(rag, ws, m)
+        costs = multicut.compute_edge_costs(mean_and_length[:, 0], edge_sizes=mean_and_length[:, 1], beta=beta)
+        nodes = multicut.multicut_gaec(rag, costs)
+        return features.project_node_labels_to_pixels(rag, ws, nodes).astype(np.int64)
+
+    def run(setting: tuple[float, float, int, float]) -> float:
+        start = time.perf_counter()
+        seg = np.stack([segment_elf(m, *setting) for m in membrane])
+        seconds = (time.perf_counter() - start) / len(membrane)
+        scores = segmentation_scores(seg, labels)
+        rows.append(
+            {
+                "threshold": setting[0],
+                "sigma": setting[1],
+                "min_size": setting[2],
+                "beta": setting[3],
+                "seconds_per_slice": seconds,
+                **scores,
+            }
+        )
+        print(f"elf {setting}: Rand error {scores['rand_error']:.4f}, V_info {scores['vinfo']:.4f}, {seconds:.2f} s/slice")
+        return scores["rand_error"]
+
+    first = min(itertools.product([0.3, 0.5, 0.7], [1.0, 2.0, 3.0], [50], [0.5]), key=run)
+    best = min(itertools.product([first[0]], [first[1]], [25, 50, 100], [0.3, 0.4, 0.5, 0.6, 0.7]), key=run)
+    store(args.out, {"elf": {"best": dict(zip(("threshold", "sigma", "min_size", "beta"), best)), "rows": rows}})
 
 
 # --- held-out slices, scored once -------------------------------------------------------------------
@@ -225,8 +282,9 @@ def heldout(args: argparse.Namespace) -> None:
                 f"{name} {'TTA' if tta else 'no TTA'}: segmentation Rand error {seg['rand_error']:.4f}, V_info "
                 f"{seg['vinfo']:.4f}; threshold-only Rand error {thr['rand_error']:.4f}"
             )
-    if not args.predict_only:
-        store(args.out, {"heldout": results})
+    if not args.predict_only:  # merged per checkpoint with earlier runs of other checkpoints
+        earlier = json.loads(args.out.read_text()).get("heldout", {}) if args.out.is_file() else {}
+        store(args.out, {"heldout": {**earlier, **results}})
 
 
 # --- speed ------------------------------------------------------------------------------------------
@@ -266,19 +324,20 @@ def store(path: Path, update: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "tune", "heldout", "speed"], nargs="?", default="tune")
+    parser.add_argument("stage", choices=["train", "tune", "elf", "heldout", "speed"], nargs="?", default="tune")
     parser.add_argument("--data-dir", default=None, help="ISBI 2012 folder (default: UNET_ZOO_DATA_DIR or the cache)")
     parser.add_argument("--base-channels", type=int, default=16, help="width of the tuning-fold model")
     parser.add_argument("--steps", type=int, default=900, help="training steps of the tuning-fold model")
     parser.add_argument("--time-limit", type=float, default=22.0, help="minutes of training at most")
     parser.add_argument("--workdir", type=Path, default=Path("runs/segmentation-tuning"))
+    parser.add_argument("--smoke", action="store_true", help="tune: synthetic data and a tiny grid (seconds)")
     parser.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="heldout: comma-separated names")
     parser.add_argument("--predict-only", action="store_true", help="heldout: only predict and cache, score nothing")
     parser.add_argument("--repeats", type=int, default=5, help="speed: timed repetitions (median reported)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/segmentation_tuning.json"))
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    {"train": train, "tune": tune, "heldout": heldout, "speed": speed}[args.stage](args)
+    {"train": train, "tune": tune, "elf": elf_compare, "heldout": heldout, "speed": speed}[args.stage](args)
 
 
 if __name__ == "__main__":

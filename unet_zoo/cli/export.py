@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from unet_zoo.cli import inference  # its _load: the model loading every command shares
-from unet_zoo.cli.app import app, console, fail
+from unet_zoo.cli.app import app, check_output, console, fail
 from unet_zoo.exporters import FORMATS, ExportError, export
 
 
@@ -22,11 +22,7 @@ def export_command(
     """Export a model for ilastik, Fiji/deepImageJ, QuPath, napari or any ONNX / TorchScript runtime."""
     if format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    out = out.expanduser()
-    if out.is_dir():
-        raise fail(f"--out {out} is a folder; give a file name")
-    if out.exists() and not force:
-        raise fail(f"{out} already exists; pass --force to overwrite it")
+    out = check_output(out, "--out", overwrite=force, option="--force")
     net = inference._load(model, "cpu")
     with console.status(f"exporting {model} to {format} ..."):
         try:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from unet_zoo.cli.app import app, check_device, console, fail
+from unet_zoo.cli.app import app, check_device, check_output, console, fail
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
-from unet_zoo.data.images import READABLE_SUFFIXES, read_image, write_prediction
+from unet_zoo.data.images import READABLE_SUFFIXES, prediction_names, read_image, write_prediction
 from unet_zoo.evaluation.isbi import evaluate_isbi
 from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
 from unet_zoo.hub.loading import load_model
@@ -65,13 +65,32 @@ def _progress():
     )
 
 
+def _output_names(images: list[Path]) -> list[str]:
+    """The files `predict` writes for `images` (one stem each); fails when two inputs share a stem."""
+    seen: dict[str, Path] = {}
+    for path in images:
+        other = seen.setdefault(path.stem.casefold(), path)
+        if other is not path:
+            raise fail(
+                f"{other} and {path} would both write {path.stem}_prob.tif, {path.stem}_mask.png, ...: "
+                "rename one, or predict them into separate --out folders"
+            )
+    return [name for path in images for name in prediction_names(path.stem)]
+
+
 @app.command("predict")
 def predict_command(
     model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
     images: list[Path] = typer.Argument(
         ..., help="TIFF (2-D or stacks) or PNG images, or one Zarr / OME-Zarr volume (see --out)"
     ),
-    out: Path = typer.Option(Path("preds"), "--out", "-o", help="output folder (volumes: the output .zarr store)"),
+    out: Path = typer.Option(
+        Path("preds"),
+        "--out",
+        "-o",
+        help="output folder; inputs whose names differ only in the suffix (a/ok.tif, b/ok.tiff) are refused, "
+        "since their outputs would share a name (volumes: the output .zarr store)",
+    ),
     tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default, shrunk for small images)"),
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
@@ -81,14 +100,16 @@ def predict_command(
         "auto",
         "--backend",
         help="auto (onnxruntime on the CPU when installed, the fastest measured; else torch), torch, or onnxruntime "
-        '(CPU; pip install "unet-zoo[export]")',
+        '(CPU; pip install "unet-zoo\\[export]")',  # \\[: rich would take [export] for markup and drop it
     ),
     workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
     scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
     block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
     level: int = typer.Option(None, "--level", help="volumes: OME-Zarr resolution level (default 0)"),
     uint8: bool = typer.Option(False, "--uint8", help="volumes: store probability x 255 as uint8 (default float32)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="volumes: replace an existing output store"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace existing outputs (images: their <stem>_* files; volumes: the output store)"
+    ),
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
 
@@ -120,9 +141,12 @@ def predict_command(
             raise fail(f"no such image file: {path}")
         if path.suffix.lower() not in READABLE_SUFFIXES:
             raise fail(f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)}")
-    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise fail(f"--out must be a folder, but {blocker} is an existing file; pick another --out (or remove that file)")
+    if out.suffix.lower() == ".zarr":
+        raise fail(
+            f"--out {out} names a Zarr store, which holds one volume, but {len(images)} inputs were given: "
+            "predict one TIFF stack or Zarr volume per --out *.zarr, or give image outputs a folder not ending in .zarr"
+        )
+    check_output(out, "--out", folder=True, contents=_output_names(images), overwrite=overwrite)
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
     if backend not in ("auto", "torch", "onnxruntime"):
@@ -157,7 +181,8 @@ def predict_command(
                 raise fail(f"{path}: {err}") from None
         cell_prob = probs[:, 1] if image.ndim == 3 else probs[0, 1]
         written = write_prediction(out, path.stem, image, cell_prob, threshold=threshold)
-        console.print(f"{path} -> {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
+        shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
+        console.print(f"{path} -> {shown}", markup=False, highlight=False)
 
 
 @app.command("evaluate")
@@ -172,6 +197,7 @@ def evaluate_command(
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, ... (default: cuda if available)"),
     json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
     warping: bool = typer.Option(
         True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"
     ),
@@ -182,6 +208,8 @@ def evaluate_command(
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
         raise fail(f"--split must be val, train or all, got {split!r}")
+    if json_out is not None:
+        json_out = check_output(json_out, "--json", overwrite=overwrite)
     net = _load(model, device or None)
     try:
         with _progress() as bar:
@@ -211,4 +239,4 @@ def evaluate_command(
         console.print(f"segmentation: {result['segmentation']['seconds_per_slice']:.2f} s per slice")
     if json_out is not None:
         atomic_write_bytes(json_out, json.dumps(result, indent=2))
-        console.print(f"metrics written to {json_out}")
+        console.print(f"metrics written to {json_out}", markup=False, highlight=False)

@@ -128,12 +128,18 @@ def compare_command(
     device: str = typer.Option("cpu", help="device for --bench, e.g. cpu, cuda, cuda:1"),
 ) -> None:
     """Models side by side; --bench adds measured forward latency (median of 3, batch 1, random weights)."""
+    if len(names) < 2:
+        raise fail(f"compare needs two or more model names, got {len(names)}; `unet-zoo info {names[0]}` describes one")
     for n in names:
         _resolve(n)
     if bench:
         check_device(device)
         if tile < 0:
             raise fail(f"--tile must be a positive side length in pixels (or 0 for each model's default), got {tile}")
+        try:
+            tiles = [bench_tile(n, tile or None) for n in names]
+        except ValueError as err:
+            raise fail(f"--tile: {err}") from None
     infos = [model_info(n) for n in names]
     table = Table(title="comparison")
     table.add_column("", style="bold")
@@ -147,8 +153,11 @@ def compare_command(
     table.add_row("size rule", *(i.size_rule for i in infos))
     table.add_row("pretrained", *(", ".join(i.pretrained) or "-" for i in infos))
     if bench:
-        tiles = [bench_tile(i.name, tile or None) for i in infos]
-        latencies = [measure_latency(i.name, t, device=device) for i, t in zip(infos, tiles)]
+        try:
+            latencies = [measure_latency(i.name, t, device=device) for i, t in zip(infos, tiles)]
+        except (RuntimeError, MemoryError) as err:  # out of memory on this device
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise fail(f"--bench could not run a {max(tiles)} px tile on {device}: {first}; try a smaller --tile") from None
         table.add_row("bench tile", *(str(t) for t in tiles))
         table.add_row(f"forward s ({device})", *(f"{t:.3f}" for t in latencies))
     console.print(table)

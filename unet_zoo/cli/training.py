@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 
-from unet_zoo.cli.app import app, console, err_console, fail
+from unet_zoo.cli.app import app, check_output, console, err_console, fail
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.data.isbi import DatasetNotFoundError
+from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.reproduce import recipes_for, reproduce_isbi
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
@@ -46,11 +47,19 @@ def train_command(
         None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"
     ),
     time_limit: float | None = TIME_LIMIT_OPTION,
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="train a new run in an existing --out folder, replacing the run there"
+    ),
 ) -> None:
-    """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder."""
+    """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder.
+
+    An existing, non-empty --out folder is refused: continue its run with --resume, or replace it with --overwrite.
+    """
     try:
         loaded = load_recipe(recipe)
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
+        if out is not None:
+            out = check_run_folder(out, resume_dir, overwrite)
         result = train(
             loaded,
             steps=steps,
@@ -81,6 +90,31 @@ def train_command(
         f"trained {result.recipe.name} for {result.step} steps in {result.seconds:.0f} s: "
         f"final loss {result.final_loss:.4f}{extra}. Run folder: {result.run_dir}"
     )
+
+
+def check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> Path:
+    """`train --out`, checked before training: a folder (or a new path) that holds no other run.
+
+    An existing non-empty folder is accepted only when it is the run being resumed, or with `overwrite`
+    (its checkpoint is then removed, so that no later --resume mixes the old run with the new one).
+    """
+    out = check_output(out, "--out", folder=True)
+    if not out.is_dir() or not any(out.iterdir()):
+        return out
+    if resume is not None:
+        resumed = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        if resumed.resolve() == out.resolve():
+            return out
+    checkpoint = out / TRAINING_STATE_FILE
+    if overwrite:
+        checkpoint.unlink(missing_ok=True)
+        return out
+    if checkpoint.is_file():
+        raise fail(
+            f"{out} already holds a training run ({checkpoint.name}); continue it with --resume {out}, "
+            "or pass --overwrite to train a new run in its place"
+        )
+    raise fail(f"{out} exists and is not empty; pick another --out, or pass --overwrite to train into it anyway")
 
 
 @reproduce_app.command("isbi")

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from unet_zoo.cli.app import console, fail
+from unet_zoo.cli.app import check_output, console, fail
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr", ".n5")
 
@@ -45,18 +45,25 @@ def predict_volume_command(
         raise fail(f"--out must name the output Zarr store, e.g. --out {source.stem.split('.')[0]}-membranes.zarr")
     if workers is not None and scheduler:
         raise fail("use either --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    check_output(out, "--out", folder=True)  # an existing store is checked (resume or --overwrite) by predict_volume
     try:
         from unet_zoo.volumes.predict import predict_volume
     except ImportError as err:
         raise fail(str(err)) from None
     net = load()
-    state = {"done": 0, "total": None}
+    state: dict[str, int | None] = {"done": None, "total": None}
 
     def progress(done: int, total: int) -> None:
+        if state["done"] is None and done:  # the first call: blocks kept from an unfinished run
+            console.print(f"resuming {out}: {done} of {total} blocks were finished before and are kept", markup=False)
         state.update(done=done, total=total)
         bar.update(task, completed=done, total=total)
 
-    resume = "finished blocks are kept: run the same command again to resume ({} of {} done)"
+    def resume() -> str:
+        if not state["done"]:
+            return "no block was finished; run the same command again to start over"
+        return f"{state['done']} of {state['total']} blocks are finished and kept in {out}: run the same command again to resume"
+
     with progress_bar() as bar:
         task = bar.add_task(f"{source.name} (blocks)", total=None)
         try:
@@ -79,7 +86,7 @@ def predict_volume_command(
         except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
-            raise fail(f"interrupted; {resume.format(state['done'], state['total'])}", code=130) from None
-        except Exception as err:  # noqa: BLE001  a failed block or a lost cluster: say so and how to go on
-            raise fail(f"{type(err).__name__}: {err}; {resume.format(state['done'], state['total'])}") from None
-    console.print(f"{source} -> {written}")
+            raise fail(f"interrupted; {resume()}", code=130) from None
+        except Exception as err:  # noqa: BLE001  a failed block or a lost cluster, not the input (ValueError above)
+            raise fail(f"{type(err).__name__}: {err}; {resume()}") from None
+    console.print(f"{source} -> {written}", markup=False, highlight=False)

@@ -18,6 +18,19 @@ PNG_SUFFIXES = (".png",)
 READABLE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + (".jpg", ".jpeg")
 
 
+def _read_tiff(path: Path) -> np.ndarray:
+    """The first series of a TIFF without its length-1 axes (pages, channels, samples) except Y and X, so a
+    1-pixel-high or -wide image stays 2-D (plain `np.squeeze` would make it 1-D or 0-D)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        image, axes = series.asarray(), series.axes
+    if len(axes) != image.ndim or "Y" not in axes or "X" not in axes:
+        axes = "?" * (image.ndim - 2) + "YX"  # unknown layout: the last two axes are the image
+    return image.reshape([n for a, n in zip(axes, image.shape) if n != 1 or a in "YX"])
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2-D image (H, W) or a stack (S, H, W) from TIFF, PNG or JPEG, keeping its dtype.
 
@@ -28,10 +41,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        import tifffile
-
-        image = tifffile.imread(path)
-        image = np.squeeze(image)
+        image = _read_tiff(path)
         if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
             raise ValueError(f"{path} looks like a colour TIFF {image.shape}; convert it to greyscale first")
     elif suffix in READABLE_SUFFIXES:
@@ -104,6 +114,11 @@ def write_overlay_png(path: str | os.PathLike, image: np.ndarray, mask: np.ndarr
     return _atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
 
 
+def prediction_names(stem: str) -> list[str]:
+    """The files `write_prediction` writes for `stem` (a stack adds `<stem>_z000_mask.png`, ... instead of the PNGs)."""
+    return [f"{stem}_prob.tif", f"{stem}_mask.png", f"{stem}_overlay.png"]
+
+
 def write_prediction(
     out_dir: str | os.PathLike, stem: str, image: np.ndarray, cell_prob: np.ndarray, threshold: float = 0.5
 ) -> list[Path]:
@@ -116,21 +131,23 @@ def write_prediction(
     image, cell_prob = np.asarray(image), np.asarray(cell_prob)
     if image.shape != cell_prob.shape:
         raise ValueError(f"image {image.shape} and probabilities {cell_prob.shape} differ in shape")
-    written = [write_prob_tiff(out_dir / f"{stem}_prob.tif", cell_prob)]
+    prob_name, mask_name, overlay_name = prediction_names(stem)
+    written = [write_prob_tiff(out_dir / prob_name, cell_prob)]
     if image.ndim == 2:
-        pairs = [(stem, image, cell_prob)]
+        pairs = [(mask_name, overlay_name, image, cell_prob)]
     else:
-        pairs = [(f"{stem}_z{i:03d}", image[i], cell_prob[i]) for i in range(image.shape[0])]
-    for name, img, prob in pairs:
+        pairs = [(*prediction_names(f"{stem}_z{i:03d}")[1:], image[i], cell_prob[i]) for i in range(image.shape[0])]
+    for mask_file, overlay_file, img, prob in pairs:
         mask = prob > threshold
-        written.append(write_mask_png(out_dir / f"{name}_mask.png", mask))
-        written.append(write_overlay_png(out_dir / f"{name}_overlay.png", img, mask))
+        written.append(write_mask_png(out_dir / mask_file, mask))
+        written.append(write_overlay_png(out_dir / overlay_file, img, mask))
     return written
 
 
 __all__ = [
     "READABLE_SUFFIXES",
     "overlay",
+    "prediction_names",
     "read_image",
     "to_uint8",
     "write_mask_png",

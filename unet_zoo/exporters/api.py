@@ -21,7 +21,7 @@ from unet_zoo.exporters.bioimageio import export_bioimageio
 from unet_zoo.exporters.sessions import onnxruntime_session, require, session_forward
 from unet_zoo.exporters.traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
 from unet_zoo.hub.pretrained import model_identity
-from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.utils.files import atomic_write_bytes, check_output_path
 
 FORMATS = ("onnx", "torchscript", "bioimageio")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "bioimageio": ".zip"}
@@ -85,7 +85,7 @@ def export(
     """Export `model` to `path` as "onnx", "torchscript" or "bioimageio" (a .zip package); returns the path.
 
     Args:
-        model: a zoo model (e.g. ``unet_zoo.load_model("isbi-small")``); exported from a float32 CPU copy.
+        model: a zoo model (e.g. ``unet_zoo.from_pretrained("isbi-small")``); exported from a float32 CPU copy.
         format: one of FORMATS.
         path: output file; refused if it exists unless `force` (then replaced atomically).
         sample: bioimageio only: a 2-D uint8 image for the test tensors and cover (default: ISBI slice 0
@@ -94,7 +94,8 @@ def export(
         note: called with messages about what was left out (e.g. a weight format that did not export).
 
     Raises:
-        ValueError (unknown format), FileExistsError (`path` exists, no `force`), ImportError (the
+        ValueError (unknown format), FileExistsError (`path` exists, no `force`), another OSError (`path`
+        cannot be written: checked before exporting, see `unet_zoo.utils.files.check_output_path`), ImportError (the
         ``export`` extra is missing), ExportError (the model does not export to `format`; names the
         formats that work).
     """
@@ -103,8 +104,7 @@ def export(
     path = Path(path).expanduser()
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name, e.g. {path / ('model' + SUFFIXES[format])}")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} already exists; pass force=True (--force) to overwrite it")
+    check_output_path(path, overwrite=force, overwrite_hint="pass force=True (--force) to overwrite it")
     if sample is not None and (np.asarray(sample).dtype != np.uint8 or np.asarray(sample).ndim not in (2, 3)):
         raise ValueError(
             f"sample must be a uint8 image (H, W) or (C, H, W), got {np.asarray(sample).dtype} {np.asarray(sample).shape}"
@@ -116,7 +116,7 @@ def export(
             _torchscript(model, path)
         else:
             export_bioimageio(model, path, sample=sample, name=name, note=note)
-    except ImportError:
+    except (ImportError, OSError):  # a missing extra, or the file system refused the write: not the model's fault
         raise
     except Exception as err:  # noqa: BLE001  exporters raise anything; say which format failed and what works
         raise _export_error(model, format, err) from err

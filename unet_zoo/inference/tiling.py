@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from unet_zoo.models.registry import get_entry
-from unet_zoo.models.sizes import input_size_for_output, nearest_valid_sizes_text
+from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.runtime import autocast, prepare_input, prepare_model
 
@@ -119,7 +119,7 @@ def _is_valid_conv(model: nn.Module) -> bool:
 
 
 def _check_tile(model: nn.Module, tile: int) -> int:
-    out = model.output_size(tile)
+    out = model.output_size(check_tile_side(tile))
     if out is None:
         depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
         hint = ""

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from unet_zoo.models.registry import PRETRAINED, create_model, get_entry
-from unet_zoo.models.sizes import input_size_for_output, output_size, size_rule
+from unet_zoo.models.sizes import check_tile_side, input_size_for_output, output_size, size_rule
 from unet_zoo.utils.timing import Timer, count_forward_flops
 
 
@@ -81,9 +81,7 @@ def bench_tile(name: str, tile: int | None = None) -> int:
     size (12 + 16k vs 16k), so `unet-zoo compare --bench --tile T` times each model at bench_tile(name, T).
     """
     entry = get_entry(name)
-    tile = tile or entry.default_tile
-    if tile < 1:
-        raise ValueError(f"tile must be >= 1 pixel, got {tile}")
+    tile = check_tile_side(tile or entry.default_tile)
     with torch.device("meta"):
         model = create_model(name)
     for size in range(tile, tile + 4096):

@@ -7,6 +7,22 @@ network (depth 4) maps 572 -> 388. A padded U-Net keeps the size and needs a mul
 
 from __future__ import annotations
 
+MAX_TILE = 8192
+"""Largest tile side accepted anywhere: one 8192 x 8192 feature map of 64 float32 channels is 17 GB, and a
+larger image is cut into tiles anyway, so bigger tiles only run out of memory."""
+
+
+def check_tile_side(tile: int, what: str = "tile") -> int:
+    """`tile` if it is a plausible tile side (1 .. MAX_TILE pixels), else a ValueError saying why; returns it."""
+    if tile < 1:
+        raise ValueError(f"{what} must be >= 1 pixel, got {tile}")
+    if tile > MAX_TILE:
+        raise ValueError(
+            f"{what} {tile} px is larger than any tile that fits in memory (at most {MAX_TILE} px); "
+            "images larger than a tile are cut into overlapping tiles, so a smaller tile gives the same result"
+        )
+    return tile
+
 
 def output_size(input_size: int, depth: int = 4, padding: int = 0) -> int | None:
     """Output side length for `input_size`, or None when the size cannot pass through the network."""

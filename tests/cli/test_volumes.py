@@ -147,3 +147,24 @@ def test_a_failed_block_says_how_to_resume(tmp_path, checkpoint, volume_zarr, mo
     )
     assert resumed.exit_code == 0, resumed.output
     assert "1 of 8 blocks were finished before and are kept" in _text(resumed)
+
+
+@pytest.mark.parametrize("damage", ["chunk", "ome-path"])
+def test_a_broken_input_says_what_and_where_without_resume_advice(tmp_path, checkpoint, volume_zarr, damage):
+    _, folder = checkpoint
+    source = volume_zarr[1]
+    if damage == "chunk":
+        (source / "c" / "1" / "1" / "0").write_bytes(b"garbage")
+        expected = f"cannot read the input {source} at chunk 1.1.0"
+    else:
+        source = tmp_path / "in.ome.zarr"
+        group = zarr.open_group(str(source), mode="w")
+        group.create_array("0", shape=(2, 8, 8), dtype="uint8")
+        group.attrs["multiscales"] = [{"version": "0.4", "datasets": [{}]}]
+        expected = "has no 'path' naming the array of level 0"
+    out = tmp_path / "o.zarr"
+    result = runner.invoke(
+        app, ["predict", str(folder), str(source), "--out", str(out), "--block", "64", "--tile", "64", "--device", "cpu"]
+    )
+    assert result.exit_code == 2 and expected in _text(result), result.output
+    assert "resume" not in _text(result) and "None" not in _text(result) and "Traceback" not in result.output

@@ -14,7 +14,7 @@ zarr = pytest.importorskip("zarr", reason='needs the volumes extra: pip install 
 
 import unet_zoo  # noqa: E402
 from unet_zoo.inference.tiling import predict_tiled  # noqa: E402
-from unet_zoo.volumes.io import MARKERS  # noqa: E402
+from unet_zoo.volumes.io import MARKERS, VolumeInputError  # noqa: E402
 from unet_zoo.volumes.predict import BlockPlan, VolumeJob, plan_blocks, predict_volume  # noqa: E402
 
 SHAPE = (3, 100, 117)  # not a multiple of any block or chunk below
@@ -187,6 +187,56 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, models, volume, m
         predict_volume(model, source, out, block=64, tile=64)
     predict_volume(model, source, out, block=128, tile=64, overwrite=True)
     assert _info(out)["block"] == [1, 100, 117] and _info(out)["complete"]
+
+
+def _stop_after_two(done, total):
+    if done == 2:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kind", ["zarr", "tiff", "numpy"])
+def test_resuming_onto_a_changed_input_is_refused(tmp_path, models, volume, kind):
+    """Kill a run, rewrite the input in place, run again: refused, never a mix of both inputs marked complete."""
+    tifffile = pytest.importorskip("tifffile")
+    model, volume = models["small"], volume[1:].copy()
+    source = {
+        "zarr": lambda: _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 64, 64)),
+        "tiff": lambda: tifffile.imwrite(tmp_path / "in.tif", volume, photometric="minisblack") or tmp_path / "in.tif",
+        "numpy": lambda: volume,
+    }[kind]()
+    out = tmp_path / "out.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        predict_volume(model, source, out, block=64, tile=64, progress=_stop_after_two)
+    changed = 255 - volume
+    if kind == "zarr":
+        zarr.open(str(source), mode="r+")[:] = changed
+    elif kind == "tiff":
+        tifffile.imwrite(source, changed, photometric="minisblack")
+    else:
+        volume[:] = changed  # the same array object, changed in place
+    kept = sorted(p.name for p in (out / MARKERS).iterdir())
+    with pytest.raises(FileExistsError, match="unfinished prediction of another input.*overwrite"):
+        predict_volume(model, source, out, block=64, tile=64)
+    assert sorted(p.name for p in (out / MARKERS).iterdir()) == kept and not _info(out)["complete"]
+    predict_volume(model, source, out, block=64, tile=64, overwrite=True)
+    np.testing.assert_allclose(zarr.open(str(out))[:], _reference(model, changed, tile=64), atol=2e-6)
+
+
+def test_a_damaged_chunk_names_the_input_and_the_chunk(tmp_path, models, volume):
+    source = _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 64, 64))
+    (source / "c" / "1" / "1" / "0").write_bytes(b"not a zstd frame")  # section 1, rows 64.., columns 0..63
+    with pytest.raises(VolumeInputError, match=r"cannot read the input .*in\.zarr at chunk 1\.1\.0 .*damaged") as err:
+        predict_volume(models["small"], source, tmp_path / "out.zarr", block=64, tile=64)
+    assert "resume" not in str(err.value)
+
+
+def test_ome_metadata_without_a_path_says_what_is_missing(tmp_path, models, volume):
+    group = zarr.open_group(str(tmp_path / "in.ome.zarr"), mode="w")
+    group.create_array("0", shape=volume.shape, dtype="uint8")[:] = volume
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [], "datasets": [{"coordinateTransformations": []}]}]
+    with pytest.raises(VolumeInputError, match=r"in\.ome\.zarr.*datasets\[0\]\) has no 'path'"):
+        predict_volume(models["small"], tmp_path / "in.ome.zarr", tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_never_overwrites_what_it_did_not_write(tmp_path, models, volume):

@@ -13,6 +13,8 @@ completes and the attribute ``unet_zoo.complete`` becomes true.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,23 @@ except ImportError as _err:  # the optional extra: keep the message actionable
 TIFF_SUFFIXES = (".tif", ".tiff")
 MARKERS = ".unet_zoo-blocks"  # folder of finished-block markers inside the output store, removed at completion
 ATTRS = "unet_zoo"  # the output array's attribute holding provenance and the run's settings
+
+
+class VolumeInputError(ValueError):
+    """The input volume is broken (unreadable chunk, bad metadata): the message says what and where.
+
+    Running again does not help; resuming is for interruptions only.
+    """
+
+
+def _files_digest(folder: Path) -> str:
+    """Hex sha256 of the names, sizes and modification times of every file under `folder` (chunks and metadata):
+    changes whenever a chunk is rewritten, without reading the pixels."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        info = file.stat()
+        digest.update(f"{file.relative_to(folder).as_posix()}:{info.st_size}:{info.st_mtime_ns};".encode())
+    return digest.hexdigest()
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -73,12 +92,74 @@ class VolumeSource:
         return self.array
 
     def read(self, z: slice, rows: slice, cols: slice) -> np.ndarray:
-        """Raw pixels [z, rows, cols] as a (z, rows, cols) NumPy array, in the source's dtype."""
+        """Raw pixels [z, rows, cols] as a (z, rows, cols) NumPy array, in the source's dtype.
+
+        Raises VolumeInputError naming the input and the unreadable chunk (or region) when the data is broken.
+        """
+        try:
+            return self._read(z, rows, cols)
+        except Exception as err:  # noqa: BLE001  codecs and stores raise anything for a damaged chunk
+            raise VolumeInputError(self._damage_message(z, rows, cols, err)) from None
+
+    def _read(self, z: slice, rows: slice, cols: slice) -> np.ndarray:
         array = self._open()
         region = array[rows, cols][None] if self.ndim == 2 else array[z, rows, cols]
         if hasattr(region, "compute"):  # dask: computed here, in this process / worker task
             region = region.compute(scheduler="sync")
         return np.asarray(region)
+
+    def _broken_chunk(self, z: slice, rows: slice, cols: slice) -> tuple[int, int, int] | None:
+        """(z, y, x) of the first pixel of the first chunk in the region that cannot be read, or None."""
+        if not self.chunks:
+            return None
+        cz, cy, cx = (1, *self.chunks) if self.ndim == 2 else self.chunks
+        starts = itertools.product(
+            range(z.start // cz * cz, z.stop, cz),
+            range(rows.start // cy * cy, rows.stop, cy),
+            range(cols.start // cx * cx, cols.stop, cx),
+        )
+        for pz, py, px in starts:
+            try:
+                self._read(slice(pz, pz + 1), slice(py, py + 1), slice(px, px + 1))
+            except Exception:  # noqa: BLE001  this chunk is the broken one
+                return pz, py, px
+        return None
+
+    def _damage_message(self, z: slice, rows: slice, cols: slice, err: Exception) -> str:
+        """What is broken and where: the first unreadable chunk of the region (or the region itself)."""
+        where = f"z {z.start}:{z.stop}, y {rows.start}:{rows.stop}, x {cols.start}:{cols.stop}"
+        corner = self._broken_chunk(z, rows, cols)
+        if corner is not None and self.chunks:
+            units = (1, *self.chunks) if self.ndim == 2 else self.chunks
+            index = [c // u for c, u in zip(corner, units)][3 - self.ndim :]
+            where = f"chunk {'.'.join(map(str, index))} (from pixel z {corner[0]}, y {corner[1]}, x {corner[2]})"
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        return (
+            f"cannot read the input {self.description} at {where}: {type(err).__name__}{': ' + first if first else ''}; "
+            "the input is damaged there: repair or re-export it (running again will not help)"
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this input for resuming: shape, dtype, chunks and a digest of its data (for files: of
+        their names, sizes and modification times; None when it cannot be known, e.g. a zarr array in memory)."""
+        digest: str | None = None
+        if self.kind == "zarr" and self.path:
+            digest = _files_digest(Path(self.path, self.key))
+        elif self.kind == "tiff" and self.path:
+            info = Path(self.path).stat()
+            digest = hashlib.sha256(f"{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()
+        elif isinstance(self.array, np.ndarray):
+            digest = hashlib.sha256(np.ascontiguousarray(self.array).view(np.uint8).data).hexdigest()
+        elif hasattr(self.array, "compute") and hasattr(self.array, "name"):  # dask: the graph's token names the data
+            digest = hashlib.sha256(str(self.array.name).encode()).hexdigest()
+        elif getattr(getattr(self.array, "store", None), "root", None) is not None:  # zarr.Array on a local store
+            digest = _files_digest(Path(self.array.store.root, self.array.path))
+        return {
+            "shape": list(self.shape[-self.ndim :]),
+            "dtype": str(self.dtype),
+            "chunks": list(self.chunks) if self.chunks else None,
+            "digest": digest,
+        }
 
 
 def _open_tiff(path: Path):
@@ -130,7 +211,12 @@ def _open_zarr_path(path: Path, level: int | None) -> VolumeSource:
         level = 0 if level is None else level
         if not 0 <= level < len(datasets):
             raise ValueError(f"{path} has {len(datasets)} resolution level(s) (0..{len(datasets) - 1}); got level {level}")
-        key = datasets[level]["path"]
+        key = datasets[level].get("path") if isinstance(datasets[level], dict) else None
+        if not isinstance(key, str) or not key:
+            raise VolumeInputError(
+                f"{path}: the OME-Zarr metadata (multiscales[0].datasets[{level}]) has no 'path' naming the array of "
+                f"level {level}; fix the metadata, or pass the array itself (e.g. {path / '0'})"
+            )
         axes = scales.get("axes") or []
         if axes and any(isinstance(a, dict) and a.get("type") not in (None, "space") for a in axes[-2:]):
             raise ValueError(f"{path}: the last two axes must be spatial (y, x), got {axes}")
@@ -371,6 +457,12 @@ def _unfinished(path: Path, key: str, settings: dict) -> tuple[VolumeOutput, set
     info = _read_info(path, key)
     if not info or info.get("complete"):
         return None
+    if info.get("input") != settings.get("input"):
+        raise FileExistsError(
+            f"{path} holds an unfinished prediction of another input: {settings.get('source')} is not what it was "
+            "when that prediction started (shape, dtype, chunks or its files changed since); continuing would mix "
+            "both in one output. Pass overwrite=True (--overwrite) to start again"
+        )
     differs = sorted(k for k in settings if info.get(k) != settings[k])
     if differs:
         raise FileExistsError(
@@ -382,4 +474,4 @@ def _unfinished(path: Path, key: str, settings: dict) -> tuple[VolumeOutput, set
     return output, output.done()
 
 
-__all__ = ["ATTRS", "VolumeOutput", "VolumeSource", "open_output", "open_source"]
+__all__ = ["ATTRS", "VolumeInputError", "VolumeOutput", "VolumeSource", "open_output", "open_source"]

@@ -200,7 +200,7 @@ def predict_volume(
     """Cell probabilities of a 2-D or 3-D volume of any size, written to a Zarr array at `out`.
 
     Args:
-        model: a zoo model, or a spec for `unet_zoo.load_model` (checkpoint name, folder, Hub id, architecture).
+        model: a zoo model, or a spec for `unet_zoo.hub.loading.load_model` (what `from_pretrained` takes, or an architecture).
         source: Zarr v2/v3 array or group path, OME-Zarr group (level `level`, default 0), TIFF stack path,
             zarr.Array, dask or NumPy array; (Z, Y, X) sections or one (Y, X) section; uint8/uint16/float
             pixels as for `predict_tiled` (`normalise`).
@@ -212,8 +212,9 @@ def predict_volume(
             ``predict_tiled(model, section, tile=tile, tta=tta)[channel]`` for every section, up to float rounding.
         dtype: "float32" (probabilities) or "uint8" (probability x 255, rounded).
         overwrite: replace an existing output (a Zarr store). Otherwise an existing output is an error,
-            unless it is an unfinished run with the same settings and `resume` is true: then only the
-            blocks not yet finished are computed.
+            unless it is an unfinished run with the same settings and the same input (shape, dtype, chunks
+            and a digest of its files' sizes and modification times, or of an in-memory array's bytes) and
+            `resume` is true: then only the blocks not yet finished are computed.
         scheduler: address of a dask.distributed scheduler ("tcp://host:8786") or a distributed.Client;
             workers must see `source` and `out` at the same paths.
         workers: start a local dask cluster of this many processes (one thread each).
@@ -258,6 +259,7 @@ def predict_volume(
                 **model_provenance(model),
                 "state_sha256": state_sha256(model),  # resuming with other weights (a checkpoint or not) is refused
                 "source": vol.description,
+                "input": vol.fingerprint(),  # resuming onto a changed input (rewritten chunks) is refused
                 "shape": list(vol.shape[-vol.ndim :]),
                 "tile": used_tile,
                 "tta": tta,

@@ -119,6 +119,41 @@ def test_bad_arguments(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_path_problems_are_path_errors_not_blamed_on_the_model(tmp_path, monkeypatch, format):
+    import errno
+    import os
+
+    from unet_zoo.exporters import api
+
+    model = _model("small")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):  # checked before exporting
+        export(model, format, tmp_path / "file" / "m.out")
+    if os.path.isdir("/proc/self"):
+        with pytest.raises(PermissionError, match="/proc is not writable"):
+            export(model, format, "/proc/unet-zoo.out")
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(api, "atomic_write_bytes", disk_full)  # the file system fails while writing
+    with pytest.raises(OSError, match="No space left") as info:
+        export(model, format, tmp_path / "m.out")
+    assert not isinstance(info.value, ExportError) and "does not work" not in str(info.value)
+
+
+def test_an_export_cleans_the_temporary_file_a_killed_export_left(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".m.pt.unet_zoo-{socket.gethostname()}-{dead.pid}.x1y2z3.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    export(_model("small"), "torchscript", tmp_path / "m.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
 class _FFTUNet(unet_zoo.UNet):
     """A U-Net with an op the ONNX exporter rejects (an FFT) but TorchScript traces."""
 

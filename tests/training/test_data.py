@@ -1,7 +1,5 @@
 import numpy as np
 
-from unet_zoo.training import data as training_data
-from unet_zoo.training import trainer as training
 from unet_zoo.training.data import synthetic_cells
 
 
@@ -11,11 +9,6 @@ def test_synthetic_cells_are_binary_and_membranes_dark():
     assert set(np.unique(labels)) == {0, 1}
     assert 0.05 < (labels == 0).mean() < 0.6
     assert images[labels == 0].mean() < images[labels == 1].mean() - 50
-
-
-def test_the_trainer_still_exports_its_data_preparation():
-    for name in training_data.__all__:
-        assert getattr(training, name) is getattr(training_data, name) and name in training.__all__
 
 
 def test_loss_balance_switches_the_class_frequency_term_of_the_weight_maps():

@@ -20,6 +20,31 @@ def _params(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+class Killed(Exception):
+    """What SIGKILL leaves behind: the process ends after a step, before that step's checkpoint is written."""
+
+
+def kill_after(step: int):
+    """A progress callback that ends the run like SIGKILL once `step` steps are done."""
+
+    def callback(progress):
+        if progress.event == "step" and progress.step == step:
+            raise Killed
+
+    return callback
+
+
+def change_losses(monkeypatch, change):
+    """Apply ``change(completed_steps, loss) -> loss`` to the loss of every training step."""
+    original, calls = training.step_loss, []
+
+    def step_loss(*args, **kwargs):
+        calls.append(None)
+        return change(len(calls) - 1, original(*args, **kwargs))
+
+    monkeypatch.setattr(training, "step_loss", step_loss)
+
+
 def test_tiny_run_writes_everything(tmp_path, tiny):
     result = train(tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path)
     assert result.step == 12
@@ -41,8 +66,9 @@ def test_tiny_run_writes_everything(tmp_path, tiny):
 def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
-    killed = Trainer(tiny, out_dir=tmp_path / "killed", stop_after=4, final_outputs=False).run()
-    assert killed.step == 4 and load_training_state(tmp_path / "killed").step == 3
+    with pytest.raises(Killed):
+        Trainer(tiny, out_dir=tmp_path / "killed", callback=kill_after(4), final_outputs=False).run()
+    assert load_training_state(tmp_path / "killed").step == 3
     with open(tmp_path / "killed" / "metrics.jsonl", "a") as f:  # the kill cut a log line in half
         f.write('{"step": 5, "loss": 0.6')
     resumed = Trainer(tiny, resume=tmp_path / "killed", final_outputs=False).run()
@@ -68,7 +94,8 @@ def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
 def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     """Guards the test above: dropping the RNG state changes the result, so the equality is meaningful."""
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
-    Trainer(tiny, out_dir=tmp_path / "k", stop_after=3, final_outputs=False).run()
+    with pytest.raises(Killed):
+        Trainer(tiny, out_dir=tmp_path / "k", callback=kill_after(4), final_outputs=False).run()
     trainer = Trainer(tiny, resume=tmp_path / "k", final_outputs=False)
     trainer.checkpoint.rng.clear()
     with pytest.warns(RuntimeWarning, match="fresh random streams"):
@@ -76,17 +103,15 @@ def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     assert any(not torch.equal(v, other.model.state_dict()[k]) for k, v in full.model.state_dict().items())
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny):
-    def inject(step, loss):
-        return loss * float("nan") if step == 4 else loss
-
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
+    change_losses(monkeypatch, lambda step, loss: loss * float("nan") if step == 4 else loss)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last good checkpoint"):
-        train(tiny, out_dir=tmp_path, loss_hook=inject)
+        train(tiny, out_dir=tmp_path)
     ckpt = load_training_state(tmp_path)
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
-def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny):
+def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny, monkeypatch):
     """A finite loss with NaN gradients at a checkpoint step: the NaN weights must not replace the last good file."""
     trainer = Trainer(tiny, out_dir=tmp_path, final_outputs=False)
 
@@ -97,7 +122,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny):
         zero = p.sum() - p.sum().detach()  # value 0, gradient 1
         return loss + 0 * torch.sqrt(zero)  # same (finite) loss value, gradient 0 * inf = NaN
 
-    trainer.loss_hook = nan_gradient
+    change_losses(monkeypatch, nan_gradient)
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN/inf at step 6.*last good checkpoint"):
         trainer.run()
     ckpt = load_training_state(tmp_path)
@@ -205,7 +230,7 @@ def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     assert all(v.dtype == torch.float32 for v in load_training_state(tmp_path).model.values() if v.is_floating_point())
 
 
-def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny):
+def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny, monkeypatch):
     """SIGTERM mid-step: the step completes, is checkpointed (not the older periodic one), and resume matches."""
     import os
     import signal
@@ -220,8 +245,10 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
         return loss
 
     previous = signal.getsignal(signal.SIGTERM)
+    change_losses(monkeypatch, terminate_during_step_5)
     with pytest.raises(TrainingInterrupted, match=r"SIGTERM stopped training of 'tiny' after step 5 of 6.*--resume") as info:
-        Trainer(tiny, out_dir=tmp_path / "stopped", loss_hook=terminate_during_step_5, final_outputs=False).run()
+        Trainer(tiny, out_dir=tmp_path / "stopped", final_outputs=False).run()
+    monkeypatch.undo()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     assert info.value.step == 5 and info.value.signal_number == signal.SIGTERM
     stopped = load_training_state(tmp_path / "stopped")

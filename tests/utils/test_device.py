@@ -26,8 +26,10 @@ def test_bad_devices_are_clear_errors():
             resolve_device("cuda")
 
 
-def test_training_and_benchmarks_resolve_through_it():
-    assert runtime.resolve_device is timing.resolve_device is resolve_device
+def test_training_runtime_and_timers_decide_devices_the_same_way():
     assert distributed.default_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="unknown device"):
-        distributed.default_device("gpu-please")
+    assert runtime.is_cuda("cpu") is False and runtime.is_cuda(None) is torch.cuda.is_available()
+    assert timing.Timer("cpu").device == torch.device("cpu")
+    for decide in (distributed.default_device, runtime.is_cuda, timing.Timer):
+        with pytest.raises(ValueError, match="unknown device 'gpu-please'"):
+            decide("gpu-please")

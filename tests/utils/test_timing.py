@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torch import nn
@@ -61,9 +59,18 @@ def test_timer_counts_warmup_and_repeats_and_takes_median():
     assert t.as_dict()["repeats"] == 3
 
 
-def test_timer_measures_elapsed_time():
-    timing = Timer("cpu", warmup=0, repeats=2)(lambda: time.sleep(0.02))
-    assert 0.015 < timing.median_s < 0.5
+def test_timer_times_each_call_between_two_clock_readings(monkeypatch):
+    """A fake clock that the timed call advances by 0.25 s: the Timer reports exactly that, and no warm-up call."""
+    from unet_zoo.utils import timing as timing_module
+
+    now = [100.0]
+    monkeypatch.setattr(timing_module.time, "perf_counter", lambda: now[0])
+
+    def call():
+        now[0] += 0.25
+
+    timing = Timer("cpu", warmup=1, repeats=3)(call)
+    assert timing.times_s == (0.25, 0.25, 0.25) and now[0] == 101.0
 
 
 def test_timer_rejects_bad_arguments():

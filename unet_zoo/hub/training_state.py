@@ -97,7 +97,7 @@ def save_training_state(
 ) -> Path:
     """Write the training state to `path` (a ``.safetensors`` file) atomically; returns the path.
 
-    `rng` maps each process rank to its named RNG states (see `unet_zoo.training.trainer.rng_state`);
+    `rng` maps each process rank to its named RNG states (see `unet_zoo.training.rng.rng_state`);
     `extra` is any JSON-serialisable data (recipe, metrics). DDP/compiled models are unwrapped.
     """
     tensors = {f"model.{k}": v for k, v in _unwrap(model).state_dict().items()}

@@ -18,10 +18,9 @@ import contextlib
 import json
 import math
 import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +36,7 @@ from unet_zoo.hub.serialization import CheckpointError, check_state_dict
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state, save_training_state
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.models.registry import create_model
-from unet_zoo.training.data import TrainingData, load_training_data, synthetic_cells, validation_tiles, weight_cache_dir
+from unet_zoo.training.data import TrainingData, load_training_data, validation_tiles
 from unet_zoo.training.distributed import (
     DistInfo,
     all_gather_objects,
@@ -47,7 +46,10 @@ from unet_zoo.training.distributed import (
     wrap_ddp,
 )
 from unet_zoo.training.losses import weighted_cross_entropy
+from unet_zoo.training.optim import build_optimizer, lr_factor
 from unet_zoo.training.recipes import Recipe, recipe_from_dict
+from unet_zoo.training.rng import rng_state, set_rng_state
+from unet_zoo.training.signals import StopSignals
 from unet_zoo.training.step import apply_gradients, step_loss
 from unet_zoo.utils.files import atomic_write_bytes
 from unet_zoo.utils.plots import plot_curves, plot_overlays
@@ -71,70 +73,12 @@ class TimeLimitReached(TrainingInterrupted):
     """``time_limit`` ran out: training stopped after a step and checkpointed it (signal_number is 0)."""
 
 
-class _StopSignals:
-    """While active, SIGTERM/SIGINT only set `received` (the loop checkpoints and stops after the step).
-
-    A second signal gets the previous handler (e.g. Ctrl-C twice kills at once). Only the main thread
-    can install handlers; elsewhere this does nothing.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        self._restore()
-
-    def _restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()
-
-
 class NonFiniteLossError(RuntimeError):
     """The loss (or, after a step, a weight) became NaN or infinite; the run stopped and its last good
     checkpoint was kept."""
 
 
-# --- model, optimiser, schedule ---------------------------------------------------------------------
-
-
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD (paper: momentum 0.99), Adam or AdamW as the recipe says."""
-    o = recipe.optimizer
-    if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
-    cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-    return cls(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-
-
-def lr_factor(recipe: Recipe, step: int) -> float:
-    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then constant/cosine/step."""
-    s, total = recipe.schedule, recipe.train.steps
-    if s.warmup_steps and step < s.warmup_steps:
-        return (step + 1) / s.warmup_steps
-    if s.kind == "cosine":
-        progress = min(1.0, (step - s.warmup_steps) / max(1, total - s.warmup_steps))
-        return s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    if s.kind == "step" and s.step_every:
-        return s.gamma ** ((step - s.warmup_steps) // s.step_every)
-    return 1.0
-
-
-ExecutionConfig = RuntimeSettings
-"""How a run executes on its device (the name training has always used for `unet_zoo.utils.runtime.RuntimeSettings`)."""
+# --- how a run executes ----------------------------------------------------------------------------
 
 
 def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> RuntimeSettings:
@@ -150,22 +94,6 @@ def execution_config(recipe: Recipe, device: torch.device, compile: bool | None 
         return runtime_settings(device, t.precision, t.channels_last, compile_switch)
     except ValueError as err:  # say which recipe key asked for it
         raise ValueError(f"train.{err}") from None
-
-
-def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-    """This process's RNG states (uint8 tensors): torch CPU (dropout on CPU), CUDA (dropout on GPU), sampler."""
-    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
-    """Restore what `rng_state` saved."""
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["sampler"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 # --- the run ------------------------------------------------------------------------------------------
@@ -252,8 +180,6 @@ class Trainer:
             flag applies on CUDA only, an explicit True applies everywhere).
         callback: called with a `TrainProgress` at the start, after every step, after each validation and
             at the end, on rank 0 (the CLI draws a progress bar from it); the trainer prints nothing.
-        loss_hook: ``f(step, loss) -> loss`` applied before the finite check (tests inject NaN with it).
-        stop_after: stop (as if killed) after this many completed steps, after checkpointing; for tests.
         final_outputs: draw curves.png / predictions.png and write summary.json at the end.
         data: pre-loaded `TrainingData` (skips loading and weight maps; tests and notebooks).
         time_limit: wall-clock budget of this session in seconds (like a SLURM job's): when the next step
@@ -273,8 +199,6 @@ class Trainer:
         steps: int | None = None,
         compile: bool | None = None,
         callback: TrainCallback | None = None,
-        loss_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-        stop_after: int | None = None,
         final_outputs: bool = True,
         data: TrainingData | None = None,
         time_limit: float | None = None,
@@ -307,7 +231,7 @@ class Trainer:
         self.data_dir, self.data = data_dir, data
         self.compile = compile
         self.callback = callback if self.dist.is_main else None
-        self.loss_hook, self.stop_after, self.final_outputs = loss_hook, stop_after, final_outputs
+        self.final_outputs = final_outputs
 
     # The pieces of `run`, in order.
 
@@ -460,130 +384,156 @@ class Trainer:
             return self._loop()
 
     def _loop(self) -> TrainResult:
-        """The steps of `run` after `_setup`: train, log, validate, checkpoint, final outputs."""
-        r = self.recipe
-        main = self.dist.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.run_dir / "recipe.json", json.dumps(r.as_dict(), indent=2).encode())
-        history = self._read_history() if self.checkpoint is not None else []
-        log = _Log(self.run_dir / "metrics.jsonl" if main else None, history)
-        tiles_per_step = r.train.batch_size * self.dist.world_size
-        start_time, window_time, window_steps = time.perf_counter(), time.perf_counter(), 0
-        # A resumed run reports its last logged loss even if no step is left to train.
-        loss_value = next((float(h["loss"]) for h in reversed(history) if "loss" in h), float("nan"))
-        first_step = self.step
-        self.net.train()
-        # Training time of earlier sessions of a resumed run, so times and the card cover the whole run.
-        elapsed_before = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
-        start_time -= elapsed_before
-        self.train_seconds = elapsed_before  # what the next checkpoint records
-        stop = _StopSignals()
-        session_start = step_start = time.perf_counter()
-        try:
-            stop.__enter__()
-            self._report("start", start_time)
-            while self.step < r.train.steps:
-                x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
-                x = prepare_input(x, self.device, channels_last=self.channels_last)
-                loss = step_loss(self.net, x, y, w, self.device, amp=self.amp_dtype is not None)
-                if self.loss_hook is not None:
-                    loss = self.loss_hook(self.step, loss)
-                # One collective carries the loss (NaN on any rank -> NaN on all) and any rank's stop request.
-                reduced = all_reduce_mean(torch.stack([loss.detach().float(), loss.new_tensor(float(stop.received is not None))]))
-                loss_value, stop_requested = float(reduced[0]), bool(reduced[1] > 0)
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"loss is {loss_value} at step {self.step + 1} of recipe {r.name!r}; "
-                        f"stopped. The last good checkpoint ({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. "
-                        "Lower optimizer.lr, add warm-up (schedule.warmup_steps) or set optimizer.grad_clip."
-                    )
-                apply_gradients(self.optimizer, loss, self.model.parameters(), grad_clip=r.optimizer.grad_clip)
-                self.scheduler.step()
-                self.step += 1
-                window_steps += 1
-
-                if self.step % r.train.log_every == 0 or self.step == r.train.steps:
-                    now = time.perf_counter()
-                    speed = window_steps * tiles_per_step / max(now - window_time, 1e-9)
-                    window_time, window_steps = now, 0
-                    log.write(
-                        {
-                            "step": self.step,
-                            "loss": loss_value,
-                            "lr": self.scheduler.get_last_lr()[0],
-                            "tiles_per_s": round(speed, 3),
-                            "time_s": round(now - start_time, 3),
-                        }
-                    )
-                    self._report("step", start_time, loss=loss_value, tiles_per_s=speed)
-                else:
-                    self._report("step", start_time)
-                if (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps:
-                    if main:
-                        scores = self.validate()
-                        log.write({"step": self.step, **scores})
-                        self._report("validation", start_time, loss=loss_value, scores=scores)
-                now = time.perf_counter()
-                self.train_seconds = now - start_time
-                out_of_time = self._out_of_time(session_start, step_start, now)
-                step_start = now
-                if self.step % r.train.checkpoint_every == 0 or self.step == r.train.steps or stop_requested or out_of_time:
-                    self._save()
-                if stop_requested and self.step < r.train.steps:
-                    signum = stop.received or signal.SIGTERM
-                    raise TrainingInterrupted(
-                        f"{signal.Signals(signum).name} stopped training of {r.name!r} after step {self.step} of "
-                        f"{r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with --resume {self.run_dir} "
-                        "(or --resume latest).",
-                        self.step,
-                        self.run_dir,
-                        signum,
-                    )
-                if out_of_time and self.step < r.train.steps:
-                    raise TimeLimitReached(
-                        f"the time limit of {self.time_limit / 60:g} min stopped training of {r.name!r} after step "
-                        f"{self.step} of {r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with "
-                        f"--resume {self.run_dir} (or --resume latest).",
-                        self.step,
-                        self.run_dir,
-                        0,
-                    )
-                if self.stop_after is not None and self.step >= self.stop_after and self.step < r.train.steps:
-                    break
-        finally:
-            stop.__exit__()
-            self._report("end", start_time, loss=loss_value)
-        seconds = time.perf_counter() - start_time
-        if main and self.final_outputs and self.step == r.train.steps:
-            self._final_outputs(history, seconds)
+        """The steps of `run` after `_setup`: sample, step, log, validate, checkpoint or stop, final outputs."""
+        self._open_run_folder()
+        with StopSignals() as stop, self._session():
+            while self.step < self.recipe.train.steps:
+                loss = self._train_step()
+                self._log_if_due(loss)
+                self._validate_if_due()
+                self._checkpoint_or_stop_if_due(stop)
+        if self.dist.is_main and self.final_outputs and self.step == self.recipe.train.steps:
+            self._final_outputs(self.history, self.train_seconds)
         return TrainResult(
             self.run_dir,
             self.model,
-            r,
+            self.recipe,
             self.data,
             self.step,
-            seconds,
-            loss_value,
-            history,
-            steps_this_session=self.step - first_step,
+            self.train_seconds,
+            self.loss_value,
+            self.history,
+            steps_this_session=self.step - self.first_step,
             init_from=self.init_info,
             world_size=self.dist.world_size,
         )
 
-    def _report(self, event: Any, start_time: float, **fields: Any) -> None:
+    def _open_run_folder(self) -> None:
+        """Write recipe.json, reopen metrics.jsonl (a resumed run keeps its records up to the checkpoint) and
+        start the clocks; the training time of a resumed run's earlier sessions counts towards its total."""
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.run_dir / "recipe.json", json.dumps(self.recipe.as_dict(), indent=2).encode())
+        self.history = self._read_history() if self.checkpoint is not None else []
+        self.log = _Log(self.run_dir / "metrics.jsonl" if self.dist.is_main else None, self.history)
+        # a resumed run reports its last logged loss even if no step is left to train
+        self.loss_value = next((float(h["loss"]) for h in reversed(self.history) if "loss" in h), float("nan"))
+        self.first_step = self.step
+        earlier = float(self.checkpoint.extra.get("train_seconds", 0.0)) if self.checkpoint is not None else 0.0
+        now = time.perf_counter()
+        self.start_time = now - earlier  # elapsed training time of the whole run = now - start_time
+        self.train_seconds = earlier  # what the next checkpoint records
+        self.session_start = self.step_start = self.window_start = now
+        self.window_steps = 0
+        self.net.train()
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        """Report "start" before the first step and "end" however the loop ends."""
+        self._report("start")
+        try:
+            yield
+        finally:
+            self._report("end", loss=self.loss_value)
+
+    def _train_step(self) -> torch.Tensor:
+        """Sample augmented tiles, forward, check the loss on every rank, backward and update."""
+        r = self.recipe
+        x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
+        x = prepare_input(x, self.device, channels_last=self.channels_last)
+        loss = step_loss(self.net, x, y, w, self.device, amp=self.amp_dtype is not None)
+        self.loss_value = float(all_reduce_mean(loss.detach().float()))  # NaN on any rank -> NaN on all
+        if not math.isfinite(self.loss_value):
+            raise NonFiniteLossError(
+                f"loss is {self.loss_value} at step {self.step + 1} of recipe {r.name!r}; "
+                f"stopped. The last good checkpoint ({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. "
+                "Lower optimizer.lr, add warm-up (schedule.warmup_steps) or set optimizer.grad_clip."
+            )
+        apply_gradients(self.optimizer, loss, self.model.parameters(), grad_clip=r.optimizer.grad_clip)
+        self.scheduler.step()
+        self.step += 1
+        self.window_steps += 1
+        return loss
+
+    def _log_if_due(self, loss: torch.Tensor) -> None:
+        """Every ``train.log_every`` steps and at the last: a metrics.jsonl record and a progress report with the
+        loss and speed; on the other steps a bare progress report."""
+        r = self.recipe
+        if self.step % r.train.log_every and self.step != r.train.steps:
+            self._report("step")
+            return
+        now = time.perf_counter()
+        tiles = self.window_steps * r.train.batch_size * self.dist.world_size
+        speed = tiles / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_steps = now, 0
+        self.log.write(
+            {
+                "step": self.step,
+                "loss": self.loss_value,
+                "lr": self.scheduler.get_last_lr()[0],
+                "tiles_per_s": round(speed, 3),
+                "time_s": round(now - self.start_time, 3),
+            }
+        )
+        self._report("step", loss=self.loss_value, tiles_per_s=speed)
+
+    def _validate_if_due(self) -> None:
+        """Every ``train.eval_every`` steps and at the last (rank 0): the held-out tiles' loss and pixel error."""
+        r = self.recipe
+        due = (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps
+        if due and self.dist.is_main:
+            scores = self.validate()
+            self.log.write({"step": self.step, **scores})
+            self._report("validation", loss=self.loss_value, scores=scores)
+
+    def _checkpoint_or_stop_if_due(self, stop: StopSignals) -> None:
+        """Checkpoint every ``train.checkpoint_every`` steps, at the last, and before stopping for a signal
+        (on any rank) or the time limit; then raise `TrainingInterrupted` / `TimeLimitReached` if stopping."""
+        r = self.recipe
+        now = time.perf_counter()
+        self.train_seconds = now - self.start_time
+        stop_requested = bool(all_reduce_mean(torch.tensor(float(stop.received is not None), device=self.device)) > 0)
+        out_of_time = self._out_of_time(now)
+        self.step_start = now
+        finished = self.step == r.train.steps
+        if self.step % r.train.checkpoint_every == 0 or finished or stop_requested or out_of_time:
+            self._save()
+        if finished:
+            return
+        if stop_requested:
+            signum = stop.received or signal.SIGTERM
+            raise TrainingInterrupted(
+                f"{signal.Signals(signum).name} stopped training of {r.name!r} after step {self.step} of "
+                f"{r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with --resume {self.run_dir} "
+                "(or --resume latest).",
+                self.step,
+                self.run_dir,
+                signum,
+            )
+        if out_of_time:
+            assert self.time_limit is not None
+            raise TimeLimitReached(
+                f"the time limit of {self.time_limit / 60:g} min stopped training of {r.name!r} after step "
+                f"{self.step} of {r.train.steps}; its checkpoint is saved in {self.run_dir}. Continue with "
+                f"--resume {self.run_dir} (or --resume latest).",
+                self.step,
+                self.run_dir,
+                0,
+            )
+
+    def _report(self, event: Any, **fields: Any) -> None:
         """Send a `TrainProgress` to the callback (rank 0 only)."""
         if self.callback is not None:
-            elapsed = time.perf_counter() - start_time
+            elapsed = time.perf_counter() - self.start_time
             self.callback(TrainProgress(event, self.step, self.recipe.train.steps, elapsed, **fields))
 
-    def _out_of_time(self, session_start: float, step_start: float, now: float) -> bool:
+    def _out_of_time(self, now: float) -> bool:
         """Whether one more step (taking as long as the last one, plus the checkpoint's time) would end
         past ``time_limit`` seconds of this session; every rank decides on rank 0's clock."""
         if self.time_limit is None:
             return False
-        margin = 2.0 * (now - step_start) + self.checkpoint_seconds
-        late = torch.tensor(float(now - session_start + margin >= self.time_limit), device=self.device)
+        margin = 2.0 * (now - self.step_start) + self.checkpoint_seconds
+        late = torch.tensor(float(now - self.session_start + margin >= self.time_limit), device=self.device)
         return bool(all_reduce_mean(late) > 0)
 
     def _read_history(self) -> list[dict[str, Any]]:
@@ -635,10 +585,7 @@ def train(recipe: Recipe, **kwargs: Any) -> TrainResult:
     return Trainer(recipe, **kwargs).run()
 
 
-# TrainingData, load_training_data, synthetic_cells, validation_tiles and weight_cache_dir come from
-# unet_zoo.training.data and are re-exported: they have always been importable from here.
 __all__ = [
-    "ExecutionConfig",
     "NonFiniteLossError",
     "TrainResult",
     "Trainer",
@@ -646,17 +593,8 @@ __all__ = [
     "TrainCallback",
     "TrainProgress",
     "TrainingInterrupted",
-    "TrainingData",
-    "build_optimizer",
     "default_run_dir",
     "execution_config",
     "latest_run_dir",
-    "load_training_data",
-    "lr_factor",
-    "rng_state",
-    "set_rng_state",
-    "synthetic_cells",
     "train",
-    "validation_tiles",
-    "weight_cache_dir",
 ]

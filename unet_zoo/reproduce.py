@@ -36,7 +36,7 @@ from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.paper import target_results
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.trainer import TrainProgress, TrainResult, latest_run_dir, train
-from unet_zoo.utils.files import atomic_write_bytes, publish_folder, staging_folder
+from unet_zoo.utils.files import atomic_write_bytes, check_output_path, publish_folder, staging_folder
 
 Variant = Literal["original", "padded", "small", "all"]
 QUICK_RECIPE = "isbi-quick"
@@ -366,6 +366,7 @@ def reproduce_isbi(
     ``[recipe] checkpoint`` names the card folder (default ``cards/<checkpoint>/``).
     time_limit: seconds of training in this session before checkpointing and raising `TimeLimitReached`.
     overwrite: replace an existing Hub folder (checked before training, so no run is wasted); else ValueError.
+        A Hub folder that cannot be written (below a file, in a read-only place) is an OSError, also before training.
     Returns one `ReproduceResult` per recipe.
     """
     import torch
@@ -381,10 +382,11 @@ def reproduce_isbi(
         )
     report = callback if callback is not None and int(os.environ.get("RANK", "0")) == 0 else None  # rank 0 reports
     recipes = [load_recipe(requested) for requested in names]
-    if not quick and not overwrite:  # refuse before hours of training, not after
+    if not quick:  # refuse before hours of training, not after
         for r in recipes:
             folder = _hub_folder(r, out, len(names))
-            if folder.exists():
+            check_output_path(folder, folder=True)  # writable, not a file (OSError otherwise)
+            if folder.exists() and not overwrite:
                 holds = "already holds a checkpoint" if (folder / "config.json").exists() else "already exists"
                 raise ValueError(f"{folder} {holds}; pass --overwrite (overwrite=True) to replace it, or --out another folder")
     results = []

@@ -116,3 +116,19 @@ def test_absurd_tile_sizes_are_refused_up_front(tmp_path, args):
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "100000000 px is larger than any tile" in text and "at most 8192" in text, text
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("where", ["below-a-file", "unwritable"])
+def test_reproduce_checks_its_hub_folder_before_training(tmp_path, monkeypatch, where):
+    import unet_zoo.reproduce
+
+    def started(*args, **kwargs):
+        raise AssertionError("training started before the Hub folder was checked")
+
+    monkeypatch.setattr(unet_zoo.reproduce, "train", started)
+    if where == "unwritable" and UNWRITABLE is None:
+        pytest.skip("needs Linux /proc")
+    (tmp_path / "notes.txt").write_text("keep")
+    out = tmp_path / "notes.txt" / "card" if where == "below-a-file" else UNWRITABLE
+    text = _run(["reproduce", "isbi", "--variant", "small", "--out", str(out)], out)
+    assert ("is a file, not a folder" if where == "below-a-file" else "/proc is not writable") in text

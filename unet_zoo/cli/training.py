@@ -177,8 +177,8 @@ def reproduce_isbi_command(
         )
     except TrainingInterrupted as err:
         raise interrupted(err) from None
-    except (RecipeError, FileNotFoundError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
-        raise fail(str(err)) from None
+    except (RecipeError, OSError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
+        raise fail(str(err)) from None  # OSError: an unwritable --out, found before training, or a full disk
     finally:
         cleanup_distributed()
 

@@ -9,8 +9,9 @@ import torch
 from huggingface_hub import ModelCard
 
 import unet_zoo
-from unet_zoo.hub.card import PAPER_METRICS, render_model_card
+from unet_zoo.hub.card import CardInfo, render_model_card
 from unet_zoo.models.registry import model_args
+from unet_zoo.paper import PAPER_TABLE1
 
 TRAINING = {
     "recipe": "recipes/isbi-original.toml",
@@ -26,12 +27,14 @@ METRICS = {"warping_error": 0.00051, "rand_error": 0.0521, "pixel_error": 0.0734
 
 def test_card_yaml_has_the_hub_metadata_and_model_index():
     text = render_model_card(
-        "original",
-        model_args("original"),
-        params=31_031_810,
-        metrics=METRICS,
-        training=TRAINING,
-        checkpoint_name="isbi-original",
+        CardInfo(
+            "original",
+            model_args("original"),
+            params=31_031_810,
+            metrics=METRICS,
+            training=TRAINING,
+            checkpoint_name="isbi-original",
+        )
     )
     card = ModelCard(text)
     data = card.data
@@ -46,12 +49,14 @@ def test_card_yaml_has_the_hub_metadata_and_model_index():
 
 def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage():
     text = render_model_card(
-        "original",
-        model_args("original"),
-        params=31_031_810,
-        metrics=METRICS,
-        training=TRAINING,
-        checkpoint_name="isbi-original",
+        CardInfo(
+            "original",
+            model_args("original"),
+            params=31_031_810,
+            metrics=METRICS,
+            training=TRAINING,
+            checkpoint_name="isbi-original",
+        )
     )
     body = ModelCard(text).text
     for section in ("## Model", "## Training", "## Evaluation", "## Limitations", "## Usage"):
@@ -70,16 +75,16 @@ def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage(
 def test_card_limitations_use_the_real_number_of_training_slices():
     training = dict(TRAINING, dataset="ISBI 2012, 24 training slices")
     body = ModelCard(
-        render_model_card("small", model_args("small"), params=10, metrics=METRICS, training=training, checkpoint_name=None)
+        render_model_card(CardInfo("small", model_args("small"), params=10, metrics=METRICS, training=training))
     ).text
     assert "Trained on 24 slices (512x512)" in body and "30 slices" not in body
 
 
 def test_card_without_metrics_or_training():
-    text = render_model_card("small", model_args("small"), params=10, metrics=None, training=None, checkpoint_name=None)
+    text = render_model_card(CardInfo("small", model_args("small"), params=10))
     card = ModelCard(text)
     assert card.data.eval_results is None and card.data.library_name == "unet_zoo"
-    assert "Not evaluated" in card.text and str(PAPER_METRICS["rand_error"]) in card.text
+    assert "Not evaluated" in card.text and str(PAPER_TABLE1["rand_error"]) in card.text
     assert "No training information" in card.text and "unet-zoo download" not in card.text
 
 
@@ -125,18 +130,20 @@ def test_card_renders_every_section_of_a_reproduced_checkpoint_once():
     scores = {**METRICS, "vrand_thinned": 0.981, "seconds_per_slice": 6.5, "num_slices": 6, "tta": True}
     plain = {**METRICS, "rand_error": 0.09, "seconds_per_slice": 0.8, "num_slices": 6, "tta": False}
     text = render_model_card(
-        "original",
-        model_args("original"),
-        params=31_031_810,
-        metrics=METRICS,
-        training=TRAINING,
-        checkpoint_name="isbi-original",
-        held_out_scores=scores,
-        held_out_scores_without_tta=plain,
-        stored_weights="They score the same.",
-        notes="Kept from the paper: everything else.",
-        deviations=["Adam instead of SGD", "256 px tiles"],
-        figures={"held-out predictions": "predictions.png"},
+        CardInfo(
+            "original",
+            model_args("original"),
+            params=31_031_810,
+            metrics=METRICS,
+            training=TRAINING,
+            checkpoint_name="isbi-original",
+            held_out_scores=scores,
+            held_out_scores_without_tta=plain,
+            stored_weights="They score the same.",
+            notes="Kept from the paper: everything else.",
+            deviations=["Adam instead of SGD", "256 px tiles"],
+            figures={"held-out predictions": "predictions.png"},
+        )
     )
     body = ModelCard(text).text
     order = ["## Training", "## Evaluation", "### All held-out scores", "![held-out predictions](predictions.png)"]

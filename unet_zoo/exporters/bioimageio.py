@@ -38,7 +38,7 @@ from unet_zoo.exporters.traced import (
     torch_probabilities,
     torchscript_bytes,
 )
-from unet_zoo.hub.card import render_model_card
+from unet_zoo.hub.card import CardInfo, render_model_card
 from unet_zoo.hub.pretrained import model_identity
 from unet_zoo.models.sizes import input_size_for_output, output_size
 from unet_zoo.utils.files import atomic_write_with
@@ -157,14 +157,8 @@ def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: 
         card = card_path.read_text(encoding="utf-8")
     else:
         cfg = getattr(model, "pretrained_cfg", None)
-        card = render_model_card(
-            name,
-            args,
-            params=sum(p.numel() for p in model.parameters()),
-            metrics=None,
-            training=None,
-            checkpoint_name=getattr(cfg, "name", None),
-        )
+        params = sum(p.numel() for p in model.parameters())
+        card = render_model_card(CardInfo(name, args, params=params, checkpoint_name=getattr(cfg, "name", None)))
     card = re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.S).lstrip()
     relation = (
         f"output = input {offset:+d} pixels per side length (a {min_size + 24 * step} input gives "

@@ -1,8 +1,8 @@
 """Model cards: the Hub's README.md (YAML metadata + Markdown body) for a zoo checkpoint.
 
-`render_model_card` writes what is known about a model: its architecture, how it was trained
-(recipe, steps, hardware, time), its held-out metrics beside the paper's Table 1, its limitations and
-a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, datasets,
+`render_model_card(CardInfo(...))` writes what is known about a model, one function per section: its
+architecture, how it was trained (recipe, steps, hardware, time), its held-out metrics beside the paper's
+Table 1, its limitations and a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, datasets,
 ``pipeline_tag: image-segmentation``, ``model-index`` with the metrics) is produced by
 ``huggingface_hub.ModelCardData``/``EvalResult`` so the Hub (and ``ModelCard.load``) can parse it.
 """
@@ -10,6 +10,8 @@ a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, dat
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -18,8 +20,6 @@ from unet_zoo._version import LIBRARY_NAME
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import output_size
 from unet_zoo.paper import PAPER, PAPER_TABLE1, PAPER_URL, format_comparison
-
-PAPER_METRICS = PAPER_TABLE1  # the paper's Table 1 (unet_zoo.paper), under the name cards have used
 
 METRIC_NAMES: dict[str, str] = {
     "warping_error": "Warping error",
@@ -133,9 +133,9 @@ def _usage(model_name: str, model_args: dict[str, Any], load_name: str) -> str:
 def _metrics_table(metrics: dict[str, float]) -> str:
     rows = ["| Metric (lower is better) | This checkpoint (held-out) | Paper, Table 1 (challenge test set) |", "|---|---|---|"]
     for key, value in metrics.items():
-        paper = PAPER_METRICS.get(key)
+        paper = PAPER_TABLE1.get(key)
         rows.append(f"| {METRIC_NAMES.get(key, key)} | {value:.6g} | {f'{paper:g}' if paper is not None else '-'} |")
-    for key, paper in PAPER_METRICS.items():
+    for key, paper in PAPER_TABLE1.items():
         if key not in metrics:
             rows.append(f"| {METRIC_NAMES[key]} | not measured | {paper:g} |")
     return "\n".join(rows) + "\n"
@@ -158,128 +158,142 @@ def _inference_note(scores: dict[str, Any], without_tta: dict[str, Any] | None, 
     return text + ".\n"
 
 
-def render_model_card(
-    model_name: str,
-    model_args: dict[str, Any],
-    *,
-    params: int,
-    metrics: dict[str, float] | None,
-    training: dict[str, Any] | None,
-    checkpoint_name: str | None,
-    repo_id: str | None = None,
-    license: str = "mit",
-    datasets: list[str] | None = None,
-    tags: list[str] | None = None,
-    description: str | None = None,
-    limitations: list[str] | None = None,
-    held_out_scores: dict[str, Any] | None = None,
-    held_out_scores_without_tta: dict[str, Any] | None = None,
-    stored_weights: str | None = None,
-    notes: str | None = None,
-    deviations: list[str] | None = None,
-    figures: dict[str, str] | None = None,
-    targets: list[str] | None = None,
-    target_notes: str | None = None,
-) -> str:
-    """The full README.md text (YAML header + Markdown body) of a checkpoint of architecture `model_name`.
+@dataclass
+class CardInfo:
+    """Everything a model card says about a checkpoint of architecture `model_name`.
 
-    Args:
-        model_name: registry architecture (e.g. "original"); model_args: the arguments that rebuild it.
-        params: number of parameters. metrics: held-out scores keyed "warping_error", "rand_error",
-            "pixel_error" (others are listed as given), or None when not evaluated.
-        training: what the training engineer knows, e.g. {"recipe": "recipes/isbi-original.toml",
-            "steps": 10000, "hardware": "1x H100", "time_s": 5400, "held_out": "slices 25-29"}; None if untrained.
-        checkpoint_name: registry checkpoint name (e.g. "isbi-original"), used in the usage snippet;
-            repo_id: Hub repo id used instead when there is no checkpoint name.
-        held_out_scores: every held-out score (`unet_zoo.evaluation.isbi.evaluate_model`'s dict, with
-            "seconds_per_slice", "num_slices", "tta"), tabled beside Table 1; held_out_scores_without_tta:
-            the same model without test-time augmentation, as a second column.
-        stored_weights: what re-scoring the stored weights found (`unet_zoo.reproduce.check_stored_weights`).
-        notes: the recipe's notes; deviations: every departure from the paper, one item each.
-        figures: {alt text: file name in the folder}, shown under the evaluation.
-        targets: the recipe's held-out targets, met or missed (`unet_zoo.paper.target_results`), one line each;
-            target_notes: what was measured or tried about them.
+    model_name: registry architecture (e.g. "original"); model_args: the arguments that rebuild it; params: number
+    of parameters. metrics: held-out scores keyed "warping_error", "rand_error", "pixel_error" (others are listed
+    as given), or None when not evaluated. training: what the training engineer knows, e.g. {"recipe":
+    "recipes/isbi-original.toml", "steps": 10000, "hardware": "1x H100", "time_s": 5400, "held_out": "slices
+    25-29"}; None if untrained. checkpoint_name: registry checkpoint name (e.g. "isbi-original") used in the usage
+    snippet; repo_id: the Hub repo id used instead when there is no checkpoint name. held_out_scores: every
+    held-out score (`unet_zoo.evaluation.isbi.evaluate_model`'s dict, with "seconds_per_slice", "num_slices",
+    "tta"), tabled beside Table 1; held_out_scores_without_tta: the same model without test-time augmentation, as
+    a second column. stored_weights: what re-scoring the stored weights found (`unet_zoo.reproduce.check_stored_weights`).
+    notes: the recipe's notes; deviations: every departure from the paper, one item each. figures: {alt text:
+    file name in the folder}, shown under the evaluation. targets: the recipe's held-out targets, met or missed
+    (`unet_zoo.paper.target_results`), one line each; target_notes: what was measured or tried about them.
     """
-    load_name = checkpoint_name or repo_id or LOCAL_PLACEHOLDER
-    title = checkpoint_name or repo_id or f"unet_zoo {model_name}"
+
+    model_name: str
+    model_args: dict[str, Any]
+    params: int
+    metrics: dict[str, float] | None = None
+    training: dict[str, Any] | None = None
+    checkpoint_name: str | None = None
+    repo_id: str | None = None
+    license: str = "mit"
+    datasets: list[str] | None = None
+    tags: list[str] | None = None
+    description: str | None = None
+    limitations: list[str] | None = None
+    held_out_scores: dict[str, Any] | None = None
+    held_out_scores_without_tta: dict[str, Any] | None = None
+    stored_weights: str | None = None
+    notes: str | None = None
+    deviations: list[str] | None = None
+    figures: dict[str, str] | None = None
+    targets: list[str] | None = None
+    target_notes: str | None = None
+
+
+CARD_DATA_KEYS: tuple[str, ...] = tuple(f.name for f in fields(CardInfo) if f.name not in ("model_name", "model_args", "params"))
+"""What a caller may tell the card beyond the model itself (``save_pretrained(card_data=...)``)."""
+
+
+def _model_section(info: CardInfo) -> str:
+    description = info.description
     if description is None:
         try:
-            description = get_entry(model_name).description
+            description = get_entry(info.model_name).description
         except KeyError:
             description = "a U-Net"
-    data = card_metadata(
-        model_name,
-        metrics=metrics,
-        checkpoint_name=checkpoint_name or repo_id,
-        license=license,
-        datasets=datasets,
-        tags=tags,
-        split=str((training or {}).get("held_out_split", "held-out")),
-    )
-    args = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
-    parts = [
-        f"# {title}\n",
-        f"A U-Net of the unet_zoo architecture `{model_name}` ({description}). It follows {PAPER} ([paper]({PAPER_URL})).\n",
-        "## Model\n",
-        f"- Architecture: `unet_zoo.create_model({model_name!r}, {args})`\n"
-        f"- Parameters: {params:,}\n"
-        f"- Input: (N, {model_args.get('in_channels', 1)}, H, W) float32 images scaled to [0, 1]; "
-        f"output: (N, {model_args.get('num_classes', 2)}, H', W') per-pixel class logits.\n"
+    title = info.checkpoint_name or info.repo_id or f"unet_zoo {info.model_name}"
+    args = ", ".join(f"{k}={v!r}" for k, v in info.model_args.items())
+    return (
+        f"# {title}\n\n"
+        f"A U-Net of the unet_zoo architecture `{info.model_name}` ({description}). "
+        f"It follows {PAPER} ([paper]({PAPER_URL})).\n\n"
+        "## Model\n\n"
+        f"- Architecture: `unet_zoo.create_model({info.model_name!r}, {args})`\n"
+        f"- Parameters: {info.params:,}\n"
+        f"- Input: (N, {info.model_args.get('in_channels', 1)}, H, W) float32 images scaled to [0, 1]; "
+        f"output: (N, {info.model_args.get('num_classes', 2)}, H', W') per-pixel class logits.\n"
         "- Weights: safetensors only (`model.safetensors`, or shards listed in `model.safetensors.index.json`), "
         "never pickled; `config.json` names the registry "
-        "builder and arguments that rebuild the network.\n",
-        "## Training\n",
+        "builder and arguments that rebuild the network.\n"
+    )
+
+
+def _training_section(info: CardInfo) -> str:
+    training = info.training
+    if not training:
+        return "## Training\n\nNo training information was recorded with these weights (they may be untrained).\n"
+    lines = [f"- {label}: {_format_value(key, training[key])}" for key, label in TRAINING_FIELDS.items() if key in training]
+    lines += [
+        f"- {key.replace('_', ' ').capitalize()}: {_format_value(key, value)}"
+        for key, value in training.items()
+        if key not in TRAINING_FIELDS and key not in ("held_out_split", "deviations")
     ]
-    if training:
-        lines = [f"- {label}: {_format_value(key, training[key])}" for key, label in TRAINING_FIELDS.items() if key in training]
-        lines += [
-            f"- {key.replace('_', ' ').capitalize()}: {_format_value(key, value)}"
-            for key, value in training.items()
-            if key not in TRAINING_FIELDS and key not in ("held_out_split", "deviations")
-        ]
-        parts.append("\n".join(lines) + "\n")
-    else:
-        parts.append("No training information was recorded with these weights (they may be untrained).\n")
-    parts.append("## Evaluation\n")
-    if metrics:
+    return "## Training\n\n" + "\n".join(lines) + "\n"
+
+
+def _evaluation_section(info: CardInfo) -> str:
+    parts = ["## Evaluation\n"]
+    if info.metrics:
         parts.append(
             "Scores on held-out data, beside the paper's Table 1. The paper's numbers were computed by the "
             "ISBI 2012 organisers on the challenge's hidden test labels, so the columns are comparable only "
-            "in order of magnitude.\n\n" + _metrics_table(metrics)
+            "in order of magnitude.\n\n" + _metrics_table(info.metrics)
         )
     else:
         parts.append(
             "Not evaluated. For reference, the paper's Table 1: "
-            + ", ".join(f"{METRIC_NAMES[k]} {v:g}" for k, v in PAPER_METRICS.items())
+            + ", ".join(f"{METRIC_NAMES[k]} {v:g}" for k, v in PAPER_TABLE1.items())
             + ".\n"
         )
-    if held_out_scores:
+    if info.held_out_scores:
         parts.append("### All held-out scores\n")
-        parts.append(format_comparison(held_out_scores, held_out_scores_without_tta) + "\n")
-        parts.append(_inference_note(held_out_scores, held_out_scores_without_tta, (training or {}).get("hardware")))
-    for alt, file_name in (figures or {}).items():
-        parts.append(f"![{alt}]({file_name})\n")
-    if stored_weights:
-        parts.append("## Stored weights\n")
-        parts.append(stored_weights + "\n")
-    if targets:
-        parts.append("## Targets\n")
-        parts.append(
-            "Set before training, checked on the held-out slices with TTA:\n\n" + "\n".join(f"- {t}" for t in targets) + "\n"
-        )
-        if target_notes:
-            parts.append(target_notes.strip() + "\n")
-    if notes:
-        parts.append("## Recipe notes\n")
-        parts.append(notes.strip() + "\n")
-    if deviations is None and isinstance((training or {}).get("deviations"), (list, tuple)):
-        deviations = list((training or {})["deviations"])  # a config.json training record keeps them there
-    if deviations:
-        parts.append("## Deviations from the paper\n")
-        parts.append("\n".join(f"- {item}" for item in deviations) + "\n")
-    parts.append("## Limitations\n")
-    on_isbi = bool(training) and "isbi2012" in (datasets if datasets is not None else ["isbi2012"])
-    count = re.search(r"(\d+) training slices", str((training or {}).get("dataset", "")))
+        parts.append(format_comparison(info.held_out_scores, info.held_out_scores_without_tta) + "\n")
+        hardware = (info.training or {}).get("hardware")
+        parts.append(_inference_note(info.held_out_scores, info.held_out_scores_without_tta, hardware))
+    parts += [f"![{alt}]({file_name})\n" for alt, file_name in (info.figures or {}).items()]
+    return "\n".join(parts)
+
+
+def _stored_weights_section(info: CardInfo) -> str | None:
+    return f"## Stored weights\n\n{info.stored_weights}\n" if info.stored_weights else None
+
+
+def _targets_section(info: CardInfo) -> str | None:
+    if not info.targets:
+        return None
+    text = (
+        "## Targets\n\nSet before training, checked on the held-out slices with TTA:\n\n"
+        + "\n".join(f"- {t}" for t in info.targets)
+        + "\n"
+    )
+    return text + (f"\n{info.target_notes.strip()}\n" if info.target_notes else "")
+
+
+def _notes_section(info: CardInfo) -> str | None:
+    return f"## Recipe notes\n\n{info.notes.strip()}\n" if info.notes else None
+
+
+def _deviations_section(info: CardInfo) -> str | None:
+    deviations = info.deviations
+    if deviations is None and isinstance((info.training or {}).get("deviations"), (list, tuple)):
+        deviations = list((info.training or {})["deviations"])  # a config.json training record keeps them there
+    if not deviations:
+        return None
+    return "## Deviations from the paper\n\n" + "\n".join(f"- {item}" for item in deviations) + "\n"
+
+
+def _limitations_section(info: CardInfo) -> str:
+    training = info.training or {}
+    on_isbi = bool(info.training) and "isbi2012" in (info.datasets if info.datasets is not None else ["isbi2012"])
+    count = re.search(r"(\d+) training slices", str(training.get("dataset", "")))
     slices = f"{count.group(1)} slices" if count else "at most 30 slices"
     default_limits = (
         [
@@ -294,21 +308,53 @@ def render_model_card(
             "No ISBI 2012 training recipe is recorded for these weights: check how they were trained before use.",
         ]
     )
-    if "padding" in model_args and model_args["padding"] == 0:
+    if info.model_args.get("padding", None) == 0:
         default_limits.append(
             "Valid convolutions: the output is smaller than the input; tile large images with overlap "
             "(mirror-padding the borders) as in the paper."
         )
-    parts.append("\n".join(f"- {item}" for item in (limitations or default_limits)) + "\n")
-    parts.append("## Usage\n")
-    parts.append(_usage(model_name, model_args, load_name))
-    parts.append("## Citation\n")
-    parts.append(
-        "```bibtex\n@inproceedings{ronneberger2015unet,\n  title={U-Net: Convolutional Networks for Biomedical "
-        "Image Segmentation},\n  author={Ronneberger, Olaf and Fischer, Philipp and Brox, Thomas},\n"
-        "  booktitle={MICCAI},\n  pages={234--241},\n  year={2015}\n}\n```\n"
+    return "## Limitations\n\n" + "\n".join(f"- {item}" for item in (info.limitations or default_limits)) + "\n"
+
+
+def _usage_section(info: CardInfo) -> str:
+    load_name = info.checkpoint_name or info.repo_id or LOCAL_PLACEHOLDER
+    return "## Usage\n\n" + _usage(info.model_name, info.model_args, load_name)
+
+
+CITATION = (
+    "## Citation\n\n"
+    "```bibtex\n@inproceedings{ronneberger2015unet,\n  title={U-Net: Convolutional Networks for Biomedical "
+    "Image Segmentation},\n  author={Ronneberger, Olaf and Fischer, Philipp and Brox, Thomas},\n"
+    "  booktitle={MICCAI},\n  pages={234--241},\n  year={2015}\n}\n```\n"
+)
+
+SECTIONS: tuple[Callable[[CardInfo], str | None], ...] = (
+    _model_section,
+    _training_section,
+    _evaluation_section,
+    _stored_weights_section,
+    _targets_section,
+    _notes_section,
+    _deviations_section,
+    _limitations_section,
+    _usage_section,
+)
+"""The card's Markdown sections in order; each returns its text or None to leave it out."""
+
+
+def render_model_card(info: CardInfo) -> str:
+    """The full README.md text: the YAML header (`card_metadata`) and the Markdown sections of `SECTIONS`."""
+    data = card_metadata(
+        info.model_name,
+        metrics=info.metrics,
+        checkpoint_name=info.checkpoint_name or info.repo_id,
+        license=info.license,
+        datasets=info.datasets,
+        tags=info.tags,
+        split=str((info.training or {}).get("held_out_split", "held-out")),
     )
-    body = "\n".join(parts)
+    sections = [text for section in SECTIONS if (text := section(info)) is not None]
+    body = "\n".join([*sections, CITATION])
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
@@ -317,4 +363,4 @@ def model_card(text: str) -> ModelCard:
     return ModelCard(text)
 
 
-__all__ = ["PAPER_METRICS", "METRIC_NAMES", "card_metadata", "model_card", "render_model_card"]
+__all__ = ["CARD_DATA_KEYS", "METRIC_NAMES", "CardInfo", "card_metadata", "model_card", "render_model_card"]

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from unet_zoo._version import LIBRARY_NAME, __version__
-from unet_zoo.hub.card import render_model_card
+from unet_zoo.hub.card import CARD_DATA_KEYS, CardInfo, render_model_card
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
 from unet_zoo.models.registry import create_model, get_entry, list_models
 from unet_zoo.utils.files import atomic_write_bytes, files_sha256, move_into_place
@@ -41,25 +41,6 @@ WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 CARD_NAME = "README.md"
 RUN_RECIPE_NAME = "recipe.json"  # a training run folder: recipe.json + checkpoint.safetensors (unet_zoo.training.trainer)
-CARD_DATA_KEYS = (
-    "checkpoint_name",
-    "metrics",
-    "training",
-    "repo_id",
-    "license",
-    "datasets",
-    "tags",
-    "description",
-    "limitations",
-    "held_out_scores",
-    "held_out_scores_without_tta",
-    "stored_weights",
-    "notes",
-    "deviations",
-    "figures",
-    "targets",
-    "target_notes",
-)
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors(\.index\.json)?$")
 
 
@@ -214,28 +195,8 @@ def model_card_text(model: nn.Module, card_data: dict[str, Any] | None = None) -
     (any of ``CARD_DATA_KEYS``, passed to `unet_zoo.hub.card.render_model_card`)."""
     info = {**(getattr(model, "pretrained_info", None) or {}), **(card_data or {})}
     name, args = model_identity(model)
-    return render_model_card(
-        name,
-        args,
-        params=sum(p.numel() for p in model.parameters()),
-        metrics=info.get("metrics"),
-        training=info.get("training"),
-        checkpoint_name=info.get("checkpoint_name"),
-        repo_id=info.get("repo_id"),
-        license=info.get("license") or "mit",
-        datasets=info.get("datasets"),
-        tags=info.get("tags"),
-        description=info.get("description"),
-        limitations=info.get("limitations"),
-        held_out_scores=info.get("held_out_scores"),
-        held_out_scores_without_tta=info.get("held_out_scores_without_tta"),
-        stored_weights=info.get("stored_weights"),
-        notes=info.get("notes"),
-        deviations=info.get("deviations"),
-        figures=info.get("figures"),
-        targets=info.get("targets"),
-        target_notes=info.get("target_notes"),
-    )
+    known = {key: info[key] for key in CARD_DATA_KEYS if info.get(key) is not None}
+    return render_model_card(CardInfo(name, args, params=sum(p.numel() for p in model.parameters()), **known))
 
 
 def checkpoint_config(

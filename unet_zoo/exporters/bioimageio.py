@@ -182,6 +182,107 @@ def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: 
     )
 
 
+def _write_files(folder: Path, model: nn.Module, image: np.ndarray, probs: np.ndarray, documentation: str) -> None:
+    """Test and sample tensors, cover, documentation, architecture source, environment and the state dict."""
+    np.save(folder / "test_input.npy", image)
+    np.save(folder / "test_output.npy", probs)
+    tifffile.imwrite(folder / "sample_input.tif", image[0, 0])
+    tifffile.imwrite(folder / "sample_output.tif", probs[0, 1 if probs.shape[1] > 1 else 0])
+    _cover(image, probs, folder / "cover.png")
+    (folder / "README.md").write_text(documentation, encoding="utf-8")
+    (folder / ARCHITECTURE_FILE).write_text(ARCHITECTURE_SOURCE, encoding="utf-8")
+    (folder / "environment.yaml").write_text(ENVIRONMENT, encoding="utf-8")
+    torch.save(Probabilities(model).state_dict(), folder / "weights.pt")
+
+
+def _weights(
+    bio: Any,
+    model: nn.Module,
+    folder: Path,
+    arch_name: str,
+    args: dict[str, Any],
+    formats: tuple[str, ...],
+    note: Callable[[str], None],
+) -> Any:
+    """The weights description: the state dict, plus TorchScript / ONNX where they export and match torch."""
+    torch_version = bio.Version(torch.__version__.split("+")[0])
+    weights: dict[str, Any] = dict(
+        pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
+            source=folder / "weights.pt",
+            architecture=bio.ArchitectureFromFileDescr(
+                source=folder / ARCHITECTURE_FILE,
+                callable=ARCHITECTURE_CALLABLE,
+                kwargs={"model_name": arch_name, "model_args": args},
+            ),
+            pytorch_version=torch_version,
+            dependencies=bio.FileDescr(source=folder / "environment.yaml"),
+        )
+    )
+    if "torchscript" in formats:
+        try:
+            data = torchscript_bytes(model)
+            check_export(model, load_torchscript(data))
+            (folder / "weights_torchscript.pt").write_bytes(data)
+            weights["torchscript"] = bio.TorchscriptWeightsDescr(
+                source=folder / "weights_torchscript.pt", parent="pytorch_state_dict", pytorch_version=torch_version
+            )
+        except Exception as err:  # noqa: BLE001  any tracer failure: leave the format out and say why
+            note(f"torchscript weights left out: {err}")
+    if "onnx" in formats:
+        try:
+            data = onnx_bytes(model)
+            check_export(model, session_forward(onnxruntime_session(data)))
+            (folder / "weights.onnx").write_bytes(data)
+            weights["onnx"] = bio.OnnxWeightsDescr(
+                source=folder / "weights.onnx", parent="pytorch_state_dict", opset_version=ONNX_OPSET
+            )
+        except ImportError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            note(f"onnx weights left out: {err}")
+    return bio.WeightsDescr(**weights)
+
+
+def _input(bio: Any, folder: Path, in_channels: int, min_size: int, step: int) -> Any:
+    """The uint8 input tensor: (batch, channel, y, x), y and x = min_size + step * n, scaled to [0, 1] by preprocessing."""
+
+    def space(axis: str) -> Any:
+        return bio.SpaceInputAxis(id=bio.AxisId(axis), size=bio.ParameterizedSize(min=min_size, step=step))
+
+    return bio.InputTensorDescr(
+        id=bio.TensorId("input"),
+        description="EM image, uint8",
+        axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[f"c{i}" for i in range(in_channels)]), space("y"), space("x")],
+        test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
+        sample_tensor=bio.FileDescr(source=folder / "sample_input.tif"),
+        data=bio.IntervalOrRatioDataDescr(type="uint8"),
+        preprocessing=[
+            bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
+            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1 / 255)),
+            # explicit: otherwise the spec appends a cast back to the raw data type (uint8)
+            bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
+        ],
+    )
+
+
+def _output(bio: Any, folder: Path, num_classes: int, offset: int) -> Any:
+    """The float32 softmax output: one channel per class, each side `offset` pixels off the input's."""
+
+    def space(axis: str) -> Any:
+        ref = bio.SizeReference(tensor_id=bio.TensorId("input"), axis_id=bio.AxisId(axis), offset=offset)
+        return bio.SpaceOutputAxis(id=bio.AxisId(axis), size=ref)
+
+    class_names = ["membrane", "cell"] if num_classes == 2 else [f"class{i}" for i in range(num_classes)]
+    return bio.OutputTensorDescr(
+        id=bio.TensorId("output"),
+        description="softmax probability per class",
+        axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=class_names), space("y"), space("x")],
+        test_tensor=bio.FileDescr(source=folder / "test_output.npy"),
+        sample_tensor=bio.FileDescr(source=folder / "sample_output.tif"),
+        data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+    )
+
+
 def export_bioimageio(
     model: nn.Module,
     path: str | Path,
@@ -211,63 +312,10 @@ def export_bioimageio(
     if image.shape[1] != in_channels:
         raise ValueError(f"sample has {image.shape[1]} channel(s); the model takes {in_channels}")
     probs = torch_probabilities(model, image.astype(np.float32) / 255.0)
-    note = note or (lambda message: None)
 
     with tempfile.TemporaryDirectory(prefix="unet_zoo-bioimageio-") as tmp:
         folder = Path(tmp)
-        np.save(folder / "test_input.npy", image)
-        np.save(folder / "test_output.npy", probs)
-        tifffile.imwrite(folder / "sample_input.tif", image[0, 0])
-        tifffile.imwrite(folder / "sample_output.tif", probs[0, 1 if probs.shape[1] > 1 else 0])
-        _cover(image, probs, folder / "cover.png")
-        (folder / "README.md").write_text(_documentation(model, arch_name, args, min_size, step, offset), encoding="utf-8")
-        (folder / ARCHITECTURE_FILE).write_text(ARCHITECTURE_SOURCE, encoding="utf-8")
-        (folder / "environment.yaml").write_text(ENVIRONMENT, encoding="utf-8")
-        torch.save(Probabilities(model).state_dict(), folder / "weights.pt")
-        torch_version = bio.Version(torch.__version__.split("+")[0])
-        weights: dict[str, Any] = dict(
-            pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
-                source=folder / "weights.pt",
-                architecture=bio.ArchitectureFromFileDescr(
-                    source=folder / ARCHITECTURE_FILE,
-                    callable=ARCHITECTURE_CALLABLE,
-                    kwargs={"model_name": arch_name, "model_args": args},
-                ),
-                pytorch_version=torch_version,
-                dependencies=bio.FileDescr(source=folder / "environment.yaml"),
-            )
-        )
-        if "torchscript" in formats:
-            try:
-                data = torchscript_bytes(model)
-                check_export(model, load_torchscript(data))
-                (folder / "weights_torchscript.pt").write_bytes(data)
-                weights["torchscript"] = bio.TorchscriptWeightsDescr(
-                    source=folder / "weights_torchscript.pt", parent="pytorch_state_dict", pytorch_version=torch_version
-                )
-            except Exception as err:  # noqa: BLE001  any tracer failure: leave the format out and say why
-                note(f"torchscript weights left out: {err}")
-        if "onnx" in formats:
-            try:
-                data = onnx_bytes(model)
-                check_export(model, session_forward(onnxruntime_session(data)))
-                (folder / "weights.onnx").write_bytes(data)
-                weights["onnx"] = bio.OnnxWeightsDescr(
-                    source=folder / "weights.onnx", parent="pytorch_state_dict", opset_version=ONNX_OPSET
-                )
-            except ImportError:
-                raise
-            except Exception as err:  # noqa: BLE001
-                note(f"onnx weights left out: {err}")
-
-        def space(axis: str) -> Any:
-            return bio.SpaceInputAxis(id=bio.AxisId(axis), size=bio.ParameterizedSize(min=min_size, step=step))
-
-        def out_space(axis: str) -> Any:
-            ref = bio.SizeReference(tensor_id=bio.TensorId("input"), axis_id=bio.AxisId(axis), offset=offset)
-            return bio.SpaceOutputAxis(id=bio.AxisId(axis), size=ref)
-
-        class_names = ["membrane", "cell"] if num_classes == 2 else [f"class{i}" for i in range(num_classes)]
+        _write_files(folder, model, image, probs, _documentation(model, arch_name, args, min_size, step, offset))
         descr = bio.ModelDescr(
             name=name,
             description=f"U-Net ({arch_name}) from unet_zoo, after Ronneberger et al. 2015: per-pixel class "
@@ -281,38 +329,9 @@ def export_bioimageio(
             tags=TAGS,
             documentation=bio.FileDescr(source=folder / "README.md"),
             covers=[bio.FileDescr(source=folder / "cover.png")],
-            inputs=[
-                bio.InputTensorDescr(
-                    id=bio.TensorId("input"),
-                    description="EM image, uint8",
-                    axes=[
-                        bio.BatchAxis(),
-                        bio.ChannelAxis(channel_names=[f"c{i}" for i in range(in_channels)]),
-                        space("y"),
-                        space("x"),
-                    ],
-                    test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
-                    sample_tensor=bio.FileDescr(source=folder / "sample_input.tif"),
-                    data=bio.IntervalOrRatioDataDescr(type="uint8"),
-                    preprocessing=[
-                        bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
-                        bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1 / 255)),
-                        # explicit: otherwise the spec appends a cast back to the raw data type (uint8)
-                        bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
-                    ],
-                )
-            ],
-            outputs=[
-                bio.OutputTensorDescr(
-                    id=bio.TensorId("output"),
-                    description="softmax probability per class",
-                    axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=class_names), out_space("y"), out_space("x")],
-                    test_tensor=bio.FileDescr(source=folder / "test_output.npy"),
-                    sample_tensor=bio.FileDescr(source=folder / "sample_output.tif"),
-                    data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-                )
-            ],
-            weights=bio.WeightsDescr(**weights),
+            inputs=[_input(bio, folder, in_channels, min_size, step)],
+            outputs=[_output(bio, folder, num_classes, offset)],
+            weights=_weights(bio, model, folder, arch_name, args, formats, note or (lambda message: None)),
         )
         atomic_write_with(path, lambda out: spec.save_bioimageio_package(descr, output_path=Path(out)), suffix=".zip")
     return Path(path)

@@ -33,7 +33,7 @@ from unet_zoo.data.isbi import load_isbi
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.evaluation.metrics import isbi_scores, label_components, rand_pair_counts
 from unet_zoo.inference.tiling import predict_stack
-from unet_zoo.training.data import TrainingData, synthetic_cells, weight_cache_dir
+from unet_zoo.training.data import TrainingData, synthetic_cells, weight_map_cache_dir
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import Trainer
 from unet_zoo.utils.files import atomic_write_bytes
@@ -91,7 +91,7 @@ def score(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, tta: b
 def training_data(images: np.ndarray, labels: np.ndarray, recipe, train: list[int], val: list[int]) -> TrainingData:
     """Slices `train` / `val` with the weight maps the recipe's [loss] asks for (cached like the trainer's)."""
     loss = recipe.loss
-    weights = weight_maps_for_stack(labels, loss.w0, loss.sigma, cache_dir=weight_cache_dir(), balance=loss.balance)
+    weights = weight_maps_for_stack(labels, loss.w0, loss.sigma, cache_dir=weight_map_cache_dir(), balance=loss.balance)
     return TrainingData(
         images[train], labels[train], weights[train], images[val], labels[val], weights[val], list(val), "ISBI 2012"
     )

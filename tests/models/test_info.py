@@ -18,12 +18,3 @@ def test_info_does_not_allocate_real_weights():
     info = unet_zoo.model_info("padded", base_channels=8)
     assert info.params < 1_000_000 and info.output_tile == 512
     assert torch.empty(0).device.type == "cpu"
-
-
-def test_bench_tile_rounds_up_to_a_usable_size():
-    from unet_zoo.models.info import bench_tile
-
-    assert bench_tile("original") == 572 and bench_tile("small") == 512  # default tiles
-    assert bench_tile("original", 512) == 524 and bench_tile("original", 100) == 188
-    assert bench_tile("padded", 188) == 192 and bench_tile("padded", 192) == 192
-    assert bench_tile("timm-resnet18", 40) == 64

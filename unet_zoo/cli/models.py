@@ -7,8 +7,9 @@ import json
 import typer
 from rich.table import Table
 
+from unet_zoo.benchmark.latency import bench_tile, measure_latency
 from unet_zoo.cli.app import app, check_device, console, fail
-from unet_zoo.models.info import bench_tile, measure_latency, model_info
+from unet_zoo.models.info import model_info
 from unet_zoo.models.registry import PRETRAINED, get_entry, list_models
 
 

@@ -3,7 +3,7 @@ training and held-out slices, and the fixed held-out tiles its validation curve 
 
     data = load_training_data(load_recipe("isbi-small"))   # ISBI 2012, or generated cells for "synthetic"
 
-Weight maps (paper eq. 2) of the ISBI data are cached under `weight_cache_dir`.
+Weight maps (paper eq. 2) of the ISBI data are cached under `weight_map_cache_dir`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def synthetic_cells(num_slices: int = 8, size: int = 64, seed: int = 0) -> tuple
     return images, labels
 
 
-def weight_cache_dir() -> Path:
+def weight_map_cache_dir() -> Path:
     """Where weight maps are cached: ``$XDG_CACHE_HOME/unet_zoo/weight_maps`` (~/.cache/...)."""
     return cache_dir("weight_maps")
 
@@ -77,7 +77,7 @@ def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> Tr
         data = load_isbi(data_dir or recipe.data.data_dir or None)
         images, labels = data.images, data.labels
         source = f"ISBI 2012 ({data.data_dir})"
-        cache = weight_cache_dir()
+        cache = weight_map_cache_dir()
     train_idx, val_idx = split_slices(len(images), k=recipe.data.k, fold=recipe.data.fold)
     weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache, balance=recipe.loss.balance)
     return TrainingData(
@@ -122,5 +122,5 @@ __all__ = [
     "load_training_data",
     "synthetic_cells",
     "validation_tiles",
-    "weight_cache_dir",
+    "weight_map_cache_dir",
 ]

@@ -51,7 +51,7 @@ class PretrainedCfg:
 
 _MODELS: dict[str, ModelEntry] = {}
 
-# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub.py). Each entry pins:
+# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub/pretrained.py). Each entry pins:
 #   hf_hub_id  the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
 #   revision   the branch or commit to download ("main"; a commit sha once one is known, so the files
 #              cannot change under the pin),

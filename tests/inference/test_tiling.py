@@ -132,6 +132,44 @@ def test_stack_and_mode_restored(padded_model, rng):
     np.testing.assert_allclose(probs[1], predict_tiled(padded_model, stack[1]), atol=1e-6)
 
 
+@pytest.mark.parametrize("tta", [False, True])
+def test_progress_counts_every_tile_and_can_stop(valid_model, rng, tta):
+    image = rng.random((100, 90), dtype=np.float32)
+    calls = []
+    plain = predict_tiled(valid_model, image, tile=220, batch_size=3, tta=tta)
+    probs = predict_tiled(valid_model, image, tile=220, batch_size=3, tta=tta, progress=lambda *a: calls.append(a))
+    np.testing.assert_array_equal(probs, plain)  # reporting changes nothing
+    per_view = 12  # 100 x 90 px in 32-px steps of output (tile 220 -> 36 px): 4 x 3 tiles, in batches of 3
+    total = per_view * (8 if tta else 1)
+    assert calls == [(done, total) for done in range(3, total + 1, 3)]
+
+    forwards = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(done: int, total: int) -> None:
+        raise Stop
+
+    def forward(tiles: np.ndarray) -> np.ndarray:
+        forwards.append(len(tiles))
+        with torch.no_grad():
+            return torch.softmax(valid_model(torch.from_numpy(tiles)), dim=1).numpy()
+
+    with pytest.raises(Stop):
+        predict_tiled(valid_model, image, tile=220, batch_size=1, tta=tta, forward=forward, progress=stop_after_first)
+    assert forwards == [1]  # stopped at the next tile
+
+
+def test_progress_of_blended_tiles(padded_model, rng):
+    calls = []
+    predict_tiled(
+        padded_model, rng.random((40, 70), dtype=np.float32), tile=32, batch_size=2, progress=lambda *a: calls.append(a)
+    )
+    total = calls[-1][1]
+    assert total > 2 and calls == [(min(done, total), total) for done in range(2, total + 2, 2)]
+
+
 def test_timm_model(rng):
     model = unet_zoo.create_model("timm-resnet18")
     probs = predict_tiled(model, rng.random((40, 70), dtype=np.float32), tile=64)

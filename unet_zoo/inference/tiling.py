@@ -203,6 +203,12 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torc
 
 
 Forward = Callable[[np.ndarray], np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+def _view_progress(progress: Progress, view: int, views: int) -> Progress:
+    """`progress` for TTA view `view` of `views`: (done, total) within the view -> (done, total) over all views."""
+    return lambda done, total: progress(view * total + done, views * total)
 
 
 def _predict_once(
@@ -213,8 +219,11 @@ def _predict_once(
     device: torch.device,
     amp: bool,
     forward: Forward | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """(C_in, H, W) float32 -> (C, H, W) float32 probabilities, no test-time augmentation."""
+    """(C_in, H, W) float32 -> (C, H, W) float32 probabilities, no test-time augmentation.
+
+    `progress(done, total)` is called after each batch with the tiles done and the tiles of this image."""
     _, height, width = image.shape
     run = forward or (lambda tiles: _forward(model, tiles, device, amp))
     out = _check_tile(model, tile)
@@ -228,12 +237,14 @@ def _predict_once(
         padded = np.pad(image, ((0, 0), (margin, pad_h), (margin, pad_w)), mode="reflect")
         starts = [(y * step, x * step) for y in range(ny) for x in range(nx)]
         result = None
-        for chunk in _batches(starts, batch_size):
+        for done, chunk in enumerate(_batches(starts, batch_size), 1):
             probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
             if result is None:
                 result = np.zeros((probs.shape[1], ny * step, nx * step), dtype=np.float32)
             for (y, x), p in zip(chunk, probs):
                 result[:, y : y + step, x : x + step] = p[:, :step, :step]
+            if progress is not None:
+                progress(min(done * batch_size, len(starts)), len(starts))
         assert result is not None  # at least one tile
         return result[:, :height, :width]
     # same-size models: overlapping, blended tiles over the mirror-padded image
@@ -254,7 +265,7 @@ def _predict_once(
     window = _window(tile)
     total: np.ndarray | None = None
     weight: np.ndarray | None = None
-    for chunk in _batches(starts, batch_size):
+    for done, chunk in enumerate(_batches(starts, batch_size), 1):
         probs = run(np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk]))
         if total is None:
             total = np.zeros((probs.shape[1], full_h, full_w), dtype=np.float32)
@@ -263,6 +274,8 @@ def _predict_once(
         for (y, x), p in zip(chunk, probs):
             total[:, y : y + tile, x : x + tile] += p * window
             weight[y : y + tile, x : x + tile] += window
+        if progress is not None:
+            progress(min(done * batch_size, len(starts)), len(starts))
     assert total is not None and weight is not None  # at least one tile
     return (total / weight)[:, margin : margin + height, margin : margin + width]
 
@@ -280,6 +293,7 @@ def predict_tiled(
     normalise: Normalise = "auto",
     amp: bool = False,
     forward: Forward | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Per-class probabilities of an image of any height and width, by overlap-tile inference.
 
@@ -295,6 +309,8 @@ def predict_tiled(
         forward: run the tiles through this instead of torch: a callable mapping (N, C_in, T, T) float32
             arrays to (N, C, T', T') float32 probabilities, e.g. an exported model
             (`unet_zoo.exporters.sessions.onnxruntime_forward(model)`); `model` still gives the geometry.
+        progress: called after each batch of tiles with (tiles done, tiles in all), counting the tiles of
+            every TTA view; an exception it raises stops the prediction and propagates (e.g. to cancel it).
 
     Returns:
         (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
@@ -309,10 +325,12 @@ def predict_tiled(
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
         total: np.ndarray | None = None
-        for k, flip in transforms:
+        for index, (k, flip) in enumerate(transforms):
             view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
             side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
-            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp, forward)
+            # every view has as many tiles (a rotation swaps H and W): count them across the views
+            tick = None if progress is None else _view_progress(progress, index, len(transforms))
+            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp, forward, tick)
             probs = np.rot90(probs, -k, axes=(1, 2))
             if flip:
                 probs = probs[..., ::-1]

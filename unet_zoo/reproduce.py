@@ -135,6 +135,7 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "loss": f"pixel-wise softmax + weighted cross-entropy (w0={recipe.loss.w0:g}, sigma={recipe.loss.sigma:g} px)",
         "seed": t.seed,
         "hardware": hardware,
+        "precision": result.precision,
         "time_s": round(result.seconds, 1),
         **_init_fields(result.init_from),
     }

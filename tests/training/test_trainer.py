@@ -9,6 +9,7 @@ from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training import trainer as training
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import NonFiniteLossError, Trainer, execution_config, lr_factor, train
+from unet_zoo.utils import runtime
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,7 @@ def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, ca
 
 
 def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: None)  # a CPU without AMX
     original = load_recipe("isbi-original")  # precision/channels_last "auto", compile = true
     cpu = execution_config(original, torch.device("cpu"))
     assert (cpu.amp_dtype, cpu.channels_last, cpu.compile) == (None, False, False)
@@ -316,3 +318,27 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
             out_dir=tmp_path / "r2",
             final_outputs=False,
         ).run()
+
+
+def test_execution_config_uses_bf16_on_an_amx_cpu_unless_the_recipe_says_fp32(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "amx")
+    cpu = execution_config(load_recipe("isbi-original"), torch.device("cpu"))
+    assert (cpu.amp_dtype, cpu.channels_last, cpu.compile) == (torch.bfloat16, True, False)
+    for name in ("isbi-small-cpu", "isbi-padded-cpu", "isbi-original-cpu", "isbi-quick"):  # trained in float32
+        assert execution_config(load_recipe(name), torch.device("cpu")).precision == "fp32", name
+
+
+def test_bf16_training_follows_the_fp32_loss_curve_and_records_its_precision(tmp_path, tiny):
+    def run(precision):
+        recipe = tiny.with_overrides(train={"steps": 4, "precision": precision, "eval_every": 4, "overlay_slices": 0})
+        return train(recipe, out_dir=tmp_path / precision, device="cpu")
+
+    fp32, bf16 = run("fp32"), run("bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    for result in (fp32, bf16):
+        summary = json.loads((result.run_dir / "summary.json").read_text())
+        assert summary["precision"] == result.precision
+        assert summary["channels_last"] is (result.precision == "bf16")
+    curve = {r.precision: np.array([h["loss"] for h in r.history if "loss" in h]) for r in (fp32, bf16)}
+    assert len(curve["bf16"]) == len(curve["fp32"]) == 4 and np.isfinite(curve["bf16"]).all()
+    np.testing.assert_allclose(curve["bf16"], curve["fp32"], rtol=0.05)  # same data, same init: bf16 rounding only

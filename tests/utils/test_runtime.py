@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import unet_zoo
+from unet_zoo.utils import runtime
 from unet_zoo.utils.runtime import (
     RuntimeSettings,
     autocast,
@@ -67,12 +68,55 @@ def test_fast_backend_restores_settings():
     assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
 
 
-def test_settings_are_plain_on_the_cpu():
+@pytest.mark.parametrize("unit", [None, "avx512_bf16"])
+def test_settings_are_plain_on_a_cpu_without_amx(monkeypatch, unit):
+    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: unit)
     assert runtime_settings("cpu") == RuntimeSettings(amp_dtype=None, channels_last=False, compile=False, fast_backend=False)
+    assert runtime_settings("cpu").precision == "fp32"
     assert runtime_settings(torch.device("cpu"), compile="auto").compile is False  # "auto" compiles on CUDA only
     assert runtime_settings("cpu", compile="on").compile is True
-    assert runtime_settings("cpu", precision="bf16").amp_dtype == torch.bfloat16  # asked for: CPU bf16 autocast
+    forced = runtime_settings("cpu", precision="bf16")  # asked for: CPU bf16 autocast, NHWC
+    assert (forced.amp_dtype, forced.channels_last, forced.precision) == (torch.bfloat16, True, "bf16")
+    assert runtime_settings("cpu", precision="bf16", channels_last="off").channels_last is False
     assert runtime_settings("cpu", channels_last="on").channels_last is True
+
+
+def test_settings_use_bf16_and_channels_last_on_an_amx_cpu(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "amx")
+    cpu = runtime_settings("cpu")
+    assert cpu == RuntimeSettings(amp_dtype=torch.bfloat16, channels_last=True, compile=False, fast_backend=False)
+    assert cpu.precision == "bf16"
+    assert runtime_settings("cpu", precision="fp32") == runtime_settings("cpu", precision="fp32", channels_last="off")
+    assert runtime_settings("cpu", precision="fp32").amp_dtype is None
+
+
+@pytest.mark.parametrize(
+    ("caps", "unit"),
+    [
+        ({"avx2": True, "avx512_bf16": False, "amx_bf16": False}, None),
+        ({"avx512_bf16": True}, "avx512_bf16"),
+        ({"avx512_bf16": True, "amx_tile": True, "amx_bf16": True}, "amx"),
+        ({"amx_tile": True}, None),  # AMX without its bf16 instructions
+    ],
+)
+def test_cpu_bf16_hardware_reads_torch_capabilities(monkeypatch, caps, unit):
+    runtime.cpu_bf16_hardware.cache_clear()
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps, raising=False)
+    try:
+        assert runtime.cpu_bf16_hardware() == unit
+        assert runtime.bf16_supported("cpu") is (unit is not None)
+    finally:
+        runtime.cpu_bf16_hardware.cache_clear()
+
+
+def test_cpu_bf16_hardware_falls_back_to_cpuinfo(monkeypatch):
+    runtime.cpu_bf16_hardware.cache_clear()
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    monkeypatch.setattr(runtime, "_cpuinfo_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    try:
+        assert runtime.cpu_bf16_hardware() == "amx"
+    finally:
+        runtime.cpu_bf16_hardware.cache_clear()
 
 
 def test_settings_use_bf16_and_channels_last_on_a_bf16_gpu(monkeypatch):

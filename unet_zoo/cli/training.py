@@ -15,6 +15,7 @@ from unet_zoo.reproduce import recipes_for, reproduce_isbi
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
 from unet_zoo.training.trainer import NonFiniteLossError, TimeLimitReached, TrainingInterrupted, latest_run_dir, train
+from unet_zoo.utils.runtime import PRECISIONS
 
 reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
@@ -50,13 +51,22 @@ def train_command(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="train a new run in an existing --out folder, replacing the run there"
     ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="override train.precision: auto (bf16 autocast on CPUs with AMX and GPUs with bf16), bf16 or fp32",
+    ),
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder.
 
     An existing, non-empty --out folder is refused: continue its run with --resume, or replace it with --overwrite.
     """
+    if precision is not None and precision not in PRECISIONS:
+        raise fail(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     try:
         loaded = load_recipe(recipe)
+        if precision is not None:
+            loaded = loaded.with_overrides(train={"precision": precision})
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
         if out is not None:
             out = check_run_folder(out, resume_dir, overwrite)

@@ -40,6 +40,7 @@ TRAINING_FIELDS: dict[str, str] = {
     "loss": "Loss",
     "seed": "Seed",
     "hardware": "Hardware",
+    "precision": "Precision (bf16 autocast or fp32)",
     "time_s": "Training time",
     "tiles_seen": "Tiles seen",
     "initialised_from": "Initialised from",

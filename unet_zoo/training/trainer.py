@@ -84,9 +84,9 @@ class NonFiniteLossError(RuntimeError):
 def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> RuntimeSettings:
     """The fast path the recipe asks for on `device`, decided by `unet_zoo.utils.runtime.runtime_settings`.
 
-    ``train.precision`` and ``train.channels_last`` ("auto": bf16 / channels_last on CUDA) are passed on as
-    they are. ``train.compile`` applies on CUDA only; an explicit `compile` (the ``--compile/--no-compile``
-    flag) overrides it on every device.
+    ``train.precision`` and ``train.channels_last`` ("auto": bf16 / channels_last on CUDA GPUs with bf16 and
+    on CPUs with AMX, float32 elsewhere) are passed on as they are. ``train.compile`` applies on CUDA only;
+    an explicit `compile` (the ``--compile/--no-compile`` flag) overrides it on every device.
     """
     t = recipe.train
     compile_switch: Switch = ("on" if compile else "off") if compile is not None else ("auto" if t.compile else "off")
@@ -114,6 +114,7 @@ class TrainResult:
     steps_this_session: int = 0  # 0 when --resume found the run already complete
     init_from: dict[str, Any] | None = None  # recipe model.init_from: {"source", "sha256", "train_seconds", "steps"}
     world_size: int = 1  # processes that trained together (each step saw batch_size x world_size tiles)
+    precision: str = "fp32"  # what the steps ran in: "bf16" (autocast) or "fp32"
 
 
 @dataclass(frozen=True)
@@ -406,6 +407,7 @@ class Trainer:
             steps_this_session=self.step - self.first_step,
             init_from=self.init_info,
             world_size=self.dist.world_size,
+            precision=self.execution.precision,
         )
 
     def _open_run_folder(self) -> None:
@@ -572,6 +574,8 @@ class Trainer:
             "train_seconds": round(seconds, 2),
             "world_size": self.dist.world_size,
             "device": str(self.device),
+            "precision": self.execution.precision,
+            "channels_last": self.execution.channels_last,
             "final_loss": next(
                 (h["loss"] for h in reversed(history) if "loss" in h), None
             ),  # the last record may be a validation one

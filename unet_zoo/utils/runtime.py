@@ -1,7 +1,8 @@
 """Runtime settings: the one place that decides how a model runs fast on a device, and applies it.
 
 `runtime_settings` turns (device, precision, channels_last, compile) into a `RuntimeSettings`: bf16
-autocast on CUDA GPUs with bf16 support, channels_last (NHWC) on CUDA, torch.compile when asked. Training,
+autocast + channels_last (NHWC) on CUDA GPUs with bf16 support and on CPUs with AMX matrix engines
+(`cpu_bf16_hardware`), float32 elsewhere, torch.compile when asked. Training,
 tiled prediction and the benchmarks apply the settings with `prepare_model`, `prepare_input` and
 `autocast`, and run under `fast_backend` (cuDNN autotuning, TF32 matmuls; restored on exit)::
 
@@ -14,6 +15,7 @@ tiled prediction and the benchmarks apply the settings with `prepare_model`, `pr
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -25,6 +27,13 @@ from unet_zoo.utils.device import resolve_device
 
 Precision = Literal["auto", "bf16", "fp32"]
 Switch = Literal["auto", "on", "off"]
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+#: The CPU bf16 units (`cpu_bf16_hardware`) on which precision "auto" picks bf16 autocast. AMX only: on a CPU
+#: with AVX512-BF16 alone (e.g. AMD Zen 4/5) bf16 autocast measured ~1.9x faster than torch float32 but not
+#: faster than onnxruntime float32, the default CPU inference path (docs/benchmarks.md); `--precision bf16`
+#: still uses it there.
+AUTO_BF16_CPU: frozenset[str] = frozenset({"amx"})
 
 
 @dataclass(frozen=True)
@@ -37,18 +46,56 @@ class RuntimeSettings:
     compile: bool
     fast_backend: bool
 
+    @property
+    def precision(self) -> Literal["bf16", "fp32"]:
+        """What a run records: "bf16" (bf16 autocast) or "fp32"."""
+        return "bf16" if self.amp_dtype is not None else "fp32"
+
 
 def is_cuda(device: str | torch.device | None) -> bool:
     """True when `device` resolves to a CUDA device."""
     return resolve_device(device).type == "cuda"
 
 
+def _cpuinfo_flags() -> set[str]:
+    """The flags of the first processor in /proc/cpuinfo (Linux), or an empty set."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@functools.cache
+def cpu_bf16_hardware() -> Literal["amx", "avx512_bf16"] | None:
+    """The CPU's native bf16 matrix unit: "amx" (Intel AMX-BF16, Xeon 4th gen and later), "avx512_bf16"
+    (AVX512-BF16 dot products: Xeon 3rd gen, AMD Zen 4/5), or None (bf16 would be emulated in float32).
+
+    Asks PyTorch (``torch.cpu.get_capabilities()``, from cpuinfo), or /proc/cpuinfo on older PyTorch.
+    Cached: the answer cannot change while the process runs.
+    """
+    get = getattr(torch.cpu, "get_capabilities", None)
+    try:
+        caps = {name for name, value in get().items() if value is True} if get is not None else _cpuinfo_flags()
+    except Exception:  # noqa: BLE001  cpuinfo failed to read this CPU: say "no bf16 unit", which keeps float32
+        caps = _cpuinfo_flags()
+    if {"amx_bf16", "amx_tile"} <= caps:
+        return "amx"
+    if "avx512_bf16" in caps:
+        return "avx512_bf16"
+    return None
+
+
 def bf16_supported(device: str | torch.device | None) -> bool:
-    """True when bf16 arithmetic is native on `device` (CUDA compute capability >= 8.0, or any CPU)."""
+    """True when bf16 arithmetic is native on `device`: CUDA compute capability >= 8.0, or a CPU with AMX or
+    AVX512-BF16 (`cpu_bf16_hardware`). Elsewhere bf16 autocast still runs on the CPU, emulated and slowly."""
     dev = resolve_device(device)
     if dev.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return dev.type == "cpu"
+    return dev.type == "cpu" and cpu_bf16_hardware() is not None
 
 
 def runtime_settings(
@@ -62,9 +109,11 @@ def runtime_settings(
     Args:
         device: "cpu", "cuda", "cuda:N", a torch.device, or None (CUDA when available).
         precision: "auto" = bf16 autocast on CUDA GPUs with bf16 support (compute capability >= 8, e.g.
-            A100/H100), float32 elsewhere; "bf16" forces it (ValueError on a GPU without bf16; on the CPU
-            it runs CPU bf16 autocast); "fp32" never uses it.
-        channels_last: "auto" = on for CUDA, off elsewhere; "on" / "off" force it.
+            A100/H100) and on CPUs whose bf16 unit is in `AUTO_BF16_CPU` (AMX: chosen by hardware
+            capability), float32 elsewhere; "bf16" forces it (ValueError on a GPU without bf16; on the CPU
+            it runs CPU bf16 autocast, emulated and slow on CPUs without AVX512-BF16 or AMX); "fp32" never uses it.
+        channels_last: "auto" = on for CUDA and for bf16 on the CPU (oneDNN's bf16 kernels want NHWC), off
+            elsewhere; "on" / "off" force it.
         compile: "auto" = torch.compile on CUDA only; "on" everywhere; "off" never.
 
     `fast_backend` (cuDNN autotuning, TF32 float32 matmuls) is on for CUDA: float32 results may differ in
@@ -84,10 +133,11 @@ def runtime_settings(
         raise ValueError(
             f"precision = 'bf16' but {torch.cuda.get_device_name(dev)} has no bfloat16 support; use precision = 'auto' or 'fp32'"
         )
-    amp = precision == "bf16" or (precision == "auto" and cuda and bf16_ok)
+    auto_bf16 = (cuda and bf16_ok) or (dev.type == "cpu" and cpu_bf16_hardware() in AUTO_BF16_CPU)
+    amp = precision == "bf16" or (precision == "auto" and auto_bf16)
     return RuntimeSettings(
         amp_dtype=torch.bfloat16 if amp else None,
-        channels_last=channels_last == "on" or (channels_last == "auto" and cuda),
+        channels_last=channels_last == "on" or (channels_last == "auto" and (cuda or amp)),
         compile=compile == "on" or (compile == "auto" and cuda),
         fast_backend=cuda,
     )
@@ -170,11 +220,14 @@ def fast_backend() -> Iterator[None]:
 
 
 __all__ = [
+    "AUTO_BF16_CPU",
+    "PRECISIONS",
     "Precision",
     "RuntimeSettings",
     "Switch",
     "autocast",
     "bf16_supported",
+    "cpu_bf16_hardware",
     "fast_backend",
     "is_cuda",
     "prepare_input",

@@ -271,3 +271,39 @@ def test_a_zarr_out_with_several_images_is_refused(tmp_path, rng):
     )
     assert result.exit_code == 2 and "holds one volume" in _text(result) and "2 inputs" in _text(result)
     assert not out.exists()
+
+
+def test_precision_option_is_checked_and_recorded(tmp_path, rng):
+    tifffile.imwrite(tmp_path / "one.tif", rng.integers(0, 256, (24, 24), dtype=np.uint8))
+    bad = runner.invoke(app, ["predict", "small", str(tmp_path / "one.tif"), "--out", str(tmp_path / "p"), "--precision", "fp16"])
+    assert bad.exit_code == 2 and "--precision must be auto, bf16 or fp32, got 'fp16'" in _text(bad)
+    ort = runner.invoke(
+        app,
+        [
+            "predict",
+            "small",
+            str(tmp_path / "one.tif"),
+            "--out",
+            str(tmp_path / "p"),
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            "bf16",
+        ],
+    )
+    assert ort.exit_code == 2 and "onnxruntime runs in float32" in _text(ort)
+    assert not (tmp_path / "p").exists()
+    args = ["predict", "small", str(tmp_path / "one.tif"), "--out", str(tmp_path / "p"), "--device", "cpu", "--precision", "bf16"]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "p" / "one_prob.tif").is_file()
+    train = runner.invoke(app, ["train", "tiny", "--precision", "half", "--out", str(tmp_path / "run")])
+    assert train.exit_code == 2 and "--precision must be auto, bf16 or fp32" in _text(train)
+
+
+def test_evaluate_json_records_the_precision(isbi_dir, tmp_path):
+    out = tmp_path / "m.json"
+    args = ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--no-warping", "--precision", "fp32", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["precision"] == "fp32" and "(fp32)" in _text(result)

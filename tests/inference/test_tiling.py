@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -226,3 +229,55 @@ def test_non_finite_values_made_by_normalise_are_refused(padded_model):
         predict_tiled(padded_model, image, normalise=lambda x: np.full(x.shape, np.nan))
     with pytest.raises(ValueError, match="1 NaN, 1 infinite"):
         normalise_image(np.array([[0.5, np.nan], [np.inf, 0.2]]), normalise="none")
+
+
+# --- precision: fp32, bf16 autocast, and what "auto" picks ------------------------------------------
+
+
+def test_precision_auto_is_the_fp32_path_on_a_cpu_without_amx(monkeypatch):
+    from unet_zoo.utils import runtime
+
+    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "avx512_bf16")
+    net = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
+    image = np.random.default_rng(0).random((48, 40), dtype=np.float32)
+    fp32 = predict_tiled(net, image, device="cpu")
+    np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", precision="auto"), fp32)
+    np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", precision="fp32"), fp32)
+
+
+def test_bf16_precision_is_close_to_fp32_and_auto_uses_it_on_an_amx_cpu(monkeypatch):
+    from unet_zoo.utils import runtime
+
+    net = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
+    image = np.random.default_rng(0).random((48, 40), dtype=np.float32)
+    fp32 = predict_tiled(net, image, device="cpu", precision="fp32")
+    bf16 = predict_tiled(net, image, device="cpu", precision="bf16")
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert 0 < np.abs(bf16 - fp32).max() < 0.05  # bf16 ran (not bit-identical), and only rounded
+    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "amx")
+    np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", precision="auto"), bf16)
+    np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", amp=True), bf16)  # amp=True is "auto"
+
+
+ISBI_DIR = os.environ.get("UNET_ZOO_DATA_DIR", "")
+CARD = Path(__file__).resolve().parents[2] / "cards" / "isbi-small"
+
+
+@pytest.mark.skipif(
+    not (Path(ISBI_DIR) / "train-volume.tif").is_file() or not (CARD / "model.safetensors").is_file(),
+    reason="needs the ISBI 2012 data ($UNET_ZOO_DATA_DIR) and the isbi-small checkpoint in cards/",
+)
+def test_bf16_keeps_isbi_small_within_the_pixel_error_budget_on_a_real_slice():
+    """One held-out 512x512 slice, no TTA: bf16 autocast changes P(cell) by rounding only (bf16 runs emulated
+    on CPUs without AVX512-BF16 / AMX, so this is kept to one slice)."""
+    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.hub.loading import load_model
+
+    data = load_isbi(ISBI_DIR)
+    image, label = data.images[24], data.labels[24] > 0
+    net = load_model(str(CARD), device="cpu")
+    fp32 = predict_tiled(net, image, device="cpu", batch_size=1, precision="fp32")[1]
+    bf16 = predict_tiled(net, image, device="cpu", batch_size=1, precision="bf16")[1]
+    assert np.abs(bf16 - fp32).mean() < 0.005 and np.abs(bf16 - fp32).max() < 0.25
+    pixel_error = {name: float(np.mean((p > 0.5) != label)) for name, p in (("fp32", fp32), ("bf16", bf16))}
+    assert abs(pixel_error["bf16"] - pixel_error["fp32"]) <= 0.002, pixel_error

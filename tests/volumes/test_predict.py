@@ -411,3 +411,14 @@ def test_a_killed_process_resumes_with_its_finished_blocks(tmp_path, models, vol
     predict_volume(model, source, out, block=64, tile=64)
     assert {BlockPlan.name(i) for i in computed}.isdisjoint(finished) and len(computed) == 12 - len(finished)
     np.testing.assert_allclose(zarr.open(str(out))[:], _reference(model, volume, tile=64), atol=2e-6)
+
+
+def test_bf16_precision_runs_in_every_block_and_is_recorded(tmp_path, models, volume):
+    model = models["small"]
+    section = volume[:1]
+    fp32 = predict_volume(model, section, tmp_path / "fp32.zarr", tile=64)
+    bf16 = predict_volume(model, section, tmp_path / "bf16.zarr", tile=64, precision="bf16")
+    assert (_info(fp32)["precision"], _info(bf16)["precision"]) == ("fp32", "bf16")
+    expected = _reference(model, section, tile=64, precision="bf16")
+    np.testing.assert_allclose(zarr.open(str(bf16), mode="r")[:], expected, atol=2e-6)
+    assert np.abs(zarr.open(str(bf16), mode="r")[:] - zarr.open(str(fp32), mode="r")[:]).max() > 0

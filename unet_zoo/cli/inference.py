@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -19,6 +19,7 @@ from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.utils.runtime import PRECISIONS, Precision, runtime_settings
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -45,6 +46,27 @@ def _onnxruntime_forward(net):
         raise fail(
             f"cannot run {getattr(net, 'model_name', 'this model')} with onnxruntime ({err}); use --backend torch"
         ) from None
+
+
+PRECISION_HELP = (
+    "auto (bf16 autocast on CPUs with AMX and on GPUs with bf16, else float32 as before), bf16 (emulated "
+    "and slow on CPUs without AVX512-BF16 or AMX) or fp32"
+)
+
+
+def check_precision(precision: str) -> Precision:
+    """`precision` if it is auto, bf16 or fp32; else a red error, exit 2."""
+    if precision not in PRECISIONS:
+        raise fail(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    return precision  # type: ignore[return-value]  # one of PRECISIONS
+
+
+def resolve_precision(net, precision: Precision) -> Literal["bf16", "fp32"]:
+    """The precision ("bf16" or "fp32") `precision` means on the device `net` is on; a GPU without bf16 exits 2."""
+    try:
+        return runtime_settings(next(net.parameters()).device, precision).precision
+    except ValueError as err:  # precision bf16 on a GPU without bf16
+        raise fail(str(err).replace("precision = 'bf16'", "--precision bf16").replace("precision = ", "--precision ")) from None
 
 
 def _advance(bar: Progress, task: TaskID, _index: int) -> None:
@@ -102,6 +124,7 @@ def predict_command(
         help="auto (onnxruntime on the CPU when installed, the fastest measured; else torch), torch, or onnxruntime "
         '(CPU; pip install "unet-zoo\\[export]")',  # \\[: rich would take [export] for markup and drop it
     ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
     scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
     block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
@@ -116,6 +139,7 @@ def predict_command(
     A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
+    wanted = check_precision(precision)
     if is_volume_request(images, out):
         if backend not in ("auto", "torch"):
             raise fail("volumes run with --backend torch")
@@ -134,6 +158,7 @@ def predict_command(
             overwrite=overwrite,
             workers=workers,
             scheduler=scheduler,
+            precision=wanted,
         )
 
     for path in images:
@@ -153,12 +178,15 @@ def predict_command(
         raise fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
     if backend == "onnxruntime" and device not in ("", "cpu"):
         raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
+    if backend == "onnxruntime" and wanted == "bf16":
+        raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
     net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
+    used = "fp32" if backend == "onnxruntime" else resolve_precision(net, wanted)
     forward = None
     if backend == "onnxruntime":
         forward = _onnxruntime_forward(net)
-    elif backend == "auto" and next(net.parameters()).device.type == "cpu":
-        _, forward = fastest_cpu_forward(net)
+    elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
+        _, forward = fastest_cpu_forward(net)  # float32 on the CPU: onnxruntime when installed, as measured fastest
     for path in images:
         try:
             image = read_image(path)
@@ -176,6 +204,7 @@ def predict_command(
                     batch_size=batch_size,
                     tta=tta,
                     forward=forward,
+                    precision=used,
                 )
             except (ValueError, TypeError) as err:
                 raise fail(f"{path}: {err}") from None
@@ -204,13 +233,16 @@ def evaluate_command(
     segment: bool = typer.Option(
         False, "--segment", help="also segment cells (unet-zoo segment's defaults) and score them beside the thresholded map"
     ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
         raise fail(f"--split must be val, train or all, got {split!r}")
+    wanted = check_precision(precision)
     if json_out is not None:
         json_out = check_output(json_out, "--json", overwrite=overwrite)
     net = _load(model, device or None)
+    used = resolve_precision(net, wanted)
     try:
         with _progress() as bar:
             task = bar.add_task("predicting", total=None)
@@ -226,6 +258,7 @@ def evaluate_command(
                 progress=lambda _: bar.advance(task),
                 warping=warping,
                 segment=segment,
+                precision=used,
             )
     except FileNotFoundError as err:
         raise fail(str(err)) from None
@@ -233,7 +266,7 @@ def evaluate_command(
         raise fail(str(err)) from None
     result["model"] = model
     console.print(comparison_table(result, title=f"{model} on ISBI 2012 ({split}, slices {result['slices']})"))
-    console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''}")
+    console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''} ({result['precision']})")
     if segment:
         console.print(segmentation_table(result))
         console.print(f"segmentation: {result['segmentation']['seconds_per_slice']:.2f} s per slice")

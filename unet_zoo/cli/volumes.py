@@ -9,6 +9,7 @@ from typing import Any
 from rich.progress import Progress
 
 from unet_zoo.cli.app import check_output, console, fail
+from unet_zoo.utils.runtime import Precision
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr", ".n5")
 
@@ -37,6 +38,7 @@ def predict_volume_command(
     overwrite: bool,
     workers: int | None,
     scheduler: str | None,
+    precision: Precision = "auto",
 ) -> None:
     """Run unet_zoo.predict_volume with the model `load()` returns and the progress bar `progress_bar()`; errors exit 2."""
     if not source.exists():
@@ -82,6 +84,7 @@ def predict_volume_command(
                 batch_size=batch_size,
                 device=device,
                 progress=progress,
+                precision=precision,
             )
         except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:
             raise fail(str(err)) from None

@@ -15,9 +15,10 @@ from torch import nn
 
 from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.evaluation.metrics import isbi_scores, segmentation_scores
-from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.inference.tiling import _resolve_device, inference_settings, predict_stack
 from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
+from unet_zoo.utils.runtime import Precision
 
 
 def evaluate_model(
@@ -31,6 +32,7 @@ def evaluate_model(
     progress: Any = None,
     warping: bool = True,
     segment: bool | SegmentationParams = False,
+    precision: Precision = "fp32",
 ) -> dict[str, Any]:
     """Predict (S, H, W) uint8 `images` and score them against (S, H, W) `labels` (1 or 255 = cell).
 
@@ -40,7 +42,8 @@ def evaluate_model(
     error (the slowest score, ~0.6-3 s per 512x512 slice on 2 CPU cores). `segment` (True: with the
     checkpoint's stored defaults, or given `SegmentationParams`) also segments the probabilities into cells
     (`unet_zoo.segment`) and adds ``segmentation``: `segmentation_scores` of the label images, the parameters
-    and ``seconds_per_slice`` of the segmentation.
+    and ``seconds_per_slice`` of the segmentation. `precision` ("fp32", "bf16", "auto") goes to
+    `predict_tiled`; ``precision`` in the result records what ran ("bf16" or "fp32").
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim == 2:
@@ -50,11 +53,26 @@ def evaluate_model(
     num_classes = int(getattr(model, "num_classes", 2))
     if num_classes < 2:
         raise ValueError(f"evaluation needs a model with >= 2 output classes (1 = cell), got {num_classes}")
+    used = inference_settings(_resolve_device(model, device), precision=precision).precision
     start = time.perf_counter()
-    probs = predict_stack(model, images, progress=progress, tile=tile, batch_size=batch_size, device=device, tta=tta)
+    probs = predict_stack(
+        model,
+        images,
+        progress=progress,
+        tile=tile,
+        batch_size=batch_size,
+        device=device,
+        tta=tta,
+        precision=precision,
+    )
     seconds = time.perf_counter() - start
     scores = isbi_scores(probs[:, 1], labels, warping=warping)
-    scores.update(seconds_per_slice=seconds / len(images), num_slices=len(images), tta=bool(tta))
+    scores.update(
+        seconds_per_slice=seconds / len(images),
+        num_slices=len(images),
+        tta=bool(tta),
+        precision=used,
+    )
     if segment is not False:
         params = segment if isinstance(segment, SegmentationParams) else checkpoint_params(model)
         start = time.perf_counter()

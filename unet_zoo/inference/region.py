@@ -31,9 +31,10 @@ from unet_zoo.inference.tiling import (
     _stride,
     _window,
     choose_tile,
+    inference_settings,
     normalise_image,
 )
-from unet_zoo.utils.runtime import prepare_model
+from unet_zoo.utils.runtime import Precision, RuntimeSettings, prepare_model
 
 Reader = Callable[[slice, slice], np.ndarray]
 """reader(rows, cols) -> the raw pixels image[rows, cols], (Y, X) or (C_in, Y, X), any dtype normalise takes."""
@@ -98,7 +99,13 @@ def _view_axes(k: int, flip: bool) -> tuple[tuple[int, bool], tuple[int, bool]]:
 
 
 def _run_tiles(
-    model: nn.Module, image: np.ndarray, ys: AxisTiles, xs: AxisTiles, batch_size: int, device: torch.device, amp: bool
+    model: nn.Module,
+    image: np.ndarray,
+    ys: AxisTiles,
+    xs: AxisTiles,
+    batch_size: int,
+    device: torch.device,
+    settings: RuntimeSettings,
 ) -> np.ndarray:
     """(C_in, ys.hi-ys.lo, xs.hi-xs.lo) padded input -> (C, crop_y, crop_x) probabilities of the output range."""
     tile = ys.tile
@@ -107,7 +114,7 @@ def _run_tiles(
     weight: np.ndarray | None = None
     window = _window(tile) if ys.paste is None else None
     for chunk in _batches(starts, batch_size):
-        probs = _forward(model, np.stack([image[:, y : y + tile, x : x + tile] for y, x in chunk]), device, amp)
+        probs = _forward(model, np.stack([image[:, y : y + tile, x : x + tile] for y, x in chunk]), device, settings)
         if total is None:
             total = np.zeros((probs.shape[1], ys.hi - ys.lo, xs.hi - xs.lo), dtype=np.float32)
             weight = None if window is None else np.zeros(total.shape[1:], dtype=np.float32)
@@ -140,6 +147,7 @@ def predict_region(
     tta: bool = False,
     normalise: Normalise = "auto",
     amp: bool = False,
+    precision: Precision | None = None,
 ) -> np.ndarray:
     """Probabilities of the rectangle [rows) x [cols) of an image of `shape`, as predict_tiled would give them.
 
@@ -149,7 +157,7 @@ def predict_region(
             called once, for the rectangle plus the context the tiles need (clipped to the image).
         shape: (height, width) of the whole image in pixels.
         rows, cols: [start, stop) pixel ranges of the rectangle.
-        tile, batch_size, tta, normalise, amp: as for `unet_zoo.inference.tiling.predict_tiled` (tile=None: the
+        tile, batch_size, tta, normalise, amp, precision: as for `unet_zoo.inference.tiling.predict_tiled` (tile=None: the
             tile predict_tiled chooses for the whole image).
 
     Returns:
@@ -182,7 +190,8 @@ def predict_region(
         raise ValueError(f"read({r0}:{r1}, {c0}:{c1}) returned shape {pixels.shape}, expected ({r1 - r0}, {c1 - c0})")
     dev = _resolve_device(model, device)
     was_training = model.training
-    prepare_model(model, dev).eval()  # in place, as predict_tiled does; channels_last on CUDA
+    settings = inference_settings(dev, amp, precision)
+    prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place, as predict_tiled does
     try:
         total: np.ndarray | None = None
         for (ay, rev_y, ys, iy), (ax, rev_x, xs, ix) in plans:
@@ -191,7 +200,7 @@ def predict_region(
                 view = pixels[:, iy[:, None], ix[None, :]]
             else:  # view rows are image columns
                 view = pixels[:, ix[:, None], iy[None, :]].transpose(0, 2, 1)
-            probs = _run_tiles(model, np.ascontiguousarray(view), ys, xs, batch_size, dev, amp)
+            probs = _run_tiles(model, np.ascontiguousarray(view), ys, xs, batch_size, dev, settings)
             if rev_y:
                 probs = probs[:, ::-1]
             if rev_x:

@@ -22,7 +22,7 @@ from torch import nn
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
 from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.runtime import autocast, prepare_input, prepare_model
+from unet_zoo.utils.runtime import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
 
 Normalise = str | Callable[[np.ndarray], np.ndarray]
 
@@ -182,10 +182,18 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
+def inference_settings(
+    device: str | torch.device | None, amp: bool = False, precision: Precision | None = None
+) -> RuntimeSettings:
+    """How `predict_tiled` runs the model on `device`: `precision` ("auto", "bf16", "fp32") as decided by
+    `unet_zoo.utils.runtime.runtime_settings`; None: as `amp` says (True = "auto", False = "fp32")."""
+    return runtime_settings(device, precision if precision is not None else ("auto" if amp else "fp32"))
+
+
+def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, settings: RuntimeSettings) -> np.ndarray:
     """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU)."""
-    x = prepare_input(torch.from_numpy(np.ascontiguousarray(tiles)), device)  # channels_last on CUDA
-    with torch.inference_mode(), autocast(device, enabled=None if amp else False):  # bf16 on CUDA GPUs with bf16
+    x = prepare_input(torch.from_numpy(np.ascontiguousarray(tiles)), device, channels_last=settings.channels_last)
+    with torch.inference_mode(), autocast(device, enabled=settings.amp_dtype is not None):
         logits = model(x)
     return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
@@ -217,7 +225,7 @@ def _predict_once(
     tile: int,
     batch_size: int,
     device: torch.device,
-    amp: bool,
+    settings: RuntimeSettings,
     forward: Forward | None = None,
     progress: Progress | None = None,
 ) -> np.ndarray:
@@ -225,7 +233,7 @@ def _predict_once(
 
     `progress(done, total)` is called after each batch with the tiles done and the tiles of this image."""
     _, height, width = image.shape
-    run = forward or (lambda tiles: _forward(model, tiles, device, amp))
+    run = forward or (lambda tiles: _forward(model, tiles, device, settings))
     out = _check_tile(model, tile)
     if out < tile:  # valid convolutions: abutting outputs
         stride = _stride(model)
@@ -294,6 +302,7 @@ def predict_tiled(
     amp: bool = False,
     forward: Forward | None = None,
     progress: Progress | None = None,
+    precision: Precision | None = None,
 ) -> np.ndarray:
     """Per-class probabilities of an image of any height and width, by overlap-tile inference.
 
@@ -305,12 +314,14 @@ def predict_tiled(
         device: where to run (the model is moved there); default: the model's current device.
         tta: average over the 8 rotations/flips of the image (the paper averaged 7 rotated versions).
         normalise: "auto", "none" or a callable applied to the image before inference.
-        amp: bfloat16 autocast on CUDA GPUs with bf16 support (`unet_zoo.utils.runtime.autocast`; ignored on the CPU).
+        amp: the same as precision="auto" (True) or "fp32" (False); used when `precision` is None.
         forward: run the tiles through this instead of torch: a callable mapping (N, C_in, T, T) float32
             arrays to (N, C, T', T') float32 probabilities, e.g. an exported model
             (`unet_zoo.exporters.sessions.onnxruntime_forward(model)`); `model` still gives the geometry.
         progress: called after each batch of tiles with (tiles done, tiles in all), counting the tiles of
             every TTA view; an exception it raises stops the prediction and propagates (e.g. to cancel it).
+        precision: "fp32", "bf16" (bf16 autocast + channels_last) or "auto" (bf16 on CUDA GPUs with bf16 and
+            on CPUs with AMX, fp32 elsewhere; `unet_zoo.utils.runtime.runtime_settings`). Ignored by `forward`.
 
     Returns:
         (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
@@ -321,7 +332,8 @@ def predict_tiled(
     chw = _as_chw(normalise_image(image, normalise), in_channels)
     dev = _resolve_device(model, device)
     was_training = model.training
-    prepare_model(model, dev).eval()  # in place; channels_last on CUDA
+    settings = inference_settings(dev, amp, precision)
+    prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
         total: np.ndarray | None = None
@@ -330,7 +342,7 @@ def predict_tiled(
             side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
             # every view has as many tiles (a rotation swaps H and W): count them across the views
             tick = None if progress is None else _view_progress(progress, index, len(transforms))
-            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, amp, forward, tick)
+            probs = _predict_once(model, np.ascontiguousarray(view), side_tile, batch_size, dev, settings, forward, tick)
             probs = np.rot90(probs, -k, axes=(1, 2))
             if flip:
                 probs = probs[..., ::-1]
@@ -364,4 +376,4 @@ def predict_stack(
     return np.stack(slices)
 
 
-__all__ = ["choose_tile", "normalise_image", "predict_stack", "predict_tiled"]
+__all__ = ["choose_tile", "inference_settings", "normalise_image", "predict_stack", "predict_tiled"]

@@ -26,7 +26,8 @@ from torch import nn
 
 from unet_zoo.hub.loading import load_model
 from unet_zoo.inference.region import predict_region
-from unet_zoo.inference.tiling import Normalise, _check_tile, choose_tile
+from unet_zoo.inference.tiling import Normalise, _check_tile, _resolve_device, choose_tile, inference_settings
+from unet_zoo.utils.runtime import Precision
 from unet_zoo.volumes.io import VolumeOutput, VolumeSource, open_output, open_source
 
 Progress = Callable[[int, int], None]
@@ -103,6 +104,7 @@ class VolumeJob:
     dtype: str
     normalise: Normalise
     amp: bool = False
+    precision: Precision | None = None  # "bf16" / "fp32", resolved once by predict_volume for every worker
 
     def predict(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
         """The (bz, by, bx) output block `index`, in the output dtype."""
@@ -133,6 +135,7 @@ class VolumeJob:
                 tta=self.tta,
                 normalise=self.normalise,
                 amp=self.amp,
+                precision=self.precision,
             )[self.channel]
             values[z - zs.start] = probs if self.dtype == "float32" else np.clip(np.rint(probs * 255), 0, 255)
         return values
@@ -196,6 +199,7 @@ def predict_volume(
     device: str | None = None,
     normalise: Normalise = "auto",
     memory_limit: str | float | None = "auto",
+    precision: Precision = "fp32",
 ) -> Path:
     """Cell probabilities of a 2-D or 3-D volume of any size, written to a Zarr array at `out`.
 
@@ -222,6 +226,8 @@ def predict_volume(
         channel: output class channel (1: cell for the zoo's EM models).
         device: where to run (default: the model's device; "cuda" if available for specs and on workers).
         memory_limit: per-worker memory limit of a local cluster (dask's format, e.g. "2GiB").
+        precision: "fp32", "bf16" or "auto" as for `predict_tiled`, decided once for the model's device and
+            used by every worker; the output's attributes record it ("bf16" or "fp32").
 
     Returns:
         The output path.
@@ -246,6 +252,7 @@ def predict_volume(
     if not 0 <= channel < classes:
         raise ValueError(f"channel {channel} does not exist: the model predicts {classes} classes")
     _, height, width = vol.shape
+    used_precision = inference_settings(_resolve_device(model, None), precision=precision).precision
     used_tile = choose_tile(model, height, width, tile)
     unit = _write_unit(vol)
     plan = plan_blocks(vol.shape, unit, block, _check_tile(model, used_tile))
@@ -263,6 +270,7 @@ def predict_volume(
                 "shape": list(vol.shape[-vol.ndim :]),
                 "tile": used_tile,
                 "tta": tta,
+                "precision": used_precision,
                 "channel": channel,
                 "dtype": dtype,
                 "block": list(plan.block),
@@ -280,7 +288,7 @@ def predict_volume(
     try:
         output, done = open_output(out, vol, chunks, vol.shards, dtype, settings, overwrite=overwrite, resume=resume)
         _run(
-            VolumeJob(vol, output, plan, tile, tta, batch_size, channel, dtype, normalise),
+            VolumeJob(vol, output, plan, tile, tta, batch_size, channel, dtype, normalise, precision=used_precision),
             model,
             done,
             progress,

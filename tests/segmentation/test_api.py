@@ -90,3 +90,11 @@ def test_checkpoint_params_come_from_the_checkpoint_block():
     assert checkpoint_params(model) == SegmentationParams()
     model.pretrained_info = {"segmentation": {"threshold": 0.7, "merge_threshold": None}}
     assert checkpoint_params(model) == SegmentationParams(threshold=0.7, merge_threshold=None)
+
+
+@pytest.mark.parametrize("name", ["isbi-small", "isbi-padded", "isbi-original"])
+def test_published_checkpoints_carry_their_segmentation_defaults(name):
+    """The card folder's config.json stores the tuned defaults; loading reads them back."""
+    model = unet_zoo.from_pretrained(name)
+    stored = model.pretrained_info["segmentation"]
+    assert checkpoint_params(model) == SegmentationParams.from_dict(stored)

@@ -19,10 +19,11 @@ class SegmentationParams:
         merged (hierarchically, lowest first); None skips the agglomeration.
     """
 
-    threshold: float = 0.5
-    sigma: float = 2.0
-    min_distance: int = 5
-    min_size: int = 50
+    # chosen on the tuning fold (benchmarks/segmentation_tuning.py tune; docs/segmentation.md)
+    threshold: float = 0.6
+    sigma: float = 3.0
+    min_distance: int = 10
+    min_size: int = 100
     merge_threshold: float | None = 0.5
 
     def __post_init__(self) -> None:

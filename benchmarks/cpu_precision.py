@@ -35,7 +35,7 @@ from unet_zoo.utils.timing import count_forward_flops, count_train_flops, matmul
 
 def cpu_description() -> dict[str, Any]:
     """CPU model name, its bf16 unit, the vector flags that matter here, threads and torch version."""
-    name, flags = "unknown", set()
+    name, flags = "unknown", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and name == "unknown":
@@ -128,12 +128,12 @@ def training(model_name: str, tile: int, batch: int, repeats: int, peak: dict[st
     results: dict[str, dict[str, Any]] = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        settings = runtime_settings("cpu", precision)  # type: ignore[arg-type]  # "fp32" / "bf16"
+        settings = runtime_settings("cpu", precision)
         net = prepare_model(unet_zoo.create_model(model_name), "cpu", channels_last=settings.channels_last).train()
         flops = count_train_flops(net, (batch, 1, tile, tile))
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99)
         x = prepare_input(torch.rand(batch, 1, tile, tile), "cpu", channels_last=settings.channels_last)
-        out = net.output_size(tile)
+        out = int(net.output_size(tile))  # type: ignore[operator]  # a zoo model method
         target = torch.randint(0, 2, (batch, out, out))
         weight = torch.ones(batch, out, out)
         amp = settings.amp_dtype is not None

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"evaluation", "segmentation", "volumes", "exporters"},
     {"reproduce", "benchmark"},
-    {"cli"},
+    {"cli", "napari"},  # the command line and the napari plugin: presentation, imported by nothing in the package
     {"__init__", "__main__"},  # the package's public names and `python -m unet_zoo`
 ]
 # Upward imports allowed by exception, each a function-local import with its reason in a comment. They are left
@@ -261,3 +261,33 @@ def test_pending_lazy_imports_still_exist():
     unmarked = {(i.importer, i.imported) for i in package_imports() if i.local and not i.marked}
     fixed = sorted(PENDING_LAZY - unmarked)
     assert not fixed, f"{fixed} are no longer unmarked lazy imports: remove them from PENDING_LAZY"
+
+
+GUI_MODULES = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy")
+
+
+def test_importing_unet_zoo_loads_no_gui():
+    """`import unet_zoo` (and the plugin package itself) stays free of napari and Qt: only the modules napari
+    loads from the manifest import them."""
+    import subprocess
+    import sys
+
+    probe = (
+        f"import sys, unet_zoo, unet_zoo.napari; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({GUI_MODULES!r})))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_plugin_imports_napari_and_qt():
+    found = set()
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.is_relative_to(ROOT / "napari"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found |= {f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in GUI_MODULES}
+    assert not found, "napari and Qt belong in unet_zoo/napari/ only:\n" + "\n".join(sorted(found))

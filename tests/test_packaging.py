@@ -94,6 +94,7 @@ def test_wheel_ships_recipes_and_the_installed_package_finds_them(tmp_path):
     recipes = available_recipes()
     assert recipes and all(f"unet_zoo/_recipes/{r}.toml" in names for r in recipes)
     assert "unet_zoo/cli/__init__.py" in names
+    assert "unet_zoo/napari/napari.yaml" in names  # the napari manifest the entry point names
 
     # Unpacked like pip installs it, with no source checkout around: recipes load from unet_zoo/_recipes.
     site = tmp_path / "site"

@@ -1,0 +1,173 @@
+"""What the napari widget runs, without Qt: check a layer's data, load a model, predict it section by section.
+
+The widget calls `predict_sections` in a worker thread; `progress` reports every batch of tiles and may raise
+`Cancelled` to stop at the next tile. Sections are read one at a time (``np.asarray(data[index])``), so a lazy
+dask or Zarr array is never loaded whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
+from unet_zoo.hub.loading import load_model
+from unet_zoo.inference.tiling import Forward, predict_tiled
+from unet_zoo.segmentation import checkpoint_params, segment
+
+from ._choices import BACKENDS
+
+Index = tuple[int, ...]
+# (section done so far, sections, tiles done in this section, tiles in this section)
+SectionProgress = Callable[[int, int, int, int], None]
+
+
+class Cancelled(Exception):
+    """The user cancelled the prediction; raised from the progress callback, so it stops at the next tile."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict: the torch module (which also gives the tiling geometry), the `forward`
+    that runs its tiles (None: torch), the backend that runs, and the provenance the output layers carry."""
+
+    spec: str
+    model: nn.Module
+    forward: Forward | None
+    backend: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """The output layers' data: P(membrane) (..., H, W) float32 and, when asked, labels (..., H, W) uint32, for
+    the sections `first` onwards (all leading indices 0 when the whole stack was predicted)."""
+
+    membrane: np.ndarray
+    labels: np.ndarray | None
+    first: Index
+    metadata: dict[str, Any]
+
+
+def check_image(data: Any, rgb: bool = False) -> None:
+    """Refuse what the models cannot take, with what to do: RGB(A) images, empty layers, arrays of fewer than
+    two dimensions, and dtypes other than uint8, uint16, bool and floats. Reads no pixels (lazy data stays lazy)."""
+    shape = tuple(int(s) for s in getattr(data, "shape", ()))
+    dtype = np.dtype(getattr(data, "dtype", np.float64))
+    if rgb:
+        raise ValueError(
+            "this is an RGB(A) image; the models take one grey channel. Convert it to greyscale first "
+            "(e.g. a new layer with data = image.mean(axis=-1))"
+        )
+    if len(shape) < 2:
+        raise ValueError(f"the layer has shape {shape}; pick an image (H, W) or a stack of sections (..., H, W)")
+    if 0 in shape:
+        raise ValueError(f"the layer is empty (shape {shape}); pick a layer with pixels")
+    if dtype.kind not in "fb" and dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"cannot predict {dtype} images; convert the layer to uint8, uint16 or float32 in [0, 1] "
+            "(the models were trained on uint8 / 255)"
+        )
+
+
+def section_indices(shape: Sequence[int], current: Index | None = None) -> list[Index]:
+    """The leading indices of the (H, W) sections to predict: every section of a (..., H, W) array, or only
+    `current` (clipped into the array). A 2-D image has one section, ()."""
+    lead = tuple(shape[:-2])
+    if current is not None:
+        return [tuple(min(max(int(i), 0), n - 1) for i, n in zip(current, lead))]
+    return list(itertools.product(*(range(n) for n in lead)))
+
+
+def provenance(model: nn.Module, spec: str) -> dict[str, Any]:
+    """Which weights made a prediction: the name asked for, architecture, checkpoint source, revision, sha256."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    source = getattr(model, "checkpoint_source", None)
+    revision = getattr(cfg, "revision", None)
+    if revision is None and source and "@" in str(source):  # a Hub id: "owner/repo@revision"
+        revision = str(source).rsplit("@", 1)[1].split()[0].rstrip(")")
+    return {
+        "model": spec,
+        "architecture": getattr(model, "model_name", None) or type(model).__name__,
+        "checkpoint": str(source) if source else None,
+        "revision": revision,
+        "sha256": getattr(model, "weights_sha256", None) or getattr(cfg, "sha256", None),
+    }
+
+
+def load(spec: str, backend: str = "auto") -> LoadedModel:
+    """Load `spec` (anything `unet_zoo.from_pretrained` takes) for `backend`, as ``unet-zoo predict --backend``
+    picks it: "onnxruntime" exports the model and runs it on the CPU, "torch" runs torch (CUDA if available),
+    "auto" is onnxruntime on the CPU when the export extra is installed and the model exports, else torch."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    model = load_model(spec, device="cpu" if backend == "onnxruntime" else None)
+    forward: Forward | None = None
+    used = "torch"
+    if backend == "onnxruntime":
+        try:
+            forward, used = onnxruntime_forward(model), "onnxruntime"
+        except ImportError:  # its message names the extra to install
+            raise
+        except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
+            raise ValueError(f"cannot run {spec} with onnxruntime ({err}); choose the torch backend") from None
+    elif backend == "auto" and next(model.parameters()).device.type == "cpu":
+        used, forward = fastest_cpu_forward(model)
+    return LoadedModel(spec, model, forward, used, provenance(model, spec))
+
+
+def predict_sections(
+    loaded: LoadedModel,
+    data: Any,
+    indices: list[Index],
+    *,
+    tta: bool = False,
+    tile: int | None = None,
+    segment_cells: bool = False,
+    progress: SectionProgress | None = None,
+) -> Prediction:
+    """P(membrane) (channel 0 of `predict_tiled`) and, with `segment_cells`, cells (`unet_zoo.segment` with the
+    checkpoint's stored parameters) of the sections `indices` of `data` (..., H, W), read one at a time.
+
+    Every listed section: the outputs have `data`'s shape. One section: the outputs have shape (1, ..., 1, H, W)
+    and `first` says which section it is. Cell IDs are unique across the sections (each section's are offset by
+    the largest ID before it). `progress(section, sections, tiles done, tiles)` is called after each batch of
+    tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there.
+    """
+    height, width = (int(s) for s in data.shape[-2:])
+    lead = tuple(int(s) for s in data.shape[:-2])
+    whole = len(indices) > 1 or lead == () or len(indices) == int(np.prod(lead))
+    out_lead = lead if whole else (1,) * len(lead)
+    membrane = np.zeros((*out_lead, height, width), dtype=np.float32)
+    labels = np.zeros((*out_lead, height, width), dtype=np.uint32) if segment_cells else None
+    params = checkpoint_params(loaded.model)
+    next_id = 0
+    for number, index in enumerate(indices):
+        image = np.asarray(data[index]) if index else np.asarray(data)
+        report = None if progress is None else (lambda done, total, number=number: progress(number, len(indices), done, total))
+        probs = predict_tiled(loaded.model, image, tile=tile, tta=tta, batch_size=1, forward=loaded.forward, progress=report)
+        target = index if whole else (0,) * len(lead)
+        membrane[target] = probs[0]
+        if labels is not None:
+            cells = segment(probs, params=params)
+            labels[target] = np.where(cells > 0, cells + next_id, 0)
+            next_id += int(cells.max(initial=0))
+    metadata = {
+        "unet_zoo": {
+            **loaded.provenance,
+            "backend": loaded.backend,
+            "tta": tta,
+            "tile": tile,
+            "sections": "all" if whole else [list(i) for i in indices],
+        }
+    }
+    first = (0,) * len(lead) if whole else indices[0]
+    return Prediction(membrane, labels, first, metadata)
+
+
+__all__ = ["Cancelled", "LoadedModel", "Prediction", "check_image", "load", "predict_sections", "provenance", "section_indices"]

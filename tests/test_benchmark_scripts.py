@@ -34,3 +34,18 @@ def test_rand_error_levers_trains_each_variant_and_resumes_from_its_results(tmp_
     assert entry["overrides"] == {"loss": {"w0": 0.0, "balance": False}}
     levers.main(args)  # a second run keeps the finished variants instead of training them again
     assert capsys.readouterr().out.count("done earlier, kept") == 2
+
+
+def test_quick_spread_trains_each_seed_in_its_own_process_and_resumes(tmp_path, monkeypatch, capsys):
+    spread = _script("quick_spread")
+    monkeypatch.chdir(tmp_path)  # run folders of the children go under the working directory
+    out = tmp_path / "spread.jsonl"
+    args = ["--recipe", "tiny", "--seeds", "3", "--steps", "2", "--kernels", "avx2", "--out", str(out)]
+    (row,) = spread.main(args)
+    assert "error" not in row, row.get("error")
+    assert (row["seed"], row["kernel"]) == (3, "avx2") and 0 <= row["tta"]["vrand_thinned"] <= 1
+    assert spread.kernel_env("avx2") == {"ATEN_CPU_CAPABILITY": "avx2"}
+    assert spread.kernel_env("onednn:AVX2") == {"ONEDNN_MAX_CPU_ISA": "AVX2"} and spread.kernel_env("default") == {}
+    assert "| avx2 | 1 |" in capsys.readouterr().out
+    assert spread.main(args) == [row]  # a second call keeps the finished run instead of training it again
+    assert len(out.read_text().splitlines()) == 1

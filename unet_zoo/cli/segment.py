@@ -229,8 +229,8 @@ def _segment_volume_command(
         except KeyboardInterrupt:
             raise fail(f"interrupted: finished sections are kept in {out}; run the same command again to resume", 130) from None
     if not from_probabilities:
-        console.print(f"probabilities: {probabilities_path(written)}")
-    console.print(f"{source} -> {written}")
+        console.print(f"probabilities: {probabilities_path(written)}", markup=False, highlight=False)
+    console.print(f"{source} -> {written}", markup=False, highlight=False)
 
 
 def _segment_and_write(
@@ -247,7 +247,8 @@ def _segment_and_write(
             offset += int(part.max())
         labels = np.stack(parts)
     written = write_segmentation(out, stem, image, labels)
-    console.print(f"{path} -> {written[0]} ({int(labels.max())} cells), {written[1]}{' ...' if len(written) > 2 else ''}")
+    shown = f"{path} -> {written[0]} ({int(labels.max())} cells), {written[1]}{' ...' if len(written) > 2 else ''}"
+    console.print(shown, markup=False, highlight=False)
 
 
 __all__ = ["segment_command"]

@@ -11,6 +11,7 @@ from unet_zoo._version import __version__ as __version__
 from unet_zoo.data.weight_maps import weight_map
 from unet_zoo.evaluation.metrics import isbi_scores
 from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
+from unet_zoo.finetuning import finetune
 from unet_zoo.hub.pretrained import from_pretrained
 from unet_zoo.inference.tiling import predict_stack, predict_tiled
 from unet_zoo.models.info import model_info
@@ -36,6 +37,7 @@ __all__ = [
     "UNet",
     "create_model",
     "export",
+    "finetune",
     "from_pretrained",
     "isbi_scores",
     "list_models",

@@ -216,6 +216,7 @@ def write_hub_folder(
     metrics_without_tta: dict[str, Any] | None = None,
     rescore: Callable[[Any], dict[str, Any]] | None = None,
     overwrite: bool = False,
+    training_updates: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any] | None]:
     """Build the Hub folder of a trained run beside `folder`, then move it into place in one rename.
 
@@ -223,7 +224,8 @@ def write_hub_folder(
     `max_shard_size` bytes) and config.json; with `rescore` (model -> scores), loads those stored weights
     back and scores them, and records `check_stored_weights`'s verdict; then writes README.md (the card,
     once, with everything known), scores.json and the run's PNGs. metrics_without_tta: a second score
-    column. An existing `folder` is replaced only with `overwrite` (else FileExistsError).
+    column. training_updates: lines of the card's training section to add or replace (e.g. for data other
+    than ISBI 2012). An existing `folder` is replaced only with `overwrite` (else FileExistsError).
     Returns (folder, the stored-weights check or None).
     """
     import torch
@@ -235,6 +237,7 @@ def write_hub_folder(
     try:
         model: Any = result.model
         data = card_data(result, metrics, hardware, metrics_without_tta)
+        data["training"].update(training_updates or {})
         save_weights_and_config(model, staging, dtype=dtype, card_data=data, max_shard_size=max_shard_size)
         check = None
         if rescore is not None:
@@ -257,7 +260,8 @@ def refresh_card(folder: str | Path, recipe: Recipe | str | None = None) -> Path
     """Write a Hub folder's README.md (the model card) again from the folder's own files; returns its path.
 
     Uses config.json (the model and its training record), scores.json (held-out scores with and without
-    TTA, the stored-weights check) and the figures in the folder; `recipe` (a `Recipe`, a name or a path;
+    TTA, the stored-weights check, the segmentation's scores) and the figures in the folder; `recipe` (a `Recipe`,
+    a name or a path;
     default: the recipe named in config.json) gives the description, notes, deviations and targets. The
     weights, config.json and scores.json are not changed. For cards written by an older renderer, or after
     a recipe's target notes changed.
@@ -279,6 +283,7 @@ def refresh_card(folder: str | Path, recipe: Recipe | str | None = None) -> Path
         raise FileNotFoundError(f"{scores_path} not found: a card is refreshed from the scores `reproduce` wrote")
     scores = json.loads(scores_path.read_text())
     without_tta, stored = scores.pop("without_tta", None), scores.pop("stored_weights", None)
+    segmentation_scores = scores.pop("segmentation", None)
     with torch.device("meta"):  # the card needs the architecture and its parameter count, not weights
         model = build_model(config, str(folder))
     data = {
@@ -286,6 +291,7 @@ def refresh_card(folder: str | Path, recipe: Recipe | str | None = None) -> Path
         "held_out_scores": scores,
         "held_out_scores_without_tta": without_tta,
         "stored_weights": (stored or {}).get("summary"),
+        "segmentation_scores": segmentation_scores,
         "figures": {alt: name for alt, name in FIGURES.items() if (folder / name).is_file()},
         **_recipe_card_fields(recipe, scores),
     }

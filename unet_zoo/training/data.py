@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from unet_zoo.data.files import LabelledImages, load_labelled_images
 from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.training.recipes import Recipe
@@ -34,6 +36,9 @@ class TrainingData:
     val_weights: np.ndarray
     val_slices: list[int]
     source: str = ""
+    held_out: str = ""  # what was held out, in words ("" = the val_slices of the source)
+    pixel_size: float | None = None  # nm per pixel of the arrays above (after any resampling); None = not known
+    description: dict[str, Any] | None = None  # source = "files": files with sha256, shapes, label form (for the card)
 
 
 def synthetic_cells(num_slices: int = 8, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +72,86 @@ def weight_map_cache_dir() -> Path:
     return cache_dir("weight_maps")
 
 
+def _labelled(recipe: Recipe, images: str, labels: str) -> LabelledImages:
+    d = recipe.data
+    return load_labelled_images(images, labels, foreground=d.foreground, label_form=d.label_form, boundary_width=d.boundary_width)
+
+
+def _resample(pairs: LabelledImages, pixel_size: float | None, target: float) -> tuple[LabelledImages, float | None]:
+    """`pairs` rescaled from `pixel_size` to `target` nm/px (images order 1, labels order 1 thresholded at 0.5)."""
+    from skimage.transform import resize
+
+    if not target or pixel_size is None or abs(pixel_size / target - 1) < 0.02:
+        return pairs, pixel_size
+    factor = pixel_size / target
+    s, h, w = pairs.images.shape
+    shape = (s, max(1, round(h * factor)), max(1, round(w * factor)))
+    images = resize(pairs.images.astype(np.float32), shape, order=1, anti_aliasing=factor < 1, preserve_range=True)
+    labels = resize(pairs.labels.astype(np.float32), shape, order=1, anti_aliasing=False) >= 0.5
+    pairs.images = np.clip(np.round(images), 0, 255).astype(np.uint8)
+    pairs.labels = labels.astype(np.uint8)
+    return pairs, target
+
+
+def hold_out_region(images: np.ndarray, tile: int) -> int:
+    """Width in pixels of the region held out at the right of every slice when there are too few slices to hold
+    one out: a quarter of the width, but at least `tile` (the validation tiles' size) while that leaves half."""
+    width = images.shape[-1]
+    return max(width // 4, min(tile, width // 2))
+
+
+def load_files_data(recipe: Recipe) -> TrainingData:
+    """`source = "files"`: your images and labels (`unet_zoo.data.files`), resampled to ``data.resample_to`` nm/px,
+    with ``data.val_images`` / ``data.val_labels`` held out, else the last fifth of >= 3 slices, else the right
+    `hold_out_region` of each slice. Weight maps are cached by content hash under `weight_map_cache_dir`."""
+    d = recipe.data
+    pairs = _labelled(recipe, d.images, d.labels)
+    size = d.pixel_size or pairs.pixel_size
+    pairs, size = _resample(pairs, size, d.resample_to)
+    description = {"train": pairs.describe(), "train_summary": pairs.summary()}
+    images, labels = pairs.images, pairs.labels
+    if d.val_images:
+        val = _labelled(recipe, d.val_images, d.val_labels)
+        val, _ = _resample(val, d.pixel_size or val.pixel_size or size, d.resample_to)
+        description["held_out"] = val.describe()
+        description["held_out_summary"] = val.summary()
+        train_x, train_y, val_x, val_y = images, labels, val.images, val.labels
+        val_slices, held_out = list(range(len(val_x))), f"{d.val_images} ({len(val_x)} slices)"
+    elif len(images) >= 3:
+        n = max(1, len(images) // 5)
+        train_x, train_y, val_x, val_y = images[:-n], labels[:-n], images[-n:], labels[-n:]
+        val_slices = list(range(len(images) - n, len(images)))
+        held_out = f"the last {n} of {len(images)} slices ({', '.join(map(str, val_slices))}), not trained on"
+    else:
+        region = hold_out_region(images, d.tile)
+        cut = images.shape[-1] - region
+        train_x, train_y, val_x, val_y = images[..., :cut], labels[..., :cut], images[..., cut:], labels[..., cut:]
+        val_slices = list(range(len(images)))
+        held_out = f"the right {region} px (columns {cut}-{images.shape[-1] - 1}) of every slice, not trained on"
+    cache = weight_map_cache_dir()
+    loss = recipe.loss
+    train_w = weight_maps_for_stack(np.ascontiguousarray(train_y), loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
+    val_w = weight_maps_for_stack(np.ascontiguousarray(val_y), loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
+    files = ", ".join(Path(f).name for f in pairs.files)
+    return TrainingData(
+        np.ascontiguousarray(train_x),
+        np.ascontiguousarray(train_y),
+        train_w,
+        np.ascontiguousarray(val_x),
+        np.ascontiguousarray(val_y),
+        val_w,
+        val_slices,
+        f"your data ({files})",
+        held_out=held_out,
+        pixel_size=size,
+        description=description,
+    )
+
+
 def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> TrainingData:
     """Images, labels and weight maps of the recipe's data source, split into train / held-out slices."""
+    if recipe.data.source == "files":
+        return load_files_data(recipe)
     if recipe.data.source == "synthetic":
         images, labels = synthetic_cells(recipe.data.synthetic_slices, recipe.data.synthetic_size, recipe.train.seed)
         source = f"synthetic ({recipe.data.synthetic_slices} slices of {recipe.data.synthetic_size} px)"
@@ -119,6 +202,8 @@ def validation_tiles(
 
 __all__ = [
     "TrainingData",
+    "hold_out_region",
+    "load_files_data",
     "load_training_data",
     "synthetic_cells",
     "validation_tiles",

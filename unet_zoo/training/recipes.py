@@ -76,13 +76,24 @@ class ModelCfg:
 
 @dataclass(frozen=True)
 class DataCfg:
-    source: Literal["isbi2012", "synthetic"] = "isbi2012"
+    source: Literal["isbi2012", "synthetic", "files"] = "isbi2012"
     data_dir: str = ""  # "" = unet_zoo.data.isbi.resolve_data_dir() (UNET_ZOO_DATA_DIR or the default folder)
     k: int = 5  # k-fold split of the 30 training slices into train / held-out validation
     fold: int = 4  # held-out fold, counted from 0: fold 4 of k=5 = slices 24..29 (unet_zoo.data.isbi.split_slices)
     tile: int = 572  # input tile side in pixels; must be valid for the model (unet_zoo.models.sizes)
     synthetic_slices: int = 8  # source = "synthetic" only: slices of generated cell images
     synthetic_size: int = 64  # source = "synthetic" only: side of each slice in pixels
+    # source = "files" only (unet_zoo.data.files): your images and labels, each a TIFF (stack), a folder of
+    # TIFF/PNG files matched by name, or a Zarr array
+    images: str = ""
+    labels: str = ""
+    val_images: str = ""  # held-out images and labels; "" = hold out the last slices, or a region of 1-2 slices
+    val_labels: str = ""
+    foreground: Literal["cell", "membrane"] = "cell"  # binary masks: what the non-zero value means
+    label_form: Literal["auto", "binary", "instances"] = "auto"  # instances: one ID per cell, 0 = boundary
+    boundary_width: int = 2  # instances: membrane width in pixels at each contact between two cells
+    pixel_size: float = 0.0  # the data's pixel size in nm; 0 = from the files' metadata (TIFF tags, OME-Zarr scale)
+    resample_to: float = 0.0  # rescale the data to this pixel size in nm before training (the model's); 0 = as is
 
 
 @dataclass(frozen=True)
@@ -265,6 +276,14 @@ def _validate(recipe: Recipe) -> None:
     positive("data", "k", recipe.data.k)
     if not 0 <= recipe.data.fold < recipe.data.k:
         raise RecipeError(f"data.fold must be in 0..{recipe.data.k - 1} (data.k = {recipe.data.k}), got {recipe.data.fold}")
+    d = recipe.data
+    if d.source == "files" and not (d.images and d.labels):
+        raise RecipeError('data.source = "files" needs data.images and data.labels (paths to your images and labels)')
+    if bool(d.val_images) != bool(d.val_labels):
+        raise RecipeError("data.val_images and data.val_labels go together: give both, or neither")
+    positive("data", "boundary_width", d.boundary_width)
+    positive("data", "pixel_size", d.pixel_size, allow_zero=True)
+    positive("data", "resample_to", d.resample_to, allow_zero=True)
     if entry.family == "unet":
         depth, padding = args.get("depth", 4), args.get("padding", 0)
         if output_size(recipe.data.tile, depth, padding) is None:

@@ -1,0 +1,48 @@
+"""`unet-zoo finetune`: the before/after table, and one red error line for bad input."""
+
+from __future__ import annotations
+
+import tifffile
+from typer.testing import CliRunner
+
+import unet_zoo
+from unet_zoo.cli import app
+from unet_zoo.training.data import synthetic_cells
+
+runner = CliRunner()
+
+
+def _data(tmp_path):
+    images, cells = synthetic_cells(2, 96, seed=1)
+    tifffile.imwrite(tmp_path / "em.tif", images)
+    tifffile.imwrite(tmp_path / "cells.tif", cells * 255)
+    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "base")
+    recipe = tmp_path / "ft.toml"
+    text = (unet_zoo.training.recipes.recipe_path("finetune")).read_text().replace("tile = 256", "tile = 32")
+    recipe.write_text(text.replace("eval_every = 100", "eval_every = 2"))
+    return tmp_path
+
+
+def test_finetune_command_prints_before_and_after(tmp_path):
+    d = _data(tmp_path)
+    args = ["finetune", str(d / "base"), "--images", str(d / "em.tif"), "--labels", str(d / "cells.tif")]
+    result = runner.invoke(
+        app, [*args, "--out", str(d / "out"), "--steps", "2", "--recipe", str(d / "ft.toml"), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "held out" in result.output and "before" in result.output and "after" in result.output
+    assert (d / "out" / "model.safetensors").is_file()
+    again = runner.invoke(app, [*args, "--out", str(d / "out")])
+    assert again.exit_code == 2 and "error:" in again.output and "--overwrite" in again.output
+
+
+def test_finetune_command_errors(tmp_path):
+    d = _data(tmp_path)
+    base = ["finetune", str(d / "base"), "--images", str(d / "em.tif"), "--out", str(d / "o")]
+    missing = runner.invoke(app, [*base, "--labels", str(d / "nope.tif")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    polarity = runner.invoke(
+        app, [*base, "--labels", str(d / "cells.tif"), "--foreground", "membrane", "--recipe", str(d / "ft.toml")]
+    )
+    assert polarity.exit_code == 2 and "inverted" in polarity.output
+    assert not (d / "o").exists()

@@ -1,0 +1,335 @@
+"""Your own images and labels as training data: TIFF stacks, folders of TIFF/PNG pairs, Zarr arrays.
+
+    pairs = load_labelled_images("em.tif", "membranes.tif", foreground="membrane")
+    pairs.images   # (S, H, W) uint8
+    pairs.labels   # (S, H, W) uint8, 1 = cell, 0 = membrane (the trainer's convention)
+
+Labels come in three forms (`label_form`):
+
+- ``"binary"`` mask, 0 and one other value, of either polarity: ``foreground = "cell"`` (ISBI 2012: 255 =
+  cell, 0 = membrane) or ``foreground = "membrane"`` (many datasets: 1 = membrane, 0 = cell).
+- ``"instances"``: one integer ID per cell, 0 = boundary or background. A pixel becomes membrane when it is 0
+  or when one of its 4 neighbours carries another ID, so each contact between two cells gives a membrane
+  2 px wide (one pixel on each side); ``boundary_width`` > 2 widens it by dilation (even widths are exact,
+  odd ones round up), 1 keeps only the pixel on the higher-ID side of each contact.
+- ``"auto"``: binary when the labels hold at most two values, else instances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from unet_zoo.data.images import PNG_SUFFIXES, TIFF_SUFFIXES, _read_tiff
+from unet_zoo.utils.files import file_sha256
+
+Foreground = Literal["cell", "membrane"]
+LabelForm = Literal["auto", "binary", "instances"]
+FOREGROUNDS: tuple[str, ...] = ("cell", "membrane")
+LABEL_FORMS: tuple[str, ...] = ("auto", "binary", "instances")
+PAIR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES
+MAX_MEMBRANE_FRACTION = 0.5  # more membrane than this looks like an inverted polarity
+
+
+class LabelledDataError(ValueError):
+    """Images and labels that cannot be trained on: say what is wrong and what to do."""
+
+
+@dataclass
+class ArrayFile:
+    """One read input: `array` (S, H, W), the `files` it came from, and its pixel size in nm (None = not recorded)."""
+
+    array: np.ndarray
+    files: list[Path]
+    pixel_size: float | None = None
+
+
+@dataclass
+class LabelledImages:
+    """Images (S, H, W) uint8 and labels (S, H, W) uint8 (1 = cell, 0 = membrane), and what they came from:
+    `files` (name -> sha256 of the file's bytes, or of a Zarr array's data), `label_form` as resolved,
+    `pixel_size` in nm (from the files' metadata; None when not recorded)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    files: dict[str, str] = field(default_factory=dict)
+    label_form: str = "binary"
+    foreground: str = "cell"
+    pixel_size: float | None = None
+
+    def summary(self) -> str:
+        """One line for a model card: files with their sha256 (first 12 hex digits), shape, label form."""
+        files = ", ".join(f"{Path(name).name} (sha256 {sha[:12]}...)" for name, sha in self.files.items())
+        s, h, w = self.images.shape
+        form = "instance labels" if self.label_form == "instances" else f"binary mask, foreground = {self.foreground}"
+        size = f", {self.pixel_size:g} nm/px" if self.pixel_size else ""
+        return f"{files}; {s} slice(s) of {h}x{w} px{size}; labels: {form}"
+
+    def describe(self) -> dict[str, Any]:
+        """What a model card says about these data: files with sha256, shape, label form, pixel size."""
+        return {
+            "files": dict(self.files),
+            "shape": list(self.images.shape),
+            "label_form": self.label_form if self.label_form == "instances" else f"binary, foreground = {self.foreground}",
+            "pixel_size_nm": self.pixel_size,
+        }
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+_UNIT_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "micrometer": 1e3, "mm": 1e6, "millimeter": 1e6}
+
+
+def tiff_pixel_size(path: str | os.PathLike) -> float | None:
+    """The pixel size in nm a TIFF records (ImageJ ``unit`` + XResolution, or ResolutionUnit cm / inch), or None."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        tags = page.tags
+        res = tags.get("XResolution")
+        if res is None:
+            return None
+        num, den = res.value
+        if not num or not den:
+            return None
+        per_unit = num / den  # pixels per unit
+        unit = str((tif.imagej_metadata or {}).get("unit", "")).lower().replace("\\u00b5", "µ")
+        if unit in _UNIT_NM:
+            return _UNIT_NM[unit] / per_unit
+        kind = int(getattr(tags.get("ResolutionUnit"), "value", 1))
+        if kind == 3:  # centimeter
+            return 1e7 / per_unit
+        if kind == 2 and per_unit not in (72.0, 96.0, 300.0):  # inch; 72/96/300 dpi are display defaults, not sizes
+            return 2.54e7 / per_unit
+    return None
+
+
+def zarr_pixel_size(path: str | os.PathLike) -> float | None:
+    """The y/x pixel size in nm of an OME-Zarr image's first scale (its coordinateTransformations), or None."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:  # noqa: BLE001  a bare array has no multiscales metadata
+        return None
+    attrs: dict[str, Any] = dict(group.attrs)
+    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    if not multiscales:
+        return None
+    ms = multiscales[0]
+    axes = ms.get("axes") or []
+    scales = [t.get("scale") for t in ms["datasets"][0].get("coordinateTransformations", []) if t.get("type") == "scale"]
+    if not scales or not axes:
+        return None
+    x_axis = axes[-1] if isinstance(axes[-1], dict) else {"name": axes[-1]}
+    factor = _UNIT_NM.get(str(x_axis.get("unit", "")).lower())
+    return float(scales[0][-1]) * factor if factor else None
+
+
+def _read_zarr(path: Path) -> np.ndarray:
+    import zarr
+
+    node: Any = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        attrs: dict[str, Any] = dict(node.attrs)
+        multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+        key = multiscales[0]["datasets"][0]["path"] if multiscales else next(iter(node.array_keys()), None)
+        if key is None:
+            raise LabelledDataError(f"{path} is a Zarr group without arrays; point at the array (e.g. {path}/0)")
+        node = node[key]
+    return np.asarray(node[...])
+
+
+def _as_stack(array: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) or (S, H, W) from any array with length-1 axes (e.g. OME-Zarr's (t, c, z, y, x))."""
+    squeezed = array.reshape([n for n in array.shape[:-2] if n != 1] + list(array.shape[-2:]))
+    if squeezed.ndim == 2:
+        return squeezed[None]
+    if squeezed.ndim != 3:
+        raise LabelledDataError(f"{path}: expected a 2-D image or a (S, H, W) stack, got shape {array.shape}")
+    return squeezed
+
+
+def read_array(path: str | os.PathLike) -> ArrayFile:
+    """Read a TIFF (2-D or stack), a PNG, a Zarr / OME-Zarr array, or a folder of TIFF/PNG files (sorted by
+    name, one slice each) as a (S, H, W) stack in its own dtype, with its pixel size when recorded."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".zarr" or (path.is_dir() and any((path / m).exists() for m in (".zarray", ".zgroup", "zarr.json"))):
+        return ArrayFile(_as_stack(_read_zarr(path), path), [path], zarr_pixel_size(path))
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in PAIR_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise LabelledDataError(f"{path} holds no {', '.join(PAIR_SUFFIXES)} files")
+        slices = [read_array(p).array for p in files]
+        shapes = {s.shape[1:] for s in slices}
+        if len(shapes) > 1:
+            raise LabelledDataError(f"the images in {path} differ in size ({sorted(shapes)}); crop them to one size")
+        first = files[0]
+        size = tiff_pixel_size(first) if first.suffix.lower() in TIFF_SUFFIXES else None
+        return ArrayFile(np.concatenate(slices), files, size)
+    if suffix in TIFF_SUFFIXES:
+        return ArrayFile(_as_stack(_read_tiff(path), path), [path], tiff_pixel_size(path))
+    if suffix in PNG_SUFFIXES:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            if img.mode in ("RGB", "RGBA", "P", "LA"):
+                img = img.convert("L")
+            return ArrayFile(_as_stack(np.array(img), path), [path], None)
+    raise LabelledDataError(f"cannot read {path}: use a TIFF, a PNG, a folder of them, or a .zarr array")
+
+
+def _digest(path: Path) -> str:
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()  # a Zarr store: its files, by name and content
+    for sub in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(sub.relative_to(path)).encode())
+        digest.update(file_sha256(sub).encode())
+    return digest.hexdigest()
+
+
+# --- images and labels -------------------------------------------------------------------------------------------
+
+
+def image_to_uint8(image: np.ndarray, where: str = "images") -> np.ndarray:
+    """(S, H, W) uint8 from uint8 (as is), other integer dtypes and floats (min-max over the stack; floats
+    in [0, 1] times 255). Bool, complex and non-finite images are refused."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype.kind not in "iuf":
+        raise LabelledDataError(f"{where}: unsupported image dtype {image.dtype}; use 8- or 16-bit integers or floats")
+    values = image.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise LabelledDataError(f"{where}: the images hold NaN or infinite values")
+    lo, hi = float(values.min()), float(values.max())
+    if image.dtype.kind == "f" and lo >= 0 and hi <= 1:
+        return np.round(values * 255).astype(np.uint8)
+    if hi <= lo:
+        raise LabelledDataError(f"{where}: every pixel has the same value {lo:g}")
+    return np.round((values - lo) / (hi - lo) * 255).astype(np.uint8)
+
+
+def boundaries(instances: np.ndarray, width: int = 2) -> np.ndarray:
+    """(H, W) bool membrane of an instance label image (0 = boundary/background): pixels that are 0 or have a
+    4-neighbour with another ID (width 2: both sides of each contact); width 1: only the higher-ID side;
+    width > 2: that map dilated by (width - 1) // 2 px on each side (even widths are exact, odd ones round up)."""
+    from scipy import ndimage
+
+    if width < 1:
+        raise LabelledDataError(f"boundary width must be >= 1 pixel, got {width}")
+    ids = np.asarray(instances)
+    edge = ids == 0
+    for axis in (0, 1):
+        a = ids.take(range(ids.shape[axis] - 1), axis=axis)
+        b = ids.take(range(1, ids.shape[axis]), axis=axis)
+        differs = a != b
+        lower = [slice(None)] * 2
+        upper = [slice(None)] * 2
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        if width == 1:
+            edge[tuple(lower)] |= differs & (a > b)
+            edge[tuple(upper)] |= differs & (b > a)
+        else:
+            edge[tuple(lower)] |= differs
+            edge[tuple(upper)] |= differs
+    if width > 2:
+        edge = ndimage.binary_dilation(edge, iterations=(width - 1) // 2)
+    return edge
+
+
+def labels_to_cells(
+    labels: np.ndarray,
+    foreground: Foreground = "cell",
+    label_form: LabelForm = "auto",
+    boundary_width: int = 2,
+    where: str = "labels",
+) -> tuple[np.ndarray, str]:
+    """(S, H, W) labels of any form (module docstring) -> ((S, H, W) uint8 1 = cell / 0 = membrane, the form used).
+
+    Refuses labels of a single class and binary masks with more membrane than cell (an inverted polarity)."""
+    if foreground not in FOREGROUNDS:
+        raise LabelledDataError(f"foreground must be 'cell' or 'membrane', got {foreground!r}")
+    if label_form not in LABEL_FORMS:
+        raise LabelledDataError(f"label form must be one of {', '.join(LABEL_FORMS)}, got {label_form!r}")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        raise LabelledDataError(f"{where}: labels must be integers (a mask or cell IDs), got dtype {labels.dtype}")
+    values = np.unique(labels)
+    form = label_form if label_form != "auto" else ("binary" if len(values) <= 2 else "instances")
+    if form == "binary":
+        if len(values) > 2:
+            raise LabelledDataError(
+                f"{where}: a binary mask holds two values, these hold {len(values)} ({values[:6].tolist()} ...); "
+                "for one ID per cell use the instances label form"
+            )
+        on = labels != 0
+        cells = on if foreground == "cell" else ~on
+    else:
+        cells = ~np.stack([boundaries(s, boundary_width) for s in labels])
+    fraction = float(cells.mean())
+    if fraction in (0.0, 1.0):
+        what = "cell" if fraction == 1.0 else "membrane"
+        raise LabelledDataError(f"{where}: every pixel is {what}; the labels need both cells and membranes")
+    if form == "binary" and 1 - fraction > MAX_MEMBRANE_FRACTION:
+        other = "membrane" if foreground == "cell" else "cell"
+        raise LabelledDataError(
+            f"{where}: {100 * (1 - fraction):.0f}% of the pixels would be membrane with foreground = {foreground!r}; "
+            f"the polarity looks inverted: pass foreground = {other!r} (--foreground {other})"
+        )
+    return cells.astype(np.uint8), form
+
+
+def load_labelled_images(
+    images: str | os.PathLike,
+    labels: str | os.PathLike,
+    *,
+    foreground: Foreground = "cell",
+    label_form: LabelForm = "auto",
+    boundary_width: int = 2,
+) -> LabelledImages:
+    """Read images and labels (a TIFF stack, a folder of TIFF/PNG files matched by name, or a Zarr array each)
+    and check that they pair up; labels are converted to 1 = cell, 0 = membrane (`labels_to_cells`)."""
+    image_in, label_in = read_array(images), read_array(labels)
+    if len(image_in.files) > 1 or len(label_in.files) > 1:
+        image_names = [p.stem for p in image_in.files]
+        label_names = [p.stem for p in label_in.files]
+        if len(image_names) != len(label_names):
+            raise LabelledDataError(f"{len(image_names)} images in {images} but {len(label_names)} labels in {labels}")
+        if image_names != label_names:
+            missing = sorted(set(image_names) ^ set(label_names))[:5]
+            raise LabelledDataError(f"images and labels are matched by name; unmatched: {', '.join(missing)}")
+    if image_in.array.shape != label_in.array.shape:
+        raise LabelledDataError(
+            f"images {image_in.array.shape} ({images}) and labels {label_in.array.shape} ({labels}) differ in shape; "
+            "they must be the same (S, H, W)"
+        )
+    cells, form = labels_to_cells(label_in.array, foreground, label_form, boundary_width, where=str(labels))
+    files = {str(p): _digest(p) for p in [*image_in.files, *label_in.files]}
+    return LabelledImages(image_to_uint8(image_in.array, where=str(images)), cells, files, form, foreground, image_in.pixel_size)
+
+
+__all__ = [
+    "ArrayFile",
+    "FOREGROUNDS",
+    "LABEL_FORMS",
+    "LabelledDataError",
+    "LabelledImages",
+    "boundaries",
+    "image_to_uint8",
+    "labels_to_cells",
+    "load_labelled_images",
+    "read_array",
+    "tiff_pixel_size",
+    "zarr_pixel_size",
+]

@@ -23,7 +23,8 @@ def _data(tmp_path):
     return tmp_path
 
 
-def test_finetune_command_prints_before_and_after(tmp_path):
+def test_finetune_command_prints_before_and_after(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs/
     d = _data(tmp_path)
     args = ["finetune", str(d / "base"), "--images", str(d / "em.tif"), "--labels", str(d / "cells.tif")]
     result = runner.invoke(
@@ -34,6 +35,10 @@ def test_finetune_command_prints_before_and_after(tmp_path):
     assert (d / "out" / "model.safetensors").is_file()
     again = runner.invoke(app, [*args, "--out", str(d / "out")])
     assert again.exit_code == 2 and "error:" in again.output and "--overwrite" in again.output
+    predicted = runner.invoke(app, ["predict", str(d / "out"), str(d / "em.tif"), "--out", str(d / "p"), "--pixel-size", "8"])
+    assert predicted.exit_code == 0, predicted.output
+    assert "rescaled to the model's 4 nm/px" in predicted.output
+    assert tifffile.imread(d / "p" / "em_prob.tif").shape == (2, 96, 96)
 
 
 def test_finetune_command_errors(tmp_path):

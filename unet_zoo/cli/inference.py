@@ -12,12 +12,13 @@ import typer
 from unet_zoo.cli.app import app, check_device, check_output, console, fail
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
+from unet_zoo.data.files import tiff_pixel_size
 from unet_zoo.data.images import READABLE_SUFFIXES, prediction_names, read_image, write_prediction
 from unet_zoo.evaluation.isbi import evaluate_isbi
 from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
 from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
-from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor
 from unet_zoo.utils.files import atomic_write_bytes
 from unet_zoo.utils.runtime import PRECISIONS, Precision, runtime_settings
 
@@ -133,6 +134,14 @@ def predict_command(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="replace existing outputs (images: their <stem>_* files; volumes: the output store)"
     ),
+    pixel_size: float | None = typer.Option(
+        None,
+        "--pixel-size",
+        min=0.001,
+        metavar="NM",
+        help="nm per pixel of the images (default: their TIFF resolution tags, if any): rescaled to the model's "
+        "pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
+    ),
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
 
@@ -193,12 +202,16 @@ def predict_command(
         except (ValueError, OSError) as err:
             raise fail(str(err)) from None
         stack = image if image.ndim == 3 else image[None]
+        size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in (".tif", ".tiff") else None)
+        if size and scale_factor(size, model_pixel_size(net)) != 1.0:
+            console.print(f"{path}: {size:g} nm/px, rescaled to the model's {model_pixel_size(net):g} nm/px", markup=False)
         with _progress() as bar:
             task = bar.add_task(path.name, total=len(stack))
             try:
-                probs = predict_stack(
+                probs = predict_at_pixel_size(
                     net,
                     stack,
+                    size,
                     progress=functools.partial(_advance, bar, task),
                     tile=tile or None,
                     batch_size=batch_size,

@@ -23,6 +23,7 @@ from unet_zoo.hub.pretrained import (
     weights_sha256,
 )
 from unet_zoo.models.registry import PRETRAINED, PretrainedCfg, register_pretrained
+from unet_zoo.utils.files import file_sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -359,6 +360,25 @@ def test_tampered_hub_file_is_refused_by_the_pinned_sha(hub_server, hub_token, f
         from_pretrained("tamper-small", cache_dir=tmp_path / "other-cache")
     with pytest.raises(CheckpointError, match="registry pins"):
         download("tamper-small", cache_dir=tmp_path / "third-cache")
+
+
+def test_a_changed_config_json_is_refused_by_the_pinned_config_sha(
+    hub_server, hub_token, fresh_cache, tmp_path, pretrained_entry, monkeypatch
+):
+    folder = tmp_path / "config-tamper"
+    tiny(8).save_pretrained(folder)
+    push_folder(folder, "testuser/config-tamper", token=hub_token)
+    pinned = dict(name="config-small", architecture="small", hf_hub_id="testuser/config-tamper", revision="main")
+    pretrained_entry(**pinned, sha256=weights_sha256(folder), config_sha256=file_sha256(folder / "config.json"))
+    assert from_pretrained("config-small", cache_dir=fresh_cache).model_name == "small"
+    config = json.loads((folder / "config.json").read_text())
+    config["model_args"]["dropout"] = 0.0  # same weights, another network: someone edits config.json on main
+    (folder / "config.json").write_text(json.dumps(config))
+    push_folder(folder, "testuser/config-tamper", token=hub_token)
+    with pytest.raises(CheckpointError, match="sha256 of its config.json is .* registry pins"):
+        from_pretrained("config-small", cache_dir=tmp_path / "other-cache")
+    with pytest.raises(CheckpointError, match="config.json .* registry pins"):
+        download("config-small", cache_dir=tmp_path / "third-cache")
 
 
 def test_tampered_cache_file_is_refused(hub_server, hub_token, fresh_cache, pretrained_entry):

@@ -19,6 +19,7 @@ from tests.conftest import ORG_TOKEN, REPO_ROOT
 from unet_zoo.cli import app
 from unet_zoo.hub.pretrained import push_folder, weights_sha256
 from unet_zoo.models.registry import PRETRAINED
+from unet_zoo.utils.files import file_sha256
 
 CARDS = REPO_ROOT / "cards"
 PUBLISHED = sorted(PRETRAINED)
@@ -40,6 +41,7 @@ def test_card_folder_is_complete_float16_and_matches_the_registry(name):
     folder, cfg = CARDS / name, PRETRAINED[name]
     assert all((folder / f).is_file() for f in CARD_FILES), sorted(p.name for p in folder.iterdir())
     assert weights_sha256(folder) == cfg.sha256
+    assert file_sha256(folder / "config.json") == cfg.config_sha256  # config.json is pinned too
     config = json.loads((folder / "config.json").read_text())
     assert config["model_name"] == cfg.architecture and config["weights"]["dtype"] == "float16"
     scores = json.loads((folder / "scores.json").read_text())

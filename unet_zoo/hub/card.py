@@ -175,6 +175,9 @@ class CardInfo:
     notes: the recipe's notes; deviations: every departure from the paper, one item each. figures: {alt text:
     file name in the folder}, shown under the evaluation. targets: the recipe's held-out targets, met or missed
     (`unet_zoo.paper.target_results`), one line each; target_notes: what was measured or tried about them.
+    segmentation: the defaults `unet_zoo.segment` uses with this checkpoint (`SegmentationParams` fields);
+    segmentation_scores: `segmentation_scores` of those cells on the held-out data, {"tta": {...}, "no_tta": {...},
+    "threshold_only": {"tta": {...}, "no_tta": {...}}} (any part may be missing).
     """
 
     model_name: str
@@ -197,6 +200,8 @@ class CardInfo:
     figures: dict[str, str] | None = None
     targets: list[str] | None = None
     target_notes: str | None = None
+    segmentation: dict[str, Any] | None = None
+    segmentation_scores: dict[str, Any] | None = None
 
 
 CARD_DATA_KEYS: tuple[str, ...] = tuple(f.name for f in fields(CardInfo) if f.name not in ("model_name", "model_args", "params"))
@@ -260,6 +265,55 @@ def _evaluation_section(info: CardInfo) -> str:
         hardware = (info.training or {}).get("hardware")
         parts.append(_inference_note(info.held_out_scores, info.held_out_scores_without_tta, hardware))
     parts += [f"![{alt}]({file_name})\n" for alt, file_name in (info.figures or {}).items()]
+    return "\n".join(parts)
+
+
+SEGMENTATION_ROWS = (
+    ("rand_error", "Rand error (1 - V_rand)"),
+    ("vrand", "V_rand"),
+    ("vrand_split", "V_rand split part"),
+    ("vrand_merge", "V_rand merge part"),
+    ("vinfo", "V_info"),
+)
+
+
+def _segmentation_section(info: CardInfo) -> str | None:
+    if not info.segmentation and not info.segmentation_scores:
+        return None
+    parts = ["## Segmentation\n"]
+    if info.segmentation:
+        settings = ", ".join(
+            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in info.segmentation.items()
+        )
+        parts.append(
+            "`unet_zoo.segment` (and `unet-zoo segment`) turns this model's probabilities into labelled cells with a "
+            f"seeded watershed and boundary agglomeration; its defaults for this checkpoint: {settings}.\n"
+        )
+    scores = info.segmentation_scores or {}
+    columns = [key for key in ("tta", "no_tta") if scores.get(key)]
+    if columns:
+        names = {"tta": "with TTA", "no_tta": "without TTA"}
+        thresholded = scores.get("threshold_only") or {}
+        lines = ["| score of the held-out data | " + " | ".join(f"cells, {names[c]}" for c in columns) + " |"]
+        lines.append("|---|" + "---:|" * len(columns))
+        for key, label in SEGMENTATION_ROWS:
+            lines.append(
+                f"| {label} | " + " | ".join(f"{scores[c][key]:.4f}" if key in scores[c] else "-" for c in columns) + " |"
+            )
+        if any(thresholded.get(c) for c in columns):
+            lines.append(
+                "| Rand error of the thresholded probabilities | "
+                + " | ".join(f"{thresholded[c]['rand_error']:.4f}" if thresholded.get(c) else "-" for c in columns)
+                + " |"
+            )
+        parts.append("\n".join(lines) + "\n")
+        parts.append(
+            "The cells are a segmentation, scored with the organisers' definitions (foreground-restricted, pooled over the "
+            "slices); the Evaluation table above scores the probability map thresholded at its best threshold, like the "
+            "paper's Table 1. The paper's numbers come from a probability map scored by the organisers on the hidden test "
+            "set, so either comparison is one of orders of magnitude. Command: "
+            f"`unet-zoo evaluate {info.checkpoint_name or 'MODEL'} --segment --tta` (and without `--tta`).\n"
+        )
     return "\n".join(parts)
 
 
@@ -333,6 +387,7 @@ SECTIONS: tuple[Callable[[CardInfo], str | None], ...] = (
     _model_section,
     _training_section,
     _evaluation_section,
+    _segmentation_section,
     _stored_weights_section,
     _targets_section,
     _notes_section,

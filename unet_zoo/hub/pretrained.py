@@ -287,7 +287,9 @@ def download(
             f"cannot download {name_or_repo_id!r} ({repo_id}@{rev or 'main'}): {_offline_reason(local_files_only)} "
             f"and it is not in the cache ({_cache_location(cache_dir)}). Run this again while online"
         ) from err
-    _verify_folder(folder, cfg.sha256 if cfg and rev == cfg.revision else None, f"{repo_id}@{rev or 'main'}")
+    pinned = cfg is not None and rev == cfg.revision
+    _verify_folder(folder, cfg.sha256 if cfg and pinned else None, f"{repo_id}@{rev or 'main'}")
+    check_config_pin(folder, cfg.config_sha256 if cfg and pinned else None, f"{repo_id}@{rev or 'main'}")
     return folder
 
 
@@ -301,6 +303,18 @@ def _verify_folder(folder: Path, pinned: str | None, source: str) -> None:
                 f"refusing {source}: the sha256 of its weights is {digest}, but {by} {expected}. The download is "
                 "corrupted or the files were tampered with; delete the cached copy and download again"
             )
+
+
+def check_config_pin(folder: Path, pinned: str | None, source: str) -> None:
+    """Refuse a registry checkpoint whose config.json is not the bytes the registry pins (sha256 `pinned`)."""
+    if not pinned:
+        return
+    digest = file_sha256(folder / CONFIG_NAME)
+    if digest != pinned.lower():
+        raise CheckpointError(
+            f"refusing {source}: the sha256 of its config.json is {digest}, but the registry pins {pinned}. The "
+            "download is corrupted or the file was changed after publishing; delete the cached copy and download again"
+        )
 
 
 def _raise_unknown(name: str) -> None:
@@ -403,8 +417,9 @@ def from_pretrained(
 
     rev = revision or cfg.revision
     pinned = cfg.sha256 if rev == cfg.revision else None
-    local = None if force_download else _source_card(name, pinned)
-    if local is not None:  # a source checkout ships the pinned weights: no network needed
+    pinned_config = cfg.config_sha256 if rev == cfg.revision else None
+    local = None if force_download else _source_card(name, pinned, pinned_config)
+    if local is not None:  # a source checkout ships the pinned files: no network needed
         return _as_registered(load_folder(local, expected_sha256=pinned, source=f"{local} ({name!r})", **load), cfg)
     if cfg.sha256 and pinned is None:
         warnings.warn(
@@ -426,13 +441,17 @@ def from_pretrained(
             "yourself with `unet-zoo reproduce isbi`"
             + (f"; {card} holds other weights than the pinned ones ({pinned}), so it is not used" if stale else "")
         ) from err
+    check_config_pin(folder, pinned_config, source)
     return _as_registered(load_folder(folder, expected_sha256=pinned, source=source, **load), cfg)
 
 
-def _source_card(name: str, pinned: str | None) -> Path | None:
-    """``cards/<name>/`` of a source checkout when its config.json records the pinned weights digest, else None."""
+def _source_card(name: str, pinned: str | None, pinned_config: str | None = None) -> Path | None:
+    """``cards/<name>/`` of a source checkout when its config.json records the pinned weights digest (and is the
+    pinned config.json, where the registry pins one), else None."""
     cards = source_cards_dir()
     if cards is None or not pinned or not (cards / name / CONFIG_NAME).is_file():
+        return None
+    if pinned_config and file_sha256(cards / name / CONFIG_NAME) != pinned_config.lower():
         return None
     try:
         recorded = read_config(cards / name / CONFIG_NAME).get("weights", {}).get("sha256")
@@ -555,6 +574,7 @@ __all__ = [
     "WEIGHTS_INDEX_NAME",
     "WEIGHTS_NAME",
     "build_model",
+    "check_config_pin",
     "check_state_dict",
     "checkpoint_config",
     "download",

@@ -42,6 +42,7 @@ class PretrainedCfg:
     hf_hub_id: str
     revision: str = "main"
     sha256: str | None = None
+    config_sha256: str | None = None
     filename: str = "model.safetensors"
     dataset: str = "isbi2012"
     license: str = "mit"
@@ -52,14 +53,16 @@ class PretrainedCfg:
 _MODELS: dict[str, ModelEntry] = {}
 
 # Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub/pretrained.py). Each entry pins:
-#   hf_hub_id  the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
-#   revision   the branch or commit to download ("main"; a commit sha once one is known, so the files
-#              cannot change under the pin),
-#   sha256     `unet_zoo.hub.pretrained.weights_sha256("cards/<name>")`: sha256 of model.safetensors, or of the shards
-#              concatenated in file-name order; a download (or a local card) that does not match is refused,
-#   metrics    the card's held-out scores (scores.json; tests check they are the card's numbers).
+#   hf_hub_id      the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
+#   revision       the branch to download: "main". The Hub assigns a commit only when a folder is pushed, so no
+#                  commit is pinned; what makes the pin a pin are the two digests below, checked on every load,
+#   sha256         `unet_zoo.hub.pretrained.weights_sha256("cards/<name>")`: sha256 of model.safetensors, or of the shards
+#                  concatenated in file-name order; a download (or a local card) that does not match is refused,
+#   config_sha256  sha256 of config.json (architecture, arguments, segmentation defaults); a mismatch is refused.
+#                  README.md (the card) is documentation, not used for loading, and is not pinned,
+#   metrics        the card's held-out scores (scores.json; tests check they are the card's numbers).
 # The entries are at the end of this file, after the architectures they use. A source checkout holds the
-# same folders in cards/<name>/ and loads them from there without any network when their digest matches.
+# same folders in cards/<name>/ and loads them from there without any network when both digests match.
 PRETRAINED: dict[str, PretrainedCfg] = {}
 
 
@@ -206,6 +209,7 @@ register_pretrained(
         hf_hub_id="unet-zoo/isbi-small",
         revision="main",
         sha256="5c62f3308a13c5835088945bdd6a9836f4e5adac04c8df299f55580ed94b5efb",
+        config_sha256="21c0ddc7c7b8125f571bba194a1ba0f888519be605d3e946a4e4e143eb5ad031",
         notes="recipes/isbi-small-cpu.toml, 2400 steps on a 2-core x86-64 CPU (1 h 35 min); "
         "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
         metrics={
@@ -225,6 +229,7 @@ register_pretrained(
         hf_hub_id="unet-zoo/isbi-padded",
         revision="main",
         sha256="2a789bb14c55a3f3a9c92360a7dfba7c5866c6e351f7f40ad78aa1a7b424f6b0",
+        config_sha256="600dc2c9bb01e4f4d6ffd6abbc4913728be8815df66770d340ba4da3deeb81ab",
         notes="recipes/isbi-padded-cpu.toml, 2200 steps on a 2-core x86-64 CPU (2 h 44 min); "
         "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
         metrics={
@@ -244,6 +249,7 @@ register_pretrained(
         hf_hub_id="unet-zoo/isbi-original",
         revision="main",
         sha256="9de74828d010e62e3fe2020a046dfa5c3b3348934f40f7241a11007ebb423ef6",
+        config_sha256="996dea6ae8d7d20602a7f4001739513ea137a6131088293024ec81062a3790e8",
         notes="recipes/isbi-original-cpu.toml, 800 steps of the valid-convolution network on a 2-core x86-64 CPU (43 min) "
         "from isbi-padded (2 h 44 min); held-out ISBI 2012 slices 24-29 with 8-fold TTA",
         metrics={

@@ -95,3 +95,38 @@ def test_a_volume_of_probabilities(tmp_path, cells):
     assert seg.shape == volume.shape and not set(np.unique(seg[0])) & set(np.unique(seg[1]))
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "finished segmentation" in _text(again)
+
+
+def test_pixel_size_segments_at_the_models_scale_and_returns_cells_on_the_images_grid(tmp_path, cells, model_dir):
+    image, _ = cells
+    path = tmp_path / "coarse.tif"
+    tifffile.imwrite(path, image[::2, ::2])  # 8 nm/px against the model's 4 nm/px (no tags: --pixel-size says it)
+    out = tmp_path / "seg"
+    args = ["segment", str(model_dir), str(path), "--out", str(out), "--tile", "64", "--backend", "torch"]
+    result = runner.invoke(app, [*args, "--pixel-size", "8", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert "segmented at the model's 4 nm/px" in _text(result)
+    labels = tifffile.imread(out / "coarse_labels.tif")
+    assert labels.shape == image[::2, ::2].shape and labels.dtype == np.uint32 and labels.min() >= 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--backend", "onnxruntime", "--precision", "bf16"], "onnxruntime runs in float32"),
+        (["--precision", "fp16"], "--precision must be auto, bf16 or fp32"),
+    ],
+)
+def test_precision_is_checked_before_anything_runs(tmp_path, cells, model_dir, extra, message):
+    path = tmp_path / "img.tif"
+    tifffile.imwrite(path, cells[0])
+    result = runner.invoke(app, ["segment", str(model_dir), str(path), "--out", str(tmp_path / "seg"), *extra])
+    assert result.exit_code == 2 and message in _text(result)
+    assert not (tmp_path / "seg" / "img_labels.tif").exists()
+
+
+def test_from_probabilities_refuses_options_that_need_the_model(tmp_path, prob_tif):
+    result = runner.invoke(
+        app, ["segment", "default", str(prob_tif), "--from-probabilities", "--out", str(tmp_path / "s"), "--pixel-size", "8"]
+    )
+    assert result.exit_code == 2 and "--from-probabilities does not run it" in _text(result)

@@ -9,9 +9,19 @@ import numpy as np
 import typer
 
 from unet_zoo.cli.app import app, console, fail
-from unet_zoo.cli.inference import _advance, _load, _onnxruntime_forward, _progress
+from unet_zoo.cli.inference import (
+    PRECISION_HELP,
+    _advance,
+    _load,
+    _onnxruntime_forward,
+    _progress,
+    check_precision,
+    resolve_precision,
+)
+from unet_zoo.data.files import tiff_pixel_size
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
 from unet_zoo.exporters.sessions import fastest_cpu_forward
+from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
 from unet_zoo.segmentation.outputs import output_names, write_segmentation
@@ -79,6 +89,14 @@ def segment_command(
     block: int = typer.Option(None, "--block", help="volumes: segment sections larger than this (px) blockwise"),
     halo: int = typer.Option(None, "--halo", help="volumes: context (px) around each block (default 64)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    pixel_size: float | None = typer.Option(
+        None,
+        "--pixel-size",
+        min=0.01,
+        help="nm per pixel of the images (default: their TIFF resolution tags, if any): the images are rescaled to the "
+        "model's pixel size, segmented there and the cells resized back",
+    ),
 ) -> None:
     """Segment cells: writes <stem>_labels.tif (uint32 cell IDs) and <stem>_segments.png (cells in colour).
 
@@ -93,7 +111,10 @@ def segment_command(
         merge_threshold=merge_threshold,
         no_merge=no_merge,
     )
+    wanted = check_precision(precision)
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
+        if pixel_size is not None or wanted == "bf16":
+            raise fail("--pixel-size and --precision bf16 apply to images; segment a volume at its own pixel size in float32")
         return _segment_volume_command(
             model,
             images[0],
@@ -127,8 +148,11 @@ def segment_command(
     if backend not in ("auto", "torch", "onnxruntime"):
         raise fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
     if from_probabilities:
-        if tta or tile or backend != "auto":
-            raise fail("--tta, --tile and --backend apply when the model runs; --from-probabilities does not run it")
+        if tta or tile or backend != "auto" or pixel_size is not None or wanted != "auto":
+            raise fail(
+                "--tta, --tile, --backend, --precision and --pixel-size apply when the model runs; "
+                "--from-probabilities does not run it"
+            )
         net = None if model == "default" else _load(model, "cpu")
         params = _params(net, **given)
         for path, stem in zip(images, stems):
@@ -142,12 +166,15 @@ def segment_command(
         return
     if backend == "onnxruntime" and device not in ("", "cpu"):
         raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
+    if backend == "onnxruntime" and wanted == "bf16":
+        raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
     net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
     params = _params(net, **given)
+    used = "fp32" if backend == "onnxruntime" else resolve_precision(net, wanted)
     forward = None
     if backend == "onnxruntime":
         forward = _onnxruntime_forward(net)
-    elif backend == "auto" and next(net.parameters()).device.type == "cpu":
+    elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)
     for path, stem in zip(images, stems):
         try:
@@ -155,17 +182,22 @@ def segment_command(
         except (ValueError, OSError) as err:
             raise fail(str(err)) from None
         stack = image if image.ndim == 3 else image[None]
+        size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in TIFF_SUFFIXES else None)
+        factor = scale_factor(size, model_pixel_size(net))
+        if factor != 1.0:
+            console.print(f"{path}: {size:g} nm/px, segmented at the model's {model_pixel_size(net):g} nm/px", markup=False)
         with _progress() as bar:
             task = bar.add_task(path.name, total=len(stack))
             try:
                 probs = predict_stack(
                     net,
-                    stack,
+                    rescale_stack(stack, factor),
                     progress=functools.partial(_advance, bar, task),
                     tile=tile or None,
                     batch_size=batch_size,
                     tta=tta,
                     forward=forward,
+                    precision=used,
                 )
             except (ValueError, TypeError) as err:
                 raise fail(f"{path}: {err}") from None
@@ -246,6 +278,10 @@ def _segment_and_write(
             parts.append(part + np.uint32(offset))
             offset += int(part.max())
         labels = np.stack(parts)
+    if labels.shape != image.shape:  # segmented at the model's pixel size: the cells back on the image's grid
+        from skimage.transform import resize  # scikit-image: a core dependency, imported where it is used
+
+        labels = resize(labels, image.shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.uint32)
     written = write_segmentation(out, stem, image, labels)
     shown = f"{path} -> {written[0]} ({int(labels.max())} cells), {written[1]}{' ...' if len(written) > 2 else ''}"
     console.print(shown, markup=False, highlight=False)

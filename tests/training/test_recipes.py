@@ -146,7 +146,14 @@ def test_augment_is_a_typed_config_that_round_trips_as_its_table():
 
 # Keys a paper recipe may leave out: where the data lives, and options of choices the recipe does not make.
 NOT_APPLICABLE = {
-    "data": {"data_dir", "synthetic_slices", "synthetic_size"},
+    "data": {
+        "data_dir",
+        "synthetic_slices",
+        "synthetic_size",
+        # source = "files" only: the user's images and labels and how to read them
+        *("images", "labels", "val_images", "val_labels", "foreground", "label_form", "boundary_width"),
+        *("pixel_size", "resample_to"),
+    },
     "optimizer": {"betas"},  # Adam/AdamW only; the paper recipes use SGD
     "schedule": {"step_every", "gamma"},  # kind = "step" only; the paper recipes use cosine
     # what the card checks after training, not a hyperparameter: a recipe without targets has none

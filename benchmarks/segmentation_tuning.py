@@ -52,7 +52,8 @@ def train(args: argparse.Namespace) -> None:
     base = load_recipe("isbi-quick")
     recipe = base.with_overrides(
         recipe={"name": "segmentation-tuning", "checkpoint": ""},
-        model={"args": {**base.model.args, "base_channels": args.base_channels}},
+        # the tuning model as it was trained: without the batch norm the quick demo has since gained
+        model={"args": {**base.model.args, "base_channels": args.base_channels, "norm": "none", "init": "paper"}},
         train={"steps": args.steps, "eval_every": 0, "checkpoint_every": 100},
     )
     loss = recipe.loss

@@ -95,6 +95,17 @@ def test_a_volume_of_probabilities(tmp_path, cells):
     assert seg.shape == volume.shape and not set(np.unique(seg[0])) & set(np.unique(seg[1]))
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "finished segmentation" in _text(again)
+    pytest.importorskip("distributed", reason="cluster runs need the optional volumes extra (dask.distributed)")
+    on_cluster = tmp_path / "cluster.zarr"
+    result = runner.invoke(app, [*args[:-4], "--out", str(on_cluster), "--block", "64", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(zarr.open_array(str(on_cluster), mode="r")[:], seg)  # the same cells on two worker processes
+
+
+def test_workers_are_for_volumes(tmp_path, prob_tif):
+    args = ["segment", "default", str(prob_tif), "--from-probabilities", "--out", str(tmp_path / "s"), "--workers", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--workers and --scheduler are for volumes" in _text(result)
 
 
 def test_pixel_size_segments_at_the_models_scale_and_returns_cells_on_the_images_grid(tmp_path, cells, model_dir):

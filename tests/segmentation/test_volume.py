@@ -83,3 +83,18 @@ def test_a_model_predicts_first(tmp_path):
     out = segment_volume(images, tmp_path / "seg.zarr", model=model, tile=64, block=64)
     assert zarr.open_array(str(out), mode="r").shape == (2, 64, 64)
     assert (tmp_path / "seg-probabilities.zarr").is_dir()
+
+
+@pytest.mark.slow
+def test_a_local_dask_cluster_gives_the_same_cells_as_one_process(tmp_path, volume):
+    """Sections segmented on two worker processes, numbered here: identical to the run in one process."""
+    pytest.importorskip("distributed", reason="cluster runs need the optional volumes extra (dask.distributed)")
+    from unet_zoo.segmentation.volume import sections_path
+
+    source = _store(tmp_path, volume)
+    alone = zarr.open_array(str(segment_volume(source, tmp_path / "one.zarr", block=64, halo=32)), mode="r")[:]
+    out = segment_volume(source, tmp_path / "cluster.zarr", block=64, halo=32, workers=2)
+    assert np.array_equal(zarr.open_array(str(out), mode="r")[:], alone)
+    assert not sections_path(out).exists()  # the workers' temporary store is removed once the IDs are written
+    with pytest.raises(ValueError, match="either scheduler .* or workers"):
+        segment_volume(source, tmp_path / "x.zarr", workers=1, scheduler="tcp://127.0.0.1:1")

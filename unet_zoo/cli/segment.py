@@ -90,6 +90,8 @@ def segment_command(
     halo: int = typer.Option(None, "--halo", help="volumes: context (px) around each block (default 64)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    workers: int = typer.Option(None, "--workers", min=1, help="volumes: run on a local dask cluster of N processes"),
+    scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
     pixel_size: float | None = typer.Option(
         None,
         "--pixel-size",
@@ -128,8 +130,12 @@ def segment_command(
             block=block,
             halo=halo,
             overwrite=overwrite,
+            workers=workers,
+            scheduler=scheduler or None,
         )
-    if block is not None or halo is not None:
+    if block is not None or halo is not None or workers is not None or scheduler:
+        if workers is not None or scheduler:
+            raise fail("--workers and --scheduler are for volumes (a .zarr input or --out ending in .zarr)")
         raise fail("--block and --halo are for volumes (a .zarr input or --out ending in .zarr)")
     _check_inputs(images, from_probabilities)
     stems = [_stem(p, from_probabilities) for p in images]
@@ -219,6 +225,8 @@ def _segment_volume_command(
     block: int | None,
     halo: int | None,
     overwrite: bool,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> None:
     """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume with a progress bar."""
     try:
@@ -255,8 +263,10 @@ def _segment_volume_command(
                 device=device,
                 overwrite=overwrite,
                 progress=progress,
+                workers=workers,
+                scheduler=scheduler,
             )
-        except (FileExistsError, FileNotFoundError, ValueError, OverflowError) as err:
+        except (FileExistsError, FileNotFoundError, ValueError, OverflowError, ConnectionError) as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
             raise fail(f"interrupted: finished sections are kept in {out}; run the same command again to resume", 130) from None

@@ -65,6 +65,8 @@ def segment_volume(
     overwrite: bool = False,
     resume: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
 ) -> Path:
     """Segment a (Z, Y, X) or (Y, X) volume into a uint32 Zarr array at `out`; returns its path.
 
@@ -77,9 +79,17 @@ def segment_volume(
         overwrite: replace an existing output. Otherwise an unfinished output with the same settings is
             resumed (`resume`), and anything else is an error.
         progress: ``progress(stage, done, total)``: stage "predict" (blocks) or "segment" (sections).
+        workers, scheduler: run on a dask.distributed cluster, as `predict_volume` does: a local one of `workers`
+            processes, or an existing one (an address or a Client). The prediction runs there block by block and
+            the sections are segmented there in parallel (into a temporary store beside `out`); the IDs are then
+            made unique in the volume here. Workers must see `source` and `out` at the same paths.
     """
     if block < 1 or halo < 0:
         raise ValueError(f"block must be >= 1 and halo >= 0 pixels, got block={block}, halo={halo}")
+    if scheduler is not None and workers is not None:
+        raise ValueError("pass either scheduler (an existing cluster) or workers (a local cluster), not both")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out).expanduser().resolve()
     p = params or checkpoint_params(model)
     if model is not None:
@@ -94,6 +104,8 @@ def segment_volume(
             overwrite=overwrite,
             resume=resume,
             progress=(lambda done, total: progress("predict", done, total)) if progress else None,
+            workers=workers,
+            scheduler=scheduler,
         )
     vol = open_source(source)
     if vol.dtype.kind not in "fu" or (vol.dtype.kind == "u" and vol.dtype != np.uint8):
@@ -110,11 +122,17 @@ def segment_volume(
     markers.mkdir(exist_ok=True)
     if progress:
         progress("segment", len(counts), depth)
+    local = None
+    if (workers is not None or scheduler is not None) and len(counts) < depth:
+        local = _segment_on_cluster(vol, [z for z in range(depth) if z not in counts], out, p, block, halo, workers, scheduler)
     for z in range(depth):
         if z in counts:
             continue
         offset = sum(counts[k] for k in range(z))
-        labels = segment_blockwise(_Section(vol, z), p, block=block, halo=halo)
+        if local is not None:  # segmented by a worker with IDs 1..n: here they only move past the earlier sections'
+            labels = np.asarray(local[z] if vol.ndim == 3 else local[:, :])
+        else:
+            labels = segment_blockwise(_Section(vol, z), p, block=block, halo=halo)
         cells = int(labels.max())
         if offset + cells > MAX_ID:
             raise OverflowError(f"more than {MAX_ID} cells in {vol.description}: uint32 IDs run out at section {z}")
@@ -131,7 +149,60 @@ def segment_volume(
     info.update(complete=True, cells=int(sum(counts.values())))
     array.attrs[ATTRS] = info
     shutil.rmtree(markers, ignore_errors=True)
+    shutil.rmtree(sections_path(out), ignore_errors=True)
     return out
+
+
+def sections_path(out: Path) -> Path:
+    """The temporary store where cluster workers put each section's cells (IDs 1..n) before they are numbered."""
+    return out.with_name(f".{out.name}.sections")
+
+
+def _segment_section(z: int, vol: Any, local: str, params: dict, block: int, halo: int) -> int:
+    """On a worker: segment section `z` of `vol` (a VolumeSource: files reopen on the worker) into the temporary
+    store `local`; returns its number of cells."""
+    labels = segment_blockwise(_Section(vol, z), SegmentationParams.from_dict(params), block=block, halo=halo)
+    array = zarr.open_array(local, mode="r+")
+    if vol.ndim == 2:
+        array[:, :] = labels
+    else:
+        array[z] = labels
+    return int(labels.max())
+
+
+def _segment_on_cluster(
+    vol: Any, todo: list[int], out: Path, params: SegmentationParams, block: int, halo: int, workers: int | None, scheduler: Any
+) -> Any:
+    """Segment the sections `todo` on a dask cluster into `sections_path(out)`; returns that array (opened here)."""
+    # dask.distributed is imported only for cluster runs (an optional, heavy dependency)
+    from unet_zoo.volumes.cluster import connect
+
+    depth, height, width = vol.shape
+    shape = (height, width) if vol.ndim == 2 else (depth, height, width)
+    chunks = (min(height, block), min(width, block)) if vol.ndim == 2 else (1, min(height, block), min(width, block))
+    path = sections_path(out)
+    if not path.exists():  # kept between attempts: a resumed run only segments what is missing
+        zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="uint32", fill_value=0)
+    client, cluster = connect(scheduler, workers)
+    try:
+        source = client.scatter(vol, broadcast=True)  # once per worker, not once per section
+        futures = client.map(
+            _segment_section,
+            todo,
+            vol=source,
+            local=str(path),
+            params=params.to_dict(),
+            block=block,
+            halo=halo,
+            pure=False,
+        )
+        client.gather(futures)
+    finally:
+        if client is not scheduler:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return zarr.open_array(str(path), mode="r")
 
 
 def _open_output(out: Path, vol: Any, settings: dict, block: int, *, overwrite: bool, resume: bool) -> tuple[Any, dict[int, int]]:
@@ -180,4 +251,4 @@ def _read_info(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-__all__ = ["probabilities_path", "segment_volume"]
+__all__ = ["probabilities_path", "sections_path", "segment_volume"]

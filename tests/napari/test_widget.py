@@ -147,3 +147,49 @@ def test_a_missing_model_folder_is_a_notification_not_a_traceback(make_napari_vi
     run_and_wait(qtbot, widget)
     assert len(errors) == 1 and "does not exist" in errors[0] and widget.status.text().startswith("failed")
     assert widget.run_button.isEnabled()
+
+
+def test_fine_tune_on_painted_labels_adds_the_new_model(make_napari_viewer, qtbot, tiny_model_dir, errors, tmp_path):
+    from unet_zoo.training.data import synthetic_cells
+    from unet_zoo.training.recipes import load_recipe
+
+    viewer = make_napari_viewer()
+    images, cells = synthetic_cells(1, 192, seed=2)
+    viewer.add_image(images[0], name="em")
+    painted = np.zeros((192, 192), dtype=np.int32)
+    from scipy import ndimage as ndi
+
+    region = ndi.label(cells[0][:, :160])[0]  # one label per cell in the left part; 0 between cells and elsewhere
+    painted[:, :160] = region
+    viewer.add_labels(painted, name="my cells")
+    widget = make_widget(viewer, tiny_model_dir)
+    widget.models_dir = tmp_path / "models"
+    widget.finetune_recipe = load_recipe("finetune").with_overrides(
+        data={"tile": 64}, train={"batch_size": 1, "eval_tiles": 1, "overlay_slices": 0}, eval={"tta": False}
+    )
+    widget.finetune_steps.setValue(2)
+    seen = []
+    widget._relay.trained.connect(lambda step, total: seen.append((step, total)))
+    widget.finetune()
+    assert not widget.finetune_button.isEnabled() and not widget.run_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not errors, errors
+    folder = tmp_path / "models"
+    (written,) = [p for p in folder.iterdir() if (p / "config.json").is_file()]
+    assert widget.model_spec() == str(written) and widget.model_box.currentText().startswith("fine-tuned: ")
+    assert seen and seen[-1] == (2, 2)
+    assert unet_zoo.from_pretrained(written).model_name == "small"
+    run_and_wait(qtbot, widget)  # and the new model predicts like any other
+    assert not errors and f"em P(membrane) [{written}]" in viewer.layers
+
+
+def test_fine_tune_without_painted_cells_says_what_to_do(make_napari_viewer, qtbot, tiny_model_dir, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), dtype=np.uint8), name="em")
+    widget = make_widget(viewer, tiny_model_dir)
+    widget.finetune()
+    assert errors and "paint cells" in errors[-1]
+    viewer.add_labels(np.zeros((64, 64), dtype=np.int32), name="empty")
+    widget.finetune()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert "nothing is painted" in errors[-1]

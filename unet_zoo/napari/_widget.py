@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.layers import Image
+from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 
 from ._choices import BACKENDS, OTHER, checkpoint_choices
+from ._finetune import finetune_on_painted
 from ._predict import Cancelled, LoadedModel, Prediction, check_image, load, predict_sections, section_indices
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class _Relay(QObject):
     """Carries progress from the worker thread to the widget (a queued signal, delivered in the GUI thread)."""
 
     progressed = Signal(int, int, int, int)
+    trained = Signal(int, int)
 
 
 class SegmentWidget(QWidget):
@@ -56,6 +58,9 @@ class SegmentWidget(QWidget):
         self.worker: Any = None
         self._relay = _Relay()
         self._relay.progressed.connect(self._show_progress)
+        self._relay.trained.connect(self._show_training)
+        self.models_dir: Any = None  # where fine-tuned models go (None: ~/.cache/unet_zoo/finetuned)
+        self.finetune_recipe: Any = "finetune"  # the recipe `unet_zoo.finetune` trains with
 
         self.model_box = QComboBox()
         for choice in checkpoint_choices():
@@ -95,6 +100,15 @@ class SegmentWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.finetune_button = QPushButton("Fine-tune on these labels")
+        self.finetune_button.setToolTip(
+            "train the model further on the painted region of a labels layer (one label per cell, 0 between cells); "
+            "the new model is added to the list"
+        )
+        self.finetune_button.clicked.connect(self.finetune)
+        self.finetune_steps = QSpinBox()
+        self.finetune_steps.setRange(1, 20000)
+        self.finetune_steps.setValue(300)
         self.progress = QProgressBar()
         self.progress.setRange(0, PROGRESS_STEPS)
         self.status = QLabel("")
@@ -110,12 +124,14 @@ class SegmentWidget(QWidget):
         form.addRow("backend", self.backend)
         form.addRow("", self.tta)
         form.addRow("", self.segment)
+        form.addRow("fine-tune steps", self.finetune_steps)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout()
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.finetune_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch()
@@ -250,9 +266,81 @@ class SegmentWidget(QWidget):
     def _worker_done(self) -> None:
         self.worker = None
         self.run_button.setEnabled(True)
+        self.finetune_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
+    # --- fine-tuning on painted labels -------------------------------------------------------------------
+
+    def painted_layer(self, image: Image) -> Labels | None:
+        """The labels layer to train on: the active layer if it is a labels layer of the image's size, else the
+        last such labels layer."""
+
+        def fits(layer: Any) -> bool:
+            return isinstance(layer, Labels) and tuple(layer.data.shape[-2:]) == tuple(image.data.shape[-2:])
+
+        active = self.viewer.layers.selection.active
+        if fits(active):
+            return active
+        return next((layer for layer in reversed(self.viewer.layers) if fits(layer)), None)
+
+    def finetune(self) -> None:
+        """Fine-tune the chosen model on the painted region of the current section in a worker thread; the new
+        model is added to the model list when it is written."""
+        if self.worker is not None:
+            return
+        layer = self.selected_layer()
+        spec = self.model_spec()
+        if layer is None or not spec:
+            show_error("Choose a model and an image layer, paint cells in a labels layer over it, then fine-tune.")
+            return
+        painted = self.painted_layer(layer)
+        if painted is None:
+            show_error(f"Add a labels layer of {layer.name}'s size and paint cells in it (one label per cell) first.")
+            return
+        point = np.asarray(layer.world_to_data(self.viewer.dims.point))
+        current = tuple(int(round(p)) for p in point[: layer.ndim - 2])
+        image = np.asarray(layer.data[current] if current else layer.data)
+        labels = np.asarray(painted.data[current] if painted.data.ndim > 2 else painted.data)
+        self._set_running(True, f"fine-tuning {spec} on the painted cells of {painted.name}")
+        self.worker = create_worker(self._train, spec, image, labels, self.finetune_steps.value())
+        self.worker.returned.connect(self._trained)
+        self.worker.errored.connect(lambda _err: self._set_running(False, "fine-tuning failed"))
+        self.worker.finished.connect(self._worker_done)
+        self.worker.start()
+
+    def _train(self, spec: str, image: np.ndarray, labels: np.ndarray, steps: int) -> Any:
+        """Runs in the worker thread: the `FinetuneResult`, or a message for the user (an expected error)."""
+        try:
+            return finetune_on_painted(
+                spec,
+                image,
+                labels,
+                models_dir=self.models_dir,
+                steps=steps,
+                recipe=self.finetune_recipe,
+                progress=self._relay.trained.emit,
+            )
+        except EXPECTED_ERRORS + (FileExistsError,) as err:
+            return f"{type(err).__name__}: {err.args[0] if len(err.args) == 1 else err}"
+
+    def _show_training(self, step: int, total: int) -> None:
+        self.progress.setValue(int(PROGRESS_STEPS * step / max(total, 1)))
+        self.status.setText(f"fine-tuning: step {step}/{total}")
+
+    def _trained(self, result: Any) -> None:
+        if isinstance(result, str):
+            show_error(f"fine-tuning: {result}")
+            self._set_running(False, f"failed: {result}")
+            return
+        label = f"fine-tuned: {result.out.name}"
+        self.model_box.insertItem(max(self.model_box.count() - 1, 0), label, str(result.out))
+        self.model_box.setCurrentIndex(self.model_box.findData(str(result.out)))
+        self.progress.setValue(PROGRESS_STEPS)
+        show_info(f"Fine-tuned model written to {result.out}; it is selected in the model list.")
+        self._set_running(False, f"fine-tuned: {result.out}")
+
     def _set_running(self, running: bool, message: str) -> None:
+        self.finetune_button.setEnabled(not running)
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:

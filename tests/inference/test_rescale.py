@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -31,12 +28,8 @@ def test_predict_at_pixel_size_returns_the_input_grid():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-DATA = os.environ.get("UNET_ZOO_DATA_DIR", "")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA and (Path(DATA) / "train-volume.tif").is_file()), reason="needs UNET_ZOO_DATA_DIR (ISBI 2012)")
-def test_downscaled_isbi_slice_scores_close_to_full_resolution():
+def test_downscaled_isbi_slice_scores_close_to_full_resolution(isbi_dir):
     from unet_zoo.data.isbi import load_isbi
     from unet_zoo.evaluation.metrics import isbi_scores
 
@@ -44,7 +37,7 @@ def test_downscaled_isbi_slice_scores_close_to_full_resolution():
         model = unet_zoo.from_pretrained("isbi-small")
     except Exception as err:  # noqa: BLE001  offline without the published weights
         pytest.skip(f"isbi-small not available: {err}")
-    data = load_isbi(DATA)
+    data = load_isbi(isbi_dir)
     image, label = data.images[27], data.labels[27]
     small = rescale_stack(image[None], 0.5)
     small_label = label.reshape(256, 2, 256, 2).min(axis=(1, 3))

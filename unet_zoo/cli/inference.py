@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 import typer
 
 from unet_zoo.cli.app import app, check_device, check_output, console, fail
@@ -73,6 +74,32 @@ def resolve_precision(net, precision: Precision) -> Literal["bf16", "fp32"]:
 def _advance(bar: Progress, task: TaskID, _index: int) -> None:
     """predict_stack's progress callback: one slice done."""
     bar.advance(task)
+
+
+def _read_for_prediction(path: Path, pixel_size: float | None, net, verb: str) -> tuple[np.ndarray, float | None]:
+    """The image of `path` and its pixel size in nm (`pixel_size`, else the TIFF's resolution tags); says when the
+    image will be rescaled to the model's pixel size (`verb`: "rescaled to", "segmented at"). Bad files: a red error."""
+    try:
+        image = read_image(path)
+    except (ValueError, OSError) as err:
+        raise fail(str(err)) from None
+    size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in (".tif", ".tiff") else None)
+    if size and scale_factor(size, model_pixel_size(net)) != 1.0:
+        console.print(f"{path}: {size:g} nm/px, {verb} the model's {model_pixel_size(net):g} nm/px", markup=False)
+    return image, size
+
+
+def _cell_probabilities(path: Path, image: np.ndarray, predict, **kwargs) -> np.ndarray:
+    """P(cell) of a (H, W) image or (S, H, W) stack from ``predict(stack, progress=..., **kwargs)`` -> (S, C, H, W),
+    with a progress bar per slice; a ValueError or TypeError of the prediction is a red error naming `path`."""
+    stack = image if image.ndim == 3 else image[None]
+    with _progress() as bar:
+        task = bar.add_task(path.name, total=len(stack))
+        try:
+            probs = predict(stack, progress=functools.partial(_advance, bar, task), **kwargs)
+        except (ValueError, TypeError) as err:
+            raise fail(f"{path}: {err}") from None
+    return probs[:, 1] if image.ndim == 3 else probs[0, 1]
 
 
 def _progress():
@@ -197,31 +224,17 @@ def predict_command(
     elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)  # float32 on the CPU: onnxruntime when installed, as measured fastest
     for path in images:
-        try:
-            image = read_image(path)
-        except (ValueError, OSError) as err:
-            raise fail(str(err)) from None
-        stack = image if image.ndim == 3 else image[None]
-        size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in (".tif", ".tiff") else None)
-        if size and scale_factor(size, model_pixel_size(net)) != 1.0:
-            console.print(f"{path}: {size:g} nm/px, rescaled to the model's {model_pixel_size(net):g} nm/px", markup=False)
-        with _progress() as bar:
-            task = bar.add_task(path.name, total=len(stack))
-            try:
-                probs = predict_at_pixel_size(
-                    net,
-                    stack,
-                    size,
-                    progress=functools.partial(_advance, bar, task),
-                    tile=tile or None,
-                    batch_size=batch_size,
-                    tta=tta,
-                    forward=forward,
-                    precision=used,
-                )
-            except (ValueError, TypeError) as err:
-                raise fail(f"{path}: {err}") from None
-        cell_prob = probs[:, 1] if image.ndim == 3 else probs[0, 1]
+        image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
+        cell_prob = _cell_probabilities(
+            path,
+            image,
+            functools.partial(predict_at_pixel_size, net, pixel_size=size),
+            tile=tile or None,
+            batch_size=batch_size,
+            tta=tta,
+            forward=forward,
+            precision=used,
+        )
         written = write_prediction(out, path.stem, image, cell_prob, threshold=threshold)
         shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
         console.print(f"{path} -> {shown}", markup=False, highlight=False)

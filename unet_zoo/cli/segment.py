@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +10,14 @@ import typer
 from unet_zoo.cli.app import app, console, fail
 from unet_zoo.cli.inference import (
     PRECISION_HELP,
-    _advance,
+    _cell_probabilities,
     _load,
     _onnxruntime_forward,
     _progress,
+    _read_for_prediction,
     check_precision,
     resolve_precision,
 )
-from unet_zoo.data.files import tiff_pixel_size
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
 from unet_zoo.exporters.sessions import fastest_cpu_forward
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
@@ -183,31 +182,18 @@ def segment_command(
     elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)
     for path, stem in zip(images, stems):
-        try:
-            image = read_image(path)
-        except (ValueError, OSError) as err:
-            raise fail(str(err)) from None
-        stack = image if image.ndim == 3 else image[None]
-        size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in TIFF_SUFFIXES else None)
+        image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
         factor = scale_factor(size, model_pixel_size(net))
-        if factor != 1.0:
-            console.print(f"{path}: {size:g} nm/px, segmented at the model's {model_pixel_size(net):g} nm/px", markup=False)
-        with _progress() as bar:
-            task = bar.add_task(path.name, total=len(stack))
-            try:
-                probs = predict_stack(
-                    net,
-                    rescale_stack(stack, factor),
-                    progress=functools.partial(_advance, bar, task),
-                    tile=tile or None,
-                    batch_size=batch_size,
-                    tta=tta,
-                    forward=forward,
-                    precision=used,
-                )
-            except (ValueError, TypeError) as err:
-                raise fail(f"{path}: {err}") from None
-        cell_prob = probs[:, 1] if image.ndim == 3 else probs[0, 1]
+        cell_prob = _cell_probabilities(
+            path,
+            image,
+            lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
+            tile=tile or None,
+            batch_size=batch_size,
+            tta=tta,
+            forward=forward,
+            precision=used,
+        )
         _segment_and_write(image, cell_prob, params, out, stem, path)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from unet_zoo.data.augment import TileSampler
 from unet_zoo.hub.pretrained import HubAccessError, from_pretrained
@@ -332,7 +333,8 @@ class Trainer:
 
     def _save(self) -> None:
         started = time.perf_counter()
-        self._save_training_state()
+        with record_function("trainer.checkpoint"):
+            self._save_training_state()
         self.checkpoint_seconds = time.perf_counter() - started
 
     def _save_training_state(self) -> None:
@@ -441,9 +443,11 @@ class Trainer:
     def _train_step(self) -> torch.Tensor:
         """Sample augmented tiles, forward, check the loss on every rank, backward and update."""
         r = self.recipe
-        x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
-        x = prepare_input(x, self.device, channels_last=self.channels_last)
-        loss = step_loss(self.net, x, y, w, self.device, amp=self.amp_dtype is not None)
+        with record_function("trainer.sample"):
+            x, y, w = self.sampler.sample(r.train.batch_size, self.generator)
+            x = prepare_input(x, self.device, channels_last=self.channels_last)
+        with record_function("trainer.forward_loss"):
+            loss = step_loss(self.net, x, y, w, self.device, amp=self.amp_dtype is not None)
         self.loss_value = float(all_reduce_mean(loss.detach().float()))  # NaN on any rank -> NaN on all
         if not math.isfinite(self.loss_value):
             raise NonFiniteLossError(
@@ -451,7 +455,8 @@ class Trainer:
                 f"stopped. The last good checkpoint ({self.run_dir / TRAINING_STATE_FILE}, if any) is kept. "
                 "Lower optimizer.lr, add warm-up (schedule.warmup_steps) or set optimizer.grad_clip."
             )
-        apply_gradients(self.optimizer, loss, self.model.parameters(), grad_clip=r.optimizer.grad_clip)
+        with record_function("trainer.backward_update"):
+            apply_gradients(self.optimizer, loss, self.model.parameters(), grad_clip=r.optimizer.grad_clip)
         self.scheduler.step()
         self.step += 1
         self.window_steps += 1
@@ -484,7 +489,8 @@ class Trainer:
         r = self.recipe
         due = (r.train.eval_every and self.step % r.train.eval_every == 0) or self.step == r.train.steps
         if due and self.dist.is_main:
-            scores = self.validate()
+            with record_function("trainer.validate"):
+                scores = self.validate()
             self.log.write({"step": self.step, **scores})
             self._report("validation", loss=self.loss_value, scores=scores)
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,6 +76,25 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
     assert f"missed by {1.5 - metrics['vrand_thinned']:.4f}" in refreshed
 
 
+def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
+    from unet_zoo.evaluation.isbi import evaluate_model
+    from unet_zoo.hub.pretrained import load_folder
+    from unet_zoo.inference.rescale import model_pixel_size
+
+    result = train(load_recipe("tiny").with_overrides(data={"pixel_size": 6.0}), steps=2, out_dir=tmp_path / "run")
+    metrics = evaluate_model(result.model, result.data.val_images, result.data.val_labels, tta=False)
+    folder, _ = write_hub_folder(result, metrics, tmp_path / "hub", "test CPU")
+    assert json.loads((folder / "config.json").read_text())["pretrained"]["training"]["pixel_size_nm"] == 6.0
+    assert "- Pixel size (nm): 6 x 6" in (folder / "README.md").read_text()
+    assert model_pixel_size(load_folder(folder)) == 6.0
+
+
+@pytest.mark.parametrize("name", ["isbi-small", "isbi-padded", "isbi-original"])
+def test_published_cards_record_isbis_pixel_size(name):
+    config = json.loads((Path(__file__).parents[1] / "cards" / name / "config.json").read_text())
+    assert config["pretrained"]["training"]["pixel_size_nm"] == 4.0
+
+
 @pytest.mark.slow
 def test_quick_reproduce_on_real_data(isbi_dir, tmp_path, monkeypatch):
     """The --quick pipeline end to end on ISBI 2012, cut to 2 steps and no TTA to stay fast."""
@@ -91,6 +111,7 @@ def test_quick_reproduce_on_real_data(isbi_dir, tmp_path, monkeypatch):
     assert result.metrics["num_slices"] == 6 and 0 <= result.metrics["rand_error"] <= 1
     assert (result.card_dir / "model.safetensors").is_file() and (result.card_dir / "predictions.png").is_file()
     assert not (tmp_path / "cards").exists()
+    assert json.loads((result.card_dir / "config.json").read_text())["pretrained"]["training"]["pixel_size_nm"] == 4.0
 
 
 def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, monkeypatch):

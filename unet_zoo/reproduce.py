@@ -129,6 +129,7 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "tiles_seen": result.step * t.batch_size * result.world_size,
         "batch_size": t.batch_size,
         "tile": f"{recipe.data.tile} px",
+        **({"pixel_size_nm": float(result.data.pixel_size)} if result.data.pixel_size else {}),
         "optimizer": optimiser,
         "learning_rate": f"{o.lr:g} ({schedule})",
         "augmentation": ", ".join(f"{k}={v}" for k, v in recipe.as_dict()["augment"].items()) or "defaults",

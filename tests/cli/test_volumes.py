@@ -72,6 +72,21 @@ def test_tiff_stack_to_zarr(tmp_path, checkpoint):
     np.testing.assert_allclose(zarr.open(str(tmp_path / "p.zarr"), mode="r")[:], expected, atol=2e-6)
 
 
+def test_predict_a_volume_at_another_pixel_size(tmp_path, checkpoint, volume_zarr):
+    """--pixel-size 8 on a 4-nm model: the command says so, and each section equals predict_at_pixel_size's."""
+    from unet_zoo.inference.rescale import predict_at_pixel_size
+
+    model, folder = checkpoint
+    volume, source = volume_zarr
+    out = tmp_path / "membranes.zarr"
+    args = ["predict", str(folder), str(source), "--out", str(out), "--block", "64", "--tile", "64", "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--pixel-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert "8 nm/px, rescaled to the model's 4 nm/px" in _text(result)
+    expected = predict_at_pixel_size(model, volume, 8.0, tile=64)[:, 1]
+    np.testing.assert_allclose(zarr.open(str(out), mode="r")[:], expected, atol=2e-6)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

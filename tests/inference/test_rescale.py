@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 import unet_zoo
-from unet_zoo.inference.rescale import ISBI_PIXEL_SIZE_NM, model_pixel_size, predict_at_pixel_size, rescale_stack, scale_factor
+from unet_zoo.inference.rescale import (
+    ISBI_PIXEL_SIZE_NM,
+    model_pixel_size,
+    predict_at_pixel_size,
+    rescale_stack,
+    rescaled_length,
+    resize_probabilities,
+    sample_region,
+    scale_factor,
+)
 
 
 def test_scale_factor_and_rescale_stack():
@@ -17,6 +26,29 @@ def test_scale_factor_and_rescale_stack():
     assert out.shape == (2, 20, 24) and out.dtype == np.uint8
     with pytest.raises(ValueError, match="> 0"):
         scale_factor(-1.0, 4.0)
+
+
+@pytest.mark.parametrize("factor", [2.0, 1.7, 0.5, 0.37])
+def test_any_region_of_a_rescaled_image_equals_that_region_of_the_whole(factor):
+    """What lets blocks of a volume be rescaled separately: a region reads only the input pixels it needs."""
+    image = np.random.default_rng(1).random((2, 101, 87)).astype(np.float32)
+    out_shape = (rescaled_length(101, factor), rescaled_length(87, factor))
+    whole = rescale_stack(image, factor)
+    assert whole.shape == (2, *out_shape)
+    reads = []
+
+    def read(rows, cols):
+        reads.append((rows, cols))
+        return image[:, rows, cols]
+
+    h, w = out_shape
+    rows, cols = slice(h // 3, h // 3 + h // 4), slice(w // 5, w // 2)
+    part = sample_region(read, (101, 87), out_shape, rows, cols, factor)
+    np.testing.assert_array_equal(part, whole[:, rows, cols])
+    ((read_rows, read_cols),) = reads
+    assert read_rows.stop - read_rows.start < 101 and read_cols.stop - read_cols.start < 87  # not the whole image
+    back = resize_probabilities(whole[:, None], (101, 87))
+    assert back.shape == (2, 1, 101, 87)
 
 
 def test_predict_at_pixel_size_returns_the_input_grid():

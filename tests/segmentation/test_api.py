@@ -85,6 +85,16 @@ def test_params_validate_and_round_trip():
             SegmentationParams(**bad)
 
 
+def test_params_for_coarser_pixels_shrink_lengths_and_areas():
+    p = SegmentationParams(sigma=3.0, min_distance=10, min_size=100)
+    coarse = p.coarser(2.0)
+    assert (coarse.sigma, coarse.min_distance, coarse.min_size) == (1.5, 5, 25)
+    assert (coarse.threshold, coarse.merge_threshold) == (p.threshold, p.merge_threshold)
+    assert p.coarser(1.0) is p and p.coarser(100.0).min_distance == 1
+    with pytest.raises(ValueError, match="> 0"):
+        p.coarser(0.0)
+
+
 def test_checkpoint_params_come_from_the_checkpoint_block():
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
     assert checkpoint_params(model) == SegmentationParams()

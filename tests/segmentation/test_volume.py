@@ -9,7 +9,7 @@ zarr = pytest.importorskip("zarr", reason="volume segmentation needs the optiona
 
 from tests.segmentation.conftest import probabilities_of  # noqa: E402
 from unet_zoo.evaluation.metrics import rand_pair_counts  # noqa: E402
-from unet_zoo.segmentation import segment_probabilities  # noqa: E402
+from unet_zoo.segmentation import SegmentationParams, segment_probabilities  # noqa: E402
 from unet_zoo.segmentation.volume import MARKERS, segment_volume  # noqa: E402
 from unet_zoo.training.data import synthetic_cells  # noqa: E402
 
@@ -83,6 +83,23 @@ def test_a_model_predicts_first(tmp_path):
     out = segment_volume(images, tmp_path / "seg.zarr", model=model, tile=64, block=64)
     assert zarr.open_array(str(out), mode="r").shape == (2, 64, 64)
     assert (tmp_path / "seg-probabilities.zarr").is_dir()
+
+
+def test_a_volume_at_another_pixel_size_is_predicted_rescaled_with_the_lengths_converted(tmp_path, monkeypatch):
+    import unet_zoo
+    import unet_zoo.segmentation.volume as volume_module
+
+    images, _ = synthetic_cells(1, 64, seed=1)
+    model = unet_zoo.create_model("small", base_channels=4, depth=2)
+    used = []
+    real = volume_module.segment_blockwise
+    monkeypatch.setattr(
+        volume_module, "segment_blockwise", lambda prob, params, **kw: used.append(params) or real(prob, params, **kw)
+    )
+    out = segment_volume(images, tmp_path / "seg.zarr", model=model, tile=64, block=64, pixel_size=8.0)
+    assert zarr.open_array(str(out), mode="r").shape == (1, 64, 64)
+    assert zarr.open_array(str(tmp_path / "seg-probabilities.zarr"), mode="r").attrs["unet_zoo"]["pixel_size_nm"] == 8.0
+    assert used and used[0] == SegmentationParams().coarser(2.0)
 
 
 @pytest.mark.slow

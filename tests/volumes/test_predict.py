@@ -13,6 +13,7 @@ import torch
 zarr = pytest.importorskip("zarr", reason='needs the volumes extra: pip install "unet-zoo[volumes]"')
 
 import unet_zoo  # noqa: E402
+from unet_zoo.inference.rescale import predict_at_pixel_size  # noqa: E402
 from unet_zoo.inference.tiling import predict_tiled  # noqa: E402
 from unet_zoo.volumes.io import MARKERS, VolumeInputError  # noqa: E402
 from unet_zoo.volumes.predict import BlockPlan, VolumeJob, plan_blocks, predict_volume  # noqa: E402
@@ -120,8 +121,10 @@ def test_ome_zarr_level_and_metadata(tmp_path, models, volume, fmt, wrapped):
     assert written["axes"] == axes
     assert written["datasets"] == [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [50.0, 8.0, 8.0]}]}]
     assert result["0"].shape == half.shape and result["0"].metadata.zarr_format == fmt
-    np.testing.assert_allclose(result["0"][:], _reference(models["small"], half), atol=2e-6)
-    assert _info(out / "0")["complete"]
+    # level 1 is at 8 nm/px, the model at ISBI's 4 nm/px: every section is predicted rescaled to 4 nm and back
+    expected = predict_at_pixel_size(models["small"], half, 8.0)[:, 1]
+    np.testing.assert_allclose(result["0"][:], expected, atol=2e-6)
+    assert _info(out / "0")["complete"] and _info(out / "0")["pixel_size_nm"] == 8.0
     with pytest.raises(ValueError, match="2 resolution level"):
         predict_volume(models["small"], tmp_path / "in.ome.zarr", tmp_path / "other.zarr", level=2)
 
@@ -422,3 +425,20 @@ def test_bf16_precision_runs_in_every_block_and_is_recorded(tmp_path, models, vo
     expected = _reference(model, section, tile=64, precision="bf16")
     np.testing.assert_allclose(zarr.open(str(bf16), mode="r")[:], expected, atol=2e-6)
     assert np.abs(zarr.open(str(bf16), mode="r")[:] - zarr.open(str(fp32), mode="r")[:]).max() > 0
+
+
+@pytest.mark.parametrize("factor_nm, block", [(8.0, 64), (2.5, 96)])
+def test_rescaled_blocks_equal_the_whole_section_rescaled(tmp_path, models, volume, factor_nm, block):
+    """A volume at another pixel size than the model's, in blocks smaller than a section: the same numbers as
+    `predict_at_pixel_size` of each whole section (sections rescaled, predicted, resized back)."""
+    model = models["small"]
+    source = _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 32, 32))
+    out = predict_volume(model, source, tmp_path / "out.zarr", block=block, tile=64, pixel_size=factor_nm)
+    expected = predict_at_pixel_size(model, volume, factor_nm, tile=64)[:, 1]
+    np.testing.assert_allclose(zarr.open(str(out), mode="r")[:], expected, atol=2e-6)
+    settings = _info(out)
+    assert settings["pixel_size_nm"] == factor_nm and settings["model_pixel_size_nm"] == 4.0
+    # as is (no pixel size): plain predict_tiled, and not the same as the rescaled result
+    plain = predict_volume(model, source, tmp_path / "plain.zarr", block=block, tile=64)
+    assert _info(plain)["pixel_size_nm"] is None
+    assert np.abs(zarr.open(str(plain), mode="r")[:] - expected).max() > 1e-3

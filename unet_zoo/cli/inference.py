@@ -166,8 +166,8 @@ def predict_command(
         "--pixel-size",
         min=0.001,
         metavar="NM",
-        help="nm per pixel of the images (default: their TIFF resolution tags, if any): rescaled to the model's "
-        "pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
+        help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
+        "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
     ),
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
@@ -195,6 +195,7 @@ def predict_command(
             workers=workers,
             scheduler=scheduler,
             precision=wanted,
+            pixel_size=pixel_size,
         )
 
     for path in images:

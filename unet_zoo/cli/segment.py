@@ -95,8 +95,9 @@ def segment_command(
         None,
         "--pixel-size",
         min=0.01,
-        help="nm per pixel of the images (default: their TIFF resolution tags, if any): the images are rescaled to the "
-        "model's pixel size, segmented there and the cells resized back",
+        help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): images are "
+        "rescaled to the model's pixel size, segmented there and the cells resized back; volumes are predicted "
+        "rescaled and segmented on their own grid with the lengths and areas converted",
     ),
 ) -> None:
     """Segment cells: writes <stem>_labels.tif (uint32 cell IDs) and <stem>_segments.png (cells in colour).
@@ -114,8 +115,8 @@ def segment_command(
     )
     wanted = check_precision(precision)
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
-        if pixel_size is not None or wanted == "bf16":
-            raise fail("--pixel-size and --precision bf16 apply to images; segment a volume at its own pixel size in float32")
+        if wanted == "bf16":
+            raise fail("--precision bf16 applies to images; volumes are segmented in float32")
         return _segment_volume_command(
             model,
             images[0],
@@ -131,6 +132,7 @@ def segment_command(
             overwrite=overwrite,
             workers=workers,
             scheduler=scheduler or None,
+            pixel_size=pixel_size,
         )
     if block is not None or halo is not None or workers is not None or scheduler:
         if workers is not None or scheduler:
@@ -213,6 +215,7 @@ def _segment_volume_command(
     overwrite: bool,
     workers: int | None = None,
     scheduler: str | None = None,
+    pixel_size: float | None = None,
 ) -> None:
     """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume with a progress bar."""
     try:
@@ -223,8 +226,8 @@ def _segment_volume_command(
         raise fail(f"no such file or folder: {source}")
     if out.suffix.lower() != ".zarr":
         raise fail(f"--out must name the output Zarr store for a volume, e.g. --out {source.stem.split('.')[0]}-cells.zarr")
-    if from_probabilities and (tta or tile):
-        raise fail("--tta and --tile apply when the model runs; --from-probabilities does not run it")
+    if from_probabilities and (tta or tile or pixel_size):
+        raise fail("--tta, --tile and --pixel-size apply when the model runs; --from-probabilities does not run it")
     net = None if from_probabilities and model == "default" else _load(model, "cpu" if from_probabilities else device)
     params = _params(net, **given)
     with _progress() as bar:
@@ -251,6 +254,7 @@ def _segment_volume_command(
                 progress=progress,
                 workers=workers,
                 scheduler=scheduler,
+                pixel_size=pixel_size,
             )
         except (FileExistsError, FileNotFoundError, ValueError, OverflowError, ConnectionError) as err:
             raise fail(str(err)) from None

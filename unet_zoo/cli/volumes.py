@@ -9,6 +9,7 @@ from typing import Any
 from rich.progress import Progress
 
 from unet_zoo.cli.app import check_output, console, fail
+from unet_zoo.inference.rescale import model_pixel_size, scale_factor
 from unet_zoo.utils.runtime import Precision
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr", ".n5")
@@ -39,6 +40,7 @@ def predict_volume_command(
     workers: int | None,
     scheduler: str | None,
     precision: Precision = "auto",
+    pixel_size: float | None = None,
 ) -> None:
     """Run unet_zoo.predict_volume with the model `load()` returns and the progress bar `progress_bar()`; errors exit 2."""
     if not source.exists():
@@ -66,6 +68,7 @@ def predict_volume_command(
             return "no block was finished; run the same command again to start over"
         return f"{state['done']} of {state['total']} blocks are finished and kept in {out}: run the same command again to resume"
 
+    _say_rescaling(source, level, pixel_size, net)
     with progress_bar() as bar:
         task = bar.add_task(f"{source.name} (blocks)", total=None)
         try:
@@ -85,6 +88,7 @@ def predict_volume_command(
                 device=device,
                 progress=progress,
                 precision=precision,
+                pixel_size=pixel_size,
             )
         except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:
             raise fail(str(err)) from None
@@ -93,3 +97,15 @@ def predict_volume_command(
         except Exception as err:  # noqa: BLE001  a failed block or a lost cluster, not the input (ValueError above)
             raise fail(f"{type(err).__name__}: {err}; {resume()}") from None
     console.print(f"{source} -> {written}", markup=False, highlight=False)
+
+
+def _say_rescaling(source: Path, level: int | None, pixel_size: float | None, net: Any) -> None:
+    """Print the volume's pixel size (--pixel-size, else its OME-Zarr scale) when it is rescaled to the model's."""
+    from unet_zoo.volumes.io import open_source  # lazy: the optional volumes extra (zarr), as predict_volume above
+
+    try:
+        size = pixel_size or open_source(source, level).pixel_size_nm
+    except (FileNotFoundError, ValueError, TypeError):
+        return  # predict_volume reports the unreadable input
+    if size and scale_factor(size, model_pixel_size(net)) != 1.0:
+        console.print(f"{source}: {size:g} nm/px, rescaled to the model's {model_pixel_size(net):g} nm/px", markup=False)

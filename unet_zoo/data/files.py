@@ -86,6 +86,11 @@ class LabelledImages:
 _UNIT_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "micrometer": 1e3, "mm": 1e6, "millimeter": 1e6}
 
 
+def nm_per_unit(unit: str) -> float | None:
+    """Nanometres in one `unit` of length as metadata spell it ("nm", "micrometer", "µm", "mm", ...), or None."""
+    return _UNIT_NM.get(str(unit).lower().replace("\\u00b5", "µ"))
+
+
 def tiff_pixel_size(path: str | os.PathLike) -> float | None:
     """The pixel size in nm a TIFF records (ImageJ ``unit`` + XResolution, or ResolutionUnit cm / inch), or None."""
     import tifffile
@@ -129,7 +134,7 @@ def zarr_pixel_size(path: str | os.PathLike) -> float | None:
     if not scales or not axes:
         return None
     x_axis = axes[-1] if isinstance(axes[-1], dict) else {"name": axes[-1]}
-    factor = _UNIT_NM.get(str(x_axis.get("unit", "")).lower())
+    factor = nm_per_unit(x_axis.get("unit", ""))
     return float(scales[0][-1]) * factor if factor else None
 
 
@@ -329,6 +334,7 @@ __all__ = [
     "image_to_uint8",
     "labels_to_cells",
     "load_labelled_images",
+    "nm_per_unit",
     "read_array",
     "tiff_pixel_size",
     "zarr_pixel_size",

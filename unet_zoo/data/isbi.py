@@ -29,6 +29,9 @@ import numpy as np
 
 from unet_zoo.utils.files import atomic_write_with, cache_dir, file_sha256
 
+ISBI_PIXEL_SIZE_NM = 4.0
+"""ISBI 2012's pixel size in nm (4 x 4 nm, serial-section TEM of the Drosophila ventral nerve cord)."""
+
 ENV_VAR = "UNET_ZOO_DATA_DIR"
 SHAPE = (30, 512, 512)
 TRAIN_VOLUME, TRAIN_LABELS, TEST_VOLUME = "train-volume.tif", "train-labels.tif", "test-volume.tif"

@@ -32,6 +32,7 @@ TRAINING_FIELDS: dict[str, str] = {
     "recipe": "Recipe",
     "dataset": "Training data",
     "held_out": "Held-out data",
+    "pixel_size_nm": "Pixel size (nm)",
     "steps": "Steps",
     "batch_size": "Batch size",
     "optimizer": "Optimiser",
@@ -56,6 +57,8 @@ def _format_value(key: str, value: Any) -> str:
     if key == "time_s" and isinstance(value, (int, float)):
         hours, rest = divmod(float(value), 3600)
         return f"{int(hours)} h {rest / 60:.0f} min ({value:.0f} s)" if hours else f"{rest / 60:.1f} min ({value:.0f} s)"
+    if key == "pixel_size_nm" and isinstance(value, (int, float)):
+        return f"{value:g} x {value:g}"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, dict):

@@ -9,16 +9,15 @@ anti-aliasing when shrinking), predicted, and the probabilities are resized back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM  # also the pixel size of a checkpoint that records none
 from unet_zoo.inference.tiling import predict_stack
 
-ISBI_PIXEL_SIZE_NM = 4.0
-"""ISBI 2012's pixel size (4 x 4 nm, serial-section TEM of the Drosophila ventral nerve cord); the pixel size of
-a checkpoint that records none."""
 SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not rescaled
 
 
@@ -42,35 +41,104 @@ def scale_factor(pixel_size: float | None, target_pixel_size: float) -> float:
     return 1.0 if abs(factor - 1) < SCALE_TOLERANCE else factor
 
 
-def rescale_stack(stack: np.ndarray, factor: float) -> np.ndarray:
-    """(S, H, W) images enlarged by `factor` (order 1; anti-aliased when shrinking), in their own dtype."""
-    from skimage.transform import rescale
+def rescaled_length(length: int, factor: float) -> int:
+    """Pixels along an axis of `length` px enlarged by `factor` (rounded, at least 1)."""
+    return max(1, round(length * factor))
 
+
+def sample_positions(start: int, stop: int, length_out: int, length_in: int) -> np.ndarray:
+    """Where the centres of output pixels start..stop-1 of an axis resized from `length_in` to `length_out` px
+    lie on the input axis, in input pixels (the pixel-centre convention of skimage.transform.resize)."""
+    return (np.arange(start, stop, dtype=np.float64) + 0.5) * (length_in / length_out) - 0.5
+
+
+def antialias_sigma(factor: float) -> float:
+    """Gaussian sigma (input pixels) applied before shrinking by `factor` < 1 (skimage's choice); 0 otherwise."""
+    return max(0.0, (1 / factor - 1) / 2) if factor < 1 else 0.0
+
+
+def antialias_margin(factor: float) -> int:
+    """Input pixels beyond a region that its anti-aliasing filter reads (0 when not shrinking)."""
+    sigma = antialias_sigma(factor)
+    return int(4.0 * sigma + 0.5) + 1 if sigma else 0
+
+
+def _interpolate(array: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of `array` along `axis` at `positions` (input pixels), clamped at the ends."""
+    n = array.shape[axis]
+    pos = np.clip(positions, 0, n - 1)
+    low = np.minimum(np.floor(pos).astype(np.int64), max(n - 2, 0))
+    high = np.minimum(low + 1, n - 1)
+    weight = (pos - low).astype(np.float32)
+    shape = [1] * array.ndim
+    shape[axis] = len(positions)
+    weight = weight.reshape(shape)
+    return np.take(array, low, axis=axis) * (1 - weight) + np.take(array, high, axis=axis) * weight
+
+
+def sample_region(
+    read: Callable[[slice, slice], np.ndarray],
+    shape: tuple[int, int],
+    out_shape: tuple[int, int],
+    rows: slice,
+    cols: slice,
+    factor: float,
+) -> np.ndarray:
+    """Rows and cols of an image of `shape` (..., H, W) resized to `out_shape` (bilinear; anti-aliased when
+    `factor` < 1), reading only the input pixels they need through ``read(in_rows, in_cols)``.
+
+    Any region of the resized image equals the same region of the whole image resized (`rescale_stack`,
+    `resize_probabilities`): each output pixel depends only on input pixels within `antialias_margin` + 1
+    of where it lies, so tiles and blocks of an image can be resized separately. Returns float32 (..., r, c).
+    """
+    ys = sample_positions(rows.start, rows.stop, out_shape[0], shape[0])
+    xs = sample_positions(cols.start, cols.stop, out_shape[1], shape[1])
+    margin = antialias_margin(factor)
+    top = max(0, int(np.floor(ys[0])) - margin)
+    bottom = min(shape[0], int(np.floor(ys[-1])) + 2 + margin)
+    left = max(0, int(np.floor(xs[0])) - margin)
+    right = min(shape[1], int(np.floor(xs[-1])) + 2 + margin)
+    crop = np.asarray(read(slice(top, bottom), slice(left, right)), dtype=np.float32)
+    sigma = antialias_sigma(factor)
+    if sigma:
+        from scipy.ndimage import gaussian_filter
+
+        spatial = [0.0] * (crop.ndim - 2) + [sigma, sigma]
+        # mode "mirror" = np.pad "reflect": at the image's edges as a whole image is filtered; inside, the margin
+        # gives the filter the pixels it reads
+        crop = gaussian_filter(crop, spatial, mode="mirror", truncate=4.0)
+    out = _interpolate(crop, ys - top, crop.ndim - 2)
+    return _interpolate(out, xs - left, crop.ndim - 1).astype(np.float32)
+
+
+def as_image_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Resampled pixels in an image's own `dtype`: integers rounded and clipped to its range."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def rescale_stack(stack: np.ndarray, factor: float) -> np.ndarray:
+    """(S, H, W) images enlarged by `factor` to (S, round(H x factor), round(W x factor)) (bilinear; anti-aliased
+    when shrinking), in their own dtype."""
     stack = np.asarray(stack)
     if factor == 1.0:
         return stack
-    out = np.stack(
-        [
-            rescale(s.astype(np.float32), factor, order=1, anti_aliasing=factor < 1, preserve_range=True, mode="reflect")
-            for s in stack
-        ]
-    )
-    if stack.dtype.kind in "iu":
-        info = np.iinfo(stack.dtype)
-        out = np.clip(np.round(out), info.min, info.max)
-    return out.astype(stack.dtype)
+    h, w = stack.shape[-2:]
+    out_shape = (rescaled_length(h, factor), rescaled_length(w, factor))
+    whole = (slice(0, out_shape[0]), slice(0, out_shape[1]))
+    values = sample_region(lambda r, c: stack[..., r, c], (h, w), out_shape, *whole, factor)
+    return as_image_dtype(values, stack.dtype)
 
 
 def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(S, C, h, w) probabilities resized to (S, C, H, W) (order 1), renormalised to sum to 1 over C."""
-    from skimage.transform import resize
-
+    """(S, C, h, w) probabilities resized to (S, C, H, W) (bilinear; a convex mix, so they still sum to 1 over C)."""
     probs = np.asarray(probs, dtype=np.float32)
     if probs.shape[-2:] == tuple(shape):
         return probs
-    out = np.stack([resize(p, (p.shape[0], *shape), order=1, anti_aliasing=False, mode="edge") for p in probs])
-    out = np.clip(out, 0, None)
-    return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    h, w = probs.shape[-2:]
+    return sample_region(lambda r, c: probs[..., r, c], (h, w), (shape[0], shape[1]), slice(0, shape[0]), slice(0, shape[1]), 1.0)
 
 
 def predict_at_pixel_size(
@@ -98,7 +166,12 @@ __all__ = [
     "ISBI_PIXEL_SIZE_NM",
     "model_pixel_size",
     "predict_at_pixel_size",
+    "antialias_margin",
+    "as_image_dtype",
     "rescale_stack",
+    "rescaled_length",
     "resize_probabilities",
+    "sample_positions",
+    "sample_region",
     "scale_factor",
 ]

@@ -209,7 +209,7 @@ register_pretrained(
         hf_hub_id="unet-zoo/isbi-small",
         revision="main",
         sha256="5c62f3308a13c5835088945bdd6a9836f4e5adac04c8df299f55580ed94b5efb",
-        config_sha256="21c0ddc7c7b8125f571bba194a1ba0f888519be605d3e946a4e4e143eb5ad031",
+        config_sha256="0ea91ff8e4425a8c4614b306ca0f2ac04420723fdc5d3642ea05df9982790e4d",
         notes="recipes/isbi-small-cpu.toml, 2400 steps on a 2-core x86-64 CPU (1 h 35 min); "
         "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
         metrics={
@@ -229,7 +229,7 @@ register_pretrained(
         hf_hub_id="unet-zoo/isbi-padded",
         revision="main",
         sha256="2a789bb14c55a3f3a9c92360a7dfba7c5866c6e351f7f40ad78aa1a7b424f6b0",
-        config_sha256="600dc2c9bb01e4f4d6ffd6abbc4913728be8815df66770d340ba4da3deeb81ab",
+        config_sha256="b66977303eed3bd3ad46db2bfc1532f047f4f593d2265b78cb9f1c3b4780d4e4",
         notes="recipes/isbi-padded-cpu.toml, 2200 steps on a 2-core x86-64 CPU (2 h 44 min); "
         "held-out ISBI 2012 slices 24-29 with 8-fold TTA",
         metrics={
@@ -249,7 +249,7 @@ register_pretrained(
         hf_hub_id="unet-zoo/isbi-original",
         revision="main",
         sha256="9de74828d010e62e3fe2020a046dfa5c3b3348934f40f7241a11007ebb423ef6",
-        config_sha256="996dea6ae8d7d20602a7f4001739513ea137a6131088293024ec81062a3790e8",
+        config_sha256="849669be8926bb6f2f537e4b26d2a20c215a0fee804d12aa2fb7e9671600aefc",
         notes="recipes/isbi-original-cpu.toml, 800 steps of the valid-convolution network on a 2-core x86-64 CPU (43 min) "
         "from isbi-padded (2 h 44 min); held-out ISBI 2012 slices 24-29 with 8-fold TTA",
         metrics={

@@ -20,6 +20,7 @@ import numpy as np
 import zarr  # the optional volumes extra (unet_zoo.volumes.io, imported below, says how to install it)
 from torch import nn
 
+from unet_zoo.inference.rescale import model_pixel_size, scale_factor
 from unet_zoo.segmentation.api import checkpoint_params
 from unet_zoo.segmentation.blockwise import segment_blockwise
 from unet_zoo.segmentation.params import SegmentationParams
@@ -67,6 +68,7 @@ def segment_volume(
     progress: Callable[[str, int, int], None] | None = None,
     workers: int | None = None,
     scheduler: Any = None,
+    pixel_size: float | None = None,
 ) -> Path:
     """Segment a (Z, Y, X) or (Y, X) volume into a uint32 Zarr array at `out`; returns its path.
 
@@ -76,6 +78,9 @@ def segment_volume(
         params: segmentation parameters (default: the model's stored ones, else `SegmentationParams()`).
         block, halo: sections larger than `block` pixels are segmented blockwise with `halo` pixels of context.
         tta, tile, batch_size, device: for the prediction (`predict_volume`), with `model` only.
+        pixel_size: with `model`, nm per pixel of the image volume (default: its OME-Zarr scale). At another pixel
+            size than the model's, the prediction is rescaled (`predict_volume`) and `params` (lengths and areas
+            in the model's pixels, as for images) are converted to the volume's pixels (`SegmentationParams.coarser`).
         overwrite: replace an existing output. Otherwise an unfinished output with the same settings is
             resumed (`resume`), and anything else is an error.
         progress: ``progress(stage, done, total)``: stage "predict" (blocks) or "segment" (sections).
@@ -93,6 +98,9 @@ def segment_volume(
     out = Path(out).expanduser().resolve()
     p = params or checkpoint_params(model)
     if model is not None:
+        size = pixel_size or open_source(source).pixel_size_nm
+        if size:
+            p = p.coarser(scale_factor(size, model_pixel_size(model)))
         source = predict_volume(
             model,
             source,
@@ -106,6 +114,7 @@ def segment_volume(
             progress=(lambda done, total: progress("predict", done, total)) if progress else None,
             workers=workers,
             scheduler=scheduler,
+            pixel_size=pixel_size,
         )
     vol = open_source(source)
     if vol.dtype.kind not in "fu" or (vol.dtype.kind == "u" and vol.dtype != np.uint8):

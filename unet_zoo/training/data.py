@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from unet_zoo.data.files import LabelledImages, load_labelled_images
-from unet_zoo.data.isbi import load_isbi, split_slices
+from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM, load_isbi, split_slices
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.training.recipes import Recipe
 from unet_zoo.utils.files import cache_dir
@@ -156,11 +156,13 @@ def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> Tr
         images, labels = synthetic_cells(recipe.data.synthetic_slices, recipe.data.synthetic_size, recipe.train.seed)
         source = f"synthetic ({recipe.data.synthetic_slices} slices of {recipe.data.synthetic_size} px)"
         cache = None
+        pixel_size = recipe.data.pixel_size or None
     else:
         data = load_isbi(data_dir or recipe.data.data_dir or None)
         images, labels = data.images, data.labels
         source = f"ISBI 2012 ({data.data_dir})"
         cache = weight_map_cache_dir()
+        pixel_size = recipe.data.pixel_size or ISBI_PIXEL_SIZE_NM
     train_idx, val_idx = split_slices(len(images), k=recipe.data.k, fold=recipe.data.fold)
     weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache, balance=recipe.loss.balance)
     return TrainingData(
@@ -172,6 +174,7 @@ def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> Tr
         weights[val_idx],
         list(val_idx),
         source,
+        pixel_size=pixel_size,
     )
 
 

@@ -26,6 +26,14 @@ from torch import nn
 
 from unet_zoo.hub.loading import load_model
 from unet_zoo.inference.region import predict_region
+from unet_zoo.inference.rescale import (
+    as_image_dtype,
+    model_pixel_size,
+    rescaled_length,
+    sample_positions,
+    sample_region,
+    scale_factor,
+)
 from unet_zoo.inference.tiling import Normalise, _check_tile, _resolve_device, choose_tile, inference_settings
 from unet_zoo.utils.runtime import Precision
 from unet_zoo.volumes.io import VolumeOutput, VolumeSource, open_output, open_source
@@ -105,9 +113,13 @@ class VolumeJob:
     normalise: Normalise
     amp: bool = False
     precision: Precision | None = None  # "bf16" / "fp32", resolved once by predict_volume for every worker
+    pixel_size: float | None = None  # nm/px of the source when it is rescaled to the model's pixel size, else None
+    model_pixel_size: float | None = None
 
     def predict(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
         """The (bz, by, bx) output block `index`, in the output dtype."""
+        if self.pixel_size is not None:
+            return self._predict_rescaled(model, index)
         zs, ys, xs = self.plan.region(index)
         _, height, width = self.plan.shape
         loaded: dict[tuple, np.ndarray] = {}
@@ -140,6 +152,48 @@ class VolumeJob:
             values[z - zs.start] = probs if self.dtype == "float32" else np.clip(np.rint(probs * 255), 0, 255)
         return values
 
+    def _predict_rescaled(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
+        """Block `index` of a source at another pixel size, equal to the same block of `predict_at_pixel_size` of
+        the whole section: the section rescaled to the model's pixel size is a virtual image read region by
+        region (`sample_region`), `predict_region` runs the tiles the block needs on it, and the probabilities
+        are resized back to the block's pixels from the model-grid rows and columns around them."""
+        assert self.pixel_size is not None and self.model_pixel_size is not None
+        zs, ys, xs = self.plan.region(index)
+        _, height, width = self.plan.shape
+        factor = self.pixel_size / self.model_pixel_size
+        grid = (rescaled_length(height, factor), rescaled_length(width, factor))
+        rows, cols = _grid_span(ys, height, grid[0]), _grid_span(xs, width, grid[1])
+        values = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype)
+        for z in range(zs.start, zs.stop):
+
+            def read_source(r: slice, c: slice, z: int = z) -> np.ndarray:
+                return self.source.read(slice(z, z + 1), r, c)[0]
+
+            def read_rescaled(r: slice, c: slice) -> np.ndarray:
+                region = sample_region(read_source, (height, width), grid, r, c, factor)
+                return as_image_dtype(region, self.source.dtype)
+
+            probs = predict_region(
+                model,
+                read_rescaled,
+                grid,
+                (rows.start, rows.stop),
+                (cols.start, cols.stop),
+                tile=self.tile,
+                batch_size=self.batch_size,
+                tta=self.tta,
+                normalise=self.normalise,
+                amp=self.amp,
+                precision=self.precision,
+            )[self.channel]
+
+            def read_probabilities(r: slice, c: slice, p: np.ndarray = probs) -> np.ndarray:
+                return p[r.start - rows.start : r.stop - rows.start, c.start - cols.start : c.stop - cols.start]
+
+            back = sample_region(read_probabilities, grid, (height, width), ys, xs, 1.0)
+            values[z - zs.start] = back if self.dtype == "float32" else np.clip(np.rint(back * 255), 0, 255)
+        return values
+
     def run(self, model: nn.Module, index: tuple[int, int, int]) -> str:
         """Predict, write and mark block `index` finished; returns its name."""
         values = self.predict(model, index)
@@ -147,6 +201,12 @@ class VolumeJob:
         name = BlockPlan.name(index)
         self.output.mark_done(name)  # after the write: a block without a marker is computed again
         return name
+
+
+def _grid_span(span: slice, length: int, grid_length: int) -> slice:
+    """The rows (or columns) of the rescaled grid that resizing `span` of an axis of `length` px back reads."""
+    positions = sample_positions(span.start, span.stop, length, grid_length)
+    return slice(max(0, int(np.floor(positions[0]))), min(grid_length, int(np.floor(positions[-1])) + 2))
 
 
 def model_provenance(model: nn.Module) -> dict[str, Any]:
@@ -200,6 +260,7 @@ def predict_volume(
     normalise: Normalise = "auto",
     memory_limit: str | float | None = "auto",
     precision: Precision = "fp32",
+    pixel_size: float | None = None,
 ) -> Path:
     """Cell probabilities of a 2-D or 3-D volume of any size, written to a Zarr array at `out`.
 
@@ -228,6 +289,10 @@ def predict_volume(
         memory_limit: per-worker memory limit of a local cluster (dask's format, e.g. "2GiB").
         precision: "fp32", "bf16" or "auto" as for `predict_tiled`, decided once for the model's device and
             used by every worker; the output's attributes record it ("bf16" or "fp32").
+        pixel_size: nm per pixel of the source (default: an OME-Zarr level's scale, if it has one). When it
+            differs from the model's (`unet_zoo.inference.rescale.model_pixel_size`), sections are rescaled to
+            the model's pixel size, predicted and resized back; the output keeps the source's grid and equals
+            ``predict_at_pixel_size(model, section, pixel_size)[channel]`` for every section, block by block.
 
     Returns:
         The output path.
@@ -252,6 +317,11 @@ def predict_volume(
     if not 0 <= channel < classes:
         raise ValueError(f"channel {channel} does not exist: the model predicts {classes} classes")
     _, height, width = vol.shape
+    if pixel_size is not None and pixel_size <= 0:
+        raise ValueError(f"pixel_size must be > 0 nm, got {pixel_size}")
+    source_pixel_size = pixel_size or vol.pixel_size_nm
+    target_pixel_size = model_pixel_size(model)
+    rescaled = scale_factor(source_pixel_size, target_pixel_size) != 1.0
     used_precision = inference_settings(_resolve_device(model, None), precision=precision).precision
     used_tile = choose_tile(model, height, width, tile)
     unit = _write_unit(vol)
@@ -275,6 +345,8 @@ def predict_volume(
                 "dtype": dtype,
                 "block": list(plan.block),
                 "normalise": normalise if isinstance(normalise, str) else "callable",
+                "pixel_size_nm": source_pixel_size if rescaled else None,  # rescaled from this to the model's
+                "model_pixel_size_nm": target_pixel_size if rescaled else None,
             },
             default=str,
         )
@@ -288,7 +360,20 @@ def predict_volume(
     try:
         output, done = open_output(out, vol, chunks, vol.shards, dtype, settings, overwrite=overwrite, resume=resume)
         _run(
-            VolumeJob(vol, output, plan, tile, tta, batch_size, channel, dtype, normalise, precision=used_precision),
+            VolumeJob(
+                vol,
+                output,
+                plan,
+                tile,
+                tta,
+                batch_size,
+                channel,
+                dtype,
+                normalise,
+                precision=used_precision,
+                pixel_size=source_pixel_size if rescaled else None,
+                model_pixel_size=target_pixel_size if rescaled else None,
+            ),
             model,
             done,
             progress,

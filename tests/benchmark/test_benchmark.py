@@ -192,6 +192,7 @@ def test_run_all_writes_json_and_markdown(suite):
     assert "`unet-zoo benchmark --smoke`" in md and torch.__version__ in md and "smoke mode" in md
     assert md.count("\n| ours |") == 1 and "## Inference" in md and "## Augmentation" in md
     assert md.count("of fp32 matmul") == 2
+    assert data["precision"]["matmul_n"] is None and "## Precision on the CPU" in md  # a default section on a CPU
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -320,3 +321,95 @@ def test_augmentation_benchmark_times_reference_torch_and_sampler():
     assert methods == ["scipy reference", "elastic_deform", "TileSampler.sample"]
     assert all(r["seconds_per_batch"] > 0 for r in result["rows"])
     assert result["out_tile"] == 4
+
+
+@pytest.fixture(scope="module")
+def precision_run(tmp_path_factory):
+    """The suite with only the precision section, smoke size, on the CPU; the CPU matmul must not be measured
+    twice: the precision module's own measurement fails if it is called."""
+    import unet_zoo.benchmark.precision as precision
+
+    out = tmp_path_factory.mktemp("precision")
+
+    def measured_twice(*args, **kwargs):
+        raise AssertionError("the precision section measured the matmul rate again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(precision, "matmul_tflops", measured_twice)
+        results = run_all("cpu", smoke=True, out_dir=out, only=["precision"])
+    return results, (out / "results.md").read_text()
+
+
+def test_precision_section_rows_and_fractions_of_the_suite_peak(precision_run):
+    from unet_zoo.benchmark.precision import BF16_AUTOCAST, FP32_EAGER, ONNXRUNTIME
+    from unet_zoo.exporters.sessions import onnxruntime_available
+
+    results, _ = precision_run
+    assert results["errors"] == {} and "train" not in results and "inference" not in results
+    r = json.loads(json.dumps(results["precision"]))
+    peak = results["peak"]
+    assert r["peak_tflops"] == {"fp32": peak["fp32_matmul_tflops"], "bf16": peak["bf16_matmul_tflops"]}
+    assert r["matmul_n"] is None  # the suite's rates were reused
+    assert (r["model"], r["model_overrides"], r["side"], r["batch"], r["repeats"]) == ("small", {"base_channels": 8}, 32, 1, 1)
+    expected = [FP32_EAGER, BF16_AUTOCAST] + ([ONNXRUNTIME] if onnxruntime_available() else [])
+    assert list(r["inference"])[: len(expected)] == expected
+    assert list(r["training"]) == [FP32_EAGER, BF16_AUTOCAST]
+    net = unet_zoo.create_model("small", base_channels=8)
+    forward_flops = count_forward_flops(net, (1, 1, 32, 32))
+    train_flops = count_train_flops(net, (1, 1, r["tile"], r["tile"]))
+    for section, flops in (("inference", forward_flops), ("training", train_flops)):
+        for path, row in r[section].items():
+            if path in expected:  # OpenVINO's default hint runs what it chooses
+                assert row["precision"] == ("bf16" if path == BF16_AUTOCAST else "fp32")
+            assert row["seconds"] > 0 and row["flops"] == flops
+            assert row["tflops"] == pytest.approx(flops / row["seconds"] / 1e12)
+            assert row["fraction_of_limit"] == pytest.approx(row["tflops"] / r["peak_tflops"][row["precision"]])
+    env = r["environment"]
+    assert env["auto_precision"] in ("fp32", "bf16") and set(env["flags"]) <= set(benchmark.precision.CPU_FLAGS)
+    assert env["auto_paths"]["training"] in r["training"] and env["auto_paths"]["inference"] in r["inference"]
+
+
+def test_precision_section_in_the_markdown(precision_run):
+    results, md = precision_run
+    r = results["precision"]
+    assert f"## Precision on the CPU: `small`, inference of one 32x32 input, a training step on 1 tile(s) of {r['tile']}x" in md
+    assert f"CPU: {r['environment']['cpu']}" in md and "`--precision auto` picks" in md
+    assert "| section | path | precision | seconds | TFLOP/s | of its limit |" in md
+    assert "| inference | torch fp32 eager" in md and "| training step | torch bf16 autocast, channels_last" in md
+    assert md.count(" (auto) |") == 2  # one path per section: what --precision auto runs here
+
+
+def test_bench_cpu_precision_uses_the_given_peak(monkeypatch):
+    import unet_zoo.benchmark.precision as precision
+
+    monkeypatch.setattr(precision, "onnxruntime_available", lambda: False)  # torch paths only: quick
+    monkeypatch.setattr(precision, "openvino_available", lambda: False)
+    r = precision.bench_cpu_precision(smoke=True, peak={"fp32": 2.0, "bf16": 8.0})
+    assert list(r["inference"]) == [precision.FP32_EAGER, precision.BF16_AUTOCAST] and r["matmul_n"] is None
+    for row in [*r["inference"].values(), *r["training"].values()]:
+        assert row["fraction_of_limit"] == pytest.approx(row["tflops"] / {"fp32": 2.0, "bf16": 8.0}[row["precision"]])
+    assert "not installed, so not measured: onnxruntime, openvino" in precision.markdown(r)
+    with pytest.raises(ValueError, match="missing bf16"):
+        precision.bench_cpu_precision(smoke=True, peak={"fp32": 2.0})
+
+
+def test_precision_is_a_default_section_on_the_cpu_only():
+    assert benchmark.default_sections(torch.device("cpu")) == benchmark.CPU_SECTIONS
+    assert "precision" in benchmark.CPU_SECTIONS and "precision" in benchmark.ALL_SECTIONS
+    assert "precision" not in benchmark.default_sections(torch.device("cuda"))
+
+
+def test_cli_benchmark_leaves_the_default_sections_to_the_device(tmp_path, monkeypatch):
+    import unet_zoo.cli.bench as bench_cli
+
+    calls = []
+
+    def fake_run_all(device, only=None, out_dir=None, **kwargs):
+        calls.append(only)
+        benchmark.write_results({"errors": {}}, out_dir)
+        return {"errors": {}}
+
+    monkeypatch.setattr(bench_cli, "run_all", fake_run_all)
+    res = CliRunner().invoke(bench_cli.app, ["benchmark", "--device", "cpu", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert calls == [None]  # run_all picks default_sections(cpu): train, inference, augment, precision

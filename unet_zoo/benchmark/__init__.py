@@ -12,7 +12,8 @@ on the same device in the same run (`unet_zoo.utils.timing.matmul_tflops`).
 ``smoke=True`` shrinks everything (8 base channels, the smallest tiles, one step) so the whole suite
 runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
 
-Modules: `_common` (targets, switches, helpers), `train`, `inference`, `augmentation`, `reproduce_time`
+Modules: `_common` (targets, switches, helpers), `train`, `inference`, `augmentation`, `precision` (the
+CPU's float32, bf16, onnxruntime and OpenVINO paths against its measured matmul rates), `reproduce_time`
 and `suite` (`run_all`, results as JSON and Markdown); one timer and one FLOP counter come from
 `unet_zoo.utils.timing`.
 """
@@ -21,21 +22,25 @@ from __future__ import annotations
 
 from unet_zoo.benchmark._common import (
     ALL_SECTIONS,
+    CPU_SECTIONS,
     SECTIONS,
     TARGET_AUGMENT_RATIO,
     TARGET_FRACTION,
     TARGET_SPEEDUP,
+    default_sections,
     ratio,
     smallest_tile,
 )
 from unet_zoo.benchmark.augmentation import augmentation_tiles_per_s, bench_augmentation, benchmark_augmentation
 from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
+from unet_zoo.benchmark.precision import bench_cpu_precision
 from unet_zoo.benchmark.reproduce_time import bench_reproduce
 from unet_zoo.benchmark.suite import environment, run_all, to_markdown, write_results
 from unet_zoo.benchmark.train import bench_train_step
 
 __all__ = [
     "ALL_SECTIONS",
+    "CPU_SECTIONS",
     "SECTIONS",
     "TARGET_AUGMENT_RATIO",
     "TARGET_FRACTION",
@@ -43,10 +48,12 @@ __all__ = [
     "augmentation_tiles_per_s",
     "bench_augmentation",
     "bench_cpu_latency",
+    "bench_cpu_precision",
     "bench_inference",
     "bench_reproduce",
     "bench_train_step",
     "benchmark_augmentation",
+    "default_sections",
     "environment",
     "ratio",
     "run_all",

@@ -21,8 +21,9 @@ from unet_zoo.utils.runtime import (
 
 Log = Callable[[str], None]
 SECTIONS = ("train", "inference", "augment")  # run by default
+CPU_SECTIONS = SECTIONS + ("precision",)  # run by default on a CPU: the precision section measures the CPU
 OPTIONAL_SECTIONS = ("reproduce",)  # long: only when asked for (``--only ...,reproduce``)
-ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
+ALL_SECTIONS = CPU_SECTIONS + OPTIONAL_SECTIONS
 TARGET_SPEEDUP = 3.0  # ours / baseline tiles/s, training `original`
 TARGET_FRACTION = 0.40  # achieved TFLOP/s / measured bf16 matmul TFLOP/s
 TARGET_AUGMENT_RATIO = 3.0  # augmentation tiles/s / training tiles/s
@@ -38,6 +39,11 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator <= 0:
         return None
     return numerator / denominator
+
+
+def default_sections(device: torch.device) -> tuple[str, ...]:
+    """The sections `run_all` runs when not told which: `CPU_SECTIONS` on a CPU, `SECTIONS` elsewhere."""
+    return CPU_SECTIONS if device.type == "cpu" else SECTIONS
 
 
 def _quiet(_: str) -> None:

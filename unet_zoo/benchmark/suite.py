@@ -17,13 +17,14 @@ from unet_zoo._version import __version__
 from unet_zoo.benchmark._common import (
     ALL_SECTIONS,
     CPU_MATMUL_N,
-    SECTIONS,
     Log,
     _quiet,
+    default_sections,
     ratio,
 )
 from unet_zoo.benchmark.augmentation import bench_augmentation
 from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
+from unet_zoo.benchmark.precision import bench_cpu_precision, cpu_line, precision_table
 from unet_zoo.benchmark.reproduce_time import bench_reproduce
 from unet_zoo.benchmark.train import bench_train_step
 from unet_zoo.utils.files import atomic_write_bytes
@@ -94,6 +95,8 @@ def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
     """Sizes of a full run on this kind of device (CPU runs are shrunk to finish in minutes)."""
     # reproduce_*: the optional `reproduce` section; on a CPU the paper recipe takes days, so the --quick demo.
     reproduce = dict(reproduce_variant="original", reproduce_quick=device.type != "cuda", reproduce_steps=None, data_dir=None)
+    # precision_*: the CPU precision section (`bench_cpu_precision`): a 512x512 slice, a `small` 4x256x256 step.
+    precision = dict(precision_model="small", precision_side=512, precision_tile=256, precision_batch=4, precision_repeats=3)
     if smoke:
         return dict(
             train_tile=None,
@@ -107,6 +110,8 @@ def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
             matmul_n=256,
             latency=True,
             **{**reproduce, "reproduce_quick": True, "reproduce_steps": 2},
+            # what smoke mode runs: 8 base channels, a 32 px input, the smallest tile, batch 1, one repeat
+            **{**precision, "precision_side": 32, "precision_tile": None, "precision_batch": 1, "precision_repeats": 1},
         )
     if device.type == "cuda":
         return dict(
@@ -121,6 +126,7 @@ def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
             matmul_n=8192,
             latency=False,
             **reproduce,
+            **precision,
         )
     return dict(
         train_tile=572,
@@ -134,6 +140,7 @@ def default_settings(device: torch.device, smoke: bool) -> dict[str, Any]:
         matmul_n=CPU_MATMUL_N,
         latency=True,
         **reproduce,
+        **precision,
     )
 
 
@@ -148,15 +155,15 @@ def run_all(
     log: Log = _quiet,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Run the selected benchmarks (default: train, inference, augment; ``reproduce`` only when in
-    `only`) and write results.json + results.md.
+    """Run the selected benchmarks (default: train, inference, augment, and precision on a CPU;
+    ``reproduce`` only when in `only`) and write results.json + results.md.
 
     Sections that fail are recorded with their error instead of stopping the suite. `settings`
     override `default_settings` (e.g. ``inference_side=2048``, ``train_batch=16``).
     Returns the results dict (``environment``, ``peak``, one key per section, ``errors``).
     """
     dev = resolve_device(device)
-    sections = list(SECTIONS if only is None else only)
+    sections = list(default_sections(dev) if only is None else only)
     unknown = set(sections) - set(ALL_SECTIONS)
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_SECTIONS)}")
@@ -172,7 +179,8 @@ def run_all(
         "errors": {},
     }
     peak = None
-    if {"train", "inference"} & set(sections):  # the sections that compare achieved TFLOP/s with it
+    # the sections that compare achieved TFLOP/s with it (the precision section with the CPU's rates)
+    if {"train", "inference"} & set(sections) or ("precision" in sections and dev.type == "cpu"):
         log(f"measuring the matrix-multiply rate (n={cfg['matmul_n']})")
         results["peak"] = {
             "matmul_n": cfg["matmul_n"],
@@ -243,6 +251,23 @@ def run_all(
                 device=dev,
                 smoke=smoke,
                 train_tiles_per_s=(train.get("ours") or {}).get("tiles_per_s"),
+                log=log,
+            ),
+        )
+    if "precision" in sections:
+        suite_peak = results.get("peak") if dev.type == "cpu" else None  # on a GPU run it measures the CPU itself
+        cpu_peak = {"fp32": suite_peak["fp32_matmul_tflops"], "bf16": suite_peak["bf16_matmul_tflops"]} if suite_peak else None
+        results["precision"] = guarded(
+            "precision",
+            lambda: bench_cpu_precision(
+                cfg["precision_model"],
+                side=cfg["precision_side"],
+                tile=cfg["precision_tile"],
+                batch=cfg["precision_batch"],
+                repeats=cfg["precision_repeats"],
+                smoke=smoke,
+                peak=cpu_peak,
+                matmul_n=CPU_MATMUL_N,
                 log=log,
             ),
         )
@@ -381,6 +406,26 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(augment['tiles_per_s'])} | {_fmt(augment['scipy_reference_tiles_per_s'])} "
             f"| {_fmt(augment['speedup_vs_reference'])} | {_fmt(augment['train_tiles_per_s'])} "
             f"| {_fmt(augment['ratio_to_training'])} | {_met(augment.get('targets'))} |",
+        ]
+    precision = results.get("precision")
+    if precision:
+        limit = (
+            f"the CPU's measured matmul rates (n={precision['matmul_n']})"
+            if precision.get("matmul_n")
+            else "the matmul rates above"
+        )
+        lines += [
+            "",
+            f"## Precision on the CPU: `{precision['model']}`, inference of one {precision['side']}x{precision['side']} "
+            f"input, a training step on {precision['batch']} tile(s) of {precision['tile']}x{precision['tile']}",
+            "",
+            cpu_line(precision["environment"]),
+            "",
+            f"Of its limit: fp32 paths against the fp32 rate ({_fmt(precision['peak_tflops']['fp32'])} TFLOP/s), "
+            f"bf16 paths against the bf16 rate ({_fmt(precision['peak_tflops']['bf16'])} TFLOP/s), {limit}; "
+            f"seconds: median of {precision['repeats']} after one warm-up; (auto): what `--precision auto` runs here.",
+            "",
+            *precision_table(precision),
         ]
     reproduce = results.get("reproduce")
     if reproduce:

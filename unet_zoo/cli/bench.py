@@ -21,9 +21,11 @@ def benchmark_command(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)"),
     smoke: bool = typer.Option(False, "--smoke", help="tiny models and sizes: checks the suite runs (timings mean nothing)"),
     only: str = typer.Option(
-        "train,inference,augment",
+        None,
         "--only",
-        help="comma-separated subset of: train, inference, augment, reproduce (the last is long and needs the ISBI data)",
+        help="comma-separated subset of: train, inference, augment, precision, reproduce (default: train, inference, "
+        "augment, and on a CPU precision: fp32, bf16, onnxruntime and OpenVINO side by side; reproduce is long and "
+        "needs the ISBI data)",
     ),
     out: Path = typer.Option(Path("bench-results"), "--out", help="folder for results.json and results.md"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace results.json and results.md already in --out"),
@@ -46,10 +48,10 @@ def benchmark_command(
     reproduce_steps: int = typer.Option(None, "--reproduce-steps", min=1, help="reproduce section: override train.steps"),
     data_dir: Path = typer.Option(None, "--data-dir", help="reproduce section: ISBI 2012 folder (default $UNET_ZOO_DATA_DIR)"),
 ) -> None:
-    """Benchmark training, inference and augmentation; write JSON + a Markdown table to --out."""
-    sections = [s.strip() for s in only.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(ALL_SECTIONS))
-    if unknown or not sections:
+    """Benchmark training, inference, augmentation and (on a CPU) precision; write JSON + a Markdown table to --out."""
+    sections = None if only is None else [s.strip() for s in only.split(",") if s.strip()]
+    unknown = sorted(set(sections or ()) - set(ALL_SECTIONS))
+    if unknown or sections == []:
         raise fail(f"--only takes a comma-separated subset of {', '.join(ALL_SECTIONS)}; got {only!r}")
     if reproduce_variant is not None and reproduce_variant not in [*VARIANT_RECIPES, "all"]:
         raise fail(f"--reproduce-variant must be one of {', '.join([*VARIANT_RECIPES, 'all'])}; got {reproduce_variant!r}")

@@ -44,7 +44,9 @@ def downscale(images: np.ndarray, labels: np.ndarray, factor: int = 2) -> tuple[
     return np.clip(small, 0, 255).astype(np.uint8), blocks.min(axis=(2, 4)).astype(np.uint8)
 
 
-def train_base(out: Path, recipe_name: str, steps: int, time_limit: float, data_dir: str | None) -> Path:
+def train_base(
+    out: Path, recipe_name: str, steps: int, time_limit: float, data_dir: str | None, base_channels: int, tile: int
+) -> Path:
     """Train the base model on slices 0-11 (held-out tiles from 14-15); returns its run folder."""
     from unet_zoo.data.isbi import load_isbi
     from unet_zoo.data.weight_maps import weight_maps_for_stack
@@ -56,12 +58,12 @@ def train_base(out: Path, recipe_name: str, steps: int, time_limit: float, data_
     if (run / "summary.json").is_file():
         return run
     recipe = load_recipe(recipe_name)
-    if recipe_name == "isbi-small-cpu" and steps < 1000:  # the CPU-minutes scale: a narrow network, small tiles
+    if base_channels != recipe.model.args.get("base_channels") or tile != recipe.data.tile:  # a smaller scale
         recipe = recipe.with_overrides(
-            model={"args": {**recipe.model.args, "base_channels": 8}},
-            data={"tile": 128},
-            schedule={"warmup_steps": 20},
-            train={"batch_size": 4, "checkpoint_every": 50, "eval_every": 100, "eval_tiles": 2, "overlay_slices": 2},
+            model={"args": {**recipe.model.args, "base_channels": base_channels}},
+            data={"tile": tile},
+            schedule={"warmup_steps": min(recipe.schedule.warmup_steps, max(steps // 15, 1))},
+            train={"checkpoint_every": 50, "eval_every": 100, "eval_tiles": 2, "overlay_slices": 2},
             eval={"tta": False},
         )
     data = load_isbi(data_dir)
@@ -86,20 +88,26 @@ def train_base(out: Path, recipe_name: str, steps: int, time_limit: float, data_
     return run
 
 
-def write_user_data(out: Path, data_dir: str | None) -> dict[str, Path]:
+def write_user_data(out: Path, data_dir: str | None, scored_slices: list[int]) -> dict[str, Path]:
     """The 8-nm TIFFs of the fine-tuning slices and the scored slices, with their resolution tags."""
     import tifffile
 
     from unet_zoo.data.isbi import load_isbi
 
     folder = out / "user-data"
-    paths = {name: folder / f"{name}.tif" for name in ("train-images", "train-labels", "test-images", "test-labels")}
+    scored = f"{scored_slices[0]}-{scored_slices[-1]}"
+    paths = {
+        "train-images": folder / "train-images.tif",
+        "train-labels": folder / "train-labels.tif",
+        "test-images": folder / f"test-images-{scored}.tif",
+        "test-labels": folder / f"test-labels-{scored}.tif",
+    }
     if all(p.is_file() for p in paths.values()):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     data = load_isbi(data_dir)
     train = downscale(data.images[FINETUNE_SLICES], data.labels[FINETUNE_SLICES])
-    test = downscale(data.images[SCORED_SLICES], data.labels[SCORED_SLICES])
+    test = downscale(data.images[scored_slices], data.labels[scored_slices])
     px_per_cm = 1e7 / USER_NM  # 8 nm/px as TIFF resolution tags
     for key, array in zip(paths, (*train, *test)):
         values = array * 255 if "labels" in key else array
@@ -141,10 +149,22 @@ def main() -> None:
     parser.add_argument("--base-minutes", type=float, default=6.0)
     parser.add_argument("--finetune-steps", type=int, default=120)
     parser.add_argument("--finetune-minutes", type=float, default=4.0)
+    parser.add_argument("--base-channels", type=int, default=8, help="the base network's width (isbi-small-cpu: 32)")
+    parser.add_argument("--base-tile", type=int, default=128, help="the base run's tile side (isbi-small-cpu: 256)")
+    parser.add_argument("--finetune-lr", type=float, default=None, help="override the fine-tuning recipe's lr")
+    parser.add_argument(
+        "--scored-slices",
+        default="24-29",
+        help="ISBI slices scored at 8 nm/px: 24-29 (held out, reported) or 18-23 (for tuning)",
+    )
     parser.add_argument("--stage", choices=["base", "all"], default="all")
     args = parser.parse_args()
     started = time.perf_counter()
-    base = train_base(args.out, args.base_recipe, args.base_steps, args.base_minutes * 60, args.data_dir)
+    first, last = (int(v) for v in args.scored_slices.split("-"))
+    scored_slices = list(range(first, last + 1))
+    base = train_base(
+        args.out, args.base_recipe, args.base_steps, args.base_minutes * 60, args.data_dir, args.base_channels, args.base_tile
+    )
     print(f"base model: {base} ({time.perf_counter() - started:.0f} s)", flush=True)
     if args.stage == "base":
         return
@@ -152,11 +172,15 @@ def main() -> None:
     import tifffile
 
     import unet_zoo
+    from unet_zoo.training.recipes import load_recipe
 
-    paths = write_user_data(args.out, args.data_dir)
+    paths = write_user_data(args.out, args.data_dir, scored_slices)
     test_images = tifffile.imread(paths["test-images"])
     test_labels = (tifffile.imread(paths["test-labels"]) > 0).astype(np.uint8)
-    tuned_dir = args.out / "finetuned"
+    tuned_dir = args.out / ("finetuned" if args.finetune_lr is None else f"finetuned-lr{args.finetune_lr:g}")
+    recipe = load_recipe("finetune")
+    if args.finetune_lr is not None:
+        recipe = recipe.with_overrides(optimizer={"lr": args.finetune_lr})
     if not (tuned_dir / "config.json").is_file():
         unet_zoo.finetune(
             str(base),
@@ -164,6 +188,7 @@ def main() -> None:
             paths["train-labels"],
             tuned_dir,
             foreground="cell",
+            recipe=recipe,
             steps=args.finetune_steps,
             time_limit=args.finetune_minutes * 60,
             overwrite=True,
@@ -181,11 +206,14 @@ def main() -> None:
         "base_recipe": args.base_recipe,
         "base_steps": args.base_steps,
         "finetune_steps": args.finetune_steps,
-        "scored_slices": SCORED_SLICES,
+        "base_channels": args.base_channels,
+        "base_tile": args.base_tile,
+        "finetune_lr": args.finetune_lr,
+        "scored_slices": scored_slices,
         "seconds": round(time.perf_counter() - started, 1),
         "results": results,
     }
-    (args.out / "study.json").write_text(json.dumps(record, indent=2))
+    (args.out / f"study-{args.scored_slices}.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2), flush=True)
 
 

@@ -8,9 +8,9 @@
    (input rescaled to 4 nm/px, probabilities back), and the base model fine-tuned on the two 8-nm slices
    (`unet_zoo.finetune`, its own held-out part: a region of the training slices).
 
-Every stage is resumable (its outputs are kept under --out). Sized by options: the defaults are the small
-CPU scale reported in docs/finetune.md; the full scale is e.g. ``--base-recipe isbi-small-cpu --base-steps 2400
---finetune-steps 600``.
+Every stage is resumable (its outputs are kept under --out). The defaults are a small CPU scale (an 8-channel
+base on 128-px tiles, 300 steps); docs/finetune.md reports ``--base-channels 32 --base-tile 256 --base-steps 1000``
+with the fine-tuning defaults (300 steps), scored on --scored-slices 18-23 first and 24-29 once.
 
     nohup nice -n 10 python3 benchmarks/finetune_study.py --out runs/finetune-study > logs/finetune_study.log 2>&1 &
 """

@@ -7,7 +7,7 @@ tiles per path, each as seconds and as the fraction of the limit of its precisio
 
     python benchmarks/cpu_precision.py --model small --side 512 --tile 256 --batch 4 --json cpu-precision.json
 
-OpenVINO is measured when installed (``pip install openvino``), both in float32 and with its own default
+OpenVINO is measured when installed (``pip install "unet-zoo[openvino]"``), both in float32 and with its own default
 precision hint (bf16 on CPUs with AMX). Timings are medians of --repeats calls after one warm-up.
 The measurement is `unet_zoo.benchmark.precision.bench_cpu_precision`, also the ``precision`` section of
 ``unet-zoo benchmark --device cpu``; this script is its command line.

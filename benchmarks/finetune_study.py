@@ -177,7 +177,9 @@ def main() -> None:
     paths = write_user_data(args.out, args.data_dir, scored_slices)
     test_images = tifffile.imread(paths["test-images"])
     test_labels = (tifffile.imread(paths["test-labels"]) > 0).astype(np.uint8)
-    tuned_dir = args.out / ("finetuned" if args.finetune_lr is None else f"finetuned-lr{args.finetune_lr:g}")
+    variant = "" if args.finetune_lr is None else f"-lr{args.finetune_lr:g}"
+    variant += "" if args.finetune_steps == 300 else f"-{args.finetune_steps}steps"
+    tuned_dir = args.out / f"finetuned{variant}"
     recipe = load_recipe("finetune")
     if args.finetune_lr is not None:
         recipe = recipe.with_overrides(optimizer={"lr": args.finetune_lr})
@@ -213,7 +215,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
         "results": results,
     }
-    (args.out / f"study-{args.scored_slices}.json").write_text(json.dumps(record, indent=2))
+    (args.out / f"study-{args.scored_slices}{variant}.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2), flush=True)
 
 

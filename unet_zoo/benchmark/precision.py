@@ -6,7 +6,7 @@ tiles per path. Each path is reported as seconds (median of `repeats` calls afte
 fraction of the limit of its precision: float32 paths against the fp32 matmul rate, bf16 paths against the
 bf16 one (FLOPs counted with ``torch.utils.flop_counter``, multiply + add = 2).
 
-OpenVINO is measured when installed (``pip install openvino``), in float32 and with its own default
+OpenVINO is measured when installed (``pip install "unet-zoo[openvino]"``), in float32 and with its own default
 precision hint (bf16 on CPUs with AMX). `bench_cpu_precision` is the ``precision`` section of the suite
 (`unet_zoo.benchmark.run_all`) and the body of ``benchmarks/cpu_precision.py``.
 """
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-import unet_zoo
 from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_tile
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward
 from unet_zoo.exporters.traced import onnx_bytes
+from unet_zoo.models.registry import create_model
 from unet_zoo.training.step import train_step
 from unet_zoo.utils.runtime import autocast, cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
 from unet_zoo.utils.timing import Timer, count_forward_flops, count_train_flops, matmul_tflops
@@ -154,7 +154,7 @@ def inference(
     installed), OpenVINO fp32 and default hint (when installed). `peak`: TFLOP/s per precision."""
     overrides = overrides or {}
     torch.manual_seed(0)
-    net = unet_zoo.create_model(model_name, **overrides).eval()
+    net = create_model(model_name, **overrides).eval()
     flops = count_forward_flops(net, (1, 1, side, side))
     x = torch.rand(1, 1, side, side)
     results: dict[str, dict[str, Any]] = {}
@@ -165,7 +165,7 @@ def inference(
 
     with torch.inference_mode():
         record(FP32_EAGER, "fp32", lambda: net(x))
-        bf16 = prepare_model(unet_zoo.create_model(model_name, **overrides).eval(), "cpu", channels_last=True)
+        bf16 = prepare_model(create_model(model_name, **overrides).eval(), "cpu", channels_last=True)
         xc = prepare_input(x, "cpu", channels_last=True)
 
         def run_bf16() -> None:
@@ -206,7 +206,7 @@ def training(
         log(f"[precision] training step: {path}")
         torch.manual_seed(0)
         settings = runtime_settings("cpu", precision)
-        model = unet_zoo.create_model(model_name, **overrides)
+        model = create_model(model_name, **overrides)
         net = prepare_model(model, "cpu", channels_last=settings.channels_last).train()
         flops = count_train_flops(net, (batch, 1, tile, tile))
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99)
@@ -254,7 +254,7 @@ def bench_cpu_precision(
     if smoke:
         side, tile, batch, repeats = SMOKE_SIDE, None, 1, 1
     if tile is None:
-        tile = smallest_tile(unet_zoo.create_model(model_name, **overrides))
+        tile = smallest_tile(create_model(model_name, **overrides))
     n = None
     if peak is None:
         n = 64 if smoke else matmul_n

@@ -14,6 +14,19 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _auto_precision_as_without_amx(request, monkeypatch):
+    """`--precision auto` picks bf16 on CPUs with AMX, and the tests compare predictions with float32
+    references, so every test sees the CPU as one without a bf16 unit, whatever CPU runs it: the same results
+    on AMD and Intel machines. Tests of the decision set the CPU's answer themselves (monkeypatch
+    `cpu_bf16_hardware`), bf16 tests ask for bf16, and tests of the detection itself are marked
+    ``real_cpu_capabilities``."""
+    if request.node.get_closest_marker("real_cpu_capabilities") is None:
+        from unet_zoo.utils import runtime
+
+        monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: None)
+
+
 def _isbi_dir() -> Path | None:
     candidates = [os.environ.get("UNET_ZOO_DATA_DIR"), REPO_ROOT.parent / "shared" / "data" / "isbi2012"]
     for c in candidates:

@@ -99,6 +99,7 @@ def test_settings_use_bf16_and_channels_last_on_an_amx_cpu(monkeypatch):
         ({"amx_tile": True}, None),  # AMX without its bf16 instructions
     ],
 )
+@pytest.mark.real_cpu_capabilities
 def test_cpu_bf16_hardware_reads_torch_capabilities(monkeypatch, caps, unit):
     runtime.cpu_bf16_hardware.cache_clear()
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps, raising=False)
@@ -109,6 +110,7 @@ def test_cpu_bf16_hardware_reads_torch_capabilities(monkeypatch, caps, unit):
         runtime.cpu_bf16_hardware.cache_clear()
 
 
+@pytest.mark.real_cpu_capabilities
 def test_cpu_bf16_hardware_falls_back_to_cpuinfo(monkeypatch):
     runtime.cpu_bf16_hardware.cache_clear()
     monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)

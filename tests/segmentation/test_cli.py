@@ -102,6 +102,25 @@ def test_a_volume_of_probabilities(tmp_path, cells):
     assert np.array_equal(zarr.open_array(str(on_cluster), mode="r")[:], seg)  # the same cells on two worker processes
 
 
+def test_an_image_volume_at_another_pixel_size(tmp_path, cells, model_dir):
+    """A model runs on a Zarr image volume at 8 nm/px: probabilities rescaled (recorded in their store), cells on
+    the volume's grid; --pixel-size with --from-probabilities is refused (the model does not run)."""
+    zarr = pytest.importorskip("zarr", reason="volumes need the optional zarr extra")
+    image, _ = cells
+    source = tmp_path / "em.zarr"
+    zarr.create_array(str(source), shape=(1, *image.shape), chunks=(1, 128, 128), dtype="uint8")[:] = image[None]
+    out = tmp_path / "cells.zarr"
+    args = ["segment", str(model_dir), str(source), "--out", str(out), "--tile", "64", "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--pixel-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert zarr.open_array(str(out), mode="r").shape == (1, *image.shape)
+    assert zarr.open_array(str(tmp_path / "cells-probabilities.zarr"), mode="r").attrs["unet_zoo"]["pixel_size_nm"] == 8.0
+    refused = runner.invoke(
+        app, ["segment", "default", str(source), "--from-probabilities", "--out", str(tmp_path / "x.zarr"), "--pixel-size", "8"]
+    )
+    assert refused.exit_code == 2 and "--pixel-size apply when the model runs" in _text(refused)
+
+
 def test_workers_are_for_volumes(tmp_path, prob_tif):
     args = ["segment", "default", str(prob_tif), "--from-probabilities", "--out", str(tmp_path / "s"), "--workers", "2"]
     result = runner.invoke(app, args)

@@ -136,21 +136,32 @@ class VolumeJob:
 
         values = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype)
         for z in range(zs.start, zs.stop):
-            probs = predict_region(
-                model,
-                reader(z),
-                (height, width),
-                (ys.start, ys.stop),
-                (xs.start, xs.stop),
-                tile=self.tile,
-                batch_size=self.batch_size,
-                tta=self.tta,
-                normalise=self.normalise,
-                amp=self.amp,
-                precision=self.precision,
-            )[self.channel]
-            values[z - zs.start] = probs if self.dtype == "float32" else np.clip(np.rint(probs * 255), 0, 255)
+            probs = self._region_probabilities(model, reader(z), (height, width), ys, xs)
+            values[z - zs.start] = self._output_values(probs)
         return values
+
+    def _region_probabilities(
+        self, model: nn.Module, read: Callable[[slice, slice], np.ndarray], shape: tuple[int, int], rows: slice, cols: slice
+    ) -> np.ndarray:
+        """`predict_region` of rows x cols of a section of `shape` read by `read`, with this job's settings:
+        the output channel's (len(rows), len(cols)) probabilities."""
+        return predict_region(
+            model,
+            read,
+            shape,
+            (rows.start, rows.stop),
+            (cols.start, cols.stop),
+            tile=self.tile,
+            batch_size=self.batch_size,
+            tta=self.tta,
+            normalise=self.normalise,
+            amp=self.amp,
+            precision=self.precision,
+        )[self.channel]
+
+    def _output_values(self, probs: np.ndarray) -> np.ndarray:
+        """Probabilities as the output stores them: float32, or uint8 = probability x 255, rounded."""
+        return probs if self.dtype == "float32" else np.clip(np.rint(probs * 255), 0, 255)
 
     def _predict_rescaled(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
         """Block `index` of a source at another pixel size, equal to the same block of `predict_at_pixel_size` of
@@ -173,25 +184,13 @@ class VolumeJob:
                 region = sample_region(read_source, (height, width), grid, r, c, factor)
                 return as_image_dtype(region, self.source.dtype)
 
-            probs = predict_region(
-                model,
-                read_rescaled,
-                grid,
-                (rows.start, rows.stop),
-                (cols.start, cols.stop),
-                tile=self.tile,
-                batch_size=self.batch_size,
-                tta=self.tta,
-                normalise=self.normalise,
-                amp=self.amp,
-                precision=self.precision,
-            )[self.channel]
+            probs = self._region_probabilities(model, read_rescaled, grid, rows, cols)
 
             def read_probabilities(r: slice, c: slice, p: np.ndarray = probs) -> np.ndarray:
                 return p[r.start - rows.start : r.stop - rows.start, c.start - cols.start : c.stop - cols.start]
 
             back = sample_region(read_probabilities, grid, (height, width), ys, xs, 1.0)
-            values[z - zs.start] = back if self.dtype == "float32" else np.clip(np.rint(back * 255), 0, 255)
+            values[z - zs.start] = self._output_values(back)
         return values
 
     def run(self, model: nn.Module, index: tuple[int, int, int]) -> str:

@@ -128,9 +128,15 @@ def zarr_pixel_size(path: str | os.PathLike) -> float | None:
     multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
     if not multiscales:
         return None
-    ms = multiscales[0]
-    axes = ms.get("axes") or []
-    scales = [t.get("scale") for t in ms["datasets"][0].get("coordinateTransformations", []) if t.get("type") == "scale"]
+    return ome_pixel_size(multiscales[0], multiscales[0]["datasets"][0])
+
+
+def ome_pixel_size(multiscales: dict[str, Any], dataset: dict[str, Any]) -> float | None:
+    """The x pixel size in nm of one OME-Zarr `dataset` (a resolution level) of `multiscales` (its axes give the
+    unit), from the level's scale transformation; None without a scale or a known length unit."""
+    axes = multiscales.get("axes") or []
+    transforms = dataset.get("coordinateTransformations") or []
+    scales = [t.get("scale") for t in transforms if t.get("type") == "scale" and t.get("scale")]
     if not scales or not axes:
         return None
     x_axis = axes[-1] if isinstance(axes[-1], dict) else {"name": axes[-1]}
@@ -335,6 +341,7 @@ __all__ = [
     "labels_to_cells",
     "load_labelled_images",
     "nm_per_unit",
+    "ome_pixel_size",
     "read_array",
     "tiff_pixel_size",
     "zarr_pixel_size",

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from unet_zoo._version import __version__
-from unet_zoo.data.files import nm_per_unit
+from unet_zoo.data.files import ome_pixel_size
 from unet_zoo.utils.files import atomic_write_bytes
 
 try:
@@ -86,16 +86,7 @@ class VolumeSource:
     @property
     def pixel_size_nm(self) -> float | None:
         """The x pixel size in nm of an OME-Zarr source's level (its scale transformation and axis unit), or None."""
-        if not self.ome:
-            return None
-        axes = self.ome["multiscales"].get("axes") or []
-        transforms = (self.ome.get("dataset") or {}).get("coordinateTransformations") or []
-        scales = [t.get("scale") for t in transforms if t.get("type") == "scale" and t.get("scale")]
-        if not axes or not scales:
-            return None
-        x_axis = axes[-1] if isinstance(axes[-1], dict) else {"name": axes[-1]}
-        factor = nm_per_unit(x_axis.get("unit", ""))
-        return float(scales[0][-1]) * factor if factor else None
+        return ome_pixel_size(self.ome["multiscales"], self.ome.get("dataset") or {}) if self.ome else None
 
     def _open(self):
         if self.array is None:

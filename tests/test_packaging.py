@@ -110,3 +110,26 @@ def test_wheel_ships_recipes_and_the_installed_package_finds_them(tmp_path):
     assert Path(module).is_relative_to(site), "the probe imported the source checkout, not the wheel"
     assert Path(recipes_dir) == site / "unet_zoo" / "_recipes"
     assert found == recipes and tile == 572
+
+
+OPTIONAL_EXTRAS = ("zarr", "distributed", "dask", "onnx", "onnxruntime", "openvino", "napari", "qtpy", "bioimageio")
+
+
+def test_star_import_works_without_the_optional_extras():
+    """`from unet_zoo import *` with every optional extra made unimportable: the base install's public names load."""
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {OPTIONAL_EXTRAS!r}:
+            raise ImportError("blocked for the test: " + name)
+sys.meta_path.insert(0, Block())
+from unet_zoo import *
+import unet_zoo
+missing = [name for name in unet_zoo.__all__ if name not in globals()]
+assert not missing, missing
+print("imported", len(unet_zoo.__all__))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("imported")

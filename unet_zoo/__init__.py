@@ -31,6 +31,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'unet_zoo' has no attribute {name!r}")
 
 
+# `predict_volume` is left out of __all__: it needs the optional volumes extra, and `from unet_zoo import *` must
+# work with the base install alone. `unet_zoo.predict_volume` still imports it on first use.
 __all__ = [
     "SegmentationParams",
     "TimmUNet",
@@ -46,7 +48,6 @@ __all__ = [
     "model_info",
     "predict_stack",
     "predict_tiled",
-    "predict_volume",
     "register_model",
     "segment",
     "train",

@@ -247,7 +247,7 @@ def test_never_overwrites_what_it_did_not_write(tmp_path, models, volume):
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="already exists"):
         predict_volume(models["small"], volume, tmp_path / "notes")
-    with pytest.raises(FileExistsError, match="not a Zarr store"):
+    with pytest.raises(FileExistsError, match="unet_zoo did not create"):
         predict_volume(models["small"], volume, tmp_path / "notes", overwrite=True)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
     source = _zarr_input(tmp_path / "in.zarr", volume)

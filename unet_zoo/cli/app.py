@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.files import check_output_path
+from unet_zoo.utils.files import check_output_path, check_replaceable
 
 app = typer.Typer(
     name="unet-zoo",
@@ -56,4 +56,13 @@ def check_output(
     try:
         return check_output_path(path, folder=folder, contents=contents, overwrite=overwrite, overwrite_hint=hint)
     except OSError as err:
+        raise fail(f"{name}: {err}") from None
+
+
+def check_owned(path: Path, name: str, what: str | None = None) -> None:
+    """Before `--overwrite` deletes the existing `path` (a folder or store): refuse (exit 2) unless unet_zoo
+    created it (`unet_zoo.utils.files.check_replaceable`; `what`: the kind of output it must be) or it is empty."""
+    try:
+        check_replaceable(path, what=what)
+    except FileExistsError as err:
         raise fail(f"{name}: {err}") from None

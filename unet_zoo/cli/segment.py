@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from unet_zoo.cli.app import app, console, fail
+from unet_zoo.cli.app import app, console, fail, outputs_as_one_unit
 from unet_zoo.cli.inference import (
     PRECISION_HELP,
     _cell_probabilities,
@@ -162,14 +162,15 @@ def segment_command(
             )
         net = None if model == "default" else _load(model, "cpu")
         params = _params(net, **given)
-        for path, stem in zip(images, stems):
-            try:
-                prob = read_image(path)
-            except (ValueError, OSError) as err:
-                raise fail(str(err)) from None
-            if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
-                raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
-            _segment_and_write(prob, prob, params, out, stem, path)
+        with outputs_as_one_unit(out):
+            for path, stem in zip(images, stems):
+                try:
+                    prob = read_image(path)
+                except (ValueError, OSError) as err:
+                    raise fail(str(err)) from None
+                if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
+                    raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
+                _segment_and_write(prob, prob, params, out, stem, path)
         return
     if backend == "onnxruntime" and device not in ("", "cpu"):
         raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
@@ -183,20 +184,21 @@ def segment_command(
         forward = _onnxruntime_forward(net)
     elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)
-    for path, stem in zip(images, stems):
-        image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
-        factor = scale_factor(size, model_pixel_size(net))
-        cell_prob = _cell_probabilities(
-            path,
-            image,
-            lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
-            tile=tile or None,
-            batch_size=batch_size,
-            tta=tta,
-            forward=forward,
-            precision=used,
-        )
-        _segment_and_write(image, cell_prob, params, out, stem, path)
+    with outputs_as_one_unit(out):
+        for path, stem in zip(images, stems):
+            image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
+            factor = scale_factor(size, model_pixel_size(net))
+            cell_prob = _cell_probabilities(
+                path,
+                image,
+                lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
+                tile=tile or None,
+                batch_size=batch_size,
+                tta=tta,
+                forward=forward,
+                precision=used,
+            )
+            _segment_and_write(image, cell_prob, params, out, stem, path)
 
 
 def _segment_volume_command(

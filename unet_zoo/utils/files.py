@@ -20,7 +20,9 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -143,13 +145,44 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], objec
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=suffix)
     os.close(fd)
+    new = not path.exists()
     try:
         write(tmp)
         move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    created = _created.get()
+    if new and created is not None:
+        created.append(path)
     return path
+
+
+_created: ContextVar[list[Path] | None] = ContextVar("unet_zoo_created_files", default=None)
+
+
+@contextmanager
+def all_or_nothing() -> Iterator[list[Path]]:
+    """Treat the files written in the block as one unit: if the block raises (a full disk, a bad input, Ctrl-C),
+    the files it created with `atomic_write_with` (paths that did not exist before) are removed again.
+
+    Yields the list of created paths. Each file is written atomically anyway; this keeps a failed run from
+    leaving some of its outputs behind, which would make the same command refuse to run again. Files that
+    existed before the block (replaced with an overwrite option) are not touched.
+    """
+    created: list[Path] = []
+    outer = _created.get()
+    token = _created.set(created)
+    try:
+        yield created
+    except BaseException:
+        for path in reversed(created):
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        _created.reset(token)
+    if outer is not None:  # nested: the enclosing unit takes them back too if it fails later
+        outer.extend(created)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes | str) -> Path:
@@ -293,6 +326,7 @@ def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool =
 
 __all__ = [
     "OWNER_FILE",
+    "all_or_nothing",
     "atomic_write_bytes",
     "atomic_write_with",
     "cache_dir",

@@ -36,7 +36,7 @@ from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.paper import target_results
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.trainer import TrainProgress, TrainResult, latest_run_dir, train
-from unet_zoo.utils.files import atomic_write_bytes, check_output_path, publish_folder, staging_folder
+from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, publish_folder, staging_folder
 
 Variant = Literal["original", "padded", "small", "all"]
 QUICK_RECIPE = "isbi-quick"
@@ -203,6 +203,7 @@ def _write_scores(
     atomic_write_bytes(folder / "scores.json", json.dumps(scores, indent=2).encode())
 
 
+HUB_FOLDER = "Hub folder"  # what `write_hub_folder` marks its folders as (unet_zoo.utils.files.mark_owned)
 FIGURES = {"held-out predictions": "predictions.png", "training curves": "curves.png"}  # alt text: file of the run
 
 
@@ -226,7 +227,8 @@ def write_hub_folder(
     back and scores them, and records `check_stored_weights`'s verdict; then writes README.md (the card,
     once, with everything known), scores.json and the run's PNGs. metrics_without_tta: a second score
     column. training_updates: lines of the card's training section to add or replace (e.g. for data other
-    than ISBI 2012). An existing `folder` is replaced only with `overwrite` (else FileExistsError).
+    than ISBI 2012). An existing `folder` is replaced only with `overwrite`, and only when it is a Hub folder
+    unet_zoo wrote (`unet_zoo.utils.files.check_replaceable`; else FileExistsError, before any work).
     Returns (folder, the stored-weights check or None).
     """
     import torch
@@ -234,6 +236,8 @@ def write_hub_folder(
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} already exists; pass --overwrite (overwrite=True) to replace it")
+    if overwrite:
+        check_replaceable(folder, what=HUB_FOLDER)
     staging = staging_folder(folder)
     try:
         model: Any = result.model
@@ -251,7 +255,7 @@ def write_hub_folder(
         data.update(stored_weights=check["summary"] if check else None, figures=figures)
         atomic_write_bytes(staging / CARD_NAME, model_card_text(model, data))
         _write_scores(staging, metrics, metrics_without_tta, check)
-        publish_folder(staging, folder, overwrite=overwrite)
+        publish_folder(staging, folder, overwrite=overwrite, what=HUB_FOLDER)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder, check
@@ -397,6 +401,8 @@ def reproduce_isbi(
             if folder.exists() and not overwrite:
                 holds = "already holds a checkpoint" if (folder / "config.json").exists() else "already exists"
                 raise ValueError(f"{folder} {holds}; pass --overwrite (overwrite=True) to replace it, or --out another folder")
+            if overwrite:
+                check_replaceable(folder, what=HUB_FOLDER)  # FileExistsError: not a Hub folder unet_zoo wrote
     results = []
     for run_recipe in recipes:
         if report:

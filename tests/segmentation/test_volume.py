@@ -115,3 +115,62 @@ def test_a_local_dask_cluster_gives_the_same_cells_as_one_process(tmp_path, volu
     assert not sections_path(out).exists()  # the workers' temporary store is removed once the IDs are written
     with pytest.raises(ValueError, match="either scheduler .* or workers"):
         segment_volume(source, tmp_path / "x.zarr", workers=1, scheduler="tcp://127.0.0.1:1")
+
+
+def _interrupt_once(monkeypatch, owner, name, when):
+    """Make `owner.name` raise KeyboardInterrupt (as Ctrl-C or a kill would stop the run) the first time `when(*args)`."""
+    real, fired = getattr(owner, name), []
+
+    def wrapper(*args, **kwargs):
+        if not fired and when(*args):
+            fired.append(True)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+def _stop_predicting(patch, module):
+    from unet_zoo.volumes.predict import VolumeJob
+
+    _interrupt_once(patch, VolumeJob, "run", lambda job, model, index: index[0] == 1)
+
+
+STAGES = {
+    "predicting": _stop_predicting,
+    "between the stages": lambda patch, module: _interrupt_once(patch, module, "_open_output", lambda *a: True),
+    "segmenting": lambda patch, module: _interrupt_once(patch, module, "segment_blockwise", lambda section, *a: section.z == 1),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_run_stopped_in_any_stage_resumes_and_gives_the_same_cells(tmp_path, monkeypatch, stage):
+    """Stopped while predicting, after the prediction, or while segmenting: the same call again continues (finished
+    blocks and sections are not computed again) and gives what an uninterrupted run gives. The kept prediction is
+    used only for the same model: other weights are refused, not mixed in."""
+    import torch
+
+    import unet_zoo
+    import unet_zoo.segmentation.volume as module
+    from unet_zoo.volumes.predict import VolumeJob
+
+    images, _ = synthetic_cells(3, 64, seed=2)
+    torch.manual_seed(0)
+    model = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
+    fresh = segment_volume(images, tmp_path / "fresh.zarr", model=model, tile=64, block=64)
+    blocks = []
+    real_run = VolumeJob.run
+    monkeypatch.setattr(VolumeJob, "run", lambda job, net, index: blocks.append(index) or real_run(job, net, index))
+    out = tmp_path / "seg.zarr"
+    with monkeypatch.context() as patch:
+        STAGES[stage](patch, module)
+        with pytest.raises(KeyboardInterrupt):
+            segment_volume(images, out, model=model, tile=64, block=64)
+    if stage == "between the stages":
+        other = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
+        with pytest.raises(FileExistsError, match="finished prediction"):
+            segment_volume(images, out, model=other, tile=64, block=64)
+    resumed = segment_volume(images, out, model=model, tile=64, block=64)
+    assert len(blocks) == len(set(blocks)) == 3  # each block predicted once over both runs
+    assert np.array_equal(zarr.open_array(str(resumed), mode="r")[:], zarr.open_array(str(fresh), mode="r")[:])
+    assert zarr.open_array(str(resumed), mode="r").attrs["unet_zoo_segmentation"]["complete"] is True

@@ -232,12 +232,20 @@ def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     assert all(v.dtype == torch.float32 for v in load_training_state(tmp_path).model.values() if v.is_floating_point())
 
 
-def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny, monkeypatch):
-    """SIGTERM mid-step: the step completes, is checkpointed (not the older periodic one), and resume matches."""
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny, monkeypatch, request):
+    """SIGTERM mid-step: the step completes, is checkpointed (not the older periodic one), and resume matches.
+
+    The test signals its own process, so it runs alone in a fresh pytest process: whatever native runtimes
+    other tests loaded into this one cannot change what the signal does."""
     import os
     import signal
 
+    from tests.training.test_signals import run_alone
     from unet_zoo.training.trainer import TrainingInterrupted
+
+    if run_alone(request):
+        return
 
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
 

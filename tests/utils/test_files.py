@@ -5,12 +5,16 @@ import pytest
 
 from unet_zoo.utils import files
 from unet_zoo.utils.files import (
+    OWNER_FILE,
     atomic_write_bytes,
     atomic_write_with,
     cache_dir,
     check_output_path,
+    check_replaceable,
     file_sha256,
     files_sha256,
+    mark_owned,
+    owner_record,
     publish_folder,
     source_checkout_root,
     staging_folder,
@@ -55,7 +59,7 @@ def test_publish_a_staged_folder(tmp_path):
     assert (target / "a.txt").read_text() == "new" and not staging.exists()
 
 
-def test_publish_folder_replaces_only_when_asked(tmp_path):
+def test_publish_folder_replaces_only_when_asked_and_only_its_own_folders(tmp_path):
     target = tmp_path / "model"
     target.mkdir()
     (target / "old.txt").write_text("old")
@@ -63,10 +67,41 @@ def test_publish_folder_replaces_only_when_asked(tmp_path):
     (staging / "a.txt").write_text("new")
     with pytest.raises(FileExistsError, match="overwrite"):
         publish_folder(staging, target)
+    with pytest.raises(FileExistsError, match="unet_zoo did not create"):  # a user's folder, even with overwrite
+        publish_folder(staging, target, overwrite=True)
     assert sorted(p.name for p in target.iterdir()) == ["old.txt"] and staging.is_dir()
-    publish_folder(staging, target, overwrite=True)
-    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    (target / "old.txt").unlink()
+    publish_folder(staging, target, overwrite=True)  # an empty folder holds nothing to lose
+    assert sorted(p.name for p in target.iterdir()) == sorted(["a.txt", OWNER_FILE]) and owner_record(target)
+    staging = staging_folder(target)
+    (staging / "b.txt").write_text("newer")
+    publish_folder(staging, target, overwrite=True)  # marked as ours when published: replaced
+    assert sorted(p.name for p in target.iterdir()) == sorted(["b.txt", OWNER_FILE])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old copy left behind
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda p: (p.mkdir(), (p / "mine.txt").write_text("x")), id="folder"),
+        pytest.param(lambda p: p.write_text("x"), id="file"),
+        pytest.param(lambda p: (p.mkdir(), (p / OWNER_FILE).write_text("{not json")), id="broken-marker"),
+        pytest.param(lambda p: (p.mkdir(), (p / OWNER_FILE).write_text('{"written_by": "other"}')), id="foreign-marker"),
+        pytest.param(lambda p: (p.mkdir(), mark_owned(p, "training run")), id="another-kind"),
+    ],
+)
+def test_only_marked_or_empty_folders_are_replaceable(tmp_path, make):
+    """The one check every --overwrite goes through: anything not marked by unet_zoo (as this kind) is kept."""
+    path = tmp_path / "out"
+    make(path)
+    with pytest.raises(FileExistsError, match="choose another path"):
+        check_replaceable(path, what="Hub folder")
+    check_replaceable(tmp_path / "missing", what="Hub folder")
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty", what="Hub folder")
+    mark_owned(tmp_path / "empty", "Hub folder")
+    check_replaceable(tmp_path / "empty", what="Hub folder")
+    check_replaceable(tmp_path / "empty")
 
 
 def test_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):

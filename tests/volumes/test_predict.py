@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,12 +248,18 @@ def test_never_overwrites_what_it_did_not_write(tmp_path, models, volume):
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="already exists"):
         predict_volume(models["small"], volume, tmp_path / "notes")
-    with pytest.raises(FileExistsError, match="not a Zarr store"):
+    with pytest.raises(FileExistsError, match="unet_zoo did not create"):
         predict_volume(models["small"], volume, tmp_path / "notes", overwrite=True)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
     source = _zarr_input(tmp_path / "in.zarr", volume)
     with pytest.raises(ValueError, match="is the input"):
         predict_volume(models["small"], source, source, overwrite=True)
+    before = sorted(p.name for p in Path(source).rglob("*"))
+    with pytest.raises(ValueError, match="inside the input"):  # it would change the input, so it could never resume
+        predict_volume(models["small"], source, Path(source) / "out.zarr")
+    with pytest.raises(ValueError, match="holds the input"):  # replacing it would delete the input
+        predict_volume(models["small"], source, tmp_path, overwrite=True)
+    assert sorted(p.name for p in Path(source).rglob("*")) == before
 
 
 def test_bad_inputs_say_what_is_wrong(tmp_path, models, volume):

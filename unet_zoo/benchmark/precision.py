@@ -28,6 +28,7 @@ from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward
 from unet_zoo.exporters.traced import onnx_bytes
 from unet_zoo.models.registry import create_model
+from unet_zoo.training.signals import keep_signal_stack
 from unet_zoo.training.step import train_step
 from unet_zoo.utils.runtime import autocast, cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
 from unet_zoo.utils.timing import Timer, count_forward_flops, count_train_flops, matmul_tflops
@@ -116,7 +117,11 @@ def openvino_forward(model: nn.Module, precision_hint: str | None) -> Callable[[
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": torch.get_num_threads()}
         if precision_hint:
             config["INFERENCE_PRECISION_HINT"] = precision_hint
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        # OpenVINO installs its own alternate signal stack on this thread and, when two compiled models are
+        # released in the order they were made, leaves a freed one behind: the next signal would then crash
+        # the process. Keep the caller's stack (unet_zoo.training.signals explains).
+        with keep_signal_stack():
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
 
     def forward(tiles: np.ndarray) -> np.ndarray:
         return np.asarray(compiled(np.ascontiguousarray(tiles, dtype=np.float32))[0])

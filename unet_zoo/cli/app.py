@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.files import check_output_path
+from unet_zoo.utils.files import all_or_nothing, check_output_path, check_replaceable
 
 app = typer.Typer(
     name="unet-zoo",
@@ -57,3 +58,28 @@ def check_output(
         return check_output_path(path, folder=folder, contents=contents, overwrite=overwrite, overwrite_hint=hint)
     except OSError as err:
         raise fail(f"{name}: {err}") from None
+
+
+def check_owned(path: Path, name: str, what: str | None = None) -> None:
+    """Before `--overwrite` deletes the existing `path` (a folder or store): refuse (exit 2) unless unet_zoo
+    created it (`unet_zoo.utils.files.check_replaceable`; `what`: the kind of output it must be) or it is empty."""
+    try:
+        check_replaceable(path, what=what)
+    except FileExistsError as err:
+        raise fail(f"{name}: {err}") from None
+
+
+@contextmanager
+def outputs_as_one_unit(out: Path) -> Iterator[None]:
+    """Write a command's output files as one unit (`unet_zoo.utils.files.all_or_nothing`): when writing fails
+    (a full disk) or the run stops, the files it created are removed, so the same command can simply run again.
+    A write error is the one-line red error, exit 2."""
+    try:
+        with all_or_nothing():
+            yield
+    except OSError as err:
+        where = err.filename or out
+        raise fail(
+            f"cannot write {where}: {err.strerror or err}; the files this run had written to {out} were removed "
+            "(none is left half written): make room and run the same command again"
+        ) from None

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from unet_zoo.cli.app import app, console, fail
-from unet_zoo.data.isbi import DatasetNotFoundError, describe, download_isbi, resolve_data_dir
+from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError, describe, download_isbi, resolve_data_dir
+from unet_zoo.utils.files import check_output_path
 
 data_app = typer.Typer(help="The ISBI 2012 EM data: download it, see where it is and what it holds.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 DATASETS = ("isbi",)
 DATA_DIR_HELP = "folder of the ISBI tifs (default: $UNET_ZOO_DATA_DIR, else ~/.cache/unet_zoo/isbi2012)"
+
+
+def _data_dir_option(data_dir: Path | None) -> str:
+    """Where the data folder came from, as the user set it: --data-dir, else $UNET_ZOO_DATA_DIR, else the cache."""
+    if data_dir is not None and str(data_dir):
+        return "--data-dir"
+    return f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "data folder"
 
 
 def _check_dataset(name: str) -> None:
@@ -34,13 +43,21 @@ def download_command(
     no_verify: bool = typer.Option(
         False, "--no-verify", help="accept files that match no known checksum (shape is still checked)"
     ),
-    force: bool = typer.Option(False, "--force", help="download again even if verified files are present"),
+    force: bool = typer.Option(
+        False, "--force", help="download again, replacing files already present (each only once its download verified)"
+    ),
 ) -> None:
     """Download train-volume.tif, train-labels.tif and test-volume.tif, verifying each against known checksums."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     _check_dataset(dataset)
+    if timeout <= 0 or timeout != timeout:
+        raise fail(f"--timeout must be a number of seconds > 0, got {timeout}")
     folder = resolve_data_dir(data_dir)
+    try:  # before anything is downloaded
+        check_output_path(folder, folder=True)
+    except OSError as err:
+        raise fail(f"{_data_dir_option(data_dir)}: {err}") from None
     console.print(f"downloading ISBI 2012 into {folder}")
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console) as bar:
         tasks: dict[str, TaskID] = {}
@@ -56,6 +73,8 @@ def download_command(
             )
         except DatasetNotFoundError as err:
             raise fail(str(err)) from None
+        except OSError as err:  # the folder cannot be written, or a file there is not ours to replace
+            raise fail(f"{_data_dir_option(data_dir)}: {err}") from None
     for name, how in report.items():
         console.print(f"[green]ok[/green] {name}: {how}")
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from unet_zoo.cli.app import app, check_device, check_output, console, fail
+from unet_zoo.cli.app import app, check_device, check_output, check_owned, console, fail
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
+from unet_zoo.reproduce import HUB_FOLDER
 from unet_zoo.training.recipes import RecipeError
 from unet_zoo.training.trainer import NonFiniteLossError, TrainingInterrupted, TrainProgress
 
@@ -88,6 +89,8 @@ def finetune_command(
     check_output(out, "--out", folder=True)
     if out.exists() and not overwrite:
         raise fail(f"--out: {out} already exists; pass --overwrite to replace it")
+    if overwrite:
+        check_owned(out, "--out", HUB_FOLDER)
     if val_images is None:
         console.print("no --val-images given: a part of --images is held out for the before/after scores")
     try:

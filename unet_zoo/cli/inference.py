@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import typer
 
-from unet_zoo.cli.app import app, check_device, check_output, console, fail
+from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.files import tiff_pixel_size
@@ -224,21 +224,22 @@ def predict_command(
         forward = _onnxruntime_forward(net)
     elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)  # float32 on the CPU: onnxruntime when installed, as measured fastest
-    for path in images:
-        image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
-        cell_prob = _cell_probabilities(
-            path,
-            image,
-            functools.partial(predict_at_pixel_size, net, pixel_size=size),
-            tile=tile or None,
-            batch_size=batch_size,
-            tta=tta,
-            forward=forward,
-            precision=used,
-        )
-        written = write_prediction(out, path.stem, image, cell_prob, threshold=threshold)
-        shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
-        console.print(f"{path} -> {shown}", markup=False, highlight=False)
+    with outputs_as_one_unit(out):
+        for path in images:
+            image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
+            cell_prob = _cell_probabilities(
+                path,
+                image,
+                functools.partial(predict_at_pixel_size, net, pixel_size=size),
+                tile=tile or None,
+                batch_size=batch_size,
+                tta=tta,
+                forward=forward,
+                precision=used,
+            )
+            written = write_prediction(out, path.stem, image, cell_prob, threshold=threshold)
+            shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
+            console.print(f"{path} -> {shown}", markup=False, highlight=False)
 
 
 @app.command("evaluate")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from unet_zoo.cli.app import app, console, fail
+from unet_zoo.cli.app import app, console, fail, outputs_as_one_unit
 from unet_zoo.cli.inference import (
     PRECISION_HELP,
     _cell_probabilities,
@@ -162,14 +162,15 @@ def segment_command(
             )
         net = None if model == "default" else _load(model, "cpu")
         params = _params(net, **given)
-        for path, stem in zip(images, stems):
-            try:
-                prob = read_image(path)
-            except (ValueError, OSError) as err:
-                raise fail(str(err)) from None
-            if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
-                raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
-            _segment_and_write(prob, prob, params, out, stem, path)
+        with outputs_as_one_unit(out):
+            for path, stem in zip(images, stems):
+                try:
+                    prob = read_image(path)
+                except (ValueError, OSError) as err:
+                    raise fail(str(err)) from None
+                if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
+                    raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
+                _segment_and_write(prob, prob, params, out, stem, path)
         return
     if backend == "onnxruntime" and device not in ("", "cpu"):
         raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
@@ -183,20 +184,21 @@ def segment_command(
         forward = _onnxruntime_forward(net)
     elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)
-    for path, stem in zip(images, stems):
-        image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
-        factor = scale_factor(size, model_pixel_size(net))
-        cell_prob = _cell_probabilities(
-            path,
-            image,
-            lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
-            tile=tile or None,
-            batch_size=batch_size,
-            tta=tta,
-            forward=forward,
-            precision=used,
-        )
-        _segment_and_write(image, cell_prob, params, out, stem, path)
+    with outputs_as_one_unit(out):
+        for path, stem in zip(images, stems):
+            image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
+            factor = scale_factor(size, model_pixel_size(net))
+            cell_prob = _cell_probabilities(
+                path,
+                image,
+                lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
+                tile=tile or None,
+                batch_size=batch_size,
+                tta=tta,
+                forward=forward,
+                precision=used,
+            )
+            _segment_and_write(image, cell_prob, params, out, stem, path)
 
 
 def _segment_volume_command(
@@ -219,7 +221,12 @@ def _segment_volume_command(
 ) -> None:
     """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume with a progress bar."""
     try:
-        from unet_zoo.segmentation.volume import probabilities_path, segment_volume  # lazy: needs the optional zarr extra
+        from unet_zoo.segmentation.volume import (  # lazy: needs the optional zarr extra
+            check_volume_output,
+            probabilities_path,
+            segment_volume,
+        )
+        from unet_zoo.volumes.io import check_not_nested, open_source
     except ImportError as err:
         raise fail(str(err)) from None
     if not source.exists():
@@ -228,15 +235,36 @@ def _segment_volume_command(
         raise fail(f"--out must name the output Zarr store for a volume, e.g. --out {source.stem.split('.')[0]}-cells.zarr")
     if from_probabilities and (tta or tile or pixel_size):
         raise fail("--tta, --tile and --pixel-size apply when the model runs; --from-probabilities does not run it")
+    try:  # before the model is loaded and anything is predicted
+        check_volume_output(out, overwrite=overwrite, predicts=not from_probabilities)
+    except OSError as err:
+        raise fail(f"--out: {err}") from None
+    try:
+        volume = open_source(source)
+        check_not_nested(volume, out)
+        if not from_probabilities:
+            check_not_nested(volume, probabilities_path(out))
+    except (ValueError, TypeError) as err:
+        raise fail(f"--out: {err}" if "output" in str(err) else str(err)) from None
     net = None if from_probabilities and model == "default" else _load(model, "cpu" if from_probabilities else device)
     params = _params(net, **given)
+    stage = {"now": "predict" if not from_probabilities else "segment"}
+
+    def resume_advice() -> str:
+        if stage["now"] == "predict":
+            return f"finished blocks are kept in {probabilities_path(out)}; run the same command again to resume"
+        return f"finished sections are kept in {out}; run the same command again to resume"
+
     with _progress() as bar:
         tasks: dict[str, object] = {}
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{source.name} ({'blocks' if stage == 'predict' else 'sections'})", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+        def progress(stage_name: str, done: int, total: int) -> None:
+            stage["now"] = stage_key = stage_name
+            if stage_key not in tasks:
+                tasks[stage_key] = bar.add_task(
+                    f"{source.name} ({'blocks' if stage_key == 'predict' else 'sections'})", total=total
+                )
+            bar.update(tasks[stage_key], completed=done, total=total)
 
         try:
             written = segment_volume(
@@ -259,7 +287,9 @@ def _segment_volume_command(
         except (FileExistsError, FileNotFoundError, ValueError, OverflowError, ConnectionError) as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
-            raise fail(f"interrupted: finished sections are kept in {out}; run the same command again to resume", 130) from None
+            raise fail(f"interrupted: {resume_advice()}", 130) from None
+        except OSError as err:  # e.g. a full disk: what is finished is kept
+            raise fail(f"{err.strerror or err} ({err.filename or out}); {resume_advice()}") from None
     if not from_probabilities:
         console.print(f"probabilities: {probabilities_path(written)}", markup=False, highlight=False)
     console.print(f"{source} -> {written}", markup=False, highlight=False)

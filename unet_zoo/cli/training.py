@@ -7,14 +7,21 @@ from pathlib import Path
 
 import typer
 
-from unet_zoo.cli.app import app, check_output, console, err_console, fail
+from unet_zoo.cli.app import app, check_output, check_owned, console, err_console, fail
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.data.isbi import DatasetNotFoundError
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.reproduce import recipes_for, reproduce_isbi
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
-from unet_zoo.training.trainer import NonFiniteLossError, TimeLimitReached, TrainingInterrupted, latest_run_dir, train
+from unet_zoo.training.trainer import (
+    RUN_FOLDER,
+    NonFiniteLossError,
+    TimeLimitReached,
+    TrainingInterrupted,
+    latest_run_dir,
+    train,
+)
 from unet_zoo.utils.runtime import PRECISIONS
 
 reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
@@ -49,7 +56,7 @@ def train_command(
     ),
     time_limit: float | None = TIME_LIMIT_OPTION,
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="train a new run in an existing --out folder, replacing the run there"
+        False, "--overwrite", help="train a new run in an existing --out run folder, replacing the run there"
     ),
     precision: str | None = typer.Option(
         None,
@@ -83,6 +90,8 @@ def train_command(
         )
     except TrainingInterrupted as err:
         raise interrupted(err) from None
+    except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: not to be reported twice)
+        raise
     except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
     finally:
@@ -105,8 +114,9 @@ def train_command(
 def check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> Path:
     """`train --out`, checked before training: a folder (or a new path) that holds no other run.
 
-    An existing non-empty folder is accepted only when it is the run being resumed, or with `overwrite`
-    (its checkpoint is then removed, so that no later --resume mixes the old run with the new one).
+    An existing non-empty folder is accepted only when it is the run being resumed, or with `overwrite` when it
+    is a run folder unet_zoo wrote (its checkpoint is then removed, so that no later --resume mixes the old run
+    with the new one); a folder of other files is never trained into.
     """
     out = check_output(out, "--out", folder=True)
     if not out.is_dir() or not any(out.iterdir()):
@@ -117,6 +127,8 @@ def check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> P
             return out
     checkpoint = out / TRAINING_STATE_FILE
     if overwrite:
+        if not checkpoint.is_file():  # a run folder of an older unet_zoo (no marker) is still recognised by its checkpoint
+            check_owned(out, "--out", RUN_FOLDER)
         checkpoint.unlink(missing_ok=True)
         return out
     if checkpoint.is_file():
@@ -124,7 +136,7 @@ def check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> P
             f"{out} already holds a training run ({checkpoint.name}); continue it with --resume {out}, "
             "or pass --overwrite to train a new run in its place"
         )
-    raise fail(f"{out} exists and is not empty; pick another --out, or pass --overwrite to train into it anyway")
+    raise fail(f"{out} exists and is not empty and holds no training run; pick another --out")
 
 
 @reproduce_app.command("isbi")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_zoo.utils.files import atomic_write_with, cache_dir, file_sha256
+from unet_zoo.utils.files import atomic_write_with, cache_dir, check_output_path, file_sha256
 
 ISBI_PIXEL_SIZE_NM = 4.0
 """ISBI 2012's pixel size in nm (4 x 4 nm, serial-section TEM of the Drosophila ventral nerve cord)."""
@@ -228,15 +228,16 @@ def pixel_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def verify_file(path: str | Path) -> str:
+def verify_file(path: str | Path, name: str | None = None) -> str:
     """Check an ISBI file against the known checksums; returns how it was verified.
 
+    `name`: which ISBI file `path` holds (default: its file name; a download is checked under a temporary name).
     Returns "file sha256 (<source>)", "official md5 (third-party record)" or "pixel sha256".
     Raises ChecksumError when the file is readable but matches nothing known, ValueError/
     DatasetNotFoundError from `read_stack` when it is broken or missing.
     """
     path = Path(path)
-    name = path.name
+    name = name or path.name
     if name not in KNOWN_PIXEL_SHA256:
         raise ValueError(f"{path}: not an ISBI 2012 file name; expected one of {', '.join(ALL_FILES)}")
     sha = file_sha256(path)
@@ -259,9 +260,14 @@ ProgressHook = Callable[[str, int, int | None], None]
 """progress(file name, bytes done, total bytes or None)."""
 
 
-def _fetch(url: str, dest: Path, timeout: float, progress: ProgressHook | None) -> None:
-    """Download `url` to `dest` atomically (`files.atomic_write_with`: a truncated download leaves no file)."""
+def _fetch(url: str, dest: Path, timeout: float, progress: ProgressHook | None, check: Callable[[Path], str]) -> str:
+    """Download `url` into a temporary file beside `dest`, `check` it (returns how it was verified, raises when it
+    is wrong), and only then move it onto `dest`; returns what `check` said.
+
+    A failed, truncated or wrong download is removed and leaves `dest` (if it exists) exactly as it was.
+    """
     request = urllib.request.Request(url, headers={"User-Agent": "unet_zoo"})
+    verdict: list[str] = []
     with urllib.request.urlopen(request, timeout=timeout) as response:
         total = response.headers.get("Content-Length")
         total = int(total) if total else None
@@ -276,8 +282,15 @@ def _fetch(url: str, dest: Path, timeout: float, progress: ProgressHook | None) 
                         progress(dest.name, done, total)
             if total is not None and done != total:
                 raise ValueError(f"{url}: download truncated ({done} of {total} bytes)")
+            verdict.append(check(Path(tmp)))
 
         atomic_write_with(dest, stream, suffix=".part")
+    return verdict[0]
+
+
+def _check_folder(folder: Path) -> None:
+    """OSError (a message naming `folder` and what to do) when the data folder cannot be created or written."""
+    check_output_path(folder, folder=True)
 
 
 def download_isbi(
@@ -294,47 +307,64 @@ def download_isbi(
 
     urls: base URLs (ending in '/') tried in order for every file; default `MIRRORS`.
     Files already present and verified are kept unless `force`. Returns {file name: how verified}.
-    A delivered file that is broken or matches no known checksum is deleted and the next mirror
-    tried (verify=False skips the checksums, not the shape check). Raises DatasetNotFoundError at
-    the first file no mirror could deliver (connection errors fail after `timeout` seconds),
-    listing each URL's error and saying which files to put where by hand.
+    Each file is downloaded to a temporary file beside its destination and checked there (verify=False skips
+    the checksums, not the TIFF shape check); only a good file is moved into place, so a failed or wrong
+    download never changes or deletes a file that was there. Before anything is downloaded: the folder must be
+    writable (OSError, e.g. NotADirectoryError or PermissionError, naming it), and a file already present that
+    does not verify is replaced only with `force` (FileExistsError otherwise: it may be the user's own copy).
+    Raises DatasetNotFoundError at the first file no mirror could deliver (connection errors fail after
+    `timeout` seconds), listing each URL's error and saying which files to put where by hand.
     """
     folder = resolve_data_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    _check_folder(folder)
+    files = list(files)
     bases = [u if u.endswith("/") else u + "/" for u in (urls or MIRRORS)]
     report: dict[str, str] = {}
-    for name in files:
+    for name in files:  # what is there already: kept when it verifies, else only replaced with force
         dest = folder / name
+        if dest.exists() and not dest.is_file():
+            raise IsADirectoryError(f"{dest} is a folder, not a file; move it away to download {name}")
         if dest.is_file() and not force:
             try:
                 report[name] = verify_file(dest) if verify else "present (not verified)"
-                continue
-            except (ValueError, FileNotFoundError):
-                pass  # broken or unknown: fetch again
+            except (ValueError, FileNotFoundError) as err:
+                raise FileExistsError(
+                    f"{dest} is already there but is not the ISBI 2012 file we know ({str(err).split(';')[0]}); "
+                    "it is left as it is: keep it with --no-verify (verify=False) if you trust it, or pass --force "
+                    "(force=True) to replace it with a verified download"
+                ) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        if name in report:
+            continue
+        dest = folder / name
+        labels = name == TRAIN_LABELS
+
+        def check(tmp: Path, name: str = name, labels: bool = labels) -> str:
+            try:
+                if verify:
+                    return verify_file(tmp, name)
+                read_stack(tmp, labels=labels)
+                return "downloaded (not verified)"
+            except ValueError as err:  # name the download, not its temporary file
+                raise type(err)(str(err).replace(str(tmp), f"the downloaded {name}")) from None
+
         errors = []
         for base in bases:
-            fetched = False
             try:
-                _fetch(base + name, dest, timeout, progress)
-                fetched = True
-                if verify:
-                    report[name] = verify_file(dest)
-                else:
-                    read_stack(dest, labels=name == TRAIN_LABELS)
-                    report[name] = "downloaded (not verified)"
+                report[name] = _fetch(base + name, dest, timeout, progress, check)
                 break
             except (urllib.error.URLError, OSError, ValueError) as err:  # ChecksumError is a ValueError
-                if fetched:  # delivered but wrong: never keep it
-                    dest.unlink(missing_ok=True)
                 errors.append(f"{base + name}: {getattr(err, 'reason', err)}")
         else:
+            kept = f"{dest} was left as it was.\n" if dest.exists() else ""
             raise DatasetNotFoundError(
-                f"could not download {name}; tried:\n  " + "\n  ".join(errors) + "\n"
+                f"could not download {name}; tried:\n  " + "\n  ".join(errors) + f"\n{kept}"
                 f"If this machine is offline, copy {', '.join(ALL_FILES)} (from "
                 "http://brainiac2.mit.edu/isbi_challenge/, after registering) into "
                 f"{folder}, or set {ENV_VAR} / --data-dir to a folder that holds them."
             )
-    return report
+    return {name: report[name] for name in files}
 
 
 def describe(data_dir: str | Path | None = None, *, checksums: bool = True) -> dict:

@@ -26,11 +26,11 @@ from unet_zoo.evaluation.isbi import evaluate_model
 from unet_zoo.hub.pretrained import from_pretrained, is_path_like
 from unet_zoo.inference.rescale import model_pixel_size
 from unet_zoo.models.registry import PRETRAINED
-from unet_zoo.reproduce import hardware_description, write_hub_folder
+from unet_zoo.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.training.data import TrainingData, load_training_data
 from unet_zoo.training.recipes import Recipe, load_recipe, recipe_from_dict
 from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
-from unet_zoo.utils.files import atomic_write_bytes, check_output_path, file_sha256
+from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, file_sha256
 
 FINETUNE_RECIPE = "finetune"
 COMPARED_SCORES = ("vrand_thinned", "rand_error", "pixel_error", "warping_error")  # threshold-only, as `evaluate`
@@ -167,12 +167,15 @@ def finetune(
     from TIFF / OME-Zarr metadata); the data are rescaled to the model's pixel size. steps: override the recipe's
     (300). time_limit: seconds of training in this session, then checkpoint and raise `TimeLimitReached`;
     resume: the run folder or "latest" to continue. An existing `out` is replaced only with `overwrite`
+    and when it is a Hub folder unet_zoo wrote
     (FileExistsError, checked before any work). callback: `FinetuneStage`s and the trainer's `TrainProgress`.
     """
     out = Path(out)
     check_output_path(out, folder=True)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it, or another --out")
+    if overwrite:
+        check_replaceable(out, what=HUB_FOLDER)  # only a Hub folder unet_zoo wrote is ever replaced
     report = callback or (lambda _: None)
     base = from_pretrained(model, device=device)
     record = base_record(str(model), base)

@@ -55,7 +55,7 @@ from unet_zoo.hub.serialization import (
 from unet_zoo.models.checkpoint_names import variant_of
 from unet_zoo.models.hub_mixin import HubMixin
 from unet_zoo.models.registry import PRETRAINED
-from unet_zoo.utils.files import file_sha256, source_checkout_root
+from unet_zoo.utils.files import OWNER_FILE, file_sha256, source_checkout_root
 from unet_zoo.utils.suggest import did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -523,6 +523,7 @@ def push_folder(
             revision=revision,
             commit_message=commit_message or f"Upload {folder.name} with unet_zoo",
             delete_patterns=["*.safetensors", "*.safetensors.index.json"],
+            ignore_patterns=[OWNER_FILE],  # the local "written by unet_zoo" marker is not part of the model
         ),
         repo_id,
         revision,

@@ -6,6 +6,12 @@ image volume and a model: then the probabilities are predicted first (with `pred
 (whole when it fits in one block) and written as uint32 IDs; section z's IDs follow those of sections
 0..z-1, so they are unique in the volume. A finished section is recorded (with its number of cells) in a
 marker file, so an interrupted run continues with the next section.
+
+Resuming works in both stages: a rerun continues an unfinished prediction, reuses a finished one made with the
+same model, settings and input (its settings and the input's fingerprint are recorded in the store), and
+continues the segmentation. The probabilities stay a separate store beside the output (not inside it), so the
+output is one plain uint32 array any Zarr reader opens; both stores are marked as unet_zoo's, and
+``overwrite`` deletes only stores so marked (`unet_zoo.utils.files.check_replaceable`).
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ from unet_zoo.inference.rescale import model_pixel_size, scale_factor
 from unet_zoo.segmentation.api import checkpoint_params
 from unet_zoo.segmentation.blockwise import segment_blockwise
 from unet_zoo.segmentation.params import SegmentationParams
-from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.volumes.io import open_source
+from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, mark_owned
+from unet_zoo.volumes.io import PROBABILITIES, check_not_nested, open_source
+from unet_zoo.volumes.io import _read_info as _prediction_info
 from unet_zoo.volumes.predict import predict_volume
 
 ATTRS = "unet_zoo_segmentation"  # the output array's attribute: settings and completion
 MARKERS = ".unet_zoo-sections"  # finished sections (file name = section, content = its number of cells)
 MAX_ID = int(np.iinfo(np.uint32).max)
+SEGMENTATION = "volume segmentation"  # what an output store is marked as (unet_zoo.utils.files.mark_owned)
 
 
 class _Section:
@@ -49,6 +57,45 @@ def probabilities_path(out: str | Path) -> Path:
     """Where `segment_volume` with a model keeps the predicted probabilities: ``<out stem>-probabilities.zarr``."""
     out = Path(out)
     return out.with_name(f"{out.name.removesuffix('.zarr')}-probabilities.zarr")
+
+
+def check_volume_output(out: str | Path, *, overwrite: bool = False, resume: bool = True, predicts: bool = False) -> Path:
+    """Check, before any work, that `segment_volume` can write `out` (and with `predicts` its probabilities store
+    `probabilities_path(out)`); returns `out` resolved.
+
+    Raises OSError subclasses from `unet_zoo.utils.files.check_output_path` (unwritable, a file in the way) and
+    FileExistsError: an existing `out` that is not an unfinished segmentation to resume (without `overwrite`),
+    or, with `overwrite`, that unet_zoo did not write as a segmentation; an existing probabilities store that
+    unet_zoo did not write (it is never deleted, with or without `overwrite`).
+    """
+    out = check_output_path(Path(out), folder=True).resolve()
+    if out.exists():
+        info = _read_info(out)
+        if overwrite:
+            if info is None:
+                check_replaceable(out, what=SEGMENTATION)
+        elif info is None:
+            try:
+                check_replaceable(out, what=SEGMENTATION)
+                advice = "choose another output path or pass --overwrite (overwrite=True) to replace it"
+            except FileExistsError:
+                advice = "choose another output path, or remove it yourself first (it is not a store unet_zoo wrote)"
+            raise FileExistsError(f"{out} already exists; {advice}")
+        elif info.get("complete"):
+            raise FileExistsError(f"{out} already holds a finished segmentation; pass --overwrite (overwrite=True) to replace it")
+        elif not resume:
+            raise FileExistsError(f"{out} holds an unfinished segmentation; resume it or pass --overwrite to start again")
+    if predicts:
+        probabilities = check_output_path(probabilities_path(out), folder=True)
+        if probabilities.exists() and _prediction_info(probabilities, "") is None:
+            try:
+                check_replaceable(probabilities, what=PROBABILITIES)
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{probabilities} exists and unet_zoo did not write it as a prediction; the segmentation of "
+                    f"{out.name} keeps its probabilities there: choose another output path, or move that folder away"
+                ) from None
+    return out
 
 
 def segment_volume(
@@ -81,8 +128,10 @@ def segment_volume(
         pixel_size: with `model`, nm per pixel of the image volume (default: its OME-Zarr scale). At another pixel
             size than the model's, the prediction is rescaled (`predict_volume`) and `params` (lengths and areas
             in the model's pixels, as for images) are converted to the volume's pixels (`SegmentationParams.coarser`).
-        overwrite: replace an existing output. Otherwise an unfinished output with the same settings is
-            resumed (`resume`), and anything else is an error.
+        overwrite: replace an existing output (only a segmentation store unet_zoo wrote, or an empty folder).
+            Otherwise an unfinished output with the same settings is resumed (`resume`), and anything else is an
+            error. Either way a prediction made before with the same model, settings and input is reused, and the
+            output is checked before any work (`check_volume_output`).
         progress: ``progress(stage, done, total)``: stage "predict" (blocks) or "segment" (sections).
         workers, scheduler: run on a dask.distributed cluster, as `predict_volume` does: a local one of `workers`
             processes, or an existing one (an address or a Client). The prediction runs there block by block and
@@ -95,10 +144,13 @@ def segment_volume(
         raise ValueError("pass either scheduler (an existing cluster) or workers (a local cluster), not both")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    out = Path(out).expanduser().resolve()
+    out = check_volume_output(out, overwrite=overwrite, resume=resume, predicts=model is not None)
     p = params or checkpoint_params(model)
     if model is not None:
-        size = pixel_size or open_source(source).pixel_size_nm
+        image = open_source(source)
+        check_not_nested(image, out)
+        check_not_nested(image, probabilities_path(out))
+        size = pixel_size or image.pixel_size_nm
         if size:
             p = p.coarser(scale_factor(size, model_pixel_size(model)))
         source = predict_volume(
@@ -111,12 +163,14 @@ def segment_volume(
             device=device,
             overwrite=overwrite,
             resume=resume,
+            reuse=True,  # a finished prediction with the same model, settings and input is kept: the rerun resumes
             progress=(lambda done, total: progress("predict", done, total)) if progress else None,
             workers=workers,
             scheduler=scheduler,
             pixel_size=pixel_size,
         )
     vol = open_source(source)
+    check_not_nested(vol, out)
     if vol.dtype.kind not in "fu" or (vol.dtype.kind == "u" and vol.dtype != np.uint8):
         raise ValueError(f"{vol.description}: expected P(cell) as float or uint8 (P x 255), got {vol.dtype}")
     depth, height, width = vol.shape
@@ -217,21 +271,12 @@ def _segment_on_cluster(
 def _open_output(out: Path, vol: Any, settings: dict, block: int, *, overwrite: bool, resume: bool) -> tuple[Any, dict[int, int]]:
     """Create the output array, or reopen an unfinished one with the same settings; returns it and the finished
     sections' cell counts."""
-    if vol.path and Path(vol.path) == out:
-        raise ValueError(f"the output {out} is the input; choose another output path")
     if out.exists():
+        check_volume_output(out, overwrite=overwrite, resume=resume)  # again: the prediction took a while
         info = _read_info(out)
         if overwrite:
-            if info is None and not (out.is_dir() and not any(out.iterdir())):
-                raise FileExistsError(f"{out} exists and is not a segmentation store; refusing to delete it, remove it yourself")
             shutil.rmtree(out)
-        elif info is None:
-            raise FileExistsError(f"{out} already exists; choose another output path or pass --overwrite to replace it")
-        elif info.get("complete"):
-            raise FileExistsError(f"{out} already holds a finished segmentation; pass --overwrite to replace it")
-        elif not resume:
-            raise FileExistsError(f"{out} holds an unfinished segmentation; resume it or pass --overwrite to start again")
-        else:
+        elif info is not None:
             differs = sorted(k for k in settings if info.get(k) != settings[k])
             if differs:
                 raise FileExistsError(
@@ -248,6 +293,7 @@ def _open_output(out: Path, vol: Any, settings: dict, block: int, *, overwrite: 
     array = zarr.create_array(
         str(out), shape=shape, chunks=chunks, dtype="uint32", fill_value=0, attributes={ATTRS: {**settings, "complete": False}}
     )
+    mark_owned(out, SEGMENTATION)
     return array, {}
 
 
@@ -260,4 +306,4 @@ def _read_info(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-__all__ = ["probabilities_path", "sections_path", "segment_volume"]
+__all__ = ["SEGMENTATION", "check_volume_output", "probabilities_path", "sections_path", "segment_volume"]

@@ -52,11 +52,12 @@ from unet_zoo.training.recipes import Recipe, recipe_from_dict
 from unet_zoo.training.rng import rng_state, set_rng_state
 from unet_zoo.training.signals import StopSignals
 from unet_zoo.training.step import apply_gradients, step_loss
-from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.utils.files import atomic_write_bytes, mark_owned
 from unet_zoo.utils.plots import plot_curves, plot_overlays
 from unet_zoo.utils.runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
 
 RUNS_DIR = Path("runs")
+RUN_FOLDER = "training run"  # what a run folder is marked as (unet_zoo.utils.files.mark_owned)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -416,7 +417,10 @@ class Trainer:
         """Write recipe.json, reopen metrics.jsonl (a resumed run keeps its records up to the checkpoint) and
         start the clocks; the training time of a resumed run's earlier sessions counts towards its total."""
         if self.dist.is_main:
+            new = not self.run_dir.is_dir() or not any(self.run_dir.iterdir())
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if new:  # a folder this run creates is marked as unet_zoo's (only such a folder --overwrite replaces)
+                mark_owned(self.run_dir, RUN_FOLDER)
             atomic_write_bytes(self.run_dir / "recipe.json", json.dumps(self.recipe.as_dict(), indent=2).encode())
         self.history = self._read_history() if self.checkpoint is not None else []
         self.log = _Log(self.run_dir / "metrics.jsonl" if self.dist.is_main else None, self.history)

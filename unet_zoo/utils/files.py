@@ -5,16 +5,24 @@ Atomic writes go to a temporary file in the destination's folder, are fsynced, a
 place with `os.replace`, so a kill or a crash never leaves a half-written (or empty) file under `path`:
 readers see either the old file or the complete new one. `staging_folder` and `publish_folder` do the
 same for a whole folder (a checkpoint folder is built beside its destination, then renamed into place).
+
+Ownership: every folder or Zarr store unet_zoo creates as an output holds a small marker file
+(`OWNER_FILE`, written by `mark_owned`). `check_replaceable` is the one check every ``--overwrite`` goes
+through: only an empty folder or one holding the marker is ever deleted, so a user's own folder or store
+that happens to sit at an output path is never removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -137,13 +145,44 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], objec
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=suffix)
     os.close(fd)
+    new = not path.exists()
     try:
         write(tmp)
         move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    created = _created.get()
+    if new and created is not None:
+        created.append(path)
     return path
+
+
+_created: ContextVar[list[Path] | None] = ContextVar("unet_zoo_created_files", default=None)
+
+
+@contextmanager
+def all_or_nothing() -> Iterator[list[Path]]:
+    """Treat the files written in the block as one unit: if the block raises (a full disk, a bad input, Ctrl-C),
+    the files it created with `atomic_write_with` (paths that did not exist before) are removed again.
+
+    Yields the list of created paths. Each file is written atomically anyway; this keeps a failed run from
+    leaving some of its outputs behind, which would make the same command refuse to run again. Files that
+    existed before the block (replaced with an overwrite option) are not touched.
+    """
+    created: list[Path] = []
+    outer = _created.get()
+    token = _created.set(created)
+    try:
+        yield created
+    except BaseException:
+        for path in reversed(created):
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        _created.reset(token)
+    if outer is not None:  # nested: the enclosing unit takes them back too if it fails later
+        outer.extend(created)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes | str) -> Path:
@@ -201,6 +240,58 @@ def check_output_path(
     return path
 
 
+OWNER_FILE = ".unet_zoo-output.json"
+"""The marker file unet_zoo writes into every output folder or store it creates (see `check_replaceable`)."""
+
+
+def mark_owned(folder: str | Path, what: str) -> Path:
+    """Record in the existing `folder` that unet_zoo created it, as `what` (e.g. "volume probabilities"); returns it."""
+    folder = Path(folder)
+    record = {"written_by": "unet_zoo", "what": what}
+    atomic_write_bytes(folder / OWNER_FILE, json.dumps(record) + "\n")
+    return folder
+
+
+def owner_record(folder: str | Path) -> dict | None:
+    """What `mark_owned` recorded in `folder` ({"written_by": "unet_zoo", "what": ...}), or None (not ours)."""
+    marker = Path(folder) / OWNER_FILE
+    if Path(folder).is_symlink() or not marker.is_file() or marker.is_symlink():
+        return None
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("written_by") == "unet_zoo" else None
+
+
+def check_replaceable(path: str | Path, *, what: str | None = None) -> None:
+    """Raise FileExistsError unless the existing `path` may be deleted to be replaced: an empty folder, or a
+    folder (or Zarr store) unet_zoo marked as its own (`mark_owned`; with `what`, as that kind of output).
+
+    A missing `path` passes. The message names the path and says what to do (remove it yourself, or choose
+    another path); the caller adds the option's name.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        if not any(path.iterdir()):
+            return
+        record = owner_record(path)
+        if record is not None and (what is None or record.get("what") == what):
+            return
+        if record is not None:
+            raise FileExistsError(
+                f"{path} holds unet_zoo's {record.get('what')}, not {what}; it is not replaced: "
+                "choose another path, or remove it yourself first"
+            )
+    kind = "folder" if path.is_dir() else "file"
+    raise FileExistsError(
+        f"{path} is an existing {kind} that unet_zoo did not create; it is never deleted: "
+        "choose another path, or remove it yourself first"
+    )
+
+
 def staging_folder(target: str | Path) -> Path:
     """A new empty folder beside `target` (same file system) to build its contents in, for `publish_folder`."""
     target = Path(target)
@@ -211,18 +302,21 @@ def staging_folder(target: str | Path) -> Path:
     return folder
 
 
-def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool = False) -> Path:
+def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool = False, what: str = "folder") -> Path:
     """Move the finished folder `staging` to `target` by renaming; returns `target`.
 
-    Readers see the old folder or the complete new one, never a mixture. An existing `target` is replaced
-    only with `overwrite` (else FileExistsError, and `staging` is left for the caller to remove).
+    The published folder is marked as unet_zoo's (`mark_owned`, as `what`). Readers see the old folder or the
+    complete new one, never a mixture. An existing `target` is replaced only with `overwrite`, and only when
+    `check_replaceable` allows it (else FileExistsError, and `staging` is left for the caller to remove).
     """
     staging, target = Path(staging), Path(target)
+    mark_owned(staging, what)
     if not target.exists():
         os.replace(staging, target)
         return target
     if not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
+    check_replaceable(target, what=what)
     old = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".old", dir=target.parent))
     os.replace(target, old / target.name)
     os.replace(staging, target)
@@ -231,14 +325,19 @@ def publish_folder(staging: str | Path, target: str | Path, *, overwrite: bool =
 
 
 __all__ = [
+    "OWNER_FILE",
+    "all_or_nothing",
     "atomic_write_bytes",
     "atomic_write_with",
     "cache_dir",
     "check_output_path",
+    "check_replaceable",
     "file_sha256",
     "files_sha256",
     "give_default_mode",
+    "mark_owned",
     "move_into_place",
+    "owner_record",
     "publish_folder",
     "remove_stale_temporaries",
     "source_checkout_root",

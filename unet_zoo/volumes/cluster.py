@@ -10,6 +10,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import socket
+import struct
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +25,8 @@ try:
 except ImportError as _err:  # the optional extra: keep the message actionable
     raise ImportError('distributed volume prediction needs dask.distributed: pip install "unet-zoo[volumes]"') from _err
 
-CONNECT_TIMEOUT_S = 10  # a scheduler that cannot be reached fails within this time
+CONNECT_TIMEOUT_S = 10  # a scheduler that cannot be reached, or a service that is no scheduler, fails within this time
+HANDSHAKE_MAX_BYTES = 1 << 20  # a dask handshake is a few hundred bytes; a larger first frame is not dask speaking
 IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker thread: enough to keep workers busy, little scheduler state
 
 # per-process counters, readable on each worker with client.run (tests check the model is loaded once)
@@ -71,12 +75,14 @@ def connect(scheduler: Any = None, workers: int | None = None, memory_limit: str
     if isinstance(scheduler, Client):
         return scheduler, None
     if scheduler is not None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        check_scheduler(str(scheduler), CONNECT_TIMEOUT_S)
         try:
-            return Client(str(scheduler), timeout=CONNECT_TIMEOUT_S), None
-        except (OSError, TimeoutError) as err:
+            return Client(str(scheduler), timeout=max(1.0, deadline - time.monotonic())), None
+        except Exception as err:  # noqa: BLE001  whatever the connection raised: say which address and what to do
             raise ConnectionError(
-                f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s ({err}); check the "
-                "address and that `dask scheduler` runs there, or use workers=N (--workers N) for a local cluster"
+                f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s ({type(err).__name__}: "
+                f"{str(err)[:200]}); {_ADVICE}"
             ) from None
     cluster = LocalCluster(
         n_workers=workers,
@@ -88,6 +94,50 @@ def connect(scheduler: Any = None, workers: int | None = None, memory_limit: str
         silence_logs=logging.ERROR,
     )
     return Client(cluster), cluster
+
+
+_ADVICE = "check the address and that `dask scheduler` runs there, or use workers=N (--workers N) for a local cluster"
+
+
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ConnectionError unless a dask scheduler answers at the tcp `address` within `timeout` seconds.
+
+    A dask scheduler sends its handshake as soon as a connection is accepted: the first 8 bytes are the length
+    of a small frame. The check connects, reads those bytes with a deadline and checks the length is plausible,
+    so a closed port, a web server (which waits for a request) or a service sending other bytes is refused
+    within `timeout` instead of hanging or being read as a frame of exabytes. Other protocols (tls://, ucx://,
+    inproc://) are left to dask.distributed. ValueError for an address without a port or a timeout <= 0.
+    """
+    if not timeout > 0:
+        raise ValueError(f"the scheduler timeout must be > 0 seconds, got {timeout}")
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--scheduler {address}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            head = b""
+            while len(head) < 8:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                block = sock.recv(8 - len(head))
+                if not block:
+                    break
+                head += block
+    except TimeoutError:
+        raise ConnectionError(
+            f"{address} accepted the connection but sent no dask handshake within {timeout:g} s: it is not a dask "
+            f"scheduler (a web server, or the dashboard's port?); {_ADVICE}"
+        ) from None
+    except OSError as err:
+        raise ConnectionError(f"cannot reach the dask scheduler at {address} within {timeout:g} s ({err}); {_ADVICE}") from None
+    if len(head) < 8:
+        raise ConnectionError(f"{address} closed the connection without a dask handshake: it is not a dask scheduler; {_ADVICE}")
+    (size,) = struct.unpack("Q", head)
+    if not 0 < size <= HANDSHAKE_MAX_BYTES:
+        raise ConnectionError(f"{address} answered with {head!r}, not a dask handshake: it is not a dask scheduler; {_ADVICE}")
 
 
 def run_on_cluster(
@@ -134,4 +184,4 @@ def run_on_cluster(
             pass
 
 
-__all__ = ["VolumeModelPlugin", "connect", "run_on_cluster"]
+__all__ = ["VolumeModelPlugin", "check_scheduler", "connect", "run_on_cluster"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from unet_zoo._version import __version__
 from unet_zoo.data.files import ome_pixel_size
-from unet_zoo.utils.files import atomic_write_bytes
+from unet_zoo.utils.files import atomic_write_bytes, check_replaceable, mark_owned
 
 try:
     import zarr
@@ -34,6 +34,7 @@ except ImportError as _err:  # the optional extra: keep the message actionable
 TIFF_SUFFIXES = (".tif", ".tiff")
 MARKERS = ".unet_zoo-blocks"  # folder of finished-block markers inside the output store, removed at completion
 ATTRS = "unet_zoo"  # the output array's attribute holding provenance and the run's settings
+PROBABILITIES = "volume probabilities"  # what an output store is marked as (unet_zoo.utils.files.mark_owned)
 
 
 class VolumeInputError(ValueError):
@@ -53,8 +54,21 @@ def _files_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
+def check_not_nested(source: VolumeSource, out: str | Path) -> None:
+    """ValueError when the output `out` is the input `source`, lies inside it, or holds it.
+
+    An output inside the input changes the input (and its fingerprint, so the run could never resume), and
+    replacing an output that holds the input would delete the input; both are refused before any work.
+    """
+    if not source.path:
+        return
+    src, path = Path(source.path).resolve(), Path(out).expanduser().resolve()
+    if path == src:
+        raise ValueError(f"the output {path} is the input; choose another output path")
+    if path.is_relative_to(src):
+        raise ValueError(f"the output {path} is inside the input {src}; choose an output path outside the input")
+    if src.is_relative_to(path):
+        raise ValueError(f"the output {path} holds the input {src}; choose another output path")
 
 
 # --- sources --------------------------------------------------------------------------------------
@@ -319,6 +333,7 @@ class VolumeOutput:
     key: str
     ndim: int
     array: Any = field(default=None, repr=False)
+    finished: bool = False  # a finished output reused as it is (open_output with reuse): nothing to compute
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "array": None}
@@ -378,22 +393,28 @@ def open_output(
     *,
     overwrite: bool,
     resume: bool,
+    reuse: bool = False,
 ) -> tuple[VolumeOutput, set[str]]:
     """Create the output store (or reopen an unfinished one with the same `settings` when `resume`).
 
     Returns the output and the names of the blocks already finished. Raises FileExistsError for an
-    existing output unless `overwrite` (which deletes it; only Zarr stores and empty folders are deleted).
+    existing output unless `overwrite`, which deletes it only when unet_zoo wrote it as a prediction (or it is
+    an empty folder; `unet_zoo.utils.files.check_replaceable`). With `reuse`, an existing output made with the
+    same `settings` from the same input is kept, finished or not, even with `overwrite` (`VolumeOutput.finished`
+    then says whether anything is left to do).
     """
     path = Path(out).expanduser().resolve()
-    if source.path and Path(source.path) == path:
-        raise ValueError(f"the output {path} is the input; choose another output path")
+    check_not_nested(source, path)
     key = "0" if source.ome else ""
     if path.exists():
+        if reuse:
+            found = _same_run(path, key, settings, finished=True)
+            if found is not None:
+                return found
         if overwrite:
-            if path.is_dir() and (_is_zarr_store(path) or not any(path.iterdir())):
-                shutil.rmtree(path)
-            else:
-                raise FileExistsError(f"{path} exists and is not a Zarr store; refusing to delete it, remove it yourself")
+            if _read_info(path, key) is None:  # not a prediction by its attributes: only if marked as ours, or empty
+                check_replaceable(path, what=PROBABILITIES)
+            shutil.rmtree(path)
         else:
             found = _unfinished(path, key, settings) if resume else None
             if found is not None:
@@ -424,6 +445,7 @@ def open_output(
             attributes=attrs,
             zarr_format=fmt,
         )
+    mark_owned(path, PROBABILITIES)
     output = VolumeOutput(str(path), key, source.ndim)
     output.markers.mkdir()
     return output, set()
@@ -475,9 +497,29 @@ def _unfinished(path: Path, key: str, settings: dict) -> tuple[VolumeOutput, set
             f"{path} holds an unfinished prediction made with other settings ({', '.join(differs)} differ); "
             "resume it with the same model and options, or pass overwrite=True (--overwrite) to start again"
         )
-    output = VolumeOutput(str(path), key, len(settings["shape"]))
+    return _same_run(path, key, settings, finished=False)
+
+
+def _same_run(path: Path, key: str, settings: dict, *, finished: bool) -> tuple[VolumeOutput, set[str]] | None:
+    """The output at `path` and its finished blocks when it was made with `settings` from the same input
+    (unfinished, or with `finished` also a finished one), else None. A finished output is not written to."""
+    info = _read_info(path, key)
+    if not info or any(info.get(k) != v for k, v in settings.items()):
+        return None
+    output = VolumeOutput(str(path), key, len(settings["shape"]), finished=bool(info.get("complete")))
+    if output.finished:
+        return (output, set()) if finished else None
     output.markers.mkdir(exist_ok=True)
     return output, output.done()
 
 
-__all__ = ["ATTRS", "VolumeInputError", "VolumeOutput", "VolumeSource", "open_output", "open_source"]
+__all__ = [
+    "ATTRS",
+    "PROBABILITIES",
+    "VolumeInputError",
+    "VolumeOutput",
+    "VolumeSource",
+    "check_not_nested",
+    "open_output",
+    "open_source",
+]

@@ -36,7 +36,7 @@ from unet_zoo.inference.rescale import (
 )
 from unet_zoo.inference.tiling import Normalise, _check_tile, _resolve_device, choose_tile, inference_settings
 from unet_zoo.utils.runtime import Precision
-from unet_zoo.volumes.io import VolumeOutput, VolumeSource, open_output, open_source
+from unet_zoo.volumes.io import VolumeOutput, VolumeSource, check_not_nested, open_output, open_source
 
 Progress = Callable[[int, int], None]
 """progress(blocks_done, blocks_total), called on the calling process after each finished block."""
@@ -249,6 +249,7 @@ def predict_volume(
     dtype: str = "float32",
     overwrite: bool = False,
     resume: bool = True,
+    reuse: bool = False,
     scheduler: Any = None,
     workers: int | None = None,
     level: int | None = None,
@@ -278,7 +279,12 @@ def predict_volume(
         overwrite: replace an existing output (a Zarr store). Otherwise an existing output is an error,
             unless it is an unfinished run with the same settings and the same input (shape, dtype, chunks
             and a digest of its files' sizes and modification times, or of an in-memory array's bytes) and
-            `resume` is true: then only the blocks not yet finished are computed.
+            `resume` is true: then only the blocks not yet finished are computed. Only a store unet_zoo wrote
+            as a prediction (or an empty folder) is ever deleted; anything else at `out` is left alone
+            (FileExistsError). An output inside the input, or holding it, is refused (ValueError).
+        reuse: keep an existing output made with the same settings from the same input, finished or not, even
+            with `overwrite`: a finished one is returned as it is (nothing computed, nothing written), an
+            unfinished one is continued. `segment_volume` uses this to resume after its prediction stage.
         scheduler: address of a dask.distributed scheduler ("tcp://host:8786") or a distributed.Client;
             workers must see `source` and `out` at the same paths.
         workers: start a local dask cluster of this many processes (one thread each).
@@ -310,6 +316,7 @@ def predict_volume(
         model.to(device)
     model.eval()
     vol = open_source(source, level)
+    check_not_nested(vol, out)
     in_channels, classes = int(getattr(model, "in_channels", 1)), int(getattr(model, "num_classes", 2))
     if in_channels != 1:
         raise ValueError(f"volumes are single-channel sections; this model takes {in_channels} input channels")
@@ -357,7 +364,11 @@ def predict_volume(
 
         client, cluster = connect(scheduler, workers, memory_limit)  # fails fast, before anything is written
     try:
-        output, done = open_output(out, vol, chunks, vol.shards, dtype, settings, overwrite=overwrite, resume=resume)
+        output, done = open_output(out, vol, chunks, vol.shards, dtype, settings, overwrite=overwrite, resume=resume, reuse=reuse)
+        if output.finished:  # reused as it is: not even its attributes are written (they are the input of a resume)
+            if progress is not None:
+                progress(len(plan.indices()), len(plan.indices()))
+            return Path(output.path)
         _run(
             VolumeJob(
                 vol,

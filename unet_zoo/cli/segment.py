@@ -167,8 +167,12 @@ def segment_command(
                 prob = read_image(path)
             except (ValueError, OSError) as err:
                 raise fail(str(err)) from None
-            if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
-                raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
+            if prob.dtype.kind != "f" or not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
+                found = "NaN or infinite values" if prob.dtype.kind == "f" and not np.isfinite(prob).all() else "other values"
+                raise fail(
+                    f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif): it "
+                    f"holds {found}; predict it again with `unet-zoo predict`"
+                )
             _segment_and_write(prob, prob, params, out, stem, path)
         return
     if backend == "onnxruntime" and device not in ("", "cpu"):

@@ -11,6 +11,7 @@ from unet_zoo.cli.app import app, check_device, check_output, console, fail
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
+from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.training.recipes import RecipeError
@@ -83,6 +84,8 @@ def finetune_command(
     for option, path in (("--images", images), ("--labels", labels), ("--val-images", val_images), ("--val-labels", val_labels)):
         if path is not None and not path.exists():
             raise fail(f"{option}: no such file or folder: {path}")
+    if pixel_size is not None:
+        check_pixel_size(pixel_size, "--pixel-size")
     if device:
         check_device(device)
     check_output(out, "--out", folder=True)
@@ -110,6 +113,8 @@ def finetune_command(
             device=device or None,
             callback=FinetuneDisplay(),
         )
+    except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError)
+        raise
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (CheckpointError, HubAccessError, RecipeError, NonFiniteLossError, OSError, ValueError, KeyError) as err:

@@ -19,6 +19,7 @@ from unet_zoo.cli.inference import (
     resolve_precision,
 )
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
+from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.exporters.sessions import fastest_cpu_forward
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
 from unet_zoo.inference.tiling import predict_stack
@@ -114,6 +115,8 @@ def segment_command(
         no_merge=no_merge,
     )
     wanted = check_precision(precision)
+    if pixel_size is not None:
+        check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible, before any work
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
         if wanted == "bf16":
             raise fail("--precision bf16 applies to images; volumes are segmented in float32")
@@ -189,7 +192,7 @@ def segment_command(
         _, forward = fastest_cpu_forward(net)
     for path, stem in zip(images, stems):
         image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
-        factor = scale_factor(size, model_pixel_size(net))
+        factor = scale_factor(size, model_pixel_size(net))  # checked with the image's size by _read_for_prediction
         cell_prob = _cell_probabilities(
             path,
             image,

@@ -93,8 +93,7 @@ class ArgBound:
         if self.kind == "bool":
             return None if isinstance(value, bool) else "must be true or false"
         if self.kind == "str":
-            ok = isinstance(value, str) and 0 < len(value) <= 100 and value.replace("_", "").replace(".", "").isalnum()
-            return None if ok else "must be a name of letters, digits, '_' and '.' (at most 100 characters)"
+            return None if isinstance(value, str) and 0 < len(value) <= 100 else "must be a name (at most 100 characters)"
         if self.kind == "ints":
             if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= self.max_items:
                 return f"must be a list of 1 to {self.max_items} whole numbers in [{self.low:g}, {self.high:g}]"

@@ -59,7 +59,7 @@ class SegmentationParams:
                 kind = "a whole number of pixels" if whole else "a number"
                 upper = f"{high:g})" if name == "threshold" else f"{high:g}]"
                 none = " or None (no agglomeration)" if name == "merge_threshold" else ""
-                raise SegmentationParamsError(f"{name} must be {kind} in [{low:g}, {upper}{none}, got {value!r}")
+                raise SegmentationParamsError(f"{name} must be in [{low:g}, {upper} ({kind}){none}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in a checkpoint's ``segmentation`` block."""

@@ -86,7 +86,9 @@ class VolumeSource:
     @property
     def pixel_size_nm(self) -> float | None:
         """The x pixel size in nm of an OME-Zarr source's level (its scale transformation and axis unit), or None."""
-        return ome_pixel_size(self.ome["multiscales"], self.ome.get("dataset") or {}) if self.ome else None
+        if not self.ome:
+            return None
+        return ome_pixel_size(self.ome["multiscales"], self.ome.get("dataset") or {}, f"the OME-Zarr scale of {self.path}")
 
     def _open(self):
         if self.array is None:

@@ -69,7 +69,7 @@ def finetune_command(
     resume: str | None = typer.Option(None, "--resume", metavar="DIR|latest", help="continue a stopped fine-tuning run"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
     pixel_size: float | None = typer.Option(
-        None, "--pixel-size", min=0.001, metavar="NM", help="nm per pixel of your data (default: TIFF / OME-Zarr metadata)"
+        None, "--pixel-size", metavar="NM", help="nm per pixel of your data (default: TIFF / OME-Zarr metadata)"
     ),
     recipe: str = typer.Option("finetune", "--recipe", help="the fine-tuning recipe (name or .toml path)"),
     device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: cuda if available)"),

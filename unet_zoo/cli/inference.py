@@ -166,7 +166,6 @@ def predict_command(
     pixel_size: float | None = typer.Option(
         None,
         "--pixel-size",
-        min=0.001,
         metavar="NM",
         help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
         "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",

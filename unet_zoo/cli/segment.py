@@ -95,7 +95,6 @@ def segment_command(
     pixel_size: float | None = typer.Option(
         None,
         "--pixel-size",
-        min=0.01,
         help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): images are "
         "rescaled to the model's pixel size, segmented there and the cells resized back; volumes are predicted "
         "rescaled and segmented on their own grid with the lengths and areas converted",

@@ -134,3 +134,23 @@ def test_a_refused_train_out_prints_no_second_line(tmp_path):
 def test_help_names_the_export_extra(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "unet-zoo[export]" in result.output
+
+
+@pytest.mark.parametrize("existing", ["a folder of other files", "an earlier prediction"])
+def test_advice_to_overwrite_is_given_only_where_overwrite_works(files, existing):
+    pytest.importorskip("zarr", reason="volumes need the optional zarr extra")
+    stack = files / "stack.tif"
+    tifffile.imwrite(stack, np.arange(2 * 64 * 64, dtype=np.uint16).reshape(2, 64, 64))
+    out = files / "out.zarr"
+    base = ["predict", str(files / "tiny-model"), str(stack), "--out", str(out), "--tile", "64"]
+    if existing == "an earlier prediction":
+        assert runner.invoke(app, base).exit_code == 0
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    line = assert_one_line_error(runner.invoke(app, base), str(out))
+    retried = runner.invoke(app, [*base, "--overwrite"])
+    if "--overwrite" in line:
+        assert retried.exit_code == 0, retried.output
+    else:
+        assert retried.exit_code == 2 and (out / "notes.txt").read_text() == "mine"

@@ -392,7 +392,7 @@ def open_output(
     key = "0" if source.ome else ""
     if path.exists():
         if overwrite:
-            if path.is_dir() and (_is_zarr_store(path) or not any(path.iterdir())):
+            if _replaceable(path):
                 shutil.rmtree(path)
             else:
                 raise FileExistsError(f"{path} exists and is not a Zarr store; refusing to delete it, remove it yourself")
@@ -449,7 +449,15 @@ def _read_info(path: Path, key: str) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def _replaceable(path: Path) -> bool:
+    """Whether overwrite=True may delete the existing output `path`: a Zarr store or an empty folder. The advice
+    of `_exists_message` follows this, so it never suggests an overwrite that would then be refused."""
+    return path.is_dir() and (_is_zarr_store(path) or not any(path.iterdir()))
+
+
 def _exists_message(path: Path, key: str) -> str:
+    if not _replaceable(path):
+        return f"{path} exists and is not a Zarr store, so it is never replaced; choose another output path"
     info = _read_info(path, key)
     if info and info.get("complete"):
         return f"{path} already holds a finished prediction; pass overwrite=True (--overwrite) to replace it"

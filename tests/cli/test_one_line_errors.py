@@ -154,3 +154,14 @@ def test_advice_to_overwrite_is_given_only_where_overwrite_works(files, existing
         assert retried.exit_code == 0, retried.output
     else:
         assert retried.exit_code == 2 and (out / "notes.txt").read_text() == "mine"
+
+
+def test_nan_in_a_volume_names_the_input_and_the_sections(files):
+    zarr = pytest.importorskip("zarr", reason="volumes need the optional zarr extra")
+    source = files / "nan.zarr"
+    volume = np.full((3, 64, 64), 0.5, np.float32)
+    volume[2, 10, 20] = np.nan
+    zarr.create_array(str(source), shape=volume.shape, chunks=(1, 64, 64), dtype="float32")[:] = volume
+    out = files / "nan-out.zarr"
+    args = ["predict", str(files / "tiny-model"), str(source), "--out", str(out), "--tile", "64"]
+    assert_one_line_error(runner.invoke(app, args), str(source), "sections", "NaN")

@@ -128,3 +128,11 @@ def test_a_good_checkpoint_still_loads_the_same_weights(tiny_folder):
     reference = unet_zoo.create_model("small", base_channels=4, depth=2)
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
     assert all(not t.is_meta for t in model.state_dict().values()) and isinstance(model.head.weight, torch.Tensor)
+
+
+@pytest.mark.parametrize("args", HOSTILE_ARGS[:-1], ids=[json.dumps(a) for a in HOSTILE_ARGS[:-1]])
+def test_a_recipe_is_held_to_the_same_bounds(args):
+    from unet_zoo.training.recipes import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError, match=r"\[model.args\]"):
+        load_recipe("tiny").with_overrides(model={"args": args})

@@ -380,7 +380,7 @@ def expected_shapes(config: dict[str, Any], source: str = "") -> dict[str, tuple
     try:
         return expected_state_shapes(config["model_name"], args, where)
     except ModelArgsError as err:
-        raise CheckpointError(str(err)) from None
+        raise CheckpointError(f"{err}; fix config.json or save the model again") from None
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(
             f"{where} does not describe a model this unet_zoo can build "

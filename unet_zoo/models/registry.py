@@ -150,9 +150,7 @@ def check_model_args(name: str, args: dict[str, Any], source: str = "") -> None:
         bound = bounds.get(key)
         problem = bound.problem(value) if bound is not None else None
         if problem:
-            raise ModelArgsError(
-                f"{where}model argument {key}={value!r} of {name!r} {problem}; fix config.json or save the model again"
-            )
+            raise ModelArgsError(f"{where}model argument {key}={value!r} of {name!r} {problem}")
 
 
 def expected_state_shapes(name: str, args: dict[str, Any], source: str = "") -> dict[str, tuple[int, ...]]:

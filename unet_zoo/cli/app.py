@@ -68,7 +68,7 @@ def cli_words(message: str) -> str:
     ``overwrite=True`` become the options that set them (``--overwrite``)."""
     for pattern, option in _API_WORDS:
         message = pattern.sub(option, message)
-    return " ".join(message.split())
+    return re.sub(r"\s*\n\s*", " ", message).strip()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -457,7 +457,7 @@ def _replaceable(path: Path) -> bool:
 
 def _exists_message(path: Path, key: str) -> str:
     if not _replaceable(path):
-        return f"{path} exists and is not a Zarr store, so it is never replaced; choose another output path"
+        return f"{path} already exists and is not a Zarr store, so it is never replaced; choose another output path"
     info = _read_info(path, key)
     if info and info.get("complete"):
         return f"{path} already holds a finished prediction; pass overwrite=True (--overwrite) to replace it"

@@ -89,6 +89,8 @@ def test_the_bounds_hold_every_registered_architecture_and_refuse_the_parameter_
     for name in unet_zoo.list_models():
         shapes = expected_state_shapes(name, model_args(name))
         assert shapes and sum(math.prod(s) for s in shapes.values()) <= MAX_PARAMETERS
+        real = unet_zoo.create_model(name).state_dict()
+        assert shapes == {key: tuple(tensor.shape) for key, tensor in real.items()}  # the meta model is the model
     assert set(ARG_BOUNDS["unet"]) >= set(model_args("original"))
     with pytest.raises(unet_zoo.models.registry.ModelArgsError, match="parameters"):
         expected_state_shapes("original", model_args("original", base_channels=128, depth=6))

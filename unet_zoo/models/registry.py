@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from unet_zoo.models.hub_mixin import hub_layer
 from unet_zoo.models.unet import TimmUNet, UNet
@@ -153,13 +154,26 @@ def check_model_args(name: str, args: dict[str, Any], source: str = "") -> None:
             raise ModelArgsError(f"{where}model argument {key}={value!r} of {name!r} {problem}")
 
 
+class _SkipRandomInit(TorchFunctionMode):
+    """Random in-place initialisation of meta tensors is skipped: it changes no shape, and on meta tensors torch
+    runs it through its reference implementations, whose first use imports torch._dynamo (seconds)."""
+
+    _RANDOM = frozenset({"normal_", "uniform_", "bernoulli_", "random_", "exponential_", "log_normal_", "cauchy_"})
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        first = args[0] if args else None
+        if getattr(func, "__name__", "") in self._RANDOM and getattr(first, "is_meta", False):
+            return first
+        return func(*args, **(kwargs or {}))
+
+
 def expected_state_shapes(name: str, args: dict[str, Any], source: str = "") -> dict[str, tuple[int, ...]]:
     """{tensor name: shape} of the state dict `create_model(name, **args)` would have, found without allocating
     it (built on the ``meta`` device, after `check_model_args`); ModelArgsError above `MAX_PARAMETERS`."""
     import torch
 
     check_model_args(name, args, source)
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipRandomInit():
         model = create_model(name, **args)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     count = sum(p.numel() for p in model.parameters())

@@ -62,7 +62,7 @@ def _run(args, out):
 def test_a_path_below_a_file_is_refused_up_front(tmp_path, no_work, command):
     args, _ = _commands(tmp_path)[command]
     (tmp_path / "notes.txt").write_text("keep")
-    out = tmp_path / "notes.txt" / ("out.zarr" if command == "volume" else "out.json")
+    out = tmp_path / "notes.txt" / {"volume": "out.zarr", "export": "out.pt"}.get(command, "out.json")
     assert "notes.txt is a file, not a folder" in _run(args, out)
     assert (tmp_path / "notes.txt").read_text() == "keep"
 
@@ -71,15 +71,16 @@ def test_a_path_below_a_file_is_refused_up_front(tmp_path, no_work, command):
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "benchmark", "export", "volume"])
 def test_an_unwritable_place_is_refused_up_front(tmp_path, no_work, command):
     args, _ = _commands(tmp_path)[command]
-    assert "/proc is not writable" in _run(args, UNWRITABLE + (".zarr" if command == "volume" else ""))
+    assert "/proc is not writable" in _run(args, UNWRITABLE + {"volume": ".zarr", "export": ".pt"}.get(command, ""))
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "benchmark", "export", "volume"])
 def test_a_folder_for_a_file_or_a_file_for_a_folder_is_refused_up_front(tmp_path, no_work, command):
     args, kind = _commands(tmp_path)[command]
     if kind == "file":
-        (tmp_path / "existing").mkdir()
-        assert "is an existing folder, but a file is expected" in _run(args, tmp_path / "existing")
+        existing = tmp_path / ("existing.pt" if command == "export" else "existing")  # an export is named as its format
+        existing.mkdir()
+        assert "is an existing folder, but a file is expected" in _run(args, existing)
     else:
         out = tmp_path / ("existing.zarr" if kind == "zarr" else "existing")
         out.write_text("keep")
@@ -91,7 +92,7 @@ def test_a_folder_for_a_file_or_a_file_for_a_folder_is_refused_up_front(tmp_path
     "command, existing, flag",
     [
         ("evaluate", "out.json", "--overwrite"),
-        ("export", "out.json", "--force"),
+        ("export", "out.pt", "--force"),
         ("benchmark", "results.json", "--overwrite"),
         ("predict", "in_prob.tif", "--overwrite"),
         ("train", "checkpoint.safetensors", "--overwrite"),

@@ -65,7 +65,7 @@ def test_folders_of_pngs_are_matched_by_name(tmp_path):
     for folder in ("im", "lab"):
         (tmp_path / folder).mkdir()
     for name in ("a", "b"):
-        Image.fromarray(np.full((16, 16), 100, np.uint8)).save(tmp_path / "im" / f"{name}.png")
+        Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(tmp_path / "im" / f"{name}.png")
         Image.fromarray(_cells()[0] * 255).save(tmp_path / "lab" / f"{name}.png")
     assert load_labelled_images(tmp_path / "im", tmp_path / "lab").images.shape == (2, 16, 16)
     (tmp_path / "lab" / "b.png").rename(tmp_path / "lab" / "c.png")

@@ -125,21 +125,22 @@ def test_path_problems_are_path_errors_not_blamed_on_the_model(tmp_path, monkeyp
     import os
 
     from unet_zoo.exporters import api
+    from unet_zoo.exporters.api import SUFFIXES
 
     model = _model("small")
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):  # checked before exporting
-        export(model, format, tmp_path / "file" / "m.out")
+        export(model, format, tmp_path / "file" / f"m{SUFFIXES[format]}")
     if os.path.isdir("/proc/self"):
         with pytest.raises(PermissionError, match="/proc is not writable"):
-            export(model, format, "/proc/unet-zoo.out")
+            export(model, format, f"/proc/unet-zoo{SUFFIXES[format]}")
 
     def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(api, "atomic_write_bytes", disk_full)  # the file system fails while writing
     with pytest.raises(OSError, match="No space left") as info:
-        export(model, format, tmp_path / "m.out")
+        export(model, format, tmp_path / f"m{SUFFIXES[format]}")
     assert not isinstance(info.value, ExportError) and "does not work" not in str(info.value)
 
 

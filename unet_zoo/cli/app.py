@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from unet_zoo.utils.device import resolve_device
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import all_or_nothing, check_output_path, check_replaceable
 
-app = typer.Typer(
+
+class ZooTyper(typer.Typer):
+    """A typer app whose commands turn bad input (`InputError`, raised anywhere below them) into the one red
+    ``error:`` line of `fail`, exit 2: the one place where library errors about the user's files, options and
+    metadata become command-line errors, so no command can let one through as a traceback."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # type: ignore[override]
+        register = super().command(*args, **kwargs)
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(func)
+            def run(*a: Any, **kw: Any) -> Any:
+                try:
+                    return func(*a, **kw)
+                except InputError as err:
+                    raise fail(str(err)) from None
+
+            register(run)
+            return func
+
+        return decorator
+
+
+# \\[: rich would take [export] for markup and drop it
+EXPORT_EXTRA_NOTE = (
+    'ONNX, bioimage.io export and the onnxruntime backend need the export extra: pip install "unet-zoo\\[export]".'
+)
+
+app = ZooTyper(
     name="unet-zoo",
-    help="U-Nets faithful to Ronneberger et al. (2015): list, compare, train, reproduce, predict, evaluate, publish.",
+    help="U-Nets faithful to Ronneberger et al. (2015): list, compare, train, reproduce, predict, evaluate, publish.\n\n"
+    + EXPORT_EXTRA_NOTE,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -24,10 +57,25 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+# library messages name both spellings ("pass overwrite=True (--overwrite)"); the command line says only its own
+_API_WORDS = [
+    (re.compile(r"overwrite=True \(--overwrite\)|--overwrite \(overwrite=True\)|overwrite=True"), "--overwrite"),
+    (re.compile(r"force=True \(--force\)|--force \(force=True\)|force=True"), "--force"),
+]
+
+
+def cli_words(message: str) -> str:
+    """`message` (a library error) in the command line's words, on one line: keyword arguments such as
+    ``overwrite=True`` become the options that set them (``--overwrite``)."""
+    for pattern, option in _API_WORDS:
+        message = pattern.sub(option, message)
+    return re.sub(r"\s*\n\s*", " ", message).strip()
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print `message` in red on stderr and return the typer.Exit to raise."""
+    """Print `message` (in the command line's words, one line) in red on stderr and return the typer.Exit to raise."""
     # escape: messages quote TOML tables like [model] and options like [--tta], which rich would eat as markup
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(cli_words(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from unet_zoo.cli import inference  # its _load: the model loading every command shares
 from unet_zoo.cli.app import app, check_output, console, fail
 from unet_zoo.exporters import FORMATS, ExportError, export
+from unet_zoo.exporters.api import check_suffix
 
 
 @app.command("export")
@@ -19,9 +20,13 @@ def export_command(
     out: Path = typer.Option(..., "--out", "-o", help="output file, e.g. isbi-small.bioimageio.zip, model.onnx, model.pt"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
 ) -> None:
-    """Export a model for ilastik, Fiji/deepImageJ, QuPath, napari or any ONNX / TorchScript runtime."""
+    """Export a model for ilastik, Fiji/deepImageJ, QuPath, napari or any ONNX / TorchScript runtime.
+
+    onnx and bioimageio need the export extra: pip install "unet-zoo\\[export]" (torchscript needs only torch).
+    """
     if format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    check_suffix(format, out)  # an ONNX file named .pt: refused before the model is loaded
     out = check_output(out, "--out", overwrite=force, option="--force")
     net = inference._load(model, "cpu")
     with console.status(f"exporting {model} to {format} ..."):

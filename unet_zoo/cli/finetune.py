@@ -11,6 +11,7 @@ from unet_zoo.cli.app import app, check_device, check_output, check_owned, conso
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
+from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.reproduce import HUB_FOLDER
@@ -69,7 +70,7 @@ def finetune_command(
     resume: str | None = typer.Option(None, "--resume", metavar="DIR|latest", help="continue a stopped fine-tuning run"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
     pixel_size: float | None = typer.Option(
-        None, "--pixel-size", min=0.001, metavar="NM", help="nm per pixel of your data (default: TIFF / OME-Zarr metadata)"
+        None, "--pixel-size", metavar="NM", help="nm per pixel of your data (default: TIFF / OME-Zarr metadata)"
     ),
     recipe: str = typer.Option("finetune", "--recipe", help="the fine-tuning recipe (name or .toml path)"),
     device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: cuda if available)"),
@@ -84,6 +85,8 @@ def finetune_command(
     for option, path in (("--images", images), ("--labels", labels), ("--val-images", val_images), ("--val-labels", val_labels)):
         if path is not None and not path.exists():
             raise fail(f"{option}: no such file or folder: {path}")
+    if pixel_size is not None:
+        check_pixel_size(pixel_size, "--pixel-size")
     if device:
         check_device(device)
     check_output(out, "--out", folder=True)
@@ -113,6 +116,8 @@ def finetune_command(
             device=device or None,
             callback=FinetuneDisplay(),
         )
+    except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError)
+        raise
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (CheckpointError, HubAccessError, RecipeError, NonFiniteLossError, OSError, ValueError, KeyError) as err:

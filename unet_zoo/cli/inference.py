@@ -15,6 +15,7 @@ from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.files import tiff_pixel_size
 from unet_zoo.data.images import READABLE_SUFFIXES, prediction_names, read_image, write_prediction
+from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.evaluation.isbi import evaluate_isbi
 from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
 from unet_zoo.hub.loading import load_model
@@ -83,8 +84,9 @@ def _read_for_prediction(path: Path, pixel_size: float | None, net, verb: str) -
         image = read_image(path)
     except (ValueError, OSError) as err:
         raise fail(str(err)) from None
+    source = "--pixel-size" if pixel_size else f"the resolution tags of {path}"
     size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in (".tif", ".tiff") else None)
-    if size and scale_factor(size, model_pixel_size(net)) != 1.0:
+    if size and scale_factor(size, model_pixel_size(net), source, shape=image.shape[-2:]) != 1.0:
         console.print(f"{path}: {size:g} nm/px, {verb} the model's {model_pixel_size(net):g} nm/px", markup=False)
     return image, size
 
@@ -164,7 +166,6 @@ def predict_command(
     pixel_size: float | None = typer.Option(
         None,
         "--pixel-size",
-        min=0.001,
         metavar="NM",
         help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
         "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
@@ -176,6 +177,8 @@ def predict_command(
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
     wanted = check_precision(precision)
+    if pixel_size is not None:
+        check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible, before any work
     if is_volume_request(images, out):
         if backend not in ("auto", "torch"):
             raise fail("volumes run with --backend torch")

@@ -19,6 +19,7 @@ from unet_zoo.cli.inference import (
     resolve_precision,
 )
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
+from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.exporters.sessions import fastest_cpu_forward
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
 from unet_zoo.inference.tiling import predict_stack
@@ -94,7 +95,6 @@ def segment_command(
     pixel_size: float | None = typer.Option(
         None,
         "--pixel-size",
-        min=0.01,
         help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): images are "
         "rescaled to the model's pixel size, segmented there and the cells resized back; volumes are predicted "
         "rescaled and segmented on their own grid with the lengths and areas converted",
@@ -114,6 +114,8 @@ def segment_command(
         no_merge=no_merge,
     )
     wanted = check_precision(precision)
+    if pixel_size is not None:
+        check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible, before any work
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
         if wanted == "bf16":
             raise fail("--precision bf16 applies to images; volumes are segmented in float32")
@@ -168,8 +170,12 @@ def segment_command(
                     prob = read_image(path)
                 except (ValueError, OSError) as err:
                     raise fail(str(err)) from None
-                if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
-                    raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
+                if prob.dtype.kind != "f" or not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
+                    found = "NaN or infinite values" if prob.dtype.kind == "f" and not np.isfinite(prob).all() else "other values"
+                    raise fail(
+                        f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif): it "
+                        f"holds {found}; predict it again with `unet-zoo predict`"
+                    )
                 _segment_and_write(prob, prob, params, out, stem, path)
         return
     if backend == "onnxruntime" and device not in ("", "cpu"):
@@ -187,7 +193,7 @@ def segment_command(
     with outputs_as_one_unit(out):
         for path, stem in zip(images, stems):
             image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
-            factor = scale_factor(size, model_pixel_size(net))
+            factor = scale_factor(size, model_pixel_size(net))  # checked with the image's size by _read_for_prediction
             cell_prob = _cell_probabilities(
                 path,
                 image,

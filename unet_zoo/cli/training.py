@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from unet_zoo.cli.app import app, check_output, check_owned, console, err_console, fail
+from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, err_console, fail
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.data.isbi import DatasetNotFoundError
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE
@@ -24,7 +24,7 @@ from unet_zoo.training.trainer import (
 )
 from unet_zoo.utils.runtime import PRECISIONS
 
-reproduce_app = typer.Typer(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
+reproduce_app = ZooTyper(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
 
 
@@ -88,10 +88,10 @@ def train_command(
             callback=TrainingDisplay(console),
             time_limit=time_limit * 60 if time_limit else None,
         )
+    except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: let it through as it is)
+        raise
     except TrainingInterrupted as err:
         raise interrupted(err) from None
-    except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: not to be reported twice)
-        raise
     except (RecipeError, DatasetNotFoundError, FileNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
     finally:
@@ -197,6 +197,8 @@ def reproduce_isbi_command(
             time_limit=time_limit * 60 if time_limit else None,
             overwrite=overwrite,
         )
+    except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: let it through as it is)
+        raise
     except TrainingInterrupted as err:
         raise interrupted(err) from None
     except (RecipeError, OSError, DatasetNotFoundError, NonFiniteLossError, RuntimeError, ValueError) as err:

@@ -25,7 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from unet_zoo.data.images import PNG_SUFFIXES, TIFF_SUFFIXES, _read_tiff
+from unet_zoo.data.images import PNG_SUFFIXES, TIFF_SUFFIXES, _read_tiff, open_tiff
+from unet_zoo.data.pixel_size import PixelSizeError, check_pixel_size
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import file_sha256
 
 Foreground = Literal["cell", "membrane"]
@@ -36,7 +38,7 @@ PAIR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES
 MAX_MEMBRANE_FRACTION = 0.5  # more membrane than this looks like an inverted polarity
 
 
-class LabelledDataError(ValueError):
+class LabelledDataError(InputError):
     """Images and labels that cannot be trained on: say what is wrong and what to do."""
 
 
@@ -92,10 +94,10 @@ def nm_per_unit(unit: str) -> float | None:
 
 
 def tiff_pixel_size(path: str | os.PathLike) -> float | None:
-    """The pixel size in nm a TIFF records (ImageJ ``unit`` + XResolution, or ResolutionUnit cm / inch), or None."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
+    """The pixel size in nm a TIFF records (ImageJ ``unit`` + XResolution, or ResolutionUnit cm / inch), or None.
+    A recorded size that is not plausible is a `PixelSizeError` naming the file (`check_pixel_size`)."""
+    source = f"the resolution tags of {path}"
+    with open_tiff(path) as tif:
         page = tif.pages[0]
         tags = page.tags
         res = tags.get("XResolution")
@@ -107,12 +109,12 @@ def tiff_pixel_size(path: str | os.PathLike) -> float | None:
         per_unit = num / den  # pixels per unit
         unit = str((tif.imagej_metadata or {}).get("unit", "")).lower().replace("\\u00b5", "µ")
         if unit in _UNIT_NM:
-            return _UNIT_NM[unit] / per_unit
+            return check_pixel_size(_UNIT_NM[unit] / per_unit, source)
         kind = int(getattr(tags.get("ResolutionUnit"), "value", 1))
         if kind == 3:  # centimeter
-            return 1e7 / per_unit
+            return check_pixel_size(1e7 / per_unit, source)
         if kind == 2 and per_unit not in (72.0, 96.0, 300.0):  # inch; 72/96/300 dpi are display defaults, not sizes
-            return 2.54e7 / per_unit
+            return check_pixel_size(2.54e7 / per_unit, source)
     return None
 
 
@@ -128,12 +130,13 @@ def zarr_pixel_size(path: str | os.PathLike) -> float | None:
     multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
     if not multiscales:
         return None
-    return ome_pixel_size(multiscales[0], multiscales[0]["datasets"][0])
+    return ome_pixel_size(multiscales[0], multiscales[0]["datasets"][0], source=f"the OME-Zarr scale of {path}")
 
 
-def ome_pixel_size(multiscales: dict[str, Any], dataset: dict[str, Any]) -> float | None:
+def ome_pixel_size(multiscales: dict[str, Any], dataset: dict[str, Any], source: str = "the OME-Zarr scale") -> float | None:
     """The x pixel size in nm of one OME-Zarr `dataset` (a resolution level) of `multiscales` (its axes give the
-    unit), from the level's scale transformation; None without a scale or a known length unit."""
+    unit), from the level's scale transformation; None without a scale or a known length unit. A scale that is
+    not a plausible pixel size (negative, zero, NaN, ...) is a `PixelSizeError` naming `source`."""
     axes = multiscales.get("axes") or []
     transforms = dataset.get("coordinateTransformations") or []
     scales = [t.get("scale") for t in transforms if t.get("type") == "scale" and t.get("scale")]
@@ -141,7 +144,12 @@ def ome_pixel_size(multiscales: dict[str, Any], dataset: dict[str, Any]) -> floa
         return None
     x_axis = axes[-1] if isinstance(axes[-1], dict) else {"name": axes[-1]}
     factor = nm_per_unit(x_axis.get("unit", ""))
-    return float(scales[0][-1]) * factor if factor else None
+    if not factor:
+        return None
+    value = scales[0][-1] if isinstance(scales[0], list) and scales[0] else scales[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PixelSizeError(f"{source}: the scale must be a list of numbers, got {scales[0]!r}; fix the store's metadata")
+    return check_pixel_size(value * factor, source)
 
 
 def _read_zarr(path: Path) -> np.ndarray:
@@ -215,8 +223,10 @@ def _digest(path: Path) -> str:
 
 def image_to_uint8(image: np.ndarray, where: str = "images") -> np.ndarray:
     """(S, H, W) uint8 from uint8 (as is), other integer dtypes and floats (min-max over the stack; floats
-    in [0, 1] times 255). Bool, complex and non-finite images are refused."""
+    in [0, 1] times 255). Bool, complex, non-finite and constant images (of any dtype) are refused."""
     if image.dtype == np.uint8:
+        if image.size and image.min() == image.max():
+            raise LabelledDataError(f"{where}: every pixel has the same value {int(image.min())}; nothing to learn from")
         return image
     if image.dtype.kind not in "iuf":
         raise LabelledDataError(f"{where}: unsupported image dtype {image.dtype}; use 8- or 16-bit integers or floats")
@@ -224,10 +234,10 @@ def image_to_uint8(image: np.ndarray, where: str = "images") -> np.ndarray:
     if not np.isfinite(values).all():
         raise LabelledDataError(f"{where}: the images hold NaN or infinite values")
     lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        raise LabelledDataError(f"{where}: every pixel has the same value {lo:g}; nothing to learn from")
     if image.dtype.kind == "f" and lo >= 0 and hi <= 1:
         return np.round(values * 255).astype(np.uint8)
-    if hi <= lo:
-        raise LabelledDataError(f"{where}: every pixel has the same value {lo:g}")
     return np.round((values - lo) / (hi - lo) * 255).astype(np.uint8)
 
 

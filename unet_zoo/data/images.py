@@ -5,12 +5,16 @@ Every file is written atomically: to a temporary file in the target folder, then
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_with
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -18,14 +22,50 @@ PNG_SUFFIXES = (".png",)
 READABLE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + (".jpg", ".jpeg")
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """The first series of a TIFF without its length-1 axes (pages, channels, samples) except Y and X, so a
-    1-pixel-high or -wide image stays 2-D (plain `np.squeeze` would make it 1-D or 0-D)."""
+COLOUR_AXES = "SC"  # tifffile's axes codes for samples (RGB, interleaved YXS or planar SYX) and channels
+
+
+@contextlib.contextmanager
+def open_tiff(path: str | os.PathLike) -> Iterator[Any]:
+    """`tifffile.TiffFile(path)`, with any error reading it (an empty, truncated or non-TIFF file) turned into an
+    `InputError` that names the file and says what to do, instead of tifffile's own words."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        image, axes = series.asarray(), series.axes
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, IndexError, KeyError) as err:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        what = "empty" if size == 0 else f"truncated or not a TIFF ({size:,} bytes; {err})"
+        raise InputError(f"cannot read {path}: the file is {what}; export it again as a TIFF") from None
+    with tif:
+        yield tif
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """The first series of a TIFF without its length-1 axes (pages, channels, samples) except Y and X, so a
+    1-pixel-high or -wide image stays 2-D (plain `np.squeeze` would make it 1-D or 0-D).
+
+    Colour and multi-channel TIFFs are recognised by the file's own axes metadata (samples ``S``: RGB, both
+    interleaved ``YXS`` and planar ``SYX``; channels ``C``, except in an ImageJ "grayscale" stack), not by the
+    array's shape, and refused (InputError)."""
+    with open_tiff(path) as tif:
+        try:
+            series = tif.series[0]
+            axes = series.axes
+            image = series.asarray()
+            imagej_mode = (tif.imagej_metadata or {}).get("mode", "")
+        except Exception as err:  # noqa: BLE001  tifffile raises many kinds on damaged files: name the file
+            raise InputError(f"cannot read the pixels of {path} ({type(err).__name__}: {err}); export it again") from None
+    # ImageJ "grayscale" hyperstacks (tifffile's imagej=True writes 3-D stacks so) hold sections under C
+    colour = [
+        (a, n) for a, n in zip(axes, series.shape) if a in COLOUR_AXES and n > 1 and not (a == "C" and imagej_mode == "grayscale")
+    ]
+    if colour:
+        kind = "colour (RGB)" if colour[0][0] == "S" else "multi-channel"
+        raise InputError(
+            f"{path} is a {kind} TIFF (axes {axes}, shape {tuple(series.shape)}); unet_zoo segments greyscale "
+            "images: convert it to greyscale (or pick one channel) first"
+        )
     if len(axes) != image.ndim or "Y" not in axes or "X" not in axes:
         axes = "?" * (image.ndim - 2) + "YX"  # unknown layout: the last two axes are the image
     return image.reshape([n for a, n in zip(axes, image.shape) if n != 1 or a in "YX"])
@@ -41,9 +81,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        image = _read_tiff(path)
-        if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
-            raise ValueError(f"{path} looks like a colour TIFF {image.shape}; convert it to greyscale first")
+        image = _read_tiff(path)  # colour TIFFs refused by their axes metadata
     elif suffix in READABLE_SUFFIXES:
         from PIL import Image
 

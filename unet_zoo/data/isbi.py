@@ -189,6 +189,12 @@ def load_isbi(data_dir: str | Path | None = None) -> IsbiData:
     broken one; both messages name the file and say what to do.
     """
     folder = resolve_data_dir(data_dir)
+    if folder.exists() and not folder.is_dir():
+        given = "--data-dir" if data_dir not in (None, "") else (f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the default")
+        raise DatasetNotFoundError(
+            f"ISBI 2012 data folder {folder} (from {given}) is a file, not a folder: point {given} at the folder "
+            f"that holds {', '.join(REQUIRED_FILES)}"
+        )
     if not folder.is_dir():
         raise DatasetNotFoundError(f"ISBI 2012 data folder {folder} does not exist. {_how_to_fix(folder)}")
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]

@@ -21,10 +21,32 @@ from unet_zoo.exporters.bioimageio import export_bioimageio
 from unet_zoo.exporters.sessions import onnxruntime_session, require, session_forward
 from unet_zoo.exporters.traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
 from unet_zoo.hub.pretrained import model_identity
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path
 
 FORMATS = ("onnx", "torchscript", "bioimageio")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "bioimageio": ".zip"}
+# the file name endings each format may be written under (a runtime picks its loader by them)
+ACCEPTED_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "onnx": (".onnx",),
+    "torchscript": (".pt", ".pth", ".torchscript", ".ts"),
+    "bioimageio": (".zip",),
+}
+
+
+def check_suffix(format: str, path: str | Path) -> None:
+    """InputError unless `path` ends as a `format` file should (an ONNX file named ``.pt`` would be loaded
+    by the wrong runtime); the message names the suffixes that fit and the format that fits the name."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in ACCEPTED_SUFFIXES[format]:
+        return
+    fits = [f for f, endings in ACCEPTED_SUFFIXES.items() if suffix in endings]
+    other = f" ({suffix} is the suffix of {fits[0]} exports)" if fits else ""
+    raise InputError(
+        f"{path}: a {format} export must be named *{' / *'.join(ACCEPTED_SUFFIXES[format])}{other}; "
+        f"rename it, e.g. {path.with_suffix(SUFFIXES[format]).name}"
+    )
 
 
 class ExportError(RuntimeError):
@@ -94,7 +116,8 @@ def export(
         note: called with messages about what was left out (e.g. a weight format that did not export).
 
     Raises:
-        ValueError (unknown format), FileExistsError (`path` exists, no `force`), another OSError (`path`
+        ValueError (unknown format), InputError (a suffix that does not fit `format`; a model card that
+        is a symlink, outside the model folder or not UTF-8), FileExistsError (`path` exists, no `force`), another OSError (`path`
         cannot be written: checked before exporting, see `unet_zoo.utils.files.check_output_path`), ImportError (the
         ``export`` extra is missing), ExportError (the model does not export to `format`; names the
         formats that work).
@@ -104,7 +127,8 @@ def export(
     path = Path(path).expanduser()
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name, e.g. {path / ('model' + SUFFIXES[format])}")
-    check_output_path(path, overwrite=force, overwrite_hint="pass force=True (--force) to overwrite it")
+    check_suffix(format, path)
+    check_output_path(path, overwrite=force, overwrite_hint="pass force=True to overwrite it")
     if sample is not None and (np.asarray(sample).dtype != np.uint8 or np.asarray(sample).ndim not in (2, 3)):
         raise ValueError(
             f"sample must be a uint8 image (H, W) or (C, H, W), got {np.asarray(sample).dtype} {np.asarray(sample).shape}"
@@ -116,8 +140,8 @@ def export(
             _torchscript(model, path)
         else:
             export_bioimageio(model, path, sample=sample, name=name, note=note)
-    except (ImportError, OSError):  # a missing extra, or the file system refused the write: not the model's fault
-        raise
+    except (ImportError, OSError, InputError):  # a missing extra, a refused write, a bad model folder file:
+        raise  # not the format's fault
     except Exception as err:  # noqa: BLE001  exporters raise anything; say which format failed and what works
         raise _export_error(model, format, err) from err
     return path
@@ -131,4 +155,4 @@ def _export_error(model: nn.Module, format: str, err: Exception) -> ExportError:
     return ExportError(f"cannot export {name!r} to {format}: {first[:300]}; {alternatives}")
 
 
-__all__ = ["ExportError", "FORMATS", "export", "working_formats"]
+__all__ = ["ACCEPTED_SUFFIXES", "ExportError", "FORMATS", "check_suffix", "export", "working_formats"]

@@ -41,7 +41,8 @@ from unet_zoo.exporters.traced import (
 from unet_zoo.hub.card import CardInfo, render_model_card
 from unet_zoo.hub.pretrained import model_identity
 from unet_zoo.models.sizes import input_size_for_output, output_size
-from unet_zoo.utils.files import atomic_write_with
+from unet_zoo.utils.errors import InputError
+from unet_zoo.utils.files import atomic_write_with, read_folder_file
 
 ARCHITECTURE_FILE = "unet_zoo_architecture.py"
 ARCHITECTURE_CALLABLE = "UNetZooProbabilities"
@@ -153,8 +154,15 @@ def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: 
     """The model card (without its YAML header) plus how to use the package."""
     source = getattr(model, "checkpoint_source", None)
     card_path = Path(str(source)) / "README.md" if source else None
-    if card_path is not None and card_path.is_file():
-        card = card_path.read_text(encoding="utf-8")
+    if card_path is not None and (card_path.exists() or card_path.is_symlink()):
+        # only a regular file inside the model folder: a link could pack a token or a key into the package
+        data = read_folder_file(card_path.parent, card_path.name, what="model card")
+        try:
+            card = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(
+                f"model card {card_path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+            ) from None
     else:
         cfg = getattr(model, "pretrained_cfg", None)
         params = sum(p.numel() for p in model.parameters())
@@ -304,6 +312,7 @@ def export_bioimageio(
     arch_name, args = model_identity(model)
     model = copy.deepcopy(model).to("cpu", torch.float32).eval()  # the caller's model stays where it is
     min_size, step, offset = size_parameters(model)
+    documentation = _documentation(model, arch_name, args, min_size, step, offset)  # a bad card: refused before work
     cfg = getattr(model, "pretrained_cfg", None)
     name = name or getattr(cfg, "name", None) or f"unet_zoo {arch_name}"
     num_classes = int(args.get("num_classes", getattr(model, "num_classes", 2)))
@@ -315,7 +324,7 @@ def export_bioimageio(
 
     with tempfile.TemporaryDirectory(prefix="unet_zoo-bioimageio-") as tmp:
         folder = Path(tmp)
-        _write_files(folder, model, image, probs, _documentation(model, arch_name, args, min_size, step, offset))
+        _write_files(folder, model, image, probs, documentation)
         descr = bio.ModelDescr(
             name=name,
             description=f"U-Net ({arch_name}) from unet_zoo, after Ronneberger et al. 2015: per-pixel class "

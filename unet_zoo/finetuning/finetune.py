@@ -11,6 +11,7 @@ whose card names the starting checkpoint, the data, and the scores before and af
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -28,8 +29,9 @@ from unet_zoo.inference.rescale import model_pixel_size
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.training.data import TrainingData, load_training_data
-from unet_zoo.training.recipes import Recipe, load_recipe, recipe_from_dict
+from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, file_sha256
 
 FINETUNE_RECIPE = "finetune"
@@ -123,6 +125,80 @@ def finetune_recipe(
     )
 
 
+FINGERPRINT_FILE = "finetune.fingerprint.json"  # in the run folder: what a --resume must match
+
+
+def _data_digest(path: str) -> str | None:
+    """sha256 of a data file, or of a folder's (Zarr store's) files by name and content; None for no path."""
+    if not path:
+        return None
+    target = Path(path)
+    if target.is_file():
+        return file_sha256(target)
+    digest = hashlib.sha256()
+    for sub in sorted(p for p in target.rglob("*") if p.is_file()):
+        digest.update(str(sub.relative_to(target)).encode())
+        digest.update(file_sha256(sub).encode())
+    return digest.hexdigest()
+
+
+def run_fingerprint(base: nn.Module, record: dict[str, Any], run_recipe: Recipe) -> dict[str, Any]:
+    """What a fine-tuning run is: the starting model (name and weights sha256), the data (each file's sha256)
+    and the settings (the run's recipe, except the number of steps, which a resume may raise)."""
+    settings = run_recipe.as_dict()
+    settings.get("train", {}).pop("steps", None)
+    d = run_recipe.data
+    return {
+        "base model": {"name": record["name"], "sha256": getattr(base, "weights_sha256", None) or record.get("sha256")},
+        "data": {
+            name: {"path": str(Path(path).resolve()), "sha256": _data_digest(path)}
+            for name, path in (
+                ("images", d.images),
+                ("labels", d.labels),
+                ("val_images", d.val_images),
+                ("val_labels", d.val_labels),
+            )
+            if path
+        },
+        "settings": settings,
+    }
+
+
+def check_resume(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """InputError unless the fine-tuning run in `run_dir` was started from the same base model, data and settings
+    (its `FINGERPRINT_FILE`); the message says which of the three differ."""
+    path = run_dir / FINGERPRINT_FILE
+    if not path.is_file():
+        raise InputError(
+            f"--resume {run_dir}: not a fine-tuning run folder ({FINGERPRINT_FILE} is missing), so it cannot be checked "
+            "to belong to this model and data; start a new run without --resume"
+        )
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"--resume {run_dir}: cannot read {path} ({err}); start a new run without --resume") from None
+    differ = [key for key in ("base model", "data", "settings") if saved.get(key) != fingerprint[key]]
+    if differ:
+        raise InputError(
+            f"--resume {run_dir}: that run was started with another {' and '.join(differ)} than this command's; "
+            "resume it with the command that started it, or start a new run without --resume"
+        )
+
+
+def check_tile_fits(model: nn.Module, data: TrainingData, run_recipe: Recipe) -> None:
+    """InputError (with the sizes that work) when the held-out images are smaller than the model's output tile, so
+    the run is refused before the base model is scored rather than when training starts."""
+    tile = run_recipe.data.tile
+    out = model.output_size(tile)  # type: ignore[operator]  # a zoo model's method
+    smallest = min(min(image.shape[-2:]) for image in data.val_images) if len(data.val_images) else 0
+    if out is not None and out > smallest:
+        raise InputError(
+            f"the held-out images ({data.held_out}) are {smallest} px on their shorter side, smaller than the "
+            f"{out}-px output tile of a {tile}-px training tile: give images (and --val-images) of at least "
+            f"{out} x {out} px at the model's pixel size, or a --recipe with a smaller data.tile"
+        )
+
+
 def score_held_out(model: nn.Module, data: TrainingData, device: Any = None, batch_size: int = 2) -> dict[str, Any]:
     """`evaluate`'s scores of `model` on the held-out part: threshold-only ISBI scores and, under
     ``segmentation``, the scores of `unet_zoo.segment`'s cells."""
@@ -166,8 +242,9 @@ def finetune(
     fifth of >= 3 slices, else the right quarter of each slice. pixel_size: nm per pixel of your data (default:
     from TIFF / OME-Zarr metadata); the data are rescaled to the model's pixel size. steps: override the recipe's
     (300). time_limit: seconds of training in this session, then checkpoint and raise `TimeLimitReached`;
-    resume: the run folder or "latest" to continue. An existing `out` is replaced only with `overwrite`
-    and when it is a Hub folder unet_zoo wrote
+    resume: the run folder or "latest" to continue; refused (InputError) unless that run was started from the same
+    base model, data and settings (`run_fingerprint`, kept in the run folder). An existing `out` is replaced only
+    with `overwrite` and when it is a Hub folder unet_zoo wrote
     (FileExistsError, checked before any work). callback: `FinetuneStage`s and the trainer's `TrainProgress`.
     """
     out = Path(out)
@@ -180,30 +257,31 @@ def finetune(
     base = from_pretrained(model, device=device)
     record = base_record(str(model), base)
     resume_dir = latest_run_dir(FINETUNE_RECIPE) if resume == "latest" else (Path(resume) if resume else None)
-    if resume_dir is not None and (resume_dir / "recipe.json").is_file():
-        run_recipe = recipe_from_dict(json.loads((resume_dir / "recipe.json").read_text()))
-    else:
-        run_recipe = finetune_recipe(
-            base,
-            model,
-            images,
-            labels,
-            recipe=recipe,
-            foreground=foreground,
-            label_form=label_form,
-            boundary_width=boundary_width,
-            val_images=val_images,
-            val_labels=val_labels,
-            pixel_size=pixel_size,
-        )
+    run_recipe = finetune_recipe(
+        base,
+        model,
+        images,
+        labels,
+        recipe=recipe,
+        foreground=foreground,
+        label_form=label_form,
+        boundary_width=boundary_width,
+        val_images=val_images,
+        val_labels=val_labels,
+        pixel_size=pixel_size,
+    )
+    fingerprint = run_fingerprint(base, record, run_recipe)
+    if resume_dir is not None:
+        check_resume(resume_dir, fingerprint)  # the same base model, data and settings, or refused before any work
     report(FinetuneStage("load"))
     data = load_training_data(run_recipe)
+    check_tile_fits(base, data, run_recipe)  # before the base model is scored
     dev = next(base.parameters()).device
     report(FinetuneStage("score_base"))
     before = score_held_out(base, data, dev, run_recipe.eval.batch_size)
     report(FinetuneStage("train"))
     started = time.perf_counter()
-    trained = Trainer(
+    trainer = Trainer(
         run_recipe,
         out_dir=run_dir,
         device=device,
@@ -212,7 +290,11 @@ def finetune(
         callback=report,
         data=data,
         time_limit=time_limit,
-    ).run()
+    )
+    if resume_dir is None:
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(trainer.run_dir / FINGERPRINT_FILE, json.dumps(fingerprint, indent=2))
+    trained = trainer.run()
     report(FinetuneStage("score_tuned"))
     after = score_held_out(trained.model, data, next(trained.model.parameters()).device, run_recipe.eval.batch_size)
     report(FinetuneStage("write"))
@@ -249,9 +331,13 @@ __all__ = [
     "FinetuneCallback",
     "FinetuneResult",
     "FinetuneStage",
+    "FINGERPRINT_FILE",
     "base_record",
+    "check_resume",
+    "check_tile_fits",
     "comparison",
     "finetune",
     "finetune_recipe",
+    "run_fingerprint",
     "score_held_out",
 ]

@@ -20,6 +20,7 @@ Downloading, pushing and resolving names live in `unet_zoo.hub.pretrained`.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -33,7 +34,8 @@ from torch import nn
 from unet_zoo._version import LIBRARY_NAME, __version__
 from unet_zoo.hub.card import CARD_DATA_KEYS, CardInfo, render_model_card
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
-from unet_zoo.models.registry import create_model, get_entry, list_models
+from unet_zoo.models.registry import MAX_PARAMETERS, ModelArgsError, create_model, expected_state_shapes, get_entry, list_models
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, files_sha256, move_into_place
 
 CONFIG_NAME = "config.json"
@@ -44,7 +46,7 @@ RUN_RECIPE_NAME = "recipe.json"  # a training run folder: recipe.json + checkpoi
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors(\.index\.json)?$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint's files are wrong: not unet_zoo's, corrupt, truncated, tampered, or not matching the model."""
 
 
@@ -66,6 +68,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): not a unet_zoo config.json; save the model again"
+        ) from None
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from err
     if not isinstance(config, dict) or config.get("library_name") != LIBRARY_NAME or "model_name" not in config:
@@ -76,7 +82,31 @@ def read_config(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(config.get("model_args", {}), dict):
         raise CheckpointError(f"{path}: 'model_args' must be a JSON object, got {config['model_args']!r}")
+    if not isinstance(config["model_name"], str):
+        raise CheckpointError(f"{path}: 'model_name' must be a registered architecture name, got {config['model_name']!r}")
+    check_segmentation_block(config, str(path))
     return config
+
+
+def check_segmentation_block(config: dict[str, Any], source: str) -> None:
+    """CheckpointError unless config["pretrained"]["segmentation"] (the checkpoint's segmentation defaults), when
+    present, is a valid `SegmentationParams` block (types, finiteness and ranges)."""
+    from unet_zoo.segmentation.params import SegmentationParams
+
+    pretrained = config.get("pretrained") or {}
+    if not isinstance(pretrained, dict):
+        raise CheckpointError(f"{source}: 'pretrained' must be a JSON object, got {type(pretrained).__name__}")
+    block = pretrained.get("segmentation")
+    if block is None:
+        return
+    try:
+        if not isinstance(block, dict):
+            raise ValueError(f"it must be a JSON object, got {block!r}")
+        SegmentationParams.from_dict(block)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{source}: bad segmentation defaults in 'pretrained.segmentation' ({err}); fix or remove that block"
+        ) from None
 
 
 def weight_files(folder: str | Path, config: dict[str, Any] | None = None) -> list[str]:
@@ -312,19 +342,77 @@ def read_weights(folder: str | Path, files: list[str]) -> dict[str, torch.Tensor
     return state
 
 
+def read_header_shapes(folder: str | Path, files: list[str]) -> tuple[dict[str, tuple[int, ...]], int]:
+    """({tensor name: shape}, total bytes of the tensors) from the safetensors headers of `files` alone: the
+    tensors are not read (the files are memory-mapped, nothing is allocated). CheckpointError if unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    shapes: dict[str, tuple[int, ...]] = {}
+    nbytes = 0
+    sizes = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2}
+    for name in files:
+        if name.endswith(".index.json"):
+            continue
+        path = folder / name
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118  safe_open is not a mapping
+                    part = handle.get_slice(key)
+                    shape = tuple(int(n) for n in part.get_shape())
+                    shapes[key] = shape
+                    nbytes += math.prod(shape) * sizes.get(part.get_dtype(), 1)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({err}): it is truncated or corrupted. Delete it and "
+                "download it again (force_download=True / `unet-zoo download NAME`) or save the model again"
+            ) from err
+    return shapes, nbytes
+
+
+def expected_shapes(config: dict[str, Any], source: str = "") -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of the model `config` describes, found on the ``meta`` device (nothing allocated)
+    after its model_args were checked against the architecture's bounds; CheckpointError otherwise."""
+    args = dict(config.get("model_args", {}))
+    if "pretrained_encoder" in args:
+        args["pretrained_encoder"] = False
+    where = f"config.json of {source}" if source else "config.json"
+    try:
+        return expected_state_shapes(config["model_name"], args, where)
+    except ModelArgsError as err:
+        raise CheckpointError(f"{err}; fix config.json or save the model again") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{where} does not describe a model this unet_zoo can build "
+            f"({err.args[0] if err.args else err}); upgrade unet_zoo or check model_name/model_args"
+        ) from None
+
+
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bool = True, source: str = "") -> None:
     """Compare every tensor name and shape of `state` with `model`; CheckpointError on any mismatch.
 
     With strict=False, missing and unexpected names only warn; shape mismatches always fail.
     """
+    found = {k: tuple(v.shape) for k, v in state.items()}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_shapes(
+        expected, found, strict=strict, source=source, model_desc=repr(getattr(model, "model_name", type(model).__name__))
+    )
+
+
+def check_shapes(
+    expected: dict[str, tuple[int, ...]],
+    state: dict[str, tuple[int, ...]],
+    *,
+    strict: bool = True,
+    source: str = "",
+    model_desc: str = "",
+) -> None:
+    """Compare tensor names and shapes `state` (from a file) with `expected` (the model's); CheckpointError on a
+    mismatch (missing or unexpected names only warn with strict=False)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
+    shapes = [f"{k}: file {state[k]} vs model {expected[k]}" for k in expected if k in state and state[k] != expected[k]]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
@@ -337,7 +425,6 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, strict
     if not problems:
         return
     what = f"the weights in {source}" if source else "the weights"
-    model_desc = f"{getattr(model, 'model_name', type(model).__name__)!r}"
     message = (
         f"{what} do not match the model rebuilt from config.json ({model_desc}): {'; '.join(problems)}. "
         "config.json and the weights come from different models; save the model again with model.save_pretrained"
@@ -404,9 +491,14 @@ def load_folder(
             f"refusing to load {source}: the sha256 of its weights is {digest}, but its config.json records "
             f"{recorded}. The weights were modified, truncated or corrupted after saving; download or save them again"
         )
+    # names, shapes and size from the headers and the meta device, before any tensor or the model is allocated
+    expected = expected_shapes(config, source)
+    header, nbytes = read_header_shapes(folder, files)
+    check_shapes(expected, header, strict=strict, source=source, model_desc=repr(config["model_name"]))
+    if nbytes > 8 * MAX_PARAMETERS:
+        raise CheckpointError(f"{source}: its tensors hold {nbytes:,} bytes, more than a checkpoint may ({8 * MAX_PARAMETERS:,})")
     state = read_weights(folder, files)
     model = build_model(config, source)
-    check_state_dict(model, state, strict=strict, source=source)
     floating = [v.dtype for v in state.values() if v.is_floating_point()]
     model.load_state_dict(state, strict=strict)
     target = dtype if dtype is not None else (floating[0] if floating else None)
@@ -445,6 +537,9 @@ def load_run_folder(
         config = {"model_name": model_cfg["name"], "model_args": model_cfg.get("args", {})}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{folder / RUN_RECIPE_NAME} is not a unet_zoo recipe record ({err})") from err
+    if not isinstance(config["model_args"], dict):
+        raise CheckpointError(f"{folder / RUN_RECIPE_NAME}: the model's 'args' must be a JSON object")
+    expected_shapes(config, str(folder / RUN_RECIPE_NAME))  # bounded before the checkpoint or the model is allocated
     try:
         ckpt = load_training_state(folder / TRAINING_STATE_FILE)
     except (OSError, ValueError, KeyError) as err:
@@ -477,7 +572,10 @@ __all__ = [
     "WEIGHTS_INDEX_NAME",
     "WEIGHTS_NAME",
     "build_model",
+    "check_segmentation_block",
+    "check_shapes",
     "check_state_dict",
+    "expected_shapes",
     "checkpoint_config",
     "is_run_folder",
     "load_folder",
@@ -485,6 +583,7 @@ __all__ = [
     "model_card_text",
     "model_identity",
     "read_config",
+    "read_header_shapes",
     "read_weights",
     "save_pretrained",
     "save_weights_and_config",

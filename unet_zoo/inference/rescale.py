@@ -16,6 +16,7 @@ import numpy as np
 from torch import nn
 
 from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM  # also the pixel size of a checkpoint that records none
+from unet_zoo.data.pixel_size import check_pixel_size, check_scale
 from unet_zoo.inference.tiling import predict_stack
 
 SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not rescaled
@@ -23,22 +24,31 @@ SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not res
 
 def model_pixel_size(model: nn.Module) -> float:
     """The pixel size in nm the model was trained at, from its card's training record (``pixel_size_nm``);
-    checkpoints that record none were trained on ISBI 2012 (`ISBI_PIXEL_SIZE_NM`)."""
+    checkpoints that record none were trained on ISBI 2012 (`ISBI_PIXEL_SIZE_NM`). A recorded size that is not
+    plausible is a `PixelSizeError` naming the checkpoint."""
     info = getattr(model, "pretrained_info", None) or {}
     training = info.get("training") or {} if isinstance(info, dict) else {}
-    value = training.get("pixel_size_nm") or (info.get("pixel_size_nm") if isinstance(info, dict) else None)
-    return float(value) if value else ISBI_PIXEL_SIZE_NM
+    training = training if isinstance(training, dict) else {}
+    value = training.get("pixel_size_nm", info.get("pixel_size_nm") if isinstance(info, dict) else None)
+    if value is None:
+        return ISBI_PIXEL_SIZE_NM
+    source = getattr(model, "checkpoint_source", None) or getattr(model, "model_name", "the model")
+    return check_pixel_size(value, f"pixel_size_nm in the card of {source}")
 
 
-def scale_factor(pixel_size: float | None, target_pixel_size: float) -> float:
+def scale_factor(
+    pixel_size: float | None, target_pixel_size: float, source: str = "pixel size", shape: tuple[int, int] | None = None
+) -> float:
     """How much an image at `pixel_size` nm must be enlarged to reach `target_pixel_size` (1.0: not at all,
-    also for None or a difference under `SCALE_TOLERANCE`)."""
+    also for None or a difference under `SCALE_TOLERANCE`). Both sizes, the factor and, given the image's (H, W)
+    `shape`, the rescaled size are checked (`unet_zoo.data.pixel_size.check_scale`); `source` names where
+    `pixel_size` came from in a `PixelSizeError`."""
     if pixel_size is None:
         return 1.0
-    if pixel_size <= 0 or target_pixel_size <= 0:
-        raise ValueError(f"pixel sizes must be > 0 nm, got {pixel_size} and {target_pixel_size}")
-    factor = pixel_size / target_pixel_size
-    return 1.0 if abs(factor - 1) < SCALE_TOLERANCE else factor
+    factor = check_scale(pixel_size, target_pixel_size, source)
+    if abs(factor - 1) < SCALE_TOLERANCE:
+        return 1.0
+    return check_scale(pixel_size, target_pixel_size, source, shape) if shape is not None else factor
 
 
 def rescaled_length(length: int, factor: float) -> int:
@@ -155,7 +165,7 @@ def predict_at_pixel_size(
     if stack.ndim == 2:
         stack = stack[None]
     target = model_pixel_size_nm if model_pixel_size_nm is not None else model_pixel_size(model)
-    factor = scale_factor(pixel_size, target)
+    factor = scale_factor(pixel_size, target, shape=(stack.shape[-2], stack.shape[-1]))
     if factor == 1.0:
         return predict_stack(model, stack, **kwargs)
     probs = predict_stack(model, rescale_stack(stack, factor), **kwargs)

@@ -22,6 +22,7 @@ from torch import nn
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
 from unet_zoo.utils.device import resolve_device
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.runtime import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
 
 Normalise = str | Callable[[np.ndarray], np.ndarray]
@@ -66,13 +67,17 @@ def normalise_image(image: np.ndarray, normalise: Normalise = "auto") -> np.ndar
     )
 
 
+class NonFiniteImageError(InputError):
+    """An image (or a region of a volume) holds NaN or infinite pixel values."""
+
+
 def _require_finite(image: np.ndarray, where: str = "") -> np.ndarray:
-    """`image` unchanged if all its values are finite, else a ValueError counting the NaN / inf pixels."""
+    """`image` unchanged if all its values are finite, else a NonFiniteImageError counting the NaN / inf pixels."""
     finite = np.isfinite(image)
     if not finite.all():
         bad = int(finite.size - np.count_nonzero(finite))
         nan = int(np.count_nonzero(np.isnan(image)))
-        raise ValueError(
+        raise NonFiniteImageError(
             f"image has {bad} non-finite pixel value(s){' ' + where if where else ''} ({nan} NaN, {bad - nan} infinite) "
             f"out of {image.size}; the network would predict NaN probabilities. Replace them first, e.g. "
             "np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0), or mask them out and fill with the mean"

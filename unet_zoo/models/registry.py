@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from unet_zoo.models.hub_mixin import hub_layer
 from unet_zoo.models.unet import TimmUNet, UNet
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.suggest import did_you_mean
 
 
@@ -64,6 +67,123 @@ _MODELS: dict[str, ModelEntry] = {}
 # The entries are at the end of this file, after the architectures they use. A source checkout holds the
 # same folders in cards/<name>/ and loads them from there without any network when both digests match.
 PRETRAINED: dict[str, PretrainedCfg] = {}
+
+
+class ModelArgsError(InputError):
+    """Architecture arguments (a checkpoint's ``model_args``, a recipe's ``[model.args]``) of the wrong type or out
+    of the bounds of `ARG_BOUNDS`, or a model that would exceed `MAX_PARAMETERS`."""
+
+
+@dataclass(frozen=True)
+class ArgBound:
+    """What one architecture argument may be: a `kind` ("int", "float", "bool", "str", "ints": a list of ints)
+    within [low, high] (numbers, list lengths use `max_items`) or one of `choices`."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    max_items: int = 8
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not allowed (a short phrase), or None when it is."""
+        if self.choices is not None:
+            return (
+                None if value in self.choices and type(value) is type(self.choices[0]) else f"must be one of {list(self.choices)}"
+            )
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.kind == "str":
+            return None if isinstance(value, str) and 0 < len(value) <= 100 else "must be a name (at most 100 characters)"
+        if self.kind == "ints":
+            if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= self.max_items:
+                return f"must be a list of 1 to {self.max_items} whole numbers in [{self.low:g}, {self.high:g}]"
+            bad = [v for v in value if self._number_problem(v, integer=True)]
+            return f"must hold whole numbers in [{self.low:g}, {self.high:g}], got {bad[0]!r}" if bad else None
+        return self._number_problem(value, integer=self.kind == "int")
+
+    def _number_problem(self, value: Any, *, integer: bool) -> str | None:
+        bounds = f"in [{self.low:g}, {self.high:g}]"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            return f"must be a {'whole number' if integer else 'number'} {bounds}"
+        if (
+            not math.isfinite(value)
+            or (self.low is not None and value < self.low)
+            or (self.high is not None and value > self.high)
+        ):
+            return f"must be {bounds}"
+        return None
+
+
+# The bounds a checkpoint's model_args must keep, per model family (docs/security.md lists them). They hold every
+# registered variant and much larger ones, but refuse what would only exhaust memory or time (depth 10**6).
+ARG_BOUNDS: dict[str, dict[str, ArgBound]] = {
+    "unet": {
+        "in_channels": ArgBound("int", 1, 64),
+        "num_classes": ArgBound("int", 1, 1024),
+        "base_channels": ArgBound("int", 1, 128),
+        "depth": ArgBound("int", 1, 8),
+        "padding": ArgBound("int", choices=(0, 1)),
+        "up_mode": ArgBound("str", choices=("transpose", "bilinear")),
+        "norm": ArgBound("str", choices=("none", "batch", "group", "instance")),
+        "dropout": ArgBound("float", 0, 1),
+        "init": ArgBound("str", choices=("paper", "default")),
+    },
+    "timm": {
+        "encoder": ArgBound("str"),
+        "in_channels": ArgBound("int", 1, 64),
+        "num_classes": ArgBound("int", 1, 1024),
+        "decoder_channels": ArgBound("ints", 1, 4096),
+        "norm": ArgBound("str", choices=("none", "batch", "group", "instance")),
+        "pretrained_encoder": ArgBound("bool"),
+    },
+}
+MAX_PARAMETERS = 200_000_000  # per model: 800 MB of float32 weights (the paper's U-Net has 31 million)
+
+
+def check_model_args(name: str, args: dict[str, Any], source: str = "") -> None:
+    """ModelArgsError unless every argument of `args` for architecture `name` has the type and range of its
+    family's `ARG_BOUNDS` (architectures registered outside these families are only checked by their class)."""
+    entry = get_entry(name)
+    bounds = ARG_BOUNDS.get(entry.family, {})
+    where = f"{source}: " if source else ""
+    for key, value in args.items():
+        bound = bounds.get(key)
+        problem = bound.problem(value) if bound is not None else None
+        if problem:
+            raise ModelArgsError(f"{where}model argument {key}={value!r} of {name!r} {problem}")
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Random in-place initialisation of meta tensors is skipped: it changes no shape, and on meta tensors torch
+    runs it through its reference implementations, whose first use imports torch._dynamo (seconds)."""
+
+    _RANDOM = frozenset({"normal_", "uniform_", "bernoulli_", "random_", "exponential_", "log_normal_", "cauchy_"})
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        first = args[0] if args else None
+        if getattr(func, "__name__", "") in self._RANDOM and getattr(first, "is_meta", False):
+            return first
+        return func(*args, **(kwargs or {}))
+
+
+def expected_state_shapes(name: str, args: dict[str, Any], source: str = "") -> dict[str, tuple[int, ...]]:
+    """{tensor name: shape} of the state dict `create_model(name, **args)` would have, found without allocating
+    it (built on the ``meta`` device, after `check_model_args`); ModelArgsError above `MAX_PARAMETERS`."""
+    import torch
+
+    check_model_args(name, args, source)
+    with torch.device("meta"), _SkipRandomInit():
+        model = create_model(name, **args)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        where = f"{source}: " if source else ""
+        raise ModelArgsError(
+            f"{where}{name!r} with {args} has {count:,} parameters, more than the {MAX_PARAMETERS:,} a checkpoint may "
+            "ask for; it is refused before anything is allocated"
+        )
+    return shapes
 
 
 def register_model(

@@ -11,7 +11,7 @@ from torch import nn
 
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.segmentation.agglomerate import merge_segments
-from unet_zoo.segmentation.params import SegmentationParams
+from unet_zoo.segmentation.params import SegmentationParams, SegmentationParamsError
 from unet_zoo.segmentation.watershed import dissolve_small, distance_seeds, flood
 
 
@@ -19,7 +19,15 @@ def checkpoint_params(model: nn.Module | None) -> SegmentationParams:
     """The segmentation defaults stored with a checkpoint (config.json: ``pretrained.segmentation``), else the
     library's defaults (`SegmentationParams()`, tuned on a tuning fold)."""
     stored = (getattr(model, "pretrained_info", None) or {}).get("segmentation") if model is not None else None
-    return SegmentationParams.from_dict(stored) if stored else SegmentationParams()
+    if not stored:
+        return SegmentationParams()
+    try:
+        return SegmentationParams.from_dict(stored)
+    except SegmentationParamsError as err:
+        source = getattr(model, "checkpoint_source", None) or "the model"
+        raise SegmentationParamsError(
+            f"{source}: bad segmentation defaults in config.json's 'pretrained.segmentation' ({err}); fix or remove that block"
+        ) from None
 
 
 def _cell_and_membrane(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from unet_zoo.utils.errors import InputError
+
+
+class SegmentationParamsError(InputError):
+    """A segmentation parameter of the wrong type or outside `_BOUNDS` (NaN, infinite, negative, huge)."""
+
+
+# (name, lowest, highest, whole number): finite values only; the upper bounds are far above any useful value
+_BOUNDS: tuple[tuple[str, float, float, bool], ...] = (
+    ("threshold", 0.0, 1.0, False),  # [0, 1)
+    ("sigma", 0.0, 1000.0, False),
+    ("min_distance", 1, 100_000, True),
+    ("min_size", 0, 10**10, True),
+    ("merge_threshold", 0.0, 1.0, False),
+)
 
 
 @dataclass(frozen=True)
@@ -27,16 +44,22 @@ class SegmentationParams:
     merge_threshold: float | None = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0 pixels, got {self.sigma}")
-        if int(self.min_distance) != self.min_distance or self.min_distance < 1:
-            raise ValueError(f"min_distance must be a whole number of pixels >= 1, got {self.min_distance}")
-        if int(self.min_size) != self.min_size or self.min_size < 0:
-            raise ValueError(f"min_size must be a whole number of pixels >= 0, got {self.min_size}")
-        if self.merge_threshold is not None and not 0.0 <= self.merge_threshold <= 1.0:
-            raise ValueError(f"merge_threshold must be in [0, 1] or None (no agglomeration), got {self.merge_threshold}")
+        for name, low, high, whole in _BOUNDS:
+            value = getattr(self, name)
+            if name == "merge_threshold" and value is None:
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if (
+                not number
+                or not math.isfinite(value)
+                or (whole and int(value) != value)
+                or not low <= value <= high
+                or (name == "threshold" and value == high)
+            ):
+                kind = "a whole number of pixels" if whole else "a number"
+                upper = f"{high:g})" if name == "threshold" else f"{high:g}]"
+                none = " or None (no agglomeration)" if name == "merge_threshold" else ""
+                raise SegmentationParamsError(f"{name} must be in [{low:g}, {upper} ({kind}){none}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in a checkpoint's ``segmentation`` block."""
@@ -46,9 +69,11 @@ class SegmentationParams:
     def from_dict(cls, data: dict[str, Any]) -> SegmentationParams:
         """Read a ``segmentation`` block; unknown keys are an error (a typo would otherwise be ignored silently)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise SegmentationParamsError(f"a segmentation block must be a mapping of parameters, got {data!r}")
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown segmentation parameters {unknown}; known: {sorted(names)}")
+            raise SegmentationParamsError(f"unknown segmentation parameters {unknown}; known: {sorted(names)}")
         return cls(**data)
 
     def coarser(self, factor: float) -> SegmentationParams:
@@ -70,4 +95,4 @@ class SegmentationParams:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-__all__ = ["SegmentationParams"]
+__all__ = ["SegmentationParams", "SegmentationParamsError"]

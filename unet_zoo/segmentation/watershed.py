@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
@@ -22,7 +24,9 @@ def distance_seeds(cell_prob: np.ndarray, threshold: float, sigma: float, min_di
     distance = ndi.distance_transform_edt(cells)
     if sigma > 0:
         distance = ndi.gaussian_filter(distance, sigma)
-    peaks = peak_local_max(distance, min_distance=int(min_distance), labels=components, exclude_border=False)
+    # skimage builds a (2 d + 1)^2 footprint: beyond the image's diagonal a larger d changes nothing but the memory
+    reach = min(int(min_distance), math.ceil(math.hypot(*cells.shape)) + 1)
+    peaks = peak_local_max(distance, min_distance=reach, labels=components, exclude_border=False)
     markers = np.zeros(cells.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
     seeded = np.zeros(n + 1, dtype=bool)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from unet_zoo.data.augment import AugmentConfig
-from unet_zoo.models.registry import get_entry
+from unet_zoo.models.registry import ModelArgsError, check_model_args, get_entry
 from unet_zoo.models.sizes import nearest_valid_sizes_text, output_size
 from unet_zoo.paper import parse_target
+from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import source_checkout_root
 from unet_zoo.utils.suggest import close_matches, did_you_mean
 
@@ -49,7 +50,7 @@ def recipe_dirs() -> list[Path]:
     return [d for d in dict.fromkeys((RECIPES_DIR, PACKAGE_RECIPES_DIR)) if d.is_dir()]
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """A recipe file is missing, malformed or holds an unknown key or a bad value."""
 
 
@@ -253,6 +254,10 @@ def _validate(recipe: Recipe) -> None:
     except KeyError as err:
         raise RecipeError(f"model.name: {err.args[0]}") from None
     args = {**entry.default_args, **recipe.model.args}
+    try:
+        check_model_args(recipe.model.name, args)
+    except ModelArgsError as err:
+        raise RecipeError(f"[model.args]: {err}; see docs/security.md for the bounds") from None
     t = recipe.train
     positive("train", "steps", t.steps)
     positive("train", "batch_size", t.batch_size)

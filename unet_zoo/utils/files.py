@@ -292,6 +292,34 @@ def check_replaceable(path: str | Path, *, what: str | None = None) -> None:
     )
 
 
+def read_folder_file(folder: str | Path, name: str, *, what: str = "file") -> bytes:
+    """The bytes of the regular file `name` directly inside `folder`; InputError for anything else.
+
+    A symlink (even one pointing inside `folder`), a name that leaves the folder (``../x``, an absolute path)
+    or something that is not a regular file is refused, so nothing outside a model folder is ever read (and
+    packed into an export) because the folder points at it. `what` names the file in messages ("model card").
+    """
+    from unet_zoo.utils.errors import InputError
+
+    folder = Path(folder)
+    path = folder / name
+    if Path(name).is_absolute() or len(Path(name).parts) != 1 or name in (".", ".."):
+        raise InputError(f"{what} {name!r} of {folder} is not a plain file name inside the folder; it is not read")
+    if path.is_symlink():
+        raise InputError(
+            f"{what} {path} is a symbolic link (to {os.readlink(path)}); unet_zoo reads only regular files inside a "
+            "model folder: replace the link with a copy of the file, or remove it"
+        )
+    if not path.is_file():
+        raise InputError(f"{what} {path} is not a regular file; replace it with a file, or remove it")
+    if os.path.realpath(path) != os.path.join(os.path.realpath(folder), name):
+        raise InputError(f"{what} {path} resolves outside {folder}; copy the file into the folder instead")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
 def staging_folder(target: str | Path) -> Path:
     """A new empty folder beside `target` (same file system) to build its contents in, for `publish_folder`."""
     target = Path(target)
@@ -339,6 +367,7 @@ __all__ = [
     "move_into_place",
     "owner_record",
     "publish_folder",
+    "read_folder_file",
     "remove_stale_temporaries",
     "source_checkout_root",
     "staging_folder",

@@ -100,7 +100,9 @@ class VolumeSource:
     @property
     def pixel_size_nm(self) -> float | None:
         """The x pixel size in nm of an OME-Zarr source's level (its scale transformation and axis unit), or None."""
-        return ome_pixel_size(self.ome["multiscales"], self.ome.get("dataset") or {}) if self.ome else None
+        if not self.ome:
+            return None
+        return ome_pixel_size(self.ome["multiscales"], self.ome.get("dataset") or {}, f"the OME-Zarr scale of {self.path}")
 
     def _open(self):
         if self.array is None:
@@ -469,7 +471,22 @@ def _read_info(path: Path, key: str) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def _replaceable(path: Path, key: str) -> bool:
+    """Whether overwrite=True may delete the existing output `path`: a prediction by its attributes, a store
+    unet_zoo marked as its own, or an empty folder (the rule `open_output` applies). The advice of
+    `_exists_message` follows this, so it never suggests an overwrite that would then be refused."""
+    if _read_info(path, key) is not None:
+        return True
+    try:
+        check_replaceable(path, what=PROBABILITIES)
+    except FileExistsError:
+        return False
+    return True
+
+
 def _exists_message(path: Path, key: str) -> str:
+    if not _replaceable(path, key):
+        return f"{path} already exists and is not an output unet_zoo wrote, so it is never replaced; choose another output path"
     info = _read_info(path, key)
     if info and info.get("complete"):
         return f"{path} already holds a finished prediction; pass overwrite=True (--overwrite) to replace it"

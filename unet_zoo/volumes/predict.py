@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.hub.loading import load_model
 from unet_zoo.inference.region import predict_region
 from unet_zoo.inference.rescale import (
@@ -34,7 +35,14 @@ from unet_zoo.inference.rescale import (
     sample_region,
     scale_factor,
 )
-from unet_zoo.inference.tiling import Normalise, _check_tile, _resolve_device, choose_tile, inference_settings
+from unet_zoo.inference.tiling import (
+    NonFiniteImageError,
+    Normalise,
+    _check_tile,
+    _resolve_device,
+    choose_tile,
+    inference_settings,
+)
 from unet_zoo.utils.runtime import Precision
 from unet_zoo.volumes.io import VolumeOutput, VolumeSource, check_not_nested, open_output, open_source
 
@@ -117,9 +125,20 @@ class VolumeJob:
     model_pixel_size: float | None = None
 
     def predict(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
-        """The (bz, by, bx) output block `index`, in the output dtype."""
-        if self.pixel_size is not None:
-            return self._predict_rescaled(model, index)
+        """The (bz, by, bx) output block `index`, in the output dtype; NaN or infinite input pixels are a
+        NonFiniteImageError naming the input and the sections, rows and columns of the block."""
+        try:
+            if self.pixel_size is not None:
+                return self._predict_rescaled(model, index)
+            return self._predict_plain(model, index)
+        except NonFiniteImageError as err:
+            zs, ys, xs = self.plan.region(index)
+            raise NonFiniteImageError(
+                f"{self.source.path or 'the input volume'}, sections {zs.start}-{zs.stop - 1}, rows {ys.start}-{ys.stop - 1}, "
+                f"columns {xs.start}-{xs.stop - 1}: {err}"
+            ) from None
+
+    def _predict_plain(self, model: nn.Module, index: tuple[int, int, int]) -> np.ndarray:
         zs, ys, xs = self.plan.region(index)
         _, height, width = self.plan.shape
         loaded: dict[tuple, np.ndarray] = {}
@@ -323,11 +342,10 @@ def predict_volume(
     if not 0 <= channel < classes:
         raise ValueError(f"channel {channel} does not exist: the model predicts {classes} classes")
     _, height, width = vol.shape
-    if pixel_size is not None and pixel_size <= 0:
-        raise ValueError(f"pixel_size must be > 0 nm, got {pixel_size}")
-    source_pixel_size = pixel_size or vol.pixel_size_nm
+    source_pixel_size = check_pixel_size(pixel_size, "pixel_size") if pixel_size is not None else vol.pixel_size_nm
     target_pixel_size = model_pixel_size(model)
-    rescaled = scale_factor(source_pixel_size, target_pixel_size) != 1.0
+    where = "pixel_size" if pixel_size is not None else f"the pixel size of {vol.path or 'the volume'}"
+    rescaled = scale_factor(source_pixel_size, target_pixel_size, where, shape=(height, width)) != 1.0
     used_precision = inference_settings(_resolve_device(model, None), precision=precision).precision
     used_tile = choose_tile(model, height, width, tile)
     unit = _write_unit(vol)

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.files import check_output_path
+from unet_zoo.utils.runtime import use_available_cores
 
 app = typer.Typer(
     name="unet-zoo",
@@ -21,6 +22,16 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _threads() -> None:
+    """U-Nets faithful to Ronneberger et al. (2015): list, compare, train, reproduce, predict, evaluate, publish."""
+    # every command runs torch (and onnxruntime / OpenVINO, which follow it) on the cores this process may use
+    try:
+        use_available_cores()
+    except ValueError as err:  # a bad UNET_ZOO_THREADS
+        raise fail(str(err)) from None
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

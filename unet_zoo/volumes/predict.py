@@ -321,7 +321,7 @@ def predict_volume(
     source_pixel_size = pixel_size or vol.pixel_size_nm
     target_pixel_size = model_pixel_size(model)
     rescaled = scale_factor(source_pixel_size, target_pixel_size) != 1.0
-    used_precision = inference_settings(_resolve_device(model, None), precision=precision).precision
+    used_precision = inference_settings(_resolve_device(model, None), precision=precision, model=model).precision
     used_tile = choose_tile(model, height, width, tile)
     unit = _write_unit(vol)
     plan = plan_blocks(vol.shape, unit, block, _check_tile(model, used_tile))

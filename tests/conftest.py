@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,13 @@ import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# "auto" runs torch float32 in every test, module-scoped fixtures included, and nothing touches the user's
+# runtime cache (see _runtime_choices_fixed below, which also lets tests opt in to the real decision)
+os.environ["UNET_ZOO_CACHE"] = tempfile.mkdtemp(prefix="unet_zoo-cache-")
+os.environ["UNET_ZOO_INFERENCE_PATH"] = "torch-fp32"
+os.environ["UNET_ZOO_TRAINING_PRECISION"] = "fp32"
+os.environ["UNET_ZOO_THREADS"] = str(torch.get_num_threads())  # the CLI sets torch's threads from it
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

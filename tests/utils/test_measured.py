@@ -39,7 +39,7 @@ def every_path(monkeypatch):
     """A CPU on which every path is a candidate; the runtime cache is the test's own (conftest)."""
     monkeypatch.delenv(measured.INFERENCE_PATH_ENV, raising=False)
     monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: list(measured.INFERENCE_PATHS))
-    monkeypatch.setattr(measured, "inference_path_forward", lambda model, path: None)
+    monkeypatch.setattr(measured, "inference_path_forward", lambda model, path, onnx=None: None)
 
 
 def test_the_fastest_path_wins(monkeypatch, every_path):
@@ -153,6 +153,7 @@ def test_predict_tiled_auto_runs_the_measured_torch_path(monkeypatch):
     )
 
 
+@pytest.mark.slow  # ONNX export and OpenVINO compilation: ~6 s on 2 loaded cores
 @pytest.mark.measured_auto
 def test_real_measurement_of_a_tiny_model_is_quick_and_agrees():
     net = _tiny()
@@ -173,12 +174,12 @@ def test_real_measurement_of_a_tiny_model_is_quick_and_agrees():
 
 @pytest.mark.measured_auto
 def test_a_path_that_fails_to_build_is_not_chosen(monkeypatch):
-    from unet_zoo.exporters import sessions
+    from unet_zoo.exporters import traced
 
     def reject(*args, **kwargs):
         raise RuntimeError("unsupported operator")
 
-    monkeypatch.setattr(sessions, "onnx_bytes", reject)
+    monkeypatch.setattr(traced, "onnx_bytes", reject)
     monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: ["torch-fp32", "onnxruntime-fp32"])
     timings, _ = measured.measure_inference_paths(_tiny(), "cpu", budget_s=0.2)
     assert timings["onnxruntime-fp32"].seconds is None and "unsupported operator" in timings["onnxruntime-fp32"].error
@@ -218,6 +219,7 @@ def test_training_keeps_fp32_where_bf16_is_slower_or_emulated(monkeypatch):
     assert measured.choose_training_precision("small", {}, 64, 2).precision == "fp32"
 
 
+@pytest.mark.slow
 @pytest.mark.measured_auto
 def test_real_training_measurement_is_quick_and_leaves_the_random_stream():
     torch.manual_seed(123)

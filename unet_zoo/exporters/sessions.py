@@ -53,10 +53,13 @@ def session_forward(session) -> Callable[[np.ndarray], np.ndarray]:
     return forward
 
 
-def onnxruntime_forward(model: nn.Module, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Export `model` to ONNX in memory and return its onnxruntime forward function (see `session_forward`)."""
+def onnxruntime_forward(
+    model: nn.Module, threads: int | None = None, onnx: bytes | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Export `model` to ONNX in memory (or take its export `onnx`) and return its onnxruntime forward function
+    (see `session_forward`)."""
     require("onnx", "exporting to ONNX")
-    return session_forward(onnxruntime_session(onnx_bytes(model), threads))
+    return session_forward(onnxruntime_session(onnx if onnx is not None else onnx_bytes(model), threads))
 
 
 def onnxruntime_available() -> bool:
@@ -70,18 +73,19 @@ def openvino_available() -> bool:
 
 
 def openvino_forward(
-    model: nn.Module, precision_hint: str | None, threads: int | None = None
+    model: nn.Module, precision_hint: str | None, threads: int | None = None, onnx: bytes | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """OpenVINO CPU forward of `model`'s ONNX export: (N, C_in, H, W) float32 -> (N, C, H', W') probabilities.
 
     `precision_hint`: OpenVINO's INFERENCE_PRECISION_HINT ("f32", "bf16"), or None for its default; `threads`:
-    INFERENCE_NUM_THREADS (default: torch's thread count). The returned function's ``precision`` attribute is
-    what OpenVINO runs: "bf16" or "fp32". Raises ImportError naming the extra when openvino is not installed.
+    INFERENCE_NUM_THREADS (default: torch's thread count); `onnx`: the model's ONNX export, if made already.
+    The returned function's ``precision`` attribute is what OpenVINO runs: "bf16" or "fp32". Raises ImportError
+    naming the extra when openvino is not installed.
     """
     ov = require("openvino", "running models with OpenVINO")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        path.write_bytes(onnx_bytes(model))
+        path.write_bytes(onnx if onnx is not None else onnx_bytes(model))
         core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         if precision_hint:

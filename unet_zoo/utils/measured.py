@@ -149,12 +149,17 @@ def machine_key(device: torch.device) -> dict[str, Any]:
     return key
 
 
+WEIGHT_ONLY_ARGS = frozenset({"dropout", "init"})
+"""Model arguments that do not change an inference's arithmetic (dropout is off in eval mode; init sets weights)."""
+
+
 def architecture_key(model: nn.Module) -> dict[str, Any]:
-    """The architecture of `model`: its registry name and arguments, or its class and parameter shapes."""
+    """The architecture of `model` for inference: its registry name and arguments (less `WEIGHT_ONLY_ARGS`), or
+    its class and parameter shapes."""
     name = getattr(model, "model_name", None)
-    args = getattr(model, "model_args", None)
+    args = {k: v for k, v in (getattr(model, "model_args", None) or {}).items() if k not in WEIGHT_ONLY_ARGS}
     if name is not None:
-        return {"model": str(name), "args": json.loads(json.dumps(args or {}, sort_keys=True, default=str))}
+        return {"model": str(name), "args": json.loads(json.dumps(args, sort_keys=True, default=str))}
     shapes = [list(p.shape) for p in model.parameters()]
     return {"model": type(model).__name__, "shapes": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16]}
 
@@ -265,17 +270,19 @@ def candidate_inference_paths(device: torch.device) -> list[str]:
     return [p for p in INFERENCE_PATHS if wanted[p]]
 
 
-def inference_path_forward(model: nn.Module, path: str) -> Forward | None:
+def inference_path_forward(model: nn.Module, path: str, onnx: Callable[[], bytes] | None = None) -> Forward | None:
     """The `forward` of `path` for `predict_tiled`: None for the torch paths (predict_tiled runs torch with the
-    path's precision), else the exported model's session. ImportError names the extra to install."""
+    path's precision), else the exported model's session (`onnx()`: the model's ONNX export, to share one
+    export between sessions). ImportError names the extra to install."""
     from unet_zoo.exporters.sessions import onnxruntime_forward, openvino_forward
 
     if path not in INFERENCE_PATHS:
         raise ValueError(f"unknown inference path {path!r}; use one of {', '.join(INFERENCE_PATHS)}")
+    exported = onnx() if onnx is not None and PATH_BACKEND[path] != "torch" else None
     if path == "onnxruntime-fp32":
-        return onnxruntime_forward(model)
+        return onnxruntime_forward(model, onnx=exported)
     if path in ("openvino-f32", "openvino-bf16"):
-        return openvino_forward(model, "f32" if path == "openvino-f32" else "bf16")
+        return openvino_forward(model, "f32" if path == "openvino-f32" else "bf16", onnx=exported)
     return None
 
 
@@ -320,12 +327,21 @@ def measure_inference_paths(
     timings: dict[str, PathTiming] = {}
     forwards: dict[str, Forward | None] = {}
     reference: np.ndarray | None = None
+    exports: list[bytes] = []
+
+    def onnx() -> bytes:  # one ONNX export for every exported path
+        if not exports:
+            from unet_zoo.exporters.traced import onnx_bytes
+
+            exports.append(onnx_bytes(model))
+        return exports[0]
+
     with torch.random.fork_rng(devices=[]):  # the measurement leaves the caller's random streams alone
         for path in todo:
             if log is not None:
                 log(f"measuring {path} on {dev.type}")
             try:
-                forward = inference_path_forward(model, path)
+                forward = inference_path_forward(model, path, onnx)
 
                 def run(forward: Forward | None = forward, path: str = path) -> np.ndarray:
                     return predict_tiled(
@@ -451,6 +467,15 @@ def choose_inference_path(
     return InferenceChoice(path, str(dev), PATH_PRECISION[path], how, forward, timings)
 
 
+def cached_inference_entry(model: nn.Module, device: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The runtime cache's entry for `model`'s architecture on this machine ({"chosen", "timings", "measured_at",
+    ...}), or None when it has not been measured here."""
+    dev = resolve_device(device)
+    key = cache_key({"machine": machine_key(dev), "architecture": architecture_key(model)})
+    entry = read_runtime_cache()["inference"].get(key)
+    return entry if isinstance(entry, dict) else None
+
+
 def cached_inference_choices() -> list[dict[str, Any]]:
     """Every inference entry of the runtime cache: [{"architecture", "machine", "chosen", "timings", "measured_at"}]."""
     return [dict(entry) for entry in read_runtime_cache()["inference"].values() if isinstance(entry, dict)]
@@ -535,6 +560,23 @@ def faster_training_precision(timings: dict[str, float | None]) -> Literal["bf16
     return "bf16" if fp32 is not None and bf16 is not None and bf16 < fp32 else "fp32"
 
 
+def _training_key_parts(model_name: str, model_args: dict[str, Any], tile: int, batch: int, dev: torch.device) -> dict:
+    return {
+        "machine": machine_key(dev),
+        "architecture": {"model": model_name, "args": json.loads(json.dumps(model_args, sort_keys=True, default=str))},
+        "step": {"tile": tile, "batch": batch},
+    }
+
+
+def cached_training_entry(
+    model_name: str, model_args: dict[str, Any], tile: int, batch: int, device: str | torch.device = "cpu"
+) -> dict[str, Any] | None:
+    """The runtime cache's training entry ({"chosen", "timings", ...}) for this step on this machine, or None."""
+    key = cache_key(_training_key_parts(model_name, model_args, tile, batch, resolve_device(device)))
+    entry = read_runtime_cache()["training"].get(key)
+    return entry if isinstance(entry, dict) else None
+
+
 def choose_training_precision(
     model_name: str,
     model_args: dict[str, Any],
@@ -564,11 +606,7 @@ def choose_training_precision(
         return TrainingChoice("bf16" if torch.cuda.is_bf16_supported() else "fp32", "rule")
     if dev.type != "cpu" or cpu_bf16_hardware() is None:
         return TrainingChoice("fp32", "rule")  # bf16 would be emulated: always slower
-    key_parts = {
-        "machine": machine_key(dev),
-        "architecture": {"model": model_name, "args": json.loads(json.dumps(model_args, sort_keys=True, default=str))},
-        "step": {"tile": tile, "batch": batch},
-    }
+    key_parts = _training_key_parts(model_name, model_args, tile, batch, dev)
     key = cache_key(key_parts)
     entry = None if refresh else read_runtime_cache()["training"].get(key)
     if isinstance(entry, dict) and isinstance(entry.get("timings"), dict):
@@ -596,6 +634,8 @@ __all__ = [
     "architecture_key",
     "cache_key",
     "cached_inference_choices",
+    "cached_inference_entry",
+    "cached_training_entry",
     "candidate_inference_paths",
     "choose_inference_path",
     "choose_training_precision",

@@ -20,7 +20,13 @@ from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor
 from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.measured import BACKENDS, INFERENCE_PATH_ENV, InferenceChoice, choose_inference_path
+from unet_zoo.utils.measured import (
+    BACKENDS,
+    INFERENCE_PATH_ENV,
+    InferenceChoice,
+    check_inference_path_env,
+    choose_inference_path,
+)
 from unet_zoo.utils.runtime import PRECISIONS, Precision
 
 if TYPE_CHECKING:
@@ -83,6 +89,10 @@ def check_backend(backend: str, precision: str, device: str) -> None:
         raise fail(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch")
     if backend == "onnxruntime" and precision == "bf16":
         raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
+    try:
+        check_inference_path_env()
+    except ValueError as err:
+        raise fail(str(err)) from None
 
 
 def check_precision(precision: str) -> Precision:

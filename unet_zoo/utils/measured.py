@@ -226,7 +226,9 @@ class InferenceChoice:
         }
         text = f"{self.path} on {self.device} ({why.get(self.how, self.how)})"
         times = [
-            f"{p} {t.seconds:.3g} s{'' if t.agrees else ' (disagrees)'}" for p, t in self.timings.items() if t.seconds is not None
+            f"{p} {t.seconds:.3g} s{'' if t.agrees else ' (disagrees)'}"
+            for p, t in sorted(self.timings.items(), key=lambda item: _order(item[0]))
+            if t.seconds is not None
         ]
         return text + (f"; measured per call: {', '.join(times)}" if times else "")
 
@@ -238,8 +240,20 @@ class InferenceChoice:
             "precision": self.precision,
             "device": self.device,
             "how": self.how,
-            "timings_s": {p: t.seconds for p, t in self.timings.items()},
+            "timings_s": {p: t.seconds for p, t in sorted(self.timings.items(), key=lambda item: _order(item[0]))},
         }
+
+
+def _order(path: str) -> int:
+    return INFERENCE_PATHS.index(path) if path in INFERENCE_PATHS else len(INFERENCE_PATHS)
+
+
+def check_inference_path_env() -> str | None:
+    """``$UNET_ZOO_INFERENCE_PATH`` when set (None when not); ValueError naming it when it is not a path."""
+    env = os.environ.get(INFERENCE_PATH_ENV, "").strip()
+    if env and env not in INFERENCE_PATHS:
+        raise ValueError(f"{INFERENCE_PATH_ENV}={env!r} is not a path; use one of {', '.join(INFERENCE_PATHS)}, or unset it")
+    return env or None
 
 
 def allowed_inference_paths(backend: str = "auto", precision: str = "auto") -> list[str]:
@@ -388,13 +402,8 @@ def _forced_path(allowed: list[str]) -> tuple[str, str] | None:
     """(path, how) when one path is allowed ("forced") or ``$UNET_ZOO_INFERENCE_PATH`` names an allowed one."""
     if len(allowed) == 1:
         return allowed[0], "forced"
-    env = os.environ.get(INFERENCE_PATH_ENV, "").strip()
-    if env:
-        if env not in INFERENCE_PATHS:
-            raise ValueError(f"{INFERENCE_PATH_ENV}={env!r} is not a path; use one of {', '.join(INFERENCE_PATHS)}, or unset it")
-        if env in allowed:
-            return env, "environment"
-    return None
+    env = check_inference_path_env()
+    return (env, "environment") if env in allowed else None
 
 
 _MEMORY: dict[str, dict[str, Any]] = {}  # this process's cache entries, so predict_tiled per slice reads the file once
@@ -636,6 +645,7 @@ __all__ = [
     "cached_inference_choices",
     "cached_inference_entry",
     "cached_training_entry",
+    "check_inference_path_env",
     "candidate_inference_paths",
     "choose_inference_path",
     "choose_training_precision",

@@ -157,6 +157,7 @@ def finetune(
     device: str | None = None,
     run_dir: str | Path | None = None,
     callback: FinetuneCallback | None = None,
+    precision: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune `model` (anything `from_pretrained` takes) on `images` / `labels` and write the Hub folder `out`.
 
@@ -168,7 +169,11 @@ def finetune(
     (300). time_limit: seconds of training in this session, then checkpoint and raise `TimeLimitReached`;
     resume: the run folder or "latest" to continue. An existing `out` is replaced only with `overwrite`
     (FileExistsError, checked before any work). callback: `FinetuneStage`s and the trainer's `TrainProgress`.
+    precision: "auto" (bf16 autocast where a training step measured faster on this CPU; cached), "bf16" or
+    "fp32"; None keeps the recipe's ("auto"). A resumed run keeps the precision it started with.
     """
+    if precision is not None and precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     out = Path(out)
     check_output_path(out, folder=True)
     if out.exists() and not overwrite:
@@ -193,6 +198,8 @@ def finetune(
             val_labels=val_labels,
             pixel_size=pixel_size,
         )
+    if precision is not None and resume_dir is None:
+        run_recipe = run_recipe.with_overrides(train={"precision": precision})
     report(FinetuneStage("load"))
     data = load_training_data(run_recipe)
     dev = next(base.parameters()).device

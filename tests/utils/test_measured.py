@@ -260,3 +260,11 @@ def test_cgroup_quota_is_read_from_v2_and_v1_files(tmp_path):
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
     assert runtime.cgroup_cpu_limit(v1) == 3.0
     assert runtime.cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+def test_flags_that_leave_no_candidate_run_what_they_ask_without_measuring(monkeypatch):
+    monkeypatch.delenv(measured.INFERENCE_PATH_ENV, raising=False)
+    monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: ["torch-fp32", "onnxruntime-fp32"])
+    monkeypatch.setattr(measured, "measure_inference_paths", lambda *a, **k: pytest.fail("measured"))
+    choice = measured.choose_inference_path(_tiny(), "cpu", precision="bf16")  # a CPU without bf16 units
+    assert (choice.path, choice.how) == ("torch-bf16", "forced")

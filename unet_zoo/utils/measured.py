@@ -448,6 +448,9 @@ def choose_inference_path(
         return InferenceChoice(path, str(dev), PATH_PRECISION[path], how, forward)
 
     candidates = candidate_inference_paths(dev)
+    if not any(p in candidates for p in allowed):  # e.g. bf16 asked for on a CPU without bf16 units: as asked
+        forward = inference_path_forward(model, allowed[0]) if build_forward else None
+        return InferenceChoice(allowed[0], str(dev), PATH_PRECISION[allowed[0]], "forced", forward)
     key_parts = {"machine": machine_key(dev), "architecture": architecture_key(model)}
     key = cache_key(key_parts)
     memo = f"{runtime_cache_file()}:{key}"

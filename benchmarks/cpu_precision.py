@@ -7,8 +7,9 @@ tiles per path, each as seconds and as the fraction of the limit of its precisio
 
     python benchmarks/cpu_precision.py --model small --side 512 --tile 256 --batch 4 --json cpu-precision.json
 
-OpenVINO is measured when installed (``pip install "unet-zoo[openvino]"``), both in float32 and with its own default
-precision hint (bf16 on CPUs with AMX). Timings are medians of --repeats calls after one warm-up.
+OpenVINO is measured when installed (``pip install "unet-zoo[openvino]"``), in float32 and with its bf16 hint.
+The run also measures again what ``auto`` picks here (rewriting the runtime cache) and times the picked paths
+with 1 thread and with every available core. Timings are medians of --repeats calls after one warm-up.
 The measurement is `unet_zoo.benchmark.precision.bench_cpu_precision`, also the ``precision`` section of
 ``unet-zoo benchmark --device cpu``; this script is its command line.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +12,42 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# "auto" runs torch float32 in every test, module-scoped fixtures included, and nothing touches the user's
+# runtime cache (see _runtime_choices_fixed below, which also lets tests opt in to the real decision)
+os.environ["UNET_ZOO_CACHE"] = tempfile.mkdtemp(prefix="unet_zoo-cache-")
+os.environ["UNET_ZOO_INFERENCE_PATH"] = "torch-fp32"
+os.environ["UNET_ZOO_TRAINING_PRECISION"] = "fp32"
+os.environ["UNET_ZOO_THREADS"] = str(torch.get_num_threads())  # the CLI sets torch's threads from it
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _auto_precision_as_without_amx(request, monkeypatch):
-    """`--precision auto` picks bf16 on CPUs with AMX, and the tests compare predictions with float32
-    references, so every test sees the CPU as one without a bf16 unit, whatever CPU runs it: the same results
-    on AMD and Intel machines. Tests of the decision set the CPU's answer themselves (monkeypatch
-    `cpu_bf16_hardware`), bf16 tests ask for bf16, and tests of the detection itself are marked
-    ``real_cpu_capabilities``."""
-    if request.node.get_closest_marker("real_cpu_capabilities") is None:
-        from unet_zoo.utils import runtime
+def _runtime_choices_fixed(request, monkeypatch, tmp_path_factory):
+    """Every test runs "auto" on the torch float32 path, whatever CPU runs it (AMX, AVX512-BF16, AVX2), so results
+    compare with float32 references on any machine: ``$UNET_ZOO_INFERENCE_PATH`` = torch-fp32 and
+    ``$UNET_ZOO_TRAINING_PRECISION`` = fp32 (subprocesses inherit them), the runtime cache in a fresh folder, the
+    test process's thread count in ``$UNET_ZOO_THREADS`` (commands run in the test process set it), and
+    a measurement (when flags leave several paths, e.g. ``--precision bf16``) replaced by fake timings that rank
+    the paths in `INFERENCE_PATHS` order, torch first. Tests marked ``measured_auto`` see the real decision
+    (still with a fresh cache folder)."""
+    from unet_zoo.utils import measured
 
-        monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: None)
+    monkeypatch.setenv(measured.CACHE_ENV, str(tmp_path_factory.mktemp("unet_zoo-cache")))
+    monkeypatch.setenv("UNET_ZOO_THREADS", str(torch.get_num_threads()))  # the CLI sets torch's threads from it
+    if request.node.get_closest_marker("measured_auto") is not None:
+        monkeypatch.delenv(measured.INFERENCE_PATH_ENV, raising=False)
+        monkeypatch.delenv(measured.TRAINING_PRECISION_ENV, raising=False)
+        return
+    monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "torch-fp32")
+    monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "fp32")
+
+    def ranked(model, device=None, paths=None, **_):
+        names = list(paths) if paths is not None else measured.INFERENCE_PATHS
+        timings = {p: measured.PathTiming(1.0 + measured.INFERENCE_PATHS.index(p), 0.0, 0.0, True) for p in names}
+        return timings, {}
+
+    monkeypatch.setattr(measured, "measure_inference_paths", ranked)
 
 
 def _isbi_dir() -> Path | None:

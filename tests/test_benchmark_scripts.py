@@ -59,8 +59,9 @@ def test_cpu_precision_script_runs_with_tiny_options(tmp_path, capsys):
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["matmul_n"] == 64 and result["settings"]["side"] == 32 and result["tile"] == 16
     assert set(result["peak_tflops"]) == {"fp32", "bf16"}
-    assert {"torch fp32 eager", "torch bf16 autocast, channels_last"} <= set(result["inference"])
-    assert list(result["training"]) == ["torch fp32 eager", "torch bf16 autocast, channels_last"]
+    assert {"torch-fp32", "torch-bf16"} <= set(result["inference"])
+    assert list(result["training"]) == ["torch-fp32", "torch-bf16"]
+    assert result["auto"]["inference"]["path"] == "torch-fp32" and result["threads"]["threads"][0] == 1
     assert all(row["seconds"] > 0 for row in [*result["inference"].values(), *result["training"].values()])
     printed = capsys.readouterr().out
-    assert printed.startswith("CPU: ") and "| inference | torch fp32 eager" in printed
+    assert printed.startswith("CPU: ") and "| inference | torch-fp32 (auto) |" in printed

@@ -365,18 +365,26 @@ def test_precision_section_rows_and_fractions_of_the_suite_peak(precision_run):
             assert row["tflops"] == pytest.approx(flops / row["seconds"] / 1e12)
             assert row["fraction_of_limit"] == pytest.approx(row["tflops"] / r["peak_tflops"][row["precision"]])
     env = r["environment"]
-    assert env["auto_precision"] in ("fp32", "bf16") and set(env["flags"]) <= set(benchmark.precision.CPU_FLAGS)
-    assert env["auto_paths"]["training"] in r["training"] and env["auto_paths"]["inference"] in r["inference"]
+    assert set(env["flags"]) <= set(benchmark.precision.CPU_FLAGS) and env["available_cores"] >= 1
+    auto = r["auto"]  # conftest forces the torch float32 path through the environment
+    assert (auto["inference"]["path"], auto["inference"]["how"]) == (FP32_EAGER, "environment")
+    assert (auto["training"]["path"], auto["training"]["precision"]) == (FP32_EAGER, "fp32")
+    threads = r["threads"]
+    assert threads["threads"] == sorted({1, torch.get_num_threads()})
+    for section in ("inference", "training"):
+        assert set(threads[section]["seconds"]) == {str(n) for n in threads["threads"]}
+        assert all(s > 0 for s in threads[section]["seconds"].values())
 
 
 def test_precision_section_in_the_markdown(precision_run):
     results, md = precision_run
     r = results["precision"]
     assert f"## Precision on the CPU: `small`, inference of one 32x32 input, a training step on 1 tile(s) of {r['tile']}x" in md
-    assert f"CPU: {r['environment']['cpu']}" in md and "`--precision auto` picks" in md
+    assert f"CPU: {r['environment']['cpu']}" in md and "`auto` picks inference torch-fp32 (environment" in md
     assert "| section | path | precision | seconds | TFLOP/s | of its limit |" in md
-    assert "| inference | torch fp32 eager" in md and "| training step | torch bf16 autocast, channels_last" in md
-    assert md.count(" (auto) |") == 2  # one path per section: what --precision auto runs here
+    assert "| inference | torch-fp32 (auto) |" in md and "| training step | torch-bf16 |" in md
+    assert md.count(" (auto) |") == 2  # one path per section: what auto runs here
+    assert "| inference | torch-fp32 | " in md and "1 thread(s), s" in md  # the thread table
 
 
 def test_bench_cpu_precision_uses_the_given_peak(monkeypatch):

@@ -28,11 +28,26 @@ def test_finetune_command_prints_before_and_after(tmp_path, monkeypatch):
     d = _data(tmp_path)
     args = ["finetune", str(d / "base"), "--images", str(d / "em.tif"), "--labels", str(d / "cells.tif")]
     result = runner.invoke(
-        app, [*args, "--out", str(d / "out"), "--steps", "2", "--recipe", str(d / "ft.toml"), "--device", "cpu"]
+        app,
+        [
+            *args,
+            "--out",
+            str(d / "out"),
+            "--steps",
+            "2",
+            "--recipe",
+            str(d / "ft.toml"),
+            "--device",
+            "cpu",
+            "--precision",
+            "bf16",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "held out" in result.output and "before" in result.output and "after" in result.output
+    assert "precision: bf16 (forced)" in result.output
     assert (d / "out" / "model.safetensors").is_file()
+    assert "bf16" in (d / "out" / "README.md").read_text()  # the card records the precision that ran
     again = runner.invoke(app, [*args, "--out", str(d / "out")])
     assert again.exit_code == 2 and "error:" in again.output and "--overwrite" in again.output
     predicted = runner.invoke(app, ["predict", str(d / "out"), str(d / "em.tif"), "--out", str(d / "p"), "--pixel-size", "8"])
@@ -50,4 +65,6 @@ def test_finetune_command_errors(tmp_path):
         app, [*base, "--labels", str(d / "cells.tif"), "--foreground", "membrane", "--recipe", str(d / "ft.toml")]
     )
     assert polarity.exit_code == 2 and "inverted" in polarity.output
+    half = runner.invoke(app, [*base, "--labels", str(d / "cells.tif"), "--precision", "half"])
+    assert half.exit_code == 2 and "--precision must be auto, bf16 or fp32" in half.output
     assert not (d / "o").exists()

@@ -306,4 +306,6 @@ def test_evaluate_json_records_the_precision(isbi_dir, tmp_path):
     args = ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu"]
     result = runner.invoke(app, [*args, "--no-warping", "--precision", "fp32", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads(out.read_text())["precision"] == "fp32" and "(fp32)" in _text(result)
+    recorded = json.loads(out.read_text())
+    assert recorded["precision"] == "fp32" and "(torch-fp32)" in _text(result)
+    assert (recorded["inference"]["path"], recorded["inference"]["how"]) == ("torch-fp32", "environment")  # conftest

@@ -47,7 +47,7 @@ def test_predict_zarr_volume_uint8_and_overwrite(tmp_path, checkpoint, volume_za
         ["predict", str(folder), str(source), "--out", str(out), "--uint8", "--block", "64", "--tile", "64", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.output
-    assert str(out) in _text(result)
+    assert str(out) in _text(result) and "inference path: torch-fp32 on cpu" in _text(result)
     written = zarr.open(str(out), mode="r")
     assert written.dtype == np.uint8 and written.chunks == (1, 64, 64)
     expected = np.rint(np.stack([predict_tiled(model, s, tile=64)[1] for s in volume]) * 255)

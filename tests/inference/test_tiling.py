@@ -233,10 +233,8 @@ def test_non_finite_values_made_by_normalise_are_refused(padded_model):
 # --- precision: fp32, bf16 autocast, and what "auto" picks ------------------------------------------
 
 
-def test_precision_auto_is_the_fp32_path_on_a_cpu_without_amx(monkeypatch):
-    from unet_zoo.utils import runtime
-
-    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "avx512_bf16")
+def test_precision_auto_runs_the_forced_torch_fp32_path():
+    """conftest forces the torch float32 path ($UNET_ZOO_INFERENCE_PATH), whatever the CPU measures."""
     net = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
     image = np.random.default_rng(0).random((48, 40), dtype=np.float32)
     fp32 = predict_tiled(net, image, device="cpu")
@@ -244,8 +242,8 @@ def test_precision_auto_is_the_fp32_path_on_a_cpu_without_amx(monkeypatch):
     np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", precision="fp32"), fp32)
 
 
-def test_bf16_precision_is_close_to_fp32_and_auto_uses_it_on_an_amx_cpu(monkeypatch):
-    from unet_zoo.utils import runtime
+def test_bf16_precision_is_close_to_fp32_and_auto_uses_it_when_forced(monkeypatch):
+    from unet_zoo.utils import measured
 
     net = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
     image = np.random.default_rng(0).random((48, 40), dtype=np.float32)
@@ -253,7 +251,7 @@ def test_bf16_precision_is_close_to_fp32_and_auto_uses_it_on_an_amx_cpu(monkeypa
     bf16 = predict_tiled(net, image, device="cpu", precision="bf16")
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
     assert 0 < np.abs(bf16 - fp32).max() < 0.05  # bf16 ran (not bit-identical), and only rounded
-    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "amx")
+    monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "torch-bf16")
     np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", precision="auto"), bf16)
     np.testing.assert_array_equal(predict_tiled(net, image, device="cpu", amp=True), bf16)  # amp=True is "auto"
 

@@ -66,6 +66,7 @@ def test_predicts_section_by_section_like_predict_tiled(tiny_model_dir):
     assert calls and calls[-1][:2] == (0, 1) and calls[-1][2] == calls[-1][3]
     meta = result.metadata["unet_zoo"]
     assert meta["sha256"] == loaded.model.weights_sha256 and meta["architecture"] == "small" and meta["backend"] == "torch"
+    assert (meta["inference"]["path"], meta["inference"]["how"]) == ("torch-fp32", "environment")  # conftest forces it
 
 
 def test_cell_ids_are_unique_across_sections(tiny_model_dir):

@@ -53,7 +53,7 @@ def test_predicts_and_segments_a_stack_like_the_library(make_napari_viewer, qtbo
     widget = make_widget(viewer, tiny_model_dir, segment=True)
     assert widget.layer_box.currentText() == "em" and widget.pixel_label.text().startswith("4")
     run_and_wait(qtbot, widget)
-    assert not errors and widget.status.text() == "done (torch)"
+    assert not errors and widget.status.text() == "done (torch-fp32)"
     membrane, cells = viewer.layers[f"em P(membrane) [{tiny_model_dir}]"], viewer.layers[f"em cells [{tiny_model_dir}]"]
     assert membrane.data.shape == stack.shape and membrane.data.dtype == np.float32
     assert cells.data.shape == stack.shape and cells.data.dtype == np.uint32
@@ -103,7 +103,7 @@ def test_current_section_of_a_lazy_stack_with_onnxruntime(make_napari_viewer, qt
     widget.sections_box.setCurrentText(CURRENT_SECTION)
     reads.clear()
     run_and_wait(qtbot, widget)
-    assert not errors and widget.status.text() == "done (onnxruntime)"
+    assert not errors and widget.status.text() == "done (onnxruntime-fp32)"
     membrane = viewer.layers[-1]
     assert membrane.data.shape == (1, 40, 40) and tuple(membrane.translate) == (12, 0, 0)
     assert {tuple(r) for r in reads} <= {(2, 3)}, f"read other sections than the current one: {reads}"

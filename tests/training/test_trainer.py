@@ -9,7 +9,6 @@ from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training import trainer as training
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import NonFiniteLossError, Trainer, execution_config, lr_factor, train
-from unet_zoo.utils import runtime
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +83,28 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == list(range(1, tiny.train.steps + 1)), "resumed log must hold every step once"
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_precision_the_run_started_with(tmp_path, tiny, monkeypatch):
+    """precision "auto" decided bf16 when the run started; the resumed session keeps bf16 although "auto" would
+    now say fp32, and finishes bit-identical to an uninterrupted bf16 run."""
+    from unet_zoo.utils import measured
+
+    auto = tiny.with_overrides(train={"precision": "auto"})
+    monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "bf16")
+    full = train(auto, out_dir=tmp_path / "full", final_outputs=False)
+    assert full.precision == "bf16"
+    with pytest.raises(Killed):
+        Trainer(auto, out_dir=tmp_path / "killed", callback=kill_after(4), final_outputs=False).run()
+    assert load_training_state(tmp_path / "killed").extra["precision"] == "bf16"
+    monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "fp32")
+    reports = []
+    resumed = Trainer(auto, resume=tmp_path / "killed", final_outputs=False, callback=reports.append).run()
+    assert resumed.precision == "bf16" and reports[0].precision.startswith("bf16 (resumed")
+    for k, v in _params(full.model).items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert train(auto, out_dir=tmp_path / "fp32", final_outputs=False).precision == "fp32"  # a new run decides anew
 
 
 def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
@@ -176,7 +197,10 @@ def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, ca
 
 
 def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: None)  # a CPU without AMX
+    from unet_zoo.utils import measured
+
+    monkeypatch.setattr(measured, "cpu_bf16_hardware", lambda: None)  # a CPU without bf16 units: fp32 unmeasured
+    monkeypatch.delenv(measured.TRAINING_PRECISION_ENV)  # the rules themselves, not conftest's fp32
     original = load_recipe("isbi-original")  # precision/channels_last "auto", compile = true
     cpu = execution_config(original, torch.device("cpu"))
     assert (cpu.amp_dtype, cpu.channels_last, cpu.compile) == (None, False, False)
@@ -328,12 +352,22 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
         ).run()
 
 
-def test_execution_config_uses_bf16_on_an_amx_cpu_unless_the_recipe_says_fp32(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: "amx")
+def test_execution_config_uses_the_measured_precision_on_the_cpu_unless_the_recipe_says_fp32(monkeypatch):
+    from unet_zoo.utils import measured
+
+    monkeypatch.delenv(measured.TRAINING_PRECISION_ENV)
+    monkeypatch.setattr(measured, "cpu_bf16_hardware", lambda: "avx512_bf16")
+    timings = {"fp32": 1.0, "bf16": 0.4}
+    monkeypatch.setattr(measured, "measure_training_precisions", lambda *a, **k: dict(timings))
     cpu = execution_config(load_recipe("isbi-original"), torch.device("cpu"))
     assert (cpu.amp_dtype, cpu.channels_last, cpu.compile) == (torch.bfloat16, True, False)
     for name in ("isbi-small-cpu", "isbi-padded-cpu", "isbi-original-cpu", "isbi-quick"):  # trained in float32
         assert execution_config(load_recipe(name), torch.device("cpu")).precision == "fp32", name
+    timings["bf16"] = 2.0  # bf16 measured slower: float32 (a fresh cache, another step shape)
+    recipe = load_recipe("isbi-original").with_overrides(data={"tile": 188})
+    assert execution_config(recipe, torch.device("cpu")).precision == "fp32"
+    # what a resumed run started with wins over the recipe and the measurement
+    assert execution_config(recipe, torch.device("cpu"), precision="bf16").precision == "bf16"
 
 
 def test_bf16_training_follows_the_fp32_loss_curve_and_records_its_precision(tmp_path, tiny):

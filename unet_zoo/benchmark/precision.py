@@ -6,16 +6,17 @@ tiles per path. Each path is reported as seconds (median of `repeats` calls afte
 fraction of the limit of its precision: float32 paths against the fp32 matmul rate, bf16 paths against the
 bf16 one (FLOPs counted with ``torch.utils.flop_counter``, multiply + add = 2).
 
-OpenVINO is measured when installed (``pip install "unet-zoo[openvino]"``), in float32 and with its own default
-precision hint (bf16 on CPUs with AMX). `bench_cpu_precision` is the ``precision`` section of the suite
-(`unet_zoo.benchmark.run_all`) and the body of ``benchmarks/cpu_precision.py``.
+The paths are those `unet_zoo.utils.measured` chooses among (torch-fp32, torch-bf16, onnxruntime-fp32,
+openvino-f32, openvino-bf16; the exported ones when installed). The section also measures again what "auto"
+picks on this CPU (`choose_inference_path` and `choose_training_precision` with ``refresh``, which rewrites the
+runtime cache) and shows it beside what was cached before, and times the chosen paths with 1 thread and with
+every available core (`unet_zoo.utils.runtime.thread_count`). `bench_cpu_precision` is the ``precision``
+section of the suite (`unet_zoo.benchmark.run_all`) and the body of ``benchmarks/cpu_precision.py``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,25 @@ import torch
 from torch import nn
 
 from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_tile
-from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward
-from unet_zoo.exporters.traced import onnx_bytes
+from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
 from unet_zoo.models.registry import create_model
-from unet_zoo.training.signals import keep_signal_stack
 from unet_zoo.training.step import train_step
-from unet_zoo.utils.runtime import autocast, cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
+from unet_zoo.utils import measured
+from unet_zoo.utils.runtime import (
+    autocast,
+    available_cores,
+    cpu_bf16_hardware,
+    prepare_input,
+    prepare_model,
+    runtime_settings,
+    thread_count,
+)
 from unet_zoo.utils.timing import Timer, count_forward_flops, count_train_flops, matmul_tflops
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx512_vnni")
 """The /proc/cpuinfo flags the report lists: the vector and matrix units that decide float32 and bf16 speed."""
-FP32_EAGER, BF16_AUTOCAST = "torch fp32 eager", "torch bf16 autocast, channels_last"
-ONNXRUNTIME, OPENVINO_FP32, OPENVINO_DEFAULT = "onnxruntime fp32", "openvino fp32", "openvino default hint"
+FP32_EAGER, BF16_AUTOCAST = "torch-fp32", "torch-bf16"  # the path names of unet_zoo.utils.measured
+ONNXRUNTIME, OPENVINO_FP32, OPENVINO_BF16 = "onnxruntime-fp32", "openvino-f32", "openvino-bf16"
 SMOKE_SIDE = 32  # smoke inference input side, px (the `small` architecture takes multiples of 16)
 
 
@@ -54,33 +62,16 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return name, flags
 
 
-def openvino_available() -> bool:
-    """Whether the optional ``openvino`` package is installed."""
-    return importlib.util.find_spec("openvino") is not None
-
-
-def auto_paths() -> dict[str, str]:
-    """The paths ``--precision auto`` takes on this CPU: {"inference": path name, "training": path name}.
-
-    bf16 autocast with channels_last where `runtime_settings` picks bf16 (CPUs with AMX); elsewhere float32,
-    with onnxruntime for inference when it is installed (as `predict` and `segment` do).
-    """
-    if runtime_settings("cpu").amp_dtype is not None:
-        return {"inference": BF16_AUTOCAST, "training": BF16_AUTOCAST}
-    return {"inference": ONNXRUNTIME if onnxruntime_available() else FP32_EAGER, "training": FP32_EAGER}
-
-
 def cpu_description() -> dict[str, Any]:
-    """CPU model name, its listed flags (`CPU_FLAGS`), its bf16 unit ("amx", "avx512_bf16" or None), the
-    precision and paths ``--precision auto`` picks here, torch threads and torch version."""
+    """CPU model name, its listed flags (`CPU_FLAGS`), its bf16 unit ("amx", "avx512_bf16" or None), torch
+    threads, the cores this process may use, torch version and which exported backends are installed."""
     name, flags = _cpuinfo()
     return {
         "cpu": name,
         "flags": [f for f in CPU_FLAGS if f in flags],
         "bf16_unit": cpu_bf16_hardware(),
-        "auto_precision": runtime_settings("cpu").precision,
-        "auto_paths": auto_paths(),
         "threads": torch.get_num_threads(),
+        "available_cores": available_cores(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime_available(),
         "openvino": openvino_available(),
@@ -99,40 +90,6 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     """Median seconds of `repeats` calls of `fn` after one untimed warm-up call (oneDNN primitive creation,
     the first run of onnxruntime and OpenVINO)."""
     return Timer("cpu", warmup=1, repeats=repeats)(fn).median_s
-
-
-def openvino_forward(model: nn.Module, precision_hint: str | None) -> Callable[[np.ndarray], np.ndarray]:
-    """OpenVINO CPU forward of `model`'s ONNX export: (N, 1, H, W) float32 -> (N, C, H', W') probabilities.
-
-    `precision_hint`: OpenVINO's INFERENCE_PRECISION_HINT ("f32", "bf16"), or None for its default. The
-    returned function's ``precision`` attribute is what OpenVINO runs: "bf16" or "fp32".
-    Raises ImportError when openvino is not installed.
-    """
-    import openvino as ov  # optional: only this path needs it
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(onnx_bytes(model))
-        core = ov.Core()
-        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        if precision_hint:
-            config["INFERENCE_PRECISION_HINT"] = precision_hint
-        # OpenVINO installs its own alternate signal stack on this thread and, when two compiled models are
-        # released in the order they were made, leaves a freed one behind: the next signal would then crash
-        # the process. Keep the caller's stack (unet_zoo.training.signals explains).
-        with keep_signal_stack():
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-
-    def forward(tiles: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled(np.ascontiguousarray(tiles, dtype=np.float32))[0])
-
-    try:  # what OpenVINO chose (its default is bf16 on CPUs with a bf16 unit, depending on its version)
-        used = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        precision = "bf16" if "bf16" in used or "bfloat16" in used else "fp32"
-    except Exception:  # noqa: BLE001  an OpenVINO without the property: guess from the hint and the hardware
-        precision = "bf16" if precision_hint == "bf16" or (precision_hint is None and cpu_bf16_hardware()) else "fp32"
-    forward.precision = precision  # type: ignore[attr-defined]
-    return forward
 
 
 def _row(precision: str, seconds: float, flops: int, peak: dict[str, float]) -> dict[str, Any]:
@@ -156,7 +113,7 @@ def inference(
 ) -> dict[str, dict[str, Any]]:
     """One forward pass of a (1, 1, side, side) input per path -> {path: {precision, seconds, flops, tflops,
     fraction_of_limit}}: torch fp32 eager, torch bf16 autocast + channels_last, onnxruntime fp32 (when
-    installed), OpenVINO fp32 and default hint (when installed). `peak`: TFLOP/s per precision."""
+    installed), OpenVINO f32 and bf16 (when installed). `peak`: TFLOP/s per precision."""
     overrides = overrides or {}
     torch.manual_seed(0)
     net = create_model(model_name, **overrides).eval()
@@ -183,7 +140,7 @@ def inference(
         ort = onnxruntime_forward(net)
         record(ONNXRUNTIME, "fp32", lambda: ort(tiles))
     if openvino_available():
-        for path, hint in ((OPENVINO_FP32, "f32"), (OPENVINO_DEFAULT, None)):  # default: OpenVINO's own choice
+        for path, hint in ((OPENVINO_FP32, "f32"), (OPENVINO_BF16, "bf16")):
             try:
                 ov_forward = openvino_forward(net, hint)
             except Exception as err:  # noqa: BLE001  a broken OpenVINO install must not lose the other paths
@@ -225,6 +182,112 @@ def training(
     return results
 
 
+def auto_choice(
+    model_name: str,
+    overrides: dict[str, Any],
+    tile: int,
+    batch: int,
+    refresh: bool = True,
+    log: Log = _quiet,
+) -> dict[str, dict[str, Any]]:
+    """What "auto" picks on this CPU for `model_name`, measured again when `refresh` (which rewrites the runtime
+    cache): {"inference": {"path", "how", "previous", "timings_s"}, "training": {"path", "precision", "how",
+    "previous", "timings_s"}}; "previous" is what the cache held before (None: nothing)."""
+    torch.manual_seed(0)
+    net = create_model(model_name, **overrides).eval()
+    args = dict(net.model_args)
+    before = measured.cached_inference_entry(net)
+    log("[precision] measuring what auto picks for inference")
+    choice = measured.choose_inference_path(
+        net, "cpu", refresh=refresh, build_forward=False, log=lambda m: log(f"[precision] {m}")
+    )
+    trained_before = measured.cached_training_entry(model_name, args, tile, batch)
+    log("[precision] measuring what auto picks for training")
+    step = measured.choose_training_precision(model_name, args, tile, batch, "cpu", refresh=refresh)
+    return {
+        "inference": {
+            "path": choice.path,
+            "how": choice.how,
+            "previous": before.get("chosen") if before else None,
+            "timings_s": choice.record()["timings_s"],
+        },
+        "training": {
+            "path": FP32_EAGER if step.precision == "fp32" else BF16_AUTOCAST,
+            "precision": step.precision,
+            "how": step.how,
+            "previous": trained_before.get("chosen") if trained_before else None,
+            "timings_s": dict(step.timings),
+        },
+    }
+
+
+def thread_scaling(
+    model_name: str,
+    overrides: dict[str, Any],
+    side: int,
+    tile: int,
+    batch: int,
+    auto: dict[str, dict[str, Any]],
+    repeats: int,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Seconds of the paths "auto" picked (`auto`: an `auto_choice` result) with 1 thread and with `thread_count`
+    threads: {"threads": [1, N], "inference": {"path", "seconds": {"1": s, "N": s}}, "training": {...}}.
+    torch's thread count is restored afterwards."""
+    old = torch.get_num_threads()
+    counts = sorted({1, thread_count()})
+    inference_path, training_precision = auto["inference"]["path"], auto["training"]["precision"]
+    result: dict[str, Any] = {
+        "threads": counts,
+        "inference": {"path": inference_path, "seconds": {}},
+        "training": {"path": auto["training"]["path"], "seconds": {}},
+    }
+    try:
+        for n in counts:
+            torch.set_num_threads(n)  # exported sessions built below take torch's count
+            log(f"[precision] {inference_path} and a {training_precision} training step with {n} thread(s)")
+            torch.manual_seed(0)
+            net = create_model(model_name, **overrides).eval()
+            forward = measured.inference_path_forward(net, inference_path)
+            precision = measured.PATH_PRECISION[inference_path]
+            settings = runtime_settings("cpu", precision)
+            if forward is None:
+                model = prepare_model(net, "cpu", channels_last=settings.channels_last)
+                x = prepare_input(torch.rand(1, 1, side, side), "cpu", channels_last=settings.channels_last)
+
+                def run(model: nn.Module = model, x: torch.Tensor = x, amp: bool = settings.amp_dtype is not None) -> None:
+                    with torch.inference_mode(), autocast("cpu", enabled=amp):
+                        model(x)
+
+                seconds = median_seconds(run, repeats)
+            else:
+                tiles = np.random.default_rng(0).random((1, 1, side, side), dtype=np.float32)
+                seconds = median_seconds(functools.partial(forward, tiles), repeats)
+            result["inference"]["seconds"][str(n)] = seconds
+            result["training"]["seconds"][str(n)] = _training_step_seconds(
+                model_name, overrides, tile, batch, training_precision, repeats
+            )
+    finally:
+        torch.set_num_threads(old)
+    return result
+
+
+def _training_step_seconds(
+    model_name: str, overrides: dict[str, Any], tile: int, batch: int, precision: str, repeats: int
+) -> float:
+    """Median seconds of one `train_step` on (batch, 1, tile, tile) random tiles in `precision`."""
+    torch.manual_seed(0)
+    settings = runtime_settings("cpu", precision)
+    model = create_model(model_name, **overrides)
+    net = prepare_model(model, "cpu", channels_last=settings.channels_last).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99)
+    x = prepare_input(torch.rand(batch, 1, tile, tile), "cpu", channels_last=settings.channels_last)
+    out = int(model.output_size(tile))
+    target = torch.randint(0, 2, (batch, out, out))
+    amp = settings.amp_dtype is not None
+    return median_seconds(functools.partial(train_step, net, optimizer, x, target, None, torch.device("cpu"), amp=amp), repeats)
+
+
 def bench_cpu_precision(
     model_name: str = "small",
     side: int = 512,
@@ -235,6 +298,7 @@ def bench_cpu_precision(
     peak: dict[str, float] | None = None,
     matmul_n: int = 2048,
     log: Log = _quiet,
+    refresh: bool = True,
 ) -> dict[str, Any]:
     """Inference and training-step time of each CPU precision path, as seconds and as a fraction of its limit.
 
@@ -249,11 +313,13 @@ def bench_cpu_precision(
         peak: measured matmul rates in TFLOP/s, {"fp32": ..., "bf16": ...} (the suite passes its own);
             None measures them here with n x n products, n = `matmul_n` (64 in smoke mode).
         log: progress messages.
+        refresh: measure again what "auto" picks and rewrite its runtime cache entries (False: read them).
 
     Returns:
         {"benchmark", "smoke", "model", "model_overrides", "side", "tile", "batch", "repeats", "environment"
         (`cpu_description`), "peak_tflops", "matmul_n" (None when `peak` was given), "inference" and
-        "training": {path: {"precision", "seconds", "flops", "tflops", "fraction_of_limit"}}}.
+        "training": {path: {"precision", "seconds", "flops", "tflops", "fraction_of_limit"}}, "auto"
+        (`auto_choice`) and "threads" (`thread_scaling`)}.
     """
     overrides = _overrides(model_name, smoke)
     if smoke:
@@ -268,6 +334,7 @@ def bench_cpu_precision(
     missing = {"fp32", "bf16"} - set(peak)
     if missing:
         raise ValueError(f"peak needs fp32 and bf16 TFLOP/s; missing {', '.join(sorted(missing))}")
+    auto = auto_choice(model_name, overrides, tile, batch, refresh=refresh, log=log)
     return {
         "benchmark": "cpu_precision",
         "smoke": smoke,
@@ -282,6 +349,8 @@ def bench_cpu_precision(
         "matmul_n": n,
         "inference": inference(model_name, side, repeats, peak, overrides, log),
         "training": training(model_name, tile, batch, repeats, peak, overrides, log),
+        "auto": auto,
+        "threads": thread_scaling(model_name, overrides, side, tile, batch, auto, repeats, log),
     }
 
 
@@ -290,28 +359,38 @@ def _percent(fraction: float | None) -> str:
 
 
 def cpu_line(env: dict[str, Any]) -> str:
-    """One line: the CPU, its listed flags, its bf16 unit and what ``--precision auto`` picks on it."""
-    auto = env.get("auto_paths") or {}
+    """One line: the CPU, its listed flags, its bf16 unit, its threads and what is not installed."""
     missing = [name for name in ("onnxruntime", "openvino") if env.get(name) is False]
     return (
-        f"CPU: {env['cpu']} ({env['threads']} threads), flags: {', '.join(env['flags']) or 'none'}; "
-        f"bf16 unit: {env['bf16_unit'] or 'none (bf16 emulated)'}; `--precision auto` picks {env['auto_precision']}: "
-        f"inference {auto.get('inference', '-')}, training {auto.get('training', '-')}; torch {env['torch']}"
+        f"CPU: {env['cpu']} ({env['threads']} threads, {env.get('available_cores', '?')} cores available), flags: "
+        f"{', '.join(env['flags']) or 'none'}; bf16 unit: {env['bf16_unit'] or 'none (bf16 emulated)'}; torch {env['torch']}"
         + (f"; not installed, so not measured: {', '.join(missing)}" if missing else "")
     )
+
+
+def auto_line(auto: dict[str, dict[str, Any]]) -> str:
+    """What "auto" picks here and how it was decided, beside what the runtime cache held before."""
+    parts = []
+    for section in ("inference", "training"):
+        row = auto[section]
+        before = row.get("previous")
+        was = f"; cached before: {before}" if before else "; nothing cached before"
+        shown = row["path"] if section == "inference" else f"{row['path']} ({row['precision']})"
+        parts.append(f"{section} {shown} ({row['how']}{was})")
+    return "`auto` picks " + "; ".join(parts)
 
 
 def precision_table(result: dict[str, Any]) -> list[str]:
     """Markdown table lines of a `bench_cpu_precision` result: one row per section and path, with seconds,
     TFLOP/s and the fraction of the matmul rate of the path's precision; the paths `auto` picks are marked."""
-    auto = result["environment"].get("auto_paths") or {}
+    auto = result.get("auto") or {}
     lines = [
         "| section | path | precision | seconds | TFLOP/s | of its limit |",
         "|---|---|---|---:|---:|---:|",
     ]
     for section, label in (("inference", "inference"), ("training", "training step")):
         for path, row in result[section].items():
-            mark = " (auto)" if auto.get(section) == path else ""
+            mark = " (auto)" if (auto.get(section) or {}).get("path") == path else ""
             lines.append(
                 f"| {label} | {path}{mark} | {row['precision']} | {row['seconds']:.3g} | {row['tflops']:.3g} | "
                 f"{_percent(row['fraction_of_limit'])} |"
@@ -319,16 +398,30 @@ def precision_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def threads_table(threads: dict[str, Any]) -> list[str]:
+    """Markdown table lines of a `thread_scaling` result: seconds of the auto paths at 1 and N threads."""
+    counts = [str(n) for n in threads["threads"]]
+    lines = ["| section | path | " + " | ".join(f"{n} thread(s), s" for n in counts) + " |", "|---|---|" + "---:|" * len(counts)]
+    for section, label in (("inference", "inference"), ("training", "training step")):
+        row = threads[section]
+        lines.append(f"| {label} | {row['path']} | " + " | ".join(f"{row['seconds'][n]:.3g}" for n in counts) + " |")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The stand-alone report of a `bench_cpu_precision` result: the CPU line, the limit and the table."""
+    """The stand-alone report of a `bench_cpu_precision` result: the CPU line, the limit, the table, what auto
+    picks and the thread scaling."""
     peak = result["peak_tflops"]
     n = f"n={result['matmul_n']}" if result.get("matmul_n") else "given"
     return "\n".join(
         [
             cpu_line(result["environment"]),
             f"Limit (measured matmul, {n}): fp32 {peak['fp32']:.3g} TFLOP/s, bf16 {peak['bf16']:.3g} TFLOP/s",
+            auto_line(result["auto"]),
             "",
             *precision_table(result),
+            "",
+            *threads_table(result["threads"]),
         ]
     )
 
@@ -338,9 +431,10 @@ __all__ = [
     "CPU_FLAGS",
     "FP32_EAGER",
     "ONNXRUNTIME",
-    "OPENVINO_DEFAULT",
+    "OPENVINO_BF16",
     "OPENVINO_FP32",
-    "auto_paths",
+    "auto_choice",
+    "auto_line",
     "bench_cpu_precision",
     "cpu_description",
     "cpu_line",
@@ -348,8 +442,8 @@ __all__ = [
     "markdown",
     "measure_peak",
     "median_seconds",
-    "openvino_available",
-    "openvino_forward",
     "precision_table",
+    "thread_scaling",
+    "threads_table",
     "training",
 ]

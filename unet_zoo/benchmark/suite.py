@@ -24,7 +24,7 @@ from unet_zoo.benchmark._common import (
 )
 from unet_zoo.benchmark.augmentation import bench_augmentation
 from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
-from unet_zoo.benchmark.precision import bench_cpu_precision, cpu_line, precision_table
+from unet_zoo.benchmark.precision import auto_line, bench_cpu_precision, cpu_line, precision_table, threads_table
 from unet_zoo.benchmark.reproduce_time import bench_reproduce
 from unet_zoo.benchmark.train import bench_train_step
 from unet_zoo.utils.files import atomic_write_bytes
@@ -423,9 +423,16 @@ def to_markdown(results: dict[str, Any]) -> str:
             "",
             f"Of its limit: fp32 paths against the fp32 rate ({_fmt(precision['peak_tflops']['fp32'])} TFLOP/s), "
             f"bf16 paths against the bf16 rate ({_fmt(precision['peak_tflops']['bf16'])} TFLOP/s), {limit}; "
-            f"seconds: median of {precision['repeats']} after one warm-up; (auto): what `--precision auto` runs here.",
+            f"seconds: median of {precision['repeats']} after one warm-up; (auto): the path `auto` picks here, "
+            "measured again by this run (the runtime cache is rewritten).",
+            "",
+            auto_line(precision["auto"]),
             "",
             *precision_table(precision),
+            "",
+            "The paths `auto` picked, with 1 thread and with every available core:",
+            "",
+            *threads_table(precision["threads"]),
         ]
     reproduce = results.get("reproduce")
     if reproduce:

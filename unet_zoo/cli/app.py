@@ -16,6 +16,7 @@ from rich.markup import escape
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import all_or_nothing, check_output_path, check_replaceable
+from unet_zoo.utils.runtime import use_available_cores
 
 
 class ZooTyper(typer.Typer):
@@ -70,6 +71,16 @@ def cli_words(message: str) -> str:
     for pattern, option in _API_WORDS:
         message = pattern.sub(option, message)
     return re.sub(r"\s*\n\s*", " ", message).strip()
+
+
+@app.callback()
+def _threads() -> None:
+    """U-Nets faithful to Ronneberger et al. (2015): list, compare, train, reproduce, predict, evaluate, publish."""
+    # every command runs torch (and onnxruntime / OpenVINO, which follow it) on the cores this process may use
+    try:
+        use_available_cores()
+    except ValueError as err:  # a bad UNET_ZOO_THREADS
+        raise fail(str(err)) from None
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

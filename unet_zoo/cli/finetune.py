@@ -74,8 +74,15 @@ def finetune_command(
     ),
     recipe: str = typer.Option("finetune", "--recipe", help="the fine-tuning recipe (name or .toml path)"),
     device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: cuda if available)"),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="auto (bf16 autocast where a training step measured faster here), bf16 or fp32 (default: the recipe's, auto)",
+    ),
 ) -> None:
     """Fine-tune a trained model on your images and labels; score it before and after on a held-out part."""
+    if precision is not None and precision not in ("auto", "bf16", "fp32"):
+        raise fail(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     if foreground not in FOREGROUNDS:
         raise fail(f"--foreground must be cell or membrane, got {foreground!r}")
     if label_form not in LABEL_FORMS:
@@ -115,6 +122,7 @@ def finetune_command(
             recipe=recipe,
             device=device or None,
             callback=FinetuneDisplay(),
+            precision=precision,
         )
     except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError)
         raise

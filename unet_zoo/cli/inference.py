@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -17,12 +17,18 @@ from unet_zoo.data.files import tiff_pixel_size
 from unet_zoo.data.images import READABLE_SUFFIXES, prediction_names, read_image, write_prediction
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.evaluation.isbi import evaluate_isbi
-from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
 from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor
 from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.runtime import PRECISIONS, Precision, runtime_settings
+from unet_zoo.utils.measured import (
+    BACKENDS,
+    INFERENCE_PATH_ENV,
+    InferenceChoice,
+    check_inference_path_env,
+    choose_inference_path,
+)
+from unet_zoo.utils.runtime import PRECISIONS, Precision
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -39,22 +45,55 @@ def _load(model: str, device: str | None):
         raise fail(str(err.args[0] if err.args else err)) from None
 
 
-def _onnxruntime_forward(net):
-    """The model exported to ONNX and run by onnxruntime, as predict_tiled's `forward`."""
+def choose_path(net, backend: str, precision: Precision) -> InferenceChoice:
+    """The inference path for `net` on its device (`unet_zoo.utils.measured.choose_inference_path`): the one
+    --backend and --precision leave, else $UNET_ZOO_INFERENCE_PATH, else the fastest measured here (cached).
+    Says which and why; a combination with no path or a missing backend is a red error, exit 2."""
     try:
-        return onnxruntime_forward(net)
-    except ImportError as err:
+        choice = choose_inference_path(net, backend=backend, precision=precision, log=_measuring)
+    except ImportError as err:  # names the extra to install
         raise fail(str(err)) from None
+    except ValueError as err:
+        text = (
+            str(err).replace("backend ", "--backend ").replace("precision ", "--precision ").replace("device cpu", "--device cpu")
+        )
+        raise fail(text if INFERENCE_PATH_ENV not in text else str(err)) from None
     except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
         raise fail(
-            f"cannot run {getattr(net, 'model_name', 'this model')} with onnxruntime ({err}); use --backend torch"
+            f"cannot run {getattr(net, 'model_name', 'this model')} with --backend {backend} ({err}); use --backend torch"
         ) from None
+    console.print(f"inference path: {choice.describe()}", markup=False, highlight=False)
+    return choice
+
+
+def _measuring(message: str) -> None:
+    console.print(f"first run of this model here: {message}", markup=False, highlight=False)
+
+
+BACKEND_HELP = (
+    "auto (the fastest path measured on this machine, cached), torch, onnxruntime "
+    '(CPU; pip install "unet-zoo\\[export]") or openvino (CPU; pip install "unet-zoo\\[openvino]")'
+)  # \\[: rich would take [export] for markup and drop it
 
 
 PRECISION_HELP = (
-    "auto (bf16 autocast on CPUs with AMX and on GPUs with bf16, else float32 as before), bf16 (emulated "
-    "and slow on CPUs without AVX512-BF16 or AMX) or fp32"
+    "auto (whichever of bf16 and float32 runs faster here, measured; see --backend), bf16 (emulated and slow on "
+    "CPUs without AVX512-BF16 or AMX) or fp32"
 )
+
+
+def check_backend(backend: str, precision: str, device: str) -> None:
+    """A red error (exit 2) for an unknown --backend, an exported backend on a GPU or asked for bf16 it lacks."""
+    if backend not in BACKENDS:
+        raise fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend in ("onnxruntime", "openvino") and device not in ("", "cpu"):
+        raise fail(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch")
+    if backend == "onnxruntime" and precision == "bf16":
+        raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
+    try:
+        check_inference_path_env()
+    except ValueError as err:
+        raise fail(str(err)) from None
 
 
 def check_precision(precision: str) -> Precision:
@@ -62,14 +101,6 @@ def check_precision(precision: str) -> Precision:
     if precision not in PRECISIONS:
         raise fail(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     return precision  # type: ignore[return-value]  # one of PRECISIONS
-
-
-def resolve_precision(net, precision: Precision) -> Literal["bf16", "fp32"]:
-    """The precision ("bf16" or "fp32") `precision` means on the device `net` is on; a GPU without bf16 exits 2."""
-    try:
-        return runtime_settings(next(net.parameters()).device, precision).precision
-    except ValueError as err:  # precision bf16 on a GPU without bf16
-        raise fail(str(err).replace("precision = 'bf16'", "--precision bf16").replace("precision = ", "--precision ")) from None
 
 
 def _advance(bar: Progress, task: TaskID, _index: int) -> None:
@@ -148,12 +179,7 @@ def predict_command(
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
-    backend: str = typer.Option(
-        "auto",
-        "--backend",
-        help="auto (onnxruntime on the CPU when installed, the fastest measured; else torch), torch, or onnxruntime "
-        '(CPU; pip install "unet-zoo\\[export]")',  # \\[: rich would take [export] for markup and drop it
-    ),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
     scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
@@ -214,19 +240,9 @@ def predict_command(
     check_output(out, "--out", folder=True, contents=_output_names(images), overwrite=overwrite)
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
-    if backend not in ("auto", "torch", "onnxruntime"):
-        raise fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
-    if backend == "onnxruntime" and device not in ("", "cpu"):
-        raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
-    if backend == "onnxruntime" and wanted == "bf16":
-        raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
-    net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
-    used = "fp32" if backend == "onnxruntime" else resolve_precision(net, wanted)
-    forward = None
-    if backend == "onnxruntime":
-        forward = _onnxruntime_forward(net)
-    elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
-        _, forward = fastest_cpu_forward(net)  # float32 on the CPU: onnxruntime when installed, as measured fastest
+    check_backend(backend, wanted, device)
+    net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
+    choice = choose_path(net, backend, wanted)
     with outputs_as_one_unit(out):
         for path in images:
             image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
@@ -237,10 +253,12 @@ def predict_command(
                 tile=tile or None,
                 batch_size=batch_size,
                 tta=tta,
-                forward=forward,
-                precision=used,
+                forward=choice.forward,
+                precision=choice.precision,
             )
-            written = write_prediction(out, path.stem, image, cell_prob, threshold=threshold)
+            written = write_prediction(
+                out, path.stem, image, cell_prob, threshold=threshold, metadata={"inference": choice.record()}
+            )
             shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
             console.print(f"{path} -> {shown}", markup=False, highlight=False)
 
@@ -273,7 +291,7 @@ def evaluate_command(
     if json_out is not None:
         json_out = check_output(json_out, "--json", overwrite=overwrite)
     net = _load(model, device or None)
-    used = resolve_precision(net, wanted)
+    choice = choose_path(net, "auto", wanted)
     try:
         with _progress() as bar:
             task = bar.add_task("predicting", total=None)
@@ -289,15 +307,17 @@ def evaluate_command(
                 progress=lambda _: bar.advance(task),
                 warping=warping,
                 segment=segment,
-                precision=used,
+                precision=choice.precision,
+                forward=choice.forward,
             )
     except FileNotFoundError as err:
         raise fail(str(err)) from None
     except ValueError as err:
         raise fail(str(err)) from None
     result["model"] = model
+    result["inference"] = choice.record()
     console.print(comparison_table(result, title=f"{model} on ISBI 2012 ({split}, slices {result['slices']})"))
-    console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''} ({result['precision']})")
+    console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''} ({choice.path})")
     if segment:
         console.print(segmentation_table(result))
         console.print(f"segmentation: {result['segmentation']['seconds_per_slice']:.2f} s per slice")

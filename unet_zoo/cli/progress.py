@@ -58,6 +58,8 @@ class TrainingDisplay:
             self._line(report)
 
     def _start(self, report: TrainProgress) -> None:
+        if report.precision:
+            self.console.print(f"precision: {report.precision}", markup=False, highlight=False)
         if not self.bar:
             self.console.print(f"training from step {report.step} of {report.total_steps}", highlight=False)
             return

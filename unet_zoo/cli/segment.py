@@ -9,18 +9,18 @@ import typer
 
 from unet_zoo.cli.app import app, console, fail, outputs_as_one_unit
 from unet_zoo.cli.inference import (
+    BACKEND_HELP,
     PRECISION_HELP,
     _cell_probabilities,
     _load,
-    _onnxruntime_forward,
     _progress,
     _read_for_prediction,
+    check_backend,
     check_precision,
-    resolve_precision,
+    choose_path,
 )
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
 from unet_zoo.data.pixel_size import check_pixel_size
-from unet_zoo.exporters.sessions import fastest_cpu_forward
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
@@ -77,7 +77,7 @@ def segment_command(
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     tta: bool = typer.Option(False, "--tta", help="average the prediction over the 8 rotations/flips"),
-    backend: str = typer.Option("auto", help="auto (fastest on this CPU), torch, or onnxruntime, as for predict"),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
     threshold: float = typer.Option(None, help="P(cell) above which a pixel is cell when seeds are made"),
     sigma: float = typer.Option(None, help="smoothing (px) of the distance transform before seeds are taken"),
     min_distance: int = typer.Option(None, "--min-distance", help="minimum distance (px) between seeds"),
@@ -154,8 +154,7 @@ def segment_command(
         )
     except OSError as err:
         raise fail(f"--out: {err}") from None
-    if backend not in ("auto", "torch", "onnxruntime"):
-        raise fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
+    check_backend(backend, wanted, device)
     if from_probabilities:
         if tta or tile or backend != "auto" or pixel_size is not None or wanted != "auto":
             raise fail(
@@ -178,18 +177,9 @@ def segment_command(
                     )
                 _segment_and_write(prob, prob, params, out, stem, path)
         return
-    if backend == "onnxruntime" and device not in ("", "cpu"):
-        raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
-    if backend == "onnxruntime" and wanted == "bf16":
-        raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
-    net = _load(model, "cpu" if backend == "onnxruntime" else device or None)
+    net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
     params = _params(net, **given)
-    used = "fp32" if backend == "onnxruntime" else resolve_precision(net, wanted)
-    forward = None
-    if backend == "onnxruntime":
-        forward = _onnxruntime_forward(net)
-    elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
-        _, forward = fastest_cpu_forward(net)
+    choice = choose_path(net, backend, wanted)
     with outputs_as_one_unit(out):
         for path, stem in zip(images, stems):
             image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
@@ -201,8 +191,8 @@ def segment_command(
                 tile=tile or None,
                 batch_size=batch_size,
                 tta=tta,
-                forward=forward,
-                precision=used,
+                forward=choice.forward,
+                precision=choice.precision,
             )
             _segment_and_write(image, cell_prob, params, out, stem, path)
 

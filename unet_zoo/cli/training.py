@@ -61,7 +61,7 @@ def train_command(
     precision: str | None = typer.Option(
         None,
         "--precision",
-        help="override train.precision: auto (bf16 autocast on CPUs with AMX and GPUs with bf16), bf16 or fp32",
+        help="override train.precision: auto (bf16 autocast on GPUs with bf16 and where a step measured faster), bf16 or fp32",
     ),
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder.

@@ -55,6 +55,13 @@ def predict_volume_command(
     except ImportError as err:
         raise fail(str(err)) from None
     net = load()
+    from unet_zoo.utils.measured import choose_inference_path
+
+    try:  # volumes run torch: float32 or bf16, as measured for this architecture (cached) or as asked
+        choice = choose_inference_path(net, backend="torch", precision=precision, build_forward=False)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    console.print(f"inference path: {choice.describe()}", markup=False, highlight=False)
     state: dict[str, int | None] = {"done": None, "total": None}
 
     def progress(done: int, total: int) -> None:
@@ -87,7 +94,7 @@ def predict_volume_command(
                 batch_size=batch_size,
                 device=device,
                 progress=progress,
-                precision=precision,
+                precision=choice.precision,
                 pixel_size=pixel_size,
             )
         except (FileNotFoundError, FileExistsError, ValueError, TypeError, ConnectionError, ImportError) as err:

@@ -101,14 +101,16 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) 
     return atomic_write_with(path, write, suffix=Path(path).suffix)
 
 
-def write_prob_tiff(path: str | os.PathLike, prob: np.ndarray) -> Path:
-    """Write a (H, W) or (S, H, W) probability map as float32 TIFF (values in [0, 1])."""
+def write_prob_tiff(path: str | os.PathLike, prob: np.ndarray, metadata: dict | None = None) -> Path:
+    """Write a (H, W) or (S, H, W) probability map as float32 TIFF (values in [0, 1]); `metadata` (JSON-able)
+    goes into the TIFF's description under "unet_zoo" (``tifffile.TiffFile(path).shaped_metadata[0]["unet_zoo"]``)."""
     import tifffile
 
     prob = np.asarray(prob, dtype=np.float32)
     if prob.ndim not in (2, 3):
         raise ValueError(f"probability map must be (H, W) or (S, H, W), got shape {prob.shape}")
-    return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, prob, photometric="minisblack"))
+    extra = {"unet_zoo": metadata} if metadata else {}
+    return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, prob, photometric="minisblack", metadata=extra))
 
 
 def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> Path:
@@ -158,19 +160,25 @@ def prediction_names(stem: str) -> list[str]:
 
 
 def write_prediction(
-    out_dir: str | os.PathLike, stem: str, image: np.ndarray, cell_prob: np.ndarray, threshold: float = 0.5
+    out_dir: str | os.PathLike,
+    stem: str,
+    image: np.ndarray,
+    cell_prob: np.ndarray,
+    threshold: float = 0.5,
+    metadata: dict | None = None,
 ) -> list[Path]:
     """Write `<stem>_prob.tif`, `<stem>_mask.png` and `<stem>_overlay.png` for a (H, W) image.
 
     For a stack (S, H, W) the probability TIFF is one multi-page file and the PNGs are written per
-    slice as `<stem>_z000_mask.png`, ... Returns the written paths.
+    slice as `<stem>_z000_mask.png`, ... `metadata` (e.g. the inference path that ran) goes into the
+    probability TIFF (`write_prob_tiff`). Returns the written paths.
     """
     out_dir = Path(out_dir)
     image, cell_prob = np.asarray(image), np.asarray(cell_prob)
     if image.shape != cell_prob.shape:
         raise ValueError(f"image {image.shape} and probabilities {cell_prob.shape} differ in shape")
     prob_name, mask_name, overlay_name = prediction_names(stem)
-    written = [write_prob_tiff(out_dir / prob_name, cell_prob)]
+    written = [write_prob_tiff(out_dir / prob_name, cell_prob, metadata)]
     if image.ndim == 2:
         pairs = [(mask_name, overlay_name, image, cell_prob)]
     else:

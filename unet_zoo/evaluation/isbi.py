@@ -15,7 +15,7 @@ from torch import nn
 
 from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.evaluation.metrics import isbi_scores, segmentation_scores
-from unet_zoo.inference.tiling import _resolve_device, inference_settings, predict_stack
+from unet_zoo.inference.tiling import Forward, _resolve_device, inference_settings, predict_stack
 from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
 from unet_zoo.utils.runtime import Precision
@@ -33,6 +33,7 @@ def evaluate_model(
     warping: bool = True,
     segment: bool | SegmentationParams = False,
     precision: Precision = "fp32",
+    forward: Forward | None = None,
 ) -> dict[str, Any]:
     """Predict (S, H, W) uint8 `images` and score them against (S, H, W) `labels` (1 or 255 = cell).
 
@@ -43,7 +44,9 @@ def evaluate_model(
     checkpoint's stored defaults, or given `SegmentationParams`) also segments the probabilities into cells
     (`unet_zoo.segment`) and adds ``segmentation``: `segmentation_scores` of the label images, the parameters
     and ``seconds_per_slice`` of the segmentation. `precision` ("fp32", "bf16", "auto") goes to
-    `predict_tiled`; ``precision`` in the result records what ran ("bf16" or "fp32").
+    `predict_tiled`; ``precision`` in the result records what ran ("bf16" or "fp32"). `forward` (e.g. the
+    ``forward`` of `unet_zoo.utils.measured.choose_inference_path`) runs the tiles instead of torch; then
+    `precision` should say what it runs in.
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim == 2:
@@ -53,7 +56,7 @@ def evaluate_model(
     num_classes = int(getattr(model, "num_classes", 2))
     if num_classes < 2:
         raise ValueError(f"evaluation needs a model with >= 2 output classes (1 = cell), got {num_classes}")
-    used = inference_settings(_resolve_device(model, device), precision=precision).precision
+    used = inference_settings(_resolve_device(model, device), precision=precision, model=model).precision
     start = time.perf_counter()
     probs = predict_stack(
         model,
@@ -64,6 +67,7 @@ def evaluate_model(
         device=device,
         tta=tta,
         precision=precision,
+        forward=forward,
     )
     seconds = time.perf_counter() - start
     scores = isbi_scores(probs[:, 1], labels, warping=warping)

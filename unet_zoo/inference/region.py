@@ -190,7 +190,7 @@ def predict_region(
         raise ValueError(f"read({r0}:{r1}, {c0}:{c1}) returned shape {pixels.shape}, expected ({r1 - r0}, {c1 - c0})")
     dev = _resolve_device(model, device)
     was_training = model.training
-    settings = inference_settings(dev, amp, precision)
+    settings = inference_settings(dev, amp, precision, model)
     prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place, as predict_tiled does
     try:
         total: np.ndarray | None = None

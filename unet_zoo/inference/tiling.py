@@ -188,11 +188,21 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def inference_settings(
-    device: str | torch.device | None, amp: bool = False, precision: Precision | None = None
+    device: str | torch.device | None,
+    amp: bool = False,
+    precision: Precision | None = None,
+    model: nn.Module | None = None,
 ) -> RuntimeSettings:
-    """How `predict_tiled` runs the model on `device`: `precision` ("auto", "bf16", "fp32") as decided by
-    `unet_zoo.utils.runtime.runtime_settings`; None: as `amp` says (True = "auto", False = "fp32")."""
-    return runtime_settings(device, precision if precision is not None else ("auto" if amp else "fp32"))
+    """How `predict_tiled` runs the model on `device`: `precision` "bf16" or "fp32" as asked; "auto" the faster
+    torch path for `model` measured on this machine (`unet_zoo.utils.measured.choose_inference_path` with backend
+    torch; without a model: `unet_zoo.utils.runtime.runtime_settings`'s rule); None: as `amp` says (True =
+    "auto", False = "fp32")."""
+    wanted = precision if precision is not None else ("auto" if amp else "fp32")
+    if wanted == "auto" and model is not None:
+        from unet_zoo.utils.measured import choose_inference_path  # imports predict_tiled: import at call time
+
+        wanted = choose_inference_path(model, device, backend="torch", build_forward=False).precision
+    return runtime_settings(device, wanted)
 
 
 def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, settings: RuntimeSettings) -> np.ndarray:
@@ -325,8 +335,10 @@ def predict_tiled(
             (`unet_zoo.exporters.sessions.onnxruntime_forward(model)`); `model` still gives the geometry.
         progress: called after each batch of tiles with (tiles done, tiles in all), counting the tiles of
             every TTA view; an exception it raises stops the prediction and propagates (e.g. to cancel it).
-        precision: "fp32", "bf16" (bf16 autocast + channels_last) or "auto" (bf16 on CUDA GPUs with bf16 and
-            on CPUs with AMX, fp32 elsewhere; `unet_zoo.utils.runtime.runtime_settings`). Ignored by `forward`.
+        precision: "fp32", "bf16" (bf16 autocast + channels_last) or "auto" (the faster of the two torch paths
+            for this architecture, measured on this machine the first time and cached:
+            `unet_zoo.utils.measured.choose_inference_path`, which also picks among onnxruntime and OpenVINO
+            for callers that pass its ``forward``). Ignored by `forward`.
 
     Returns:
         (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
@@ -337,7 +349,7 @@ def predict_tiled(
     chw = _as_chw(normalise_image(image, normalise), in_channels)
     dev = _resolve_device(model, device)
     was_training = model.training
-    settings = inference_settings(dev, amp, precision)
+    settings = inference_settings(dev, amp, precision if forward is None else "fp32", model)
     prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]

@@ -10,7 +10,7 @@ from unet_zoo.models.info import count_params
 from unet_zoo.models.registry import PRETRAINED, create_model, list_pretrained
 
 OTHER = "folder / Hub id..."
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
 from unet_zoo.hub.loading import load_model
 from unet_zoo.inference.tiling import Forward, predict_tiled
 from unet_zoo.segmentation import checkpoint_params, segment
+from unet_zoo.utils.measured import InferenceChoice, choose_inference_path
 
 from ._choices import BACKENDS
 
@@ -34,13 +34,15 @@ class Cancelled(Exception):
 @dataclass
 class LoadedModel:
     """A model ready to predict: the torch module (which also gives the tiling geometry), the `forward`
-    that runs its tiles (None: torch), the backend that runs, and the provenance the output layers carry."""
+    that runs its tiles (None: torch), the backend that runs, the provenance the output layers carry, and the
+    inference path chosen (`unet_zoo.utils.measured.InferenceChoice`; None: torch float32)."""
 
     spec: str
     model: nn.Module
     forward: Forward | None
     backend: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    choice: InferenceChoice | None = None
 
 
 @dataclass
@@ -102,23 +104,18 @@ def provenance(model: nn.Module, spec: str) -> dict[str, Any]:
 
 def load(spec: str, backend: str = "auto") -> LoadedModel:
     """Load `spec` (anything `unet_zoo.from_pretrained` takes) for `backend`, as ``unet-zoo predict --backend``
-    picks it: "onnxruntime" exports the model and runs it on the CPU, "torch" runs torch (CUDA if available),
-    "auto" is onnxruntime on the CPU when the export extra is installed and the model exports, else torch."""
+    picks it (`unet_zoo.utils.measured.choose_inference_path`): "onnxruntime" and "openvino" export the model and
+    run it on the CPU, "torch" runs torch (CUDA if available), "auto" the fastest path measured on this machine."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    model = load_model(spec, device="cpu" if backend == "onnxruntime" else None)
-    forward: Forward | None = None
-    used = "torch"
-    if backend == "onnxruntime":
-        try:
-            forward, used = onnxruntime_forward(model), "onnxruntime"
-        except ImportError:  # its message names the extra to install
-            raise
-        except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
-            raise ValueError(f"cannot run {spec} with onnxruntime ({err}); choose the torch backend") from None
-    elif backend == "auto" and next(model.parameters()).device.type == "cpu":
-        used, forward = fastest_cpu_forward(model)
-    return LoadedModel(spec, model, forward, used, provenance(model, spec))
+    model = load_model(spec, device="cpu" if backend in ("onnxruntime", "openvino") else None)
+    try:
+        choice = choose_inference_path(model, backend=backend)
+    except (ImportError, ValueError):  # their messages name the extra to install, or what to choose
+        raise
+    except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
+        raise ValueError(f"cannot run {spec} with {backend} ({err}); choose the torch backend") from None
+    return LoadedModel(spec, model, choice.forward, choice.backend, provenance(model, spec), choice)
 
 
 def predict_sections(
@@ -150,7 +147,16 @@ def predict_sections(
     for number, index in enumerate(indices):
         image = np.asarray(data[index]) if index else np.asarray(data)
         report = None if progress is None else (lambda done, total, number=number: progress(number, len(indices), done, total))
-        probs = predict_tiled(loaded.model, image, tile=tile, tta=tta, batch_size=1, forward=loaded.forward, progress=report)
+        probs = predict_tiled(
+            loaded.model,
+            image,
+            tile=tile,
+            tta=tta,
+            batch_size=1,
+            forward=loaded.forward,
+            progress=report,
+            precision=loaded.choice.precision if loaded.choice is not None else "fp32",
+        )
         target = index if whole else (0,) * len(lead)
         membrane[target] = probs[0]
         if labels is not None:
@@ -161,6 +167,7 @@ def predict_sections(
         "unet_zoo": {
             **loaded.provenance,
             "backend": loaded.backend,
+            "inference": loaded.choice.record() if loaded.choice is not None else None,
             "tta": tta,
             "tile": tile,
             "sections": "all" if whole else [list(i) for i in indices],

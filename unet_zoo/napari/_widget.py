@@ -93,7 +93,7 @@ class SegmentWidget(QWidget):
         self.tile.setToolTip("input tile side in pixels; auto: the model's default, shrunk for small images")
         self.backend = QComboBox()
         self.backend.addItems(list(BACKENDS))
-        self.backend.setToolTip("auto: onnxruntime on the CPU when installed (the fastest measured), else torch")
+        self.backend.setToolTip("auto: the fastest path measured on this machine (cached after the first run)")
         self.segment = QCheckBox("segment cells (labels layer)")
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -261,7 +261,7 @@ class SegmentWidget(QWidget):
             return
         self.progress.setValue(PROGRESS_STEPS)
         self.add_layers(result, layer)
-        self._set_running(False, f"done ({result.metadata['unet_zoo']['backend']})")
+        self._set_running(False, f"done ({result.metadata['unet_zoo']['inference']['path']})")
 
     def _worker_done(self) -> None:
         self.worker = None

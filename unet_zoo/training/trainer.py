@@ -53,6 +53,7 @@ from unet_zoo.training.rng import rng_state, set_rng_state
 from unet_zoo.training.signals import StopSignals
 from unet_zoo.training.step import apply_gradients, step_loss
 from unet_zoo.utils.files import atomic_write_bytes, mark_owned
+from unet_zoo.utils.measured import TrainingChoice, choose_training_precision
 from unet_zoo.utils.plots import plot_curves, plot_overlays
 from unet_zoo.utils.runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
 
@@ -83,17 +84,31 @@ class NonFiniteLossError(RuntimeError):
 # --- how a run executes ----------------------------------------------------------------------------
 
 
-def execution_config(recipe: Recipe, device: torch.device, compile: bool | None = None) -> RuntimeSettings:
+def training_precision(recipe: Recipe, device: torch.device) -> TrainingChoice:
+    """The precision the recipe's steps run in on `device`: ``train.precision`` "bf16" / "fp32" as it says; "auto"
+    as measured on this machine (`unet_zoo.utils.measured.choose_training_precision`: bf16 autocast where one
+    step of this architecture, tile and batch runs faster in it; cached), bf16 on CUDA GPUs that support it."""
+    t = recipe.train
+    return choose_training_precision(
+        recipe.model.name, dict(recipe.model.args), recipe.data.tile, t.batch_size, device, precision=t.precision
+    )
+
+
+def execution_config(
+    recipe: Recipe, device: torch.device, compile: bool | None = None, precision: str | None = None
+) -> RuntimeSettings:
     """The fast path the recipe asks for on `device`, decided by `unet_zoo.utils.runtime.runtime_settings`.
 
-    ``train.precision`` and ``train.channels_last`` ("auto": bf16 / channels_last on CUDA GPUs with bf16 and
-    on CPUs with AMX, float32 elsewhere) are passed on as they are. ``train.compile`` applies on CUDA only;
-    an explicit `compile` (the ``--compile/--no-compile`` flag) overrides it on every device.
+    `precision` ("bf16" or "fp32": what a resumed run started with) wins; else ``train.precision`` as
+    `training_precision` decides it. ``train.channels_last`` ("auto": on for CUDA and for bf16) is passed on
+    as it is. ``train.compile`` applies on CUDA only; an explicit `compile` (the ``--compile/--no-compile``
+    flag) overrides it on every device.
     """
     t = recipe.train
     compile_switch: Switch = ("on" if compile else "off") if compile is not None else ("auto" if t.compile else "off")
     try:
-        return runtime_settings(device, t.precision, t.channels_last, compile_switch)
+        chosen = precision or training_precision(recipe, device).precision
+        return runtime_settings(device, chosen, t.channels_last, compile_switch)
     except ValueError as err:  # say which recipe key asked for it
         raise ValueError(f"train.{err}") from None
 
@@ -132,6 +147,7 @@ class TrainProgress:
     loss: float | None = None
     tiles_per_s: float | None = None
     scores: dict[str, float] | None = None
+    precision: str | None = None  # "start": the precision of the steps and why, e.g. "bf16 (measured; ...)"
 
 
 TrainCallback = Callable[[TrainProgress], None]
@@ -241,7 +257,8 @@ class Trainer:
     def _setup(self) -> None:
         r, dev = self.recipe, self.device
         cuda = dev.type == "cuda"
-        self.execution = execution_config(r, dev, self.compile)
+        self.precision_choice = self._precision_choice()
+        self.execution = execution_config(r, dev, self.compile, precision=self.precision_choice.precision)
         self.amp_dtype, self.channels_last = self.execution.amp_dtype, self.execution.channels_last
 
         if self.data is None:
@@ -301,6 +318,15 @@ class Trainer:
             "steps": training.get("steps"),
         }
 
+    def _precision_choice(self) -> TrainingChoice:
+        """The precision of the steps: a resumed run keeps the one its checkpoint records (exact resume holds
+        within one precision); else `training_precision`, decided on rank 0 and the same on every rank."""
+        saved = self.checkpoint.extra.get("precision") if self.checkpoint is not None else None
+        if saved in ("bf16", "fp32"):
+            return TrainingChoice(saved, "resumed")
+        choice = training_precision(self.recipe, self.device) if self.dist.is_main else None
+        return broadcast_object(choice) if self.dist.world_size > 1 else choice  # type: ignore[return-value]
+
     def _restore(self, ckpt) -> None:
         self.model.load_state_dict(ckpt.model)
         if ckpt.optimizer is not None:
@@ -355,6 +381,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "train_seconds": round(self.train_seconds, 3),
                 "init_from": self.init_info,
+                "precision": self.execution.precision,  # a resumed run keeps it
             },
         )
 
@@ -438,7 +465,7 @@ class Trainer:
     @contextlib.contextmanager
     def _session(self) -> Iterator[None]:
         """Report "start" before the first step and "end" however the loop ends."""
-        self._report("start")
+        self._report("start", precision=self.precision_choice.describe())
         try:
             yield
         finally:
@@ -585,6 +612,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "device": str(self.device),
             "precision": self.execution.precision,
+            "precision_decided": self.precision_choice.how,
             "channels_last": self.execution.channels_last,
             "final_loss": next(
                 (h["loss"] for h in reversed(history) if "loss" in h), None
@@ -611,4 +639,5 @@ __all__ = [
     "execution_config",
     "latest_run_dir",
     "train",
+    "training_precision",
 ]

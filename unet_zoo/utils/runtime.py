@@ -1,8 +1,8 @@
 """Runtime settings: the one place that decides how a model runs fast on a device, and applies it.
 
 `runtime_settings` turns (device, precision, channels_last, compile) into a `RuntimeSettings`: bf16
-autocast + channels_last (NHWC) on CUDA GPUs with bf16 support and on CPUs with AMX matrix engines
-(`cpu_bf16_hardware`), float32 elsewhere, torch.compile when asked. Training,
+autocast + channels_last (NHWC) on CUDA GPUs with bf16 support, float32 on the CPU unless asked (on the CPU,
+"auto" is decided by measurement: `unet_zoo.utils.measured`), torch.compile when asked. Training,
 tiled prediction and the benchmarks apply the settings with `prepare_model`, `prepare_input` and
 `autocast`, and run under `fast_backend` (cuDNN autotuning, TF32 matmuls; restored on exit)::
 
@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, cast
 
 import torch
@@ -29,11 +32,8 @@ Precision = Literal["auto", "bf16", "fp32"]
 Switch = Literal["auto", "on", "off"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
-#: The CPU bf16 units (`cpu_bf16_hardware`) on which precision "auto" picks bf16 autocast. AMX only: on a CPU
-#: with AVX512-BF16 alone (e.g. AMD Zen 4/5) bf16 autocast measured ~1.9x faster than torch float32 but not
-#: faster than onnxruntime float32, the default CPU inference path (docs/benchmarks.md); `--precision bf16`
-#: still uses it there.
-AUTO_BF16_CPU: frozenset[str] = frozenset({"amx"})
+THREADS_ENV = "UNET_ZOO_THREADS"
+"""Environment variable: the number of threads torch, onnxruntime and OpenVINO use (default: `available_cores`)."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,10 @@ def runtime_settings(
     Args:
         device: "cpu", "cuda", "cuda:N", a torch.device, or None (CUDA when available).
         precision: "auto" = bf16 autocast on CUDA GPUs with bf16 support (compute capability >= 8, e.g.
-            A100/H100) and on CPUs whose bf16 unit is in `AUTO_BF16_CPU` (AMX: chosen by hardware
-            capability), float32 elsewhere; "bf16" forces it (ValueError on a GPU without bf16; on the CPU
-            it runs CPU bf16 autocast, emulated and slow on CPUs without AVX512-BF16 or AMX); "fp32" never uses it.
+            A100/H100), float32 elsewhere (on the CPU the entry points decide "auto" by measuring both first:
+            `unet_zoo.utils.measured`, and pass "bf16" or "fp32" here); "bf16" forces it (ValueError on a GPU
+            without bf16; on the CPU it runs CPU bf16 autocast, emulated and slow on CPUs without AVX512-BF16 or
+            AMX); "fp32" never uses it.
         channels_last: "auto" = on for CUDA and for bf16 on the CPU (oneDNN's bf16 kernels want NHWC), off
             elsewhere; "on" / "off" force it.
         compile: "auto" = torch.compile on CUDA only; "on" everywhere; "off" never.
@@ -133,7 +134,7 @@ def runtime_settings(
         raise ValueError(
             f"precision = 'bf16' but {torch.cuda.get_device_name(dev)} has no bfloat16 support; use precision = 'auto' or 'fp32'"
         )
-    auto_bf16 = (cuda and bf16_ok) or (dev.type == "cpu" and cpu_bf16_hardware() in AUTO_BF16_CPU)
+    auto_bf16 = cuda and bf16_ok
     amp = precision == "bf16" or (precision == "auto" and auto_bf16)
     return RuntimeSettings(
         amp_dtype=torch.bfloat16 if amp else None,
@@ -198,6 +199,66 @@ def autocast(device: str | torch.device | None = None, enabled: bool | None = No
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bool(enabled))
 
 
+def cgroup_cpu_limit(root: str | Path = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota of this process's cgroup in cores (cgroup v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``), or None when there is none or it cannot be read."""
+    base = Path(root)
+    try:
+        quota, period = (base / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((base / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((base / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def available_cores() -> int:
+    """The CPU cores this process may use: the CPUs of its affinity mask (``os.sched_getaffinity``; taskset,
+    container cpusets), capped by its cgroup CPU quota rounded down (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, max(1, math.floor(limit)))
+    return max(1, cores)
+
+
+def thread_count() -> int:
+    """The threads torch, onnxruntime and OpenVINO use: ``$UNET_ZOO_THREADS`` when set, else `available_cores`.
+
+    Raises ValueError naming the variable when it is not a positive whole number."""
+    given = os.environ.get(THREADS_ENV, "").strip()
+    if not given:
+        return available_cores()
+    if not given.isdigit() or int(given) < 1:
+        raise ValueError(
+            f"{THREADS_ENV} must be a positive whole number of threads, got {given!r}; unset it to use every available core"
+        )
+    return int(given)
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Threads for each of `workers` processes sharing `cores` (default: `thread_count`): cores // workers, >= 1."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return max(1, (cores if cores is not None else thread_count()) // workers)
+
+
+def use_available_cores(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to `threads` (default: `thread_count`) and return it. onnxruntime and
+    OpenVINO sessions made afterwards take the same number (`unet_zoo.exporters.sessions`)."""
+    n = threads if threads is not None else thread_count()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 @contextlib.contextmanager
 def fast_backend() -> Iterator[None]:
     """Within: cuDNN autotuning (``cudnn.benchmark``) and TF32 float32 matmuls and convolutions; restored on exit.
@@ -220,13 +281,15 @@ def fast_backend() -> Iterator[None]:
 
 
 __all__ = [
-    "AUTO_BF16_CPU",
     "PRECISIONS",
+    "THREADS_ENV",
     "Precision",
     "RuntimeSettings",
     "Switch",
     "autocast",
+    "available_cores",
     "bf16_supported",
+    "cgroup_cpu_limit",
     "cpu_bf16_hardware",
     "fast_backend",
     "is_cuda",
@@ -234,4 +297,7 @@ __all__ = [
     "prepare_model",
     "resolve_device",
     "runtime_settings",
+    "thread_count",
+    "threads_per_worker",
+    "use_available_cores",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import socket
 import struct
 import time
@@ -19,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from unet_zoo.utils.runtime import threads_per_worker
 
 try:
     from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
@@ -153,9 +154,10 @@ def run_on_cluster(
     """Run `job.run(model, index)` for every index on `client`'s cluster; `advance()` after each finished block.
 
     `local_workers`: the number of worker processes of a local cluster, which share this machine's cores
-    (each then runs torch with cores / workers threads); None leaves the workers' torch threads alone.
+    (each then runs torch with cores / workers threads: `unet_zoo.utils.runtime.threads_per_worker`, the cores
+    being those this process may use); None leaves the workers' torch threads alone.
     """
-    threads = max(1, (os.cpu_count() or 1) // local_workers) if local_workers else None
+    threads = threads_per_worker(local_workers) if local_workers else None
     name = f"unet_zoo-volume-{uuid.uuid4().hex[:12]}"
     plugin = VolumeModelPlugin(name, job, _serialise(model), device, threads)
     try:

@@ -346,7 +346,7 @@ def predict_volume(
     target_pixel_size = model_pixel_size(model)
     where = "pixel_size" if pixel_size is not None else f"the pixel size of {vol.path or 'the volume'}"
     rescaled = scale_factor(source_pixel_size, target_pixel_size, where, shape=(height, width)) != 1.0
-    used_precision = inference_settings(_resolve_device(model, None), precision=precision).precision
+    used_precision = inference_settings(_resolve_device(model, None), precision=precision, model=model).precision
     used_tile = choose_tile(model, height, width, tile)
     unit = _write_unit(vol)
     plan = plan_blocks(vol.shape, unit, block, _check_tile(model, used_tile))

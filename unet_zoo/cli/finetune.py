@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from unet_zoo.cli.app import app, check_device, check_output, console, fail
-from unet_zoo.cli.progress import TrainingDisplay
+from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
 from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
@@ -26,14 +26,15 @@ STAGE_TEXT = {
 
 
 class FinetuneDisplay:
-    """Prints the stages and draws the trainer's progress bar."""
+    """Prints the stages and draws the trainer's progress bar (neither with `quiet`)."""
 
-    def __init__(self) -> None:
-        self.training = TrainingDisplay(console)
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.training = TrainingDisplay(console, quiet=quiet)
 
     def __call__(self, event: FinetuneStage | TrainProgress) -> None:
         if isinstance(event, FinetuneStage):
-            if event.stage in STAGE_TEXT:
+            if event.stage in STAGE_TEXT and not self.quiet:
                 console.print(f"[bold]{STAGE_TEXT[event.stage]}[/bold]")
         else:
             self.training(event)
@@ -72,6 +73,7 @@ def finetune_command(
     ),
     recipe: str = typer.Option("finetune", "--recipe", help="the fine-tuning recipe (name or .toml path)"),
     device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: cuda if available)"),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Fine-tune a trained model on your images and labels; score it before and after on a held-out part."""
     if foreground not in FOREGROUNDS:
@@ -108,7 +110,7 @@ def finetune_command(
             pixel_size=pixel_size,
             recipe=recipe,
             device=device or None,
-            callback=FinetuneDisplay(),
+            callback=FinetuneDisplay(quiet),
         )
     except TrainingInterrupted as err:
         raise interrupted(err) from None

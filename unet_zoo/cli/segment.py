@@ -13,11 +13,11 @@ from unet_zoo.cli.inference import (
     _cell_probabilities,
     _load,
     _onnxruntime_forward,
-    _progress,
     _read_for_prediction,
     check_precision,
     resolve_precision,
 )
+from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
 from unet_zoo.exporters.sessions import fastest_cpu_forward
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
@@ -99,6 +99,7 @@ def segment_command(
         "rescaled to the model's pixel size, segmented there and the cells resized back; volumes are predicted "
         "rescaled and segmented on their own grid with the lengths and areas converted",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Segment cells: writes <stem>_labels.tif (uint32 cell IDs) and <stem>_segments.png (cells in colour).
 
@@ -133,6 +134,7 @@ def segment_command(
             workers=workers,
             scheduler=scheduler or None,
             pixel_size=pixel_size,
+            quiet=quiet,
         )
     if block is not None or halo is not None or workers is not None or scheduler:
         if workers is not None or scheduler:
@@ -162,14 +164,15 @@ def segment_command(
             )
         net = None if model == "default" else _load(model, "cpu")
         params = _params(net, **given)
-        for path, stem in zip(images, stems):
-            try:
-                prob = read_image(path)
-            except (ValueError, OSError) as err:
-                raise fail(str(err)) from None
-            if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
-                raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
-            _segment_and_write(prob, prob, params, out, stem, path)
+        with ProgressDisplay(console, quiet=quiet) as display:
+            for path, stem in zip(images, stems):
+                try:
+                    prob = read_image(path)
+                except (ValueError, OSError) as err:
+                    raise fail(str(err)) from None
+                if prob.dtype.kind != "f" or prob.min() < 0 or prob.max() > 1:
+                    raise fail(f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif)")
+                _segment_and_write(prob, prob, params, out, stem, path, display)
         return
     if backend == "onnxruntime" and device not in ("", "cpu"):
         raise fail(f"--backend onnxruntime runs on the CPU; drop --device {device} or use --backend torch")
@@ -183,20 +186,22 @@ def segment_command(
         forward = _onnxruntime_forward(net)
     elif backend == "auto" and used == "fp32" and next(net.parameters()).device.type == "cpu":
         _, forward = fastest_cpu_forward(net)
-    for path, stem in zip(images, stems):
-        image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
-        factor = scale_factor(size, model_pixel_size(net))
-        cell_prob = _cell_probabilities(
-            path,
-            image,
-            lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
-            tile=tile or None,
-            batch_size=batch_size,
-            tta=tta,
-            forward=forward,
-            precision=used,
-        )
-        _segment_and_write(image, cell_prob, params, out, stem, path)
+    with ProgressDisplay(console, quiet=quiet) as display:
+        for path, stem in zip(images, stems):
+            image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
+            factor = scale_factor(size, model_pixel_size(net))
+            cell_prob = _cell_probabilities(
+                path,
+                image,
+                lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
+                display,
+                tile=tile or None,
+                batch_size=batch_size,
+                tta=tta,
+                forward=forward,
+                precision=used,
+            )
+            _segment_and_write(image, cell_prob, params, out, stem, path, display)
 
 
 def _segment_volume_command(
@@ -216,8 +221,10 @@ def _segment_volume_command(
     workers: int | None = None,
     scheduler: str | None = None,
     pixel_size: float | None = None,
+    quiet: bool = False,
 ) -> None:
-    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume with a progress bar."""
+    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume, counting
+    blocks and sections (nothing with `quiet`)."""
     try:
         from unet_zoo.segmentation.volume import probabilities_path, segment_volume  # lazy: needs the optional zarr extra
     except ImportError as err:
@@ -230,13 +237,14 @@ def _segment_volume_command(
         raise fail("--tta, --tile and --pixel-size apply when the model runs; --from-probabilities does not run it")
     net = None if from_probabilities and model == "default" else _load(model, "cpu" if from_probabilities else device)
     params = _params(net, **given)
-    with _progress() as bar:
-        tasks: dict[str, object] = {}
+    with ProgressDisplay(console, quiet=quiet) as display:
+        counters: dict[str, Counter] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{source.name} ({'blocks' if stage == 'predict' else 'sections'})", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+            if stage not in counters:
+                what = ("predicting", "blocks") if stage == "predict" else ("segmenting", "sections")
+                counters[stage] = display.counter(f"{what[0]} {source.name}", total, what[1])
+            counters[stage].update(done, total)
 
         try:
             written = segment_volume(
@@ -266,18 +274,25 @@ def _segment_volume_command(
 
 
 def _segment_and_write(
-    image: np.ndarray, cell_prob: np.ndarray, params: SegmentationParams, out: Path, stem: str, path: Path
+    image: np.ndarray,
+    cell_prob: np.ndarray,
+    params: SegmentationParams,
+    out: Path,
+    stem: str,
+    path: Path,
+    display: ProgressDisplay,
 ) -> None:
-    """Segment a (H, W) or (S, H, W) P(cell) map (IDs unique across a stack) and write the files."""
-    if cell_prob.ndim == 2:
-        labels = segment_probabilities(cell_prob.astype(np.float32), params)
-    else:
-        parts, offset = [], 0
-        for section in cell_prob:
-            part = segment_probabilities(section.astype(np.float32), params)
-            parts.append(part + np.uint32(offset))
-            offset += int(part.max())
-        labels = np.stack(parts)
+    """Segment a (H, W) or (S, H, W) P(cell) map (IDs unique across a stack), counting sections on `display`, and
+    write the files."""
+    sections = cell_prob if cell_prob.ndim == 3 else cell_prob[None]
+    counter = display.counter(f"segmenting {path.name}", len(sections), "sections")
+    parts, offset = [], 0
+    for section in sections:
+        part = segment_probabilities(section.astype(np.float32), params)
+        parts.append(part + np.uint32(offset))
+        offset += int(part.max())
+        counter.advance()
+    labels = np.stack(parts) if cell_prob.ndim == 3 else parts[0]
     if labels.shape != image.shape:  # segmented at the model's pixel size: the cells back on the image's grid
         from skimage.transform import resize  # scikit-image: a core dependency, imported where it is used
 

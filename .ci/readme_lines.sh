@@ -23,16 +23,19 @@ trap 'rm -rf "$WORK"' EXIT
 # A PATH without Xvfb: Xvfb usually sits in /usr/bin beside everything else, so instead of dropping directories
 # the commands of PATH are linked into one folder, less the X servers. First command of a name wins, as in PATH.
 mkdir "$WORK/bin"
+declare -A SEEN=([Xvfb]=1 [xvfb-run]=1 [Xorg]=1 [X]=1)
 IFS=: read -r -a PATH_DIRS <<<"$PATH"
 for dir in "${PATH_DIRS[@]}"; do
   [ -d "$dir" ] || continue
+  tools=()
   for tool in "$dir"/*; do
     name="${tool##*/}"
-    case "$name" in Xvfb | xvfb-run | Xorg | X) continue ;; esac
-    if [ -x "$tool" ] && [ ! -d "$tool" ] && [ ! -e "$WORK/bin/$name" ]; then
-      ln -s "$tool" "$WORK/bin/$name"
+    if [ -x "$tool" ] && [ ! -d "$tool" ] && [ -z "${SEEN[$name]:-}" ]; then
+      SEEN[$name]=1
+      tools+=("$tool")
     fi
   done
+  [ "${#tools[@]}" -eq 0 ] || ln -s -t "$WORK/bin" -- "${tools[@]}"
 done
 VENV="$WORK/venv"
 NEWCOMER_PATH="$VENV/bin:$WORK/bin"

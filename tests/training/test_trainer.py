@@ -46,6 +46,7 @@ def change_losses(monkeypatch, change):
     monkeypatch.setattr(training, "step_loss", step_loss)
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_everything(tmp_path, tiny):
     result = train(tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path)
     assert result.step == 12
@@ -64,6 +65,7 @@ def test_tiny_run_writes_everything(tmp_path, tiny):
     assert Image.open(tmp_path / "predictions.png").size[0] > 100
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
@@ -86,12 +88,14 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     assert steps == list(range(1, tiny.train.steps + 1)), "resumed log must hold every step once"
 
 
+@pytest.mark.slow
 def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
     train(tiny, out_dir=tmp_path, final_outputs=False)
     with pytest.raises(ValueError, match=r"checkpoint .* is at step 6, beyond the 4 steps"):
         Trainer(tiny, resume=tmp_path, steps=4)
 
 
+@pytest.mark.slow
 def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     """Guards the test above: dropping the RNG state changes the result, so the equality is meaningful."""
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
@@ -104,6 +108,7 @@ def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     assert any(not torch.equal(v, other.model.state_dict()[k]) for k, v in full.model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
     change_losses(monkeypatch, lambda step, loss: loss * float("nan") if step == 4 else loss)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last good checkpoint"):
@@ -112,6 +117,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypat
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny, monkeypatch):
     """A finite loss with NaN gradients at a checkpoint step: the NaN weights must not replace the last good file."""
     trainer = Trainer(tiny, out_dir=tmp_path, final_outputs=False)

@@ -126,6 +126,14 @@ def test_terminal_bar_shows_count_and_eta():
     assert "2/4" in out and "slices" in out and "ETA" in out
 
 
+def test_terminal_stage_shows_a_live_bar_beside_the_counters():
+    """An export's stage runs inside the display's own live bar (rich allows one live display at a time)."""
+    console = Console(file=StringIO(), force_terminal=True, width=150)
+    with ProgressDisplay(console) as display, display.stage("exporting small to onnx"):
+        display.progress.refresh()  # type: ignore[union-attr]
+    assert "exporting small to onnx" in console.file.getvalue()
+
+
 def test_quiet_display_prints_nothing():
     console, display = _plain(quiet=True)
     with display, display.stage("exporting small to onnx"):

@@ -131,13 +131,16 @@ class ProgressDisplay:
 
     @contextmanager
     def stage(self, message: str) -> Iterator[None]:
-        """A step without a count (an export): a spinner with `message` on a terminal, else the message and, when
-        it finishes, ``... done in 12 s``; nothing with --quiet."""
-        if self.quiet:
-            yield
-        elif not self.plain:
-            with self.console.status(escape(message)):
+        """A step without a count (an export): on a terminal a bar that pulses beside `message` with the time so
+        far, else the message and, when it finishes, ``... done in 12 s``; nothing with --quiet."""
+        if self.progress is not None:
+            task = self.progress.add_task(escape(message), total=None, unit="")
+            try:
                 yield
+            finally:
+                self.progress.remove_task(task)
+        elif not self.plain:
+            yield
         else:
             start = time.perf_counter()
             self.say(f"{message} ...")

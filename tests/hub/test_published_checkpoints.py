@@ -85,6 +85,7 @@ def test_list_pretrained_shows_the_checkpoints_with_their_scores():
         assert f"{PRETRAINED[name].metrics['vrand_thinned']:.4g}" in result.output
 
 
+@pytest.mark.slow
 def test_published_isbi_small_segments_a_held_out_slice(isbi_dir):
     """Held-out slice 24 (never trained on), without TTA: close to the card's scores, far from an untrained network."""
     from unet_zoo.data.isbi import load_isbi
@@ -101,6 +102,7 @@ def test_published_isbi_small_segments_a_held_out_slice(isbi_dir):
     assert trained["pixel_error"] < 0.5 * untrained["pixel_error"]
 
 
+@pytest.mark.slow
 def test_predict_with_a_published_name_on_the_command_line(tmp_path):
     import tifffile
 

@@ -208,3 +208,15 @@ def test_quiet_means_the_same_everywhere(command):
     quiet = next(p for p in params if p.name == "quiet")
     assert quiet.opts == ["--quiet", "-q"] and quiet.is_flag and not quiet.default
     assert quiet.help == QUIET_OPTION.help
+
+
+def test_plain_lines_are_never_wrapped():
+    """A log line stays one line on an 80-column console (rich wraps long lines unless told not to)."""
+    console = Console(file=StringIO(), force_terminal=False, width=80)
+    display = TrainingDisplay(console)
+    display(TrainProgress("start", 0, 600, 0.0))
+    display(TrainProgress("validation", 100, 600, 1175.0, loss=0.6, scores={"val_loss": 0.5, "val_pixel_error": 0.2}))
+    with ProgressDisplay(console) as counted:
+        counted.counter("predicting a-stack-with-a-rather-long-file-name-from-a-microscope.tif", 3, "slices").advance()
+    lines = console.file.getvalue().splitlines()
+    assert lines[1].endswith("1175 s  ETA 1 h 37 min") and lines[2].startswith("predicting a-stack") and len(lines) == 3

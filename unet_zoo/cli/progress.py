@@ -68,7 +68,7 @@ class Counter:
             self.display.progress.update(self._task, completed=done, total=self.total)
         elif self.display.plain and self._due(done):
             self._shown = done
-            self.display.console.print(self.line(), markup=False, highlight=False)
+            self.display.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
 
     def _due(self, done: int) -> bool:
         """A plain line is due at the first count of each tenth of the total, and at the end."""
@@ -150,7 +150,7 @@ class ProgressDisplay:
     def say(self, message: str) -> None:
         """A stage without a count (``exporting isbi-small to onnx``); nothing with --quiet."""
         if not self.quiet:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 _STAGES = {
@@ -235,7 +235,7 @@ class TrainingDisplay:
         if report.event != "end" and steps > 0 and report.step < report.total_steps:
             per_step = (report.elapsed_s - self.first_elapsed) / steps
             text += f"  ETA {_seconds(per_step * (report.total_steps - report.step))}"
-        self.console.print(text, highlight=False)
+        self.console.print(text, highlight=False, soft_wrap=True)  # one line in a log, however long
 
     def _stage(self, stage: ReproduceStage) -> None:
         name = stage.recipe.name

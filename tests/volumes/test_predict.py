@@ -50,6 +50,7 @@ def _info(path) -> dict:
 @pytest.mark.parametrize(
     "name, tile, tta", [("original", 220, False), ("original", 220, True), ("small", 64, False), ("small", 64, True)]
 )
+@pytest.mark.slow
 def test_equals_predict_tiled_on_whole_sections(tmp_path, models, volume, name, tile, tta):
     """Blocks of 64 px (whole 32 x 48 chunks: 64 x 96) over 100 x 117 sections, chunks 2 sections deep."""
     model = models[name]
@@ -83,6 +84,7 @@ def test_default_tile_zarr_v2_and_uint8(tmp_path, models, volume):
     assert np.abs(result[:].astype(int) - expected).max() <= 1  # rounding of a probability at x.5 / 255
 
 
+@pytest.mark.slow
 def test_sharded_input_blocks_are_whole_shards(tmp_path, models, volume):
     source = _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 16, 16), shards=(1, 64, 64))
     out = predict_volume(models["small"], source, tmp_path / "out.zarr", block=64, tile=64)
@@ -130,6 +132,7 @@ def test_ome_zarr_level_and_metadata(tmp_path, models, volume, fmt, wrapped):
 
 
 @pytest.mark.parametrize("compression", [None, "zlib"])
+@pytest.mark.slow
 def test_tiff_stacks(tmp_path, models, volume, compression):
     tifffile = pytest.importorskip("tifffile")
     tifffile.imwrite(tmp_path / "in.tif", volume, photometric="minisblack", compression=compression)

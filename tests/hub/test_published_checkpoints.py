@@ -115,6 +115,7 @@ def test_predict_with_a_published_name_on_the_command_line(tmp_path):
     assert prob.shape == (96, 96) and 0 <= prob.min() <= prob.max() <= 1
 
 
+@pytest.mark.slow
 def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_cache, monkeypatch):
     """Push every card to the test Hub under its registry repo, load each by name from a fresh cache as an
     installed package would (no cards/ folder; sha256 pin checked), then again with HF_HUB_OFFLINE=1."""

@@ -156,6 +156,7 @@ def test_lr_schedule(tiny):
     assert 0.1 < lr_factor(r, 55) < 1.0
 
 
+@pytest.mark.slow
 def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
     """The paper's unpadded network: input tiles larger than output tiles, labels cropped to the output."""
     recipe = tiny.with_overrides(
@@ -168,6 +169,7 @@ def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
     assert np.isfinite(result.final_loss) and (tmp_path / "predictions.png").is_file()
 
 
+@pytest.mark.slow
 def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, capsys):
     reports = []
     recipe = tiny.with_overrides(train={"steps": 4, "log_every": 2, "eval_every": 2})
@@ -207,6 +209,7 @@ def _backend_state():
     return torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
 
 
+@pytest.mark.slow
 def test_a_run_leaves_the_global_backend_settings_as_they_were(tmp_path, tiny, monkeypatch):
     before = _backend_state()
     train(tiny.with_overrides(train={"steps": 2}), out_dir=tmp_path / "cpu", final_outputs=False)
@@ -225,6 +228,7 @@ def test_a_run_leaves_the_global_backend_settings_as_they_were(tmp_path, tiny, m
     assert _backend_state() == before
 
 
+@pytest.mark.slow
 def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     """The GPU settings (bf16 autocast, channels_last) forced on the CPU: the same code path trains and checkpoints."""
     recipe = tiny.with_overrides(train={"steps": 3, "precision": "bf16", "channels_last": "on"})
@@ -238,6 +242,7 @@ def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     assert all(v.dtype == torch.float32 for v in load_training_state(tmp_path).model.values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path, tiny, monkeypatch):
     """SIGTERM mid-step: the step completes, is checkpointed (not the older periodic one), and resume matches."""
     import os
@@ -271,6 +276,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
     assert summary["train_seconds"] >= stopped.extra["train_seconds"]
 
 
+@pytest.mark.slow
 def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identically(tmp_path, tiny, monkeypatch):
     from unet_zoo.training import trainer as training
     from unet_zoo.training.trainer import TimeLimitReached
@@ -296,6 +302,7 @@ def test_time_limit_must_be_positive(tiny):
         Trainer(tiny, time_limit=0)
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny):
     source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", final_outputs=False)
     source.model.save_pretrained(tmp_path / "start")
@@ -334,6 +341,7 @@ def test_execution_config_uses_bf16_on_an_amx_cpu_unless_the_recipe_says_fp32(mo
         assert execution_config(load_recipe(name), torch.device("cpu")).precision == "fp32", name
 
 
+@pytest.mark.slow
 def test_bf16_training_follows_the_fp32_loss_curve_and_records_its_precision(tmp_path, tiny):
     def run(precision):
         recipe = tiny.with_overrides(train={"steps": 4, "precision": precision, "eval_every": 4, "overlay_slices": 0})

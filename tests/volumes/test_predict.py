@@ -335,6 +335,7 @@ def _counters(client) -> dict:
     return client.run(read)
 
 
+@pytest.mark.slow
 def test_local_cluster_of_two_processes_equals_in_memory(tmp_path, models, volume, cluster):
     from distributed import Client
 
@@ -362,6 +363,7 @@ def test_local_cluster_of_two_processes_equals_in_memory(tmp_path, models, volum
     assert sum(blocks.values()) == 27 and all(n > 1 for n in blocks.values()), blocks  # ... for many blocks
 
 
+@pytest.mark.slow
 def test_workers_start_a_local_cluster(tmp_path, models, volume):
     pytest.importorskip("distributed")
     model = models["small"]
@@ -387,6 +389,7 @@ predict_volume(model, sys.argv[1], sys.argv[2], block=64, tile=64)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_process_resumes_with_its_finished_blocks(tmp_path, models, volume, monkeypatch):
     """SIGKILL a real run after some blocks; the next run computes only the blocks without a marker."""
     import os

@@ -22,6 +22,48 @@ os.environ["UNET_ZOO_THREADS"] = str(torch.get_num_threads())  # the CLI sets to
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# ==== the fast and the full test set ==============================================================
+# `python3 -m pytest -q` (the README's command) runs the fast set: tests marked `slow` (more than a few seconds on
+# 2 CPU cores) are deselected, and the summary says how many and how to run them. `--full` (what .ci/run passes)
+# runs everything; so does a `-m` expression of your own (`-m slow`: only the slow ones) or naming a test by id.
+FULL_OPTION = "--full"
+_SLOW_DESELECTED = pytest.StashKey[int]()  # how many slow tests this run left out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(FULL_OPTION, action="store_true", help="also run the tests marked slow (the full set, as CI runs it)")
+
+
+def _named_by_id(config: pytest.Config) -> set[str]:
+    """The test ids given on the command line (``tests/x.py::test_y``): those run even when slow."""
+    return {arg.split("[")[0] for arg in config.args if "::" in arg}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption(FULL_OPTION) or config.getoption("markexpr"):
+        return
+    named = _named_by_id(config)
+    slow = [
+        item
+        for item in items
+        if item.get_closest_marker("slow") is not None and not any(item.nodeid.split("[")[0].endswith(n) for n in named)
+    ]
+    if slow:
+        chosen = set(slow)
+        items[:] = [item for item in items if item not in chosen]
+        config.hook.pytest_deselected(items=slow)
+        config.stash[_SLOW_DESELECTED] = len(slow)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    count = config.stash.get(_SLOW_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} slow tests (more than a few seconds each) were deselected: "
+            f"run everything with `python3 -m pytest -q {FULL_OPTION}` (as CI does), or only them with `-m slow`"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _runtime_choices_fixed(request, monkeypatch, tmp_path_factory):
     """Every test runs "auto" on the torch float32 path, whatever CPU runs it (AMX, AVX512-BF16, AVX2), so results

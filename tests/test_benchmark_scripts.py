@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -16,6 +17,7 @@ def _script(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_rand_error_levers_trains_each_variant_and_resumes_from_its_results(tmp_path, capsys):
     from unet_zoo.training.data import synthetic_cells
 
@@ -36,6 +38,7 @@ def test_rand_error_levers_trains_each_variant_and_resumes_from_its_results(tmp_
     assert capsys.readouterr().out.count("done earlier, kept") == 2
 
 
+@pytest.mark.slow
 def test_quick_spread_trains_each_seed_in_its_own_process_and_resumes(tmp_path, monkeypatch, capsys):
     spread = _script("quick_spread")
     monkeypatch.chdir(tmp_path)  # run folders of the children go under the working directory
@@ -51,6 +54,7 @@ def test_quick_spread_trains_each_seed_in_its_own_process_and_resumes(tmp_path, 
     assert len(out.read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cpu_precision_script_runs_with_tiny_options(tmp_path, capsys):
     script = _script("cpu_precision")
     out = tmp_path / "precision.json"

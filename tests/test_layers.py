@@ -11,6 +11,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 PACKAGE = "unet_zoo"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
@@ -266,6 +268,7 @@ def test_pending_lazy_imports_still_exist():
 GUI_MODULES = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy")
 
 
+@pytest.mark.slow
 def test_importing_unet_zoo_loads_no_gui():
     """`import unet_zoo` (and the plugin package itself) stays free of napari and Qt: only the modules napari
     loads from the manifest import them."""

@@ -38,6 +38,7 @@ def test_recipes_are_mapped_into_the_package():
     assert sorted(p.stem for p in (ROOT / "recipes").glob("*.toml")) == available_recipes()
 
 
+@pytest.mark.slow
 def test_every_third_party_import_is_a_dependency():
     """A module unet_zoo imports (at the top or inside a function) must be installed by `pip install unet-zoo`
     or, for optional features, by one of its extras."""

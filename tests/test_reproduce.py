@@ -33,6 +33,7 @@ def test_recipes_for_variants():
         recipes_for("orig")
 
 
+@pytest.mark.slow
 def test_hub_folder_from_a_tiny_run(tmp_path):
     from unet_zoo.evaluation.isbi import evaluate_model
     from unet_zoo.hub.pretrained import load_folder
@@ -76,6 +77,7 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
     assert f"missed by {1.5 - metrics['vrand_thinned']:.4f}" in refreshed
 
 
+@pytest.mark.slow
 def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
     from unet_zoo.evaluation.isbi import evaluate_model
     from unet_zoo.hub.pretrained import load_folder
@@ -114,6 +116,7 @@ def test_quick_reproduce_on_real_data(isbi_dir, tmp_path, monkeypatch):
     assert json.loads((result.card_dir / "config.json").read_text())["pretrained"]["training"]["pixel_size_nm"] == 4.0
 
 
+@pytest.mark.slow
 def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, monkeypatch):
     """The folder layout of `reproduce isbi`, with the tiny synthetic recipe standing in for each paper recipe."""
 
@@ -163,6 +166,7 @@ def test_check_stored_weights_holds_the_warping_error_to_its_own_tolerance():
     assert set(same["differences"]) == {"rand_error", "warping_error"}
 
 
+@pytest.mark.slow
 def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkeypatch):
     """The card's weights are float16 on disk, read back, evaluated again, and the card says they score the same."""
     from safetensors import safe_open
@@ -203,6 +207,7 @@ def test_reproduce_refuses_an_unknown_weights_dtype_before_training(monkeypatch)
         reproduce_isbi("small", weights_dtype="int8")
 
 
+@pytest.mark.slow
 def test_reproduce_resume_latest_continues_the_newest_run(tmp_path, monkeypatch):
     """--resume latest picks up the newest run of the recipe; a finished run is scored and written again, untrained."""
 

@@ -46,6 +46,7 @@ def train_result():
     return bench_train_step("original", device="cpu", smoke=True, peak_tflops=PEAK)
 
 
+@pytest.mark.slow
 def test_train_step_structure_and_json(train_result):
     r = json.loads(json.dumps(train_result))
     assert r["benchmark"] == "train_step" and r["smoke"] is True
@@ -59,6 +60,7 @@ def test_train_step_structure_and_json(train_result):
     assert all(v is None for v in r["targets"].values())  # smoke: no verdicts
 
 
+@pytest.mark.slow
 def test_train_step_numbers_are_derived_from_measurements(train_result):
     r = train_result
     expected_flops = count_train_flops(unet_zoo.create_model("original", base_channels=8), (1, 1, 188, 188))
@@ -71,12 +73,14 @@ def test_train_step_numbers_are_derived_from_measurements(train_result):
     assert r["speedup"] == pytest.approx(r["ours"]["tiles_per_s"] / r["baseline"]["tiles_per_s"])
 
 
+@pytest.mark.slow
 def test_train_step_paths_train_the_same_network(train_result):
     # On the CPU our path defaults to the baseline's configuration: same weights, data, dropout -> same loss.
     assert train_result["ours"]["config"]["amp"] is None
     assert train_result["ours"]["final_loss"] == pytest.approx(train_result["baseline"]["final_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_train_step_bf16_channels_last_on_cpu_when_asked():
     r = bench_train_step("small", device="cpu", smoke=True, amp=True, channels_last=True, baseline=False, peak_tflops=PEAK)
     assert r["ours"]["config"]["amp"] == "bf16" and r["ours"]["config"]["channels_last"] is True
@@ -90,6 +94,7 @@ def test_train_step_rejects_unusable_tile():
         bench_train_step("original", tile=570, device="cpu", steps=1, peak_tflops=PEAK)
 
 
+@pytest.mark.slow
 def test_inference_structure_and_flops():
     r = json.loads(json.dumps(bench_inference("small", device="cpu", smoke=True, peak_tflops=PEAK)))
     model = unet_zoo.create_model("small", base_channels=8)
@@ -105,6 +110,7 @@ def test_inference_structure_and_flops():
     assert r["pipeline_ceiling"]["megapixels_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_inference_tta_does_eight_times_the_work():
     plain = bench_inference("small", device="cpu", smoke=True, baseline=False, ceiling=False, peak_tflops=PEAK)
     tta = bench_inference("small", tta=True, device="cpu", smoke=True, baseline=False, ceiling=False, peak_tflops=PEAK)
@@ -174,6 +180,7 @@ def suite(tmp_path_factory):
     return run_all("cpu", smoke=True, out_dir=out, command="unet-zoo benchmark --smoke"), out
 
 
+@pytest.mark.slow
 def test_run_all_writes_json_and_markdown(suite):
     results, out = suite
     assert results["errors"] == {}
@@ -233,6 +240,7 @@ def test_to_markdown_marks_missed_targets():
     assert "NVIDIA H100" in md and "augmentation >= 3x training: **no**" in md
 
 
+@pytest.mark.slow
 def test_cli_benchmark_smoke(tmp_path):
     from unet_zoo.cli import app
 
@@ -340,6 +348,7 @@ def precision_run(tmp_path_factory):
     return results, (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_precision_section_rows_and_fractions_of_the_suite_peak(precision_run):
     from unet_zoo.benchmark.precision import BF16_AUTOCAST, FP32_EAGER, ONNXRUNTIME
     from unet_zoo.exporters.sessions import onnxruntime_available
@@ -376,6 +385,7 @@ def test_precision_section_rows_and_fractions_of_the_suite_peak(precision_run):
         assert all(s > 0 for s in threads[section]["seconds"].values())
 
 
+@pytest.mark.slow
 def test_precision_section_in_the_markdown(precision_run):
     results, md = precision_run
     r = results["precision"]

@@ -9,6 +9,8 @@ import pytest
 from unet_zoo.benchmark.trainer_overhead import TARGET_RATIO, bench_trainer_overhead
 from unet_zoo.training.recipes import load_recipe
 
+pytestmark = pytest.mark.slow  # the module's fixture trains both sides of the benchmark: 30 s on 2 busy cores
+
 
 @pytest.fixture(scope="module")
 def result():

@@ -29,6 +29,7 @@ def checkpoint(tmp_path_factory):
     return model, model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "narrow-small")
 
 
+@pytest.mark.slow
 def test_export_onnx_and_torchscript_from_a_checkpoint_folder(tmp_path, checkpoint):
     model, folder = checkpoint
     x = np.random.default_rng(0).random((2, 1, 64, 96), dtype=np.float32)
@@ -64,6 +65,7 @@ def test_export_bad_format_and_model(tmp_path, checkpoint):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_predict_backend_onnxruntime_equals_torch(tmp_path, checkpoint, rng):
     _, folder = checkpoint
     tifffile.imwrite(tmp_path / "img.tif", rng.integers(0, 256, (2, 70, 90), dtype=np.uint8), photometric="minisblack")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import tifffile
 from typer.testing import CliRunner
 
@@ -23,6 +24,7 @@ def _data(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_finetune_command_prints_before_and_after(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs/
     d = _data(tmp_path)

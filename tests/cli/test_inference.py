@@ -84,6 +84,7 @@ def test_evaluate_bad_split():
     assert result.exit_code == 2 and "--split" in _text(result)
 
 
+@pytest.mark.slow
 def test_evaluate_one_real_slice(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     result = runner.invoke(
@@ -99,6 +100,7 @@ def test_evaluate_one_real_slice(isbi_dir, tmp_path):
     assert "0.000353" in _text(result)
 
 
+@pytest.mark.slow
 def test_evaluate_no_warping_leaves_the_warping_error_out(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     result = runner.invoke(
@@ -172,6 +174,7 @@ def test_missing_gpu_is_a_clear_error(command, tmp_path):
     assert result.exit_code == 2 and "CUDA is not available on this machine; use --device cpu" in _text(result)
 
 
+@pytest.mark.slow
 def test_predict_accepts_a_training_run_folder(tmp_path):
     from unet_zoo.training.recipes import load_recipe
     from unet_zoo.training.trainer import train
@@ -235,6 +238,7 @@ def test_inputs_with_the_same_stem_are_refused_before_anything_is_written(tmp_pa
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_predict_refuses_to_replace_earlier_outputs_unless_asked(tmp_path, rng):
     image = tmp_path / "a.tif"
     tifffile.imwrite(image, rng.integers(0, 256, (16, 16), dtype=np.uint8))
@@ -301,6 +305,7 @@ def test_precision_option_is_checked_and_recorded(tmp_path, rng):
     assert train.exit_code == 2 and "--precision must be auto, bf16 or fp32" in _text(train)
 
 
+@pytest.mark.slow
 def test_evaluate_json_records_the_precision(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     args = ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu"]

@@ -9,6 +9,7 @@ from unet_zoo.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_list_table_and_json():
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
@@ -44,12 +45,14 @@ def test_info_unknown_model_suggests():
     assert "Did you mean 'small'" in result.output
 
 
+@pytest.mark.slow
 def test_compare_with_bench():
     result = runner.invoke(app, ["compare", "padded", "small", "--bench", "--tile", "32"])
     assert result.exit_code == 0, result.output
     assert "forward s (cpu)" in result.output and "7,759,554" in result.output
 
 
+@pytest.mark.slow
 def test_compare_bench_uses_a_usable_tile_per_model():
     # 40 is usable by neither: small (multiples of 16) runs at 48, timm-resnet18 (multiples of 32) at 64
     result = runner.invoke(app, ["compare", "small", "timm-resnet18", "--bench", "--tile", "40"])

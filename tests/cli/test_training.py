@@ -17,6 +17,7 @@ def test_train_tiny_writes_a_run(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 3
 
 
+@pytest.mark.slow
 def test_resume_latest_and_explicit(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["train", "tiny", "--steps", "2"]).exit_code == 0
@@ -33,6 +34,7 @@ def test_resume_latest_and_explicit(tmp_path, monkeypatch):
     assert "already complete (5 of 5 steps)" in result.output and "nan" not in result.output
 
 
+@pytest.mark.slow
 def test_an_existing_run_folder_is_continued_or_replaced_only_when_asked(tmp_path):
     run = tmp_path / "run"
     args = ["train", "tiny", "--device", "cpu", "--out", str(run), "--steps", "2"]

@@ -38,6 +38,7 @@ def volume_zarr(tmp_path):
     return volume, tmp_path / "volume.zarr"
 
 
+@pytest.mark.slow
 def test_predict_zarr_volume_uint8_and_overwrite(tmp_path, checkpoint, volume_zarr):
     model, folder = checkpoint
     volume, source = volume_zarr

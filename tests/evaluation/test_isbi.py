@@ -56,6 +56,7 @@ def test_warping_error_can_be_skipped_and_counts_a_merge(rng):
     assert without["rand_error"] == pytest.approx(with_warping["rand_error"])
 
 
+@pytest.mark.slow
 def test_untrained_model_runs_and_scores_in_range(rng):
     torch.manual_seed(0)
     model = unet_zoo.create_model("small", base_channels=4)
@@ -72,6 +73,7 @@ def test_shape_mismatch():
         evaluate_model(Oracle(), np.zeros((2, 16, 16), np.uint8), np.zeros((1, 16, 16), np.uint8))
 
 
+@pytest.mark.slow
 def test_evaluate_isbi_on_one_real_slice(isbi_dir):
     result = evaluate_isbi(Oracle(), str(isbi_dir), split="val", fold=29, k=30)
     assert result["slices"] == [29] and result["split"] == "val"

@@ -36,6 +36,7 @@ def _inputs(name: str) -> list[np.ndarray]:
     return [rng.random((batch, 1, h, w), dtype=np.float32) for batch, (h, w) in zip((1, 3, 2), SIZES[name])]
 
 
+@pytest.mark.slow
 def test_import_unet_zoo_loads_no_export_dependency():
     heavy = "('onnx', 'onnxruntime', 'bioimageio', 'onnxscript')"
     code = f"import sys, unet_zoo; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
@@ -45,6 +46,7 @@ def test_import_unet_zoo_loads_no_export_dependency():
 
 
 @pytest.mark.parametrize("name", ["original", "small"])
+@pytest.mark.slow
 def test_onnx_matches_torch_with_dynamic_batch_and_size(tmp_path, name):
     model = _model(name)
     path = export(model, "onnx", tmp_path / "m.onnx")
@@ -63,6 +65,7 @@ def test_onnx_matches_torch_with_dynamic_batch_and_size(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["original", "small"])
+@pytest.mark.slow
 def test_torchscript_matches_torch(tmp_path, name):
     model = _model(name)
     run = load_torchscript(export(model, "torchscript", tmp_path / "m.pt"))
@@ -72,6 +75,7 @@ def test_torchscript_matches_torch(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["original", "small"])
+@pytest.mark.slow
 def test_onnx_on_a_real_isbi_slice_and_as_the_tiling_backend(isbi_dir, name):
     from unet_zoo.data.isbi import read_stack
 
@@ -89,6 +93,7 @@ def test_onnx_on_a_real_isbi_slice_and_as_the_tiling_backend(isbi_dir, name):
     assert np.abs(through_ort - reference).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_predict_tiled_with_onnxruntime_equals_torch_with_tta(rng):
     model = _model("small")
     image = rng.integers(0, 256, (40, 50), dtype=np.uint8)
@@ -120,6 +125,7 @@ def test_bad_arguments(tmp_path):
 
 
 @pytest.mark.parametrize("format", ["onnx", "torchscript"])
+@pytest.mark.slow
 def test_path_problems_are_path_errors_not_blamed_on_the_model(tmp_path, monkeypatch, format):
     import errno
     import os
@@ -144,6 +150,7 @@ def test_path_problems_are_path_errors_not_blamed_on_the_model(tmp_path, monkeyp
     assert not isinstance(info.value, ExportError) and "does not work" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_an_export_cleans_the_temporary_file_a_killed_export_left(tmp_path):
     import socket
 
@@ -162,6 +169,7 @@ class _FFTUNet(unet_zoo.UNet):
         return super().forward(torch.fft.fft2(x).real / x.shape[-1] / x.shape[-2])
 
 
+@pytest.mark.slow
 def test_unexportable_format_names_the_formats_that_work(tmp_path):
     model = _FFTUNet(**unet_zoo.models.registry.model_args("small", base_channels=4)).eval()
     model.model_name, model.model_args = "small", unet_zoo.models.registry.model_args("small", base_channels=4)
@@ -180,6 +188,7 @@ def test_missing_extra_says_how_to_install(monkeypatch):
         require("onnxruntime", "running ONNX models")
 
 
+@pytest.mark.slow
 def test_size_parameters_follow_the_size_rule():
     assert size_parameters(_model("original")) == (188, 16, -184)
     assert size_parameters(_model("small")) == (16, 16, 0)
@@ -226,6 +235,7 @@ def test_bioimageio_package_passes_bioimageio_core_test_model(tmp_path, name, rn
     assert rdf["license"] == "MIT" and rdf["authors"] and "electron-microscopy" in rdf["tags"]
 
 
+@pytest.mark.slow
 def test_cpu_inference_benchmark_runs_on_tiny_sizes(tmp_path):
     import importlib.util
     import json

@@ -25,6 +25,7 @@ def _recipe():
     return load_recipe("finetune").with_overrides(data={"tile": 32}, train={"eval_every": 2, "checkpoint_every": 2})
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_model_folder_with_before_and_after(user_data):
     out = user_data / "tuned"
     result = unet_zoo.finetune(

@@ -93,6 +93,7 @@ def test_a_folder_cannot_make_loading_reach_the_network_or_read_files(encoder, t
     assert not no_network
 
 
+@pytest.mark.slow
 def test_loading_folders_of_every_architecture_makes_no_connection(tmp_path, no_network):
     for name in list_models():
         folder = unet_zoo.create_model(name).save_pretrained(tmp_path / name)

@@ -250,6 +250,7 @@ def test_push_folder_exactly_as_is_and_registry_resolution(hub_server, hub_token
     assert "small" in unet_zoo.list_models(pretrained=True)
 
 
+@pytest.mark.slow
 def test_download_then_load_offline_in_a_subprocess(hub_server, hub_token, fresh_cache, tmp_path, pretrained_entry):
     model = tiny(3)
     url = model.push_to_hub("testuser/offline-small", token=hub_token)

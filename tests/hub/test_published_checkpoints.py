@@ -85,6 +85,7 @@ def test_list_pretrained_shows_the_checkpoints_with_their_scores():
         assert f"{PRETRAINED[name].metrics['vrand_thinned']:.4g}" in result.output
 
 
+@pytest.mark.slow
 def test_published_isbi_small_segments_a_held_out_slice(isbi_dir):
     """Held-out slice 24 (never trained on), without TTA: close to the card's scores, far from an untrained network."""
     from unet_zoo.data.isbi import load_isbi
@@ -101,6 +102,7 @@ def test_published_isbi_small_segments_a_held_out_slice(isbi_dir):
     assert trained["pixel_error"] < 0.5 * untrained["pixel_error"]
 
 
+@pytest.mark.slow
 def test_predict_with_a_published_name_on_the_command_line(tmp_path):
     import tifffile
 
@@ -113,6 +115,7 @@ def test_predict_with_a_published_name_on_the_command_line(tmp_path):
     assert prob.shape == (96, 96) and 0 <= prob.min() <= prob.max() <= 1
 
 
+@pytest.mark.slow
 def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_cache, monkeypatch):
     """Push every card to the test Hub under its registry repo, load each by name from a fresh cache as an
     installed package would (no cards/ folder; sha256 pin checked), then again with HF_HUB_OFFLINE=1."""

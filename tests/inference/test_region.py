@@ -21,6 +21,7 @@ def models():
 
 @pytest.mark.parametrize("name, tile", [("original", 220), ("small", 64), ("original", None), ("small", None)])
 @pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.slow
 def test_rectangles_equal_the_whole_image(models, name, tile, tta):
     model = models[name]
     image = np.random.default_rng(1).integers(0, 256, (90, 107), dtype=np.uint8)

@@ -260,6 +260,7 @@ CARD = Path(__file__).resolve().parents[2] / "cards" / "isbi-small"
 
 
 @pytest.mark.skipif(not (CARD / "model.safetensors").is_file(), reason="needs the isbi-small checkpoint in cards/")
+@pytest.mark.slow
 def test_bf16_keeps_isbi_small_within_the_pixel_error_budget_on_a_real_slice(isbi_dir):
     """One held-out 512x512 slice, no TTA: bf16 autocast changes P(cell) by rounding only (bf16 runs emulated
     on CPUs without AVX512-BF16 / AMX, so this is kept to one slice)."""

@@ -15,6 +15,7 @@ from unet_zoo.models import registry
 from unet_zoo.models.registry import PretrainedCfg
 
 
+@pytest.mark.slow
 def test_the_mixin_saves_and_loads_through_the_hub_layer_in_a_fresh_process(tmp_path):
     """A script that imports only the models layer's modules saves a model and loads it back with UNet.from_pretrained."""
     script = textwrap.dedent(

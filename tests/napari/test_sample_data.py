@@ -8,8 +8,6 @@ import pytest
 from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError, resolve_data_dir
 from unet_zoo.napari._sample_data import isbi_sections
 
-from .conftest import needs_viewer
-
 
 def test_missing_data_says_where_to_put_it_and_how_to_download_it(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere"))
@@ -29,7 +27,6 @@ def test_sections_from_the_data_folder():
 
 
 def test_opens_from_napari_file_menu_entry(make_napari_viewer):
-    needs_viewer()
     if not (resolve_data_dir() / "train-volume.tif").is_file():
         pytest.skip(f"ISBI 2012 data not found: set {ENV_VAR} or run `unet-zoo data download isbi`")
     viewer = make_napari_viewer()

@@ -81,6 +81,7 @@ def test_bad_input_is_one_red_line_and_exit_2(tmp_path, prob_tif, cells, args, w
     assert "error:" in result.output and words in _text(result) and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_a_volume_of_probabilities(tmp_path, cells):
     zarr = pytest.importorskip("zarr", reason="volumes need the optional zarr extra")
     _, label = cells

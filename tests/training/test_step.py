@@ -1,5 +1,6 @@
 """The shared optimisation step: the paper's loss, backward, clipping, update."""
 
+import pytest
 import torch
 
 from unet_zoo.models.registry import create_model
@@ -25,6 +26,7 @@ def _tiny():
     return create_model("small", base_channels=4, dropout=0.0).train()
 
 
+@pytest.mark.slow
 def test_step_loss_is_the_papers_weighted_cross_entropy_of_the_forward_pass():
     model = _tiny()
     x, target, weight = _batch(model)
@@ -36,6 +38,7 @@ def test_step_loss_is_the_papers_weighted_cross_entropy_of_the_forward_pass():
     assert torch.allclose(got, expected)
 
 
+@pytest.mark.slow
 def test_repeated_steps_on_one_batch_lower_its_loss():
     model = _tiny()
     x, target, weight = _batch(model)

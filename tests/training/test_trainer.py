@@ -45,6 +45,7 @@ def change_losses(monkeypatch, change):
     monkeypatch.setattr(training, "step_loss", step_loss)
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_everything(tmp_path, tiny):
     result = train(tiny.with_overrides(train={"steps": 12, "eval_every": 6}, optimizer={"lr": 0.003}), out_dir=tmp_path)
     assert result.step == 12
@@ -63,6 +64,7 @@ def test_tiny_run_writes_everything(tmp_path, tiny):
     assert Image.open(tmp_path / "predictions.png").size[0] > 100
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
@@ -113,6 +115,7 @@ def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
         Trainer(tiny, resume=tmp_path, steps=4)
 
 
+@pytest.mark.slow
 def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     """Guards the test above: dropping the RNG state changes the result, so the equality is meaningful."""
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
@@ -125,6 +128,7 @@ def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     assert any(not torch.equal(v, other.model.state_dict()[k]) for k, v in full.model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
     change_losses(monkeypatch, lambda step, loss: loss * float("nan") if step == 4 else loss)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last good checkpoint"):
@@ -133,6 +137,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypat
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny, monkeypatch):
     """A finite loss with NaN gradients at a checkpoint step: the NaN weights must not replace the last good file."""
     trainer = Trainer(tiny, out_dir=tmp_path, final_outputs=False)
@@ -171,6 +176,7 @@ def test_lr_schedule(tiny):
     assert 0.1 < lr_factor(r, 55) < 1.0
 
 
+@pytest.mark.slow
 def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
     """The paper's unpadded network: input tiles larger than output tiles, labels cropped to the output."""
     recipe = tiny.with_overrides(
@@ -183,6 +189,7 @@ def test_valid_convolution_model_trains_with_mirrored_context(tmp_path, tiny):
     assert np.isfinite(result.final_loss) and (tmp_path / "predictions.png").is_file()
 
 
+@pytest.mark.slow
 def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, capsys):
     reports = []
     recipe = tiny.with_overrides(train={"steps": 4, "log_every": 2, "eval_every": 2})
@@ -225,6 +232,7 @@ def _backend_state():
     return torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
 
 
+@pytest.mark.slow
 def test_a_run_leaves_the_global_backend_settings_as_they_were(tmp_path, tiny, monkeypatch):
     before = _backend_state()
     train(tiny.with_overrides(train={"steps": 2}), out_dir=tmp_path / "cpu", final_outputs=False)
@@ -243,6 +251,7 @@ def test_a_run_leaves_the_global_backend_settings_as_they_were(tmp_path, tiny, m
     assert _backend_state() == before
 
 
+@pytest.mark.slow
 def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     """The GPU settings (bf16 autocast, channels_last) forced on the CPU: the same code path trains and checkpoints."""
     recipe = tiny.with_overrides(train={"steps": 3, "precision": "bf16", "channels_last": "on"})
@@ -297,6 +306,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
     assert summary["train_seconds"] >= stopped.extra["train_seconds"]
 
 
+@pytest.mark.slow
 def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identically(tmp_path, tiny, monkeypatch):
     from unet_zoo.training import trainer as training
     from unet_zoo.training.trainer import TimeLimitReached
@@ -322,6 +332,7 @@ def test_time_limit_must_be_positive(tiny):
         Trainer(tiny, time_limit=0)
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny):
     source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", final_outputs=False)
     source.model.save_pretrained(tmp_path / "start")
@@ -370,6 +381,7 @@ def test_execution_config_uses_the_measured_precision_on_the_cpu_unless_the_reci
     assert execution_config(recipe, torch.device("cpu"), precision="bf16").precision == "bf16"
 
 
+@pytest.mark.slow
 def test_bf16_training_follows_the_fp32_loss_curve_and_records_its_precision(tmp_path, tiny):
     def run(precision):
         recipe = tiny.with_overrides(train={"steps": 4, "precision": precision, "eval_every": 4, "overlay_slices": 0})

@@ -51,6 +51,7 @@ def _info(path) -> dict:
 @pytest.mark.parametrize(
     "name, tile, tta", [("original", 220, False), ("original", 220, True), ("small", 64, False), ("small", 64, True)]
 )
+@pytest.mark.slow
 def test_equals_predict_tiled_on_whole_sections(tmp_path, models, volume, name, tile, tta):
     """Blocks of 64 px (whole 32 x 48 chunks: 64 x 96) over 100 x 117 sections, chunks 2 sections deep."""
     model = models[name]
@@ -84,6 +85,7 @@ def test_default_tile_zarr_v2_and_uint8(tmp_path, models, volume):
     assert np.abs(result[:].astype(int) - expected).max() <= 1  # rounding of a probability at x.5 / 255
 
 
+@pytest.mark.slow
 def test_sharded_input_blocks_are_whole_shards(tmp_path, models, volume):
     source = _zarr_input(tmp_path / "in.zarr", volume, chunks=(1, 16, 16), shards=(1, 64, 64))
     out = predict_volume(models["small"], source, tmp_path / "out.zarr", block=64, tile=64)
@@ -131,6 +133,7 @@ def test_ome_zarr_level_and_metadata(tmp_path, models, volume, fmt, wrapped):
 
 
 @pytest.mark.parametrize("compression", [None, "zlib"])
+@pytest.mark.slow
 def test_tiff_stacks(tmp_path, models, volume, compression):
     tifffile = pytest.importorskip("tifffile")
     tifffile.imwrite(tmp_path / "in.tif", volume, photometric="minisblack", compression=compression)
@@ -339,6 +342,7 @@ def _counters(client) -> dict:
     return client.run(read)
 
 
+@pytest.mark.slow
 def test_local_cluster_of_two_processes_equals_in_memory(tmp_path, models, volume, cluster):
     from distributed import Client
 
@@ -366,6 +370,7 @@ def test_local_cluster_of_two_processes_equals_in_memory(tmp_path, models, volum
     assert sum(blocks.values()) == 27 and all(n > 1 for n in blocks.values()), blocks  # ... for many blocks
 
 
+@pytest.mark.slow
 def test_workers_start_a_local_cluster(tmp_path, models, volume):
     pytest.importorskip("distributed")
     model = models["small"]
@@ -391,6 +396,7 @@ predict_volume(model, sys.argv[1], sys.argv[2], block=64, tile=64)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_process_resumes_with_its_finished_blocks(tmp_path, models, volume, monkeypatch):
     """SIGKILL a real run after some blocks; the next run computes only the blocks without a marker."""
     import os

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from unet_zoo.cli.help import ReadableGroup
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import all_or_nothing, check_output_path, check_replaceable
@@ -53,6 +54,7 @@ app = ZooTyper(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    cls=ReadableGroup,  # flags without <bool>, arguments as MODEL (unet_zoo/cli/help.py)
 )
 console = Console()
 err_console = Console(stderr=True)

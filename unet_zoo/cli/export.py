@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from unet_zoo.cli import inference  # its _load: the model loading every command shares
 from unet_zoo.cli.app import app, check_output, console, fail
+from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay
 from unet_zoo.exporters import FORMATS, ExportError, export
 from unet_zoo.exporters.api import check_suffix
 
@@ -19,6 +20,7 @@ def export_command(
     format: str = typer.Option(..., "--format", "-f", help="bioimageio (a .zip package), onnx or torchscript"),
     out: Path = typer.Option(..., "--out", "-o", help="output file, e.g. isbi-small.bioimageio.zip, model.onnx, model.pt"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Export a model for ilastik, Fiji/deepImageJ, QuPath, napari or any ONNX / TorchScript runtime.
 
@@ -29,7 +31,7 @@ def export_command(
     check_suffix(format, out)  # an ONNX file named .pt: refused before the model is loaded
     out = check_output(out, "--out", overwrite=force, option="--force")
     net = inference._load(model, "cpu")
-    with console.status(f"exporting {model} to {format} ..."):
+    with ProgressDisplay(console, quiet=quiet) as display, display.stage(f"exporting {model} to {format}"):
         try:
             path = export(
                 net, format, out, force=force, note=lambda message: console.print(f"[yellow]note:[/yellow] {escape(message)}")

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from unet_zoo.cli.app import app, check_device, check_output, check_owned, console, fail
-from unet_zoo.cli.progress import TrainingDisplay
+from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
 from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
 from unet_zoo.data.pixel_size import check_pixel_size
@@ -28,14 +28,15 @@ STAGE_TEXT = {
 
 
 class FinetuneDisplay:
-    """Prints the stages and draws the trainer's progress bar."""
+    """Prints the stages and draws the trainer's progress bar (neither with `quiet`)."""
 
-    def __init__(self) -> None:
-        self.training = TrainingDisplay(console)
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.training = TrainingDisplay(console, quiet=quiet)
 
     def __call__(self, event: FinetuneStage | TrainProgress) -> None:
         if isinstance(event, FinetuneStage):
-            if event.stage in STAGE_TEXT:
+            if event.stage in STAGE_TEXT and not self.quiet:
                 console.print(f"[bold]{STAGE_TEXT[event.stage]}[/bold]")
         else:
             self.training(event)
@@ -79,6 +80,7 @@ def finetune_command(
         "--precision",
         help="auto (bf16 autocast where a training step measured faster here), bf16 or fp32 (default: the recipe's, auto)",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Fine-tune a trained model on your images and labels; score it before and after on a held-out part."""
     if precision is not None and precision not in ("auto", "bf16", "fp32"):
@@ -121,7 +123,7 @@ def finetune_command(
             pixel_size=pixel_size,
             recipe=recipe,
             device=device or None,
-            callback=FinetuneDisplay(),
+            callback=FinetuneDisplay(quiet),
             precision=precision,
         )
     except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 
 from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit
+from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.files import tiff_pixel_size
 from unet_zoo.data.images import READABLE_SUFFIXES, prediction_names, read_image, write_prediction
+from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.evaluation.isbi import evaluate_isbi
 from unet_zoo.hub.loading import load_model
@@ -29,9 +30,6 @@ from unet_zoo.utils.measured import (
     choose_inference_path,
 )
 from unet_zoo.utils.runtime import PRECISIONS, Precision
-
-if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
 
 
 def _load(model: str, device: str | None):
@@ -103,11 +101,6 @@ def check_precision(precision: str) -> Precision:
     return precision  # type: ignore[return-value]  # one of PRECISIONS
 
 
-def _advance(bar: Progress, task: TaskID, _index: int) -> None:
-    """predict_stack's progress callback: one slice done."""
-    bar.advance(task)
-
-
 def _read_for_prediction(path: Path, pixel_size: float | None, net, verb: str) -> tuple[np.ndarray, float | None]:
     """The image of `path` and its pixel size in nm (`pixel_size`, else the TIFF's resolution tags); says when the
     image will be rescaled to the model's pixel size (`verb`: "rescaled to", "segmented at"). Bad files: a red error."""
@@ -122,30 +115,16 @@ def _read_for_prediction(path: Path, pixel_size: float | None, net, verb: str) -
     return image, size
 
 
-def _cell_probabilities(path: Path, image: np.ndarray, predict, **kwargs) -> np.ndarray:
+def _cell_probabilities(path: Path, image: np.ndarray, predict, display: ProgressDisplay, **kwargs) -> np.ndarray:
     """P(cell) of a (H, W) image or (S, H, W) stack from ``predict(stack, progress=..., **kwargs)`` -> (S, C, H, W),
-    with a progress bar per slice; a ValueError or TypeError of the prediction is a red error naming `path`."""
+    counting slices on `display`; a ValueError or TypeError of the prediction is a red error naming `path`."""
     stack = image if image.ndim == 3 else image[None]
-    with _progress() as bar:
-        task = bar.add_task(path.name, total=len(stack))
-        try:
-            probs = predict(stack, progress=functools.partial(_advance, bar, task), **kwargs)
-        except (ValueError, TypeError) as err:
-            raise fail(f"{path}: {err}") from None
+    counter = display.counter(f"predicting {path.name}", len(stack), "slices")
+    try:
+        probs = predict(stack, progress=lambda _index: counter.advance(), **kwargs)
+    except (ValueError, TypeError) as err:
+        raise fail(f"{path}: {err}") from None
     return probs[:, 1] if image.ndim == 3 else probs[0, 1]
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 def _output_names(images: list[Path]) -> list[str]:
@@ -196,6 +175,7 @@ def predict_command(
         help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
         "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
 
@@ -210,7 +190,6 @@ def predict_command(
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
             lambda: _load(model, device or None),
-            _progress,
             images[0],
             out,
             device=device or None,
@@ -225,6 +204,7 @@ def predict_command(
             scheduler=scheduler,
             precision=wanted,
             pixel_size=pixel_size,
+            quiet=quiet,
         )
 
     for path in images:
@@ -243,13 +223,14 @@ def predict_command(
     check_backend(backend, wanted, device)
     net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
     choice = choose_path(net, backend, wanted)
-    with outputs_as_one_unit(out):
+    with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path in images:
             image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
             cell_prob = _cell_probabilities(
                 path,
                 image,
                 functools.partial(predict_at_pixel_size, net, pixel_size=size),
+                display,
                 tile=tile or None,
                 batch_size=batch_size,
                 tta=tta,
@@ -283,6 +264,7 @@ def evaluate_command(
         False, "--segment", help="also segment cells (unet-zoo segment's defaults) and score them beside the thresholded map"
     ),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
@@ -293,8 +275,19 @@ def evaluate_command(
     net = _load(model, device or None)
     choice = choose_path(net, "auto", wanted)
     try:
-        with _progress() as bar:
-            task = bar.add_task("predicting", total=None)
+        num_slices = len(load_isbi(data_dir or None).images)  # (evaluate_isbi reads the 8 MB stack again)
+        train_slices, held_out = split_slices(num_slices, k=k, fold=fold)
+        count = {"val": len(held_out), "train": len(train_slices), "all": num_slices}[split]
+        with ProgressDisplay(console, quiet=quiet) as display:
+            counter = display.counter("predicting", count, "slices")
+
+            def predicted(_index: int) -> None:
+                counter.advance()
+                if counter.done == count:  # the scores come next: the warping error takes about 1 s per slice
+                    display.say(
+                        f"scoring {count} slice{'s' if count != 1 else ''}{' (with the warping error)' if warping else ''}"
+                    )
+
             result = evaluate_isbi(
                 net,
                 data_dir or None,
@@ -304,7 +297,7 @@ def evaluate_command(
                 tta=tta,
                 tile=tile or None,
                 batch_size=batch_size,
-                progress=lambda _: bar.advance(task),
+                progress=predicted,
                 warping=warping,
                 segment=segment,
                 precision=choice.precision,

@@ -13,12 +13,12 @@ from unet_zoo.cli.inference import (
     PRECISION_HELP,
     _cell_probabilities,
     _load,
-    _progress,
     _read_for_prediction,
     check_backend,
     check_precision,
     choose_path,
 )
+from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
@@ -99,6 +99,7 @@ def segment_command(
         "rescaled to the model's pixel size, segmented there and the cells resized back; volumes are predicted "
         "rescaled and segmented on their own grid with the lengths and areas converted",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Segment cells: writes <stem>_labels.tif (uint32 cell IDs) and <stem>_segments.png (cells in colour).
 
@@ -135,6 +136,7 @@ def segment_command(
             workers=workers,
             scheduler=scheduler or None,
             pixel_size=pixel_size,
+            quiet=quiet,
         )
     if block is not None or halo is not None or workers is not None or scheduler:
         if workers is not None or scheduler:
@@ -163,7 +165,7 @@ def segment_command(
             )
         net = None if model == "default" else _load(model, "cpu")
         params = _params(net, **given)
-        with outputs_as_one_unit(out):
+        with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
             for path, stem in zip(images, stems):
                 try:
                     prob = read_image(path)
@@ -175,12 +177,12 @@ def segment_command(
                         f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif): it "
                         f"holds {found}; predict it again with `unet-zoo predict`"
                     )
-                _segment_and_write(prob, prob, params, out, stem, path)
+                _segment_and_write(prob, prob, params, out, stem, path, display)
         return
     net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
     params = _params(net, **given)
     choice = choose_path(net, backend, wanted)
-    with outputs_as_one_unit(out):
+    with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path, stem in zip(images, stems):
             image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
             factor = scale_factor(size, model_pixel_size(net))  # checked with the image's size by _read_for_prediction
@@ -188,13 +190,14 @@ def segment_command(
                 path,
                 image,
                 lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
+                display,
                 tile=tile or None,
                 batch_size=batch_size,
                 tta=tta,
                 forward=choice.forward,
                 precision=choice.precision,
             )
-            _segment_and_write(image, cell_prob, params, out, stem, path)
+            _segment_and_write(image, cell_prob, params, out, stem, path, display)
 
 
 def _segment_volume_command(
@@ -214,8 +217,10 @@ def _segment_volume_command(
     workers: int | None = None,
     scheduler: str | None = None,
     pixel_size: float | None = None,
+    quiet: bool = False,
 ) -> None:
-    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume with a progress bar."""
+    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume, counting
+    blocks and sections (nothing with `quiet`)."""
     try:
         from unet_zoo.segmentation.volume import (  # lazy: needs the optional zarr extra
             check_volume_output,
@@ -251,16 +256,15 @@ def _segment_volume_command(
             return f"finished blocks are kept in {probabilities_path(out)}; run the same command again to resume"
         return f"finished sections are kept in {out}; run the same command again to resume"
 
-    with _progress() as bar:
-        tasks: dict[str, object] = {}
+    with ProgressDisplay(console, quiet=quiet) as display:
+        counters: dict[str, Counter] = {}
 
         def progress(stage_name: str, done: int, total: int) -> None:
-            stage["now"] = stage_key = stage_name
-            if stage_key not in tasks:
-                tasks[stage_key] = bar.add_task(
-                    f"{source.name} ({'blocks' if stage_key == 'predict' else 'sections'})", total=total
-                )
-            bar.update(tasks[stage_key], completed=done, total=total)
+            stage["now"] = stage_name
+            if stage_name not in counters:
+                what = ("predicting", "blocks") if stage_name == "predict" else ("segmenting", "sections")
+                counters[stage_name] = display.counter(f"{what[0]} {source.name}", total, what[1])
+            counters[stage_name].update(done, total)
 
         try:
             written = segment_volume(
@@ -292,18 +296,25 @@ def _segment_volume_command(
 
 
 def _segment_and_write(
-    image: np.ndarray, cell_prob: np.ndarray, params: SegmentationParams, out: Path, stem: str, path: Path
+    image: np.ndarray,
+    cell_prob: np.ndarray,
+    params: SegmentationParams,
+    out: Path,
+    stem: str,
+    path: Path,
+    display: ProgressDisplay,
 ) -> None:
-    """Segment a (H, W) or (S, H, W) P(cell) map (IDs unique across a stack) and write the files."""
-    if cell_prob.ndim == 2:
-        labels = segment_probabilities(cell_prob.astype(np.float32), params)
-    else:
-        parts, offset = [], 0
-        for section in cell_prob:
-            part = segment_probabilities(section.astype(np.float32), params)
-            parts.append(part + np.uint32(offset))
-            offset += int(part.max())
-        labels = np.stack(parts)
+    """Segment a (H, W) or (S, H, W) P(cell) map (IDs unique across a stack), counting sections on `display`, and
+    write the files."""
+    sections = cell_prob if cell_prob.ndim == 3 else cell_prob[None]
+    counter = display.counter(f"segmenting {path.name}", len(sections), "sections")
+    parts, offset = [], 0
+    for section in sections:
+        part = segment_probabilities(section.astype(np.float32), params)
+        parts.append(part + np.uint32(offset))
+        offset += int(part.max())
+        counter.advance()
+    labels = np.stack(parts) if cell_prob.ndim == 3 else parts[0]
     if labels.shape != image.shape:  # segmented at the model's pixel size: the cells back on the image's grid
         from skimage.transform import resize  # scikit-image: a core dependency, imported where it is used
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, err_console, fail
-from unet_zoo.cli.progress import TrainingDisplay
+from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
 from unet_zoo.data.isbi import DatasetNotFoundError
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.reproduce import recipes_for, reproduce_isbi
@@ -63,6 +63,7 @@ def train_command(
         "--precision",
         help="override train.precision: auto (bf16 autocast on GPUs with bf16 and where a step measured faster), bf16 or fp32",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder.
 
@@ -85,7 +86,7 @@ def train_command(
             resume=resume_dir,
             data_dir=data_dir,
             compile=compile,
-            callback=TrainingDisplay(console),
+            callback=TrainingDisplay(console, quiet=quiet),
             time_limit=time_limit * 60 if time_limit else None,
         )
     except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: let it through as it is)
@@ -177,6 +178,7 @@ def reproduce_isbi_command(
         help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
     ),
     time_limit: float | None = TIME_LIMIT_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
     try:
@@ -189,7 +191,7 @@ def reproduce_isbi_command(
             data_dir=data_dir,
             out=out,
             compile=compile,
-            callback=TrainingDisplay(console),
+            callback=TrainingDisplay(console, quiet=quiet),
             weights_dtype=weights_dtype,
             max_shard_size=int(max_shard_mb * 1e6) if max_shard_mb else None,
             resume=resume,

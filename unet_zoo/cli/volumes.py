@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
 from unet_zoo.cli.app import check_output, console, fail
+from unet_zoo.cli.progress import ProgressDisplay
 from unet_zoo.inference.rescale import model_pixel_size, scale_factor
 from unet_zoo.utils.runtime import Precision
 
@@ -25,7 +24,6 @@ def is_volume_request(inputs: list[Path], out: Path) -> bool:
 
 def predict_volume_command(
     load: Callable[[], Any],
-    progress_bar: Callable[[], Progress],
     source: Path,
     out: Path,
     *,
@@ -41,8 +39,9 @@ def predict_volume_command(
     scheduler: str | None,
     precision: Precision = "auto",
     pixel_size: float | None = None,
+    quiet: bool = False,
 ) -> None:
-    """Run unet_zoo.predict_volume with the model `load()` returns and the progress bar `progress_bar()`; errors exit 2."""
+    """Run unet_zoo.predict_volume with the model `load()` returns, counting blocks (none with `quiet`); errors exit 2."""
     if not source.exists():
         raise fail(f"no such file or folder: {source}")
     if out == Path("preds") or out.suffix.lower() != ".zarr":
@@ -68,7 +67,7 @@ def predict_volume_command(
         if state["done"] is None and done:  # the first call: blocks kept from an unfinished run
             console.print(f"resuming {out}: {done} of {total} blocks were finished before and are kept", markup=False)
         state.update(done=done, total=total)
-        bar.update(task, completed=done, total=total)
+        counter.update(done, total)
 
     def resume() -> str:
         if not state["done"]:
@@ -76,8 +75,8 @@ def predict_volume_command(
         return f"{state['done']} of {state['total']} blocks are finished and kept in {out}: run the same command again to resume"
 
     _say_rescaling(source, level, pixel_size, net)
-    with progress_bar() as bar:
-        task = bar.add_task(f"{source.name} (blocks)", total=None)
+    with ProgressDisplay(console, quiet=quiet) as display:
+        counter = display.counter(f"predicting {source.name}", None, "blocks")
         try:
             written = predict_volume(
                 net,

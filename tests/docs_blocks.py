@@ -159,7 +159,7 @@ def block_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_block(block: Block, workdir: Path, namespace: dict, timeout: float = 900) -> None:
+def run_block(block: Block, workdir: Path, namespace: dict, timeout: float = 600) -> None:
     """Run one block in `workdir`: Python with exec in `namespace`, shell blocks with ``bash -euo pipefail``."""
     if block.language == "python":
         code = compile(block.code, block.id, "exec")

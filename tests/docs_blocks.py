@@ -1,9 +1,10 @@
 """Read the code blocks of README.md and docs/*.md, run them, or check their `unet-zoo` lines against the real CLI.
 
-Used by tests/test_docs.py. A page is read top to bottom, as a reader would: its blocks run in order in one
-working folder (a fresh temporary folder beside a link ``../shared`` to the checkout's ``../shared``, so that
-``../shared/data/isbi2012`` means what it means in the repository root), and its Python blocks share one
-namespace. An HTML comment on the line before a block changes how it is tested:
+Used by tests/test_docs.py. Every block stands on its own, as a reader copies it: it runs in a fresh
+temporary folder that reads like the repository root (``../shared`` links to the checkout's ``../shared``, so
+that ``../shared/data/isbi2012`` means what it means there; ``cards``, ``recipes`` and ``benchmarks`` link to
+the checkout's), Python blocks in a fresh namespace, shell blocks with ``bash -euo pipefail`` and this
+checkout's `unet-zoo` on PATH. An HTML comment on the line before a block changes how it is tested:
 
 - ``<!-- docs-test: parse-only (why) -->``: the block is not run (it trains for hours, installs packages, ...);
   instead every ``unet-zoo ...`` command in it must parse against the CLI (each option exists, each value has
@@ -21,7 +22,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 try:
@@ -81,42 +82,7 @@ def blocks(page: Path) -> list[Block]:
     return found
 
 
-# ---- running a page ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class PageRun:
-    """One page's working folder and Python namespace; blocks run in order, each at most once."""
-
-    page: Path
-    workdir: Path
-    namespace: dict = field(default_factory=dict)
-    results: dict[int, str | None] = field(default_factory=dict)  # line -> None (passed) or the error
-
-    def run_through(self, block: Block) -> None:
-        """Run the page's runnable blocks before `block` (once each), then `block`; raise on its failure.
-
-        A Python block needs the Python blocks before it (their names); a shell block needs every block before
-        it (the files they write).
-        """
-        for earlier in blocks(self.page):
-            if earlier.line > block.line:
-                break
-            if earlier.language not in RUN_LANGUAGES or earlier.mode == "parse-only":
-                continue
-            if block.language == "python" and earlier.language != "python":
-                continue
-            if earlier.line not in self.results:
-                try:
-                    run_block(earlier, self.workdir, self.namespace)
-                    self.results[earlier.line] = None
-                except Exception as err:  # noqa: BLE001  kept to report it for the blocks after it
-                    self.results[earlier.line] = f"{type(err).__name__}: {err}"
-                    if earlier is not block and earlier.line != block.line:
-                        raise RuntimeError(f"an earlier block of the page failed ({earlier.id}): {err}") from err
-                    raise
-            elif self.results[earlier.line] is not None:
-                raise RuntimeError(f"block {earlier.id} failed: {self.results[earlier.line]}")
+# ---- running a block ---------------------------------------------------------------------------------------
 
 
 LINKED = ("cards", "recipes", "benchmarks")

@@ -1,7 +1,7 @@
 """Every code block of README.md and docs/*.md runs as written (or, where marked parse-only, parses against the CLI).
 
-The runner is tests/docs_blocks.py: pages run top to bottom in a temporary folder whose ``../shared`` is the
-checkout's, Python blocks of a page share a namespace, and bash blocks find this checkout's `unet-zoo`.
+The runner is tests/docs_blocks.py: each block runs on its own in a temporary folder that reads like the
+repository root (``../shared`` is the checkout's), and bash blocks find this checkout's `unet-zoo`.
 A block that names ``../shared/data/isbi2012`` is skipped when that folder is missing.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests import docs_blocks
-from tests.docs_blocks import Block, PageRun
+from tests.docs_blocks import Block
 
 ALL_BLOCKS = [block for page in docs_blocks.pages() for block in docs_blocks.blocks(page)]
 RUNNABLE = [b for b in ALL_BLOCKS if b.language in docs_blocks.RUN_LANGUAGES and b.mode != "parse-only"]
@@ -40,19 +40,6 @@ def test_parse_only_block_parses(block: Block):
     assert docs_blocks.check_block(block) > 0, f"{block.id}: nothing in this parse-only block could be checked"
 
 
-_pages: dict[str, PageRun] = {}
-
-
-@pytest.fixture
-def page_run(request, tmp_path_factory) -> PageRun:
-    block: Block = request.param
-    key = str(block.page)
-    if key not in _pages:
-        base = tmp_path_factory.mktemp(block.page.stem)
-        _pages[key] = PageRun(block.page, docs_blocks.page_workdir(base))
-    return _pages[key]
-
-
 @pytest.fixture
 def keep_registry():
     """Blocks may register models (docs/models.md); the registry is restored for the tests that follow."""
@@ -66,16 +53,11 @@ def keep_registry():
     registry.PRETRAINED.update(pretrained)
 
 
-@pytest.mark.parametrize(
-    "block, page_run",
-    [pytest.param(b, b, id=b.id, marks=_marks(b)) for b in RUNNABLE],
-    indirect=["page_run"],
-)
-def test_block_runs(block: Block, page_run: PageRun, keep_registry):
-    needs_data = any("../shared/data/isbi2012" in b.code for b in docs_blocks.blocks(block.page) if b.line <= block.line)
-    if needs_data and not (docs_blocks.SHARED / "data" / "isbi2012").is_dir():
-        pytest.skip("this page's blocks read ../shared/data/isbi2012, which is not on this machine")
-    page_run.run_through(block)
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=_marks(b)) for b in RUNNABLE])
+def test_block_runs(block: Block, tmp_path, keep_registry):
+    if "../shared/data/isbi2012" in block.code and not (docs_blocks.SHARED / "data" / "isbi2012").is_dir():
+        pytest.skip("the block reads ../shared/data/isbi2012, which is not on this machine")
+    docs_blocks.run_block(block, docs_blocks.page_workdir(tmp_path), {})
 
 
 def test_parse_only_catches_a_renamed_option():

@@ -84,3 +84,9 @@ def test_parse_only_python_catches_a_renamed_function():
         docs_blocks.check_python("import unet_zoo\nunet_zoo.no_such_function()\n")
     with pytest.raises(AssertionError, match="no_such_name"):
         docs_blocks.check_python("from unet_zoo.data.isbi import no_such_name\n")
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in ALL_BLOCKS if b.language == "toml"])
+def test_toml_block_parses(block: Block):
+    """Recipe snippets are valid TOML (the recipe loader's parser)."""
+    assert docs_blocks.tomllib.loads(block.code)

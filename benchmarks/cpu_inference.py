@@ -88,9 +88,9 @@ def backends(only: list[str] | None) -> dict[str, Callable[[torch.nn.Module], Fo
 def test_image(size: int) -> np.ndarray:
     """A (size, size) uint8 image: ISBI 2012 slices tiled side by side when on this machine, else noise."""
     try:
-        from unet_zoo.data.isbi import read_stack, resolve_data_dir
+        from unet_zoo.data.isbi import find_data_dir, read_stack
 
-        stack = read_stack(resolve_data_dir() / "train-volume.tif")
+        stack = read_stack(find_data_dir() / "train-volume.tif")
         reps = -(-size // stack.shape[-1])
         rows = [np.concatenate(list(stack[(r * reps) % 30 : (r * reps) % 30 + reps]), axis=1) for r in range(reps)]
         return np.ascontiguousarray(np.concatenate(rows, axis=0)[:size, :size])

@@ -92,21 +92,23 @@ def _runtime_choices_fixed(request, monkeypatch, tmp_path_factory):
     monkeypatch.setattr(measured, "measure_inference_paths", ranked)
 
 
-def _isbi_dir() -> Path | None:
-    candidates = [os.environ.get("UNET_ZOO_DATA_DIR"), REPO_ROOT.parent / "shared" / "data" / "isbi2012"]
-    for c in candidates:
-        if c and (Path(c) / "train-volume.tif").is_file():
-            return Path(c)
-    return None
+# The tests find the ISBI 2012 folder the way the package does (`unet_zoo.data.isbi.find_data_dir`: an argument,
+# else $UNET_ZOO_DATA_DIR, else the cache). On the developers' machines the data sits at ../shared/data/isbi2012:
+# when $UNET_ZOO_DATA_DIR is unset and that folder exists, it is set here, as `.ci/run` does.
+_SHARED_ISBI = REPO_ROOT.parent / "shared" / "data" / "isbi2012"
+if not os.environ.get("UNET_ZOO_DATA_DIR") and (_SHARED_ISBI / "train-volume.tif").is_file():
+    os.environ["UNET_ZOO_DATA_DIR"] = str(_SHARED_ISBI)
 
 
 @pytest.fixture(scope="session")
 def isbi_dir() -> Path:
-    """The real ISBI 2012 folder; skips the test when it is not on this machine."""
-    path = _isbi_dir()
-    if path is None:
-        pytest.skip("ISBI 2012 data not found: set UNET_ZOO_DATA_DIR or place it at ../shared/data/isbi2012")
-    return path
+    """The real ISBI 2012 folder (`find_data_dir()`); skips the test, saying how to get it, when it is not here."""
+    from unet_zoo.data.isbi import DatasetNotFoundError, find_data_dir
+
+    try:
+        return find_data_dir()
+    except DatasetNotFoundError as err:
+        pytest.skip(f"ISBI 2012 data not found: {err}")
 
 
 @pytest.fixture

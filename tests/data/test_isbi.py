@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from unet_zoo.data import isbi as data
-from unet_zoo.data.isbi import DatasetNotFoundError, load_isbi, resolve_data_dir, split_slices
+from unet_zoo.data.isbi import DatasetNotFoundError, find_data_dir, load_isbi, resolve_data_dir, split_slices
 
 
 def write_isbi(folder: Path, rng: np.random.Generator, test: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +33,39 @@ def test_resolve_data_dir_order(tmp_path, monkeypatch):
     assert resolve_data_dir() == tmp_path / "env"
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
+
+
+def _touch_isbi(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in data.REQUIRED_FILES:
+        (folder / name).write_bytes(b"")
+    return folder
+
+
+def test_find_data_dir_argument_then_env_then_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = _touch_isbi(tmp_path / "xdg" / "unet_zoo" / "isbi2012")
+    env, arg = _touch_isbi(tmp_path / "env"), _touch_isbi(tmp_path / "arg")
+    assert find_data_dir() == cache
+    monkeypatch.setenv(data.ENV_VAR, str(env))
+    assert find_data_dir() == env
+    assert find_data_dir(arg) == arg and find_data_dir(str(arg)) == arg
+    (env / "train-labels.tif").unlink()
+    with pytest.raises(DatasetNotFoundError, match="train-labels.tif not found in"):
+        find_data_dir()  # the variable names a folder: it is used, never silently passed over for the cache
+
+
+def test_find_data_dir_error_says_all_three_ways(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with pytest.raises(DatasetNotFoundError) as info:
+        find_data_dir()
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in ("--data-dir", data.ENV_VAR, str(tmp_path / "xdg" / "unet_zoo" / "isbi2012"), "unet-zoo data download isbi"):
+        assert needle in message
+    assert message.index("--data-dir") < message.index(data.ENV_VAR) < message.index("cache folder")
 
 
 def test_load_synthetic(tmp_path, rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError, resolve_data_dir
+from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError
 from unet_zoo.napari._sample_data import isbi_sections
 
 
@@ -15,20 +15,17 @@ def test_missing_data_says_where_to_put_it_and_how_to_download_it(tmp_path, monk
         isbi_sections()
     message = str(raised.value)
     assert str(tmp_path / "nowhere") in message and "unet-zoo data download isbi" in message and ENV_VAR in message
+    assert "--data-dir" in message and "cache" in message
 
 
-def test_sections_from_the_data_folder():
-    if not (resolve_data_dir() / "train-volume.tif").is_file():
-        pytest.skip(f"ISBI 2012 data not found: set {ENV_VAR} or run `unet-zoo data download isbi`")
+def test_sections_from_the_data_folder(isbi_dir):
     (image, image_meta, kind), (labels, label_meta, label_kind) = isbi_sections()
     assert (kind, label_kind) == ("image", "labels")
     assert image.shape == labels.shape == (6, 512, 512) and image.dtype == np.uint8
     assert set(np.unique(labels)) == {0, 1} and not label_meta["visible"]
 
 
-def test_opens_from_napari_file_menu_entry(make_napari_viewer):
-    if not (resolve_data_dir() / "train-volume.tif").is_file():
-        pytest.skip(f"ISBI 2012 data not found: set {ENV_VAR} or run `unet-zoo data download isbi`")
+def test_opens_from_napari_file_menu_entry(make_napari_viewer, isbi_dir):
     viewer = make_napari_viewer()
     viewer.open_sample("unet-zoo", "isbi2012")
     assert [layer.name for layer in viewer.layers] == ["ISBI 2012 sections 24-29", "ISBI 2012 membranes (ground truth)"]

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from unet_zoo.cli.app import ZooTyper, app, console, fail
-from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError, describe, download_isbi, resolve_data_dir
+from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError, describe, download_isbi, find_data_dir, resolve_data_dir
 from unet_zoo.utils.files import check_output_path
 
 data_app = ZooTyper(help="The ISBI 2012 EM data: download it, see where it is and what it holds.", no_args_is_help=True)
@@ -112,8 +112,12 @@ def info_command(
             f"{split['train'][0]}..{split['train'][-1]}, validation slices {split['validation'][0]}..{split['validation'][-1]}"
         )
     if not info["ready"]:
+        try:
+            find_data_dir(data_dir)
+        except DatasetNotFoundError as err:
+            raise fail(str(err), code=1) from None
         raise fail(
-            f"ISBI 2012 is not ready in {info['data_dir']}: put train-volume.tif and train-labels.tif there, "
-            "pass --data-dir / set UNET_ZOO_DATA_DIR, or run `unet-zoo data download isbi`.",
+            f"ISBI 2012 is not ready in {info['data_dir']}: a file is broken (see the table above); "
+            "run `unet-zoo data download isbi --force` or replace it.",
             code=1,
         )

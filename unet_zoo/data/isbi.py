@@ -113,10 +113,34 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 def _how_to_fix(folder: Path) -> str:
     return (
-        f"Put {', '.join(REQUIRED_FILES)} (and optionally {TEST_VOLUME}) in {folder}, "
-        f"or point to the folder that holds them with --data-dir / the environment variable {ENV_VAR}, "
-        "or fetch them with `unet-zoo data download isbi`."
+        f"The data folder is the --data-dir option (the data_dir argument), else the environment variable "
+        f"{ENV_VAR}, else the cache folder {default_cache_dir()}: put {', '.join(REQUIRED_FILES)} "
+        f"(and optionally {TEST_VOLUME}) in {folder} or in a folder you name one of those ways, "
+        "or run `unet-zoo data download isbi` to fetch them into the cache folder."
     )
+
+
+def find_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The ISBI 2012 folder that holds the data: `resolve_data_dir(data_dir)`, checked.
+
+    The one way every part of unet_zoo finds the data: `data_dir` if given, else $UNET_ZOO_DATA_DIR, else
+    `default_cache_dir()` (where `unet-zoo data download isbi` puts it). Returns the folder when it holds
+    train-volume.tif and train-labels.tif; raises DatasetNotFoundError (a FileNotFoundError) naming the
+    folder, the missing files and all three ways to point at the data otherwise.
+    """
+    folder = resolve_data_dir(data_dir)
+    if folder.exists() and not folder.is_dir():
+        given = "--data-dir" if data_dir not in (None, "") else (f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the default")
+        raise DatasetNotFoundError(
+            f"ISBI 2012 data folder {folder} (from {given}) is a file, not a folder: point {given} at the folder "
+            f"that holds {', '.join(REQUIRED_FILES)}"
+        )
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"ISBI 2012 data folder {folder} does not exist. {_how_to_fix(folder)}")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DatasetNotFoundError(f"{', '.join(missing)} not found in {folder}. {_how_to_fix(folder)}")
+    return folder
 
 
 _DAMAGE_WORDS = ("invalid page offset", "corrupt", "truncat", "failed to read")
@@ -181,25 +205,14 @@ def read_stack(path: str | Path, *, labels: bool = False) -> np.ndarray:
 
 
 def load_isbi(data_dir: str | Path | None = None) -> IsbiData:
-    """Load ISBI 2012 from `data_dir` (see `resolve_data_dir`), validating every file.
+    """Load ISBI 2012 from `data_dir` (found by `find_data_dir`), validating every file.
 
     Returns IsbiData with images (30, 512, 512) uint8, labels (30, 512, 512) uint8 in {0, 1}
     (1 = cell, 0 = membrane) and test_images (or None if test-volume.tif is absent).
     Raises DatasetNotFoundError (a FileNotFoundError) for a missing folder or file, ValueError for a
     broken one; both messages name the file and say what to do.
     """
-    folder = resolve_data_dir(data_dir)
-    if folder.exists() and not folder.is_dir():
-        given = "--data-dir" if data_dir not in (None, "") else (f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the default")
-        raise DatasetNotFoundError(
-            f"ISBI 2012 data folder {folder} (from {given}) is a file, not a folder: point {given} at the folder "
-            f"that holds {', '.join(REQUIRED_FILES)}"
-        )
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"ISBI 2012 data folder {folder} does not exist. {_how_to_fix(folder)}")
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    if missing:
-        raise DatasetNotFoundError(f"{', '.join(missing)} not found in {folder}. {_how_to_fix(folder)}")
+    folder = find_data_dir(data_dir)
     images = read_stack(folder / TRAIN_VOLUME)
     labels = (read_stack(folder / TRAIN_LABELS, labels=True) > 0).astype(np.uint8)
     test = read_stack(folder / TEST_VOLUME) if (folder / TEST_VOLUME).is_file() else None
@@ -420,6 +433,7 @@ __all__ = [
     "describe",
     "download_isbi",
     "file_sha256",
+    "find_data_dir",
     "load_isbi",
     "pixel_sha256",
     "read_stack",

@@ -326,6 +326,31 @@ def predict_tiled(
     Returns:
         (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
     """
+    total: np.ndarray | None = None
+    views = 0
+    for probs in _view_probabilities(
+        model, image, tile, batch_size, device, tta, normalise, amp, forward, progress, precision
+    ):
+        total = probs if total is None else total + probs
+        views += 1
+    assert total is not None  # at least one view
+    return np.ascontiguousarray(total / views, dtype=np.float32)
+
+
+def _view_probabilities(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None,
+    batch_size: int,
+    device: str | torch.device | None,
+    tta: bool,
+    normalise: Normalise,
+    amp: bool,
+    forward: Forward | None,
+    progress: Progress | None,
+    precision: Precision | None,
+) -> Iterator[np.ndarray]:
+    """The (C, H, W) float32 probabilities of each TTA view (8 with `tta`, else 1), mapped back to the image."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     in_channels = int(getattr(model, "in_channels", 1))
@@ -336,7 +361,6 @@ def predict_tiled(
     prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
-        total: np.ndarray | None = None
         for index, (k, flip) in enumerate(transforms):
             view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
             side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
@@ -346,11 +370,34 @@ def predict_tiled(
             probs = np.rot90(probs, -k, axes=(1, 2))
             if flip:
                 probs = probs[..., ::-1]
-            total = probs.astype(np.float32) if total is None else total + probs
-        assert total is not None  # at least one view
-        return np.ascontiguousarray(total / len(transforms), dtype=np.float32)
+            yield probs.astype(np.float32)
     finally:
         model.train(was_training)
+
+
+def predict_uncertainty(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    normalise: Normalise = "auto",
+    forward: Forward | None = None,
+    progress: Progress | None = None,
+    precision: Precision | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_tiled` with TTA plus where its 8 views disagree: a map of where to label next.
+
+    Returns ((C, H, W) float32 probabilities averaged over the 8 rotations/flips, as ``predict_tiled(...,
+    tta=True)``; (H, W) float32 uncertainty: the standard deviation over the views of the probability of the
+    last class (P(cell) for the zoo's EM models), 0 where every view agrees, at most 0.5).
+    Arguments as `predict_tiled`."""
+    views = list(
+        _view_probabilities(model, image, tile, batch_size, device, True, normalise, False, forward, progress, precision)
+    )
+    stack = np.stack(views)  # (8, C, H, W)
+    mean = np.ascontiguousarray(stack.mean(axis=0), dtype=np.float32)
+    return mean, np.ascontiguousarray(stack[:, -1].std(axis=0), dtype=np.float32)
 
 
 def predict_stack(
@@ -376,4 +423,4 @@ def predict_stack(
     return np.stack(slices)
 
 
-__all__ = ["choose_tile", "inference_settings", "normalise_image", "predict_stack", "predict_tiled"]
+__all__ = ["choose_tile", "inference_settings", "normalise_image", "predict_stack", "predict_tiled", "predict_uncertainty"]

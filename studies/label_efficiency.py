@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 BASE_SLICES = list(range(0, 18))
@@ -91,7 +92,244 @@ def vars_of(args: argparse.Namespace) -> dict[str, Any]:
     return {"base_channels": args.base_channels, "base_steps": args.base_steps, "threads": torch.get_num_threads()}
 
 
-STAGES = {"base": train_base}
+# --- the target: ISBI 2012 made to look like another microscope --------------------------------------------
+
+
+def shift_images(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, H, W) uint8 images and 1 = cell labels -> the shifted target (`SHIFT`): 2x downscale (8 nm/px; labels
+    cell only where all four 4-nm pixels are cell), grey values to the power `gamma`, Gaussian noise."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_study", Path(__file__).parents[1] / "benchmarks/finetune_study.py")
+    assert spec is not None and spec.loader is not None
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    small, cells = study.downscale(images, labels, SHIFT["factor"])
+    rng = np.random.default_rng(SHIFT["seed"])
+    values = 255.0 * (small / 255.0) ** SHIFT["gamma"] + rng.normal(0, SHIFT["noise_std"], small.shape)
+    return np.clip(np.round(values), 0, 255).astype(np.uint8), cells
+
+
+def target(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Slices 18-29, shifted; cached in target.npz (arrays keyed by slice number ``images`` / ``cells``)."""
+    path = args.out / "target.npz"
+    if not path.is_file():
+        from unet_zoo.data.isbi import load_isbi
+
+        data = load_isbi(args.data_dir)
+        idx = TUNING_SLICES + HELD_OUT_SLICES
+        images, cells = shift_images(data.images[idx], data.labels[idx])
+        np.savez_compressed(path, images=images, cells=cells, slices=np.array(idx))
+    stored = np.load(path)
+    return {k: stored[k] for k in stored.files}
+
+
+def _rows(stored: dict[str, np.ndarray], slices: list[int]) -> list[int]:
+    return [int(np.nonzero(stored["slices"] == s)[0][0]) for s in slices]
+
+
+USER_NM = 4.0 * SHIFT["factor"]
+
+
+# --- uncertainty: where the base model's errors lie ------------------------------------------------------------
+
+
+def error_share(probs: np.ndarray, cells: np.ndarray, uncertainty: np.ndarray, top: float = 0.1) -> dict[str, float]:
+    """Share of the error pixels (P(cell) >= 0.5 disagreeing with the labels) among the `top` most uncertain pixels."""
+    errors = (probs >= 0.5) != (cells > 0)
+    cut = np.quantile(uncertainty, 1 - top)
+    most = uncertainty >= cut
+    return {
+        "error_rate": float(errors.mean()),
+        "share_of_errors_in_top": float(errors[most].sum() / max(errors.sum(), 1)),
+        "top": top,
+        "error_rate_in_top": float(errors[most].mean()),
+    }
+
+
+def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None, tag: str = "tuning") -> dict[str, Any]:
+    """The base model's TTA uncertainty on shifted slices (default 18-23): share of its errors in the most uncertain
+    10%, for the TTA spread (std of P(cell) over the 8 views) and, for comparison, the entropy of the mean."""
+    import unet_zoo
+    from unet_zoo.inference.rescale import uncertainty_at_pixel_size
+
+    slices = slices or TUNING_SLICES
+    cache = args.out / f"uncertainty-{tag}.npz"
+    stored = target(args)
+    rows = _rows(stored, slices)
+    images, cells = stored["images"][rows], stored["cells"][rows]
+    if not cache.is_file():
+        model = unet_zoo.from_pretrained(str(args.out / "base"))
+        probs, spread = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
+        np.savez_compressed(cache, probs=probs[:, 1], spread=spread, slices=np.array(slices))
+    data = np.load(cache)
+    p = data["probs"]
+    entropy = -(p * np.log(np.clip(p, 1e-6, 1)) + (1 - p) * np.log(np.clip(1 - p, 1e-6, 1)))
+    result = {
+        "slices": slices,
+        "tta_spread": error_share(p, cells, data["spread"]),
+        "entropy_of_mean": error_share(p, cells, entropy),
+    }
+    _store(args.out / "results.json", {f"uncertainty_{tag}": result})
+    print(f"uncertainty on {tag} slices: {json.dumps(result)}", flush=True)
+    return result
+
+
+# --- fine-tunes ------------------------------------------------------------------------------------------------
+
+COUNTS = (5, 10, 20, 50)
+STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
+
+
+def variants() -> dict[str, dict[str, Any]]:
+    """name -> how the fine-tune is made. All: 300 steps, bf16, --pixel-size 8; held out: dense slices 20-23
+    (tuning) unless ``own_holdout`` (the default: a part of the two slices)."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in COUNTS:
+        out[f"random-{n}"] = {"labels": "strokes", "count": n, "placement": "random"}
+        out[f"uncertain-{n}"] = {"labels": "strokes", "count": n, "placement": "uncertainty"}
+    out["dense-default"] = {"labels": "dense", "own_holdout": True}
+    out["dense"] = {"labels": "dense"}
+    out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0}}
+    out["random-20-own-holdout"] = {"labels": "strokes", "count": 20, "placement": "random", "own_holdout": True}
+    return out
+
+
+def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.ndarray:
+    """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice."""
+    from unet_zoo.finetuning.strokes import draw_strokes
+
+    stored = target(args)
+    cells = stored["cells"][_rows(stored, STROKE_SLICES)]
+    priority = None
+    if placement == "uncertainty":
+        data = np.load(args.out / "uncertainty-tuning.npz")
+        priority = data["spread"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
+    return draw_strokes(cells, count, rng=count, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
+
+
+def finetune_stage(args: argparse.Namespace) -> None:
+    """Every variant (or --only), 300 steps bf16 each; resumable per variant."""
+    import unet_zoo
+    from unet_zoo.training.recipes import load_recipe
+    from unet_zoo.training.trainer import TimeLimitReached
+
+    stored = target(args)
+    images = stored["images"][_rows(stored, STROKE_SLICES)]
+    val_rows = _rows(stored, TUNING_SCORED)
+    wanted = args.only.split(",") if args.only else list(variants())
+    started = time.perf_counter()
+    for name in wanted:
+        spec = variants()[name]
+        folder = args.out / "ft" / name
+        if (folder / "finetune.json").is_file():
+            continue
+        if spec["labels"] == "strokes":
+            labels = stroke_labels(args, spec["count"], spec["placement"])
+            form = "scribbles"
+        else:
+            labels = stored["cells"][_rows(stored, STROKE_SLICES)]
+            form = "binary"
+        recipe = load_recipe("finetune").with_overrides(
+            train={"precision": "bf16"}, **({"loss": spec["loss"]} if "loss" in spec else {})
+        )
+        run_dir = args.out / "ft" / f"{name}-run"
+        val = (
+            {} if spec.get("own_holdout") else {"val_images": stored["images"][val_rows], "val_labels": stored["cells"][val_rows]}
+        )
+        begin = time.perf_counter()
+        try:
+            result = unet_zoo.finetune(
+                str(args.out / "base"),
+                images,
+                labels,
+                folder,
+                label_form=form,  # type: ignore[arg-type]
+                pixel_size=USER_NM,
+                recipe=recipe,
+                device="cpu",
+                overwrite=True,
+                run_dir=run_dir,
+                resume=run_dir if (run_dir / "checkpoint.safetensors").is_file() else None,
+                time_limit=args.time_limit * 60,
+                steps=args.finetune_steps,
+                **val,
+            )
+        except TimeLimitReached as err:
+            print(f"{name}: {err}; rerun to continue", flush=True)
+            raise SystemExit(3) from err
+        record = {
+            "spec": spec,
+            "labelled_share": float((labels > 0).mean()) if form == "scribbles" else 1.0,
+            "labelled_pixels": int((labels > 0).sum()) if form == "scribbles" else int(labels.size),
+            "held_out": result.held_out,
+            "before": {k: v for k, v in result.before.items() if isinstance(v, (int, float))},
+            "after": {k: v for k, v in result.after.items() if isinstance(v, (int, float))},
+            "before_cells": {k: result.before.get("segmentation", {}).get(k) for k in ("rand_error", "vinfo")},
+            "after_cells": {k: result.after.get("segmentation", {}).get(k) for k in ("rand_error", "vinfo")},
+            "seconds": round(time.perf_counter() - begin, 1),
+            "train_seconds": round(result.train_result.seconds, 1),
+        }
+        _store(args.out / "results.json", {f"finetune_{name}": record})
+        print(f"{name}: {json.dumps(record)} ({time.perf_counter() - started:.0f} s in all)", flush=True)
+
+
+# --- held-out slices 24-29, scored once --------------------------------------------------------------------
+
+
+def score_cells(model: Any, images: np.ndarray, cells: np.ndarray) -> dict[str, float]:
+    """Thresholded and segmented scores of `model` on shifted (S, H, W) images predicted with --pixel-size 8."""
+    from unet_zoo.evaluation.metrics import isbi_scores, segmentation_scores
+    from unet_zoo.inference.rescale import predict_at_pixel_size
+    from unet_zoo.segmentation import checkpoint_params, segment_probabilities
+
+    probs = predict_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
+    thr = isbi_scores(probs[:, 1], cells, warping=False)
+    seg = segmentation_scores(np.stack([segment_probabilities(p, checkpoint_params(model)) for p in probs]), cells)
+    return {
+        "cells_rand_error": seg["rand_error"],
+        "cells_vinfo": seg["vinfo"],
+        "threshold_rand_error": thr["rand_error"],
+        "pixel_error": thr["pixel_error"],
+    }
+
+
+def heldout_stage(args: argparse.Namespace) -> None:
+    """The base and every finished fine-tune on shifted slices 24-29 (each scored once), and the uncertainty share."""
+    import unet_zoo
+
+    stored = target(args)
+    rows = _rows(stored, HELD_OUT_SLICES)
+    images, cells = stored["images"][rows], stored["cells"][rows]
+    results = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").is_file() else {}
+    scores = dict(results.get("heldout", {}))
+    names = ["base"] + [n for n in variants() if (args.out / "ft" / n / "finetune.json").is_file()]
+    for name in names:
+        if name in scores:
+            continue
+        model = unet_zoo.from_pretrained(str(args.out / ("base" if name == "base" else f"ft/{name}")))
+        scores[name] = score_cells(model, images, cells)
+        _store(args.out / "results.json", {"heldout": scores})
+        print(f"held-out {name}: {json.dumps(scores[name])}", flush=True)
+    if "uncertainty_heldout" not in results:
+        uncertainty_stage(args, HELD_OUT_SLICES, "heldout")
+
+
+def all_stages(args: argparse.Namespace) -> None:
+    train_base(args)
+    target(args)
+    uncertainty_stage(args)
+    finetune_stage(args)
+
+
+STAGES = {
+    "base": train_base,
+    "target": target,
+    "uncert": uncertainty_stage,
+    "finetune": finetune_stage,
+    "heldout": heldout_stage,
+    "all": all_stages,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-steps", type=int, default=900)
     parser.add_argument("--time-limit", type=float, default=55.0, help="minutes per session of a training stage")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--only", default="", help="finetune: comma-separated variant names (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

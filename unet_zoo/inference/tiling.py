@@ -328,9 +328,7 @@ def predict_tiled(
     """
     total: np.ndarray | None = None
     views = 0
-    for probs in _view_probabilities(
-        model, image, tile, batch_size, device, tta, normalise, amp, forward, progress, precision
-    ):
+    for probs in _view_probabilities(model, image, tile, batch_size, device, tta, normalise, amp, forward, progress, precision):
         total = probs if total is None else total + probs
         views += 1
     assert total is not None  # at least one view

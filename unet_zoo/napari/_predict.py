@@ -17,7 +17,7 @@ from torch import nn
 
 from unet_zoo.exporters.sessions import fastest_cpu_forward, onnxruntime_forward
 from unet_zoo.hub.loading import load_model
-from unet_zoo.inference.tiling import Forward, predict_tiled
+from unet_zoo.inference.tiling import Forward, predict_tiled, predict_uncertainty
 from unet_zoo.segmentation import checkpoint_params, segment
 
 from ._choices import BACKENDS
@@ -45,13 +45,15 @@ class LoadedModel:
 
 @dataclass
 class Prediction:
-    """The output layers' data: P(membrane) (..., H, W) float32 and, when asked, labels (..., H, W) uint32, for
-    the sections `first` onwards (all leading indices 0 when the whole stack was predicted)."""
+    """The output layers' data: P(membrane) (..., H, W) float32 and, when asked, labels (..., H, W) uint32 and the
+    TTA uncertainty (..., H, W) float32, for the sections `first` onwards (all leading indices 0 when the whole
+    stack was predicted)."""
 
     membrane: np.ndarray
     labels: np.ndarray | None
     first: Index
     metadata: dict[str, Any]
+    uncertainty: np.ndarray | None = None
 
 
 def check_image(data: Any, rgb: bool = False) -> None:
@@ -129,6 +131,7 @@ def predict_sections(
     tta: bool = False,
     tile: int | None = None,
     segment_cells: bool = False,
+    uncertainty: bool = False,
     progress: SectionProgress | None = None,
 ) -> Prediction:
     """P(membrane) (channel 0 of `predict_tiled`) and, with `segment_cells`, cells (`unet_zoo.segment` with the
@@ -137,7 +140,9 @@ def predict_sections(
     Every listed section: the outputs have `data`'s shape. One section: the outputs have shape (1, ..., 1, H, W)
     and `first` says which section it is. Cell IDs are unique across the sections (each section's are offset by
     the largest ID before it). `progress(section, sections, tiles done, tiles)` is called after each batch of
-    tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there.
+    tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there. `uncertainty`: also where the
+    8 TTA views disagree (`unet_zoo.inference.tiling.predict_uncertainty`; implies `tta`), a map of where to
+    paint next.
     """
     height, width = (int(s) for s in data.shape[-2:])
     lead = tuple(int(s) for s in data.shape[:-2])
@@ -145,13 +150,20 @@ def predict_sections(
     out_lead = lead if whole else (1,) * len(lead)
     membrane = np.zeros((*out_lead, height, width), dtype=np.float32)
     labels = np.zeros((*out_lead, height, width), dtype=np.uint32) if segment_cells else None
+    spread = np.zeros((*out_lead, height, width), dtype=np.float32) if uncertainty else None
+    tta = tta or uncertainty
     params = checkpoint_params(loaded.model)
     next_id = 0
     for number, index in enumerate(indices):
         image = np.asarray(data[index]) if index else np.asarray(data)
         report = None if progress is None else (lambda done, total, number=number: progress(number, len(indices), done, total))
-        probs = predict_tiled(loaded.model, image, tile=tile, tta=tta, batch_size=1, forward=loaded.forward, progress=report)
         target = index if whole else (0,) * len(lead)
+        if spread is not None:
+            probs, spread[target] = predict_uncertainty(
+                loaded.model, image, tile=tile, batch_size=1, forward=loaded.forward, progress=report
+            )
+        else:
+            probs = predict_tiled(loaded.model, image, tile=tile, tta=tta, batch_size=1, forward=loaded.forward, progress=report)
         membrane[target] = probs[0]
         if labels is not None:
             cells = segment(probs, params=params)
@@ -167,7 +179,7 @@ def predict_sections(
         }
     }
     first = (0,) * len(lead) if whole else indices[0]
-    return Prediction(membrane, labels, first, metadata)
+    return Prediction(membrane, labels, first, metadata, spread)
 
 
 __all__ = ["Cancelled", "LoadedModel", "Prediction", "check_image", "load", "predict_sections", "provenance", "section_indices"]

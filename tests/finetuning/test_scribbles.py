@@ -90,6 +90,7 @@ def test_scribble_scores_count_only_labelled_pixels():
     assert scores["membrane_accuracy"] == 0.0 and scores["cell_accuracy"] == 1.0 and scores["stroke_accuracy"] == 0.5
 
 
+@pytest.mark.slow
 def test_finetune_on_strokes_from_arrays_scores_held_out_strokes(cells_and_strokes, base, tmp_path):
     images, _, strokes = cells_and_strokes
     notes: list[str] = []
@@ -110,6 +111,7 @@ def test_finetune_on_strokes_from_arrays_scores_held_out_strokes(cells_and_strok
     assert unet_zoo.from_pretrained(str(tmp_path / "out")).model_name == "small"
 
 
+@pytest.mark.slow
 def test_dense_held_out_labels_with_strokes_give_evaluate_scores(cells_and_strokes, base, tmp_path):
     images, cells, strokes = cells_and_strokes
     result = unet_zoo.finetune(
@@ -163,6 +165,7 @@ def test_scribbles_resampled_to_the_model_pixel_size_stay_strokes(cells_and_stro
     assert set(np.unique(pairs.labels[pairs.labelled])) == {0, 1}
 
 
+@pytest.mark.slow
 def test_napari_strokes_helper_writes_only_the_model_folder(cells_and_strokes, base, tmp_path):
     from unet_zoo.napari._finetune import finetune_on_strokes
 

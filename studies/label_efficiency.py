@@ -147,9 +147,23 @@ def error_share(probs: np.ndarray, cells: np.ndarray, uncertainty: np.ndarray, t
     }
 
 
+def _view_spread(model: Any, images: np.ndarray) -> np.ndarray:
+    """(S, H, W) std of P(cell) over the 8 TTA views, images at 8 nm/px predicted at 4 nm/px (the alternative map)."""
+    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities
+    from unet_zoo.inference.tiling import _view_probabilities
+
+    factor = USER_NM / 4.0
+    spreads = []
+    for image in rescale_stack(images, factor):
+        views = np.stack([v[1] for v in _view_probabilities(model, image, None, 2, "cpu", True, "auto", False, None, None, None)])
+        spreads.append(views.std(axis=0))
+    return resize_probabilities(np.stack(spreads)[:, None], images.shape[-2:])[:, 0]
+
+
 def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None, tag: str = "tuning") -> dict[str, Any]:
     """The base model's TTA uncertainty on shifted slices (default 18-23): share of its errors in the most uncertain
-    10%, for the TTA spread (std of P(cell) over the 8 views) and, for comparison, the entropy of the mean."""
+    10%, for the spread of the 8 views (std of P(cell)) and the entropy of their mean (`predict_uncertainty`'s map,
+    chosen on slices 18-23 because it found more of the errors)."""
     import unet_zoo
     from unet_zoo.inference.rescale import uncertainty_at_pixel_size
 
@@ -160,8 +174,8 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
     images, cells = stored["images"][rows], stored["cells"][rows]
     if not cache.is_file():
         model = unet_zoo.from_pretrained(str(args.out / "base"))
-        probs, spread = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
-        np.savez_compressed(cache, probs=probs[:, 1], spread=spread, slices=np.array(slices))
+        probs, _ = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
+        np.savez_compressed(cache, probs=probs[:, 1], spread=_view_spread(model, images), slices=np.array(slices))
     data = np.load(cache)
     p = data["probs"]
     entropy = -(p * np.log(np.clip(p, 1e-6, 1)) + (1 - p) * np.log(np.clip(1 - p, 1e-6, 1)))
@@ -202,9 +216,12 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.nd
     stored = target(args)
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
     priority = None
-    if placement == "uncertainty":
+    if placement == "uncertainty":  # the map `predict --uncertainty` writes: entropy of the TTA mean
+        from unet_zoo.inference.tiling import entropy_map
+
         data = np.load(args.out / "uncertainty-tuning.npz")
-        priority = data["spread"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
+        p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
+        priority = entropy_map(np.stack([1 - p, p]))
     return draw_strokes(cells, count, rng=count, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
 
 

@@ -1,4 +1,4 @@
-"""Where the 8 test-time augmentation views disagree: `predict_uncertainty` and `predict --uncertainty`."""
+"""Where the model is unsure, from the 8 test-time augmentation views: `predict_uncertainty`, `predict --uncertainty`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import unet_zoo
 from unet_zoo.cli import app
 from unet_zoo.inference.rescale import uncertainty_at_pixel_size
-from unet_zoo.inference.tiling import predict_tiled, predict_uncertainty
+from unet_zoo.inference.tiling import entropy_map, predict_tiled, predict_uncertainty
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,24 @@ def _views(model, image):
     return np.stack(views)
 
 
-def test_uncertainty_is_the_spread_of_the_eight_views(model):
+def test_uncertainty_is_the_entropy_of_the_mean_of_the_eight_views(model):
     image = np.random.default_rng(0).random((40, 56), dtype=np.float32)
     probs, spread = predict_uncertainty(model, image)
     np.testing.assert_allclose(probs, predict_tiled(model, image, tta=True), atol=1e-5)
-    views = _views(model, image)
-    np.testing.assert_allclose(spread, views[:, 1].std(axis=0), atol=1e-5)
+    p = _views(model, image)[:, 1].mean(axis=0)
+    entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    np.testing.assert_allclose(spread, entropy, atol=1e-4)
     assert spread.shape == image.shape and spread.dtype == np.float32
-    assert spread.max() > 1e-4 and spread.max() <= 0.5  # an untrained model's views disagree
+    assert 0 <= spread.min() and spread.max() <= 1
+
+
+def test_entropy_map_is_zero_when_certain_and_one_when_split():
+    certain = np.array([[1.0, 0.0], [0.0, 1.0]])  # (C=2, 2 pixels)
+    split = np.full((2, 2), 0.5)
+    np.testing.assert_allclose(entropy_map(certain), 0.0, atol=1e-6)
+    np.testing.assert_allclose(entropy_map(split), 1.0, atol=1e-6)
+    three = np.full((3, 1), 1 / 3)
+    np.testing.assert_allclose(entropy_map(three), 1.0, atol=1e-6)
 
 
 def test_uncertainty_at_another_pixel_size_comes_back_on_the_input_grid(model):

@@ -35,7 +35,7 @@ def _widget_for(viewer, model_dir) -> SegmentWidget:
     return widget
 
 
-def test_uncertainty_layer_is_the_tta_spread(make_napari_viewer, qtbot, tiny_model_dir, errors):
+def test_uncertainty_layer_is_predict_uncertainty(make_napari_viewer, qtbot, tiny_model_dir, errors):
     viewer = make_napari_viewer()
     image = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
     viewer.add_image(image, name="em")

@@ -169,8 +169,8 @@ def predict_command(
     uncertainty: bool = typer.Option(
         False,
         "--uncertainty",
-        help="also write <stem>_uncertainty.tif: where the 8 rotations/flips disagree (std of P(cell)), a map of "
-        "where to label next; implies --tta",
+        help="also write <stem>_uncertainty.tif: entropy of the probabilities averaged over the 8 rotations/flips "
+        "(0 = sure, 1 = split), a map of where to label next; implies --tta",
     ),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
     backend: str = typer.Option(

@@ -384,18 +384,30 @@ def predict_uncertainty(
     progress: Progress | None = None,
     precision: Precision | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`predict_tiled` with TTA plus where its 8 views disagree: a map of where to label next.
+    """`predict_tiled` with TTA plus a map of where the model is unsure: where to label next.
 
     Returns ((C, H, W) float32 probabilities averaged over the 8 rotations/flips, as ``predict_tiled(...,
-    tta=True)``; (H, W) float32 uncertainty: the standard deviation over the views of the probability of the
-    last class (P(cell) for the zoo's EM models), 0 where every view agrees, at most 0.5).
-    Arguments as `predict_tiled`."""
-    views = list(
-        _view_probabilities(model, image, tile, batch_size, device, True, normalise, False, forward, progress, precision)
-    )
-    stack = np.stack(views)  # (8, C, H, W)
-    mean = np.ascontiguousarray(stack.mean(axis=0), dtype=np.float32)
-    return mean, np.ascontiguousarray(stack[:, -1].std(axis=0), dtype=np.float32)
+    tta=True)``; (H, W) float32 uncertainty: the entropy of that averaged class distribution divided by log(C),
+    0 where every view is certain of one class, 1 where the averaged views are split evenly). Measured on
+    shifted ISBI 2012 slices, it held more of a model's errors in its top 10% than the spread of the 8 views
+    (docs/finetune.md). Arguments as `predict_tiled`."""
+    total: np.ndarray | None = None
+    views = 0
+    for probs in _view_probabilities(
+        model, image, tile, batch_size, device, True, normalise, False, forward, progress, precision
+    ):
+        total = probs if total is None else total + probs
+        views += 1
+    assert total is not None  # at least one view
+    mean = np.ascontiguousarray(total / views, dtype=np.float32)
+    return mean, entropy_map(mean)
+
+
+def entropy_map(probs: np.ndarray) -> np.ndarray:
+    """(C, ...) class probabilities -> (...) float32 entropy / log(C), in [0, 1]."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=0) / np.log(max(p.shape[0], 2))
+    return np.clip(entropy, 0.0, 1.0).astype(np.float32)
 
 
 def predict_stack(
@@ -421,4 +433,12 @@ def predict_stack(
     return np.stack(slices)
 
 
-__all__ = ["choose_tile", "inference_settings", "normalise_image", "predict_stack", "predict_tiled", "predict_uncertainty"]
+__all__ = [
+    "choose_tile",
+    "entropy_map",
+    "inference_settings",
+    "normalise_image",
+    "predict_stack",
+    "predict_tiled",
+    "predict_uncertainty",
+]

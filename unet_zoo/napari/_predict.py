@@ -141,8 +141,8 @@ def predict_sections(
     and `first` says which section it is. Cell IDs are unique across the sections (each section's are offset by
     the largest ID before it). `progress(section, sections, tiles done, tiles)` is called after each batch of
     tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there. `uncertainty`: also where the
-    8 TTA views disagree (`unet_zoo.inference.tiling.predict_uncertainty`; implies `tta`), a map of where to
-    paint next.
+    model is unsure (`unet_zoo.inference.tiling.predict_uncertainty`: entropy of the TTA mean; implies `tta`),
+    a map of where to paint next.
     """
     height, width = (int(s) for s in data.shape[-2:])
     lead = tuple(int(s) for s in data.shape[:-2])

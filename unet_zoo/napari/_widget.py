@@ -98,7 +98,8 @@ class SegmentWidget(QWidget):
         self.segment = QCheckBox("segment cells (labels layer)")
         self.uncertainty = QCheckBox("uncertainty: where to paint next (implies TTA)")
         self.uncertainty.setToolTip(
-            "an image layer of where the 8 rotations/flips disagree (std of P(cell)); paint strokes where it is bright"
+            "an image layer of where the model is unsure (entropy of P(cell) averaged over the 8 rotations/flips, "
+            "0 to 1); paint strokes where it is bright"
         )
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -441,13 +442,12 @@ class SegmentWidget(QWidget):
         if result.labels is not None:
             added.append(self._put(f"{layer.name} cells [{model}]", result.labels, "labels", dict(opacity=0.4, **common)))
         if result.uncertainty is not None:
-            top = float(result.uncertainty.max(initial=0.0)) or 0.5
             added.append(
                 self._put(
                     f"{layer.name} uncertainty [{model}]",
                     result.uncertainty,
                     "image",
-                    dict(colormap="inferno", opacity=0.6, blending="additive", contrast_limits=(0.0, top), **common),
+                    dict(colormap="inferno", opacity=0.6, blending="additive", contrast_limits=(0.0, 1.0), **common),
                 )
             )
         return added

@@ -8,6 +8,7 @@ Stages (each resumable; outputs under --out, default runs/label-efficiency):
     strokes   strokes drawn from the labels of slices 18 and 19 (random and uncertainty-placed)
     finetune  300-step bf16 fine-tunes (strokes per slice: 5, 10, 20, 50; dense), scored on slices 20-23
     heldout   the chosen runs scored once on slices 24-29 (cells: Rand error, V_info)
+    timing    the default scribble fine-tune of isbi-small on 2 slices of 1024x1024 px, timed (--threads 2)
 
     nohup nice -n 10 python3 studies/label_efficiency.py base --time-limit 55 > logs/study.log 2>&1 &
 
@@ -332,6 +333,41 @@ def heldout_stage(args: argparse.Namespace) -> None:
         uncertainty_stage(args, HELD_OUT_SLICES, "heldout")
 
 
+def timing_stage(args: argparse.Namespace) -> None:
+    """Wall time of the default scribble fine-tune (recipes/finetune.toml as is) of --timing-model on 2 slices of
+    1024x1024 px: mosaics of 4 ISBI slices each (0-3, 4-7), 20 membrane + 20 cell strokes per slice."""
+    import unet_zoo
+    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.finetuning.strokes import draw_strokes
+    from unet_zoo.reproduce import hardware_description
+
+    data = load_isbi(args.data_dir)
+
+    def mosaic(stack: np.ndarray) -> np.ndarray:
+        return np.block([[stack[0], stack[1]], [stack[2], stack[3]]])
+
+    images = np.stack([mosaic(data.images[i : i + 4]) for i in (0, 4)])
+    cells = np.stack([mosaic(data.labels[i : i + 4]) for i in (0, 4)])
+    strokes = draw_strokes(cells, 20, rng=0)
+    start = time.perf_counter()
+    result = unet_zoo.finetune(
+        args.timing_model, images, strokes, args.out / "timing-model", overwrite=True, run_dir=args.out / "timing-run"
+    )
+    seconds = time.perf_counter() - start
+    record = {
+        "seconds": round(seconds, 1),
+        "train_seconds": round(result.train_result.seconds, 1),
+        "model": args.timing_model,
+        "labelled_share": float((strokes > 0).mean()),
+        "precision": result.train_result.precision,
+        "hardware": hardware_description(torch.device("cpu")),
+        "threads": torch.get_num_threads(),
+        "load_average_after": list(__import__("os").getloadavg()),
+    }
+    _store(args.out / "results.json", {"timing_1024": record})
+    print(f"timing: {json.dumps(record)}", flush=True)
+
+
 def all_stages(args: argparse.Namespace) -> None:
     train_base(args)
     target(args)
@@ -345,6 +381,7 @@ STAGES = {
     "uncert": uncertainty_stage,
     "finetune": finetune_stage,
     "heldout": heldout_stage,
+    "timing": timing_stage,
     "all": all_stages,
 }
 
@@ -359,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-limit", type=float, default=55.0, help="minutes per session of a training stage")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--timing-model", default="cards/isbi-small", help="timing: the starting checkpoint")
     parser.add_argument("--only", default="", help="finetune: comma-separated variant names (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

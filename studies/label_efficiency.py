@@ -7,6 +7,7 @@ Stages (each resumable; outputs under --out, default runs/label-efficiency):
     uncert    the base model's TTA uncertainty on the shifted tuning slices: share of errors in the top 10%
     strokes   strokes drawn from the labels of slices 18 and 19 (random and uncertainty-placed)
     finetune  300-step bf16 fine-tunes (strokes per slice: 5, 10, 20, 50; dense), scored on slices 20-23
+    tune      the base and the finished fine-tunes scored on shifted slices 20-23 (tuning)
     heldout   the chosen runs scored once on slices 24-29 (cells: Rand error, V_info)
     timing    the default scribble fine-tune of isbi-small on 2 slices of 1024x1024 px, timed (--threads 2)
 
@@ -312,6 +313,26 @@ def score_cells(model: Any, images: np.ndarray, cells: np.ndarray) -> dict[str, 
     }
 
 
+def tune_stage(args: argparse.Namespace) -> None:
+    """The base and every finished fine-tune on shifted tuning slices 20-23, scored like `heldout_stage` (the basis of
+    every choice; slices 18-19 carry the strokes)."""
+    import unet_zoo
+
+    stored = target(args)
+    rows = _rows(stored, TUNING_SCORED)
+    images, cells = stored["images"][rows], stored["cells"][rows]
+    results = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").is_file() else {}
+    scores = dict(results.get("tuning_scores", {}))
+    names = ["base"] + [n for n in variants() if (args.out / "ft" / n / "config.json").is_file()]
+    for name in names:
+        if name in scores:
+            continue
+        model = unet_zoo.from_pretrained(str(args.out / ("base" if name == "base" else f"ft/{name}")))
+        scores[name] = score_cells(model, images, cells)
+        _store(args.out / "results.json", {"tuning_scores": scores})
+        print(f"tuning {name}: {json.dumps(scores[name])}", flush=True)
+
+
 def heldout_stage(args: argparse.Namespace) -> None:
     """The base and every finished fine-tune on shifted slices 24-29 (each scored once), and the uncertainty share."""
     import unet_zoo
@@ -321,7 +342,7 @@ def heldout_stage(args: argparse.Namespace) -> None:
     images, cells = stored["images"][rows], stored["cells"][rows]
     results = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").is_file() else {}
     scores = dict(results.get("heldout", {}))
-    names = ["base"] + [n for n in variants() if (args.out / "ft" / n / "finetune.json").is_file()]
+    names = ["base"] + [n for n in variants() if (args.out / "ft" / n / "config.json").is_file()]
     for name in names:
         if name in scores:
             continue
@@ -380,6 +401,7 @@ STAGES = {
     "target": target,
     "uncert": uncertainty_stage,
     "finetune": finetune_stage,
+    "tune": tune_stage,
     "heldout": heldout_stage,
     "timing": timing_stage,
     "all": all_stages,

@@ -207,6 +207,7 @@ def variants() -> dict[str, dict[str, Any]]:
     out["dense-default"] = {"labels": "dense", "own_holdout": True}
     out["dense"] = {"labels": "dense"}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0}}
+    out["dense-band"] = {"labels": "band"}  # dense, but the 1-px band on each side of every label border unlabelled
     out["random-20-own-holdout"] = {"labels": "strokes", "count": 20, "placement": "random", "own_holdout": True}
     return out
 
@@ -227,6 +228,20 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.nd
     return draw_strokes(cells, count, rng=count, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
 
 
+def band_labels(cells: np.ndarray) -> np.ndarray:
+    """Dense labels as scribbles without the pixels next to a membrane/cell border: membrane (1) where the 3x3
+    neighbourhood is all membrane or on the membranes' centre line, cell (2) where it is all cell, else 0."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    out = np.zeros(cells.shape, np.uint8)
+    for i, c in enumerate(cells):
+        membrane = c == 0
+        out[i][ndimage.binary_erosion(membrane, np.ones((3, 3)), border_value=1) | skeletonize(membrane)] = 1
+        out[i][ndimage.binary_erosion(~membrane, np.ones((3, 3)), border_value=1)] = 2
+    return out
+
+
 def finetune_stage(args: argparse.Namespace) -> None:
     """Every variant (or --only), 300 steps bf16 each; resumable per variant."""
     import unet_zoo
@@ -245,6 +260,9 @@ def finetune_stage(args: argparse.Namespace) -> None:
             continue
         if spec["labels"] == "strokes":
             labels = stroke_labels(args, spec["count"], spec["placement"])
+            form = "scribbles"
+        elif spec["labels"] == "band":
+            labels = band_labels(stored["cells"][_rows(stored, STROKE_SLICES)])
             form = "scribbles"
         else:
             labels = stored["cells"][_rows(stored, STROKE_SLICES)]
@@ -281,6 +299,9 @@ def finetune_stage(args: argparse.Namespace) -> None:
             "spec": spec,
             "labelled_share": float((labels > 0).mean()) if form == "scribbles" else 1.0,
             "labelled_pixels": int((labels > 0).sum()) if form == "scribbles" else int(labels.size),
+            "membrane_share_of_labelled": float((labels == 1).sum() / max((labels > 0).sum(), 1))
+            if form == "scribbles"
+            else float((labels == 0).mean()),
             "held_out": result.held_out,
             "before": {k: v for k, v in result.before.items() if isinstance(v, (int, float))},
             "after": {k: v for k, v in result.after.items() if isinstance(v, (int, float))},

@@ -410,6 +410,49 @@ def timing_stage(args: argparse.Namespace) -> None:
     print(f"timing: {json.dumps(record)}", flush=True)
 
 
+ROW_NAMES = {
+    "base": "none (the base model)",
+    "random-5": "5 + 5 strokes per slice, random",
+    "uncertain-5": "5 + 5 strokes per slice, uncertainty-placed",
+    "random-10": "10 + 10 strokes per slice, random",
+    "uncertain-10": "10 + 10 strokes per slice, uncertainty-placed",
+    "random-20": "20 + 20 strokes per slice, random",
+    "uncertain-20": "20 + 20 strokes per slice, uncertainty-placed",
+    "random-50": "50 + 50 strokes per slice, random",
+    "uncertain-50": "50 + 50 strokes per slice, uncertainty-placed",
+    "dense-default": "dense, the default fine-tune (held out: the right half of both slices)",
+    "dense": "dense, all of both slices",
+    "dense-w0-0": "dense, all of both slices, no border weights (w0 = 0)",
+    "dense-band": "dense without the 1-px band beside every border (as strokes)",
+    "random-20-own-holdout": "20 + 20 strokes per slice, random, held out: the right half",
+}
+
+
+def report_stage(args: argparse.Namespace) -> None:
+    """The Markdown table of docs/finetune.md from results.json: held-out (24-29) and tuning (20-23) scores."""
+    results = json.loads((args.out / "results.json").read_text())
+    held, tuning = results.get("heldout", {}), results.get("tuning_scores", {})
+    lines = [
+        "| labels on slices 18-19 (8 nm/px) | labelled | cells: Rand error | cells: V_info | thresholded Rand error "
+        "| pixel error | tuning 20-23: cells' Rand error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, text in ROW_NAMES.items():
+        if name not in held and name not in tuning:
+            continue
+        record = results.get(f"finetune_{name}", {})
+        share = record.get("labelled_share")
+        h = held.get(name)
+        cells = (
+            f"{h['cells_rand_error']:.3f} | {h['cells_vinfo']:.3f} | {h['threshold_rand_error']:.3f} | {h['pixel_error']:.3f}"
+            if h
+            else "not scored | | |"
+        )
+        tune = f"{tuning[name]['cells_rand_error']:.3f}" if name in tuning else "-"
+        lines.append(f"| {text} | {'-' if share is None else f'{100 * share:.1f}%'} | {cells} | {tune} |")
+    print("\n".join(lines))
+
+
 def all_stages(args: argparse.Namespace) -> None:
     train_base(args)
     target(args)
@@ -425,6 +468,7 @@ STAGES = {
     "tune": tune_stage,
     "heldout": heldout_stage,
     "timing": timing_stage,
+    "report": report_stage,
     "all": all_stages,
 }
 

@@ -155,9 +155,7 @@ def hold_out_region(images: np.ndarray, tile: int) -> int:
     return max(width // 4, min(tile, width // 2))
 
 
-def load_files_data(
-    recipe: Recipe, pairs: LabelledImages | None = None, val_pairs: LabelledImages | None = None
-) -> TrainingData:
+def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pairs: LabelledImages | None = None) -> TrainingData:
     """`source = "files"`: your images and labels (`unet_zoo.data.files`), resampled to ``data.resample_to`` nm/px,
     with ``data.val_images`` / ``data.val_labels`` held out, else the last fifth of >= 3 slices, else the right
     `hold_out_region` of each slice. Weight maps are cached by content hash under `weight_map_cache_dir`.

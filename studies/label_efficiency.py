@@ -1,19 +1,21 @@
 """Label-efficiency study: fine-tuning from a few strokes on ISBI 2012 made to look like another microscope.
 
-Stages (each resumable; outputs under --out, default runs/label-efficiency):
+Stages (each resumable; outputs under --out, default runs/label-efficiency; UNET_ZOO_DATA_DIR names ISBI 2012):
 
     base      train a base model on ISBI slices 0-17 only (4 nm/px, clean), bf16, checkpointed
     target    the shifted target: slices 18-29 at 8 nm/px (2x downscale), gamma 1.5, Gaussian noise (std 8)
-    uncert    the base model's TTA uncertainty on the shifted tuning slices: share of errors in the top 10%
-    strokes   strokes drawn from the labels of slices 18 and 19 (random and uncertainty-placed)
-    finetune  300-step bf16 fine-tunes (strokes per slice: 5, 10, 20, 50; dense), scored on slices 20-23
-    tune      the base and the finished fine-tunes scored on shifted slices 20-23 (tuning)
-    heldout   the chosen runs scored once on slices 24-29 (cells: Rand error, V_info)
+    uncert    the base model's TTA uncertainty on shifted slices 18-23: share of its errors in the top 10%
+    finetune  300-step bf16 fine-tunes on slices 18-19 (`variants`: 5, 10, 20, 50 strokes of each class per slice,
+              random or uncertainty-placed; dense variants), held out: dense slices 20-23; --only NAME,...
+    tune      the base and the finished fine-tunes scored on shifted slices 20-23 (every choice is made here)
+    heldout   the base and the finished fine-tunes scored once on slices 24-29 (cells: Rand error, V_info)
+    report    the Markdown table of docs/finetune.md
     timing    the default scribble fine-tune of isbi-small on 2 slices of 1024x1024 px, timed (--threads 2)
+    all       base, target, uncert, finetune
 
-    nohup nice -n 10 python3 studies/label_efficiency.py base --time-limit 55 > logs/study.log 2>&1 &
+    nohup nice -n 10 python3 studies/label_efficiency.py all --time-limit 55 > logs/study.log 2>&1 &
 
-Rerun the same command to continue an interrupted stage. Tuning uses slices 18-23 only; 24-29 are scored once.
+Rerun a command to continue: finished parts are skipped, training resumes from its last checkpoint.
 """
 
 from __future__ import annotations

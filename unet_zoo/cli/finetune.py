@@ -38,6 +38,8 @@ class FinetuneDisplay:
         if isinstance(event, FinetuneStage):
             if event.stage in STAGE_TEXT and not self.quiet:
                 console.print(f"[bold]{STAGE_TEXT[event.stage]}[/bold]")
+            elif event.note:
+                console.print(f"data: {event.note}", markup=False, highlight=False)
         else:
             self.training(event)
 
@@ -61,11 +63,14 @@ def finetune_command(
     out: Path = typer.Option(..., "--out", help="the fine-tuned model's folder (weights, config, card, figures, scores)"),
     foreground: str = typer.Option("cell", "--foreground", help="binary masks: what the non-zero value is, cell or membrane"),
     label_form: str = typer.Option(
-        "auto", "--label-form", help="auto, binary (a mask) or instances (one ID per cell, 0 = boundary)"
+        "auto",
+        "--label-form",
+        help="auto, binary (a mask), instances (one ID per cell, 0 = boundary) or scribbles (0 = not labelled, "
+        "1 = membrane, 2 = cell; only the strokes train)",
     ),
     boundary_width: int = typer.Option(2, "--boundary-width", min=1, help="instances: membrane width in px at each contact"),
     val_images: Path | None = typer.Option(None, "--val-images", help="held-out images (default: a slice or region of --images)"),
-    val_labels: Path | None = typer.Option(None, "--val-labels", help="held-out labels"),
+    val_labels: Path | None = typer.Option(None, "--val-labels", help="held-out labels (dense, also with scribbles)"),
     steps: int | None = typer.Option(None, "--steps", min=1, help="optimiser steps (default: recipes/finetune.toml, 300)"),
     time_limit: float | None = TIME_LIMIT_OPTION,
     resume: str | None = typer.Option(None, "--resume", metavar="DIR|latest", help="continue a stopped fine-tuning run"),

@@ -14,13 +14,20 @@ from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.files import tiff_pixel_size
-from unet_zoo.data.images import READABLE_SUFFIXES, prediction_names, read_image, write_prediction
+from unet_zoo.data.images import (
+    READABLE_SUFFIXES,
+    prediction_names,
+    read_image,
+    uncertainty_name,
+    write_prediction,
+    write_prob_tiff,
+)
 from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.evaluation.isbi import evaluate_isbi
 from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
-from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor
+from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor, uncertainty_at_pixel_size
 from unet_zoo.utils.files import atomic_write_bytes
 from unet_zoo.utils.measured import (
     BACKENDS,
@@ -127,7 +134,7 @@ def _cell_probabilities(path: Path, image: np.ndarray, predict, display: Progres
     return probs[:, 1] if image.ndim == 3 else probs[0, 1]
 
 
-def _output_names(images: list[Path]) -> list[str]:
+def _output_names(images: list[Path], uncertainty: bool = False) -> list[str]:
     """The files `predict` writes for `images` (one stem each); fails when two inputs share a stem."""
     seen: dict[str, Path] = {}
     for path in images:
@@ -137,7 +144,21 @@ def _output_names(images: list[Path]) -> list[str]:
                 f"{other} and {path} would both write {path.stem}_prob.tif, {path.stem}_mask.png, ...: "
                 "rename one, or predict them into separate --out folders"
             )
-    return [name for path in images for name in prediction_names(path.stem)]
+    extra = [uncertainty_name(path.stem) for path in images] if uncertainty else []
+    return [name for path in images for name in prediction_names(path.stem)] + extra
+
+
+class _WithUncertainty:
+    """`predict` for `_cell_probabilities` that also keeps the TTA uncertainty: ``(S, C, H, W)`` probabilities from
+    `uncertainty_at_pixel_size`, the (S, H, W) uncertainty in `.uncertainty`."""
+
+    def __init__(self, net, pixel_size: float | None):
+        self.net, self.pixel_size = net, pixel_size
+        self.uncertainty: np.ndarray | None = None
+
+    def __call__(self, stack: np.ndarray, progress=None, tta: bool = True, **kwargs) -> np.ndarray:
+        probs, self.uncertainty = uncertainty_at_pixel_size(self.net, stack, self.pixel_size, progress=progress, **kwargs)
+        return probs
 
 
 @app.command("predict")
@@ -157,6 +178,12 @@ def predict_command(
     batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
     device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
     tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
+    uncertainty: bool = typer.Option(
+        False,
+        "--uncertainty",
+        help="also write <stem>_uncertainty.tif: entropy of the probabilities averaged over the 8 rotations/flips "
+        "(0 = sure, 1 = split), a map of where to label next; implies --tta",
+    ),
     threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
@@ -186,6 +213,8 @@ def predict_command(
     if pixel_size is not None:
         check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible, before any work
     if is_volume_request(images, out):
+        if uncertainty:
+            raise fail("--uncertainty works on images (TIFF, PNG), not on Zarr volumes; drop it or predict TIFF slices")
         if backend not in ("auto", "torch"):
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
@@ -217,7 +246,7 @@ def predict_command(
             f"--out {out} names a Zarr store, which holds one volume, but {len(images)} inputs were given: "
             "predict one TIFF stack or Zarr volume per --out *.zarr, or give image outputs a folder not ending in .zarr"
         )
-    check_output(out, "--out", folder=True, contents=_output_names(images), overwrite=overwrite)
+    check_output(out, "--out", folder=True, contents=_output_names(images, uncertainty), overwrite=overwrite)
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
     check_backend(backend, wanted, device)
@@ -226,20 +255,24 @@ def predict_command(
     with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path in images:
             image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
+            spread = _WithUncertainty(net, size) if uncertainty else None
             cell_prob = _cell_probabilities(
                 path,
                 image,
-                functools.partial(predict_at_pixel_size, net, pixel_size=size),
+                spread or functools.partial(predict_at_pixel_size, net, pixel_size=size),
                 display,
                 tile=tile or None,
                 batch_size=batch_size,
-                tta=tta,
+                tta=tta or uncertainty,
                 forward=choice.forward,
                 precision=choice.precision,
             )
             written = write_prediction(
                 out, path.stem, image, cell_prob, threshold=threshold, metadata={"inference": choice.record()}
             )
+            if spread is not None and spread.uncertainty is not None:
+                values = spread.uncertainty if image.ndim == 3 else spread.uncertainty[0]
+                written.append(write_prob_tiff(out / uncertainty_name(path.stem), values))
             shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
             console.print(f"{path} -> {shown}", markup=False, highlight=False)
 

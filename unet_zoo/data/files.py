@@ -12,7 +12,10 @@ Labels come in three forms (`label_form`):
   or when one of its 4 neighbours carries another ID, so each contact between two cells gives a membrane
   2 px wide (one pixel on each side); ``boundary_width`` > 2 widens it by dilation (even widths are exact,
   odd ones round up), 1 keeps only the pixel on the higher-ID side of each contact.
-- ``"auto"``: binary when the labels hold at most two values, else instances.
+- ``"scribbles"``: sparse strokes, 0 = not labelled, 1 = membrane, 2 = cell interior (what ilastik and napari
+  Labels layers produce). Only the labelled pixels train and score (`LabelledImages.labelled`).
+- ``"auto"``: scribbles when the values are exactly {0, 1, 2} and more than half of the pixels are 0, else
+  binary when the labels hold at most two values, else instances.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import file_sha256
 
 Foreground = Literal["cell", "membrane"]
-LabelForm = Literal["auto", "binary", "instances"]
+LabelForm = Literal["auto", "binary", "instances", "scribbles"]
 FOREGROUNDS: tuple[str, ...] = ("cell", "membrane")
-LABEL_FORMS: tuple[str, ...] = ("auto", "binary", "instances")
+LABEL_FORMS: tuple[str, ...] = ("auto", "binary", "instances", "scribbles")
+SCRIBBLE_VALUES = (0, 1, 2)  # not labelled, membrane, cell interior
+SCRIBBLE_MIN_UNLABELLED = 0.5  # "auto" reads {0, 1, 2} as scribbles when more than this share of pixels is 0
 PAIR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES
 MAX_MEMBRANE_FRACTION = 0.5  # more membrane than this looks like an inverted polarity
 
@@ -55,7 +60,8 @@ class ArrayFile:
 class LabelledImages:
     """Images (S, H, W) uint8 and labels (S, H, W) uint8 (1 = cell, 0 = membrane), and what they came from:
     `files` (name -> sha256 of the file's bytes, or of a Zarr array's data), `label_form` as resolved,
-    `pixel_size` in nm (from the files' metadata; None when not recorded)."""
+    `pixel_size` in nm (from the files' metadata; None when not recorded). `labelled`: (S, H, W) bool, the
+    pixels that carry a label (scribbles); None when every pixel does."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -63,12 +69,13 @@ class LabelledImages:
     label_form: str = "binary"
     foreground: str = "cell"
     pixel_size: float | None = None
+    labelled: np.ndarray | None = None
 
     def summary(self) -> str:
         """One line for a model card: files with their sha256 (first 12 hex digits), shape, label form."""
         files = ", ".join(f"{Path(name).name} (sha256 {sha[:12]}...)" for name, sha in self.files.items())
         s, h, w = self.images.shape
-        form = "instance labels" if self.label_form == "instances" else f"binary mask, foreground = {self.foreground}"
+        form = self._form_text()
         size = f", {self.pixel_size:g} nm/px" if self.pixel_size else ""
         return f"{files}; {s} slice(s) of {h}x{w} px{size}; labels: {form}"
 
@@ -77,9 +84,17 @@ class LabelledImages:
         return {
             "files": dict(self.files),
             "shape": list(self.images.shape),
-            "label_form": self.label_form if self.label_form == "instances" else f"binary, foreground = {self.foreground}",
+            "label_form": self._form_text(),
             "pixel_size_nm": self.pixel_size,
         }
+
+    def _form_text(self) -> str:
+        if self.label_form == "instances":
+            return "instance labels"
+        if self.label_form == "scribbles" and self.labelled is not None:
+            share = 100 * float(self.labelled.mean())
+            return f"scribbles (1 = membrane, 2 = cell; {share:.2g}% of the pixels labelled)"
+        return f"binary mask, foreground = {self.foreground}"
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
@@ -269,6 +284,35 @@ def boundaries(instances: np.ndarray, width: int = 2) -> np.ndarray:
     return edge
 
 
+def resolve_label_form(labels: np.ndarray, label_form: LabelForm = "auto") -> str:
+    """The label form "auto" stands for with these (S, H, W) integer labels (module docstring); others as given."""
+    if label_form != "auto":
+        return label_form
+    values = np.unique(labels)
+    if values.tolist() == list(SCRIBBLE_VALUES) and float((labels == 0).mean()) > SCRIBBLE_MIN_UNLABELLED:
+        return "scribbles"
+    return "binary" if len(values) <= 2 else "instances"
+
+
+def scribbles_to_cells(labels: np.ndarray, where: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+    """(S, H, W) scribbles (0 = not labelled, 1 = membrane, 2 = cell) -> ((S, H, W) uint8 1 = cell, 0 = membrane or
+    not labelled; (S, H, W) bool labelled). Refuses other values and strokes of only one class."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        raise LabelledDataError(f"{where}: scribbles must be integers 0, 1, 2, got dtype {labels.dtype}")
+    values = np.unique(labels)
+    other = [v for v in values.tolist() if v not in SCRIBBLE_VALUES]
+    if other:
+        raise LabelledDataError(
+            f"{where}: scribbles hold only 0 (not labelled), 1 (membrane) and 2 (cell), these also hold "
+            f"{', '.join(map(str, other[:5]))}{' ...' if len(other) > 5 else ''}; relabel them, or choose another label form"
+        )
+    for value, name in ((1, "membrane"), (2, "cell")):
+        if value not in values:
+            raise LabelledDataError(f"{where}: no {name} stroke (value {value}); paint at least one stroke of each class")
+    return (labels == 2).astype(np.uint8), labels != 0
+
+
 def labels_to_cells(
     labels: np.ndarray,
     foreground: Foreground = "cell",
@@ -278,7 +322,20 @@ def labels_to_cells(
 ) -> tuple[np.ndarray, str]:
     """(S, H, W) labels of any form (module docstring) -> ((S, H, W) uint8 1 = cell / 0 = membrane, the form used).
 
-    Refuses labels of a single class and binary masks with more membrane than cell (an inverted polarity)."""
+    Refuses labels of a single class and binary masks with more membrane than cell (an inverted polarity).
+    Scribbles: 1 = cell where a cell stroke is, else 0 (`read_labels` also returns which pixels are labelled)."""
+    cells, form, _ = read_labels(labels, foreground, label_form, boundary_width, where)
+    return cells, form
+
+
+def read_labels(
+    labels: np.ndarray,
+    foreground: Foreground = "cell",
+    label_form: LabelForm = "auto",
+    boundary_width: int = 2,
+    where: str = "labels",
+) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """`labels_to_cells` plus the (S, H, W) bool map of labelled pixels (scribbles; None for dense labels)."""
     if foreground not in FOREGROUNDS:
         raise LabelledDataError(f"foreground must be 'cell' or 'membrane', got {foreground!r}")
     if label_form not in LABEL_FORMS:
@@ -286,13 +343,16 @@ def labels_to_cells(
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iub":
         raise LabelledDataError(f"{where}: labels must be integers (a mask or cell IDs), got dtype {labels.dtype}")
+    form = resolve_label_form(labels, label_form)
+    if form == "scribbles":
+        cells, labelled = scribbles_to_cells(labels, where)
+        return cells, form, labelled
     values = np.unique(labels)
-    form = label_form if label_form != "auto" else ("binary" if len(values) <= 2 else "instances")
     if form == "binary":
         if len(values) > 2:
             raise LabelledDataError(
                 f"{where}: a binary mask holds two values, these hold {len(values)} ({values[:6].tolist()} ...); "
-                "for one ID per cell use the instances label form"
+                "for one ID per cell use the instances label form, for strokes (0, 1, 2) the scribbles form"
             )
         on = labels != 0
         cells = on if foreground == "cell" else ~on
@@ -308,7 +368,41 @@ def labels_to_cells(
             f"{where}: {100 * (1 - fraction):.0f}% of the pixels would be membrane with foreground = {foreground!r}; "
             f"the polarity looks inverted: pass foreground = {other!r} (--foreground {other})"
         )
-    return cells.astype(np.uint8), form
+    return cells.astype(np.uint8), form, None
+
+
+def array_digest(array: np.ndarray) -> str:
+    """sha256 of an array's shape, dtype and bytes (what a card records for data passed as arrays)."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.shape} {array.dtype}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def labelled_arrays(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    foreground: Foreground = "cell",
+    label_form: LabelForm = "auto",
+    boundary_width: int = 2,
+    pixel_size: float | None = None,
+    name: str = "array",
+) -> LabelledImages:
+    """`load_labelled_images` for in-memory (H, W) or (S, H, W) arrays (e.g. napari layers); `name` goes on the card."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim == 2:
+        images = images[None]
+    if labels.ndim == 2:
+        labels = labels[None]
+    if images.ndim != 3 or images.shape != labels.shape:
+        raise LabelledDataError(
+            f"images {images.shape} and labels {labels.shape} ({name}) differ in shape; they must be the same (S, H, W)"
+        )
+    cells, form, labelled = read_labels(labels, foreground, label_form, boundary_width, where=f"{name} labels")
+    files = {f"{name} images": array_digest(images), f"{name} labels": array_digest(labels)}
+    uint8 = image_to_uint8(images, where=f"{name} images")
+    return LabelledImages(uint8, cells, files, form, foreground, pixel_size, labelled)
 
 
 def load_labelled_images(
@@ -335,9 +429,10 @@ def load_labelled_images(
             f"images {image_in.array.shape} ({images}) and labels {label_in.array.shape} ({labels}) differ in shape; "
             "they must be the same (S, H, W)"
         )
-    cells, form = labels_to_cells(label_in.array, foreground, label_form, boundary_width, where=str(labels))
+    cells, form, labelled = read_labels(label_in.array, foreground, label_form, boundary_width, where=str(labels))
     files = {str(p): _digest(p) for p in [*image_in.files, *label_in.files]}
-    return LabelledImages(image_to_uint8(image_in.array, where=str(images)), cells, files, form, foreground, image_in.pixel_size)
+    uint8 = image_to_uint8(image_in.array, where=str(images))
+    return LabelledImages(uint8, cells, files, form, foreground, image_in.pixel_size, labelled)
 
 
 __all__ = [
@@ -346,13 +441,19 @@ __all__ = [
     "LABEL_FORMS",
     "LabelledDataError",
     "LabelledImages",
+    "SCRIBBLE_VALUES",
+    "array_digest",
     "boundaries",
     "image_to_uint8",
+    "labelled_arrays",
     "labels_to_cells",
     "load_labelled_images",
     "nm_per_unit",
     "ome_pixel_size",
     "read_array",
+    "read_labels",
+    "resolve_label_form",
+    "scribbles_to_cells",
     "tiff_pixel_size",
     "zarr_pixel_size",
 ]

@@ -159,6 +159,11 @@ def prediction_names(stem: str) -> list[str]:
     return [f"{stem}_prob.tif", f"{stem}_mask.png", f"{stem}_overlay.png"]
 
 
+def uncertainty_name(stem: str) -> str:
+    """The file `predict --uncertainty` writes for `stem`: ``<stem>_uncertainty.tif``."""
+    return f"{stem}_uncertainty.tif"
+
+
 def write_prediction(
     out_dir: str | os.PathLike,
     stem: str,
@@ -195,6 +200,7 @@ __all__ = [
     "overlay",
     "prediction_names",
     "read_image",
+    "uncertainty_name",
     "to_uint8",
     "write_mask_png",
     "write_overlay_png",

@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-from unet_zoo.data.files import Foreground, LabelForm
+from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_arrays
 from unet_zoo.evaluation.isbi import evaluate_model
 from unet_zoo.hub.pretrained import from_pretrained, is_path_like
 from unet_zoo.inference.rescale import model_pixel_size
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
-from unet_zoo.training.data import TrainingData, load_training_data
+from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
 from unet_zoo.utils.errors import InputError
@@ -37,15 +38,20 @@ from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_re
 FINETUNE_RECIPE = "finetune"
 COMPARED_SCORES = ("vrand_thinned", "rand_error", "pixel_error", "warping_error")  # threshold-only, as `evaluate`
 COMPARED_SEGMENTATION = ("vrand", "rand_error")  # of `unet_zoo.segment`'s cells
+COMPARED_STROKES = ("stroke_accuracy", "membrane_accuracy", "cell_accuracy")  # held-out scribbles
+
+DataInput = str | Path | np.ndarray  # a file / folder / Zarr path, or an (H, W) / (S, H, W) array
 
 
 @dataclass(frozen=True)
 class FinetuneStage:
-    """What `finetune` does next, reported to its callback: "load" (data and weight maps), "score_base",
-    "train", "score_tuned", "write" or "done" (with `result`)."""
+    """What `finetune` does next, reported to its callback: "load" (data and weight maps), "loaded" (with `note`:
+    what was read, the label form it decided on, what is held out), "score_base", "train", "score_tuned", "write"
+    or "done" (with `result`)."""
 
-    stage: Literal["load", "score_base", "train", "score_tuned", "write", "done"]
+    stage: Literal["load", "loaded", "score_base", "train", "score_tuned", "write", "done"]
     result: FinetuneResult | None = None
+    note: str = ""
 
 
 FinetuneCallback = Callable[[FinetuneStage | TrainProgress], None]
@@ -91,15 +97,15 @@ def _valid_tile(model: nn.Module, tile: int) -> int:
 def finetune_recipe(
     base: nn.Module,
     model: str,
-    images: str | Path,
-    labels: str | Path,
+    images: DataInput,
+    labels: DataInput,
     *,
     recipe: str | Path | Recipe = FINETUNE_RECIPE,
     foreground: Foreground = "cell",
     label_form: LabelForm = "auto",
     boundary_width: int = 2,
-    val_images: str | Path | None = None,
-    val_labels: str | Path | None = None,
+    val_images: DataInput | None = None,
+    val_labels: DataInput | None = None,
     pixel_size: float | None = None,
 ) -> Recipe:
     """The fine-tuning recipe: `recipe` with the starting model's architecture and weights and your data."""
@@ -111,10 +117,10 @@ def finetune_recipe(
         model={"name": zoo_model.model_name, "args": dict(zoo_model.model_args), "init_from": str(model)},
         data={
             "source": "files",
-            "images": str(images),
-            "labels": str(labels),
-            "val_images": str(val_images or ""),
-            "val_labels": str(val_labels or ""),
+            "images": _source_text(images),
+            "labels": _source_text(labels),
+            "val_images": "" if val_images is None else _source_text(val_images),
+            "val_labels": "" if val_labels is None else _source_text(val_labels),
             "foreground": foreground,
             "label_form": label_form,
             "boundary_width": boundary_width,
@@ -142,9 +148,13 @@ def _data_digest(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def run_fingerprint(base: nn.Module, record: dict[str, Any], run_recipe: Recipe) -> dict[str, Any]:
-    """What a fine-tuning run is: the starting model (name and weights sha256), the data (each file's sha256)
-    and the settings (the run's recipe, except the number of steps, which a resume may raise)."""
+def run_fingerprint(
+    base: nn.Module, record: dict[str, Any], run_recipe: Recipe, arrays: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """What a fine-tuning run is: the starting model (name and weights sha256), the data (each file's sha256, or
+    for data given as `arrays` by name, the array's shape, dtype and the sha256 of its bytes) and the settings
+    (the run's recipe, except the number of steps, which a resume may raise)."""
+    arrays = arrays or {}
     settings = run_recipe.as_dict()
     settings.get("train", {}).pop("steps", None)
     d = run_recipe.data
@@ -158,7 +168,14 @@ def run_fingerprint(base: nn.Module, record: dict[str, Any], run_recipe: Recipe)
                 ("val_images", d.val_images),
                 ("val_labels", d.val_labels),
             )
-            if path
+            if path and name not in arrays
+        }
+        | {
+            name: {
+                "array": f"{tuple(a.shape)} {a.dtype}",
+                "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest(),
+            }
+            for name, a in arrays.items()
         },
         "settings": settings,
     }
@@ -199,15 +216,50 @@ def check_tile_fits(model: nn.Module, data: TrainingData, run_recipe: Recipe) ->
         )
 
 
+def _source_text(data: DataInput) -> str:
+    """What the recipe records for an input: its path, or "array (S, H, W) dtype" for in-memory data."""
+    if isinstance(data, np.ndarray):
+        return f"array {tuple(data.shape)} {data.dtype}"
+    return str(data)
+
+
+def _arrays(
+    data: DataInput, labels: DataInput, name: str, foreground: Foreground, label_form: LabelForm, width: int, size: float | None
+) -> LabelledImages | None:
+    """In-memory images and labels as `LabelledImages` (None when both are paths); a path and an array together
+    are refused."""
+    is_array = isinstance(data, np.ndarray), isinstance(labels, np.ndarray)
+    if not any(is_array):
+        return None
+    if not all(is_array):
+        raise ValueError(f"{name}: give the images and the labels both as arrays or both as paths")
+    return labelled_arrays(
+        np.asarray(data),
+        np.asarray(labels),
+        foreground=foreground,
+        label_form=label_form,
+        boundary_width=width,
+        pixel_size=size,
+        name=name,
+    )
+
+
 def score_held_out(model: nn.Module, data: TrainingData, device: Any = None, batch_size: int = 2) -> dict[str, Any]:
     """`evaluate`'s scores of `model` on the held-out part: threshold-only ISBI scores and, under
-    ``segmentation``, the scores of `unet_zoo.segment`'s cells."""
+    ``segmentation``, the scores of `unet_zoo.segment`'s cells. Held-out scribbles (``data.sparse``): the
+    `scribble_scores` of the labelled pixels (stroke accuracy per class, balanced cross-entropy)."""
+    if data.sparse:
+        from unet_zoo.inference.tiling import predict_stack
+
+        probs = predict_stack(model, data.val_images, device=device, batch_size=batch_size)[:, 1]
+        return scribble_scores(probs, data.val_labels, data.val_weights > 0)
     return evaluate_model(model, data.val_images, data.val_labels, device=device, batch_size=batch_size, segment=True)
 
 
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, float, float]]:
     """(score, before, after) rows: threshold-only scores, then ``segmented <score>`` of the cells."""
-    rows = [(k, float(before[k]), float(after[k])) for k in COMPARED_SCORES if before.get(k) is not None]
+    keys = COMPARED_SCORES + COMPARED_STROKES
+    rows = [(k, float(before[k]), float(after[k])) for k in keys if before.get(k) is not None and k in after]
     seg_b, seg_a = before.get("segmentation") or {}, after.get("segmentation") or {}
     rows += [(f"segmented {k}", float(seg_b[k]), float(seg_a[k])) for k in COMPARED_SEGMENTATION if k in seg_b and k in seg_a]
     return rows
@@ -215,15 +267,15 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str,
 
 def finetune(
     model: str,
-    images: str | Path,
-    labels: str | Path,
+    images: DataInput,
+    labels: DataInput,
     out: str | Path,
     *,
     foreground: Foreground = "cell",
     label_form: LabelForm = "auto",
     boundary_width: int = 2,
-    val_images: str | Path | None = None,
-    val_labels: str | Path | None = None,
+    val_images: DataInput | None = None,
+    val_labels: DataInput | None = None,
     steps: int | None = None,
     time_limit: float | None = None,
     resume: str | Path | None = None,
@@ -237,11 +289,13 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune `model` (anything `from_pretrained` takes) on `images` / `labels` and write the Hub folder `out`.
 
-    images, labels: a TIFF (stack), a folder of TIFF/PNG files matched by name, or a Zarr array each;
-    labels a binary mask (`foreground`: what its non-zero value is) or one ID per cell (`label_form`
-    "instances", membrane `boundary_width` px). val_images / val_labels: the held-out part; default the last
-    fifth of >= 3 slices, else the right quarter of each slice. pixel_size: nm per pixel of your data (default:
-    from TIFF / OME-Zarr metadata); the data are rescaled to the model's pixel size. steps: override the recipe's
+    images, labels: a TIFF (stack), a folder of TIFF/PNG files matched by name, or a Zarr array each, or (H, W) /
+    (S, H, W) arrays; labels a binary mask (`foreground`: what its non-zero value is), one ID per cell
+    (`label_form` "instances", membrane `boundary_width` px) or strokes (`label_form` "scribbles": 0 = not
+    labelled, 1 = membrane, 2 = cell; only labelled pixels train, class-balanced). val_images / val_labels: the
+    held-out part (dense labels, also with scribbles); default the last fifth of >= 3 (stroked) slices, else the
+    right quarter of each slice. pixel_size: nm per pixel of your data (default: from TIFF / OME-Zarr metadata);
+    the data are rescaled to the model's pixel size. steps: override the recipe's
     (300). time_limit: seconds of training in this session, then checkpoint and raise `TimeLimitReached`;
     resume: the run folder or "latest" to continue; refused (InputError) unless that run was started from the same
     base model, data and settings (`run_fingerprint`, kept in the run folder). An existing `out` is replaced only
@@ -259,6 +313,12 @@ def finetune(
     if overwrite:
         check_replaceable(out, what=HUB_FOLDER)  # only a Hub folder unet_zoo wrote is ever replaced
     report = callback or (lambda _: None)
+    if (val_images is None) != (val_labels is None):
+        raise ValueError("--val-images and --val-labels go together: give both, or neither")
+    pairs = _arrays(images, labels, "array", foreground, label_form, boundary_width, pixel_size)
+    val_pairs = None
+    if val_images is not None and val_labels is not None:
+        val_pairs = _arrays(val_images, val_labels, "held-out array", foreground, "auto", boundary_width, pixel_size)
     base = from_pretrained(model, device=device)
     record = base_record(str(model), base)
     resume_dir = latest_run_dir(FINETUNE_RECIPE) if resume == "latest" else (Path(resume) if resume else None)
@@ -277,12 +337,14 @@ def finetune(
     )
     if precision is not None:
         run_recipe = run_recipe.with_overrides(train={"precision": precision})
-    fingerprint = run_fingerprint(base, record, run_recipe)
+    given = {"images": images, "labels": labels, "val_images": val_images, "val_labels": val_labels}
+    fingerprint = run_fingerprint(base, record, run_recipe, {k: v for k, v in given.items() if isinstance(v, np.ndarray)})
     if resume_dir is not None:
         check_resume(resume_dir, fingerprint)  # the same base model, data and settings, or refused before any work
     report(FinetuneStage("load"))
-    data = load_training_data(run_recipe)
+    data = load_files_data(run_recipe, pairs, val_pairs)
     check_tile_fits(base, data, run_recipe)  # before the base model is scored
+    report(FinetuneStage("loaded", note=f"{(data.description or {}).get('train_summary', '')}; held out: {data.held_out}"))
     dev = next(base.parameters()).device
     report(FinetuneStage("score_base"))
     before = score_held_out(base, data, dev, run_recipe.eval.batch_size)
@@ -317,6 +379,11 @@ def finetune(
         "wall_time_s": round(time.perf_counter() - started, 1),
         "scores_before_and_after": "; ".join(f"{k} {b:.4f} -> {a:.4f}" for k, b, a in comparison(before, after)),
     }
+    if str((described.get("train") or {}).get("label_form", "")).startswith("scribbles"):
+        updates["loss"] = (
+            "masked, class-balanced cross-entropy on the stroked pixels only (weight 0 elsewhere; each class weighs "
+            "half), in place of the paper's border weights, which need whole cells"
+        )
     write_hub_folder(
         trained,
         after,

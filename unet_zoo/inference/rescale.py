@@ -17,7 +17,7 @@ from torch import nn
 
 from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM  # also the pixel size of a checkpoint that records none
 from unet_zoo.data.pixel_size import check_pixel_size, check_scale
-from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.inference.tiling import predict_stack, predict_uncertainty
 
 SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not rescaled
 
@@ -172,6 +172,35 @@ def predict_at_pixel_size(
     return resize_probabilities(probs, stack.shape[-2:])
 
 
+def uncertainty_at_pixel_size(
+    model: nn.Module,
+    stack: np.ndarray,
+    pixel_size: float | None,
+    model_pixel_size_nm: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    **kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_uncertainty` of each (S, H, W) image at `pixel_size` nm/px (rescaled as `predict_at_pixel_size`):
+    ((S, C, H, W) TTA-averaged probabilities, (S, H, W) uncertainty), both on the input's grid. `progress` is
+    called with the slice index after each slice; kwargs go to `predict_uncertainty`."""
+    stack = np.asarray(stack)
+    if stack.ndim == 2:
+        stack = stack[None]
+    target = model_pixel_size_nm if model_pixel_size_nm is not None else model_pixel_size(model)
+    factor = scale_factor(pixel_size, target)
+    probs, uncertainty = [], []
+    for index, image in enumerate(rescale_stack(stack, factor)):
+        p, u = predict_uncertainty(model, image, **kwargs)
+        probs.append(p)
+        uncertainty.append(u)
+        if progress is not None:
+            progress(index)
+    shape = stack.shape[-2:]
+    back = resize_probabilities(np.stack(probs), shape)
+    spread = resize_probabilities(np.stack(uncertainty)[:, None], shape)[:, 0]
+    return back, np.ascontiguousarray(spread, dtype=np.float32)
+
+
 __all__ = [
     "ISBI_PIXEL_SIZE_NM",
     "model_pixel_size",
@@ -184,4 +213,5 @@ __all__ = [
     "sample_positions",
     "sample_region",
     "scale_factor",
+    "uncertainty_at_pixel_size",
 ]

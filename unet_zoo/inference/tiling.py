@@ -343,6 +343,29 @@ def predict_tiled(
     Returns:
         (C, H, W) float32 softmax probabilities; channel 1 is P(cell) for the zoo's EM models.
     """
+    total: np.ndarray | None = None
+    views = 0
+    for probs in _view_probabilities(model, image, tile, batch_size, device, tta, normalise, amp, forward, progress, precision):
+        total = probs if total is None else total + probs
+        views += 1
+    assert total is not None  # at least one view
+    return np.ascontiguousarray(total / views, dtype=np.float32)
+
+
+def _view_probabilities(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None,
+    batch_size: int,
+    device: str | torch.device | None,
+    tta: bool,
+    normalise: Normalise,
+    amp: bool,
+    forward: Forward | None,
+    progress: Progress | None,
+    precision: Precision | None,
+) -> Iterator[np.ndarray]:
+    """The (C, H, W) float32 probabilities of each TTA view (8 with `tta`, else 1), mapped back to the image."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     in_channels = int(getattr(model, "in_channels", 1))
@@ -353,7 +376,6 @@ def predict_tiled(
     prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
-        total: np.ndarray | None = None
         for index, (k, flip) in enumerate(transforms):
             view = np.rot90(chw[..., ::-1] if flip else chw, k, axes=(1, 2))
             side_tile = choose_tile(model, view.shape[1], view.shape[2], tile)
@@ -363,11 +385,46 @@ def predict_tiled(
             probs = np.rot90(probs, -k, axes=(1, 2))
             if flip:
                 probs = probs[..., ::-1]
-            total = probs.astype(np.float32) if total is None else total + probs
-        assert total is not None  # at least one view
-        return np.ascontiguousarray(total / len(transforms), dtype=np.float32)
+            yield probs.astype(np.float32)
     finally:
         model.train(was_training)
+
+
+def predict_uncertainty(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    normalise: Normalise = "auto",
+    forward: Forward | None = None,
+    progress: Progress | None = None,
+    precision: Precision | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_tiled` with TTA plus a map of where the model is unsure: where to label next.
+
+    Returns ((C, H, W) float32 probabilities averaged over the 8 rotations/flips, as ``predict_tiled(...,
+    tta=True)``; (H, W) float32 uncertainty: the entropy of that averaged class distribution divided by log(C),
+    0 where every view is certain of one class, 1 where the averaged views are split evenly). Measured on
+    shifted ISBI 2012 slices, it held more of a model's errors in its top 10% than the spread of the 8 views
+    (docs/finetune.md). Arguments as `predict_tiled`."""
+    total: np.ndarray | None = None
+    views = 0
+    for probs in _view_probabilities(
+        model, image, tile, batch_size, device, True, normalise, False, forward, progress, precision
+    ):
+        total = probs if total is None else total + probs
+        views += 1
+    assert total is not None  # at least one view
+    mean = np.ascontiguousarray(total / views, dtype=np.float32)
+    return mean, entropy_map(mean)
+
+
+def entropy_map(probs: np.ndarray) -> np.ndarray:
+    """(C, ...) class probabilities -> (...) float32 entropy / log(C), in [0, 1]."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=0) / np.log(max(p.shape[0], 2))
+    return np.clip(entropy, 0.0, 1.0).astype(np.float32)
 
 
 def predict_stack(
@@ -393,4 +450,12 @@ def predict_stack(
     return np.stack(slices)
 
 
-__all__ = ["choose_tile", "inference_settings", "normalise_image", "predict_stack", "predict_tiled"]
+__all__ = [
+    "choose_tile",
+    "entropy_map",
+    "inference_settings",
+    "normalise_image",
+    "predict_stack",
+    "predict_tiled",
+    "predict_uncertainty",
+]

@@ -1,14 +1,16 @@
-"""Fine-tune on painted labels (no Qt): the painted part of a section becomes the training data of `unet_zoo.finetune`."""
+"""Fine-tune on painted labels (no Qt): painted cells of a section, or membrane and cell strokes on any sections of a
+stack, become the training data of `unet_zoo.finetune`, passed as arrays (no files are written besides the model)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
+from unet_zoo.data.files import LabelForm
 from unet_zoo.finetuning.finetune import FINETUNE_RECIPE, FinetuneResult, FinetuneStage, finetune
 from unet_zoo.training.recipes import Recipe
 from unet_zoo.training.trainer import TrainProgress
@@ -48,29 +50,80 @@ def finetune_on_painted(
     if image.shape != labels.shape or image.ndim != 2:
         raise ValueError(f"the image section {image.shape} and the labels section {labels.shape} must be the same 2-D shape")
     rows, cols = painted_region(labels)
+    return _finetune_arrays(
+        model,
+        np.ascontiguousarray(image[rows, cols]),
+        np.ascontiguousarray(labels[rows, cols]).astype(np.uint32),
+        "instances",
+        "painted",
+        models_dir,
+        steps,
+        recipe,
+        progress,
+    )
+
+
+def finetune_on_strokes(
+    model: str,
+    images: np.ndarray,
+    strokes: np.ndarray,
+    *,
+    models_dir: Path | None = None,
+    steps: int | None = None,
+    recipe: str | Path | Recipe = FINETUNE_RECIPE,
+    progress: Callable[[int, int], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune `model` on membrane and cell strokes painted on any sections of a stack.
+
+    images: (H, W) or (S, H, W) sections; strokes: the same shape, 0 = not painted, 1 = membrane, 2 = cell
+    interior (`unet-zoo finetune --label-form scribbles`). Only sections with strokes train; a part of their
+    strokes is held out for the before/after scores. Returns the result; its `out` is the new model folder in
+    `models_dir` (default ``~/.cache/unet_zoo/finetuned``), the only thing written to disk.
+    progress: ``progress(step, total_steps)`` while training.
+    """
+    images, strokes = np.asarray(images), np.asarray(strokes)
+    if images.shape != strokes.shape or images.ndim not in (2, 3):
+        raise ValueError(f"the image {images.shape} and the strokes {strokes.shape} must have the same (H, W) or (S, H, W) shape")
+    if not strokes.any():
+        raise ValueError("nothing is painted: paint membrane (label 1) and cell (label 2) strokes in the labels layer first")
+    return _finetune_arrays(model, images, strokes, "scribbles", "strokes", models_dir, steps, recipe, progress)
+
+
+def _finetune_arrays(
+    model: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    form: LabelForm,
+    kind: str,
+    models_dir: Path | None,
+    steps: int | None,
+    recipe: str | Path | Recipe,
+    progress: Callable[[int, int], None] | None,
+) -> FinetuneResult:
+    """`unet_zoo.finetune` on in-memory arrays into a new folder of `models_dir`; the run folder is removed after."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = (models_dir or cache_dir("finetuned")) / f"{Path(model).name or 'model'}-painted-{stamp}"
-    data = folder.with_name(folder.name + "-data")
-    data.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(data / "image.tif", np.ascontiguousarray(image[rows, cols]))
-    tifffile.imwrite(data / "labels.tif", np.ascontiguousarray(labels[rows, cols]).astype(np.uint32))
+    folder = (models_dir or cache_dir("finetuned")) / f"{Path(model).name or 'model'}-{kind}-{stamp}"
+    run_dir = folder.with_name(folder.name + "-run")
 
     def report(event: FinetuneStage | TrainProgress) -> None:
         if progress is not None and isinstance(event, TrainProgress):
             progress(event.step, event.total_steps)
 
-    return finetune(
-        model,
-        data / "image.tif",
-        data / "labels.tif",
-        folder,
-        label_form="instances",
-        steps=steps,
-        recipe=recipe,
-        device="cpu",
-        run_dir=data / "run",
-        callback=report,
-    )
+    try:
+        return finetune(
+            model,
+            images,
+            labels,
+            folder,
+            label_form=form,
+            steps=steps,
+            recipe=recipe,
+            device="cpu",
+            run_dir=run_dir,
+            callback=report,
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints of the run: the model folder keeps what matters
 
 
-__all__ = ["finetune_on_painted", "painted_region"]
+__all__ = ["finetune_on_painted", "finetune_on_strokes", "painted_region"]

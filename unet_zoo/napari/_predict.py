@@ -16,7 +16,7 @@ import numpy as np
 from torch import nn
 
 from unet_zoo.hub.loading import load_model
-from unet_zoo.inference.tiling import Forward, predict_tiled
+from unet_zoo.inference.tiling import Forward, predict_tiled, predict_uncertainty
 from unet_zoo.segmentation import checkpoint_params, segment
 from unet_zoo.utils.measured import InferenceChoice, choose_inference_path
 
@@ -47,13 +47,15 @@ class LoadedModel:
 
 @dataclass
 class Prediction:
-    """The output layers' data: P(membrane) (..., H, W) float32 and, when asked, labels (..., H, W) uint32, for
-    the sections `first` onwards (all leading indices 0 when the whole stack was predicted)."""
+    """The output layers' data: P(membrane) (..., H, W) float32 and, when asked, labels (..., H, W) uint32 and the
+    TTA uncertainty (..., H, W) float32, for the sections `first` onwards (all leading indices 0 when the whole
+    stack was predicted)."""
 
     membrane: np.ndarray
     labels: np.ndarray | None
     first: Index
     metadata: dict[str, Any]
+    uncertainty: np.ndarray | None = None
 
 
 def check_image(data: Any, rgb: bool = False) -> None:
@@ -126,6 +128,7 @@ def predict_sections(
     tta: bool = False,
     tile: int | None = None,
     segment_cells: bool = False,
+    uncertainty: bool = False,
     progress: SectionProgress | None = None,
 ) -> Prediction:
     """P(membrane) (channel 0 of `predict_tiled`) and, with `segment_cells`, cells (`unet_zoo.segment` with the
@@ -134,7 +137,9 @@ def predict_sections(
     Every listed section: the outputs have `data`'s shape. One section: the outputs have shape (1, ..., 1, H, W)
     and `first` says which section it is. Cell IDs are unique across the sections (each section's are offset by
     the largest ID before it). `progress(section, sections, tiles done, tiles)` is called after each batch of
-    tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there.
+    tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there. `uncertainty`: also where the
+    model is unsure (`unet_zoo.inference.tiling.predict_uncertainty`: entropy of the TTA mean; implies `tta`),
+    a map of where to paint next.
     """
     height, width = (int(s) for s in data.shape[-2:])
     lead = tuple(int(s) for s in data.shape[:-2])
@@ -142,22 +147,30 @@ def predict_sections(
     out_lead = lead if whole else (1,) * len(lead)
     membrane = np.zeros((*out_lead, height, width), dtype=np.float32)
     labels = np.zeros((*out_lead, height, width), dtype=np.uint32) if segment_cells else None
+    spread = np.zeros((*out_lead, height, width), dtype=np.float32) if uncertainty else None
+    tta = tta or uncertainty
     params = checkpoint_params(loaded.model)
     next_id = 0
     for number, index in enumerate(indices):
         image = np.asarray(data[index]) if index else np.asarray(data)
         report = None if progress is None else (lambda done, total, number=number: progress(number, len(indices), done, total))
-        probs = predict_tiled(
-            loaded.model,
-            image,
-            tile=tile,
-            tta=tta,
-            batch_size=1,
-            forward=loaded.forward,
-            progress=report,
-            precision=loaded.choice.precision if loaded.choice is not None else "fp32",
-        )
         target = index if whole else (0,) * len(lead)
+        precision = loaded.choice.precision if loaded.choice is not None else "fp32"
+        if spread is not None:
+            probs, spread[target] = predict_uncertainty(
+                loaded.model, image, tile=tile, batch_size=1, forward=loaded.forward, progress=report, precision=precision
+            )
+        else:
+            probs = predict_tiled(
+                loaded.model,
+                image,
+                tile=tile,
+                tta=tta,
+                batch_size=1,
+                forward=loaded.forward,
+                progress=report,
+                precision=precision,
+            )
         membrane[target] = probs[0]
         if labels is not None:
             cells = segment(probs, params=params)
@@ -174,7 +187,7 @@ def predict_sections(
         }
     }
     first = (0,) * len(lead) if whole else indices[0]
-    return Prediction(membrane, labels, first, metadata)
+    return Prediction(membrane, labels, first, metadata, spread)
 
 
 __all__ = ["Cancelled", "LoadedModel", "Prediction", "check_image", "load", "predict_sections", "provenance", "section_indices"]

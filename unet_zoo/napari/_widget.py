@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 
 from ._choices import BACKENDS, OTHER, checkpoint_choices
-from ._finetune import finetune_on_painted
+from ._finetune import finetune_on_painted, finetune_on_strokes
 from ._predict import Cancelled, LoadedModel, Prediction, check_image, load, predict_sections, section_indices
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class SegmentWidget(QWidget):
         self._relay.trained.connect(self._show_training)
         self.models_dir: Any = None  # where fine-tuned models go (None: ~/.cache/unet_zoo/finetuned)
         self.finetune_recipe: Any = "finetune"  # the recipe `unet_zoo.finetune` trains with
+        self._predict_next = False  # after fine-tuning on strokes: predict the stack with the new model
 
         self.model_box = QComboBox()
         for choice in checkpoint_choices():
@@ -95,6 +96,11 @@ class SegmentWidget(QWidget):
         self.backend.addItems(list(BACKENDS))
         self.backend.setToolTip("auto: the fastest path measured on this machine (cached after the first run)")
         self.segment = QCheckBox("segment cells (labels layer)")
+        self.uncertainty = QCheckBox("uncertainty: where to paint next (implies TTA)")
+        self.uncertainty.setToolTip(
+            "an image layer of where the model is unsure (entropy of P(cell) averaged over the 8 rotations/flips, "
+            "0 to 1); paint strokes where it is bright"
+        )
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel")
@@ -106,6 +112,12 @@ class SegmentWidget(QWidget):
             "the new model is added to the list"
         )
         self.finetune_button.clicked.connect(self.finetune)
+        self.strokes_button = QPushButton("Fine-tune on these strokes")
+        self.strokes_button.setToolTip(
+            "train the model further on strokes painted in a labels layer on any sections: label 1 = membrane, "
+            "label 2 = cell interior, 0 = not painted; the new model is selected and the image predicted again"
+        )
+        self.strokes_button.clicked.connect(self.finetune_strokes)
         self.finetune_steps = QSpinBox()
         self.finetune_steps.setRange(1, 20000)
         self.finetune_steps.setValue(300)
@@ -124,6 +136,7 @@ class SegmentWidget(QWidget):
         form.addRow("backend", self.backend)
         form.addRow("", self.tta)
         form.addRow("", self.segment)
+        form.addRow("", self.uncertainty)
         form.addRow("fine-tune steps", self.finetune_steps)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -132,6 +145,7 @@ class SegmentWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.finetune_button)
+        layout.addWidget(self.strokes_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch()
@@ -209,7 +223,12 @@ class SegmentWidget(QWidget):
             point = np.asarray(layer.world_to_data(self.viewer.dims.point))
             current = tuple(int(round(p)) for p in point[: layer.ndim - 2])
         indices = section_indices(data.shape, current)
-        options = dict(tta=self.tta.isChecked(), tile=self.tile.value() or None, segment_cells=self.segment.isChecked())
+        options = dict(
+            tta=self.tta.isChecked(),
+            tile=self.tile.value() or None,
+            segment_cells=self.segment.isChecked(),
+            uncertainty=self.uncertainty.isChecked(),
+        )
         self._cancel.clear()
         self._set_running(True, f"predicting {layer.name} with {spec}")
         self.worker = create_worker(self._work, spec, self.backend.currentText(), data, indices, options)
@@ -267,7 +286,12 @@ class SegmentWidget(QWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.finetune_button.setEnabled(True)
+        self.strokes_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        if self._predict_next:  # a model was just fine-tuned on strokes: predict the image with it
+            self._predict_next = False
+            self.sections_box.setCurrentText(ALL_SECTIONS)
+            self.run()
 
     # --- fine-tuning on painted labels -------------------------------------------------------------------
 
@@ -323,6 +347,57 @@ class SegmentWidget(QWidget):
         except EXPECTED_ERRORS + (FileExistsError,) as err:
             return f"{type(err).__name__}: {err.args[0] if len(err.args) == 1 else err}"
 
+    def finetune_strokes(self) -> None:
+        """Fine-tune the chosen model on the membrane (1) and cell (2) strokes of a labels layer over the image, on
+        every section that has strokes, in a worker thread; then select the new model and predict the image again."""
+        if self.worker is not None:
+            return
+        layer = self.selected_layer()
+        spec = self.model_spec()
+        if layer is None or not spec:
+            show_error("Choose a model and an image layer, paint strokes in a labels layer over it, then fine-tune.")
+            return
+        painted = self.painted_layer(layer)
+        if painted is None or tuple(painted.data.shape) != tuple(layer.data.shape):
+            show_error(
+                f"Add a labels layer of {layer.name}'s shape {tuple(layer.data.shape)} and paint strokes in it: "
+                "label 1 on membranes, label 2 inside cells."
+            )
+            return
+        strokes = np.asarray(painted.data)
+        lead = strokes.shape[:-2]
+        flat = strokes.reshape(-1, *strokes.shape[-2:])
+        stroked = [i for i in range(len(flat)) if flat[i].any()]
+        if not stroked:
+            show_error(f"nothing is painted in {painted.name}: paint label 1 on membranes and label 2 inside cells first")
+            return
+        sections = [np.unravel_index(i, lead) if lead else () for i in stroked]
+        data = layer.data[0] if layer.multiscale else layer.data
+        images = np.stack([np.asarray(data[tuple(int(j) for j in k)] if k else data) for k in sections])
+        self._set_running(True, f"fine-tuning {spec} on the strokes of {painted.name} ({len(stroked)} section(s))")
+        self.worker = create_worker(self._train_strokes, spec, images, flat[stroked], self.finetune_steps.value())
+        self.worker.returned.connect(self._trained)
+        self.worker.errored.connect(lambda _err: self._set_running(False, "fine-tuning failed"))
+        self.worker.finished.connect(self._worker_done)
+        self.worker.start()
+
+    def _train_strokes(self, spec: str, images: np.ndarray, strokes: np.ndarray, steps: int) -> Any:
+        """Runs in the worker thread: the `FinetuneResult`, or a message for the user (an expected error)."""
+        try:
+            result = finetune_on_strokes(
+                spec,
+                images,
+                strokes,
+                models_dir=self.models_dir,
+                steps=steps,
+                recipe=self.finetune_recipe,
+                progress=self._relay.trained.emit,
+            )
+        except EXPECTED_ERRORS + (FileExistsError,) as err:
+            return f"{type(err).__name__}: {err.args[0] if len(err.args) == 1 else err}"
+        self._predict_next = True
+        return result
+
     def _show_training(self, step: int, total: int) -> None:
         self.progress.setValue(int(PROGRESS_STEPS * step / max(total, 1)))
         self.status.setText(f"fine-tuning: step {step}/{total}")
@@ -341,6 +416,7 @@ class SegmentWidget(QWidget):
 
     def _set_running(self, running: bool, message: str) -> None:
         self.finetune_button.setEnabled(not running)
+        self.strokes_button.setEnabled(not running)
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:
@@ -365,6 +441,15 @@ class SegmentWidget(QWidget):
         ]
         if result.labels is not None:
             added.append(self._put(f"{layer.name} cells [{model}]", result.labels, "labels", dict(opacity=0.4, **common)))
+        if result.uncertainty is not None:
+            added.append(
+                self._put(
+                    f"{layer.name} uncertainty [{model}]",
+                    result.uncertainty,
+                    "image",
+                    dict(colormap="inferno", opacity=0.6, blending="additive", contrast_limits=(0.0, 1.0), **common),
+                )
+            )
         return added
 
     def _put(self, name: str, data: np.ndarray, kind: str, kwargs: dict[str, Any]) -> Any:

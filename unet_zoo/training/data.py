@@ -39,6 +39,7 @@ class TrainingData:
     held_out: str = ""  # what was held out, in words ("" = the val_slices of the source)
     pixel_size: float | None = None  # nm per pixel of the arrays above (after any resampling); None = not known
     description: dict[str, Any] | None = None  # source = "files": files with sha256, shapes, label form (for the card)
+    sparse: bool = False  # scribbles: weight 0 = not labelled; val_weights > 0 marks the held-out labelled pixels
 
 
 def synthetic_cells(num_slices: int = 8, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -72,13 +73,16 @@ def weight_map_cache_dir() -> Path:
     return cache_dir("weight_maps")
 
 
-def _labelled(recipe: Recipe, images: str, labels: str) -> LabelledImages:
+def _labelled(recipe: Recipe, images: str, labels: str, held_out: bool = False) -> LabelledImages:
+    """Read a recipe's images and labels; held-out labels of scribble training data may be dense ("auto")."""
     d = recipe.data
-    return load_labelled_images(images, labels, foreground=d.foreground, label_form=d.label_form, boundary_width=d.boundary_width)
+    form = "auto" if held_out and d.label_form == "scribbles" else d.label_form
+    return load_labelled_images(images, labels, foreground=d.foreground, label_form=form, boundary_width=d.boundary_width)
 
 
 def _resample(pairs: LabelledImages, pixel_size: float | None, target: float) -> tuple[LabelledImages, float | None]:
-    """`pairs` rescaled from `pixel_size` to `target` nm/px (images order 1, labels order 1 thresholded at 0.5)."""
+    """`pairs` rescaled from `pixel_size` to `target` nm/px (images order 1, labels order 1 thresholded at 0.5;
+    scribbles nearest neighbour, so strokes stay strokes)."""
     from skimage.transform import resize
 
     if not target or pixel_size is None or abs(pixel_size / target - 1) < 0.02:
@@ -87,10 +91,61 @@ def _resample(pairs: LabelledImages, pixel_size: float | None, target: float) ->
     s, h, w = pairs.images.shape
     shape = (s, max(1, round(h * factor)), max(1, round(w * factor)))
     images = resize(pairs.images.astype(np.float32), shape, order=1, anti_aliasing=factor < 1, preserve_range=True)
-    labels = resize(pairs.labels.astype(np.float32), shape, order=1, anti_aliasing=False) >= 0.5
     pairs.images = np.clip(np.round(images), 0, 255).astype(np.uint8)
+    if pairs.labelled is not None:
+        nearest = {"order": 0, "anti_aliasing": False, "preserve_range": True}
+        pairs.labels = resize(pairs.labels, shape, **nearest).astype(np.uint8)
+        pairs.labelled = resize(pairs.labelled, shape, **nearest).astype(bool)
+        return pairs, target
+    labels = resize(pairs.labels.astype(np.float32), shape, order=1, anti_aliasing=False) >= 0.5
     pairs.labels = labels.astype(np.uint8)
     return pairs, target
+
+
+def sparse_weights(labels: np.ndarray, labelled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Loss targets and weights for scribbles: masked, class-balanced cross-entropy.
+
+    labels: (S, H, W) uint8 1 = cell, 0 = membrane where `labelled` (S, H, W) bool. Returns (labels, weights):
+    weights 0 off the strokes and n / (2 n_c) on the n_c labelled pixels of class c (so both classes weigh the
+    same and the weights average 1 over the labelled pixels); labels off the strokes take the class of the
+    nearest stroke, so a tile's deformation (labels nearest-neighbour, weights bilinear) never gives a stroke's
+    rim the other class."""
+    from scipy import ndimage
+
+    labels = np.asarray(labels).astype(np.uint8)
+    labelled = np.asarray(labelled, bool)
+    weights = np.zeros(labels.shape, np.float32)
+    total = int(labelled.sum())
+    for value in (0, 1):
+        count = int((labelled & (labels == value)).sum())
+        if count:
+            weights[labelled & (labels == value)] = total / (2 * count)
+    filled = labels.copy()
+    for i in range(len(labels)):
+        if labelled[i].any() and not labelled[i].all():
+            _, (iy, ix) = ndimage.distance_transform_edt(~labelled[i], return_indices=True)
+            filled[i] = labels[i][iy, ix]
+    return filled, weights
+
+
+def scribble_scores(probabilities: np.ndarray, labels: np.ndarray, labelled: np.ndarray) -> dict[str, float]:
+    """Scores of (S, H, W) P(cell) on the labelled pixels of scribbles (labels 1 = cell where `labelled`):
+    ``membrane_accuracy`` and ``cell_accuracy`` (share of each class's stroke pixels on the right side of 0.5),
+    their mean ``stroke_accuracy``, ``stroke_cross_entropy`` (class-balanced, nats) and ``labelled_pixels``."""
+    p = np.asarray(probabilities, np.float64)[labelled]
+    y = np.asarray(labels)[labelled].astype(bool)
+    if not y.any() or y.all():
+        raise ValueError("the held-out strokes need both classes (membrane and cell) to be scored")
+    eps = 1e-6
+    membrane, cell = float((p[~y] < 0.5).mean()), float((p[y] >= 0.5).mean())
+    ce = 0.5 * float(-np.log(np.clip(p[y], eps, 1)).mean()) + 0.5 * float(-np.log(np.clip(1 - p[~y], eps, 1)).mean())
+    return {
+        "stroke_accuracy": (membrane + cell) / 2,
+        "membrane_accuracy": membrane,
+        "cell_accuracy": cell,
+        "stroke_cross_entropy": ce,
+        "labelled_pixels": int(labelled.sum()),
+    }
 
 
 def hold_out_region(images: np.ndarray, tile: int) -> int:
@@ -100,38 +155,61 @@ def hold_out_region(images: np.ndarray, tile: int) -> int:
     return max(width // 4, min(tile, width // 2))
 
 
-def load_files_data(recipe: Recipe) -> TrainingData:
+def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pairs: LabelledImages | None = None) -> TrainingData:
     """`source = "files"`: your images and labels (`unet_zoo.data.files`), resampled to ``data.resample_to`` nm/px,
     with ``data.val_images`` / ``data.val_labels`` held out, else the last fifth of >= 3 slices, else the right
-    `hold_out_region` of each slice. Weight maps are cached by content hash under `weight_map_cache_dir`."""
+    `hold_out_region` of each slice. Weight maps are cached by content hash under `weight_map_cache_dir`.
+
+    pairs / val_pairs: data already read (`unet_zoo.data.files.labelled_arrays`), used instead of the recipe's
+    paths. Scribbles train only on the slices with strokes, held out the same way among those slices, with
+    `sparse_weights` (masked, class-balanced) instead of the paper's border weights, which need whole cells."""
     d = recipe.data
-    pairs = _labelled(recipe, d.images, d.labels)
+    pairs = pairs if pairs is not None else _labelled(recipe, d.images, d.labels)
     size = d.pixel_size or pairs.pixel_size
     pairs, size = _resample(pairs, size, d.resample_to)
     description = {"train": pairs.describe(), "train_summary": pairs.summary()}
-    images, labels = pairs.images, pairs.labels
-    if d.val_images:
-        val = _labelled(recipe, d.val_images, d.val_labels)
+    images, labels, labelled = pairs.images, pairs.labels, pairs.labelled
+    slice_ids = list(range(len(images)))
+    if labelled is not None:  # scribbles: only the slices with strokes
+        slice_ids = [i for i in slice_ids if labelled[i].any()]
+        images, labels, labelled = images[slice_ids], labels[slice_ids], labelled[slice_ids]
+    train_m = val_m = labelled
+    if val_pairs is not None or d.val_images:
+        val = val_pairs if val_pairs is not None else _labelled(recipe, d.val_images, d.val_labels, held_out=True)
         val, _ = _resample(val, d.pixel_size or val.pixel_size or size, d.resample_to)
         description["held_out"] = val.describe()
         description["held_out_summary"] = val.summary()
-        train_x, train_y, val_x, val_y = images, labels, val.images, val.labels
-        val_slices, held_out = list(range(len(val_x))), f"{d.val_images} ({len(val_x)} slices)"
+        train_x, train_y, val_x, val_y, val_m = images, labels, val.images, val.labels, val.labelled
+        val_slices = list(range(len(val_x)))
+        held_out = f"{d.val_images or 'the given held-out arrays'} ({len(val_x)} slices)"
     elif len(images) >= 3:
         n = max(1, len(images) // 5)
         train_x, train_y, val_x, val_y = images[:-n], labels[:-n], images[-n:], labels[-n:]
-        val_slices = list(range(len(images) - n, len(images)))
+        if labelled is not None:
+            train_m, val_m = labelled[:-n], labelled[-n:]
+        val_slices = slice_ids[-n:]
         held_out = f"the last {n} of {len(images)} slices ({', '.join(map(str, val_slices))}), not trained on"
     else:
         region = hold_out_region(images, d.tile)
         cut = images.shape[-1] - region
         train_x, train_y, val_x, val_y = images[..., :cut], labels[..., :cut], images[..., cut:], labels[..., cut:]
-        val_slices = list(range(len(images)))
+        if labelled is not None:
+            train_m, val_m = labelled[..., :cut], labelled[..., cut:]
+        val_slices = slice_ids
         held_out = f"the right {region} px (columns {cut}-{images.shape[-1] - 1}) of every slice, not trained on"
+    if labelled is not None:
+        _check_strokes(train_y, train_m, val_y, val_m, held_out, given_val=bool(val_pairs is not None or d.val_images))
     cache = weight_map_cache_dir()
     loss = recipe.loss
-    train_w = weight_maps_for_stack(np.ascontiguousarray(train_y), loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
-    val_w = weight_maps_for_stack(np.ascontiguousarray(val_y), loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
+
+    def targets(y: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if mask is not None:
+            return sparse_weights(y, mask)
+        y = np.ascontiguousarray(y)
+        return y, weight_maps_for_stack(y, loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
+
+    train_y, train_w = targets(train_y, train_m)
+    val_y, val_w = targets(val_y, val_m)
     files = ", ".join(Path(f).name for f in pairs.files)
     return TrainingData(
         np.ascontiguousarray(train_x),
@@ -145,7 +223,37 @@ def load_files_data(recipe: Recipe) -> TrainingData:
         held_out=held_out,
         pixel_size=size,
         description=description,
+        sparse=val_m is not None,
     )
+
+
+def _check_strokes(
+    train_y: np.ndarray,
+    train_m: np.ndarray | None,
+    val_y: np.ndarray,
+    val_m: np.ndarray | None,
+    held_out: str,
+    given_val: bool,
+) -> None:
+    """Refuse scribbles that leave the training part without strokes of both classes, or a held-out part of
+    scribbles without them (nothing to score)."""
+    from unet_zoo.data.files import LabelledDataError
+
+    assert train_m is not None
+    for value, name in ((0, "membrane (1)"), (1, "cell (2)")):
+        if not (train_m & (train_y == value)).any():
+            where = "every stroke" if not train_m.any() else f"every {name.split()[0]} stroke"
+            raise LabelledDataError(
+                f"{where} lies in the held-out part ({held_out}); paint {name} strokes outside it too"
+                + ("" if given_val else ", or pass dense held-out labels (--val-images/--val-labels)")
+            )
+    if val_m is not None:
+        for value, name in ((0, "membrane (1)"), (1, "cell (2)")):
+            if not (val_m & (val_y == value)).any():
+                raise LabelledDataError(
+                    f"the held-out part ({held_out}) has no {name} stroke to score on; paint a few there, or pass "
+                    "dense held-out labels (--val-images/--val-labels)"
+                )
 
 
 def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> TrainingData:
@@ -208,6 +316,8 @@ __all__ = [
     "hold_out_region",
     "load_files_data",
     "load_training_data",
+    "scribble_scores",
+    "sparse_weights",
     "synthetic_cells",
     "validation_tiles",
     "weight_map_cache_dir",

@@ -91,7 +91,8 @@ class DataCfg:
     val_images: str = ""  # held-out images and labels; "" = hold out the last slices, or a region of 1-2 slices
     val_labels: str = ""
     foreground: Literal["cell", "membrane"] = "cell"  # binary masks: what the non-zero value means
-    label_form: Literal["auto", "binary", "instances"] = "auto"  # instances: one ID per cell, 0 = boundary
+    # instances: one ID per cell, 0 = boundary; scribbles: 0 = not labelled, 1 = membrane, 2 = cell
+    label_form: Literal["auto", "binary", "instances", "scribbles"] = "auto"
     boundary_width: int = 2  # instances: membrane width in pixels at each contact between two cells
     pixel_size: float = 0.0  # the data's pixel size in nm; 0 = from the files' metadata (TIFF tags, OME-Zarr scale)
     resample_to: float = 0.0  # rescale the data to this pixel size in nm before training (the model's); 0 = as is

@@ -390,18 +390,22 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Weighted CE and pixel error (argmax vs label) on the fixed held-out tiles."""
+        """Weighted CE and pixel error (argmax vs label) on the fixed held-out tiles; for scribbles (sparse data) the
+        pixel error counts the labelled pixels only."""
         self.model.eval()
         x, y, w = self.val
+        sparse = bool(self.data is not None and self.data.sparse)
         losses, wrong = [], 0
         for i in range(0, len(x), self.recipe.train.batch_size):
             xb = prepare_input(x[i : i + self.recipe.train.batch_size], self.device, channels_last=self.channels_last)
             with self._autocast():
                 logits = self.model(xb)
             losses.append(weighted_cross_entropy(logits, y[i : i + len(xb)], w[i : i + len(xb)], "sum"))
-            wrong += int((logits.argmax(1) != y[i : i + len(xb)]).sum())
+            errors = logits.argmax(1) != y[i : i + len(xb)]
+            wrong += int((errors & (w[i : i + len(xb)] > 0)).sum() if sparse else errors.sum())
         self.model.train()
-        return {"val_loss": float(sum(losses) / y.numel()), "val_pixel_error": wrong / y.numel()}
+        counted = int((w > 0).sum()) if sparse else y.numel()
+        return {"val_loss": float(sum(losses) / y.numel()), "val_pixel_error": wrong / max(counted, 1)}
 
     def run(self) -> TrainResult:
         """Train to ``train.steps``; returns a `TrainResult`.

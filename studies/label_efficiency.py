@@ -1,0 +1,497 @@
+"""Label-efficiency study: fine-tuning from a few strokes on ISBI 2012 made to look like another microscope.
+
+Stages (each resumable; outputs under --out, default runs/label-efficiency; UNET_ZOO_DATA_DIR names ISBI 2012):
+
+    base      train a base model on ISBI slices 0-17 only (4 nm/px, clean), bf16, checkpointed
+    target    the shifted target: slices 18-29 at 8 nm/px (2x downscale), gamma 1.5, Gaussian noise (std 8)
+    uncert    the base model's TTA uncertainty on shifted slices 18-23: share of its errors in the top 10%
+    finetune  300-step bf16 fine-tunes on slices 18-19 (`variants`: 5, 10, 20, 50 strokes of each class per slice,
+              random or uncertainty-placed; dense variants), held out: dense slices 20-23; --only NAME,...
+    tune      the base and the finished fine-tunes scored on shifted slices 20-23 (every choice is made here)
+    heldout   the base and the finished fine-tunes scored once on slices 24-29 (cells: Rand error, V_info)
+    report    the Markdown table of docs/finetune.md
+    timing    the default scribble fine-tune of isbi-small on 2 slices of 1024x1024 px, timed (--threads 2)
+    all       base, target, uncert, finetune
+
+    nohup nice -n 10 python3 studies/label_efficiency.py all --time-limit 55 > logs/study.log 2>&1 &
+
+Rerun a command to continue: finished parts are skipped, training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+BASE_SLICES = list(range(0, 18))
+TUNING_SLICES = list(range(18, 24))
+STROKE_SLICES = [18, 19]  # the two slices a user paints
+TUNING_SCORED = [20, 21, 22, 23]  # tuning scores: the rest of 18-23
+HELD_OUT_SLICES = list(range(24, 30))  # scored once, at the end
+SHIFT = {"factor": 2, "gamma": 1.5, "noise_std": 8.0, "seed": 0}  # 8 nm/px, darker mid-tones, noise
+
+
+def _store(path: Path, update: dict[str, Any]) -> dict[str, Any]:
+    from unet_zoo.utils.files import atomic_write_bytes
+
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.update(update)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(results, indent=2).encode())
+    return results
+
+
+def train_base(args: argparse.Namespace) -> Path:
+    """The base model: isbi-quick's padded U-Net at --base-channels without batch norm (as the tuning-fold model
+    of benchmarks/segmentation_tuning.py), 256-px tiles, trained on slices 0-17; validation tiles from 18-23."""
+    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.data.weight_maps import weight_maps_for_stack
+    from unet_zoo.training.data import TrainingData, weight_map_cache_dir
+    from unet_zoo.training.recipes import load_recipe
+    from unet_zoo.training.trainer import TimeLimitReached, Trainer
+
+    run = args.out / "base"
+    if (run / "summary.json").is_file():
+        return run
+    torch.manual_seed(0)
+    data = load_isbi(args.data_dir)
+    recipe = load_recipe("isbi-quick")
+    recipe = recipe.with_overrides(
+        recipe={"name": "label-efficiency-base", "checkpoint": ""},
+        model={"args": {**recipe.model.args, "base_channels": args.base_channels, "norm": "none", "init": "paper"}},
+        train={
+            "steps": args.base_steps,
+            "precision": "bf16",
+            "eval_every": 100,
+            "eval_tiles": 4,
+            "checkpoint_every": 50,
+            "overlay_slices": 2,
+        },
+        eval={"tta": False},
+    )
+    loss = recipe.loss
+    weights = weight_maps_for_stack(data.labels, loss.w0, loss.sigma, cache_dir=weight_map_cache_dir(), balance=loss.balance)
+    t, v = BASE_SLICES, TUNING_SLICES
+    split = TrainingData(
+        data.images[t], data.labels[t], weights[t], data.images[v], data.labels[v], weights[v], list(v), "ISBI 2012 0-17"
+    )
+    resume = run if (run / "checkpoint.safetensors").is_file() else None
+    start = time.perf_counter()
+    try:
+        Trainer(recipe, out_dir=run, device="cpu", data=split, time_limit=args.time_limit * 60, resume=resume).run()
+    except TimeLimitReached as err:
+        print(f"base: {err}; rerun to continue", flush=True)
+        raise SystemExit(3) from err
+    _store(args.out / "results.json", {"base": {"seconds_last_session": time.perf_counter() - start, **vars_of(args)}})
+    return run
+
+
+def vars_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {"base_channels": args.base_channels, "base_steps": args.base_steps, "threads": torch.get_num_threads()}
+
+
+# --- the target: ISBI 2012 made to look like another microscope --------------------------------------------
+
+
+def shift_images(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, H, W) uint8 images and 1 = cell labels -> the shifted target (`SHIFT`): 2x downscale (8 nm/px; labels
+    cell only where all four 4-nm pixels are cell), grey values to the power `gamma`, Gaussian noise."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_study", Path(__file__).parents[1] / "benchmarks/finetune_study.py")
+    assert spec is not None and spec.loader is not None
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    small, cells = study.downscale(images, labels, SHIFT["factor"])
+    rng = np.random.default_rng(SHIFT["seed"])
+    values = 255.0 * (small / 255.0) ** SHIFT["gamma"] + rng.normal(0, SHIFT["noise_std"], small.shape)
+    return np.clip(np.round(values), 0, 255).astype(np.uint8), cells
+
+
+def target(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Slices 18-29, shifted; cached in target.npz (arrays keyed by slice number ``images`` / ``cells``)."""
+    path = args.out / "target.npz"
+    if not path.is_file():
+        from unet_zoo.data.isbi import load_isbi
+
+        data = load_isbi(args.data_dir)
+        idx = TUNING_SLICES + HELD_OUT_SLICES
+        images, cells = shift_images(data.images[idx], data.labels[idx])
+        np.savez_compressed(path, images=images, cells=cells, slices=np.array(idx))
+    stored = np.load(path)
+    return {k: stored[k] for k in stored.files}
+
+
+def _rows(stored: dict[str, np.ndarray], slices: list[int]) -> list[int]:
+    return [int(np.nonzero(stored["slices"] == s)[0][0]) for s in slices]
+
+
+USER_NM = 4.0 * SHIFT["factor"]
+
+
+# --- uncertainty: where the base model's errors lie ------------------------------------------------------------
+
+
+def error_share(probs: np.ndarray, cells: np.ndarray, uncertainty: np.ndarray, top: float = 0.1) -> dict[str, float]:
+    """Share of the error pixels (P(cell) >= 0.5 disagreeing with the labels) among the `top` most uncertain pixels."""
+    errors = (probs >= 0.5) != (cells > 0)
+    cut = np.quantile(uncertainty, 1 - top)
+    most = uncertainty >= cut
+    return {
+        "error_rate": float(errors.mean()),
+        "share_of_errors_in_top": float(errors[most].sum() / max(errors.sum(), 1)),
+        "top": top,
+        "error_rate_in_top": float(errors[most].mean()),
+    }
+
+
+def _view_spread(model: Any, images: np.ndarray) -> np.ndarray:
+    """(S, H, W) std of P(cell) over the 8 TTA views, images at 8 nm/px predicted at 4 nm/px (the alternative map)."""
+    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities
+    from unet_zoo.inference.tiling import _view_probabilities
+
+    factor = USER_NM / 4.0
+    spreads = []
+    for image in rescale_stack(images, factor):
+        views = np.stack([v[1] for v in _view_probabilities(model, image, None, 2, "cpu", True, "auto", False, None, None, None)])
+        spreads.append(views.std(axis=0))
+    return resize_probabilities(np.stack(spreads)[:, None], images.shape[-2:])[:, 0]
+
+
+def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None, tag: str = "tuning") -> dict[str, Any]:
+    """The base model's TTA uncertainty on shifted slices (default 18-23): share of its errors in the most uncertain
+    10%, for the spread of the 8 views (std of P(cell)) and the entropy of their mean (`predict_uncertainty`'s map,
+    chosen on slices 18-23 because it found more of the errors)."""
+    import unet_zoo
+    from unet_zoo.inference.rescale import uncertainty_at_pixel_size
+
+    slices = slices or TUNING_SLICES
+    cache = args.out / f"uncertainty-{tag}.npz"
+    stored = target(args)
+    rows = _rows(stored, slices)
+    images, cells = stored["images"][rows], stored["cells"][rows]
+    if not cache.is_file():
+        model = unet_zoo.from_pretrained(str(args.out / "base"))
+        probs, _ = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
+        np.savez_compressed(cache, probs=probs[:, 1], spread=_view_spread(model, images), slices=np.array(slices))
+    data = np.load(cache)
+    p = data["probs"]
+    entropy = -(p * np.log(np.clip(p, 1e-6, 1)) + (1 - p) * np.log(np.clip(1 - p, 1e-6, 1)))
+    result = {
+        "slices": slices,
+        "tta_spread": error_share(p, cells, data["spread"]),
+        "entropy_of_mean": error_share(p, cells, entropy),
+    }
+    _store(args.out / "results.json", {f"uncertainty_{tag}": result})
+    print(f"uncertainty on {tag} slices: {json.dumps(result)}", flush=True)
+    return result
+
+
+# --- fine-tunes ------------------------------------------------------------------------------------------------
+
+COUNTS = (5, 10, 20, 50)
+STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
+
+
+def variants() -> dict[str, dict[str, Any]]:
+    """name -> how the fine-tune is made. All: 300 steps, bf16, --pixel-size 8; held out: dense slices 20-23
+    (tuning) unless ``own_holdout`` (the default: a part of the two slices)."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in COUNTS:
+        out[f"random-{n}"] = {"labels": "strokes", "count": n, "placement": "random"}
+        out[f"uncertain-{n}"] = {"labels": "strokes", "count": n, "placement": "uncertainty"}
+    out["dense-default"] = {"labels": "dense", "own_holdout": True}
+    out["dense"] = {"labels": "dense"}
+    out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0}}
+    out["dense-band"] = {"labels": "band"}  # dense, but the 1-px band on each side of every label border unlabelled
+    out["random-20-own-holdout"] = {"labels": "strokes", "count": 20, "placement": "random", "own_holdout": True}
+    return out
+
+
+def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.ndarray:
+    """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice."""
+    from unet_zoo.finetuning.strokes import draw_strokes
+
+    stored = target(args)
+    cells = stored["cells"][_rows(stored, STROKE_SLICES)]
+    priority = None
+    if placement == "uncertainty":  # the map `predict --uncertainty` writes: entropy of the TTA mean
+        from unet_zoo.inference.tiling import entropy_map
+
+        data = np.load(args.out / "uncertainty-tuning.npz")
+        p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
+        priority = entropy_map(np.stack([1 - p, p]))
+    return draw_strokes(cells, count, rng=count, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
+
+
+def band_labels(cells: np.ndarray) -> np.ndarray:
+    """Dense labels as scribbles without the pixels next to a membrane/cell border: membrane (1) where the 3x3
+    neighbourhood is all membrane or on the membranes' centre line, cell (2) where it is all cell, else 0."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    out = np.zeros(cells.shape, np.uint8)
+    for i, c in enumerate(cells):
+        membrane = c == 0
+        out[i][ndimage.binary_erosion(membrane, np.ones((3, 3)), border_value=1) | skeletonize(membrane)] = 1
+        out[i][ndimage.binary_erosion(~membrane, np.ones((3, 3)), border_value=1)] = 2
+    return out
+
+
+def finetune_stage(args: argparse.Namespace) -> None:
+    """Every variant (or --only), 300 steps bf16 each; resumable per variant."""
+    import unet_zoo
+    from unet_zoo.training.recipes import load_recipe
+    from unet_zoo.training.trainer import TimeLimitReached
+
+    stored = target(args)
+    images = stored["images"][_rows(stored, STROKE_SLICES)]
+    val_rows = _rows(stored, TUNING_SCORED)
+    wanted = args.only.split(",") if args.only else list(variants())
+    started = time.perf_counter()
+    for name in wanted:
+        spec = variants()[name]
+        folder = args.out / "ft" / name
+        if (folder / "finetune.json").is_file():
+            continue
+        if spec["labels"] == "strokes":
+            labels = stroke_labels(args, spec["count"], spec["placement"])
+            form = "scribbles"
+        elif spec["labels"] == "band":
+            labels = band_labels(stored["cells"][_rows(stored, STROKE_SLICES)])
+            form = "scribbles"
+        else:
+            labels = stored["cells"][_rows(stored, STROKE_SLICES)]
+            form = "binary"
+        recipe = load_recipe("finetune").with_overrides(
+            train={"precision": "bf16"}, **({"loss": spec["loss"]} if "loss" in spec else {})
+        )
+        run_dir = args.out / "ft" / f"{name}-run"
+        val = (
+            {} if spec.get("own_holdout") else {"val_images": stored["images"][val_rows], "val_labels": stored["cells"][val_rows]}
+        )
+        begin = time.perf_counter()
+        try:
+            result = unet_zoo.finetune(
+                str(args.out / "base"),
+                images,
+                labels,
+                folder,
+                label_form=form,  # type: ignore[arg-type]
+                pixel_size=USER_NM,
+                recipe=recipe,
+                device="cpu",
+                overwrite=True,
+                run_dir=run_dir,
+                resume=run_dir if (run_dir / "checkpoint.safetensors").is_file() else None,
+                time_limit=args.time_limit * 60,
+                steps=args.finetune_steps,
+                **val,
+            )
+        except TimeLimitReached as err:
+            print(f"{name}: {err}; rerun to continue", flush=True)
+            raise SystemExit(3) from err
+        record = {
+            "spec": spec,
+            "labelled_share": float((labels > 0).mean()) if form == "scribbles" else 1.0,
+            "labelled_pixels": int((labels > 0).sum()) if form == "scribbles" else int(labels.size),
+            "membrane_share_of_labelled": float((labels == 1).sum() / max((labels > 0).sum(), 1))
+            if form == "scribbles"
+            else float((labels == 0).mean()),
+            "held_out": result.held_out,
+            "before": {k: v for k, v in result.before.items() if isinstance(v, (int, float))},
+            "after": {k: v for k, v in result.after.items() if isinstance(v, (int, float))},
+            "before_cells": {k: result.before.get("segmentation", {}).get(k) for k in ("rand_error", "vinfo")},
+            "after_cells": {k: result.after.get("segmentation", {}).get(k) for k in ("rand_error", "vinfo")},
+            "seconds": round(time.perf_counter() - begin, 1),
+            "train_seconds": round(result.train_result.seconds, 1),
+        }
+        _store(args.out / "results.json", {f"finetune_{name}": record})
+        print(f"{name}: {json.dumps(record)} ({time.perf_counter() - started:.0f} s in all)", flush=True)
+
+
+# --- held-out slices 24-29, scored once --------------------------------------------------------------------
+
+
+def score_cells(model: Any, images: np.ndarray, cells: np.ndarray) -> dict[str, float]:
+    """Thresholded and segmented scores of `model` on shifted (S, H, W) images predicted with --pixel-size 8."""
+    from unet_zoo.evaluation.metrics import isbi_scores, segmentation_scores
+    from unet_zoo.inference.rescale import predict_at_pixel_size
+    from unet_zoo.segmentation import checkpoint_params, segment_probabilities
+
+    probs = predict_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
+    thr = isbi_scores(probs[:, 1], cells, warping=False)
+    seg = segmentation_scores(np.stack([segment_probabilities(p, checkpoint_params(model)) for p in probs]), cells)
+    return {
+        "cells_rand_error": seg["rand_error"],
+        "cells_vinfo": seg["vinfo"],
+        "threshold_rand_error": thr["rand_error"],
+        "pixel_error": thr["pixel_error"],
+    }
+
+
+def tune_stage(args: argparse.Namespace) -> None:
+    """The base and every finished fine-tune on shifted tuning slices 20-23, scored like `heldout_stage` (the basis of
+    every choice; slices 18-19 carry the strokes)."""
+    import unet_zoo
+
+    stored = target(args)
+    rows = _rows(stored, TUNING_SCORED)
+    images, cells = stored["images"][rows], stored["cells"][rows]
+    results = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").is_file() else {}
+    scores = dict(results.get("tuning_scores", {}))
+    names = ["base"] + [n for n in variants() if (args.out / "ft" / n / "config.json").is_file()]
+    for name in names:
+        if name in scores:
+            continue
+        model = unet_zoo.from_pretrained(str(args.out / ("base" if name == "base" else f"ft/{name}")))
+        scores[name] = score_cells(model, images, cells)
+        _store(args.out / "results.json", {"tuning_scores": scores})
+        print(f"tuning {name}: {json.dumps(scores[name])}", flush=True)
+
+
+def heldout_stage(args: argparse.Namespace) -> None:
+    """The base and every finished fine-tune on shifted slices 24-29 (each scored once), and the uncertainty share."""
+    import unet_zoo
+
+    stored = target(args)
+    rows = _rows(stored, HELD_OUT_SLICES)
+    images, cells = stored["images"][rows], stored["cells"][rows]
+    results = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").is_file() else {}
+    scores = dict(results.get("heldout", {}))
+    names = ["base"] + [n for n in variants() if (args.out / "ft" / n / "config.json").is_file()]
+    for name in names:
+        if name in scores:
+            continue
+        model = unet_zoo.from_pretrained(str(args.out / ("base" if name == "base" else f"ft/{name}")))
+        scores[name] = score_cells(model, images, cells)
+        _store(args.out / "results.json", {"heldout": scores})
+        print(f"held-out {name}: {json.dumps(scores[name])}", flush=True)
+    if "uncertainty_heldout" not in results:
+        uncertainty_stage(args, HELD_OUT_SLICES, "heldout")
+
+
+def timing_stage(args: argparse.Namespace) -> None:
+    """Wall time of the default scribble fine-tune (recipes/finetune.toml as is) of --timing-model on 2 slices of
+    1024x1024 px: mosaics of 4 ISBI slices each (0-3, 4-7), 20 membrane + 20 cell strokes per slice."""
+    import unet_zoo
+    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.finetuning.strokes import draw_strokes
+    from unet_zoo.reproduce import hardware_description
+
+    data = load_isbi(args.data_dir)
+
+    def mosaic(stack: np.ndarray) -> np.ndarray:
+        return np.block([[stack[0], stack[1]], [stack[2], stack[3]]])
+
+    images = np.stack([mosaic(data.images[i : i + 4]) for i in (0, 4)])
+    cells = np.stack([mosaic(data.labels[i : i + 4]) for i in (0, 4)])
+    strokes = draw_strokes(cells, 20, rng=0)
+    start = time.perf_counter()
+    result = unet_zoo.finetune(
+        args.timing_model, images, strokes, args.out / "timing-model", overwrite=True, run_dir=args.out / "timing-run"
+    )
+    seconds = time.perf_counter() - start
+    record = {
+        "seconds": round(seconds, 1),
+        "train_seconds": round(result.train_result.seconds, 1),
+        "model": args.timing_model,
+        "labelled_share": float((strokes > 0).mean()),
+        "precision": result.train_result.precision,
+        "hardware": hardware_description(torch.device("cpu")),
+        "threads": torch.get_num_threads(),
+        "load_average_after": list(__import__("os").getloadavg()),
+    }
+    _store(args.out / "results.json", {"timing_1024": record})
+    print(f"timing: {json.dumps(record)}", flush=True)
+
+
+ROW_NAMES = {
+    "base": "none (the base model)",
+    "random-5": "5 + 5 strokes per slice, random",
+    "uncertain-5": "5 + 5 strokes per slice, uncertainty-placed",
+    "random-10": "10 + 10 strokes per slice, random",
+    "uncertain-10": "10 + 10 strokes per slice, uncertainty-placed",
+    "random-20": "20 + 20 strokes per slice, random",
+    "uncertain-20": "20 + 20 strokes per slice, uncertainty-placed",
+    "random-50": "50 + 50 strokes per slice, random",
+    "uncertain-50": "50 + 50 strokes per slice, uncertainty-placed",
+    "dense-default": "dense, the default fine-tune (held out: the right half of both slices)",
+    "dense": "dense, all of both slices",
+    "dense-w0-0": "dense, all of both slices, no border weights (w0 = 0)",
+    "dense-band": "dense without the 1-px band beside every border (as strokes)",
+    "random-20-own-holdout": "20 + 20 strokes per slice, random, held out: the right half",
+}
+
+
+def report_stage(args: argparse.Namespace) -> None:
+    """The Markdown table of docs/finetune.md from results.json: held-out (24-29) and tuning (20-23) scores."""
+    results = json.loads((args.out / "results.json").read_text())
+    held, tuning = results.get("heldout", {}), results.get("tuning_scores", {})
+    lines = [
+        "| labels on slices 18-19 (8 nm/px) | labelled | cells: Rand error | cells: V_info | thresholded Rand error "
+        "| pixel error | tuning 20-23: cells' Rand error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, text in ROW_NAMES.items():
+        if name not in held and name not in tuning:
+            continue
+        record = results.get(f"finetune_{name}", {})
+        share = record.get("labelled_share")
+        h = held.get(name)
+        cells = (
+            f"{h['cells_rand_error']:.3f} | {h['cells_vinfo']:.3f} | {h['threshold_rand_error']:.3f} | {h['pixel_error']:.3f}"
+            if h
+            else "not scored | | |"
+        )
+        tune = f"{tuning[name]['cells_rand_error']:.3f}" if name in tuning else "-"
+        lines.append(f"| {text} | {'-' if share is None else f'{100 * share:.1f}%'} | {cells} | {tune} |")
+    print("\n".join(lines))
+
+
+def all_stages(args: argparse.Namespace) -> None:
+    train_base(args)
+    target(args)
+    uncertainty_stage(args)
+    finetune_stage(args)
+
+
+STAGES = {
+    "base": train_base,
+    "target": target,
+    "uncert": uncertainty_stage,
+    "finetune": finetune_stage,
+    "tune": tune_stage,
+    "heldout": heldout_stage,
+    "timing": timing_stage,
+    "report": report_stage,
+    "all": all_stages,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=list(STAGES))
+    parser.add_argument("--out", type=Path, default=Path("runs/label-efficiency"))
+    parser.add_argument("--data-dir", default=None, help="ISBI 2012 folder (default: UNET_ZOO_DATA_DIR or the cache)")
+    parser.add_argument("--base-channels", type=int, default=16)
+    parser.add_argument("--base-steps", type=int, default=900)
+    parser.add_argument("--time-limit", type=float, default=55.0, help="minutes per session of a training stage")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--timing-model", default="cards/isbi-small", help="timing: the starting checkpoint")
+    parser.add_argument("--only", default="", help="finetune: comma-separated variant names (default: all)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    STAGES[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

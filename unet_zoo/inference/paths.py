@@ -148,7 +148,7 @@ def choose_path(
     device: str | torch.device | None = None,
     *,
     predict: Predict,
-    candidates: Callable[[torch.device], list[str]] = torch_candidate_paths,
+    candidates: Callable[[torch.device], list[str]] | None = None,
     forward_for: ForwardFor = torch_forward,
     backend: str = "auto",
     precision: str = "auto",
@@ -156,10 +156,11 @@ def choose_path(
     build_forward: bool = True,
     log: Log | None = None,
 ) -> InferenceChoice:
-    """The inference path for `model` on `device` (default: the model's device) among `candidates(device)`: the
-    one `backend` and `precision` leave, else ``$UNET_ZOO_INFERENCE_PATH`` when it names an allowed path, else
-    the fastest allowed path that agrees with float32 as measured on this machine with `predict`
-    (`measure_paths`, cached per machine and architecture; `refresh` measures again).
+    """The inference path for `model` on `device` (default: the model's device) among `candidates(device)`
+    (default: `torch_candidate_paths`): the one `backend` and `precision` leave, else
+    ``$UNET_ZOO_INFERENCE_PATH`` when it names an allowed path, else the fastest allowed path that agrees with
+    float32 as measured on this machine with `predict` (`measure_paths`, cached per machine and architecture;
+    `refresh` measures again).
 
     `build_forward` False leaves ``forward`` None (for callers that only need the precision of a torch path).
     Raises ValueError for unknown values or a combination with no path (e.g. backend onnxruntime with
@@ -183,7 +184,7 @@ def choose_path(
         forward = forward_for(model, path) if build_forward else None
         return InferenceChoice(path, str(dev), PATH_PRECISION[path], how, forward)
 
-    measurable = candidates(dev)
+    measurable = (candidates or torch_candidate_paths)(dev)
     if not any(p in measurable for p in allowed):  # e.g. bf16 asked for on a CPU without bf16 units: as asked
         forward = forward_for(model, allowed[0]) if build_forward else None
         return InferenceChoice(allowed[0], str(dev), PATH_PRECISION[allowed[0]], "forced", forward)

@@ -110,9 +110,9 @@ def runtime_settings(
         device: "cpu", "cuda", "cuda:N", a torch.device, or None (CUDA when available).
         precision: "auto" = bf16 autocast on CUDA GPUs with bf16 support (compute capability >= 8, e.g.
             A100/H100), float32 elsewhere (on the CPU the entry points decide "auto" by measuring both first:
-            `unet_zoo.exporters.paths`, `unet_zoo.training.precision`, and pass "bf16" or "fp32" here); "bf16" forces it (ValueError on a GPU
-            without bf16; on the CPU it runs CPU bf16 autocast, emulated and slow on CPUs without AVX512-BF16 or
-            AMX); "fp32" never uses it.
+            `unet_zoo.exporters.paths`, `unet_zoo.training.precision`, and pass "bf16" or "fp32" here); "bf16"
+            forces it (ValueError on a GPU without bf16; on the CPU it runs CPU bf16 autocast, emulated and slow
+            on CPUs without AVX512-BF16 or AMX); "fp32" never uses it.
         channels_last: "auto" = on for CUDA and for bf16 on the CPU (oneDNN's bf16 kernels want NHWC), off
             elsewhere; "on" / "off" force it.
         compile: "auto" = torch.compile on CUDA only; "on" everywhere; "off" never.

@@ -6,7 +6,7 @@
 
 Each checkpoint predicts the held-out ISBI 2012 slices (24-29 by default, no TTA) with torch float32 (the
 reference) and with each path of ``--paths`` (default: ``torch-bf16`` and ``auto``, the path `auto` picks on this
-machine: `unet_zoo.utils.measured.choose_inference_path`), and every probability map is scored with
+machine: `unet_zoo.exporters.paths.choose_inference_path`), and every probability map is scored with
 ``evaluate``'s scores. bf16 rounds the same way on every CPU
 that computes it (AVX-512-BF16, AMX) or a GPU; only the accumulation order differs between them. On a CPU
 without bf16 instructions PyTorch emulates it: the numbers hold, the time does not.
@@ -33,16 +33,21 @@ def compare(name: str, images: np.ndarray, labels: np.ndarray, paths: list[str],
     largest change of P(cell) at any pixel."""
     import unet_zoo
     from unet_zoo.evaluation.metrics import isbi_scores
+    from unet_zoo.exporters import paths as inference_paths
     from unet_zoo.utils import measured
 
     model = unet_zoo.from_pretrained(name, device=device)
     probs, seconds, ran = {}, {}, {}
     for path in ["torch-fp32", *paths]:
         if path == "auto":
-            choice = measured.choose_inference_path(model, device)
+            choice = inference_paths.choose_inference_path(model, device)
             forward, precision, ran[path] = choice.forward, choice.precision, choice.path
         else:
-            forward, precision, ran[path] = measured.inference_path_forward(model, path), measured.PATH_PRECISION[path], path
+            forward, precision, ran[path] = (
+                inference_paths.inference_path_forward(model, path),
+                measured.PATH_PRECISION[path],
+                path,
+            )
         start = time.perf_counter()
         probs[path] = unet_zoo.predict_stack(model, images, device=device, precision=precision, forward=forward)[:, 1]
         seconds[path] = (time.perf_counter() - start) / len(images)

@@ -84,12 +84,14 @@ def _runtime_choices_fixed(request, monkeypatch, tmp_path_factory):
     monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "torch-fp32")
     monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "fp32")
 
+    from unet_zoo.inference import paths as inference_paths
+
     def ranked(model, device=None, paths=None, **_):
         names = list(paths) if paths is not None else measured.INFERENCE_PATHS
         timings = {p: measured.PathTiming(1.0 + measured.INFERENCE_PATHS.index(p), 0.0, 0.0, True) for p in names}
         return timings, {}
 
-    monkeypatch.setattr(measured, "measure_inference_paths", ranked)
+    monkeypatch.setattr(inference_paths, "measure_paths", ranked)
 
 
 # The tests find the ISBI 2012 folder the way the package does (`unet_zoo.data.isbi.find_data_dir`: an argument,

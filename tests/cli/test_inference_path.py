@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 import unet_zoo
 from unet_zoo.cli import app
+from unet_zoo.exporters import paths as exporter_paths
+from unet_zoo.inference import paths as inference_paths
 from unet_zoo.utils import measured
 
 runner = CliRunner()
@@ -61,8 +63,10 @@ def test_predict_measures_once_then_reads_the_cache(tmp_path, folder, image, mon
         calls.append(list(paths))
         return {p: measured.PathTiming(seconds[p], 0.0, 0.0, True) for p in paths}, {}
 
-    monkeypatch.setattr(measured, "measure_inference_paths", measure)
-    monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: ["torch-fp32", "torch-bf16", "onnxruntime-fp32"])
+    monkeypatch.setattr(inference_paths, "measure_paths", measure)
+    monkeypatch.setattr(
+        exporter_paths, "candidate_inference_paths", lambda device: ["torch-fp32", "torch-bf16", "onnxruntime-fp32"]
+    )
     text, record = _predict(folder, image, tmp_path / "a")
     assert (record["path"], record["how"]) == ("onnxruntime-fp32", "measured") and "(measured now)" in text
     _, record = _predict(folder, image, tmp_path / "b")

@@ -204,9 +204,10 @@ def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, ca
 
 
 def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
+    from unet_zoo.training import precision
     from unet_zoo.utils import measured
 
-    monkeypatch.setattr(measured, "cpu_bf16_hardware", lambda: None)  # a CPU without bf16 units: fp32 unmeasured
+    monkeypatch.setattr(precision, "cpu_bf16_hardware", lambda: None)  # a CPU without bf16 units: fp32 unmeasured
     monkeypatch.delenv(measured.TRAINING_PRECISION_ENV)  # the rules themselves, not conftest's fp32
     original = load_recipe("isbi-original")  # precision/channels_last "auto", compile = true
     cpu = execution_config(original, torch.device("cpu"))
@@ -274,7 +275,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
     import os
     import signal
 
-    from tests.training.test_signals import run_alone
+    from tests.utils.test_signals import run_alone
     from unet_zoo.training.trainer import TrainingInterrupted
 
     if run_alone(request):
@@ -364,12 +365,13 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
 
 
 def test_execution_config_uses_the_measured_precision_on_the_cpu_unless_the_recipe_says_fp32(monkeypatch):
+    from unet_zoo.training import precision
     from unet_zoo.utils import measured
 
     monkeypatch.delenv(measured.TRAINING_PRECISION_ENV)
-    monkeypatch.setattr(measured, "cpu_bf16_hardware", lambda: "avx512_bf16")
+    monkeypatch.setattr(precision, "cpu_bf16_hardware", lambda: "avx512_bf16")
     timings = {"fp32": 1.0, "bf16": 0.4}
-    monkeypatch.setattr(measured, "measure_training_precisions", lambda *a, **k: dict(timings))
+    monkeypatch.setattr(precision, "measure_training_precisions", lambda *a, **k: dict(timings))
     cpu = execution_config(load_recipe("isbi-original"), torch.device("cpu"))
     assert (cpu.amp_dtype, cpu.channels_last, cpu.compile) == (torch.bfloat16, True, False)
     for name in ("isbi-small-cpu", "isbi-padded-cpu", "isbi-original-cpu", "isbi-quick"):  # trained in float32

@@ -1,63 +1,14 @@
-"""The measured "auto": the decision with fake timings, the cache, forcing, and one real measurement."""
+"""The runtime cache and the pure decisions taken from measured timings (the measurements are tested where
+they live: tests/inference/test_paths.py, tests/exporters/test_paths.py, tests/training/test_precision.py)."""
 
 from __future__ import annotations
 
-import json
-import time
-
-import numpy as np
 import pytest
 import torch
 
 import unet_zoo
 from unet_zoo.utils import measured, runtime
 from unet_zoo.utils.measured import PathTiming
-
-
-def _tiny():
-    torch.manual_seed(0)
-    return unet_zoo.create_model("small", base_channels=4, depth=2).eval()
-
-
-def _fake(seconds: dict[str, float], disagree: tuple[str, ...] = (), calls: list | None = None):
-    """A stand-in for measure_inference_paths: the given seconds; `disagree` paths differ from float32."""
-
-    def measure(model, device=None, paths=None, **_):
-        if calls is not None:
-            calls.append(list(paths))
-        timings = {
-            p: PathTiming(seconds[p], 0.5 if p in disagree else 0.0, 0.1 if p in disagree else 0.0, p not in disagree)
-            for p in paths
-        }
-        return timings, {}
-
-    return measure
-
-
-@pytest.fixture
-def every_path(monkeypatch):
-    """A CPU on which every path is a candidate; the runtime cache is the test's own (conftest)."""
-    monkeypatch.delenv(measured.INFERENCE_PATH_ENV, raising=False)
-    monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: list(measured.INFERENCE_PATHS))
-    monkeypatch.setattr(measured, "inference_path_forward", lambda model, path, onnx=None: None)
-
-
-def test_the_fastest_path_wins(monkeypatch, every_path):
-    seconds = {"torch-fp32": 2.0, "torch-bf16": 0.3, "onnxruntime-fp32": 1.0, "openvino-f32": 0.9, "openvino-bf16": 0.5}
-    monkeypatch.setattr(measured, "measure_inference_paths", _fake(seconds))
-    choice = measured.choose_inference_path(_tiny(), "cpu")
-    assert (choice.path, choice.precision, choice.how) == ("torch-bf16", "bf16", "measured")
-    assert choice.record()["timings_s"] == seconds
-    # flags narrow the choice to what they allow, from the same measurement
-    assert measured.choose_inference_path(_tiny(), "cpu", precision="fp32").path == "openvino-f32"
-    assert measured.choose_inference_path(_tiny(), "cpu", backend="torch").path == "torch-bf16"
-    assert measured.choose_inference_path(_tiny(), "cpu", backend="openvino").path == "openvino-bf16"
-
-
-def test_a_path_whose_output_disagrees_with_fp32_is_rejected(monkeypatch, every_path):
-    seconds = {"torch-fp32": 2.0, "torch-bf16": 0.3, "onnxruntime-fp32": 1.0, "openvino-f32": 0.9, "openvino-bf16": 0.5}
-    monkeypatch.setattr(measured, "measure_inference_paths", _fake(seconds, disagree=("torch-bf16", "openvino-bf16")))
-    assert measured.choose_inference_path(_tiny(), "cpu").path == "openvino-f32"
 
 
 def test_agreement_uses_the_bf16_tolerance():
@@ -71,163 +22,31 @@ def test_agreement_uses_the_bf16_tolerance():
     assert measured.fastest_agreeing_path({"torch-fp32": PathTiming(None, error="boom")}) is None
 
 
-def test_the_choice_is_cached_per_machine_and_architecture(monkeypatch, every_path):
-    calls: list = []
-    seconds = {p: 1.0 + i for i, p in enumerate(measured.INFERENCE_PATHS)}
-    monkeypatch.setattr(measured, "measure_inference_paths", _fake(seconds, calls=calls))
-    first = measured.choose_inference_path(_tiny(), "cpu")
-    assert first.how == "measured" and len(calls) == 1
-    cache = json.loads(measured.runtime_cache_file().read_text())
-    (entry,) = cache["inference"].values()
-    assert entry["chosen"] == "torch-fp32" and entry["architecture"]["model"] == "small"
-    assert entry["machine"]["threads"] == torch.get_num_threads() and entry["machine"]["torch"] == torch.__version__
-    measured._MEMORY.clear()  # a new process: read from the file
-    again = measured.choose_inference_path(_tiny(), "cpu")
-    assert (again.how, again.path, len(calls)) == ("cached", "torch-fp32", 1)
-    # another architecture, another thread count: measured again
-    measured.choose_inference_path(unet_zoo.create_model("small", base_channels=8, depth=2).eval(), "cpu")
-    assert len(calls) == 2
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1 if old > 1 else 2)
-        measured.choose_inference_path(_tiny(), "cpu")
-    finally:
-        torch.set_num_threads(old)
-    assert len(calls) == 3
-    assert len(json.loads(measured.runtime_cache_file().read_text())["inference"]) == 3
-    # refresh measures again
-    assert measured.choose_inference_path(_tiny(), "cpu", refresh=True).how == "measured" and len(calls) == 4
-
-
-@pytest.mark.parametrize("content", ["{not json", '{"version": 1, "inference": []}', "[]", ""])
-def test_a_corrupt_cache_is_ignored_and_rewritten(monkeypatch, every_path, content):
-    calls: list = []
-    seconds = {p: 1.0 + i for i, p in enumerate(measured.INFERENCE_PATHS)}
-    monkeypatch.setattr(measured, "measure_inference_paths", _fake(seconds, calls=calls))
-    path = measured.runtime_cache_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content)
-    assert measured.choose_inference_path(_tiny(), "cpu").how == "measured" and len(calls) == 1
-    assert len(json.loads(path.read_text())["inference"]) == 1
-
-
-def test_environment_variable_and_flags_force_a_path(monkeypatch, every_path):
-    calls: list = []
-    monkeypatch.setattr(measured, "measure_inference_paths", _fake({}, calls=calls))
-    monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "openvino-f32")
-    choice = measured.choose_inference_path(_tiny(), "cpu")
-    assert (choice.path, choice.how) == ("openvino-f32", "environment")
-    # a flag that leaves one path wins over the variable
-    forced = measured.choose_inference_path(_tiny(), "cpu", backend="torch", precision="bf16")
-    assert (forced.path, forced.how, forced.precision) == ("torch-bf16", "forced", "bf16")
-    assert measured.choose_inference_path(_tiny(), "cpu", backend="onnxruntime").path == "onnxruntime-fp32"
-    assert calls == []  # nothing measured
+def test_forcing_by_one_allowed_path_or_the_environment(monkeypatch):
+    monkeypatch.delenv(measured.INFERENCE_PATH_ENV, raising=False)
+    assert measured.forced_inference_path(["torch-bf16"]) == ("torch-bf16", "forced")
+    assert measured.forced_inference_path(["torch-fp32", "torch-bf16"]) is None
+    monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "torch-bf16")
+    assert measured.forced_inference_path(["torch-fp32", "torch-bf16"]) == ("torch-bf16", "environment")
+    assert measured.forced_inference_path(["torch-fp32", "onnxruntime-fp32"]) is None  # not allowed: measure
     monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "tensorrt")
     with pytest.raises(ValueError, match="UNET_ZOO_INFERENCE_PATH='tensorrt' is not a path"):
-        measured.choose_inference_path(_tiny(), "cpu")
-    with pytest.raises(ValueError, match="float32 only"):
-        measured.allowed_inference_paths("onnxruntime", "bf16")
-    with pytest.raises(ValueError, match="backend must be one of"):
-        measured.allowed_inference_paths("tensorrt")
+        measured.forced_inference_path(["torch-fp32", "torch-bf16"])
 
 
-def test_exported_backends_run_on_the_cpu_only(monkeypatch, every_path):
-    net = _tiny()
-    with pytest.raises(ValueError, match="runs on the CPU"):
-        measured.choose_inference_path(net, torch.device("cuda"), backend="onnxruntime")
-
-
-@pytest.mark.measured_auto
-def test_predict_tiled_auto_runs_the_measured_torch_path(monkeypatch):
-    monkeypatch.setattr(measured, "measure_inference_paths", _fake({"torch-fp32": 1.0, "torch-bf16": 0.5}))
-    monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: ["torch-fp32", "torch-bf16"])
-    net = _tiny()
-    image = np.random.default_rng(0).random((48, 40), dtype=np.float32)
-    bf16 = unet_zoo.predict_tiled(net, image, device="cpu", precision="bf16")
-    predict = unet_zoo.predict_tiled(net, image, device="cpu", precision="auto")
-    np.testing.assert_array_equal(predict, bf16)
-    monkeypatch.setenv(measured.INFERENCE_PATH_ENV, "torch-fp32")
-    np.testing.assert_array_equal(
-        unet_zoo.predict_tiled(net, image, device="cpu", precision="auto"),
-        unet_zoo.predict_tiled(net, image, device="cpu", precision="fp32"),
-    )
-
-
-@pytest.mark.slow  # ONNX export and OpenVINO compilation: ~6 s on 2 loaded cores
-@pytest.mark.measured_auto
-def test_real_measurement_of_a_tiny_model_is_quick_and_agrees():
-    net = _tiny()
-    started = time.perf_counter()
-    timings, forwards = measured.measure_inference_paths(net, "cpu", budget_s=1.0)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 30, elapsed  # the budget (1 s of timed calls) plus warm-ups and exports of a tiny model
-    assert list(timings)[0] == "torch-fp32" and timings["torch-fp32"].max_diff == 0.0
-    assert set(timings) == set(measured.candidate_inference_paths(torch.device("cpu")))
-    for path, timing in timings.items():
-        assert timing.error is None and timing.seconds is not None and timing.seconds > 0, (path, timing)
-        assert timing.agrees, (path, timing)  # a correct path agrees; bf16 only rounds
-        assert path in forwards
-    choice = measured.choose_inference_path(net, "cpu")
-    assert choice.how == "measured" and choice.path == measured.fastest_agreeing_path(choice.timings)
-    assert measured.choose_inference_path(net, "cpu").how == "cached"
-
-
-@pytest.mark.measured_auto
-def test_a_path_that_fails_to_build_is_not_chosen(monkeypatch):
-    from unet_zoo.exporters import traced
-
-    def reject(*args, **kwargs):
-        raise RuntimeError("unsupported operator")
-
-    monkeypatch.setattr(traced, "onnx_bytes", reject)
-    monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: ["torch-fp32", "onnxruntime-fp32"])
-    timings, _ = measured.measure_inference_paths(_tiny(), "cpu", budget_s=0.2)
-    assert timings["onnxruntime-fp32"].seconds is None and "unsupported operator" in timings["onnxruntime-fp32"].error
-    assert measured.fastest_agreeing_path(timings) == "torch-fp32"
-
-
-# --- training --------------------------------------------------------------------------------------
-
-
-def test_training_precision_is_measured_once_and_cached(monkeypatch):
-    monkeypatch.delenv(measured.TRAINING_PRECISION_ENV, raising=False)
-    monkeypatch.setattr(measured, "cpu_bf16_hardware", lambda: "avx512_bf16")
-    calls = []
-
-    def measure(name, args, tile, batch, device="cpu", **_):
-        calls.append((name, tile, batch))
-        return {"fp32": 1.0, "bf16": 0.4}
-
-    monkeypatch.setattr(measured, "measure_training_precisions", measure)
-    choice = measured.choose_training_precision("small", {"base_channels": 4}, 64, 2)
-    assert (choice.precision, choice.how, choice.timings) == ("bf16", "measured", {"fp32": 1.0, "bf16": 0.4})
-    assert measured.choose_training_precision("small", {"base_channels": 4}, 64, 2).how == "cached"
-    assert len(calls) == 1
-    measured.choose_training_precision("small", {"base_channels": 4}, 128, 2)  # another step shape
-    assert len(calls) == 2
-    assert measured.choose_training_precision("small", {}, 64, 2, precision="fp32").how == "forced"
-    monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "fp32")
-    assert measured.choose_training_precision("small", {}, 64, 2).how == "environment"
-
-
-def test_training_keeps_fp32_where_bf16_is_slower_or_emulated(monkeypatch):
-    monkeypatch.delenv(measured.TRAINING_PRECISION_ENV, raising=False)
-    assert measured.faster_training_precision({"fp32": 1.0, "bf16": 1.5}) == "fp32"
-    assert measured.faster_training_precision({"fp32": 1.0, "bf16": None}) == "fp32"
-    monkeypatch.setattr(measured, "cpu_bf16_hardware", lambda: None)
-    monkeypatch.setattr(measured, "measure_training_precisions", lambda *a, **k: pytest.fail("measured on a CPU without bf16"))
-    assert measured.choose_training_precision("small", {}, 64, 2).precision == "fp32"
-
-
-@pytest.mark.slow
-@pytest.mark.measured_auto
-def test_real_training_measurement_is_quick_and_leaves_the_random_stream():
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    timings = measured.measure_training_precisions("small", {"base_channels": 4, "depth": 2}, 32, 1, budget_s=0.5)
-    assert torch.equal(torch.rand(3), expected)
-    assert set(timings) == {"fp32", "bf16"} and all(s is not None and s > 0 for s in timings.values())
+def test_cache_entries_round_trip_and_keys_follow_the_architecture():
+    path = measured.runtime_cache_file()  # the test's own folder (conftest)
+    assert measured.read_runtime_cache(path)["inference"] == {}
+    measured.store_runtime_entry("training", "k", {"chosen": "fp32"})
+    assert measured.read_runtime_cache()["training"] == {"k": {"chosen": "fp32"}}
+    path.write_text("{not json")
+    assert measured.read_runtime_cache() == {"version": measured.CACHE_VERSION, "inference": {}, "training": {}}
+    small = measured.architecture_key(unet_zoo.create_model("small", base_channels=4, depth=2))
+    seeded = measured.architecture_key(unet_zoo.create_model("small", base_channels=4, depth=2, dropout=0.3))
+    wider = measured.architecture_key(unet_zoo.create_model("small", base_channels=8, depth=2))
+    assert small == seeded and small != wider  # dropout does not change the arithmetic of an inference
+    assert measured.cache_key({"a": 1, "b": 2}) == measured.cache_key({"b": 2, "a": 1})
+    assert measured.machine_key(torch.device("cpu"))["threads"] == torch.get_num_threads()
 
 
 # --- threads ---------------------------------------------------------------------------------------
@@ -260,11 +79,3 @@ def test_cgroup_quota_is_read_from_v2_and_v1_files(tmp_path):
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
     assert runtime.cgroup_cpu_limit(v1) == 3.0
     assert runtime.cgroup_cpu_limit(tmp_path / "missing") is None
-
-
-def test_flags_that_leave_no_candidate_run_what_they_ask_without_measuring(monkeypatch):
-    monkeypatch.delenv(measured.INFERENCE_PATH_ENV, raising=False)
-    monkeypatch.setattr(measured, "candidate_inference_paths", lambda device: ["torch-fp32", "onnxruntime-fp32"])
-    monkeypatch.setattr(measured, "measure_inference_paths", lambda *a, **k: pytest.fail("measured"))
-    choice = measured.choose_inference_path(_tiny(), "cpu", precision="bf16")  # a CPU without bf16 units
-    assert (choice.path, choice.how) == ("torch-bf16", "forced")

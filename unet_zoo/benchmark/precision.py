@@ -6,7 +6,7 @@ tiles per path. Each path is reported as seconds (median of `repeats` calls afte
 fraction of the limit of its precision: float32 paths against the fp32 matmul rate, bf16 paths against the
 bf16 one (FLOPs counted with ``torch.utils.flop_counter``, multiply + add = 2).
 
-The paths are those `unet_zoo.utils.measured` chooses among (torch-fp32, torch-bf16, onnxruntime-fp32,
+The paths are those `unet_zoo.exporters.paths.choose_inference_path` chooses among (torch-fp32, torch-bf16, onnxruntime-fp32,
 openvino-f32, openvino-bf16; the exported ones when installed). The section also measures again what "auto"
 picks on this CPU (`choose_inference_path` and `choose_training_precision` with ``refresh``, which rewrites the
 runtime cache) and shows it beside what was cached before, and times the chosen paths with 1 thread and with
@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_tile
+from unet_zoo.exporters import paths as inference_paths
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
 from unet_zoo.models.registry import create_model
+from unet_zoo.training.precision import choose_training_precision
 from unet_zoo.training.step import train_step
 from unet_zoo.utils import measured
 from unet_zoo.utils.runtime import (
@@ -198,12 +200,12 @@ def auto_choice(
     args = dict(net.model_args)
     before = measured.cached_inference_entry(net)
     log("[precision] measuring what auto picks for inference")
-    choice = measured.choose_inference_path(
+    choice = inference_paths.choose_inference_path(
         net, "cpu", refresh=refresh, build_forward=False, log=lambda m: log(f"[precision] {m}")
     )
     trained_before = measured.cached_training_entry(model_name, args, tile, batch)
     log("[precision] measuring what auto picks for training")
-    step = measured.choose_training_precision(model_name, args, tile, batch, "cpu", refresh=refresh)
+    step = choose_training_precision(model_name, args, tile, batch, "cpu", refresh=refresh)
     return {
         "inference": {
             "path": choice.path,
@@ -248,7 +250,7 @@ def thread_scaling(
             log(f"[precision] {inference_path} and a {training_precision} training step with {n} thread(s)")
             torch.manual_seed(0)
             net = create_model(model_name, **overrides).eval()
-            forward = measured.inference_path_forward(net, inference_path)
+            forward = inference_paths.inference_path_forward(net, inference_path)
             precision = measured.PATH_PRECISION[inference_path]
             settings = runtime_settings("cpu", precision)
             if forward is None:

@@ -25,17 +25,12 @@ from unet_zoo.data.images import (
 from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.evaluation.isbi import evaluate_isbi
+from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor, uncertainty_at_pixel_size
 from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.measured import (
-    BACKENDS,
-    INFERENCE_PATH_ENV,
-    InferenceChoice,
-    check_inference_path_env,
-    choose_inference_path,
-)
+from unet_zoo.utils.measured import BACKENDS, INFERENCE_PATH_ENV, InferenceChoice, check_inference_path_env
 from unet_zoo.utils.runtime import PRECISIONS, Precision
 
 
@@ -51,7 +46,7 @@ def _load(model: str, device: str | None):
 
 
 def choose_path(net, backend: str, precision: Precision) -> InferenceChoice:
-    """The inference path for `net` on its device (`unet_zoo.utils.measured.choose_inference_path`): the one
+    """The inference path for `net` on its device (`unet_zoo.exporters.paths.choose_inference_path`): the one
     --backend and --precision leave, else $UNET_ZOO_INFERENCE_PATH, else the fastest measured here (cached).
     Says which and why; a combination with no path or a missing backend is a red error, exit 2."""
     try:

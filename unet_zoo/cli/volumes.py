@@ -8,6 +8,7 @@ from typing import Any
 
 from unet_zoo.cli.app import check_output, console, fail
 from unet_zoo.cli.progress import ProgressDisplay
+from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.inference.rescale import model_pixel_size, scale_factor
 from unet_zoo.utils.runtime import Precision
 
@@ -54,8 +55,6 @@ def predict_volume_command(
     except ImportError as err:
         raise fail(str(err)) from None
     net = load()
-    from unet_zoo.utils.measured import choose_inference_path
-
     try:  # volumes run torch: float32 or bf16, as measured for this architecture (cached) or as asked
         choice = choose_inference_path(net, backend="torch", precision=precision, build_forward=False)
     except ValueError as err:

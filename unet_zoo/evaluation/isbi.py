@@ -45,7 +45,7 @@ def evaluate_model(
     (`unet_zoo.segment`) and adds ``segmentation``: `segmentation_scores` of the label images, the parameters
     and ``seconds_per_slice`` of the segmentation. `precision` ("fp32", "bf16", "auto") goes to
     `predict_tiled`; ``precision`` in the result records what ran ("bf16" or "fp32"). `forward` (e.g. the
-    ``forward`` of `unet_zoo.utils.measured.choose_inference_path`) runs the tiles instead of torch; then
+    ``forward`` of `unet_zoo.exporters.paths.choose_inference_path`) runs the tiles instead of torch; then
     `precision` should say what it runs in.
     """
     images, labels = np.asarray(images), np.asarray(labels)

@@ -3,7 +3,7 @@
 `onnxruntime_forward(model)` returns a callable mapping (N, C_in, H, W) float32 arrays to (N, C, H', W')
 float32 probabilities, which `unet_zoo.inference.tiling.predict_tiled(..., forward=...)` uses in place of torch;
 `openvino_forward(model, hint)` does the same with OpenVINO. Which path runs by default is measured
-(`unet_zoo.utils.measured.choose_inference_path`).
+(`unet_zoo.exporters.paths.choose_inference_path`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from unet_zoo.exporters.traced import INPUT_NAME, onnx_bytes
-from unet_zoo.training.signals import keep_signal_stack
+from unet_zoo.utils.signals import keep_signal_stack
 
 EXTRA_HINT = 'pip install "unet-zoo[export]"'
 
@@ -93,7 +93,7 @@ def openvino_forward(
             config["INFERENCE_PRECISION_HINT"] = precision_hint
         # OpenVINO installs its own alternate signal stack on this thread and, when two compiled models are
         # released in the order they were made, leaves a freed one behind: the next signal would then crash
-        # the process. Keep the caller's stack (unet_zoo.training.signals explains).
+        # the process. Keep the caller's stack (unet_zoo.utils.signals explains).
         with keep_signal_stack():
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
 

@@ -37,6 +37,7 @@ from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
 from unet_zoo.models.registry import MAX_PARAMETERS, ModelArgsError, create_model, expected_state_shapes, get_entry, list_models
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, files_sha256, move_into_place
+from unet_zoo.utils.segmentation_params import SegmentationParams
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -91,8 +92,6 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def check_segmentation_block(config: dict[str, Any], source: str) -> None:
     """CheckpointError unless config["pretrained"]["segmentation"] (the checkpoint's segmentation defaults), when
     present, is a valid `SegmentationParams` block (types, finiteness and ranges)."""
-    from unet_zoo.segmentation.params import SegmentationParams
-
     pretrained = config.get("pretrained") or {}
     if not isinstance(pretrained, dict):
         raise CheckpointError(f"{source}: 'pretrained' must be a JSON object, got {type(pretrained).__name__}")

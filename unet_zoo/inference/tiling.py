@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unet_zoo.inference.paths import choose_path
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
 from unet_zoo.utils.device import resolve_device
@@ -194,14 +195,12 @@ def inference_settings(
     model: nn.Module | None = None,
 ) -> RuntimeSettings:
     """How `predict_tiled` runs the model on `device`: `precision` "bf16" or "fp32" as asked; "auto" the faster
-    torch path for `model` measured on this machine (`unet_zoo.utils.measured.choose_inference_path` with backend
+    torch path for `model` measured on this machine (`unet_zoo.inference.paths.choose_path` with backend
     torch; without a model: `unet_zoo.utils.runtime.runtime_settings`'s rule); None: as `amp` says (True =
     "auto", False = "fp32")."""
     wanted = precision if precision is not None else ("auto" if amp else "fp32")
     if wanted == "auto" and model is not None:
-        from unet_zoo.utils.measured import choose_inference_path  # imports predict_tiled: import at call time
-
-        wanted = choose_inference_path(model, device, backend="torch", build_forward=False).precision
+        wanted = choose_path(model, device, predict=predict_tiled, backend="torch", build_forward=False).precision
     return runtime_settings(device, wanted)
 
 
@@ -337,7 +336,7 @@ def predict_tiled(
             every TTA view; an exception it raises stops the prediction and propagates (e.g. to cancel it).
         precision: "fp32", "bf16" (bf16 autocast + channels_last) or "auto" (the faster of the two torch paths
             for this architecture, measured on this machine the first time and cached:
-            `unet_zoo.utils.measured.choose_inference_path`, which also picks among onnxruntime and OpenVINO
+            `unet_zoo.exporters.paths.choose_inference_path`, which also picks among onnxruntime and OpenVINO
             for callers that pass its ``forward``). Ignored by `forward`.
 
     Returns:

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.loading import load_model
 from unet_zoo.inference.tiling import Forward, predict_tiled, predict_uncertainty
 from unet_zoo.segmentation import checkpoint_params, segment
-from unet_zoo.utils.measured import InferenceChoice, choose_inference_path
+from unet_zoo.utils.measured import InferenceChoice
 
 from ._choices import BACKENDS
 
@@ -106,7 +107,7 @@ def provenance(model: nn.Module, spec: str) -> dict[str, Any]:
 
 def load(spec: str, backend: str = "auto") -> LoadedModel:
     """Load `spec` (anything `unet_zoo.from_pretrained` takes) for `backend`, as ``unet-zoo predict --backend``
-    picks it (`unet_zoo.utils.measured.choose_inference_path`): "onnxruntime" and "openvino" export the model and
+    picks it (`unet_zoo.exporters.paths.choose_inference_path`): "onnxruntime" and "openvino" export the model and
     run it on the CPU, "torch" runs torch (CUDA if available), "auto" the fastest path measured on this machine."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

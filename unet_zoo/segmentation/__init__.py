@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from unet_zoo.segmentation.api import checkpoint_params, segment, segment_probabilities
-from unet_zoo.segmentation.params import SegmentationParams
+from unet_zoo.utils.segmentation_params import SegmentationParams
 
 __all__ = ["SegmentationParams", "checkpoint_params", "segment", "segment_probabilities"]

@@ -11,8 +11,8 @@ from torch import nn
 
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.segmentation.agglomerate import merge_segments
-from unet_zoo.segmentation.params import SegmentationParams, SegmentationParamsError
 from unet_zoo.segmentation.watershed import dissolve_small, distance_seeds, flood
+from unet_zoo.utils.segmentation_params import SegmentationParams, SegmentationParamsError
 
 
 def checkpoint_params(model: nn.Module | None) -> SegmentationParams:

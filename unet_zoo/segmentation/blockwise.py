@@ -11,7 +11,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import relabel_sequential
 
 from unet_zoo.segmentation.api import segment_probabilities
-from unet_zoo.segmentation.params import SegmentationParams
+from unet_zoo.utils.segmentation_params import SegmentationParams
 
 
 def _windows(size: int, block: int, halo: int) -> list[tuple[int, int, int, int]]:

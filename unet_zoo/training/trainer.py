@@ -48,14 +48,15 @@ from unet_zoo.training.distributed import (
 )
 from unet_zoo.training.losses import weighted_cross_entropy
 from unet_zoo.training.optim import build_optimizer, lr_factor
+from unet_zoo.training.precision import choose_training_precision
 from unet_zoo.training.recipes import Recipe, recipe_from_dict
 from unet_zoo.training.rng import rng_state, set_rng_state
-from unet_zoo.training.signals import StopSignals
 from unet_zoo.training.step import apply_gradients, step_loss
 from unet_zoo.utils.files import atomic_write_bytes, mark_owned
-from unet_zoo.utils.measured import TrainingChoice, choose_training_precision
+from unet_zoo.utils.measured import TrainingChoice
 from unet_zoo.utils.plots import plot_curves, plot_overlays
 from unet_zoo.utils.runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
+from unet_zoo.utils.signals import StopSignals
 
 RUNS_DIR = Path("runs")
 RUN_FOLDER = "training run"  # what a run folder is marked as (unet_zoo.utils.files.mark_owned)
@@ -86,7 +87,7 @@ class NonFiniteLossError(RuntimeError):
 
 def training_precision(recipe: Recipe, device: torch.device) -> TrainingChoice:
     """The precision the recipe's steps run in on `device`: ``train.precision`` "bf16" / "fp32" as it says; "auto"
-    as measured on this machine (`unet_zoo.utils.measured.choose_training_precision`: bf16 autocast where one
+    as measured on this machine (`unet_zoo.training.precision.choose_training_precision`: bf16 autocast where one
     step of this architecture, tile and batch runs faster in it; cached), bf16 on CUDA GPUs that support it."""
     t = recipe.train
     return choose_training_precision(

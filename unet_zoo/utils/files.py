@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from unet_zoo.utils.errors import InputError
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 """The folder of the installed (or checked-out) unet_zoo package."""
 
@@ -299,8 +301,6 @@ def read_folder_file(folder: str | Path, name: str, *, what: str = "file") -> by
     or something that is not a regular file is refused, so nothing outside a model folder is ever read (and
     packed into an export) because the folder points at it. `what` names the file in messages ("model card").
     """
-    from unet_zoo.utils.errors import InputError
-
     folder = Path(folder)
     path = folder / name
     if Path(name).is_absolute() or len(Path(name).parts) != 1 or name in (".", ".."):

@@ -1,18 +1,18 @@
-"""What "auto" means for prediction and training: the fastest path measured on this machine, remembered.
+"""What "auto" means for prediction and training: the cache of measured paths and the decisions taken from it.
 
-Inference: the first time a model architecture runs on a machine, `choose_inference_path` times every
-candidate path on a representative input (`measure_inference_paths`, a few seconds in all), keeps the fastest
-whose probabilities agree with torch float32 within `AGREEMENT` (`fastest_agreeing_path`), and stores the
-choice with its timings in the runtime cache (`runtime_cache_file`). Later runs read it. The paths:
+This module holds what needs nothing above the utilities: the runtime cache (`runtime_cache_file`, keyed by
+`machine_key` and `architecture_key`), the records (`PathTiming`, `InferenceChoice`, `TrainingChoice`), the
+pure decisions from timings (`fastest_agreeing_path`, `faster_training_precision`), the paths flags allow
+(`allowed_inference_paths`) and the forcing by environment variable. The measurements live where they can
+run what they time: the torch paths in `unet_zoo.inference.paths`, every path (with onnxruntime and OpenVINO)
+in `unet_zoo.exporters.paths` (`choose_inference_path`), training steps in `unet_zoo.training.precision`
+(`choose_training_precision`). The paths:
 
     torch-fp32        torch eager, float32 (the reference)
     torch-bf16        torch bf16 autocast + channels_last (candidate where the CPU has bf16 units, or on a GPU with bf16)
     onnxruntime-fp32  the ONNX export run by onnxruntime (``pip install "unet-zoo[export]"``; CPU)
     openvino-f32      the ONNX export run by OpenVINO in float32 (``pip install "unet-zoo[openvino]"``; CPU)
     openvino-bf16     the same with OpenVINO's bf16 hint (candidate where the CPU has bf16 units)
-
-Training: `choose_training_precision` times one training step in float32 and in bf16 autocast on the CPU
-(`measure_training_precisions`) and keeps the faster; on CUDA "auto" is bf16 where the GPU supports it.
 
 A cache entry is keyed by the CPU (model name and flags) or GPU, the thread count, the library versions and
 the architecture (model name and arguments). ``$UNET_ZOO_INFERENCE_PATH`` and ``$UNET_ZOO_TRAINING_PRECISION``
@@ -28,7 +28,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,6 @@ from torch import nn
 from unet_zoo._version import __version__
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.files import atomic_write_bytes, cache_dir
-from unet_zoo.utils.runtime import cpu_bf16_hardware
 
 Forward = Callable[[np.ndarray], np.ndarray]
 Log = Callable[[str], None]
@@ -93,7 +91,7 @@ def read_runtime_cache(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
-def _store(section: str, key: str, entry: dict[str, Any]) -> None:
+def store_runtime_entry(section: str, key: str, entry: dict[str, Any]) -> None:
     """Add `entry` under `key` in `section` of the cache file (read, update, atomic write). A cache folder that
     cannot be written only loses the memory: the choice still runs."""
     path = runtime_cache_file()
@@ -269,37 +267,6 @@ def allowed_inference_paths(backend: str = "auto", precision: str = "auto") -> l
     return paths
 
 
-def candidate_inference_paths(device: torch.device) -> list[str]:
-    """The paths worth measuring on `device`: torch float32; torch bf16 where the GPU or CPU has bf16 units;
-    on the CPU onnxruntime and OpenVINO float32 when installed, and OpenVINO bf16 with a CPU bf16 unit."""
-    from unet_zoo.exporters.sessions import onnxruntime_available, openvino_available
-
-    if device.type == "cuda":
-        return ["torch-fp32", *(["torch-bf16"] if torch.cuda.is_bf16_supported() else [])]
-    if device.type != "cpu":
-        return ["torch-fp32"]
-    bf16 = cpu_bf16_hardware() is not None
-    ort, ov = onnxruntime_available(), openvino_available()
-    wanted = {"torch-fp32": True, "torch-bf16": bf16, "onnxruntime-fp32": ort, "openvino-f32": ov, "openvino-bf16": ov and bf16}
-    return [p for p in INFERENCE_PATHS if wanted[p]]
-
-
-def inference_path_forward(model: nn.Module, path: str, onnx: Callable[[], bytes] | None = None) -> Forward | None:
-    """The `forward` of `path` for `predict_tiled`: None for the torch paths (predict_tiled runs torch with the
-    path's precision), else the exported model's session (`onnx()`: the model's ONNX export, to share one
-    export between sessions). ImportError names the extra to install."""
-    from unet_zoo.exporters.sessions import onnxruntime_forward, openvino_forward
-
-    if path not in INFERENCE_PATHS:
-        raise ValueError(f"unknown inference path {path!r}; use one of {', '.join(INFERENCE_PATHS)}")
-    exported = onnx() if onnx is not None and PATH_BACKEND[path] != "torch" else None
-    if path == "onnxruntime-fp32":
-        return onnxruntime_forward(model, onnx=exported)
-    if path in ("openvino-f32", "openvino-bf16"):
-        return openvino_forward(model, "f32" if path == "openvino-f32" else "bf16", onnx=exported)
-    return None
-
-
 def representative_image(side: int = MEASURE_IMAGE_SIDE, seed: int = 0) -> np.ndarray:
     """A (side, side) float32 image in [0, 1] with structure at several scales (smoothed noise, seeded)."""
     rng = np.random.default_rng(seed)
@@ -310,80 +277,12 @@ def representative_image(side: int = MEASURE_IMAGE_SIDE, seed: int = 0) -> np.nd
     return image / 3.0
 
 
-def _contiguous(model: nn.Module) -> None:
-    """Back to the default memory layout after a channels_last run (an in-place conversion of the weights)."""
-    model.to(memory_format=torch.contiguous_format)
-
-
-def measure_inference_paths(
-    model: nn.Module,
-    device: str | torch.device | None = None,
-    paths: Iterable[str] | None = None,
-    *,
-    image: np.ndarray | None = None,
-    budget_s: float = MEASURE_BUDGET_S,
-    log: Log | None = None,
-) -> tuple[dict[str, PathTiming], dict[str, Forward | None]]:
-    """Time each path of `paths` (default: `candidate_inference_paths`) predicting `image` (default:
-    `representative_image`, one tile) with `predict_tiled`, and compare its probabilities with torch float32.
-
-    Each path runs once untimed (oneDNN primitives, session start-up), then is timed until its share of
-    `budget_s` seconds is spent (at least once); its time is the fastest call. A path that fails to build or
-    run is kept with its error. Returns ({path: `PathTiming`}, {path: its forward, for the ones that ran}).
-    """
-    from unet_zoo.inference.tiling import predict_tiled
-
-    dev = resolve_device(device)
-    todo = list(paths) if paths is not None else candidate_inference_paths(dev)
-    todo = ["torch-fp32"] + [p for p in todo if p != "torch-fp32"]  # the reference first
-    picture = representative_image() if image is None else image
-    share = budget_s / max(1, len(todo))
-    timings: dict[str, PathTiming] = {}
-    forwards: dict[str, Forward | None] = {}
-    reference: np.ndarray | None = None
-    exports: list[bytes] = []
-
-    def onnx() -> bytes:  # one ONNX export for every exported path
-        if not exports:
-            from unet_zoo.exporters.traced import onnx_bytes
-
-            exports.append(onnx_bytes(model))
-        return exports[0]
-
-    with torch.random.fork_rng(devices=[]):  # the measurement leaves the caller's random streams alone
-        for path in todo:
-            if log is not None:
-                log(f"measuring {path} on {dev.type}")
-            try:
-                forward = inference_path_forward(model, path, onnx)
-
-                def run(forward: Forward | None = forward, path: str = path) -> np.ndarray:
-                    return predict_tiled(
-                        model, picture, device=dev, batch_size=1, forward=forward, precision=PATH_PRECISION[path]
-                    )
-
-                output = run()  # warm-up, and the output compared with float32
-                seconds: list[float] = []
-                started = time.perf_counter()
-                while not seconds or time.perf_counter() - started < share:
-                    t0 = time.perf_counter()
-                    run()
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize(dev)
-                    seconds.append(time.perf_counter() - t0)
-            except Exception as err:  # noqa: BLE001  a path that cannot run here is not chosen; the others still are
-                timings[path] = PathTiming(None, error=f"{type(err).__name__}: {err}"[:300])
-                continue
-            finally:
-                _contiguous(model)
-            if reference is None:
-                reference = output
-            diff = np.abs(output.astype(np.float64) - reference)
-            max_diff, mean_diff = float(diff.max()), float(diff.mean())
-            agrees = max_diff <= AGREEMENT["max"] and mean_diff <= AGREEMENT["mean"]
-            timings[path] = PathTiming(min(seconds), max_diff, mean_diff, agrees)
-            forwards[path] = forward
-    return timings, forwards
+def forced_inference_path(allowed: list[str]) -> tuple[str, str] | None:
+    """(path, how) when one path is allowed ("forced") or ``$UNET_ZOO_INFERENCE_PATH`` names an allowed one."""
+    if len(allowed) == 1:
+        return allowed[0], "forced"
+    env = check_inference_path_env()
+    return (env, "environment") if env in allowed else None
 
 
 def fastest_agreeing_path(timings: dict[str, PathTiming], allowed: Iterable[str] | None = None) -> str | None:
@@ -396,87 +295,6 @@ def fastest_agreeing_path(timings: dict[str, PathTiming], allowed: Iterable[str]
         if p in names and t.agrees and t.seconds is not None
     ]
     return min(usable)[2] if usable else None
-
-
-def _forced_path(allowed: list[str]) -> tuple[str, str] | None:
-    """(path, how) when one path is allowed ("forced") or ``$UNET_ZOO_INFERENCE_PATH`` names an allowed one."""
-    if len(allowed) == 1:
-        return allowed[0], "forced"
-    env = check_inference_path_env()
-    return (env, "environment") if env in allowed else None
-
-
-_MEMORY: dict[str, dict[str, Any]] = {}  # this process's cache entries, so predict_tiled per slice reads the file once
-
-
-def choose_inference_path(
-    model: nn.Module,
-    device: str | torch.device | None = None,
-    *,
-    backend: str = "auto",
-    precision: str = "auto",
-    refresh: bool = False,
-    build_forward: bool = True,
-    log: Log | None = None,
-) -> InferenceChoice:
-    """The inference path for `model` on `device` (default: the model's device): the one `backend` and
-    `precision` leave, else ``$UNET_ZOO_INFERENCE_PATH`` when it names an allowed path, else the fastest allowed
-    path that agrees with float32 as measured on this machine (`measure_inference_paths`, cached per machine and
-    architecture; `refresh` measures again).
-
-    The model must be on `device`; onnxruntime and OpenVINO run on the CPU. `build_forward` False leaves
-    ``forward`` None (for callers that only need the precision of a torch path). Raises ValueError for unknown
-    values or a combination with no path (e.g. backend onnxruntime with precision bf16 or on a GPU), and
-    ImportError when the forced backend is not installed.
-    """
-    if device is None:
-        try:
-            device = next(model.parameters()).device
-        except StopIteration:
-            device = "cpu"
-    allowed = allowed_inference_paths(backend, precision)
-    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
-    if kind != "cpu" and all(PATH_BACKEND[p] != "torch" for p in allowed):
-        raise ValueError(f"backend {backend} runs on the CPU; use device cpu or backend torch")
-    dev = resolve_device(device)
-    if dev.type != "cpu":
-        allowed = [p for p in allowed if PATH_BACKEND[p] == "torch"]
-    forced = _forced_path(allowed)
-    if forced is not None:
-        path, how = forced
-        forward = inference_path_forward(model, path) if build_forward else None
-        return InferenceChoice(path, str(dev), PATH_PRECISION[path], how, forward)
-
-    candidates = candidate_inference_paths(dev)
-    if not any(p in candidates for p in allowed):  # e.g. bf16 asked for on a CPU without bf16 units: as asked
-        forward = inference_path_forward(model, allowed[0]) if build_forward else None
-        return InferenceChoice(allowed[0], str(dev), PATH_PRECISION[allowed[0]], "forced", forward)
-    key_parts = {"machine": machine_key(dev), "architecture": architecture_key(model)}
-    key = cache_key(key_parts)
-    memo = f"{runtime_cache_file()}:{key}"
-    entry = None if refresh else (_MEMORY.get(memo) or read_runtime_cache()["inference"].get(key))
-    timings: dict[str, PathTiming] = {}
-    forwards: dict[str, Forward | None] = {}
-    how = "cached"
-    if entry is not None:
-        timings = {p: PathTiming.from_dict(t) for p, t in entry.get("timings", {}).items() if isinstance(t, dict)}
-    if entry is None or any(p not in timings for p in candidates):  # new, or a backend installed since
-        how = "measured"
-        timings, forwards = measure_inference_paths(model, dev, candidates, log=log)
-        entry = {
-            **key_parts,
-            "timings": {p: t.as_dict() for p, t in timings.items()},
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        entry["chosen"] = fastest_agreeing_path(timings, candidates)
-        _store("inference", key, entry)
-    _MEMORY[memo] = entry
-    path = fastest_agreeing_path(timings, [p for p in allowed if p in candidates]) or allowed[0]
-    if build_forward and path in forwards:
-        forward = forwards[path]
-    else:
-        forward = inference_path_forward(model, path) if build_forward else None
-    return InferenceChoice(path, str(dev), PATH_PRECISION[path], how, forward, timings)
 
 
 def cached_inference_entry(model: nn.Module, device: str | torch.device = "cpu") -> dict[str, Any] | None:
@@ -510,69 +328,13 @@ class TrainingChoice:
         return f"{self.precision} ({self.how}{'; one step: ' + times if times else ''})"
 
 
-def measure_training_precisions(
-    model_name: str,
-    model_args: dict[str, Any],
-    tile: int,
-    batch: int,
-    device: str | torch.device | None = "cpu",
-    *,
-    budget_s: float = MEASURE_BUDGET_S,
-    precisions: Iterable[str] = TRAINING_PRECISIONS,
-    log: Log | None = None,
-) -> dict[str, float | None]:
-    """Seconds of one training step (`unet_zoo.training.step.train_step`: forward, weighted loss, backward, SGD)
-    on (batch, C_in, tile, tile) random tiles, per precision: the fastest timed step after one untimed one, each
-    precision timed for its share of `budget_s`. A precision that fails to run gets None. The caller's random
-    streams are left as they were."""
-    from unet_zoo.models.registry import create_model
-    from unet_zoo.training.step import train_step
-    from unet_zoo.utils.runtime import prepare_input, prepare_model, runtime_settings
-
-    dev = resolve_device(device)
-    names = list(precisions)
-    share = budget_s / max(1, len(names))
-    result: dict[str, float | None] = {}
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        for precision in names:
-            if log is not None:
-                log(f"measuring a {precision} training step on {dev.type}")
-            try:
-                torch.manual_seed(0)
-                settings = runtime_settings(dev, precision)  # type: ignore[arg-type]  # "fp32" or "bf16"
-                model = create_model(model_name, **model_args)
-                net = prepare_model(model, dev, channels_last=settings.channels_last).train()
-                optimizer = torch.optim.SGD(net.parameters(), lr=1e-6, momentum=0.99)
-                x = prepare_input(
-                    torch.rand(batch, int(getattr(model, "in_channels", 1)), tile, tile),
-                    dev,
-                    channels_last=settings.channels_last,
-                )
-                out = int(model.output_size(tile))  # type: ignore[operator]  # a zoo model's method
-                target = torch.randint(0, int(getattr(model, "num_classes", 2)), (batch, out, out), device=dev)
-                amp = settings.amp_dtype is not None
-                train_step(net, optimizer, x, target, None, dev, amp=amp)  # warm-up
-                seconds: list[float] = []
-                started = time.perf_counter()
-                while not seconds or time.perf_counter() - started < share:
-                    t0 = time.perf_counter()
-                    train_step(net, optimizer, x, target, None, dev, amp=amp)
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize(dev)
-                    seconds.append(time.perf_counter() - t0)
-                result[precision] = min(seconds)
-            except Exception:  # noqa: BLE001  a precision that cannot run here is not chosen
-                result[precision] = None
-    return result
-
-
 def faster_training_precision(timings: dict[str, float | None]) -> Literal["bf16", "fp32"]:
     """ "bf16" when its measured step is faster than the float32 one, else "fp32" (also when either is missing)."""
     fp32, bf16 = timings.get("fp32"), timings.get("bf16")
     return "bf16" if fp32 is not None and bf16 is not None and bf16 < fp32 else "fp32"
 
 
-def _training_key_parts(model_name: str, model_args: dict[str, Any], tile: int, batch: int, dev: torch.device) -> dict:
+def training_key_parts(model_name: str, model_args: dict[str, Any], tile: int, batch: int, dev: torch.device) -> dict:
     return {
         "machine": machine_key(dev),
         "architecture": {"model": model_name, "args": json.loads(json.dumps(model_args, sort_keys=True, default=str))},
@@ -584,53 +346,9 @@ def cached_training_entry(
     model_name: str, model_args: dict[str, Any], tile: int, batch: int, device: str | torch.device = "cpu"
 ) -> dict[str, Any] | None:
     """The runtime cache's training entry ({"chosen", "timings", ...}) for this step on this machine, or None."""
-    key = cache_key(_training_key_parts(model_name, model_args, tile, batch, resolve_device(device)))
+    key = cache_key(training_key_parts(model_name, model_args, tile, batch, resolve_device(device)))
     entry = read_runtime_cache()["training"].get(key)
     return entry if isinstance(entry, dict) else None
-
-
-def choose_training_precision(
-    model_name: str,
-    model_args: dict[str, Any],
-    tile: int,
-    batch: int,
-    device: str | torch.device | None = "cpu",
-    *,
-    precision: str = "auto",
-    refresh: bool = False,
-    log: Log | None = None,
-) -> TrainingChoice:
-    """The precision of training steps: `precision` when it is "bf16" or "fp32"; for "auto",
-    ``$UNET_ZOO_TRAINING_PRECISION`` when set, bf16 on CUDA GPUs that support it, and on the CPU bf16 autocast
-    where it has bf16 units and a measured step (`measure_training_precisions`, cached per machine,
-    architecture and tile/batch) is faster than float32; else float32."""
-    if precision in TRAINING_PRECISIONS:
-        return TrainingChoice(precision, "forced")  # type: ignore[arg-type]  # checked above
-    if precision != "auto":
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    env = os.environ.get(TRAINING_PRECISION_ENV, "").strip()
-    if env:
-        if env not in TRAINING_PRECISIONS:
-            raise ValueError(f"{TRAINING_PRECISION_ENV}={env!r} must be fp32 or bf16 (or unset)")
-        return TrainingChoice(env, "environment")  # type: ignore[arg-type]  # checked above
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    if dev.type == "cuda":
-        return TrainingChoice("bf16" if torch.cuda.is_bf16_supported() else "fp32", "rule")
-    if dev.type != "cpu" or cpu_bf16_hardware() is None:
-        return TrainingChoice("fp32", "rule")  # bf16 would be emulated: always slower
-    key_parts = _training_key_parts(model_name, model_args, tile, batch, dev)
-    key = cache_key(key_parts)
-    entry = None if refresh else read_runtime_cache()["training"].get(key)
-    if isinstance(entry, dict) and isinstance(entry.get("timings"), dict):
-        return TrainingChoice(faster_training_precision(entry["timings"]), "cached", dict(entry["timings"]))
-    timings = measure_training_precisions(model_name, model_args, tile, batch, dev, log=log)
-    chosen = faster_training_precision(timings)
-    _store(
-        "training",
-        key,
-        {**key_parts, "timings": timings, "chosen": chosen, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-    )
-    return TrainingChoice(chosen, "measured", timings)
 
 
 __all__ = [
@@ -638,6 +356,9 @@ __all__ = [
     "CACHE_ENV",
     "INFERENCE_PATHS",
     "INFERENCE_PATH_ENV",
+    "PATH_BACKEND",
+    "PATH_PRECISION",
+    "TRAINING_PRECISIONS",
     "TRAINING_PRECISION_ENV",
     "InferenceChoice",
     "PathTiming",
@@ -649,17 +370,14 @@ __all__ = [
     "cached_inference_entry",
     "cached_training_entry",
     "check_inference_path_env",
-    "candidate_inference_paths",
-    "choose_inference_path",
-    "choose_training_precision",
     "cpu_name_and_flags",
     "faster_training_precision",
     "fastest_agreeing_path",
-    "inference_path_forward",
+    "forced_inference_path",
     "machine_key",
-    "measure_inference_paths",
-    "measure_training_precisions",
     "read_runtime_cache",
     "representative_image",
     "runtime_cache_file",
+    "store_runtime_entry",
+    "training_key_parts",
 ]

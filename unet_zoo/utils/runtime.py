@@ -2,7 +2,7 @@
 
 `runtime_settings` turns (device, precision, channels_last, compile) into a `RuntimeSettings`: bf16
 autocast + channels_last (NHWC) on CUDA GPUs with bf16 support, float32 on the CPU unless asked (on the CPU,
-"auto" is decided by measurement: `unet_zoo.utils.measured`), torch.compile when asked. Training,
+"auto" is decided by measurement: `unet_zoo.exporters.paths`, `unet_zoo.training.precision`), torch.compile when asked. Training,
 tiled prediction and the benchmarks apply the settings with `prepare_model`, `prepare_input` and
 `autocast`, and run under `fast_backend` (cuDNN autotuning, TF32 matmuls; restored on exit)::
 
@@ -110,9 +110,9 @@ def runtime_settings(
         device: "cpu", "cuda", "cuda:N", a torch.device, or None (CUDA when available).
         precision: "auto" = bf16 autocast on CUDA GPUs with bf16 support (compute capability >= 8, e.g.
             A100/H100), float32 elsewhere (on the CPU the entry points decide "auto" by measuring both first:
-            `unet_zoo.utils.measured`, and pass "bf16" or "fp32" here); "bf16" forces it (ValueError on a GPU
-            without bf16; on the CPU it runs CPU bf16 autocast, emulated and slow on CPUs without AVX512-BF16 or
-            AMX); "fp32" never uses it.
+            `unet_zoo.exporters.paths`, `unet_zoo.training.precision`, and pass "bf16" or "fp32" here); "bf16"
+            forces it (ValueError on a GPU without bf16; on the CPU it runs CPU bf16 autocast, emulated and slow
+            on CPUs without AVX512-BF16 or AMX); "fp32" never uses it.
         channels_last: "auto" = on for CUDA and for bf16 on the CPU (oneDNN's bf16 kernels want NHWC), off
             elsewhere; "on" / "off" force it.
         compile: "auto" = torch.compile on CUDA only; "on" everywhere; "off" never.

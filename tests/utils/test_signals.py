@@ -1,7 +1,7 @@
 """Signals during training stop it cleanly whatever native runtimes were loaded into the process.
 
 A native library that leaves the thread's alternate signal stack pointing at freed memory (OpenVINO does,
-see unet_zoo.training.signals) turns the next signal into a segmentation fault. Tests that signal their own
+see unet_zoo.utils.signals) turns the next signal into a segmentation fault. Tests that signal their own
 process run in a fresh interpreter, so such a state cannot leak between tests.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from unet_zoo.training.signals import current_signal_stack
+from unet_zoo.utils.signals import current_signal_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = "UNET_ZOO_TEST_ALONE"
@@ -42,7 +42,7 @@ def run_alone(request: pytest.FixtureRequest, timeout: float = 600) -> bool:
 DANGLING_STACK = """
 import ctypes, faulthandler, mmap, os, signal
 faulthandler.enable()  # installs a valid alternate stack first, as pytest does
-from unet_zoo.training.signals import _StackT, _is_mapped, current_signal_stack
+from unet_zoo.utils.signals import _StackT, _is_mapped, current_signal_stack
 region = mmap.mmap(-1, 1 << 16)
 cell = ctypes.c_char.from_buffer(region)
 stack = _StackT(ctypes.addressof(cell), 0, 1 << 16)
@@ -67,7 +67,7 @@ def test_a_freed_alternate_signal_stack_no_longer_crashes_a_stopped_training_loo
         DANGLING_STACK
         + textwrap.dedent(
             """
-            from unet_zoo.training.signals import StopSignals
+            from unet_zoo.utils.signals import StopSignals
             with StopSignals() as stop:
                 os.kill(os.getpid(), signal.SIGTERM)
                 for _ in range(100):  # the Python-level handler runs between bytecodes
@@ -92,7 +92,7 @@ def test_openvino_leaves_the_callers_signal_stack_as_it_was():
         faulthandler.enable()
         import unet_zoo
         from unet_zoo.benchmark.precision import openvino_forward
-        from unet_zoo.training.signals import _is_mapped, current_signal_stack
+        from unet_zoo.utils.signals import _is_mapped, current_signal_stack
         before = current_signal_stack()
         net = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
         first, second = openvino_forward(net, "f32"), openvino_forward(net, None)

@@ -1,4 +1,7 @@
-"""The parameters of a segmentation (`SegmentationParams`) and their stored form (a checkpoint's ``segmentation`` block)."""
+"""The parameters of a segmentation (`SegmentationParams`) and their stored form (a checkpoint's ``segmentation`` block).
+
+They live with the utilities because the checkpoint loader (`unet_zoo.hub`) checks a checkpoint's stored block
+before any work, below the segmentation package that uses them; `unet_zoo.segmentation` exports them too."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_
 from unet_zoo.evaluation.isbi import evaluate_model
 from unet_zoo.hub.pretrained import from_pretrained, is_path_like
 from unet_zoo.inference.rescale import model_pixel_size
+from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
@@ -249,8 +250,6 @@ def score_held_out(model: nn.Module, data: TrainingData, device: Any = None, bat
     ``segmentation``, the scores of `unet_zoo.segment`'s cells. Held-out scribbles (``data.sparse``): the
     `scribble_scores` of the labelled pixels (stroke accuracy per class, balanced cross-entropy)."""
     if data.sparse:
-        from unet_zoo.inference.tiling import predict_stack
-
         probs = predict_stack(model, data.val_images, device=device, batch_size=batch_size)[:, 1]
         return scribble_scores(probs, data.val_labels, data.val_weights > 0)
     return evaluate_model(model, data.val_images, data.val_labels, device=device, batch_size=batch_size, segment=True)

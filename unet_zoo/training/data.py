@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet_zoo.data.files import LabelledImages, load_labelled_images
+from unet_zoo.data.files import LabelledDataError, LabelledImages, load_labelled_images
 from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM, load_isbi, split_slices
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.training.recipes import Recipe
@@ -237,8 +237,6 @@ def _check_strokes(
 ) -> None:
     """Refuse scribbles that leave the training part without strokes of both classes, or a held-out part of
     scribbles without them (nothing to score)."""
-    from unet_zoo.data.files import LabelledDataError
-
     assert train_m is not None
     for value, name in ((0, "membrane (1)"), (1, "cell (2)")):
         if not (train_m & (train_y == value)).any():

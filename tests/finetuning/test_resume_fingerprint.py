@@ -56,7 +56,7 @@ def _variants(root):
 @pytest.mark.parametrize("what", ["base model", "data", "settings"])
 def test_a_resume_of_another_run_is_refused_before_any_work(finished_run, what, monkeypatch):
     root = finished_run
-    monkeypatch.setattr(finetune_module, "load_training_data", lambda *a, **k: pytest.fail("data read before the check"))
+    monkeypatch.setattr(finetune_module, "load_files_data", lambda *a, **k: pytest.fail("data read before the check"))
     args = _variants(root)[what]
     with pytest.raises(InputError, match=f"another {what}") as caught:
         unet_zoo.finetune(

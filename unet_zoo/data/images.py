@@ -64,7 +64,8 @@ def _read_tiff(path: Path) -> np.ndarray:
         kind = "colour (RGB)" if colour[0][0] == "S" else "multi-channel"
         raise InputError(
             f"{path} is a {kind} TIFF (axes {axes}, shape {tuple(series.shape)}); unet_zoo segments greyscale "
-            "images: convert it to greyscale (or pick one channel) first"
+            "images: convert it to greyscale (or pick one channel) first; if its planes are sections of a stack, "
+            "write it again as greyscale (tifffile: photometric='minisblack')"
         )
     if len(axes) != image.ndim or "Y" not in axes or "X" not in axes:
         axes = "?" * (image.ndim - 2) + "YX"  # unknown layout: the last two axes are the image

@@ -326,18 +326,22 @@ class SegmentWidget(QWidget):
         image = np.asarray(layer.data[current] if current else layer.data)
         labels = np.asarray(painted.data[current] if painted.data.ndim > 2 else painted.data)
         self._set_running(True, f"fine-tuning {spec} on the painted cells of {painted.name}")
-        self.worker = create_worker(self._train, spec, image, labels, self.finetune_steps.value())
+        self._start_finetune(self._train, spec, image, labels)
+
+    def _start_finetune(self, train: Any, spec: str, images: np.ndarray, labels: np.ndarray) -> None:
+        """Run `train(spec, images, labels, steps)` in a worker thread; `_trained` takes its result."""
+        self.worker = create_worker(train, spec, images, labels, self.finetune_steps.value())
         self.worker.returned.connect(self._trained)
         self.worker.errored.connect(lambda _err: self._set_running(False, "fine-tuning failed"))
         self.worker.finished.connect(self._worker_done)
         self.worker.start()
 
-    def _train(self, spec: str, image: np.ndarray, labels: np.ndarray, steps: int) -> Any:
-        """Runs in the worker thread: the `FinetuneResult`, or a message for the user (an expected error)."""
+    def _finetune_with(self, finetune: Any, spec: str, images: np.ndarray, labels: np.ndarray, steps: int) -> Any:
+        """Runs in the worker thread: `finetune`'s `FinetuneResult`, or a message for the user (an expected error)."""
         try:
-            return finetune_on_painted(
+            return finetune(
                 spec,
-                image,
+                images,
                 labels,
                 models_dir=self.models_dir,
                 steps=steps,
@@ -346,6 +350,10 @@ class SegmentWidget(QWidget):
             )
         except EXPECTED_ERRORS + (FileExistsError,) as err:
             return f"{type(err).__name__}: {err.args[0] if len(err.args) == 1 else err}"
+
+    def _train(self, spec: str, image: np.ndarray, labels: np.ndarray, steps: int) -> Any:
+        """Runs in the worker thread: fine-tuning on the painted cells of one section."""
+        return self._finetune_with(finetune_on_painted, spec, image, labels, steps)
 
     def finetune_strokes(self) -> None:
         """Fine-tune the chosen model on the membrane (1) and cell (2) strokes of a labels layer over the image, on
@@ -375,27 +383,12 @@ class SegmentWidget(QWidget):
         data = layer.data[0] if layer.multiscale else layer.data
         images = np.stack([np.asarray(data[tuple(int(j) for j in k)] if k else data) for k in sections])
         self._set_running(True, f"fine-tuning {spec} on the strokes of {painted.name} ({len(stroked)} section(s))")
-        self.worker = create_worker(self._train_strokes, spec, images, flat[stroked], self.finetune_steps.value())
-        self.worker.returned.connect(self._trained)
-        self.worker.errored.connect(lambda _err: self._set_running(False, "fine-tuning failed"))
-        self.worker.finished.connect(self._worker_done)
-        self.worker.start()
+        self._start_finetune(self._train_strokes, spec, images, flat[stroked])
 
     def _train_strokes(self, spec: str, images: np.ndarray, strokes: np.ndarray, steps: int) -> Any:
-        """Runs in the worker thread: the `FinetuneResult`, or a message for the user (an expected error)."""
-        try:
-            result = finetune_on_strokes(
-                spec,
-                images,
-                strokes,
-                models_dir=self.models_dir,
-                steps=steps,
-                recipe=self.finetune_recipe,
-                progress=self._relay.trained.emit,
-            )
-        except EXPECTED_ERRORS + (FileExistsError,) as err:
-            return f"{type(err).__name__}: {err.args[0] if len(err.args) == 1 else err}"
-        self._predict_next = True
+        """Runs in the worker thread: fine-tuning on strokes; the image is predicted again with the new model."""
+        result = self._finetune_with(finetune_on_strokes, spec, images, strokes, steps)
+        self._predict_next = not isinstance(result, str)
         return result
 
     def _show_training(self, step: int, total: int) -> None:

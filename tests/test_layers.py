@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"inference"},  # overlap-tile prediction (the trainer predicts held-out slices with it)
     {"training"},
     {"evaluation", "segmentation", "volumes", "exporters"},
+    {"pipeline"},  # Predictor: image -> probabilities and cells, the one pipeline every front-end runs
     {"reproduce", "benchmark", "finetuning"},  # workflows: the paper's experiment, benchmarks, fine-tuning on your data
     {"cli", "napari"},  # the command line and the napari plugin: presentation, imported by nothing in the package
     {"__init__", "__main__"},  # the package's public names and `python -m unet_zoo`

@@ -8,32 +8,47 @@
 from __future__ import annotations
 
 from unet_zoo._version import __version__ as __version__
+from unet_zoo.data.reading import Image, read_image
 from unet_zoo.data.weight_maps import weight_map
 from unet_zoo.evaluation.metrics import isbi_scores
 from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from unet_zoo.finetuning import finetune
 from unet_zoo.hub.pretrained import from_pretrained
-from unet_zoo.inference.tiling import predict_stack, predict_tiled
 from unet_zoo.models.info import model_info
 from unet_zoo.models.registry import create_model, list_models, list_pretrained, register_model
 from unet_zoo.models.unet import TimmUNet, UNet
-from unet_zoo.segmentation import SegmentationParams, segment
+from unet_zoo.pipeline import Prediction, Predictor, segment
+from unet_zoo.segmentation import SegmentationParams
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import train
 
+_DEPRECATED = {  # public until this release; the pipeline runs them now: `Predictor`
+    "predict_tiled": ("unet_zoo.inference.tiling", "Predictor(model).predict(image)"),
+    "predict_stack": ("unet_zoo.inference.tiling", "Predictor(model).predict(stack)"),
+    "predict_volume": ("unet_zoo.volumes.predict", "Predictor(model).predict_volume(source, out)"),
+}
+
 
 def __getattr__(name: str):
-    """`unet_zoo.predict_volume`, imported on first use: it needs the optional zarr / dask extra."""
-    if name == "predict_volume":
-        from unet_zoo.volumes.predict import predict_volume  # lazy: needs the optional zarr / dask extra
+    """The prediction functions that were public, with a DeprecationWarning naming what replaces them."""
+    if name in _DEPRECATED:
+        import importlib  # lazy: predict_volume needs the optional zarr / dask extra
+        import warnings
 
-        return predict_volume
+        module, instead = _DEPRECATED[name]
+        warnings.warn(
+            f"unet_zoo.{name} is deprecated and will be removed in the next release; use unet_zoo.{instead}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'unet_zoo' has no attribute {name!r}")
 
 
-# `predict_volume` is left out of __all__: it needs the optional volumes extra, and `from unet_zoo import *` must
-# work with the base install alone. `unet_zoo.predict_volume` still imports it on first use.
 __all__ = [
+    "Image",
+    "Prediction",
+    "Predictor",
     "SegmentationParams",
     "TimmUNet",
     "UNet",
@@ -46,8 +61,7 @@ __all__ = [
     "list_pretrained",
     "load_recipe",
     "model_info",
-    "predict_stack",
-    "predict_tiled",
+    "read_image",
     "register_model",
     "segment",
     "train",

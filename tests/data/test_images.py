@@ -7,7 +7,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unet_zoo.data.images import overlay, read_image, write_mask_png, write_overlay_png, write_prediction, write_prob_tiff
+from unet_zoo.data.images import overlay, write_mask_png, write_overlay_png, write_prediction, write_prob_tiff
+from unet_zoo.data.reading import read_image
 
 
 def test_read_tiff_2d_and_stack(tmp_path, rng):

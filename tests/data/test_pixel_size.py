@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 import unet_zoo
-from unet_zoo.data.files import read_array, tiff_pixel_size, zarr_pixel_size
+from unet_zoo.data.files import read_array
 from unet_zoo.data.pixel_size import (
     MAX_PIXEL_SIZE_NM,
     MAX_RESCALED_PIXELS,
@@ -25,6 +25,7 @@ from unet_zoo.data.pixel_size import (
     check_pixel_size,
     check_scale,
 )
+from unet_zoo.data.reading import read_image, tiff_pixel_size
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor
 
 BAD_SIZES = [math.nan, math.inf, -math.inf, 0.0, -4.0, MIN_PIXEL_SIZE_NM / 2, MAX_PIXEL_SIZE_NM * 2, 1e308, "8", None, True]
@@ -77,7 +78,7 @@ def test_a_bad_ome_zarr_scale_is_refused_naming_the_store(tmp_path, scale):
         }
     ]
     with pytest.raises(PixelSizeError) as caught:
-        zarr_pixel_size(store)
+        read_image(store)
     assert str(store) in str(caught.value)
     with pytest.raises(PixelSizeError):
         read_array(store)

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from unet_zoo.data.files import LabelledDataError, image_to_uint8, read_array
-from unet_zoo.data.images import read_image
+from unet_zoo.data.reading import read_image
 from unet_zoo.utils.errors import InputError
 
 COLOUR = {
@@ -30,7 +30,7 @@ GREY = {
     "stack of 5 of 64x3": np.arange(5 * 64 * 3, dtype=np.uint8).reshape(5, 64, 3),
     "2-D": np.arange(64 * 64, dtype=np.uint16).reshape(64, 64),
 }
-READERS = {"predict": read_image, "finetune": lambda p: read_array(p).array}
+READERS = {"predict": lambda p: np.asarray(read_image(p)), "finetune": lambda p: read_array(p).array}
 
 
 @pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())

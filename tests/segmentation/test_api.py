@@ -50,7 +50,7 @@ def test_overrides_change_single_parameters(cells):
 def test_an_image_and_a_model(cells):
     image, _ = cells
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
-    seg = segment(image, model, tile=64)
+    seg = unet_zoo.segment(image, model, tile=64)
     assert seg.shape == image.shape and seg.dtype == np.uint32 and seg.min() >= 1
 
 
@@ -72,7 +72,7 @@ def test_probabilities_with_a_model_are_refused(cells):
     _, label = cells
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
     with pytest.raises(ValueError, match="either probabilities without a model"):
-        segment(probabilities_of(label), model)
+        unet_zoo.segment(probabilities_of(label), model)
 
 
 def test_params_validate_and_round_trip():

@@ -1,4 +1,5 @@
-"""Inference throughput of `predict_tiled` and the CPU latency of one slice, ours vs the baseline."""
+"""Inference throughput of `unet_zoo.Predictor` (overlap-tile prediction) and the CPU latency of one slice, ours vs
+the baseline."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from unet_zoo.benchmark._common import (
     path_config,
     ratio,
 )
-from unet_zoo.inference.tiling import choose_tile, predict_tiled
+from unet_zoo.inference.tiling import choose_tile
 from unet_zoo.models.registry import create_model
+from unet_zoo.pipeline import Predictor
 from unet_zoo.utils.runtime import (
     prepare_model,
     resolve_device,
@@ -40,7 +42,7 @@ from unet_zoo.utils.timing import Timer, count_forward_flops, matmul_tflops
 class _GeometryStub(nn.Module):
     """A zero-FLOP stand-in with a model's tiling geometry: crops (or keeps) the input, C classes.
 
-    Timing `predict_tiled` with it measures everything but the network (mirror padding, tile
+    Timing the prediction with it measures everything but the network (mirror padding, tile
     stacking, host<->device copies, softmax, stitching): the most Mpx/s the tiling loop allows.
     """
 
@@ -75,17 +77,21 @@ def _predict_path(
     warmup: int,
     repeats: int,
 ) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
-    """Time `predict_tiled` of one path; also return the input shapes of every forward call."""
+    """Time `Predictor.predict` of one path; also return the input shapes of every forward call."""
     amp = config["amp"] is not None
     shapes: list[tuple[int, ...]] = []
     hook = model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
 
+    predictor = Predictor(
+        model, backend="torch", precision="auto" if amp else "fp32", tta=tta, tile=tile, batch_size=batch_size, device=device
+    )
+
     def call() -> np.ndarray:
-        return predict_tiled(model, image, tile=tile, batch_size=batch_size, device=device, tta=tta, amp=amp)
+        return predictor.predict(image)
 
     result: dict[str, Any] = {"config": config, "description": describe(config)}
     if device.type == "cuda":
-        result["note"] = "predict_tiled stores tiles channels_last on CUDA for every path"
+        result["note"] = "the prediction stores tiles channels_last on CUDA for every path"
     with _backend(config):
         _reset_peak_memory(device)
         start = time.perf_counter()
@@ -127,7 +133,7 @@ def bench_inference(
     peak_tflops: float | None = None,
     log: Log = _quiet,
 ) -> dict[str, Any]:
-    """Overlap-tile prediction (`unet_zoo.predict_tiled`) of one (image_side, image_side) uint8 image.
+    """Overlap-tile prediction (`unet_zoo.Predictor.predict`) of one (image_side, image_side) uint8 image.
 
     Weights are random (the pretrained checkpoints have the same architecture, hence the same speed).
 
@@ -136,7 +142,7 @@ def bench_inference(
         image_side: image height = width in pixels (smoke: 64).
         tta: average over the 8 flips/rotations (8x the work).
         batch_size: tiles per forward pass; None means 16 on CUDA and 4 on CPU.
-        tile: input tile side; None lets `predict_tiled` choose (the model's default tile).
+        tile: input tile side; None lets the predictor choose (the model's default tile).
         repeats, warmup: timed and untimed calls per path.
         compile, channels_last, amp: our path's switches; None = on for CUDA, off for CPU.
         baseline: also time the float32 eager path; ceiling: also time a zero-FLOP stand-in model
@@ -229,7 +235,7 @@ def bench_cpu_latency(
     threads: int | None = None,
     log: Log = _quiet,
 ) -> dict[str, Any]:
-    """Seconds to predict one (side, side) uint8 slice on the CPU with `predict_tiled` (fp32, batch 4).
+    """Seconds to predict one (side, side) uint8 slice on the CPU with `unet_zoo.Predictor` (torch fp32, batch 4).
 
     `threads` sets ``torch.set_num_threads`` for the measurement (restored afterwards); None keeps the
     current setting. Returns {"side", "threads", "models": {name: {tile, tiles, timing, median_s}}}.
@@ -252,7 +258,8 @@ def bench_cpu_latency(
             log(f"cpu latency {name} {side}x{side}")
             torch.manual_seed(0)
             model = create_model(name, **_overrides(name, smoke)).eval()
-            timing = Timer("cpu", warmup=warmup, repeats=repeats)(functools.partial(predict_tiled, model, image, device="cpu"))
+            predictor = Predictor(model, backend="torch", precision="fp32", device="cpu")
+            timing = Timer("cpu", warmup=warmup, repeats=repeats)(functools.partial(predictor.predict, image))
             tile = choose_tile(model, side, side)
             result["models"][name] = {"tile": tile, "median_s": timing.median_s, "timing": timing.as_dict()}
     finally:

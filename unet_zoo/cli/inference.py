@@ -1,37 +1,32 @@
-"""`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.inference.tiling and unet_zoo.evaluation.isbi."""
+"""`unet-zoo predict` and `unet-zoo evaluate`: parse, run a `unet_zoo.Predictor`, print (and write) what it returns."""
 
 from __future__ import annotations
 
-import functools
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
 
 from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit
-from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay
+from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
-from unet_zoo.data.files import tiff_pixel_size
-from unet_zoo.data.images import (
-    READABLE_SUFFIXES,
-    prediction_names,
-    read_image,
-    uncertainty_name,
-    write_prediction,
-    write_prob_tiff,
-)
+from unet_zoo.data.images import prediction_names, uncertainty_name, write_prediction, write_prob_tiff
 from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
+from unet_zoo.data.reading import READABLE_SUFFIXES, Image
 from unet_zoo.evaluation.isbi import evaluate_isbi
-from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
-from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor, uncertainty_at_pixel_size
+from unet_zoo.pipeline import Predictor, check_settings
 from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.measured import BACKENDS, INFERENCE_PATH_ENV, InferenceChoice, check_inference_path_env
-from unet_zoo.utils.runtime import PRECISIONS, Precision
+from unet_zoo.utils.measured import INFERENCE_PATH_ENV
+
+_OPTION_WORDS = re.compile(r"\b(backend|precision|device)\b(?= )")  # check_settings' words -> the options
 
 
 def _load(model: str, device: str | None):
@@ -45,25 +40,51 @@ def _load(model: str, device: str | None):
         raise fail(str(err.args[0] if err.args else err)) from None
 
 
-def choose_path(net, backend: str, precision: Precision) -> InferenceChoice:
-    """The inference path for `net` on its device (`unet_zoo.exporters.paths.choose_inference_path`): the one
-    --backend and --precision leave, else $UNET_ZOO_INFERENCE_PATH, else the fastest measured here (cached).
-    Says which and why; a combination with no path or a missing backend is a red error, exit 2."""
+def check_options(backend: str, precision: str, device: str, pixel_size: float | None = None) -> None:
+    """--backend, --precision, --device and --pixel-size as `unet_zoo.Predictor` takes them; else a red error, exit
+    2, before any work."""
+    if pixel_size is not None:
+        check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible
     try:
-        choice = choose_inference_path(net, backend=backend, precision=precision, log=_measuring)
+        check_settings(backend, precision, device or None)
+    except ValueError as err:
+        text = str(err)
+        raise fail(text if INFERENCE_PATH_ENV in text else _OPTION_WORDS.sub(r"--\1", text)) from None
+
+
+def make_predictor(
+    model: str,
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    device: str = "",
+    say_path: bool = True,
+    **settings: Any,
+) -> Predictor:
+    """The `unet_zoo.Predictor` of MODEL with the command's options (`settings`: tta, tile, batch_size,
+    pixel_size); says which inference path runs and why (unless `say_path` is False: volumes say their own).
+    A model that cannot load, a missing backend or a combination with no path is a red error, exit 2."""
+    check_options(backend, precision, device, settings.get("pixel_size"))
+    if device:
+        check_device(device)
+    try:
+        predictor = Predictor(model, backend=backend, precision=precision, device=device or None, log=_measuring, **settings)
+    except (CheckpointError, HubAccessError) as err:  # not cached offline, bad token, tampered file, ...
+        raise fail(str(err)) from None
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
+        raise fail(str(err.args[0] if err.args else err)) from None
+    if not say_path:
+        return predictor
+    try:
+        choice = predictor.choice
     except ImportError as err:  # names the extra to install
         raise fail(str(err)) from None
     except ValueError as err:
-        text = (
-            str(err).replace("backend ", "--backend ").replace("precision ", "--precision ").replace("device cpu", "--device cpu")
-        )
-        raise fail(text if INFERENCE_PATH_ENV not in text else str(err)) from None
+        raise fail(str(err) if INFERENCE_PATH_ENV in str(err) else _OPTION_WORDS.sub(r"--\1", str(err))) from None
     except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
-        raise fail(
-            f"cannot run {getattr(net, 'model_name', 'this model')} with --backend {backend} ({err}); use --backend torch"
-        ) from None
+        raise fail(f"cannot run {model} with --backend {backend} ({err}); use --backend torch") from None
     console.print(f"inference path: {choice.describe()}", markup=False, highlight=False)
-    return choice
+    return predictor
 
 
 def _measuring(message: str) -> None:
@@ -81,52 +102,34 @@ PRECISION_HELP = (
     "CPUs without AVX512-BF16 or AMX) or fp32"
 )
 
+PIXEL_SIZE_HELP = (
+    "nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
+    "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size"
+)
 
-def check_backend(backend: str, precision: str, device: str) -> None:
-    """A red error (exit 2) for an unknown --backend, an exported backend on a GPU or asked for bf16 it lacks."""
-    if backend not in BACKENDS:
-        raise fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend in ("onnxruntime", "openvino") and device not in ("", "cpu"):
-        raise fail(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch")
-    if backend == "onnxruntime" and precision == "bf16":
-        raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
+
+def read_input(path: Path, predictor: Predictor, verb: str) -> Image:
+    """The image of `path` with its pixel size (--pixel-size, else the file's); says when it is rescaled to the
+    model's pixel size (`verb`: "rescaled to", "segmented at"). A bad file or pixel size is a red error."""
     try:
-        check_inference_path_env()
-    except ValueError as err:
-        raise fail(str(err)) from None
-
-
-def check_precision(precision: str) -> Precision:
-    """`precision` if it is auto, bf16 or fp32; else a red error, exit 2."""
-    if precision not in PRECISIONS:
-        raise fail(f"--precision must be auto, bf16 or fp32, got {precision!r}")
-    return precision  # type: ignore[return-value]  # one of PRECISIONS
-
-
-def _read_for_prediction(path: Path, pixel_size: float | None, net, verb: str) -> tuple[np.ndarray, float | None]:
-    """The image of `path` and its pixel size in nm (`pixel_size`, else the TIFF's resolution tags); says when the
-    image will be rescaled to the model's pixel size (`verb`: "rescaled to", "segmented at"). Bad files: a red error."""
-    try:
-        image = read_image(path)
+        image = predictor.read(path)
+        factor = predictor.scale(image)
     except (ValueError, OSError) as err:
         raise fail(str(err)) from None
-    source = "--pixel-size" if pixel_size else f"the resolution tags of {path}"
-    size = pixel_size or (tiff_pixel_size(path) if path.suffix.lower() in (".tif", ".tiff") else None)
-    if size and scale_factor(size, model_pixel_size(net), source, shape=image.shape[-2:]) != 1.0:
-        console.print(f"{path}: {size:g} nm/px, {verb} the model's {model_pixel_size(net):g} nm/px", markup=False)
-    return image, size
+    if factor != 1.0:
+        size, model_size = image.pixel_size_nm, predictor.model_pixel_size
+        console.print(f"{path}: {size:g} nm/px, {verb} the model's {model_size:g} nm/px", markup=False)
+    return image
 
 
-def _cell_probabilities(path: Path, image: np.ndarray, predict, display: ProgressDisplay, **kwargs) -> np.ndarray:
-    """P(cell) of a (H, W) image or (S, H, W) stack from ``predict(stack, progress=..., **kwargs)`` -> (S, C, H, W),
-    counting slices on `display`; a ValueError or TypeError of the prediction is a red error naming `path`."""
-    stack = image if image.ndim == 3 else image[None]
-    counter = display.counter(f"predicting {path.name}", len(stack), "slices")
-    try:
-        probs = predict(stack, progress=lambda _index: counter.advance(), **kwargs)
-    except (ValueError, TypeError) as err:
-        raise fail(f"{path}: {err}") from None
-    return probs[:, 1] if image.ndim == 3 else probs[0, 1]
+def section_counter(counter: Counter) -> Callable[[int, int, int, int], None]:
+    """A `Predictor` progress callback that advances `counter` once per finished section."""
+
+    def progress(_section: int, _sections: int, done: int, total: int) -> None:
+        if done == total:
+            counter.advance()
+
+    return progress
 
 
 def _output_names(images: list[Path], uncertainty: bool = False) -> list[str]:
@@ -141,19 +144,6 @@ def _output_names(images: list[Path], uncertainty: bool = False) -> list[str]:
             )
     extra = [uncertainty_name(path.stem) for path in images] if uncertainty else []
     return [name for path in images for name in prediction_names(path.stem)] + extra
-
-
-class _WithUncertainty:
-    """`predict` for `_cell_probabilities` that also keeps the TTA uncertainty: ``(S, C, H, W)`` probabilities from
-    `uncertainty_at_pixel_size`, the (S, H, W) uncertainty in `.uncertainty`."""
-
-    def __init__(self, net, pixel_size: float | None):
-        self.net, self.pixel_size = net, pixel_size
-        self.uncertainty: np.ndarray | None = None
-
-    def __call__(self, stack: np.ndarray, progress=None, tta: bool = True, **kwargs) -> np.ndarray:
-        probs, self.uncertainty = uncertainty_at_pixel_size(self.net, stack, self.pixel_size, progress=progress, **kwargs)
-        return probs
 
 
 @app.command("predict")
@@ -204,30 +194,23 @@ def predict_command(
     A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
-    wanted = check_precision(precision)
-    if pixel_size is not None:
-        check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible, before any work
+    check_options(backend, precision, device, pixel_size)
+    settings = dict(backend=backend, precision=precision, device=device, tile=tile or None, batch_size=batch_size, tta=tta)
     if is_volume_request(images, out):
         if uncertainty:
             raise fail("--uncertainty works on images (TIFF, PNG), not on Zarr volumes; drop it or predict TIFF slices")
         if backend not in ("auto", "torch"):
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
-            lambda: _load(model, device or None),
+            lambda: make_predictor(model, say_path=False, pixel_size=pixel_size, **settings),
             images[0],
             out,
-            device=device or None,
-            tile=tile or None,
-            batch_size=batch_size,
-            tta=tta,
             block=block,
             level=level,
             uint8=uint8,
             overwrite=overwrite,
             workers=workers,
             scheduler=scheduler,
-            precision=wanted,
-            pixel_size=pixel_size,
             quiet=quiet,
         )
 
@@ -244,30 +227,19 @@ def predict_command(
     check_output(out, "--out", folder=True, contents=_output_names(images, uncertainty), overwrite=overwrite)
     if not 0 <= threshold <= 1:
         raise fail(f"--threshold must be in [0, 1], got {threshold}")
-    check_backend(backend, wanted, device)
-    net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
-    choice = choose_path(net, backend, wanted)
+    predictor = make_predictor(model, pixel_size=pixel_size, **settings)
     with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path in images:
-            image, size = _read_for_prediction(path, pixel_size, net, "rescaled to")
-            spread = _WithUncertainty(net, size) if uncertainty else None
-            cell_prob = _cell_probabilities(
-                path,
-                image,
-                spread or functools.partial(predict_at_pixel_size, net, pixel_size=size),
-                display,
-                tile=tile or None,
-                batch_size=batch_size,
-                tta=tta or uncertainty,
-                forward=choice.forward,
-                precision=choice.precision,
-            )
-            written = write_prediction(
-                out, path.stem, image, cell_prob, threshold=threshold, metadata={"inference": choice.record()}
-            )
-            if spread is not None and spread.uncertainty is not None:
-                values = spread.uncertainty if image.ndim == 3 else spread.uncertainty[0]
-                written.append(write_prob_tiff(out / uncertainty_name(path.stem), values))
+            image = read_input(path, predictor, "rescaled to")
+            counter = display.counter(f"predicting {path.name}", len(image.sections), "slices")
+            try:
+                result = predictor.run(image, uncertainty=uncertainty, progress=section_counter(counter))
+            except (ValueError, TypeError) as err:
+                raise fail(f"{path}: {err}") from None
+            pixels = np.asarray(image.pixels)
+            written = write_prediction(out, path.stem, pixels, result.cell, threshold=threshold, metadata=result.record)
+            if result.uncertainty is not None:
+                written.append(write_prob_tiff(out / uncertainty_name(path.stem), result.uncertainty))
             shown = f"{', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}"
             console.print(f"{path} -> {shown}", markup=False, highlight=False)
 
@@ -292,16 +264,32 @@ def evaluate_command(
         False, "--segment", help="also segment cells (unet-zoo segment's defaults) and score them beside the thresholded map"
     ),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    pixel_size: float | None = typer.Option(
+        None,
+        "--pixel-size",
+        metavar="NM",
+        help="nm per pixel to take the ISBI 2012 slices at (default: the model's own, so they are not rescaled); "
+        "the slices are rescaled from this size to the model's for prediction, the scores taken on their own grid",
+    ),
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
         raise fail(f"--split must be val, train or all, got {split!r}")
-    wanted = check_precision(precision)
+    check_options(backend, precision, device, pixel_size)
     if json_out is not None:
         json_out = check_output(json_out, "--json", overwrite=overwrite)
-    net = _load(model, device or None)
-    choice = choose_path(net, "auto", wanted)
+    predictor = make_predictor(
+        model,
+        backend=backend,
+        precision=precision,
+        device=device,
+        tta=tta,
+        tile=tile or None,
+        batch_size=batch_size,
+        pixel_size=pixel_size,
+    )
     try:
         num_slices = len(load_isbi(data_dir or None).images)  # (evaluate_isbi reads the 8 MB stack again)
         train_slices, held_out = split_slices(num_slices, k=k, fold=fold)
@@ -317,26 +305,25 @@ def evaluate_command(
                     )
 
             result = evaluate_isbi(
-                net,
+                predictor.model,
                 data_dir or None,
                 split=split,
                 fold=fold,
                 k=k,
-                tta=tta,
-                tile=tile or None,
-                batch_size=batch_size,
                 progress=predicted,
                 warping=warping,
                 segment=segment,
-                precision=choice.precision,
-                forward=choice.forward,
+                predictor=predictor,
             )
     except FileNotFoundError as err:
         raise fail(str(err)) from None
     except ValueError as err:
         raise fail(str(err)) from None
+    choice = predictor.choice
     result["model"] = model
     result["inference"] = choice.record()
+    if pixel_size is not None:
+        result["pixel_size_nm"] = pixel_size
     console.print(comparison_table(result, title=f"{model} on ISBI 2012 ({split}, slices {result['slices']})"))
     console.print(f"inference: {result['seconds_per_slice']:.2f} s per slice{' with TTA' if tta else ''} ({choice.path})")
     if segment:

@@ -11,19 +11,15 @@ from unet_zoo.cli.app import app, console, fail, outputs_as_one_unit
 from unet_zoo.cli.inference import (
     BACKEND_HELP,
     PRECISION_HELP,
-    _cell_probabilities,
     _load,
-    _read_for_prediction,
-    check_backend,
-    check_precision,
-    choose_path,
+    check_options,
+    make_predictor,
+    read_input,
+    section_counter,
 )
 from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
-from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
-from unet_zoo.data.pixel_size import check_pixel_size
-from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
-from unet_zoo.inference.tiling import predict_stack
-from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
+from unet_zoo.data.reading import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
+from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_stack
 from unet_zoo.segmentation.outputs import output_names, write_segmentation
 from unet_zoo.utils.files import check_output_path
 
@@ -114,28 +110,27 @@ def segment_command(
         merge_threshold=merge_threshold,
         no_merge=no_merge,
     )
-    wanted = check_precision(precision)
-    if pixel_size is not None:
-        check_pixel_size(pixel_size, "--pixel-size")  # finite and plausible, before any work
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
-        if wanted == "bf16":
-            raise fail("--precision bf16 applies to images; volumes are segmented in float32")
         return _segment_volume_command(
             model,
             images[0],
             out,
             from_probabilities,
             given,
-            tile=tile or None,
-            batch_size=batch_size,
-            device=device or None,
-            tta=tta,
+            settings=dict(
+                backend=backend,
+                precision=precision,
+                device=device,
+                tile=tile or None,
+                batch_size=batch_size,
+                tta=tta,
+                pixel_size=pixel_size,
+            ),
             block=block,
             halo=halo,
             overwrite=overwrite,
             workers=workers,
             scheduler=scheduler or None,
-            pixel_size=pixel_size,
             quiet=quiet,
         )
     if block is not None or halo is not None or workers is not None or scheduler:
@@ -156,9 +151,9 @@ def segment_command(
         )
     except OSError as err:
         raise fail(f"--out: {err}") from None
-    check_backend(backend, wanted, device)
+    check_options(backend, precision, device, pixel_size)
     if from_probabilities:
-        if tta or tile or backend != "auto" or pixel_size is not None or wanted != "auto":
+        if tta or tile or backend != "auto" or pixel_size is not None or precision != "auto":
             raise fail(
                 "--tta, --tile, --backend, --precision and --pixel-size apply when the model runs; "
                 "--from-probabilities does not run it"
@@ -167,37 +162,47 @@ def segment_command(
         params = _params(net, **given)
         with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
             for path, stem in zip(images, stems):
-                try:
-                    prob = read_image(path)
-                except (ValueError, OSError) as err:
-                    raise fail(str(err)) from None
-                if prob.dtype.kind != "f" or not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
-                    found = "NaN or infinite values" if prob.dtype.kind == "f" and not np.isfinite(prob).all() else "other values"
-                    raise fail(
-                        f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif): it "
-                        f"holds {found}; predict it again with `unet-zoo predict`"
-                    )
-                _segment_and_write(prob, prob, params, out, stem, path, display)
+                prob = _read_probabilities(path)
+                counter = display.counter(f"segmenting {path.name}", len(prob) if prob.ndim == 3 else 1, "sections")
+                labels = segment_stack(prob, params, progress=lambda _index, c=counter: c.advance())
+                _write(prob, labels, out, stem, path)
         return
-    net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
-    params = _params(net, **given)
-    choice = choose_path(net, backend, wanted)
+    predictor = make_predictor(
+        model,
+        backend=backend,
+        precision=precision,
+        device=device,
+        tile=tile or None,
+        batch_size=batch_size,
+        tta=tta,
+        pixel_size=pixel_size,
+    )
+    params = _params(predictor.model, **given)
     with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path, stem in zip(images, stems):
-            image, size = _read_for_prediction(path, pixel_size, net, "segmented at")
-            factor = scale_factor(size, model_pixel_size(net))  # checked with the image's size by _read_for_prediction
-            cell_prob = _cell_probabilities(
-                path,
-                image,
-                lambda stack, **kwargs: predict_stack(net, rescale_stack(stack, factor), **kwargs),  # noqa: B023  called at once
-                display,
-                tile=tile or None,
-                batch_size=batch_size,
-                tta=tta,
-                forward=choice.forward,
-                precision=choice.precision,
-            )
-            _segment_and_write(image, cell_prob, params, out, stem, path, display)
+            image = read_input(path, predictor, "segmented at")
+            counter = display.counter(f"segmenting {path.name}", len(image.sections), "sections")
+            try:
+                labels = predictor.run(image, segment=params, progress=section_counter(counter)).labels
+            except (ValueError, TypeError) as err:
+                raise fail(f"{path}: {err}") from None
+            assert labels is not None  # segment was asked for
+            _write(np.asarray(image.pixels), labels, out, stem, path)
+
+
+def _read_probabilities(path: Path) -> np.ndarray:
+    """A P(cell) map `unet-zoo predict` wrote (float32 in [0, 1]); anything else is a red error."""
+    try:
+        prob = np.asarray(read_image(path))
+    except (ValueError, OSError) as err:
+        raise fail(str(err)) from None
+    if prob.dtype.kind != "f" or not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
+        found = "NaN or infinite values" if prob.dtype.kind == "f" and not np.isfinite(prob).all() else "other values"
+        raise fail(
+            f"{path} is not a probability map (float32 in [0, 1], as `unet-zoo predict` writes _prob.tif): it "
+            f"holds {found}; predict it again with `unet-zoo predict`"
+        )
+    return prob
 
 
 def _segment_volume_command(
@@ -207,20 +212,17 @@ def _segment_volume_command(
     from_probabilities: bool,
     given: dict,
     *,
-    tile: int | None,
-    batch_size: int,
-    device: str | None,
-    tta: bool,
+    settings: dict,
     block: int | None,
     halo: int | None,
     overwrite: bool,
     workers: int | None = None,
     scheduler: str | None = None,
-    pixel_size: float | None = None,
     quiet: bool = False,
 ) -> None:
-    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: unet_zoo.segmentation.volume.segment_volume, counting
-    blocks and sections (nothing with `quiet`)."""
+    """`unet-zoo segment MODEL volume.zarr --out seg.zarr`: `Predictor.segment_volume` (with
+    --from-probabilities: unet_zoo.segmentation.volume.segment_volume of the P(cell) volume), counting blocks and
+    sections (nothing with `quiet`). `settings`: the predictor's options (backend, precision, device, tile, ...)."""
     try:
         from unet_zoo.segmentation.volume import (  # lazy: needs the optional zarr extra
             check_volume_output,
@@ -234,8 +236,11 @@ def _segment_volume_command(
         raise fail(f"no such file or folder: {source}")
     if out.suffix.lower() != ".zarr":
         raise fail(f"--out must name the output Zarr store for a volume, e.g. --out {source.stem.split('.')[0]}-cells.zarr")
-    if from_probabilities and (tta or tile or pixel_size):
+    if from_probabilities and (settings["tta"] or settings["tile"] or settings["pixel_size"]):
         raise fail("--tta, --tile and --pixel-size apply when the model runs; --from-probabilities does not run it")
+    if settings["backend"] not in ("auto", "torch"):
+        raise fail("volumes run with --backend torch")
+    check_options(settings["backend"], settings["precision"], settings["device"], settings["pixel_size"])
     try:  # before the model is loaded and anything is predicted
         check_volume_output(out, overwrite=overwrite, predicts=not from_probabilities)
     except OSError as err:
@@ -247,7 +252,11 @@ def _segment_volume_command(
             check_not_nested(volume, probabilities_path(out))
     except (ValueError, TypeError) as err:
         raise fail(f"--out: {err}" if "output" in str(err) else str(err)) from None
-    net = None if from_probabilities and model == "default" else _load(model, "cpu" if from_probabilities else device)
+    if from_probabilities:
+        predictor, net = None, None if model == "default" else _load(model, "cpu")
+    else:
+        predictor = make_predictor(model, say_path=False, **settings)
+        net = predictor.model
     params = _params(net, **given)
     stage = {"now": "predict" if not from_probabilities else "segment"}
 
@@ -267,23 +276,18 @@ def _segment_volume_command(
             counters[stage_name].update(done, total)
 
         try:
-            written = segment_volume(
-                source,
-                out,
-                params,
-                model=None if from_probabilities else net,
+            options = dict(
                 block=block or 1024,
                 halo=64 if halo is None else halo,
-                tta=tta,
-                tile=tile,
-                batch_size=batch_size,
-                device=device,
                 overwrite=overwrite,
                 progress=progress,
                 workers=workers,
                 scheduler=scheduler,
-                pixel_size=pixel_size,
             )
+            if predictor is None:
+                written = segment_volume(source, out, params, **options)
+            else:
+                written = predictor.segment_volume(source, out, params, **options)
         except (FileExistsError, FileNotFoundError, ValueError, OverflowError, ConnectionError) as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
@@ -295,30 +299,8 @@ def _segment_volume_command(
     console.print(f"{source} -> {written}", markup=False, highlight=False)
 
 
-def _segment_and_write(
-    image: np.ndarray,
-    cell_prob: np.ndarray,
-    params: SegmentationParams,
-    out: Path,
-    stem: str,
-    path: Path,
-    display: ProgressDisplay,
-) -> None:
-    """Segment a (H, W) or (S, H, W) P(cell) map (IDs unique across a stack), counting sections on `display`, and
-    write the files."""
-    sections = cell_prob if cell_prob.ndim == 3 else cell_prob[None]
-    counter = display.counter(f"segmenting {path.name}", len(sections), "sections")
-    parts, offset = [], 0
-    for section in sections:
-        part = segment_probabilities(section.astype(np.float32), params)
-        parts.append(part + np.uint32(offset))
-        offset += int(part.max())
-        counter.advance()
-    labels = np.stack(parts) if cell_prob.ndim == 3 else parts[0]
-    if labels.shape != image.shape:  # segmented at the model's pixel size: the cells back on the image's grid
-        from skimage.transform import resize  # scikit-image: a core dependency, imported where it is used
-
-        labels = resize(labels, image.shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.uint32)
+def _write(image: np.ndarray, labels: np.ndarray, out: Path, stem: str, path: Path) -> None:
+    """Write the (H, W) or (S, H, W) cells of `image` and say where."""
     written = write_segmentation(out, stem, image, labels)
     shown = f"{path} -> {written[0]} ({int(labels.max())} cells), {written[1]}{' ...' if len(written) > 2 else ''}"
     console.print(shown, markup=False, highlight=False)

@@ -28,8 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from unet_zoo.data.images import PNG_SUFFIXES, TIFF_SUFFIXES, _read_tiff, open_tiff
-from unet_zoo.data.pixel_size import PixelSizeError, check_pixel_size
+from unet_zoo.data.reading import PNG_SUFFIXES, TIFF_SUFFIXES, is_zarr_path, read_image
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import file_sha256
 
@@ -100,87 +99,6 @@ class LabelledImages:
 # --- reading ---------------------------------------------------------------------------------------------------
 
 
-_UNIT_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "micrometer": 1e3, "mm": 1e6, "millimeter": 1e6}
-
-
-def nm_per_unit(unit: str) -> float | None:
-    """Nanometres in one `unit` of length as metadata spell it ("nm", "micrometer", "µm", "mm", ...), or None."""
-    return _UNIT_NM.get(str(unit).lower().replace("\\u00b5", "µ"))
-
-
-def tiff_pixel_size(path: str | os.PathLike) -> float | None:
-    """The pixel size in nm a TIFF records (ImageJ ``unit`` + XResolution, or ResolutionUnit cm / inch), or None.
-    A recorded size that is not plausible is a `PixelSizeError` naming the file (`check_pixel_size`)."""
-    source = f"the resolution tags of {path}"
-    with open_tiff(path) as tif:
-        page = tif.pages[0]
-        tags = page.tags
-        res = tags.get("XResolution")
-        if res is None:
-            return None
-        num, den = res.value
-        if not num or not den:
-            return None
-        per_unit = num / den  # pixels per unit
-        unit = str((tif.imagej_metadata or {}).get("unit", "")).lower().replace("\\u00b5", "µ")
-        if unit in _UNIT_NM:
-            return check_pixel_size(_UNIT_NM[unit] / per_unit, source)
-        kind = int(getattr(tags.get("ResolutionUnit"), "value", 1))
-        if kind == 3:  # centimeter
-            return check_pixel_size(1e7 / per_unit, source)
-        if kind == 2 and per_unit not in (72.0, 96.0, 300.0):  # inch; 72/96/300 dpi are display defaults, not sizes
-            return check_pixel_size(2.54e7 / per_unit, source)
-    return None
-
-
-def zarr_pixel_size(path: str | os.PathLike) -> float | None:
-    """The y/x pixel size in nm of an OME-Zarr image's first scale (its coordinateTransformations), or None."""
-    import zarr
-
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception:  # noqa: BLE001  a bare array has no multiscales metadata
-        return None
-    attrs: dict[str, Any] = dict(group.attrs)
-    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
-    if not multiscales:
-        return None
-    return ome_pixel_size(multiscales[0], multiscales[0]["datasets"][0], source=f"the OME-Zarr scale of {path}")
-
-
-def ome_pixel_size(multiscales: dict[str, Any], dataset: dict[str, Any], source: str = "the OME-Zarr scale") -> float | None:
-    """The x pixel size in nm of one OME-Zarr `dataset` (a resolution level) of `multiscales` (its axes give the
-    unit), from the level's scale transformation; None without a scale or a known length unit. A scale that is
-    not a plausible pixel size (negative, zero, NaN, ...) is a `PixelSizeError` naming `source`."""
-    axes = multiscales.get("axes") or []
-    transforms = dataset.get("coordinateTransformations") or []
-    scales = [t.get("scale") for t in transforms if t.get("type") == "scale" and t.get("scale")]
-    if not scales or not axes:
-        return None
-    x_axis = axes[-1] if isinstance(axes[-1], dict) else {"name": axes[-1]}
-    factor = nm_per_unit(x_axis.get("unit", ""))
-    if not factor:
-        return None
-    value = scales[0][-1] if isinstance(scales[0], list) and scales[0] else scales[0]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PixelSizeError(f"{source}: the scale must be a list of numbers, got {scales[0]!r}; fix the store's metadata")
-    return check_pixel_size(value * factor, source)
-
-
-def _read_zarr(path: Path) -> np.ndarray:
-    import zarr
-
-    node: Any = zarr.open(str(path), mode="r")
-    if isinstance(node, zarr.Group):
-        attrs: dict[str, Any] = dict(node.attrs)
-        multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
-        key = multiscales[0]["datasets"][0]["path"] if multiscales else next(iter(node.array_keys()), None)
-        if key is None:
-            raise LabelledDataError(f"{path} is a Zarr group without arrays; point at the array (e.g. {path}/0)")
-        node = node[key]
-    return np.asarray(node[...])
-
-
 def _as_stack(array: np.ndarray, path: Path) -> np.ndarray:
     """(H, W) or (S, H, W) from any array with length-1 axes (e.g. OME-Zarr's (t, c, z, y, x))."""
     squeezed = array.reshape([n for n in array.shape[:-2] if n != 1] + list(array.shape[-2:]))
@@ -192,35 +110,25 @@ def _as_stack(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_array(path: str | os.PathLike) -> ArrayFile:
-    """Read a TIFF (2-D or stack), a PNG, a Zarr / OME-Zarr array, or a folder of TIFF/PNG files (sorted by
-    name, one slice each) as a (S, H, W) stack in its own dtype, with its pixel size when recorded."""
+    """Read a TIFF (2-D or stack), a PNG, a Zarr / OME-Zarr array (`unet_zoo.data.reading.read_image`), or a
+    folder of TIFF/PNG files (sorted by name, one slice each) as a (S, H, W) stack in its own dtype, with its pixel
+    size when recorded."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".zarr" or (path.is_dir() and any((path / m).exists() for m in (".zarray", ".zgroup", "zarr.json"))):
-        return ArrayFile(_as_stack(_read_zarr(path), path), [path], zarr_pixel_size(path))
-    if path.is_dir():
+    if path.is_dir() and not is_zarr_path(path):
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in PAIR_SUFFIXES and not p.name.startswith("."))
         if not files:
             raise LabelledDataError(f"{path} holds no {', '.join(PAIR_SUFFIXES)} files")
-        slices = [read_array(p).array for p in files]
-        shapes = {s.shape[1:] for s in slices}
+        slices = [read_array(p) for p in files]
+        shapes = {s.array.shape[1:] for s in slices}
         if len(shapes) > 1:
             raise LabelledDataError(f"the images in {path} differ in size ({sorted(shapes)}); crop them to one size")
-        first = files[0]
-        size = tiff_pixel_size(first) if first.suffix.lower() in TIFF_SUFFIXES else None
-        return ArrayFile(np.concatenate(slices), files, size)
-    if suffix in TIFF_SUFFIXES:
-        return ArrayFile(_as_stack(_read_tiff(path), path), [path], tiff_pixel_size(path))
-    if suffix in PNG_SUFFIXES:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            if img.mode in ("RGB", "RGBA", "P", "LA"):
-                img = img.convert("L")
-            return ArrayFile(_as_stack(np.array(img), path), [path], None)
-    raise LabelledDataError(f"cannot read {path}: use a TIFF, a PNG, a folder of them, or a .zarr array")
+        return ArrayFile(np.concatenate([s.array for s in slices]), files, slices[0].pixel_size)
+    if not is_zarr_path(path) and path.suffix.lower() not in PAIR_SUFFIXES:
+        raise LabelledDataError(f"cannot read {path}: use a TIFF, a PNG, a folder of them, or a .zarr array")
+    image = read_image(path)
+    return ArrayFile(_as_stack(np.asarray(image.pixels), path), [path], image.pixel_size_nm)
 
 
 def _digest(path: Path) -> str:
@@ -448,12 +356,8 @@ __all__ = [
     "labelled_arrays",
     "labels_to_cells",
     "load_labelled_images",
-    "nm_per_unit",
-    "ome_pixel_size",
     "read_array",
     "read_labels",
     "resolve_label_form",
     "scribbles_to_cells",
-    "tiff_pixel_size",
-    "zarr_pixel_size",
 ]

@@ -1,100 +1,18 @@
-"""Reading EM images (TIFF, PNG) and writing predictions: probability TIFF, mask PNG, overlay PNG.
+"""Writing predictions: probability TIFF, mask PNG, overlay PNG (reading: `unet_zoo.data.reading`).
 
 Every file is written atomically: to a temporary file in the target folder, then `os.replace`d.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from unet_zoo.utils.errors import InputError
+from unet_zoo.data.reading import READABLE_SUFFIXES
 from unet_zoo.utils.files import atomic_write_with
-
-TIFF_SUFFIXES = (".tif", ".tiff")
-PNG_SUFFIXES = (".png",)
-READABLE_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + (".jpg", ".jpeg")
-
-
-COLOUR_AXES = "SC"  # tifffile's axes codes for samples (RGB, interleaved YXS or planar SYX) and channels
-
-
-@contextlib.contextmanager
-def open_tiff(path: str | os.PathLike) -> Iterator[Any]:
-    """`tifffile.TiffFile(path)`, with any error reading it (an empty, truncated or non-TIFF file) turned into an
-    `InputError` that names the file and says what to do, instead of tifffile's own words."""
-    import tifffile
-
-    try:
-        tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, IndexError, KeyError) as err:
-        size = os.path.getsize(path) if os.path.isfile(path) else 0
-        what = "empty" if size == 0 else f"truncated or not a TIFF ({size:,} bytes; {err})"
-        raise InputError(f"cannot read {path}: the file is {what}; export it again as a TIFF") from None
-    with tif:
-        yield tif
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    """The first series of a TIFF without its length-1 axes (pages, channels, samples) except Y and X, so a
-    1-pixel-high or -wide image stays 2-D (plain `np.squeeze` would make it 1-D or 0-D).
-
-    Colour and multi-channel TIFFs are recognised by the file's own axes metadata (samples ``S``: RGB, both
-    interleaved ``YXS`` and planar ``SYX``; channels ``C``, except in an ImageJ "grayscale" stack), not by the
-    array's shape, and refused (InputError)."""
-    with open_tiff(path) as tif:
-        try:
-            series = tif.series[0]
-            axes = series.axes
-            image = series.asarray()
-            imagej_mode = (tif.imagej_metadata or {}).get("mode", "")
-        except Exception as err:  # noqa: BLE001  tifffile raises many kinds on damaged files: name the file
-            raise InputError(f"cannot read the pixels of {path} ({type(err).__name__}: {err}); export it again") from None
-    # ImageJ "grayscale" hyperstacks (tifffile's imagej=True writes 3-D stacks so) hold sections under C
-    colour = [
-        (a, n) for a, n in zip(axes, series.shape) if a in COLOUR_AXES and n > 1 and not (a == "C" and imagej_mode == "grayscale")
-    ]
-    if colour:
-        kind = "colour (RGB)" if colour[0][0] == "S" else "multi-channel"
-        raise InputError(
-            f"{path} is a {kind} TIFF (axes {axes}, shape {tuple(series.shape)}); unet_zoo segments greyscale "
-            "images: convert it to greyscale (or pick one channel) first; if its planes are sections of a stack, "
-            "write it again as greyscale (tifffile: photometric='minisblack')"
-        )
-    if len(axes) != image.ndim or "Y" not in axes or "X" not in axes:
-        axes = "?" * (image.ndim - 2) + "YX"  # unknown layout: the last two axes are the image
-    return image.reshape([n for a, n in zip(axes, image.shape) if n != 1 or a in "YX"])
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a 2-D image (H, W) or a stack (S, H, W) from TIFF, PNG or JPEG, keeping its dtype.
-
-    Colour PNG/JPEG images are converted to grey (ITU-R 601 luma); multi-page TIFFs become stacks.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file: {path}")
-    suffix = path.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        image = _read_tiff(path)  # colour TIFFs refused by their axes metadata
-    elif suffix in READABLE_SUFFIXES:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            if img.mode not in ("L", "I;16", "I;16B", "I", "F", "1"):
-                img = img.convert("L")
-            image = np.array(img)
-    else:
-        raise ValueError(f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)}")
-    if image.ndim not in (2, 3):
-        raise ValueError(f"{path}: expected a 2-D image or a 3-D stack, got shape {image.shape}")
-    return image
 
 
 def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
@@ -200,7 +118,6 @@ __all__ = [
     "READABLE_SUFFIXES",
     "overlay",
     "prediction_names",
-    "read_image",
     "uncertainty_name",
     "to_uint8",
     "write_mask_png",

@@ -34,6 +34,7 @@ def evaluate_model(
     segment: bool | SegmentationParams = False,
     precision: Precision = "fp32",
     forward: Forward | None = None,
+    predictor: Any = None,
 ) -> dict[str, Any]:
     """Predict (S, H, W) uint8 `images` and score them against (S, H, W) `labels` (1 or 255 = cell).
 
@@ -46,7 +47,8 @@ def evaluate_model(
     and ``seconds_per_slice`` of the segmentation. `precision` ("fp32", "bf16", "auto") goes to
     `predict_tiled`; ``precision`` in the result records what ran ("bf16" or "fp32"). `forward` (e.g. the
     ``forward`` of `unet_zoo.exporters.paths.choose_inference_path`) runs the tiles instead of torch; then
-    `precision` should say what it runs in.
+    `precision` should say what it runs in. `predictor`: a `unet_zoo.Predictor` of `model` that predicts instead
+    (its backend, precision, tta, tile and batch size; what ``unet-zoo evaluate`` and fine-tuning pass).
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim == 2:
@@ -56,19 +58,25 @@ def evaluate_model(
     num_classes = int(getattr(model, "num_classes", 2))
     if num_classes < 2:
         raise ValueError(f"evaluation needs a model with >= 2 output classes (1 = cell), got {num_classes}")
-    used = inference_settings(_resolve_device(model, device), precision=precision, model=model).precision
     start = time.perf_counter()
-    probs = predict_stack(
-        model,
-        images,
-        progress=progress,
-        tile=tile,
-        batch_size=batch_size,
-        device=device,
-        tta=tta,
-        precision=precision,
-        forward=forward,
-    )
+    if predictor is not None:
+        used = predictor.choice.precision
+        tta = predictor.tta
+        done = None if progress is None else (lambda section, _n, tiles, total: progress(section) if tiles == total else None)
+        probs = predictor.predict(images, progress=done)
+    else:
+        used = inference_settings(_resolve_device(model, device), precision=precision, model=model).precision
+        probs = predict_stack(
+            model,
+            images,
+            progress=progress,
+            tile=tile,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
+            precision=precision,
+            forward=forward,
+        )
     seconds = time.perf_counter() - start
     scores = isbi_scores(probs[:, 1], labels, warping=warping)
     scores.update(

@@ -27,8 +27,8 @@ from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_
 from unet_zoo.evaluation.isbi import evaluate_model
 from unet_zoo.hub.pretrained import from_pretrained, is_path_like
 from unet_zoo.inference.rescale import model_pixel_size
-from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.models.registry import PRETRAINED
+from unet_zoo.pipeline import Predictor
 from unet_zoo.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
@@ -248,11 +248,13 @@ def _arrays(
 def score_held_out(model: nn.Module, data: TrainingData, device: Any = None, batch_size: int = 2) -> dict[str, Any]:
     """`evaluate`'s scores of `model` on the held-out part: threshold-only ISBI scores and, under
     ``segmentation``, the scores of `unet_zoo.segment`'s cells. Held-out scribbles (``data.sparse``): the
-    `scribble_scores` of the labelled pixels (stroke accuracy per class, balanced cross-entropy)."""
+    `scribble_scores` of the labelled pixels (stroke accuracy per class, balanced cross-entropy). Predicted by a
+    `unet_zoo.Predictor` in torch float32, so the scores before and after compare the weights alone."""
+    predictor = Predictor(model, backend="torch", precision="fp32", batch_size=batch_size, device=device)
     if data.sparse:
-        probs = predict_stack(model, data.val_images, device=device, batch_size=batch_size)[:, 1]
+        probs = predictor.predict(data.val_images)[:, 1]
         return scribble_scores(probs, data.val_labels, data.val_weights > 0)
-    return evaluate_model(model, data.val_images, data.val_labels, device=device, batch_size=batch_size, segment=True)
+    return evaluate_model(model, data.val_images, data.val_labels, segment=True, predictor=predictor)
 
 
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, float, float]]:

@@ -8,9 +8,10 @@ import torch
 
 from unet_zoo.models.info import count_params
 from unet_zoo.models.registry import PRETRAINED, create_model, list_pretrained
+from unet_zoo.utils.measured import BACKENDS
+from unet_zoo.utils.runtime import PRECISIONS
 
 OTHER = "folder / Hub id..."
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -44,4 +45,4 @@ def checkpoint_choices() -> list[ModelChoice]:
     return choices
 
 
-__all__ = ["BACKENDS", "OTHER", "ModelChoice", "checkpoint_choices", "parameter_count"]
+__all__ = ["BACKENDS", "OTHER", "PRECISIONS", "ModelChoice", "checkpoint_choices", "parameter_count"]

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from unet_zoo.exporters.paths import choose_inference_path
-from unet_zoo.hub.loading import load_model
-from unet_zoo.inference.tiling import Forward, predict_tiled, predict_uncertainty
-from unet_zoo.segmentation import checkpoint_params, segment
+from unet_zoo.pipeline import Predictor
 from unet_zoo.utils.measured import InferenceChoice
-
-from ._choices import BACKENDS
 
 Index = tuple[int, ...]
 # (section done so far, sections, tiles done in this section, tiles in this section)
@@ -34,16 +29,24 @@ class Cancelled(Exception):
 
 @dataclass
 class LoadedModel:
-    """A model ready to predict: the torch module (which also gives the tiling geometry), the `forward`
-    that runs its tiles (None: torch), the backend that runs, the provenance the output layers carry, and the
-    inference path chosen (`unet_zoo.utils.measured.InferenceChoice`; None: torch float32)."""
+    """A model ready to predict: the name asked for and the `unet_zoo.Predictor` that runs it (its backend,
+    precision and inference path chosen once, when the model is loaded)."""
 
     spec: str
-    model: nn.Module
-    forward: Forward | None
-    backend: str
-    provenance: dict[str, Any] = field(default_factory=dict)
-    choice: InferenceChoice | None = None
+    predictor: Predictor
+
+    @property
+    def model(self) -> nn.Module:
+        return self.predictor.model
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs: "torch", "onnxruntime" or "openvino"."""
+        return self.predictor.choice.backend
+
+    @property
+    def choice(self) -> InferenceChoice:
+        return self.predictor.choice
 
 
 @dataclass
@@ -89,36 +92,18 @@ def section_indices(shape: Sequence[int], current: Index | None = None) -> list[
     return list(itertools.product(*(range(n) for n in lead)))
 
 
-def provenance(model: nn.Module, spec: str) -> dict[str, Any]:
-    """Which weights made a prediction: the name asked for, architecture, checkpoint source, revision, sha256."""
-    cfg = getattr(model, "pretrained_cfg", None)
-    source = getattr(model, "checkpoint_source", None)
-    revision = getattr(cfg, "revision", None)
-    if revision is None and source and "@" in str(source):  # a Hub id: "owner/repo@revision"
-        revision = str(source).rsplit("@", 1)[1].split()[0].rstrip(")")
-    return {
-        "model": spec,
-        "architecture": getattr(model, "model_name", None) or type(model).__name__,
-        "checkpoint": str(source) if source else None,
-        "revision": revision,
-        "sha256": getattr(model, "weights_sha256", None) or getattr(cfg, "sha256", None),
-    }
-
-
-def load(spec: str, backend: str = "auto") -> LoadedModel:
-    """Load `spec` (anything `unet_zoo.from_pretrained` takes) for `backend`, as ``unet-zoo predict --backend``
-    picks it (`unet_zoo.exporters.paths.choose_inference_path`): "onnxruntime" and "openvino" export the model and
-    run it on the CPU, "torch" runs torch (CUDA if available), "auto" the fastest path measured on this machine."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    model = load_model(spec, device="cpu" if backend in ("onnxruntime", "openvino") else None)
+def load(spec: str, backend: str = "auto", precision: str = "auto") -> LoadedModel:
+    """Load `spec` (anything `unet_zoo.from_pretrained` takes) as a `unet_zoo.Predictor` with `backend` and
+    `precision`, as ``unet-zoo predict --backend --precision`` does: "onnxruntime" and "openvino" export the model
+    and run it on the CPU, "torch" runs torch (CUDA if available), "auto" the fastest path measured here."""
+    predictor = Predictor(spec, backend=backend, precision=precision)
     try:
-        choice = choose_inference_path(model, backend=backend)
+        predictor.choice  # noqa: B018  chosen now, in the worker thread, not during the first section
     except (ImportError, ValueError):  # their messages name the extra to install, or what to choose
         raise
     except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
         raise ValueError(f"cannot run {spec} with {backend} ({err}); choose the torch backend") from None
-    return LoadedModel(spec, model, choice.forward, choice.backend, provenance(model, spec), choice)
+    return LoadedModel(spec, predictor)
 
 
 def predict_sections(
@@ -130,65 +115,47 @@ def predict_sections(
     tile: int | None = None,
     segment_cells: bool = False,
     uncertainty: bool = False,
+    pixel_size: float | None = None,
     progress: SectionProgress | None = None,
 ) -> Prediction:
-    """P(membrane) (channel 0 of `predict_tiled`) and, with `segment_cells`, cells (`unet_zoo.segment` with the
-    checkpoint's stored parameters) of the sections `indices` of `data` (..., H, W), read one at a time.
+    """P(membrane) and, with `segment_cells`, cells (with the checkpoint's stored parameters) of the sections
+    `indices` of `data` (..., H, W), read one at a time: `unet_zoo.Predictor.run`, as every front-end runs it.
 
     Every listed section: the outputs have `data`'s shape. One section: the outputs have shape (1, ..., 1, H, W)
     and `first` says which section it is. Cell IDs are unique across the sections (each section's are offset by
     the largest ID before it). `progress(section, sections, tiles done, tiles)` is called after each batch of
     tiles; an exception it raises (e.g. `Cancelled`) stops the prediction there. `uncertainty`: also where the
     model is unsure (`unet_zoo.inference.tiling.predict_uncertainty`: entropy of the TTA mean; implies `tta`),
-    a map of where to paint next.
+    a map of where to paint next. `pixel_size`: nm per pixel of `data` (None: the model's own): sections are
+    rescaled to the model's pixel size and the outputs back to `data`'s grid.
     """
-    height, width = (int(s) for s in data.shape[-2:])
     lead = tuple(int(s) for s in data.shape[:-2])
     whole = len(indices) > 1 or lead == () or len(indices) == int(np.prod(lead))
+    predictor = loaded.predictor.replace(tta=tta or uncertainty, tile=tile, pixel_size=pixel_size)
+    result = predictor.run(data, segment=segment_cells, uncertainty=uncertainty, sections=indices, progress=progress)
     out_lead = lead if whole else (1,) * len(lead)
-    membrane = np.zeros((*out_lead, height, width), dtype=np.float32)
-    labels = np.zeros((*out_lead, height, width), dtype=np.uint32) if segment_cells else None
-    spread = np.zeros((*out_lead, height, width), dtype=np.float32) if uncertainty else None
-    tta = tta or uncertainty
-    params = checkpoint_params(loaded.model)
-    next_id = 0
-    for number, index in enumerate(indices):
-        image = np.asarray(data[index]) if index else np.asarray(data)
-        report = None if progress is None else (lambda done, total, number=number: progress(number, len(indices), done, total))
-        target = index if whole else (0,) * len(lead)
-        precision = loaded.choice.precision if loaded.choice is not None else "fp32"
-        if spread is not None:
-            probs, spread[target] = predict_uncertainty(
-                loaded.model, image, tile=tile, batch_size=1, forward=loaded.forward, progress=report, precision=precision
-            )
-        else:
-            probs = predict_tiled(
-                loaded.model,
-                image,
-                tile=tile,
-                tta=tta,
-                batch_size=1,
-                forward=loaded.forward,
-                progress=report,
-                precision=precision,
-            )
-        membrane[target] = probs[0]
-        if labels is not None:
-            cells = segment(probs, params=params)
-            labels[target] = np.where(cells > 0, cells + next_id, 0)
-            next_id += int(cells.max(initial=0))
+
+    def placed(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values.reshape(*out_lead, *values.shape[-2:])
+
+    record = result.record
     metadata = {
         "unet_zoo": {
-            **loaded.provenance,
+            "model": loaded.spec,
+            **{k: v for k, v in record["model"].items() if k != "spec"},
             "backend": loaded.backend,
-            "inference": loaded.choice.record() if loaded.choice is not None else None,
-            "tta": tta,
+            "inference": record["inference"],
+            "tta": predictor.tta,
             "tile": tile,
+            "pixel_size_nm": record.get("pixel_size_nm"),
+            "model_pixel_size_nm": record["model_pixel_size_nm"],
             "sections": "all" if whole else [list(i) for i in indices],
         }
     }
     first = (0,) * len(lead) if whole else indices[0]
-    return Prediction(membrane, labels, first, metadata, spread)
+    membrane = placed(np.ascontiguousarray(result.membrane))
+    assert membrane is not None
+    return Prediction(membrane, placed(result.labels), first, metadata, placed(result.uncertainty))
 
 
-__all__ = ["Cancelled", "LoadedModel", "Prediction", "check_image", "load", "predict_sections", "provenance", "section_indices"]
+__all__ = ["Cancelled", "LoadedModel", "Prediction", "check_image", "load", "predict_sections", "section_indices"]

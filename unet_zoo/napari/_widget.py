@@ -13,6 +13,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -27,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 
-from ._choices import BACKENDS, OTHER, checkpoint_choices
+from ._choices import BACKENDS, OTHER, PRECISIONS, checkpoint_choices
 from ._finetune import finetune_on_painted, finetune_on_strokes
 from ._predict import Cancelled, LoadedModel, Prediction, check_image, load, predict_sections, section_indices
 
@@ -53,7 +54,7 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._models: dict[tuple[str, str, str], LoadedModel] = {}
         self._cancel = threading.Event()
         self.worker: Any = None
         self._relay = _Relay()
@@ -85,7 +86,7 @@ class SegmentWidget(QWidget):
         self.sections_box = QComboBox()
         self.sections_box.addItems([ALL_SECTIONS, CURRENT_SECTION])
         self.pixel_label = QLabel("")
-        self.pixel_label.setToolTip("the checkpoints were trained on ISBI 2012 (4 nm pixels); images are not rescaled")
+        self.pixel_label.setToolTip("the layer's scale; set the pixel size below to rescale the image to the model's")
         self.tta = QCheckBox("test-time augmentation (8 rotations/flips, 8x slower)")
         self.tile = QSpinBox()
         self.tile.setRange(0, 4096)
@@ -95,6 +96,17 @@ class SegmentWidget(QWidget):
         self.backend = QComboBox()
         self.backend.addItems(list(BACKENDS))
         self.backend.setToolTip("auto: the fastest path measured on this machine (cached after the first run)")
+        self.precision = QComboBox()
+        self.precision.addItems(list(PRECISIONS))
+        self.precision.setToolTip("auto: bf16 where it measured faster on this machine, else fp32")
+        self.pixel_size = QDoubleSpinBox()
+        self.pixel_size.setRange(0.0, 100_000.0)
+        self.pixel_size.setDecimals(3)
+        self.pixel_size.setSpecialValueText("model's (not rescaled)")
+        self.pixel_size.setToolTip(
+            "nm per pixel of the image: it is rescaled to the model's pixel size for prediction and the results "
+            "back to the image's grid (as unet-zoo predict --pixel-size)"
+        )
         self.segment = QCheckBox("segment cells (labels layer)")
         self.uncertainty = QCheckBox("uncertainty: where to paint next (implies TTA)")
         self.uncertainty.setToolTip(
@@ -131,9 +143,11 @@ class SegmentWidget(QWidget):
         form.addRow("", self.path_widget)
         form.addRow("image", self.layer_box)
         form.addRow("sections", self.sections_box)
-        form.addRow("pixel size", self.pixel_label)
+        form.addRow("layer scale", self.pixel_label)
+        form.addRow("pixel size (nm)", self.pixel_size)
         form.addRow("tile", self.tile)
         form.addRow("backend", self.backend)
+        form.addRow("precision", self.precision)
         form.addRow("", self.tta)
         form.addRow("", self.segment)
         form.addRow("", self.uncertainty)
@@ -192,7 +206,7 @@ class SegmentWidget(QWidget):
         units = getattr(layer, "units", None)
         unit = f" {units[-1]}" if units and str(units[-1]) != "pixel" else ""
         size = float(layer.scale[-1])
-        self.pixel_label.setText(f"{size:g}{unit} (layer scale; shown, not applied)" if size != 1 or unit else "unknown")
+        self.pixel_label.setText(f"{size:g}{unit} (not applied)" if size != 1 or unit else "unknown")
 
     def model_spec(self) -> str:
         data = self.model_box.currentData()
@@ -228,10 +242,12 @@ class SegmentWidget(QWidget):
             tile=self.tile.value() or None,
             segment_cells=self.segment.isChecked(),
             uncertainty=self.uncertainty.isChecked(),
+            pixel_size=self.pixel_size.value() or None,
         )
         self._cancel.clear()
         self._set_running(True, f"predicting {layer.name} with {spec}")
-        self.worker = create_worker(self._work, spec, self.backend.currentText(), data, indices, options)
+        choice = (self.backend.currentText(), self.precision.currentText())
+        self.worker = create_worker(self._work, spec, choice, data, indices, options)
         self.worker.returned.connect(lambda result: self._finished(result, layer))
         self.worker.errored.connect(lambda _err: self._set_running(False, "failed"))
         self.worker.finished.connect(self._worker_done)
@@ -243,13 +259,13 @@ class SegmentWidget(QWidget):
             self._cancel.set()
             self.status.setText("cancelling at the next tile...")
 
-    def _work(self, spec: str, backend: str, data: Any, indices: list, options: dict) -> Prediction | str:
+    def _work(self, spec: str, choice: tuple[str, str], data: Any, indices: list, options: dict) -> Prediction | str:
         """Runs in the worker thread: the prediction, or a message for the user (an expected error, or cancelled)."""
         try:
-            key = (spec, backend)
+            key = (spec, *choice)
             if key not in self._models:
                 self._models.clear()  # one model in memory at a time
-                self._models[key] = load(spec, backend)
+                self._models[key] = load(spec, *choice)
             if self._cancel.is_set():
                 raise Cancelled
             return predict_sections(self._models[key], data, indices, progress=self._report, **options)

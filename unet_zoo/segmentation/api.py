@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.segmentation.agglomerate import merge_segments
 from unet_zoo.segmentation.watershed import dissolve_small, distance_seeds, flood
 from unet_zoo.utils.segmentation_params import SegmentationParams, SegmentationParamsError
@@ -69,42 +68,70 @@ def segment_probabilities(probabilities: np.ndarray, params: SegmentationParams 
     return labels.astype(np.uint32)
 
 
-def segment(
-    data: np.ndarray,
-    model: nn.Module | None = None,
+MAX_ID = int(np.iinfo(np.uint32).max)
+
+
+def offset_ids(labels: np.ndarray, offset: int, where: str = "the stack") -> np.ndarray:
+    """One section's (H, W) labels 1..n moved past the `offset` IDs of the sections before it, so IDs stay unique
+    across a stack or volume: uint32 ``labels + offset``. OverflowError naming `where` when uint32 runs out."""
+    cells = int(labels.max(initial=0))
+    if offset + cells > MAX_ID:
+        raise OverflowError(f"more than {MAX_ID} cells in {where}: uint32 IDs run out")
+    return labels.astype(np.uint32, copy=False) + np.uint32(offset)
+
+
+class UniqueIds:
+    """Numbers cells across a stack: each section's IDs 1..n are moved past those of the sections before it
+    (`offset_ids`). ``ids(labels)`` returns the section's labels so numbered."""
+
+    def __init__(self, where: str = "the stack", start: int = 0) -> None:
+        self.next, self.where = start, where
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        numbered = offset_ids(labels, self.next, self.where)
+        self.next = int(numbered.max(initial=self.next))
+        return numbered
+
+
+def segment_stack(
+    probabilities: np.ndarray,
     params: SegmentationParams | None = None,
-    *,
-    tta: bool = False,
-    tile: int | None = None,
-    batch_size: int = 4,
-    device: Any = None,
-    forward: Callable[[np.ndarray], np.ndarray] | None = None,
-    **overrides: Any,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Segment cells: a probability map, or an image and a model -> (H, W) uint32 label image (IDs 1..N).
+    """Cells of a (H, W) P(cell) map or a (S, H, W) stack of them (what ``unet-zoo predict`` writes): (H, W) or
+    (S, H, W) uint32 labels, IDs unique across the stack. `progress(section)` after each section."""
+    prob = np.asarray(probabilities)
+    sections = prob if prob.ndim == 3 else prob[None]
+    ids = UniqueIds()
+    parts = []
+    for index, section in enumerate(sections):
+        parts.append(ids(segment_probabilities(section.astype(np.float32), params)))
+        if progress is not None:
+            progress(index)
+    return np.stack(parts) if prob.ndim == 3 else parts[0]
 
-    Args:
-        data: without `model`, the (C, H, W) probabilities `unet_zoo.predict_tiled` returns (channel 0 =
-            membrane, 1 = cell) or a (H, W) P(cell) map; with `model`, the image (H, W) to predict first.
-        model: a zoo model; its checkpoint's stored segmentation defaults are used unless `params` is given.
-        params: the parameters (default: the checkpoint's, else `SegmentationParams()`).
-        tta, tile, batch_size, device, forward: passed to `predict_tiled` when `model` is given.
-        overrides: single parameters to change, e.g. ``threshold=0.6`` or ``merge_threshold=None``.
 
-    Every pixel belongs to a cell (there is no background label 0); IDs are unique within the image.
+def segment(probabilities: np.ndarray, params: SegmentationParams | None = None, **overrides: Any) -> np.ndarray:
+    """Cells of a probability map -> (H, W) uint32 label image (IDs 1..N): `segment_probabilities` with
+    `params` (default `SegmentationParams()`) and single parameters changed by `overrides` (e.g.
+    ``threshold=0.6`` or ``merge_threshold=None``). From an image and a model: `unet_zoo.segment` or
+    `unet_zoo.Predictor.segment`.
+
+    `probabilities`: the (C, H, W) probabilities `unet_zoo.Predictor.predict` returns (channel 0 = membrane,
+    1 = cell) or a (H, W) P(cell) map. Every pixel belongs to a cell (there is no background label 0).
     """
-    chosen = params or checkpoint_params(model)
+    chosen = params or SegmentationParams()
     if overrides:
         chosen = dataclasses.replace(chosen, **overrides)
-    if model is not None:
-        image = np.asarray(data)
-        if image.dtype.kind == "f" and image.ndim == 3 and image.shape[0] == getattr(model, "num_classes", -1):
-            raise ValueError(
-                f"got a (C, H, W) float array {image.shape} and a model: pass either probabilities without a model "
-                "or an image with one"
-            )
-        data = predict_tiled(model, image, tile=tile, batch_size=batch_size, device=device, tta=tta, forward=forward)
-    return segment_probabilities(data, chosen)
+    return segment_probabilities(probabilities, chosen)
 
 
-__all__ = ["checkpoint_params", "segment", "segment_probabilities"]
+__all__ = [
+    "MAX_ID",
+    "UniqueIds",
+    "checkpoint_params",
+    "offset_ids",
+    "segment",
+    "segment_probabilities",
+    "segment_stack",
+]

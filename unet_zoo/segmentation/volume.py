@@ -27,9 +27,10 @@ import zarr  # the optional volumes extra (unet_zoo.volumes.io, imported below, 
 from torch import nn
 
 from unet_zoo.inference.rescale import model_pixel_size, scale_factor
-from unet_zoo.segmentation.api import checkpoint_params
+from unet_zoo.segmentation.api import checkpoint_params, offset_ids
 from unet_zoo.segmentation.blockwise import segment_blockwise
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, mark_owned
+from unet_zoo.utils.runtime import Precision
 from unet_zoo.utils.segmentation_params import SegmentationParams
 from unet_zoo.volumes.io import PROBABILITIES, check_not_nested, open_source
 from unet_zoo.volumes.io import _read_info as _prediction_info
@@ -37,7 +38,6 @@ from unet_zoo.volumes.predict import predict_volume
 
 ATTRS = "unet_zoo_segmentation"  # the output array's attribute: settings and completion
 MARKERS = ".unet_zoo-sections"  # finished sections (file name = section, content = its number of cells)
-MAX_ID = int(np.iinfo(np.uint32).max)
 SEGMENTATION = "volume segmentation"  # what an output store is marked as (unet_zoo.utils.files.mark_owned)
 
 
@@ -116,6 +116,7 @@ def segment_volume(
     workers: int | None = None,
     scheduler: Any = None,
     pixel_size: float | None = None,
+    precision: Precision = "fp32",
 ) -> Path:
     """Segment a (Z, Y, X) or (Y, X) volume into a uint32 Zarr array at `out`; returns its path.
 
@@ -124,7 +125,7 @@ def segment_volume(
             [0, 1] or uint8 = P x 255); with `model`, the image volume to predict first.
         params: segmentation parameters (default: the model's stored ones, else `SegmentationParams()`).
         block, halo: sections larger than `block` pixels are segmented blockwise with `halo` pixels of context.
-        tta, tile, batch_size, device: for the prediction (`predict_volume`), with `model` only.
+        tta, tile, batch_size, device, precision: for the prediction (`predict_volume`), with `model` only.
         pixel_size: with `model`, nm per pixel of the image volume (default: its OME-Zarr scale). At another pixel
             size than the model's, the prediction is rescaled (`predict_volume`) and `params` (lengths and areas
             in the model's pixels, as for images) are converted to the volume's pixels (`SegmentationParams.coarser`).
@@ -168,6 +169,7 @@ def segment_volume(
             workers=workers,
             scheduler=scheduler,
             pixel_size=pixel_size,
+            precision=precision,
         )
     vol = open_source(source)
     check_not_nested(vol, out)
@@ -197,9 +199,7 @@ def segment_volume(
         else:
             labels = segment_blockwise(_Section(vol, z), p, block=block, halo=halo)
         cells = int(labels.max())
-        if offset + cells > MAX_ID:
-            raise OverflowError(f"more than {MAX_ID} cells in {vol.description}: uint32 IDs run out at section {z}")
-        labels = labels + np.uint32(offset)
+        labels = offset_ids(labels, offset, f"{vol.description} (section {z})")
         if vol.ndim == 2:
             array[:, :] = labels
         else:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from unet_zoo._version import __version__
-from unet_zoo.data.files import ome_pixel_size
+from unet_zoo.data.reading import ome_pixel_size
 from unet_zoo.utils.files import atomic_write_bytes, check_replaceable, mark_owned
 
 try:

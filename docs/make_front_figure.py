@@ -4,7 +4,7 @@
     python3 docs/make_front_figure.py --data-dir ../shared/data/isbi2012 --out docs/images/front.png
 
 Three panels side by side, each a crop of one held-out section (24-29, never trained on): the EM image,
-P(membrane) from `unet_zoo.predict_tiled` (dark = membrane), and the cells `unet_zoo.segment` makes from it,
+P(membrane) from `unet_zoo.Predictor` (dark = membrane), and the cells `unet_zoo.segment` makes from it,
 each in a random colour. Written as an indexed-colour PNG to stay small (173 kB at the defaults).
 """
 
@@ -18,15 +18,14 @@ from PIL import Image, ImageDraw
 
 import unet_zoo
 from unet_zoo.data.isbi import find_data_dir, read_stack
-from unet_zoo.segmentation import checkpoint_params
 from unet_zoo.segmentation.outputs import segments_rgb
 
 
 def panels(image: np.ndarray, model_name: str = "isbi-small") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(H, W) uint8 EM image -> three (H, W, 3) uint8 panels: the image, P(membrane) and the cells."""
-    model = unet_zoo.from_pretrained(model_name)
-    probs = unet_zoo.predict_tiled(model, image)  # (2, H, W) float32: channel 0 = membrane, 1 = cell
-    cells = unet_zoo.segment(probs, params=checkpoint_params(model))  # (H, W) uint32 IDs
+    predictor = unet_zoo.Predictor(model_name, backend="torch", precision="fp32")
+    result = predictor.run(image, segment=True)
+    probs, cells = result.probabilities, result.labels  # (2, H, W) float32 (channel 0 = membrane); (H, W) uint32
     grey = np.repeat(image[..., None], 3, axis=2)
     membrane = np.repeat(np.round(255 * (1 - probs[0])).astype(np.uint8)[..., None], 3, axis=2)
     return grey, membrane, segments_rgb(image, cells, alpha=0.6)

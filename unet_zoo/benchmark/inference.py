@@ -30,7 +30,7 @@ from unet_zoo.benchmark._common import (
 from unet_zoo.inference.tiling import choose_tile
 from unet_zoo.models.registry import create_model
 from unet_zoo.pipeline import Predictor
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     prepare_model,
     resolve_device,
 )

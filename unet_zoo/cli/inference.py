@@ -16,15 +16,16 @@ from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.images import prediction_names, uncertainty_name, write_prediction, write_prob_tiff
-from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.data.reading import READABLE_SUFFIXES, Image
-from unet_zoo.evaluation.isbi import evaluate_isbi
+from unet_zoo.data.split import split_slices
+from unet_zoo.experiments.isbi2012.data import load_isbi
+from unet_zoo.experiments.isbi2012.evaluation import evaluate_isbi
 from unet_zoo.hub.loading import load_model
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.pipeline import Predictor, check_settings
+from unet_zoo.runtime.measured import INFERENCE_PATH_ENV
 from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.measured import INFERENCE_PATH_ENV
 
 _OPTION_WORDS = re.compile(r"\b(backend|precision|device)\b(?= )")  # check_settings' words -> the options
 

@@ -1,6 +1,6 @@
-"""Data: reading images (`reading`: `read_image` -> `Image`), ISBI 2012 loading and the split (`isbi`), your own
-labelled images (`files`), writing predictions (`images`), the paper's weight maps (`weight_maps`) and elastic
-deformation and training tiles (`augment`).
+"""Data: reading images (`reading`: `read_image` -> `Image`), image files (`images`, `files`), named data sources a
+recipe reads (`sources`), the held-out split (`split`), the paper's weight maps (`weight_maps`), elastic deformation
+and training tiles (`augment`).
 """
 
 from unet_zoo.data.reading import Image, read_image

@@ -8,8 +8,8 @@ import torch
 
 from unet_zoo.models.info import count_params
 from unet_zoo.models.registry import PRETRAINED, create_model, list_pretrained
-from unet_zoo.utils.measured import BACKENDS
-from unet_zoo.utils.runtime import PRECISIONS
+from unet_zoo.runtime.measured import BACKENDS
+from unet_zoo.runtime.settings import PRECISIONS
 
 OTHER = "folder / Hub id..."
 

@@ -16,7 +16,7 @@ import numpy as np
 from torch import nn
 
 from unet_zoo.pipeline import Predictor
-from unet_zoo.utils.measured import InferenceChoice
+from unet_zoo.runtime.measured import InferenceChoice
 
 Index = tuple[int, ...]
 # (section done so far, sections, tiles done in this section, tiles in this section)

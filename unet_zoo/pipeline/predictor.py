@@ -32,10 +32,10 @@ from unet_zoo.hub.loading import load_model
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, resize_probabilities, scale_factor
 from unet_zoo.inference.tiling import predict_tiled, predict_uncertainty
 from unet_zoo.models.provenance import Provenance
+from unet_zoo.runtime.measured import BACKENDS, InferenceChoice, Log, check_inference_path_env
+from unet_zoo.runtime.settings import PRECISIONS
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
 from unet_zoo.segmentation.api import UniqueIds
-from unet_zoo.utils.measured import BACKENDS, InferenceChoice, Log, check_inference_path_env
-from unet_zoo.utils.runtime import PRECISIONS
 
 Index = tuple[int, ...]
 Progress = Callable[[int, int, int, int], None]

@@ -27,10 +27,10 @@ import zarr  # the optional volumes extra (unet_zoo.volumes.io, imported below, 
 from torch import nn
 
 from unet_zoo.inference.rescale import model_pixel_size, scale_factor
+from unet_zoo.runtime.settings import Precision
 from unet_zoo.segmentation.api import checkpoint_params, offset_ids
 from unet_zoo.segmentation.blockwise import segment_blockwise
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, mark_owned
-from unet_zoo.utils.runtime import Precision
 from unet_zoo.utils.segmentation_params import SegmentationParams
 from unet_zoo.volumes.io import PROBABILITIES, check_not_nested, open_source
 from unet_zoo.volumes.io import _read_info as _prediction_info

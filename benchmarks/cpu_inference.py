@@ -4,7 +4,7 @@
     python benchmarks/cpu_inference.py --model original --threads 2
     python benchmarks/cpu_inference.py --smoke            # tiny sizes and model: checks that it runs
 
-Each backend runs the same overlap-tile prediction (`unet_zoo.predict_tiled`, no TTA, the default tile):
+Each backend runs the same overlap-tile prediction (`predict_tiled`, inside `unet_zoo.Predictor`, no TTA, the default tile):
 torch eager float32 (the default path), torch.compile on the CPU, onnxruntime, and OpenVINO when it is
 importable (skipped otherwise). Reported: the median of --repeats timed runs after one warm-up run (the
 warm-up includes compilation/export, reported separately as setup seconds) and the largest difference of
@@ -30,7 +30,7 @@ import torch
 import unet_zoo
 from unet_zoo.exporters.traced import onnx_bytes, probabilities_module
 from unet_zoo.hub.loading import load_model
-from unet_zoo.inference.tiling import choose_tile
+from unet_zoo.inference.tiling import choose_tile, predict_tiled
 from unet_zoo.utils.files import atomic_write_bytes
 
 Forward = Callable[[np.ndarray], np.ndarray]
@@ -115,12 +115,12 @@ def run(model: torch.nn.Module, sizes: list[int], repeats: int, only: list[str] 
         setup = time.perf_counter() - start
         for size, image in images.items():
             start = time.perf_counter()
-            probs = unet_zoo.predict_tiled(model, image, batch_size=batch_size, forward=forward)  # warm-up
+            probs = predict_tiled(model, image, batch_size=batch_size, forward=forward)  # warm-up
             warmup = time.perf_counter() - start
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                unet_zoo.predict_tiled(model, image, batch_size=batch_size, forward=forward)
+                predict_tiled(model, image, batch_size=batch_size, forward=forward)
                 times.append(time.perf_counter() - start)
             reference.setdefault(size, probs)
             rows.append(

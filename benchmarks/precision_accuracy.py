@@ -34,6 +34,7 @@ def compare(name: str, images: np.ndarray, labels: np.ndarray, paths: list[str],
     import unet_zoo
     from unet_zoo.evaluation.metrics import isbi_scores
     from unet_zoo.exporters import paths as inference_paths
+    from unet_zoo.inference.tiling import predict_stack
     from unet_zoo.runtime import measured
 
     model = unet_zoo.from_pretrained(name, device=device)
@@ -49,7 +50,7 @@ def compare(name: str, images: np.ndarray, labels: np.ndarray, paths: list[str],
                 path,
             )
         start = time.perf_counter()
-        probs[path] = unet_zoo.predict_stack(model, images, device=device, precision=precision, forward=forward)[:, 1]
+        probs[path] = predict_stack(model, images, device=device, precision=precision, forward=forward)[:, 1]
         seconds[path] = (time.perf_counter() - start) / len(images)
     scores = {p: isbi_scores(probs[p], labels) for p in probs}
     result: dict[str, Any] = {"checkpoint": name, "ran": ran, "seconds_per_slice": seconds}

@@ -31,7 +31,7 @@ import torch
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.evaluation.metrics import isbi_scores, rand_pair_counts, segmentation_scores
 from unet_zoo.experiments.isbi2012.data import load_isbi
-from unet_zoo.inference.tiling import predict_stack
+from unet_zoo.inference.tiling import predict_stack, predict_tiled
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
 from unet_zoo.segmentation.blockwise import segment_blockwise
 from unet_zoo.training.data import TrainingData, weight_map_cache_dir
@@ -301,11 +301,11 @@ def speed(args: argparse.Namespace) -> None:
     model = unet_zoo.from_pretrained("isbi-small")
     params = checkpoint_params(model)
     image = data.images[24]
-    unet_zoo.predict_tiled(model, image)  # warm-up
+    predict_tiled(model, image)  # warm-up
     times = {"forward": [], "segment": []}
     for _ in range(args.repeats):
         start = time.perf_counter()
-        probs = unet_zoo.predict_tiled(model, image)
+        probs = predict_tiled(model, image)
         times["forward"].append(time.perf_counter() - start)
         start = time.perf_counter()
         segment_probabilities(probs, params)

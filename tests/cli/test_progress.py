@@ -18,7 +18,7 @@ import unet_zoo
 from unet_zoo.cli import app
 from unet_zoo.cli.options import Quiet
 from unet_zoo.cli.progress import ProgressDisplay, TrainingDisplay
-from unet_zoo.reproduce import ReproduceStage
+from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import TrainProgress
 

@@ -21,8 +21,8 @@ import torch
 import typer
 
 from unet_zoo.data.pixel_size import PixelSizeError, check_pixel_size
-from unet_zoo.utils.measured import BACKENDS
-from unet_zoo.utils.runtime import PRECISIONS
+from unet_zoo.runtime.measured import BACKENDS
+from unet_zoo.runtime.settings import PRECISIONS
 
 
 def _one_of(choices: tuple[str, ...]):

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from unet_zoo.cli.tables import comparison_table
-from unet_zoo.reproduce import ReproduceStage
+from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage
 from unet_zoo.training.trainer import TrainProgress
 
 PLAIN_LINES = 10  # without a terminal, a counted task prints about this many lines (every 10 %) and its last one

@@ -1,11 +1,16 @@
 """How the command line reads: `--help`, usage errors and renamed options.
 
-Help: flags without a value placeholder, arguments by their names in capitals.
+`ReadableGroup` is the application's group class: it gives every command, sub-group and parameter below it
+the classes here.
 
-typer 0.29 renders a type after every option (``--tta <bool>``, ``--help <bool>``), although a flag takes no
-value, and shows required arguments as ``{model}`` in the usage line. `ReadableGroup` is the application's group
-class: it gives every command, sub-group and parameter below it the classes here, which render ``--tta``,
-``MODEL`` and ``IMAGES...`` instead (older typer releases, which render them so already, are unaffected).
+- Help: typer 0.29 renders a type after every option (``--tta <bool>``, ``--help <bool>``), although a flag
+  takes no value, and shows required arguments as ``{model}`` in the usage line; the classes here render
+  ``--tta``, ``MODEL`` and ``IMAGES...`` instead (older typer releases, which render them so already, are
+  unaffected).
+- Usage errors (an unknown option or command, a bad value, a missing argument) are one red ``error:`` line
+  naming the option and where to read more, exit 2, where typer draws a box of several lines.
+- Renamed options (`unet_zoo.cli.options.RENAMED`): the old name is read as the new one, with a one-line
+  warning on stderr.
 """
 
 from __future__ import annotations

@@ -114,7 +114,9 @@ Threshold = Annotated[
 ]
 
 # --- volumes (Zarr, dask) --------------------------------------------------------------------------------------
-Workers = Annotated[int | None, typer.Option("--workers", min=1, help="volumes: run on a local dask cluster of N processes")]
+Workers = Annotated[
+    int | None, typer.Option("--workers", callback=_at_least(1), help="volumes: run on a local dask cluster of N processes")
+]
 Scheduler = Annotated[str, typer.Option("--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786")]
 Block = Annotated[
     int | None,
@@ -138,7 +140,9 @@ Halo = Annotated[
 
 # --- training --------------------------------------------------------------------------------------------------
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
-Steps = Annotated[int | None, typer.Option("--steps", min=1, help="optimiser steps (default: the recipe's train.steps)")]
+Steps = Annotated[
+    int | None, typer.Option("--steps", callback=_at_least(1), help="optimiser steps (default: the recipe's train.steps)")
+]
 Resume = Annotated[
     str | None,
     typer.Option(

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import typer
 
-from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit
-from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
+from unet_zoo.cli import options as opt
+from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit, print_json
+from unet_zoo.cli.progress import Counter, ProgressDisplay
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.images import prediction_names, uncertainty_name, write_prediction, write_prob_tiff
@@ -92,23 +93,6 @@ def _measuring(message: str) -> None:
     console.print(f"first run of this model here: {message}", markup=False, highlight=False)
 
 
-BACKEND_HELP = (
-    "auto (the fastest path measured on this machine, cached), torch, onnxruntime "
-    '(CPU; pip install "unet-zoo\\[export]") or openvino (CPU; pip install "unet-zoo\\[openvino]")'
-)  # \\[: rich would take [export] for markup and drop it
-
-
-PRECISION_HELP = (
-    "auto (whichever of bf16 and float32 runs faster here, measured; see --backend), bf16 (emulated and slow on "
-    "CPUs without AVX512-BF16 or AMX) or fp32"
-)
-
-PIXEL_SIZE_HELP = (
-    "nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
-    "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size"
-)
-
-
 def read_input(path: Path, predictor: Predictor, verb: str) -> Image:
     """The image of `path` with its pixel size (--pixel-size, else the file's); says when it is rescaled to the
     model's pixel size (`verb`: "rescaled to", "segmented at"). A bad file or pixel size is a red error."""
@@ -149,54 +133,47 @@ def _output_names(images: list[Path], uncertainty: bool = False) -> list[str]:
 
 @app.command("predict")
 def predict_command(
-    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
+    model: opt.Model,
     images: list[Path] = typer.Argument(
         ..., help="TIFF (2-D or stacks) or PNG images, or one Zarr / OME-Zarr volume (see --out)"
     ),
-    out: Path = typer.Option(
+    out: Path = opt.out_option(
         Path("preds"),
-        "--out",
-        "-o",
-        help="output folder; inputs whose names differ only in the suffix (a/ok.tif, b/ok.tiff) are refused, "
+        "output folder; inputs whose names differ only in the suffix (a/ok.tif, b/ok.tiff) are refused, "
         "since their outputs would share a name (volumes: the output .zarr store)",
     ),
-    tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default, shrunk for small images)"),
-    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
-    device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
-    tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
+    tile: opt.Tile = 0,
+    batch_size: opt.BatchSize = 4,
+    device: opt.Device = None,
+    tta: opt.Tta = False,
     uncertainty: bool = typer.Option(
         False,
         "--uncertainty",
         help="also write <stem>_uncertainty.tif: entropy of the probabilities averaged over the 8 rotations/flips "
         "(0 = sure, 1 = split), a map of where to label next; implies --tta",
     ),
-    threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
-    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
-    workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
-    scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
-    block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
+    threshold: opt.Threshold = 0.5,
+    backend: opt.Backend = "auto",
+    precision: opt.Precision = "auto",
+    workers: opt.Workers = None,
+    scheduler: opt.Scheduler = "",
+    block: opt.Block = None,
     level: int = typer.Option(None, "--level", help="volumes: OME-Zarr resolution level (default 0)"),
     uint8: bool = typer.Option(False, "--uint8", help="volumes: store probability x 255 as uint8 (default float32)"),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="replace existing outputs (images: their <stem>_* files; volumes: the output store)"
-    ),
-    pixel_size: float | None = typer.Option(
-        None,
-        "--pixel-size",
-        metavar="NM",
-        help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
-        "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
-    ),
-    quiet: bool = QUIET_OPTION,
+    overwrite: bool = opt.overwrite_option("replace existing outputs (images: their <stem>_* files; volumes: the output store)"),
+    pixel_size: opt.PixelSize = None,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
+
+    Images at another --pixel-size than the model's are predicted rescaled; the outputs have the images' size.
 
     A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
-    check_options(backend, precision, device, pixel_size)
-    settings = dict(backend=backend, precision=precision, device=device, tile=tile or None, batch_size=batch_size, tta=tta)
+    precision = precision or "auto"
+    check_options(backend, precision, device or "", pixel_size)
+    settings = dict(backend=backend, precision=precision, device=device or "", tile=tile or None, batch_size=batch_size, tta=tta)
     if is_volume_request(images, out):
         if uncertainty:
             raise fail("--uncertainty works on images (TIFF, PNG), not on Zarr volumes; drop it or predict TIFF slices")
@@ -247,45 +224,43 @@ def predict_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
-    data_dir: str = typer.Option("", "--data-dir", help="ISBI 2012 folder (default: $UNET_ZOO_DATA_DIR or the cache)"),
+    model: opt.Model,
+    data_dir: opt.DataDir = None,
     split: str = typer.Option("val", help="val (held-out fold), train or all"),
     fold: int = typer.Option(4, help="validation fold (contiguous block of slices)"),
     k: int = typer.Option(5, help="number of folds"),
-    tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
-    tile: int = typer.Option(0, help="input tile side (0: the model's default)"),
-    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
-    device: str = typer.Option("", help="cpu, cuda, ... (default: cuda if available)"),
-    json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
+    tta: opt.Tta = False,
+    tile: opt.Tile = 0,
+    batch_size: opt.BatchSize = 4,
+    device: opt.Device = None,
+    as_json: opt.Json = False,
+    out: Path | None = opt.out_option(None, "also write the scores to this JSON file"),
+    overwrite: bool = opt.overwrite_option("replace an existing --out file"),
     warping: bool = typer.Option(
         True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"
     ),
     segment: bool = typer.Option(
         False, "--segment", help="also segment cells (unet-zoo segment's defaults) and score them beside the thresholded map"
     ),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
-    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    pixel_size: float | None = typer.Option(
-        None,
-        "--pixel-size",
-        metavar="NM",
-        help="nm per pixel to take the ISBI 2012 slices at (default: the model's own, so they are not rescaled); "
-        "the slices are rescaled from this size to the model's for prediction, the scores taken on their own grid",
-    ),
-    quiet: bool = QUIET_OPTION,
+    precision: opt.Precision = "auto",
+    backend: opt.Backend = "auto",
+    pixel_size: opt.PixelSize = None,
+    quiet: opt.Quiet = False,
 ) -> None:
-    """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
+    """ISBI 2012 scores on held-out training slices, beside the paper's Table 1.
+
+    --pixel-size takes the slices as if at that many nm per pixel: they are rescaled to the model's pixel size."""
     if split not in ("val", "train", "all"):
         raise fail(f"--split must be val, train or all, got {split!r}")
-    check_options(backend, precision, device, pixel_size)
-    if json_out is not None:
-        json_out = check_output(json_out, "--json", overwrite=overwrite)
+    precision = precision or "auto"
+    check_options(backend, precision, device or "", pixel_size)
+    if out is not None:
+        out = check_output(out, "--out", overwrite=overwrite)
     predictor = make_predictor(
         model,
         backend=backend,
         precision=precision,
-        device=device,
+        device=device or "",
         tta=tta,
         tile=tile or None,
         batch_size=batch_size,
@@ -330,6 +305,8 @@ def evaluate_command(
     if segment:
         console.print(segmentation_table(result))
         console.print(f"segmentation: {result['segmentation']['seconds_per_slice']:.2f} s per slice")
-    if json_out is not None:
-        atomic_write_bytes(json_out, json.dumps(result, indent=2))
-        console.print(f"metrics written to {json_out}", markup=False, highlight=False)
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(result, indent=2))
+        console.print(f"metrics written to {out}", markup=False, highlight=False)
+    if as_json:
+        print_json(result)

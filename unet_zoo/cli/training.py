@@ -1,4 +1,4 @@
-"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training.trainer / reproduce."""
+"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over `Trainer.from_recipe` / reproduce."""
 
 from __future__ import annotations
 
@@ -10,18 +10,12 @@ import typer
 from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, err_console, fail
 from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
 from unet_zoo.data.isbi import DatasetNotFoundError
-from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.reproduce import recipes_for, reproduce_isbi
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
-from unet_zoo.training.trainer import (
-    RUN_FOLDER,
-    NonFiniteLossError,
-    TimeLimitReached,
-    TrainingInterrupted,
-    latest_run_dir,
-    train,
-)
+from unet_zoo.training.run import RUN_FOLDER, latest_run_dir
+from unet_zoo.training.state import TRAINING_STATE_FILE
+from unet_zoo.training.trainer import NonFiniteLossError, TimeLimitReached, Trainer, TrainingInterrupted
 from unet_zoo.utils.runtime import PRECISIONS
 
 reproduce_app = ZooTyper(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
@@ -78,7 +72,7 @@ def train_command(
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
         if out is not None:
             out = check_run_folder(out, resume_dir, overwrite)
-        result = train(
+        trainer = Trainer.from_recipe(
             loaded,
             steps=steps,
             device=device,
@@ -89,6 +83,7 @@ def train_command(
             callback=TrainingDisplay(console, quiet=quiet),
             time_limit=time_limit * 60 if time_limit else None,
         )
+        result = trainer.fit()
     except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: let it through as it is)
         raise
     except TrainingInterrupted as err:

@@ -1,3 +1,3 @@
 """Checkpoints: the model folder format (`serialization`), the model card (`card`), the Hugging Face Hub (`pretrained`:
-from_pretrained, download, push), `load_model` (`loading`) and a run's resumable training state (`training_state`).
+from_pretrained, download, push), and `load_model` (`loading`).
 """

@@ -185,10 +185,16 @@ def recipe_model(recipe: Recipe, *, load_init: bool = True) -> tuple[nn.Module, 
     state = start.state_dict()
     check_state_dict(model, state, source=f"model.init_from = {source!r}")
     model.load_state_dict(state)
+    return model, init_from_record(source, start)
+
+
+def init_from_record(source: str, start: nn.Module) -> dict[str, Any]:
+    """What a card records about the weights a run starts from: `source` (as the user named them), the sha256 of
+    their weights and their own training seconds and steps, where `start` (loaded from `source`) records them."""
     config = getattr(start, "pretrained_info", {}) or {}
     training = config.get("training") or {}
     cfg = getattr(start, "pretrained_cfg", None)
-    return model, {
+    return {
         "source": source,
         "sha256": getattr(cfg, "sha256", None),
         "train_seconds": training.get("time_s"),
@@ -757,6 +763,7 @@ __all__ = [
     "TrainingInterrupted",
     "default_run_dir",
     "execution_config",
+    "init_from_record",
     "latest_run_dir",
     "recipe_model",
     "train",

@@ -74,7 +74,13 @@ def test_the_loss_given_is_the_loss_trained(tmp_path, recipe, data):
 
     paper = _objects(recipe, data, out_dir=tmp_path / "paper").fit()
     other = Trainer(
-        _model(recipe), data, unweighted, train=recipe.train, tile=recipe.data.tile, out_dir=tmp_path / "other", final_outputs=False
+        _model(recipe),
+        data,
+        unweighted,
+        train=recipe.train,
+        tile=recipe.data.tile,
+        out_dir=tmp_path / "other",
+        final_outputs=False,
     ).fit()
     assert len(calls) == recipe.train.steps
     assert any(not torch.equal(v, other.model.state_dict()[k]) for k, v in paper.model.state_dict().items())
@@ -108,6 +114,9 @@ def test_bad_settings_are_refused_before_training(recipe, data):
         Trainer(_model(recipe), data)
     with pytest.raises(ValueError, match="no output_size"):
         Trainer(torch.nn.Conv2d(1, 2, 3), data, tile=recipe.data.tile)
+    other = create_model("small", base_channels=8, depth=2)
+    with pytest.raises(ValueError, match=r"recipe: its \[model\] .* is not the model given"):
+        Trainer(other, data, recipe=recipe)
 
 
 HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__")  # what waits for the device on a GPU
@@ -134,8 +143,10 @@ def test_steps_between_the_intervals_never_wait_for_the_device(tmp_path, recipe,
     trainer = Trainer(
         _model(recipe), data, train=settings, tile=recipe.data.tile, out_dir=tmp_path, callback=count, final_outputs=False
     )
+    state = set(vars(trainer))
     trainer.fit()
     monkeypatch.undo()
+    assert set(vars(trainer)) == state, "the trainer's state is created in __init__"
     # the reads between the reports of steps k-1 and k: step k and what step k-1 did after its report
     per_step = {k: at_step[k] - at_step[k - 1] for k in range(2, 11)}
     quiet = [k for k in per_step if k not in (5, 10)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import signal
 import time
 import warnings
@@ -214,6 +215,13 @@ def _architecture(model: nn.Module) -> tuple[str, dict[str, Any]]:
             "or load it with unet_zoo.from_pretrained"
         )
     return name, args
+
+
+def _same_architecture(cfg: ModelCfg, name: str, args: dict[str, Any]) -> bool:
+    """Whether a recipe's [model] builds the architecture `name` with `args` (its args are overrides of those)."""
+    normal = json.loads(json.dumps(args, default=str))
+    given = json.loads(json.dumps(cfg.args, default=str))
+    return cfg.name == name and all(normal.get(k) == v for k, v in given.items())
 
 
 def _registered(name: str) -> bool:
@@ -432,9 +440,14 @@ class Trainer:
         if recipe is None and tile is None:
             raise ValueError("tile: give the side of the input tiles in pixels (a size valid for the model)")
         given = recipe
+        name, args = _architecture(model)
         if recipe is None:
-            name, args = _architecture(model)
             recipe = Recipe(recipe=RecipeInfo(name=name), model=ModelCfg(name=name, args=args))
+        elif not _same_architecture(recipe.model, name, args):
+            raise ValueError(
+                f"recipe: its [model] ({recipe.model.name} {recipe.model.args}) is not the model given ({name} {args}); "
+                "the run folder would not rebuild it"
+            )
         sections: dict[str, Any] = {"optimizer": optimizer, "schedule": schedule, "train": train, "augment": augment}
         changes = {k: v for k, v in sections.items() if v is not None}
         if tile is not None and tile != recipe.data.tile:

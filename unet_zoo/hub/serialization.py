@@ -512,9 +512,7 @@ def load_folder(
 def is_run_folder(folder: str | Path) -> bool:
     """Whether `folder` is a training run folder (``recipe.json`` + ``checkpoint.safetensors``) without a config.json."""
     folder = Path(folder)
-    return (
-        (folder / RUN_RECIPE_NAME).is_file() and (folder / RUN_STATE_NAME).is_file() and not (folder / CONFIG_NAME).is_file()
-    )
+    return (folder / RUN_RECIPE_NAME).is_file() and (folder / RUN_STATE_NAME).is_file() and not (folder / CONFIG_NAME).is_file()
 
 
 def load_run_folder(

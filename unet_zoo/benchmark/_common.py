@@ -12,7 +12,7 @@ from torch import nn
 
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import nearest_valid_sizes_text
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     Precision,
     Switch,
     fast_backend,
@@ -96,7 +96,7 @@ def _reset_peak_memory(device: torch.device) -> None:
 def path_config(
     device: torch.device, ours: bool, amp: bool | None, channels_last: bool | None, compile: bool | None
 ) -> dict[str, Any]:
-    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: `unet_zoo.utils.runtime.runtime_settings`
+    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: `unet_zoo.runtime.settings.runtime_settings`
     for `device` (bf16, channels_last, compiled, cuDNN autotuning on CUDA), each switch forced when not None."""
     if not ours:
         return {"amp": None, "channels_last": False, "compile": False, "fast_backend": False}

@@ -28,7 +28,7 @@ from unet_zoo.benchmark._common import (
 )
 from unet_zoo.inference.tiling import choose_tile, predict_tiled
 from unet_zoo.models.registry import create_model
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     prepare_model,
     resolve_device,
 )

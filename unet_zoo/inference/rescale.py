@@ -15,23 +15,24 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM  # also the pixel size of a checkpoint that records none
 from unet_zoo.data.pixel_size import check_pixel_size, check_scale
 from unet_zoo.inference.tiling import predict_stack, predict_uncertainty
 
 SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not rescaled
+DEFAULT_MODEL_PIXEL_SIZE_NM = 4.0
+"""The pixel size of a checkpoint whose card records none: such checkpoints were trained on ISBI 2012 (4 nm/px)."""
 
 
 def model_pixel_size(model: nn.Module) -> float:
     """The pixel size in nm the model was trained at, from its card's training record (``pixel_size_nm``);
-    checkpoints that record none were trained on ISBI 2012 (`ISBI_PIXEL_SIZE_NM`). A recorded size that is not
+    checkpoints that record none were trained on ISBI 2012 (`DEFAULT_MODEL_PIXEL_SIZE_NM`). A recorded size that is not
     plausible is a `PixelSizeError` naming the checkpoint."""
     info = getattr(model, "pretrained_info", None) or {}
     training = info.get("training") or {} if isinstance(info, dict) else {}
     training = training if isinstance(training, dict) else {}
     value = training.get("pixel_size_nm", info.get("pixel_size_nm") if isinstance(info, dict) else None)
     if value is None:
-        return ISBI_PIXEL_SIZE_NM
+        return DEFAULT_MODEL_PIXEL_SIZE_NM
     source = getattr(model, "checkpoint_source", None) or getattr(model, "model_name", "the model")
     return check_pixel_size(value, f"pixel_size_nm in the card of {source}")
 
@@ -202,7 +203,7 @@ def uncertainty_at_pixel_size(
 
 
 __all__ = [
-    "ISBI_PIXEL_SIZE_NM",
+    "DEFAULT_MODEL_PIXEL_SIZE_NM",
     "model_pixel_size",
     "predict_at_pixel_size",
     "antialias_margin",

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from unet_zoo.runtime.settings import autocast
 from unet_zoo.training.losses import weighted_cross_entropy
-from unet_zoo.utils.runtime import autocast
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 """``loss(logits, target, weight) -> scalar``: logits (N, C, h, w), target (N, h, w) int64, weight (N, h, w) float

@@ -43,7 +43,7 @@ from unet_zoo.inference.tiling import (
     choose_tile,
     inference_settings,
 )
-from unet_zoo.utils.runtime import Precision
+from unet_zoo.runtime.settings import Precision
 from unet_zoo.volumes.io import VolumeOutput, VolumeSource, check_not_nested, open_output, open_source
 
 Progress = Callable[[int, int], None]

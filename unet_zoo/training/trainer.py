@@ -42,15 +42,7 @@ from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model, get_entry
 from unet_zoo.runtime.measured import TrainingChoice
-from unet_zoo.runtime.settings import (
-    RuntimeSettings,
-    Switch,
-    autocast,
-    fast_backend,
-    prepare_input,
-    prepare_model,
-    runtime_settings,
-)
+from unet_zoo.runtime.settings import autocast, fast_backend, prepare_input, prepare_model
 from unet_zoo.training.data import TrainingData, load_training_data, validation_tiles
 from unet_zoo.training.distributed import (
     DistInfo,
@@ -62,7 +54,7 @@ from unet_zoo.training.distributed import (
 )
 from unet_zoo.training.losses import weighted_cross_entropy
 from unet_zoo.training.optim import build_optimizer, build_scheduler
-from unet_zoo.training.precision import choose_training_precision
+from unet_zoo.training.precision import execution_config, training_precision
 from unet_zoo.training.recipes import (
     ModelCfg,
     OptimizerCfg,
@@ -98,38 +90,6 @@ class TimeLimitReached(TrainingInterrupted):
 class NonFiniteLossError(RuntimeError):
     """The loss (or, after a step, a weight) became NaN or infinite; the run stopped and its last good
     checkpoint was kept."""
-
-
-# --- how a run executes ----------------------------------------------------------------------------
-
-
-def training_precision(recipe: Recipe, device: torch.device) -> TrainingChoice:
-    """The precision the recipe's steps run in on `device`: ``train.precision`` "bf16" / "fp32" as it says; "auto"
-    as measured on this machine (`unet_zoo.training.precision.choose_training_precision`: bf16 autocast where one
-    step of this architecture, tile and batch runs faster in it; cached), bf16 on CUDA GPUs that support it."""
-    t = recipe.train
-    return choose_training_precision(
-        recipe.model.name, dict(recipe.model.args), recipe.data.tile, t.batch_size, device, precision=t.precision
-    )
-
-
-def execution_config(
-    recipe: Recipe, device: torch.device, compile: bool | None = None, precision: str | None = None
-) -> RuntimeSettings:
-    """The fast path the recipe asks for on `device`, decided by `unet_zoo.runtime.settings.runtime_settings`.
-
-    `precision` ("bf16" or "fp32": what a resumed run started with) wins; else ``train.precision`` as
-    `training_precision` decides it. ``train.channels_last`` ("auto": on for CUDA and for bf16) is passed on
-    as it is. ``train.compile`` applies on CUDA only; an explicit `compile` (the ``--compile/--no-compile``
-    flag) overrides it on every device.
-    """
-    t = recipe.train
-    compile_switch: Switch = ("on" if compile else "off") if compile is not None else ("auto" if t.compile else "off")
-    try:
-        chosen = precision or training_precision(recipe, device).precision
-        return runtime_settings(device, chosen, t.channels_last, compile_switch)
-    except ValueError as err:  # say which recipe key asked for it
-        raise ValueError(f"train.{err}") from None
 
 
 # --- what a run reports and returns ---------------------------------------------------------------------
@@ -783,10 +743,8 @@ __all__ = [
     "TrainProgress",
     "TrainingInterrupted",
     "default_run_dir",
-    "execution_config",
     "init_from_record",
     "latest_run_dir",
     "recipe_model",
     "train",
-    "training_precision",
 ]

@@ -382,8 +382,8 @@ def timing_stage(args: argparse.Namespace) -> None:
     1024x1024 px: mosaics of 4 ISBI slices each (0-3, 4-7), 20 membrane + 20 cell strokes per slice."""
     import unet_zoo
     from unet_zoo.experiments.isbi2012.data import load_isbi
-    from unet_zoo.experiments.isbi2012.reproduce import hardware_description
     from unet_zoo.finetuning.strokes import draw_strokes
+    from unet_zoo.hub.publish import hardware_description
 
     data = load_isbi(args.data_dir)
 

@@ -156,7 +156,7 @@ def write_hub_folder(
             # Read the stored weights back and score them again: the card must describe what users download.
             stored = load_folder(staging, device=next(model.parameters()).device)
             check = check_stored_weights(scores or {}, rescore(stored), str(dtype or torch.float32).removeprefix("torch."))
-        figures = {}
+        figures: dict[str, str] = {}
         if figures_dir is not None:
             figures = {alt: name for alt, name in FIGURES.items() if (Path(figures_dir) / name).is_file()}
             for name in figures.values():

@@ -220,6 +220,19 @@ def _extras() -> set[str]:
         return set(tomllib.load(f)["project"].get("optional-dependencies", {}))
 
 
+def check_no_renamed_option(args: list[str]) -> None:
+    """Docs use today's option names: an old name that still works with a warning (`unet_zoo.cli.options.RENAMED`)
+    is an AssertionError."""
+    from unet_zoo.cli.help import renamed
+    from unet_zoo.cli.options import RENAMED
+
+    for command in RENAMED:
+        words = command.split()
+        if args[: len(words)] == words:
+            _, warnings = renamed(command, args[len(words) :], set())
+            assert not warnings, f"`unet-zoo {shlex.join(args)}`: {warnings[0]}"
+
+
 def check_command(words: list[str]) -> str | None:
     """Check one command without running it; returns what it is, or raises AssertionError saying what is wrong."""
     click = _click()
@@ -231,6 +244,7 @@ def check_command(words: list[str]) -> str | None:
                 parse_cli(tail)
             except click.exceptions.ClickException as err:
                 raise AssertionError(f"`unet-zoo {shlex.join(tail)}` does not parse: {err.format_message()}") from None
+            check_no_renamed_option(tail)
             return "unet-zoo"
         if word == "install" and i > 0 and words[i - 1] == "pip":
             for spec in tail:

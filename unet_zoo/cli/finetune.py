@@ -121,7 +121,7 @@ def finetune_command(
             resume=resume,
             overwrite=overwrite,
             pixel_size=pixel_size,
-            recipe=recipe,
+            recipe=recipe or "finetune",
             device=device or None,
             callback=FinetuneDisplay(quiet),
             precision=precision,

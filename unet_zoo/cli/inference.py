@@ -226,8 +226,6 @@ def predict_command(
             "predict one TIFF stack or Zarr volume per --out *.zarr, or give image outputs a folder not ending in .zarr"
         )
     check_output(out, "--out", folder=True, contents=_output_names(images, uncertainty), overwrite=overwrite)
-    if not 0 <= threshold <= 1:
-        raise fail(f"--threshold must be in [0, 1], got {threshold}")
     check_backend(backend, wanted, device)
     net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
     choice = choose_path(net, backend, wanted)
@@ -247,7 +245,12 @@ def predict_command(
                 precision=choice.precision,
             )
             written = write_prediction(
-                out, path.stem, image, cell_prob, threshold=threshold, metadata={"inference": choice.record()}
+                out,
+                path.stem,
+                image,
+                cell_prob,
+                threshold=0.5 if threshold is None else threshold,
+                metadata={"inference": choice.record()},
             )
             if spread is not None and spread.uncertainty is not None:
                 values = spread.uncertainty if image.ndim == 3 else spread.uncertainty[0]

@@ -11,7 +11,7 @@ openvino-f32, openvino-bf16; the exported ones when installed). The section also
 picks on this CPU (`choose_inference_path` and `choose_training_precision` with ``refresh``, which rewrites the
 runtime cache) and shows it beside what was cached before, and times the chosen paths with 1 thread and with
 every available core (`unet_zoo.runtime.settings.thread_count`). `bench_cpu_precision` is the ``precision``
-section of the suite (`unet_zoo.benchmark.run_all`) and the body of ``benchmarks/cpu_precision.py``.
+section of the suite (`unet_zoo.benchmark.run_all`: ``unet-zoo benchmark --only precision``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from torch import nn
 
 from unet_zoo.benchmark._common import Log, _quiet
 from unet_zoo.exporters.paths import choose_inference_path
+from unet_zoo.hub.pretrained import from_pretrained
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.runtime.measured import representative_image
 from unet_zoo.utils.timing import count_forward_flops
@@ -63,7 +64,12 @@ class _NetworkClock:
             self.seconds += time.perf_counter() - self._started
 
         handles = [self.model.register_forward_pre_hook(before), self.model.register_forward_hook(after)]
-        return lambda: [h.remove() for h in handles]  # type: ignore[func-returns-value]
+
+        def unhook() -> None:
+            for handle in handles:
+                handle.remove()
+
+        return unhook
 
 
 def _predict_seconds(model: nn.Module, image: np.ndarray, path: str, tta: bool, repeats: int, log: Log) -> dict[str, Any]:
@@ -107,8 +113,6 @@ def slice_prediction(
     "floor_seconds" (FLOPs / the bf16 rate of `peak`, TFLOP/s), "of_floor" (network / floor)}], "speedup": {tta:
     torch-fp32 seconds / auto seconds}}. `model`: a checkpoint source or a model; its weights do not change the time.
     """
-    from unet_zoo.hub.pretrained import from_pretrained
-
     net = from_pretrained(model) if isinstance(model, str) else model
     net = net.to("cpu").eval()
     image = representative_image(side)

@@ -13,9 +13,9 @@ from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.cli.training import interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
 from unet_zoo.data.pixel_size import check_pixel_size
-from unet_zoo.experiments.isbi2012.reproduce import HUB_FOLDER
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
+from unet_zoo.hub.publish import HUB_FOLDER
 from unet_zoo.training.recipes import RecipeError
 from unet_zoo.training.trainer import NonFiniteLossError, TrainingInterrupted, TrainProgress
 
@@ -121,7 +121,7 @@ def finetune_command(
             resume=resume,
             overwrite=overwrite,
             pixel_size=pixel_size,
-            recipe=recipe,
+            recipe=recipe or "finetune",
             device=device or None,
             callback=FinetuneDisplay(quiet),
             precision=precision,

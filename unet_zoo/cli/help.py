@@ -29,7 +29,7 @@ from unet_zoo.cli.options import RENAMED, RENAMED_WITH_VALUE
 try:  # typer >= 0.29 vendors its own click
     from typer._click.exceptions import BadParameter, MissingParameter, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover  older typer: click itself
-    from click.exceptions import BadParameter, MissingParameter, NoArgsIsHelpError, UsageError
+    from click.exceptions import BadParameter, MissingParameter, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 
 def _element_type(label: str) -> str:
@@ -79,7 +79,9 @@ def renamed(command: str, args: list[str], takes_value: set[str]) -> tuple[list[
     and one warning per replaced name. `takes_value`: the command's options that take a value (their values are
     left alone)."""
     names = RENAMED.get(command, {})
-    out, warnings, skip = [], [], False
+    out: list[str] = []
+    warnings: list[str] = []
+    skip = False
     for i, arg in enumerate(args):
         if skip or arg == "--":
             skip = False
@@ -167,11 +169,11 @@ class ReadableGroup(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         try:  # typer's own handling draws a box of several lines around a usage error
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except NoArgsIsHelpError:  # `unet-zoo` alone: the help, as typer shows it
-            return super().main(*args, standalone_mode=True, **kwargs)
+            return super().main(*args, standalone_mode=True, **kwargs)  # type: ignore[misc]
         except UsageError as err:
             _USAGE_ERRORS.print(f"[red]error:[/red] {escape(usage_error_line(err))}", highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)

@@ -203,8 +203,6 @@ def predict_command(
             "predict one TIFF stack or Zarr volume per --out *.zarr, or give image outputs a folder not ending in .zarr"
         )
     check_output(out, "--out", folder=True, contents=_output_names(images, uncertainty), overwrite=overwrite)
-    if not 0 <= threshold <= 1:
-        raise fail(f"--threshold must be in [0, 1], got {threshold}")
     predictor = make_predictor(model, pixel_size=pixel_size, **settings)
     with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path in images:

@@ -135,7 +135,7 @@ def compare_command(
         _resolve(n)
     if bench:
         check_device(device or "")
-        device = str(resolve_device(device))
+        on = str(resolve_device(device))
         try:
             tiles = [bench_tile(n, tile or None) for n in names]
         except ValueError as err:
@@ -154,10 +154,10 @@ def compare_command(
     table.add_row("pretrained", *(", ".join(i.pretrained) or "-" for i in infos))
     if bench:
         try:
-            latencies = [measure_latency(i.name, t, device=device) for i, t in zip(infos, tiles)]
+            latencies = [measure_latency(i.name, t, device=on) for i, t in zip(infos, tiles)]
         except (RuntimeError, MemoryError) as err:  # out of memory on this device
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise fail(f"--bench could not run a {max(tiles)} px tile on {device}: {first}; try a smaller --tile") from None
+            raise fail(f"--bench could not run a {max(tiles)} px tile on {on}: {first}; try a smaller --tile") from None
         table.add_row("bench tile", *(str(t) for t in tiles))
-        table.add_row(f"forward s ({device})", *(f"{t:.3f}" for t in latencies))
+        table.add_row(f"forward s ({on})", *(f"{t:.3f}" for t in latencies))
     console.print(table)

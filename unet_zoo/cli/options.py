@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import EllipsisType
 from typing import Annotated, Any
 
 import torch
@@ -182,7 +183,7 @@ Quiet = Annotated[
 ]
 
 
-def out_option(default: Path | None, help: str) -> Any:
+def out_option(default: Path | EllipsisType | None, help: str) -> Any:
     """`--out` / `-o` with its `default`: where the command writes (`help` says what: a folder, a file, a store)."""
     return typer.Option(default, "--out", "-o", help=help)
 

@@ -4,10 +4,9 @@
     result.before["vrand_thinned"], result.after["vrand_thinned"]
 
 Steps: read the data (`unet_zoo.data.files`, resampled to the model's pixel size) -> score the starting model on
-the held-out part -> train with `recipes/finetune.toml` from the starting weights (the trainer, ``model.init_from``)
--> score the fine-tuned model the same way -> write a Hub-ready folder
-(`unet_zoo.experiments.isbi2012.reproduce.write_hub_folder`) whose card names the starting checkpoint, the data,
-and the scores before and after.
+the held-out part -> train it with the settings of `recipes/finetune.toml` (`unet_zoo.training.trainer.Trainer`)
+-> score the fine-tuned model the same way -> write a Hub-ready folder (`unet_zoo.hub.publish.write_hub_folder`)
+whose card names the starting checkpoint, the data, and the scores before and after.
 """
 
 from __future__ import annotations
@@ -26,14 +25,16 @@ from torch import nn
 
 from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_arrays
 from unet_zoo.evaluation.evaluate import evaluate_model
-from unet_zoo.experiments.isbi2012.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.hub.pretrained import from_pretrained, is_path_like
+from unet_zoo.hub.publish import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.inference.rescale import model_pixel_size
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.pipeline import Predictor
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
-from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
+from unet_zoo.training.run import latest_run_dir
+from unet_zoo.training.run_card import run_card_data
+from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, init_from_record
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, file_sha256
 
@@ -352,20 +353,17 @@ def finetune(
     before = score_held_out(base, data, dev, run_recipe.eval.batch_size)
     report(FinetuneStage("train"))
     started = time.perf_counter()
-    trainer = Trainer(
-        run_recipe,
-        out_dir=run_dir,
-        device=device,
-        resume=resume_dir,
-        steps=steps,
-        callback=report,
-        data=data,
-        time_limit=time_limit,
-    )
-    if resume_dir is None:
+    options: dict[str, Any] = {"out_dir": run_dir, "device": device, "callback": report, "time_limit": time_limit}
+    if resume_dir is not None:  # the run's own recipe and checkpoint (the fingerprint matched above)
+        trainer = Trainer.from_recipe(run_recipe, data=data, resume=resume_dir, steps=steps, **options)
+    else:
+        if steps is not None:
+            run_recipe = run_recipe.with_overrides(train={"steps": steps})
+        start = base.to(memory_format=torch.contiguous_format)  # scoring may have left it channels_last
+        trainer = Trainer(start, data, recipe=run_recipe, init_from=init_from_record(str(model), base), **options)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(trainer.run_dir / FINGERPRINT_FILE, json.dumps(fingerprint, indent=2))
-    trained = trainer.run()
+    trained = trainer.fit()
     report(FinetuneStage("score_tuned"))
     after = score_held_out(trained.model, data, next(trained.model.parameters()).device, run_recipe.eval.batch_size)
     report(FinetuneStage("write"))
@@ -386,14 +384,9 @@ def finetune(
             "masked, class-balanced cross-entropy on the stroked pixels only (weight 0 elsewhere; each class weighs "
             "half), in place of the paper's border weights, which need whole cells"
         )
+    card = run_card_data(trained, hardware, after, updates={k: v for k, v in updates.items() if v is not None})
     write_hub_folder(
-        trained,
-        after,
-        out,
-        hardware,
-        dtype=torch.float16,
-        overwrite=overwrite,
-        training_updates={k: v for k, v in updates.items() if v is not None},
+        trained.model, out, card, scores=after, figures_dir=trained.run_dir, dtype=torch.float16, overwrite=overwrite
     )
     summary = {"fine_tuned_from": record, "held_out": data.held_out, "data": described, "before": before, "after": after}
     atomic_write_bytes(out / "finetune.json", json.dumps(summary, indent=2, default=str))

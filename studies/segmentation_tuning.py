@@ -5,12 +5,12 @@ segmentation parameters (threshold, seed smoothing and distance, minimum size, a
 are chosen on those predictions. Slices 24-29, which the published checkpoints never trained on, are
 segmented once with the chosen defaults.
 
-    python benchmarks/segmentation_tuning.py train      # ~20 min of CPU: the tuning-fold model + its probabilities
-    python benchmarks/segmentation_tuning.py tune       # grid over the parameters on slices 18-23 -> JSON + table
-    python benchmarks/segmentation_tuning.py heldout    # the three published checkpoints on slices 24-29, once
-    python benchmarks/segmentation_tuning.py speed      # seconds per 512x512 slice: segmentation vs network forward
-    python benchmarks/segmentation_tuning.py elf        # the same fold with python-elf (watershed + multicut), if installed
-    python benchmarks/segmentation_tuning.py tune --smoke   # seconds: synthetic data, checks the script
+    python studies/segmentation_tuning.py train      # ~20 min of CPU: the tuning-fold model + its probabilities
+    python studies/segmentation_tuning.py tune       # grid over the parameters on slices 18-23 -> JSON + table
+    python studies/segmentation_tuning.py heldout    # the three published checkpoints on slices 24-29, once
+    python studies/segmentation_tuning.py speed      # seconds per 512x512 slice: segmentation vs network forward
+    python studies/segmentation_tuning.py elf        # the same fold with python-elf (watershed + multicut), if installed
+    python studies/segmentation_tuning.py tune --smoke   # seconds: synthetic data, checks the script
 
 Results go to --out (default bench-results/segmentation_tuning.json), merged with what is there.
 """
@@ -62,7 +62,7 @@ def train(args: argparse.Namespace) -> None:
     split = TrainingData(images[t], labels[t], weights[t], images[v], labels[v], weights[v], list(v), "ISBI 2012")
     run_dir = args.workdir / "model"
     start = time.perf_counter()
-    trainer = Trainer(
+    trainer = Trainer.from_recipe(
         recipe,
         out_dir=run_dir,
         device="cpu",
@@ -72,10 +72,10 @@ def train(args: argparse.Namespace) -> None:
         resume=run_dir if (run_dir / "checkpoint.safetensors").is_file() else None,
     )
     try:
-        model = trainer.run().model
+        model = trainer.fit().model
         stopped = None
     except TimeLimitReached as err:  # keep what was trained; say so in the results
-        from unet_zoo.hub.training_state import load_training_state  # only on this path
+        from unet_zoo.training.state import load_training_state  # only on this path
 
         model = trainer.model
         model.load_state_dict(load_training_state(run_dir).model)

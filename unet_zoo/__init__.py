@@ -12,10 +12,11 @@ from unet_zoo.data.weight_maps import weight_map
 from unet_zoo.evaluation.metrics import isbi_scores
 from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from unet_zoo.finetuning import finetune
-from unet_zoo.hub.pretrained import from_pretrained
+from unet_zoo.hub.factory import create_model, from_pretrained, push_to_hub, save_pretrained
 from unet_zoo.inference.tiling import predict_stack, predict_tiled
 from unet_zoo.models.info import model_info
-from unet_zoo.models.registry import create_model, list_models, list_pretrained, register_model
+from unet_zoo.models.provenance import provenance_of
+from unet_zoo.models.registry import list_models, list_pretrained, register_model
 from unet_zoo.models.unet import TimmUNet, UNet
 from unet_zoo.segmentation import SegmentationParams, segment
 from unet_zoo.training.recipes import load_recipe
@@ -48,7 +49,10 @@ __all__ = [
     "model_info",
     "predict_stack",
     "predict_tiled",
+    "provenance_of",
+    "push_to_hub",
     "register_model",
+    "save_pretrained",
     "segment",
     "train",
     "weight_map",

@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from unet_zoo.evaluation.isbi import evaluate_model
-from unet_zoo.hub.pretrained import source_cards_dir
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.serialization import (
     CARD_NAME,
     CONFIG_NAME,
     build_model,
-    load_folder,
     model_card_text,
     read_config,
     save_weights_and_config,
 )
+from unet_zoo.hub.sources import source_cards_dir
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.paper import target_results
@@ -247,7 +247,7 @@ def write_hub_folder(
         check = None
         if rescore is not None:
             # Read the stored weights back and score them again: the card must describe what users download.
-            stored = load_folder(staging, device=next(model.parameters()).device)
+            stored = from_pretrained(staging, device=next(model.parameters()).device)
             check = check_stored_weights(metrics, rescore(stored), str(dtype or torch.float32).removeprefix("torch."))
         figures = {alt: name for alt, name in FIGURES.items() if (result.run_dir / name).is_file()}
         for name in figures.values():

@@ -28,6 +28,7 @@ from torch import nn
 from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_tile
 from unet_zoo.exporters import paths as inference_paths
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model
 from unet_zoo.training.precision import choose_training_precision
 from unet_zoo.training.step import train_step
@@ -197,7 +198,7 @@ def auto_choice(
     "previous", "timings_s"}}; "previous" is what the cache held before (None: nothing)."""
     torch.manual_seed(0)
     net = create_model(model_name, **overrides).eval()
-    args = dict(net.model_args)
+    args = dict(provenance_of(net).args)
     before = measured.cached_inference_entry(net)
     log("[precision] measuring what auto picks for inference")
     choice = inference_paths.choose_inference_path(

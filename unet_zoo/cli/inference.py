@@ -26,9 +26,11 @@ from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.evaluation.isbi import evaluate_isbi
 from unet_zoo.exporters.paths import choose_inference_path
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor, uncertainty_at_pixel_size
+from unet_zoo.models.provenance import provenance_of
+from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.files import atomic_write_bytes
 from unet_zoo.utils.measured import BACKENDS, INFERENCE_PATH_ENV, InferenceChoice, check_inference_path_env
 from unet_zoo.utils.runtime import PRECISIONS, Precision
@@ -38,7 +40,7 @@ def _load(model: str, device: str | None):
     if device:
         check_device(device)
     try:
-        return load_model(model, device=device)
+        return from_pretrained(model, device=resolve_device(device), allow_architecture=True)
     except (CheckpointError, HubAccessError) as err:  # not cached offline, bad token, tampered file, ...
         raise fail(str(err)) from None
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
@@ -59,9 +61,7 @@ def choose_path(net, backend: str, precision: Precision) -> InferenceChoice:
         )
         raise fail(text if INFERENCE_PATH_ENV not in text else str(err)) from None
     except Exception as err:  # noqa: BLE001  the exporter rejects the model: say so, keep torch as the way out
-        raise fail(
-            f"cannot run {getattr(net, 'model_name', 'this model')} with --backend {backend} ({err}); use --backend torch"
-        ) from None
+        raise fail(f"cannot run {provenance_of(net).label} with --backend {backend} ({err}); use --backend torch") from None
     console.print(f"inference path: {choice.describe()}", markup=False, highlight=False)
     return choice
 

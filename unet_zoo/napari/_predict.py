@@ -16,9 +16,11 @@ import numpy as np
 from torch import nn
 
 from unet_zoo.exporters.paths import choose_inference_path
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.tiling import Forward, predict_tiled, predict_uncertainty
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.segmentation import checkpoint_params, segment
+from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.measured import InferenceChoice
 
 from ._choices import BACKENDS
@@ -91,17 +93,13 @@ def section_indices(shape: Sequence[int], current: Index | None = None) -> list[
 
 def provenance(model: nn.Module, spec: str) -> dict[str, Any]:
     """Which weights made a prediction: the name asked for, architecture, checkpoint source, revision, sha256."""
-    cfg = getattr(model, "pretrained_cfg", None)
-    source = getattr(model, "checkpoint_source", None)
-    revision = getattr(cfg, "revision", None)
-    if revision is None and source and "@" in str(source):  # a Hub id: "owner/repo@revision"
-        revision = str(source).rsplit("@", 1)[1].split()[0].rstrip(")")
+    record = provenance_of(model)
     return {
         "model": spec,
-        "architecture": getattr(model, "model_name", None) or type(model).__name__,
-        "checkpoint": str(source) if source else None,
-        "revision": revision,
-        "sha256": getattr(model, "weights_sha256", None) or getattr(cfg, "sha256", None),
+        "architecture": record.architecture,
+        "checkpoint": None if record.kind == "built" else record.checkpoint or record.source,
+        "revision": record.revision,
+        "sha256": record.sha256,
     }
 
 
@@ -111,7 +109,8 @@ def load(spec: str, backend: str = "auto") -> LoadedModel:
     run it on the CPU, "torch" runs torch (CUDA if available), "auto" the fastest path measured on this machine."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    model = load_model(spec, device="cpu" if backend in ("onnxruntime", "openvino") else None)
+    device = resolve_device("cpu" if backend in ("onnxruntime", "openvino") else None)
+    model = from_pretrained(spec, device=device, allow_architecture=True)
     try:
         choice = choose_inference_path(model, backend=backend)
     except (ImportError, ValueError):  # their messages name the extra to install, or what to choose

@@ -32,10 +32,13 @@ from torch import nn
 from torch.profiler import record_function
 
 from unet_zoo.data.augment import TileSampler
-from unet_zoo.hub.pretrained import HubAccessError, from_pretrained
+from unet_zoo.hub.factory import from_pretrained
+from unet_zoo.hub.pretrained import HubAccessError
 from unet_zoo.hub.serialization import CheckpointError, check_state_dict
+from unet_zoo.hub.sources import SourceError
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state, save_training_state
 from unet_zoo.inference.tiling import predict_tiled
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model
 from unet_zoo.training.data import TrainingData, load_training_data, validation_tiles
 from unet_zoo.training.distributed import (
@@ -304,17 +307,16 @@ class Trainer:
             return dict(self.checkpoint.extra.get("init_from") or {"source": source})
         try:
             start = from_pretrained(source)
-        except (CheckpointError, HubAccessError) as err:
+        except (CheckpointError, HubAccessError, SourceError) as err:
             raise ValueError(f"model.init_from = {source!r} cannot be loaded: {err}") from err
         state = start.state_dict()
         check_state_dict(model, state, source=f"model.init_from = {source!r}")
         model.load_state_dict(state)
-        config = getattr(start, "pretrained_info", {}) or {}
-        training = config.get("training") or {}
-        cfg = getattr(start, "pretrained_cfg", None)
+        record = provenance_of(start)
+        training = record.card.get("training") or {}
         return {
             "source": source,
-            "sha256": getattr(cfg, "sha256", None),
+            "sha256": record.sha256 if record.kind == "registry" else None,
             "train_seconds": training.get("time_s"),
             "steps": training.get("steps"),
         }

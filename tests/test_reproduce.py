@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import unet_zoo
 from unet_zoo import reproduce as reproduce_module
 from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.reproduce import ReproduceStage, recipes_for, refresh_card, reproduce_isbi, write_hub_folder
@@ -36,7 +37,6 @@ def test_recipes_for_variants():
 @pytest.mark.slow
 def test_hub_folder_from_a_tiny_run(tmp_path):
     from unet_zoo.evaluation.isbi import evaluate_model
-    from unet_zoo.hub.pretrained import load_folder
 
     result = train(load_recipe("tiny"), out_dir=tmp_path / "run")
     metrics = evaluate_model(result.model, result.data.val_images, result.data.val_labels, tta=False)
@@ -59,7 +59,7 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         write_hub_folder(result, metrics, folder, "test CPU")
     assert json.loads((folder / "scores.json").read_text())["pixel_error"] == pytest.approx(metrics["pixel_error"])
-    rebuilt = load_folder(folder)
+    rebuilt = unet_zoo.from_pretrained(folder)
     for k, v in result.model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[k].cpu(), v.cpu())
 
@@ -80,7 +80,6 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
 @pytest.mark.slow
 def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
     from unet_zoo.evaluation.isbi import evaluate_model
-    from unet_zoo.hub.pretrained import load_folder
     from unet_zoo.inference.rescale import model_pixel_size
 
     result = train(load_recipe("tiny").with_overrides(data={"pixel_size": 6.0}), steps=2, out_dir=tmp_path / "run")
@@ -88,7 +87,7 @@ def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
     folder, _ = write_hub_folder(result, metrics, tmp_path / "hub", "test CPU")
     assert json.loads((folder / "config.json").read_text())["pretrained"]["training"]["pixel_size_nm"] == 6.0
     assert "- Pixel size (nm): 6 x 6" in (folder / "README.md").read_text()
-    assert model_pixel_size(load_folder(folder)) == 6.0
+    assert model_pixel_size(unet_zoo.from_pretrained(folder)) == 6.0
 
 
 @pytest.mark.parametrize("name", ["isbi-small", "isbi-padded", "isbi-original"])
@@ -171,8 +170,6 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
     """The card's weights are float16 on disk, read back, evaluated again, and the card says they score the same."""
     from safetensors import safe_open
 
-    from unet_zoo.hub.pretrained import load_folder
-
     def stand_in(name):
         return load_recipe("tiny").with_overrides(
             recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1}, eval={"tta": True}
@@ -186,7 +183,7 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
     assert dtypes == {torch.float16}
     assert json.loads((folder / "config.json").read_text())["weights"]["dtype"] == "float16"
-    loaded = load_folder(folder)
+    loaded = unet_zoo.from_pretrained(folder)
     assert next(loaded.parameters()).dtype == torch.float32
     scores = json.loads((folder / "scores.json").read_text())
     check = scores["stored_weights"]

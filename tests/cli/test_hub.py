@@ -23,7 +23,7 @@ def text(result) -> str:
 def card_dir(tmp_path):
     torch.manual_seed(0)
     folder = tmp_path / "cards" / "cli-small"
-    unet_zoo.create_model("small", base_channels=4).save_pretrained(folder, card_data={"checkpoint_name": "cli-small"})
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4), folder, card_data={"checkpoint_name": "cli-small"})
     return folder
 
 

@@ -20,35 +20,37 @@ T = TypeVar("T")
 HUB_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
-def _hub_function(name: str, replacement: str) -> Callable[..., Any]:
+def _hub_function(key: str, old: str, replacement: str) -> Callable[..., Any]:
     warnings.warn(
-        f"{name} is deprecated and will be removed in the next release; use {replacement}",
+        f"{old} is deprecated and will be removed in the next release; use {replacement}",
         FutureWarning,
         stacklevel=3,
     )
     try:
-        return HUB_FUNCTIONS[name]
+        return HUB_FUNCTIONS[key]
     except KeyError:
         raise RuntimeError(f"{replacement} is not loaded: import unet_zoo first") from None
 
 
 class LegacyHubMethods:
-    """The Hub methods the networks had before they became plain modules; each one warns once per call site."""
+    """The Hub methods the networks had before they became plain modules; each call warns (FutureWarning)."""
 
     def save_pretrained(self, save_directory: Any, **kwargs: Any) -> Any:
         """Deprecated: ``unet_zoo.save_pretrained(model, folder)``."""
-        return _hub_function("model.save_pretrained(folder)", "unet_zoo.save_pretrained(model, folder)")(
+        return _hub_function("save_pretrained", "model.save_pretrained(folder)", "unet_zoo.save_pretrained(model, folder)")(
             self, save_directory, **kwargs
         )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Deprecated: ``unet_zoo.push_to_hub(model, repo_id)``."""
-        return _hub_function("model.push_to_hub(repo_id)", "unet_zoo.push_to_hub(model, repo_id)")(self, repo_id, **kwargs)
+        return _hub_function("push_to_hub", "model.push_to_hub(repo_id)", "unet_zoo.push_to_hub(model, repo_id)")(
+            self, repo_id, **kwargs
+        )
 
     @classmethod
     def from_pretrained(cls: type[T], source: Any, **kwargs: Any) -> T:
         """Deprecated: ``unet_zoo.from_pretrained(source)``; refuses a checkpoint of another class."""
-        load = _hub_function(f"{cls.__name__}.from_pretrained(source)", "unet_zoo.from_pretrained(source)")
+        load = _hub_function("from_pretrained", f"{cls.__name__}.from_pretrained(source)", "unet_zoo.from_pretrained(source)")
         model = load(source, **kwargs)
         if not isinstance(model, cls):
             raise TypeError(

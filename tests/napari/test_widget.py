@@ -15,7 +15,7 @@ needs_viewer()
 import dask.array as da  # noqa: E402  after the skip: napari brings dask
 from qtpy.QtCore import QTimer  # noqa: E402
 
-from unet_zoo.models.provenance import provenance_of
+from unet_zoo.models.provenance import provenance_of  # noqa: E402
 from unet_zoo.napari import _widget  # noqa: E402
 from unet_zoo.napari._choices import OTHER  # noqa: E402
 from unet_zoo.napari._widget import CURRENT_SECTION, SegmentWidget  # noqa: E402

@@ -88,7 +88,7 @@ def backends(only: list[str] | None) -> dict[str, Callable[[torch.nn.Module], Fo
 def test_image(size: int) -> np.ndarray:
     """A (size, size) uint8 image: ISBI 2012 slices tiled side by side when on this machine, else noise."""
     try:
-        from unet_zoo.data.isbi import find_data_dir, read_stack
+        from unet_zoo.experiments.isbi2012.data import find_data_dir, read_stack
 
         stack = read_stack(find_data_dir() / "train-volume.tif")
         reps = -(-size // stack.shape[-1])

@@ -48,8 +48,8 @@ def train_base(
     out: Path, recipe_name: str, steps: int, time_limit: float, data_dir: str | None, base_channels: int, tile: int
 ) -> Path:
     """Train the base model on slices 0-11 (held-out tiles from 14-15); returns its run folder."""
-    from unet_zoo.data.isbi import load_isbi
     from unet_zoo.data.weight_maps import weight_maps_for_stack
+    from unet_zoo.experiments.isbi2012.data import load_isbi
     from unet_zoo.training.data import TrainingData, weight_map_cache_dir
     from unet_zoo.training.recipes import load_recipe
     from unet_zoo.training.trainer import TimeLimitReached, Trainer
@@ -92,7 +92,7 @@ def write_user_data(out: Path, data_dir: str | None, scored_slices: list[int]) -
     """The 8-nm TIFFs of the fine-tuning slices and the scored slices, with their resolution tags."""
     import tifffile
 
-    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.experiments.isbi2012.data import load_isbi
 
     folder = out / "user-data"
     scored = f"{scored_slices[0]}-{scored_slices[-1]}"

@@ -34,7 +34,7 @@ def compare(name: str, images: np.ndarray, labels: np.ndarray, paths: list[str],
     import unet_zoo
     from unet_zoo.evaluation.metrics import isbi_scores
     from unet_zoo.exporters import paths as inference_paths
-    from unet_zoo.utils import measured
+    from unet_zoo.runtime import measured
 
     model = unet_zoo.from_pretrained(name, device=device)
     probs, seconds, ran = {}, {}, {}
@@ -72,8 +72,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from unet_zoo.benchmark.suite import environment
-    from unet_zoo.data.isbi import load_isbi
-    from unet_zoo.utils.runtime import cpu_bf16_hardware
+    from unet_zoo.experiments.isbi2012.data import load_isbi
+    from unet_zoo.runtime.settings import cpu_bf16_hardware
 
     first, last = (int(v) for v in args.slices.split("-"))
     paths = [p for p in args.paths.split(",") if p]

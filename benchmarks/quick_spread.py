@@ -28,7 +28,7 @@ SCORES = ("vrand_thinned", "vinfo_thinned", "rand_error", "pixel_error", "warpin
 
 CHILD = r"""
 import json, sys, tempfile
-from unet_zoo.reproduce import reproduce_isbi
+from unet_zoo.experiments.isbi2012.reproduce import reproduce_isbi
 recipe, data_dir, steps = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]) or None
 with tempfile.TemporaryDirectory() as tmp:
     (r,) = reproduce_isbi(recipe=recipe, data_dir=data_dir, out=tmp + "/hub", overwrite=True, steps=steps)

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_zoo.data.isbi import load_isbi
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.evaluation.metrics import isbi_scores, label_components, rand_pair_counts
+from unet_zoo.experiments.isbi2012.data import load_isbi
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.training.data import TrainingData, synthetic_cells, weight_map_cache_dir
 from unet_zoo.training.recipes import load_recipe

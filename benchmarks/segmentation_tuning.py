@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_zoo.data.isbi import load_isbi
 from unet_zoo.data.weight_maps import weight_maps_for_stack
 from unet_zoo.evaluation.metrics import isbi_scores, rand_pair_counts, segmentation_scores
+from unet_zoo.experiments.isbi2012.data import load_isbi
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
 from unet_zoo.segmentation.blockwise import segment_blockwise

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import unet_zoo
-from unet_zoo.data.isbi import find_data_dir, read_stack
+from unet_zoo.experiments.isbi2012.data import find_data_dir, read_stack
 from unet_zoo.segmentation import checkpoint_params
 from unet_zoo.segmentation.outputs import segments_rgb
 

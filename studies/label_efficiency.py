@@ -50,8 +50,8 @@ def _store(path: Path, update: dict[str, Any]) -> dict[str, Any]:
 def train_base(args: argparse.Namespace) -> Path:
     """The base model: isbi-quick's padded U-Net at --base-channels without batch norm (as the tuning-fold model
     of benchmarks/segmentation_tuning.py), 256-px tiles, trained on slices 0-17; validation tiles from 18-23."""
-    from unet_zoo.data.isbi import load_isbi
     from unet_zoo.data.weight_maps import weight_maps_for_stack
+    from unet_zoo.experiments.isbi2012.data import load_isbi
     from unet_zoo.training.data import TrainingData, weight_map_cache_dir
     from unet_zoo.training.recipes import load_recipe
     from unet_zoo.training.trainer import TimeLimitReached, Trainer
@@ -118,7 +118,7 @@ def target(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """Slices 18-29, shifted; cached in target.npz (arrays keyed by slice number ``images`` / ``cells``)."""
     path = args.out / "target.npz"
     if not path.is_file():
-        from unet_zoo.data.isbi import load_isbi
+        from unet_zoo.experiments.isbi2012.data import load_isbi
 
         data = load_isbi(args.data_dir)
         idx = TUNING_SLICES + HELD_OUT_SLICES
@@ -381,9 +381,9 @@ def timing_stage(args: argparse.Namespace) -> None:
     """Wall time of the default scribble fine-tune (recipes/finetune.toml as is) of --timing-model on 2 slices of
     1024x1024 px: mosaics of 4 ISBI slices each (0-3, 4-7), 20 membrane + 20 cell strokes per slice."""
     import unet_zoo
-    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.experiments.isbi2012.data import load_isbi
+    from unet_zoo.experiments.isbi2012.reproduce import hardware_description
     from unet_zoo.finetuning.strokes import draw_strokes
-    from unet_zoo.reproduce import hardware_description
 
     data = load_isbi(args.data_dir)
 

@@ -73,7 +73,7 @@ def _runtime_choices_fixed(request, monkeypatch, tmp_path_factory):
     a measurement (when flags leave several paths, e.g. ``--precision bf16``) replaced by fake timings that rank
     the paths in `INFERENCE_PATHS` order, torch first. Tests marked ``measured_auto`` see the real decision
     (still with a fresh cache folder)."""
-    from unet_zoo.utils import measured
+    from unet_zoo.runtime import measured
 
     monkeypatch.setenv(measured.CACHE_ENV, str(tmp_path_factory.mktemp("unet_zoo-cache")))
     monkeypatch.setenv("UNET_ZOO_THREADS", str(torch.get_num_threads()))  # the CLI sets torch's threads from it
@@ -94,7 +94,7 @@ def _runtime_choices_fixed(request, monkeypatch, tmp_path_factory):
     monkeypatch.setattr(inference_paths, "measure_paths", ranked)
 
 
-# The tests find the ISBI 2012 folder the way the package does (`unet_zoo.data.isbi.find_data_dir`: an argument,
+# The tests find the ISBI 2012 folder the way the package does (`unet_zoo.experiments.isbi2012.data.find_data_dir`: an argument,
 # else $UNET_ZOO_DATA_DIR, else the cache). On the developers' machines the data sits at ../shared/data/isbi2012:
 # when $UNET_ZOO_DATA_DIR is unset and that folder exists, it is set here, as `.ci/run` does.
 _SHARED_ISBI = REPO_ROOT.parent / "shared" / "data" / "isbi2012"
@@ -105,7 +105,7 @@ if not os.environ.get("UNET_ZOO_DATA_DIR") and (_SHARED_ISBI / "train-volume.tif
 @pytest.fixture(scope="session")
 def isbi_dir() -> Path:
     """The real ISBI 2012 folder (`find_data_dir()`); skips the test, saying how to get it, when it is not here."""
-    from unet_zoo.data.isbi import DatasetNotFoundError, find_data_dir
+    from unet_zoo.experiments.isbi2012.data import DatasetNotFoundError, find_data_dir
 
     try:
         return find_data_dir()

@@ -83,7 +83,7 @@ def test_parse_only_python_catches_a_renamed_function():
     with pytest.raises(AssertionError, match="no_such_function"):
         docs_blocks.check_python("import unet_zoo\nunet_zoo.no_such_function()\n")
     with pytest.raises(AssertionError, match="no_such_name"):
-        docs_blocks.check_python("from unet_zoo.data.isbi import no_such_name\n")
+        docs_blocks.check_python("from unet_zoo.experiments.isbi2012.data import no_such_name\n")
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in ALL_BLOCKS if b.language == "toml"])

@@ -23,13 +23,15 @@ PENDING_LAZY: set[tuple[str, str]] = set()
 # The packages from the bottom up: a package imports packages of its own layer or below, never above.
 LAYERS: list[set[str]] = [
     {"_version", "paper", "utils"},  # the version, the paper's facts, utilities
+    {"runtime"},  # how models run fast here: precision, channels_last, compile, threads, the measured "auto"
     {"models"},
     {"hub"},  # checkpoint folders, cards, the Hugging Face Hub
-    {"data"},  # ISBI 2012, image files, weight maps, augmentation
+    {"data"},  # image files, named data sources, the held-out split, weight maps, augmentation
     {"inference"},  # overlap-tile prediction (the trainer predicts held-out slices with it)
     {"training"},
     {"evaluation", "segmentation", "volumes", "exporters"},
-    {"reproduce", "benchmark", "finetuning"},  # workflows: the paper's experiment, benchmarks, fine-tuning on your data
+    {"experiments", "finetuning"},  # workflows: the paper's ISBI 2012 experiment, fine-tuning on your data
+    {"benchmark"},  # the benchmark suite (`unet-zoo benchmark`), which also times a reproduction
     {"cli", "napari"},  # the command line and the napari plugin: presentation, imported by nothing in the package
     {"__init__", "__main__"},  # the package's public names and `python -m unet_zoo`
 ]

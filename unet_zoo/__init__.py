@@ -10,6 +10,7 @@ from __future__ import annotations
 from unet_zoo._version import __version__ as __version__
 from unet_zoo.data.weight_maps import weight_map
 from unet_zoo.evaluation.metrics import isbi_scores
+from unet_zoo.experiments import isbi2012 as _isbi2012  # noqa: F401  registers the recipes' data source "isbi2012"
 from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from unet_zoo.finetuning import finetune
 from unet_zoo.hub.factory import create_model, from_pretrained, push_to_hub, save_pretrained

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import unet_zoo
+from tests.experiments.isbi2012.test_timing import fake_reproduce
 from unet_zoo import benchmark
 from unet_zoo.benchmark import (
     augmentation_tiles_per_s,
@@ -253,51 +254,11 @@ def test_cli_benchmark_smoke(tmp_path):
     assert bad.exit_code == 2 and "--only takes" in bad.output
 
 
-def _fake_reproduce(calls):
-    """A stand-in for unet_zoo.reproduce.reproduce_isbi: records its arguments, returns one finished run."""
-    from types import SimpleNamespace
-
-    from unet_zoo.training.recipes import load_recipe
-
-    def fake(variant, **kwargs):
-        calls.append((variant, kwargs))
-        recipe = load_recipe("isbi-quick")
-        return [
-            SimpleNamespace(
-                recipe=recipe,
-                run_dir="runs/isbi-quick-x",
-                train_seconds=4.0,
-                eval_seconds=1.5,
-                train_result=SimpleNamespace(step=10),
-                metrics={"rand_error": 0.1, "warping_error": 0.002, "pixel_error": 0.08},
-            )
-        ]
-
-    return fake
-
-
-def test_bench_reproduce_times_the_command_and_reports_scores(monkeypatch):
-    import unet_zoo.reproduce
-    from unet_zoo.training.recipes import load_recipe
-
-    calls = []
-    monkeypatch.setattr(unet_zoo.reproduce, "reproduce_isbi", _fake_reproduce(calls))
-    r = json.loads(json.dumps(benchmark.bench_reproduce("original", "cpu", quick=True, steps=10, data_dir="/data")))
-    ((variant, kwargs),) = calls
-    assert variant == "original" and kwargs["quick"] is True and kwargs["steps"] == 10 and kwargs["data_dir"] == "/data"
-    assert kwargs["device"] == "cpu" and kwargs["out"] is not None  # never the default cards/ folder
-    assert r["command"] == "unet-zoo reproduce isbi --quick --steps 10 --device cpu" and r["wall_s"] >= 0
-    (rec,) = r["recipes"]
-    assert rec["recipe"] == "isbi-quick" and rec["steps"] == 10
-    assert rec["tiles"] == 10 * load_recipe("isbi-quick").train.batch_size
-    assert rec["tiles_per_s"] == pytest.approx(rec["tiles"] / 4.0) and rec["rand_error"] == 0.1
-
-
 def test_reproduce_section_is_opt_in_and_in_the_markdown(monkeypatch, tmp_path):
-    import unet_zoo.reproduce
+    import unet_zoo.experiments.isbi2012.reproduce
 
     calls = []
-    monkeypatch.setattr(unet_zoo.reproduce, "reproduce_isbi", _fake_reproduce(calls))
+    monkeypatch.setattr(unet_zoo.experiments.isbi2012.reproduce, "reproduce_isbi", fake_reproduce(calls))
     results = run_all("cpu", smoke=True, out_dir=tmp_path, only=["reproduce"], data_dir="/data", reproduce_steps=10)
     assert results["errors"] == {} and calls[0][1]["data_dir"] == "/data" and calls[0][1]["steps"] == 10
     assert set(results) >= {"reproduce", "environment"} and "train" not in results

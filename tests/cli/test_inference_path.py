@@ -12,7 +12,7 @@ import unet_zoo
 from unet_zoo.cli import app
 from unet_zoo.exporters import paths as exporter_paths
 from unet_zoo.inference import paths as inference_paths
-from unet_zoo.utils import measured
+from unet_zoo.runtime import measured
 
 runner = CliRunner()
 

@@ -121,12 +121,12 @@ def test_absurd_tile_sizes_are_refused_up_front(tmp_path, args):
 
 @pytest.mark.parametrize("where", ["below-a-file", "unwritable"])
 def test_reproduce_checks_its_hub_folder_before_training(tmp_path, monkeypatch, where):
-    import unet_zoo.reproduce
+    import unet_zoo.experiments.isbi2012.reproduce
 
     def started(*args, **kwargs):
         raise AssertionError("training started before the Hub folder was checked")
 
-    monkeypatch.setattr(unet_zoo.reproduce, "train", started)
+    monkeypatch.setattr(unet_zoo.experiments.isbi2012.reproduce, "train", started)
     if where == "unwritable" and UNWRITABLE is None:
         pytest.skip("needs Linux /proc")
     (tmp_path / "notes.txt").write_text("keep")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import unet_zoo
 from unet_zoo.cli import app
 from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay, TrainingDisplay
-from unet_zoo.reproduce import ReproduceStage
+from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import TrainProgress
 

@@ -260,8 +260,8 @@ def test_sampler_bad_arguments(stack):
 
 
 def test_sampler_on_real_data(isbi_dir):
-    from unet_zoo.data.isbi import load_isbi
     from unet_zoo.data.weight_maps import weight_maps_for_stack
+    from unet_zoo.experiments.isbi2012.data import load_isbi
 
     data = load_isbi(isbi_dir)
     weights = weight_maps_for_stack(data.labels[:2])

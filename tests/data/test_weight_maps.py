@@ -180,7 +180,7 @@ def test_stack_and_cache(tmp_path):
 
 
 def test_real_slice(isbi_dir):
-    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.experiments.isbi2012.data import load_isbi
 
     label = load_isbi(isbi_dir).labels[0]
     w = weight_map(label)

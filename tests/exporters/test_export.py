@@ -78,7 +78,7 @@ def test_torchscript_matches_torch(tmp_path, name):
 @pytest.mark.parametrize("name", ["original", "small"])
 @pytest.mark.slow
 def test_onnx_on_a_real_isbi_slice_and_as_the_tiling_backend(isbi_dir, name):
-    from unet_zoo.data.isbi import read_stack
+    from unet_zoo.experiments.isbi2012.data import read_stack
 
     image = read_stack(isbi_dir / "train-volume.tif")[7]
     model = _model(name)

@@ -11,8 +11,8 @@ import torch
 import unet_zoo
 from unet_zoo.exporters import paths as exporter_paths
 from unet_zoo.inference import paths as inference_paths
-from unet_zoo.utils import measured
-from unet_zoo.utils.measured import PathTiming
+from unet_zoo.runtime import measured
+from unet_zoo.runtime.measured import PathTiming
 
 
 def _tiny():

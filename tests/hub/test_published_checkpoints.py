@@ -58,7 +58,7 @@ def test_committed_card_is_what_the_card_renderer_writes_from_the_folder(name, t
     """One renderer: the committed README.md is refresh_card's output for the folder's config, scores and recipe."""
     import shutil
 
-    from unet_zoo.reproduce import refresh_card
+    from unet_zoo.experiments.isbi2012.reproduce import refresh_card
 
     copy = tmp_path / name
     copy.mkdir()
@@ -91,8 +91,8 @@ def test_list_pretrained_shows_the_checkpoints_with_their_scores():
 @pytest.mark.slow
 def test_published_isbi_small_segments_a_held_out_slice(isbi_dir):
     """Held-out slice 24 (never trained on), without TTA: close to the card's scores, far from an untrained network."""
-    from unet_zoo.data.isbi import load_isbi
     from unet_zoo.evaluation.metrics import isbi_scores
+    from unet_zoo.experiments.isbi2012.data import load_isbi
     from unet_zoo.inference.tiling import predict_tiled
 
     data = load_isbi(isbi_dir)

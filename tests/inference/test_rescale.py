@@ -7,7 +7,7 @@ import pytest
 
 import unet_zoo
 from unet_zoo.inference.rescale import (
-    ISBI_PIXEL_SIZE_NM,
+    DEFAULT_MODEL_PIXEL_SIZE_NM,
     model_pixel_size,
     predict_at_pixel_size,
     rescale_stack,
@@ -53,7 +53,7 @@ def test_any_region_of_a_rescaled_image_equals_that_region_of_the_whole(factor):
 
 def test_predict_at_pixel_size_returns_the_input_grid():
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
-    assert model_pixel_size(model) == ISBI_PIXEL_SIZE_NM
+    assert model_pixel_size(model) == DEFAULT_MODEL_PIXEL_SIZE_NM
     image = np.random.default_rng(0).integers(0, 255, (24, 40), dtype=np.uint8)
     probs = predict_at_pixel_size(model, image, pixel_size=8.0, device="cpu")
     assert probs.shape == (1, 2, 24, 40)
@@ -62,8 +62,8 @@ def test_predict_at_pixel_size_returns_the_input_grid():
 
 @pytest.mark.slow
 def test_downscaled_isbi_slice_scores_close_to_full_resolution(isbi_dir):
-    from unet_zoo.data.isbi import load_isbi
     from unet_zoo.evaluation.metrics import isbi_scores
+    from unet_zoo.experiments.isbi2012.data import load_isbi
 
     try:
         model = unet_zoo.from_pretrained("isbi-small")

@@ -243,7 +243,7 @@ def test_precision_auto_runs_the_forced_torch_fp32_path():
 
 
 def test_bf16_precision_is_close_to_fp32_and_auto_uses_it_when_forced(monkeypatch):
-    from unet_zoo.utils import measured
+    from unet_zoo.runtime import measured
 
     net = unet_zoo.create_model("small", base_channels=4, depth=2).eval()
     image = np.random.default_rng(0).random((48, 40), dtype=np.float32)
@@ -264,7 +264,7 @@ CARD = Path(__file__).resolve().parents[2] / "cards" / "isbi-small"
 def test_bf16_keeps_isbi_small_within_the_pixel_error_budget_on_a_real_slice(isbi_dir):
     """One held-out 512x512 slice, no TTA: bf16 autocast changes P(cell) by rounding only (bf16 runs emulated
     on CPUs without AVX512-BF16 / AMX, so this is kept to one slice)."""
-    from unet_zoo.data.isbi import load_isbi
+    from unet_zoo.experiments.isbi2012.data import load_isbi
 
     data = load_isbi(isbi_dir)
     image, label = data.images[24], data.labels[24] > 0

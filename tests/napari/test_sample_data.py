@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError
+from unet_zoo.experiments.isbi2012.data import ENV_VAR, DatasetNotFoundError
 from unet_zoo.napari._sample_data import isbi_sections
 
 

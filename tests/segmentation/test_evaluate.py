@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import unet_zoo
 from unet_zoo.cli import app
-from unet_zoo.evaluation.isbi import evaluate_model
+from unet_zoo.evaluation.evaluate import evaluate_model
 from unet_zoo.segmentation import SegmentationParams
 from unet_zoo.training.data import synthetic_cells
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unet_zoo.runtime import measured
 from unet_zoo.training import precision as training_precision
-from unet_zoo.utils import measured
 
 
 def test_training_precision_is_measured_once_and_cached(monkeypatch):

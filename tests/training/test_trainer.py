@@ -92,7 +92,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
 def test_resume_keeps_the_precision_the_run_started_with(tmp_path, tiny, monkeypatch):
     """precision "auto" decided bf16 when the run started; the resumed session keeps bf16 although "auto" would
     now say fp32, and finishes bit-identical to an uninterrupted bf16 run."""
-    from unet_zoo.utils import measured
+    from unet_zoo.runtime import measured
 
     auto = tiny.with_overrides(train={"precision": "auto"})
     monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "bf16")
@@ -205,8 +205,8 @@ def test_progress_goes_to_the_callback_and_nothing_is_printed(tmp_path, tiny, ca
 
 
 def test_execution_config_fast_path_on_gpu_plain_on_cpu(monkeypatch):
+    from unet_zoo.runtime import measured
     from unet_zoo.training import precision
-    from unet_zoo.utils import measured
 
     monkeypatch.setattr(precision, "cpu_bf16_hardware", lambda: None)  # a CPU without bf16 units: fp32 unmeasured
     monkeypatch.delenv(measured.TRAINING_PRECISION_ENV)  # the rules themselves, not conftest's fp32
@@ -366,8 +366,8 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
 
 
 def test_execution_config_uses_the_measured_precision_on_the_cpu_unless_the_recipe_says_fp32(monkeypatch):
+    from unet_zoo.runtime import measured
     from unet_zoo.training import precision
-    from unet_zoo.utils import measured
 
     monkeypatch.delenv(measured.TRAINING_PRECISION_ENV)
     monkeypatch.setattr(precision, "cpu_bf16_hardware", lambda: "avx512_bf16")

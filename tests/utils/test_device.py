@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unet_zoo.runtime import settings as runtime
 from unet_zoo.training import distributed
-from unet_zoo.utils import runtime, timing
+from unet_zoo.utils import timing
 from unet_zoo.utils.device import resolve_device
 
 

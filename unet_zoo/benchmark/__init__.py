@@ -1,7 +1,7 @@
 """Benchmarks: our fast path against a plain float32 baseline, in the same process, as ratios.
 
 Every benchmark runs OUR path (bf16 autocast, channels_last, optional torch.compile, cuDNN autotuning;
-see `unet_zoo.utils.runtime`) and the BASELINE (the same network built by `create_model`, float32,
+see `unet_zoo.runtime.settings`) and the BASELINE (the same network built by `create_model`, float32,
 eager, NCHW, PyTorch's default settings -- how most tutorials write it) one after the other and
 reports both measurements and their ratio, because absolute times vary between machines and runs.
 
@@ -13,8 +13,9 @@ on the same device in the same run (`unet_zoo.utils.timing.matmul_tflops`).
 runs in seconds on a CPU; its timings mean nothing and no test asserts on them.
 
 Modules: `_common` (targets, switches, helpers), `train`, `inference`, `augmentation`, `precision` (the
-CPU's float32, bf16, onnxruntime and OpenVINO paths against its measured matmul rates), `reproduce_time`
-and `suite` (`run_all`, results as JSON and Markdown); one timer and one FLOP counter come from
+CPU's float32, bf16, onnxruntime and OpenVINO paths against its measured matmul rates) and `suite`
+(`run_all`, results as JSON and Markdown); the ``reproduce`` section times the ISBI 2012 experiment
+(`unet_zoo.experiments.isbi2012.timing`); one timer and one FLOP counter come from
 `unet_zoo.utils.timing`.
 """
 
@@ -34,9 +35,9 @@ from unet_zoo.benchmark._common import (
 from unet_zoo.benchmark.augmentation import augmentation_tiles_per_s, bench_augmentation, benchmark_augmentation
 from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
 from unet_zoo.benchmark.precision import bench_cpu_precision
-from unet_zoo.benchmark.reproduce_time import bench_reproduce
 from unet_zoo.benchmark.suite import environment, run_all, to_markdown, write_results
 from unet_zoo.benchmark.train import bench_train_step
+from unet_zoo.experiments.isbi2012.timing import bench_reproduce
 
 __all__ = [
     "ALL_SECTIONS",

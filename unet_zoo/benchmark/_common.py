@@ -13,7 +13,7 @@ from torch import nn
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import nearest_valid_sizes_text
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     Precision,
     Switch,
     fast_backend,
@@ -81,7 +81,7 @@ def _check_tile(model: nn.Module, tile: int) -> int:
             hint = f"nearest usable tiles: {nearest_valid_sizes_text(tile, args['depth'], args['padding'])}"
         else:
             hint = f"use a multiple of {getattr(model, 'stride', 32)}"
-        raise ValueError(f"tile {tile} is not usable for {getattr(model, 'model_name', 'this model')}; {hint}")
+        raise ValueError(f"tile {tile} is not usable for {provenance_of(model).label}; {hint}")
     return out
 
 
@@ -97,7 +97,7 @@ def _reset_peak_memory(device: torch.device) -> None:
 def path_config(
     device: torch.device, ours: bool, amp: bool | None, channels_last: bool | None, compile: bool | None
 ) -> dict[str, Any]:
-    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: `unet_zoo.utils.runtime.runtime_settings`
+    """How a path runs. Baseline: fp32, NCHW, eager, default backend. Ours: `unet_zoo.runtime.settings.runtime_settings`
     for `device` (bf16, channels_last, compiled, cuDNN autotuning on CUDA), each switch forced when not None."""
     if not ours:
         return {"amp": None, "channels_last": False, "compile": False, "fast_backend": False}

@@ -21,10 +21,10 @@ from unet_zoo.data._augment_reference import elastic_deform_reference, random_di
 from unet_zoo.data.augment import AugmentConfig, TileSampler, elastic_deform
 from unet_zoo.models.registry import create_model
 from unet_zoo.models.sizes import output_size
-from unet_zoo.training.step import train_step
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     resolve_device,
 )
+from unet_zoo.training.step import train_step
 from unet_zoo.utils.timing import Timer
 
 # --- augmentation ----------------------------------------------------------------------------------

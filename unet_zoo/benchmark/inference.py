@@ -29,7 +29,7 @@ from unet_zoo.benchmark._common import (
 from unet_zoo.inference.tiling import choose_tile, predict_tiled
 from unet_zoo.models.provenance import Provenance, provenance_of, set_provenance
 from unet_zoo.models.registry import create_model
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     prepare_model,
     resolve_device,
 )

@@ -10,7 +10,7 @@ The paths are those `unet_zoo.exporters.paths.choose_inference_path` chooses amo
 openvino-f32, openvino-bf16; the exported ones when installed). The section also measures again what "auto"
 picks on this CPU (`choose_inference_path` and `choose_training_precision` with ``refresh``, which rewrites the
 runtime cache) and shows it beside what was cached before, and times the chosen paths with 1 thread and with
-every available core (`unet_zoo.utils.runtime.thread_count`). `bench_cpu_precision` is the ``precision``
+every available core (`unet_zoo.runtime.settings.thread_count`). `bench_cpu_precision` is the ``precision``
 section of the suite (`unet_zoo.benchmark.run_all`) and the body of ``benchmarks/cpu_precision.py``.
 """
 
@@ -30,10 +30,8 @@ from unet_zoo.exporters import paths as inference_paths
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model
-from unet_zoo.training.precision import choose_training_precision
-from unet_zoo.training.step import train_step
-from unet_zoo.utils import measured
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime import measured
+from unet_zoo.runtime.settings import (
     autocast,
     available_cores,
     cpu_bf16_hardware,
@@ -42,11 +40,13 @@ from unet_zoo.utils.runtime import (
     runtime_settings,
     thread_count,
 )
+from unet_zoo.training.precision import choose_training_precision
+from unet_zoo.training.step import train_step
 from unet_zoo.utils.timing import Timer, count_forward_flops, count_train_flops, matmul_tflops
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx512_vnni")
 """The /proc/cpuinfo flags the report lists: the vector and matrix units that decide float32 and bf16 speed."""
-FP32_EAGER, BF16_AUTOCAST = "torch-fp32", "torch-bf16"  # the path names of unet_zoo.utils.measured
+FP32_EAGER, BF16_AUTOCAST = "torch-fp32", "torch-bf16"  # the path names of unet_zoo.runtime.measured
 ONNXRUNTIME, OPENVINO_FP32, OPENVINO_BF16 = "onnxruntime-fp32", "openvino-f32", "openvino-bf16"
 SMOKE_SIDE = 32  # smoke inference input side, px (the `small` architecture takes multiples of 16)
 

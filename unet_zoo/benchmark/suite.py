@@ -25,12 +25,12 @@ from unet_zoo.benchmark._common import (
 from unet_zoo.benchmark.augmentation import bench_augmentation
 from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
 from unet_zoo.benchmark.precision import auto_line, bench_cpu_precision, cpu_line, precision_table, threads_table
-from unet_zoo.benchmark.reproduce_time import bench_reproduce
 from unet_zoo.benchmark.train import bench_train_step
-from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.runtime import (
+from unet_zoo.experiments.isbi2012.timing import bench_reproduce
+from unet_zoo.runtime.settings import (
     resolve_device,
 )
+from unet_zoo.utils.files import atomic_write_bytes
 from unet_zoo.utils.timing import matmul_tflops
 
 # --- the whole suite -------------------------------------------------------------------------------

@@ -26,12 +26,12 @@ from unet_zoo.benchmark._common import (
     smallest_tile,
 )
 from unet_zoo.models.registry import create_model
-from unet_zoo.training.step import train_step
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime.settings import (
     prepare_input,
     prepare_model,
     resolve_device,
 )
+from unet_zoo.training.step import train_step
 from unet_zoo.utils.timing import Timer, count_train_flops, matmul_tflops, profile_table
 
 # --- training step ---------------------------------------------------------------------------------

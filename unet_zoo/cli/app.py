@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from unet_zoo.cli.help import ReadableGroup
+from unet_zoo.runtime.settings import use_available_cores
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import all_or_nothing, check_output_path, check_replaceable
-from unet_zoo.utils.runtime import use_available_cores
 
 
 class ZooTyper(typer.Typer):

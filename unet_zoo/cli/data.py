@@ -10,7 +10,14 @@ import typer
 from rich.table import Table
 
 from unet_zoo.cli.app import ZooTyper, app, console, fail
-from unet_zoo.data.isbi import ENV_VAR, DatasetNotFoundError, describe, download_isbi, find_data_dir, resolve_data_dir
+from unet_zoo.experiments.isbi2012.data import (
+    ENV_VAR,
+    DatasetNotFoundError,
+    describe,
+    download_isbi,
+    find_data_dir,
+    resolve_data_dir,
+)
 from unet_zoo.utils.files import check_output_path
 
 data_app = ZooTyper(help="The ISBI 2012 EM data: download it, see where it is and what it holds.", no_args_is_help=True)

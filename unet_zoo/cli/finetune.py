@@ -12,9 +12,9 @@ from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
 from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
 from unet_zoo.data.pixel_size import check_pixel_size
+from unet_zoo.experiments.isbi2012.reproduce import HUB_FOLDER
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
-from unet_zoo.reproduce import HUB_FOLDER
 from unet_zoo.training.recipes import RecipeError
 from unet_zoo.training.trainer import NonFiniteLossError, TrainingInterrupted, TrainProgress
 

@@ -1,4 +1,4 @@
-"""`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.inference.tiling and unet_zoo.evaluation.isbi."""
+"""`unet-zoo predict` and `unet-zoo evaluate`: thin layers over unet_zoo.inference.tiling and unet_zoo.evaluation.evaluate."""
 
 from __future__ import annotations
 
@@ -22,18 +22,19 @@ from unet_zoo.data.images import (
     write_prediction,
     write_prob_tiff,
 )
-from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.data.pixel_size import check_pixel_size
-from unet_zoo.evaluation.isbi import evaluate_isbi
+from unet_zoo.data.split import split_slices
+from unet_zoo.experiments.isbi2012.data import load_isbi
+from unet_zoo.experiments.isbi2012.evaluation import evaluate_isbi
 from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor, uncertainty_at_pixel_size
 from unet_zoo.models.provenance import provenance_of
+from unet_zoo.runtime.measured import BACKENDS, INFERENCE_PATH_ENV, InferenceChoice, check_inference_path_env
+from unet_zoo.runtime.settings import PRECISIONS, Precision
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.files import atomic_write_bytes
-from unet_zoo.utils.measured import BACKENDS, INFERENCE_PATH_ENV, InferenceChoice, check_inference_path_env
-from unet_zoo.utils.runtime import PRECISIONS, Precision
 
 
 def _load(model: str, device: str | None):

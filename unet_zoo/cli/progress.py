@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from unet_zoo.cli.tables import comparison_table
-from unet_zoo.reproduce import ReproduceStage
+from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage
 from unet_zoo.training.trainer import TrainProgress
 
 # --quiet of every command that shows progress (one definition; typer only reads it)

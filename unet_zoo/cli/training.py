@@ -9,9 +9,10 @@ import typer
 
 from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, err_console, fail
 from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
-from unet_zoo.data.isbi import DatasetNotFoundError
+from unet_zoo.experiments.isbi2012.data import DatasetNotFoundError
+from unet_zoo.experiments.isbi2012.reproduce import recipes_for, reproduce_isbi
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE
-from unet_zoo.reproduce import recipes_for, reproduce_isbi
+from unet_zoo.runtime.settings import PRECISIONS
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
 from unet_zoo.training.trainer import (
@@ -22,7 +23,6 @@ from unet_zoo.training.trainer import (
     latest_run_dir,
     train,
 )
-from unet_zoo.utils.runtime import PRECISIONS
 
 reproduce_app = ZooTyper(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")

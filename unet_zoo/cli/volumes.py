@@ -10,7 +10,7 @@ from unet_zoo.cli.app import check_output, console, fail
 from unet_zoo.cli.progress import ProgressDisplay
 from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.inference.rescale import model_pixel_size, scale_factor
-from unet_zoo.utils.runtime import Precision
+from unet_zoo.runtime.settings import Precision
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr", ".n5")
 

@@ -1,3 +1,3 @@
-"""Data: ISBI 2012 loading and the split (`isbi`), image files (`images`), the paper's weight maps (`weight_maps`) and
-elastic deformation and training tiles (`augment`).
+"""Data: image files (`images`, `files`), named data sources a recipe reads (`sources`), the held-out split (`split`),
+the paper's weight maps (`weight_maps`), elastic deformation and training tiles (`augment`).
 """

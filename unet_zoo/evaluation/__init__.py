@@ -1,1 +1,1 @@
-"""Scores: the ISBI 2012 metrics (`metrics`) and held-out evaluation beside the paper's Table 1 (`isbi`)."""
+"""Scores: the ISBI challenge's metrics (`metrics`) and a model predicted and scored on labelled slices (`evaluate`)."""

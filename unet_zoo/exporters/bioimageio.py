@@ -27,7 +27,7 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from unet_zoo.data.isbi import DatasetNotFoundError, find_data_dir, read_stack
+from unet_zoo.data.sources import load_source
 from unet_zoo.exporters.sessions import onnxruntime_session, require, session_forward
 from unet_zoo.exporters.traced import (
     ONNX_OPSET,
@@ -114,11 +114,12 @@ def size_parameters(model: nn.Module) -> tuple[int, int, int]:
 
 
 def default_sample() -> np.ndarray:
-    """A 2-D uint8 image for the test tensors and cover: ISBI 2012 slice 0 if on this machine, else a
-    synthetic membrane-like pattern (smoothed noise, thresholded into bright cells and dark lines)."""
+    """A 2-D uint8 image for the test tensors and cover: ISBI 2012 slice 0 if on this machine (the data source
+    ``"isbi2012"``, `unet_zoo.data.sources`), else a synthetic membrane-like pattern (smoothed noise, thresholded
+    into bright cells and dark lines)."""
     try:
-        return read_stack(find_data_dir() / "train-volume.tif")[0]
-    except (DatasetNotFoundError, FileNotFoundError, ValueError):
+        return load_source("isbi2012").images[0]
+    except (FileNotFoundError, ValueError):
         noise = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((512, 512)), 12)
         edges = np.abs(noise) < 0.15 * noise.std()
         return np.where(edges, 40, 200).astype(np.uint8)

@@ -3,7 +3,7 @@
 `choose_inference_path` (used by ``unet-zoo predict``/``evaluate``/``segment``, volumes, napari and the
 benchmarks) measures every candidate path the first time an architecture runs on a machine
 (`measure_inference_paths`, a few seconds in all), keeps the fastest whose probabilities agree with torch
-float32 within `unet_zoo.utils.measured.AGREEMENT`, and stores the choice with its timings in the runtime
+float32 within `unet_zoo.runtime.measured.AGREEMENT`, and stores the choice with its timings in the runtime
 cache; later runs read it. The measuring and choosing machinery is `unet_zoo.inference.paths`; this module
 adds the exported paths (`candidate_inference_paths`, `inference_path_forward`).
 """
@@ -20,8 +20,7 @@ from unet_zoo.exporters import traced
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
 from unet_zoo.inference import paths as torch_paths
 from unet_zoo.inference.tiling import predict_tiled
-from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.measured import (
+from unet_zoo.runtime.measured import (
     INFERENCE_PATHS,
     MEASURE_BUDGET_S,
     PATH_BACKEND,
@@ -30,7 +29,8 @@ from unet_zoo.utils.measured import (
     Log,
     PathTiming,
 )
-from unet_zoo.utils.runtime import cpu_bf16_hardware
+from unet_zoo.runtime.settings import cpu_bf16_hardware
+from unet_zoo.utils.device import resolve_device
 
 
 def candidate_inference_paths(device: torch.device) -> list[str]:
@@ -83,7 +83,7 @@ def measure_inference_paths(
     log: Log | None = None,
 ) -> tuple[dict[str, PathTiming], dict[str, Forward | None]]:
     """Time each path of `paths` (default: `candidate_inference_paths`) predicting `image` (default: one tile of
-    `unet_zoo.utils.measured.representative_image`) with `predict_tiled`, and compare its probabilities with
+    `unet_zoo.runtime.measured.representative_image`) with `predict_tiled`, and compare its probabilities with
     torch float32 (`unet_zoo.inference.paths.measure_paths`). Returns ({path: `PathTiming`}, {path: forward})."""
     dev = resolve_device(device)
     todo = list(paths) if paths is not None else candidate_inference_paths(dev)

@@ -5,8 +5,9 @@
 
 Steps: read the data (`unet_zoo.data.files`, resampled to the model's pixel size) -> score the starting model on
 the held-out part -> train with `recipes/finetune.toml` from the starting weights (the trainer, ``model.init_from``)
--> score the fine-tuned model the same way -> write a Hub-ready folder (`unet_zoo.reproduce.write_hub_folder`)
-whose card names the starting checkpoint, the data, and the scores before and after.
+-> score the fine-tuned model the same way -> write a Hub-ready folder
+(`unet_zoo.experiments.isbi2012.reproduce.write_hub_folder`) whose card names the starting checkpoint, the data,
+and the scores before and after.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import torch
 from torch import nn
 
 from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_arrays
-from unet_zoo.evaluation.isbi import evaluate_model
+from unet_zoo.evaluation.evaluate import evaluate_model
+from unet_zoo.experiments.isbi2012.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.sources import parse_source
 from unet_zoo.inference.rescale import model_pixel_size
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.models.provenance import provenance_of
-from unet_zoo.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
@@ -62,7 +63,7 @@ FinetuneCallback = Callable[[FinetuneStage | TrainProgress], None]
 @dataclass
 class FinetuneResult:
     """A finished fine-tuning: the Hub folder, the run folder, scores of the starting (`before`) and the
-    fine-tuned (`after`) model on the held-out part (`unet_zoo.evaluation.isbi.evaluate_model` dicts with
+    fine-tuned (`after`) model on the held-out part (`unet_zoo.evaluation.evaluate.evaluate_model` dicts with
     ``segmentation``), and what the card records about the start and the data."""
 
     out: Path

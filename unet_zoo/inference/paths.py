@@ -4,7 +4,7 @@ The machinery runs whatever `predict` it is given (`unet_zoo.inference.tiling.pr
 itself when its precision is "auto") with each path's `forward` (None: predict's own torch path in the path's
 precision), so it imports nothing above the inference layer. `unet_zoo.inference.tiling` chooses among the
 torch paths (`torch_candidate_paths`); `unet_zoo.exporters.paths.choose_inference_path` adds onnxruntime and
-OpenVINO. The cache, the records and the decisions from timings are in `unet_zoo.utils.measured`.
+OpenVINO. The cache, the records and the decisions from timings are in `unet_zoo.runtime.measured`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.measured import (
+from unet_zoo.runtime.measured import (
     AGREEMENT,
     MEASURE_BUDGET_S,
     PATH_BACKEND,
@@ -38,7 +37,8 @@ from unet_zoo.utils.measured import (
     runtime_cache_file,
     store_runtime_entry,
 )
-from unet_zoo.utils.runtime import cpu_bf16_hardware
+from unet_zoo.runtime.settings import cpu_bf16_hardware
+from unet_zoo.utils.device import resolve_device
 
 
 class Predict(Protocol):

@@ -34,7 +34,7 @@ from unet_zoo.inference.tiling import (
     inference_settings,
     normalise_image,
 )
-from unet_zoo.utils.runtime import Precision, RuntimeSettings, prepare_model
+from unet_zoo.runtime.settings import Precision, RuntimeSettings, prepare_model
 
 Reader = Callable[[slice, slice], np.ndarray]
 """reader(rows, cols) -> the raw pixels image[rows, cols], (Y, X) or (C_in, Y, X), any dtype normalise takes."""

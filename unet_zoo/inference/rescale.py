@@ -15,21 +15,22 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM  # also the pixel size of a checkpoint that records none
 from unet_zoo.data.pixel_size import check_pixel_size, check_scale
 from unet_zoo.inference.tiling import predict_stack, predict_uncertainty
 from unet_zoo.models.provenance import provenance_of
 
 SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not rescaled
+DEFAULT_MODEL_PIXEL_SIZE_NM = 4.0
+"""The pixel size of a checkpoint whose card records none: such checkpoints were trained on ISBI 2012 (4 nm/px)."""
 
 
 def model_pixel_size(model: nn.Module) -> float:
     """The pixel size in nm the model was trained at, from its card's training record (``pixel_size_nm``);
-    checkpoints that record none were trained on ISBI 2012 (`ISBI_PIXEL_SIZE_NM`). A recorded size that is not
+    checkpoints that record none were trained on ISBI 2012 (`DEFAULT_MODEL_PIXEL_SIZE_NM`). A recorded size that is not
     plausible is a `PixelSizeError` naming the checkpoint."""
     record = provenance_of(model)
     if record.pixel_size_nm is None:
-        return ISBI_PIXEL_SIZE_NM
+        return DEFAULT_MODEL_PIXEL_SIZE_NM
     return check_pixel_size(record.pixel_size_nm, f"pixel_size_nm in the card of {record.label}")
 
 
@@ -199,7 +200,7 @@ def uncertainty_at_pixel_size(
 
 
 __all__ = [
-    "ISBI_PIXEL_SIZE_NM",
+    "DEFAULT_MODEL_PIXEL_SIZE_NM",
     "model_pixel_size",
     "predict_at_pixel_size",
     "antialias_margin",

@@ -23,9 +23,9 @@ from unet_zoo.inference.paths import choose_path
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
+from unet_zoo.runtime.settings import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.errors import InputError
-from unet_zoo.utils.runtime import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
 
 Normalise = str | Callable[[np.ndarray], np.ndarray]
 
@@ -195,7 +195,7 @@ def inference_settings(
 ) -> RuntimeSettings:
     """How `predict_tiled` runs the model on `device`: `precision` "bf16" or "fp32" as asked; "auto" the faster
     torch path for `model` measured on this machine (`unet_zoo.inference.paths.choose_path` with backend
-    torch; without a model: `unet_zoo.utils.runtime.runtime_settings`'s rule); None: as `amp` says (True =
+    torch; without a model: `unet_zoo.runtime.settings.runtime_settings`'s rule); None: as `amp` says (True =
     "auto", False = "fp32")."""
     wanted = precision if precision is not None else ("auto" if amp else "fp32")
     if wanted == "auto" and model is not None:

@@ -19,9 +19,9 @@ from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.tiling import Forward, predict_tiled, predict_uncertainty
 from unet_zoo.models.provenance import provenance_of
+from unet_zoo.runtime.measured import InferenceChoice
 from unet_zoo.segmentation import checkpoint_params, segment
 from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.measured import InferenceChoice
 
 from ._choices import BACKENDS
 
@@ -38,7 +38,7 @@ class Cancelled(Exception):
 class LoadedModel:
     """A model ready to predict: the torch module (which also gives the tiling geometry), the `forward`
     that runs its tiles (None: torch), the backend that runs, the provenance the output layers carry, and the
-    inference path chosen (`unet_zoo.utils.measured.InferenceChoice`; None: torch float32)."""
+    inference path chosen (`unet_zoo.runtime.measured.InferenceChoice`; None: torch float32)."""
 
     spec: str
     model: nn.Module

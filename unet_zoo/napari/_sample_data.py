@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unet_zoo.data.isbi import TRAIN_LABELS, TRAIN_VOLUME, find_data_dir, read_stack
+from unet_zoo.experiments.isbi2012.data import TRAIN_LABELS, TRAIN_VOLUME, find_data_dir, read_stack
 
 # The checkpoints' held-out fold (split_slices' default): sections the published models were not trained on.
 SECTIONS = slice(24, 30)
@@ -15,7 +15,7 @@ def isbi_sections(data_dir: str | Path | None = None) -> list[tuple[Any, dict[st
     """ISBI 2012 training sections 24-29 as napari layer data: the EM image (6, 512, 512) uint8 and its
     membranes (train-labels.tif) as a hidden labels layer (1 = membrane).
 
-    The folder is found as everywhere in unet_zoo (`unet_zoo.data.isbi.find_data_dir`): `data_dir`, else
+    The folder is found as everywhere in unet_zoo (`unet_zoo.experiments.isbi2012.data.find_data_dir`): `data_dir`, else
     $UNET_ZOO_DATA_DIR, else the cache; missing data raises DatasetNotFoundError saying all three ways to
     point at it and how to download it.
     """

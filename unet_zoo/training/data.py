@@ -3,7 +3,8 @@ training and held-out slices, and the fixed held-out tiles its validation curve 
 
     data = load_training_data(load_recipe("isbi-small"))   # ISBI 2012, or generated cells for "synthetic"
 
-Weight maps (paper eq. 2) of the ISBI data are cached under `weight_map_cache_dir`.
+A named source (``"isbi2012"``) is read through `unet_zoo.data.sources`; its weight maps (paper eq. 2) are cached
+under `weight_map_cache_dir`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import torch
 from torch import nn
 
 from unet_zoo.data.files import LabelledDataError, LabelledImages, load_labelled_images
-from unet_zoo.data.isbi import ISBI_PIXEL_SIZE_NM, load_isbi, split_slices
+from unet_zoo.data.sources import load_source
+from unet_zoo.data.split import split_slices
 from unet_zoo.data.weight_maps import weight_maps_for_stack
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.training.recipes import Recipe
 from unet_zoo.utils.files import cache_dir
 
@@ -263,12 +266,12 @@ def load_training_data(recipe: Recipe, data_dir: str | Path | None = None) -> Tr
         source = f"synthetic ({recipe.data.synthetic_slices} slices of {recipe.data.synthetic_size} px)"
         cache = None
         pixel_size = recipe.data.pixel_size or None
-    else:
-        data = load_isbi(data_dir or recipe.data.data_dir or None)
-        images, labels = data.images, data.labels
-        source = f"ISBI 2012 ({data.data_dir})"
+    else:  # a named source (unet_zoo.data.sources): "isbi2012", registered by the ISBI 2012 experiment
+        stack = load_source(recipe.data.source, data_dir or recipe.data.data_dir or None)
+        images, labels = stack.images, stack.labels
+        source = stack.description
         cache = weight_map_cache_dir()
-        pixel_size = recipe.data.pixel_size or ISBI_PIXEL_SIZE_NM
+        pixel_size = recipe.data.pixel_size or stack.pixel_size
     train_idx, val_idx = split_slices(len(images), k=recipe.data.k, fold=recipe.data.fold)
     weights = weight_maps_for_stack(labels, recipe.loss.w0, recipe.loss.sigma, cache_dir=cache, balance=recipe.loss.balance)
     return TrainingData(
@@ -291,7 +294,7 @@ def validation_tiles(
     valid-convolution models. Returns x (n, 1, tile, tile) float32 in [0, 1], y (n, o, o) int64, w (n, o, o)."""
     out = model.output_size(tile)  # type: ignore[operator]  # a zoo model's method, typed by nn.Module as Tensor | Module
     if out is None:
-        raise ValueError(f"tile {tile} is not a valid input size for {getattr(model, 'model_name', 'the model')}")
+        raise ValueError(f"tile {tile} is not a valid input size for {provenance_of(model).label}")
     margin = (tile - out) // 2
     xs, ys, ws = [], [], []
     for i in range(count):

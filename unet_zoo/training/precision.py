@@ -2,7 +2,7 @@
 
 `choose_training_precision` times one training step in float32 and in bf16 autocast on the CPU
 (`measure_training_precisions`) and keeps the faster; on CUDA "auto" is bf16 where the GPU supports it. The
-choice is cached with the inference paths' (`unet_zoo.utils.measured`); ``$UNET_ZOO_TRAINING_PRECISION``
+choice is cached with the inference paths' (`unet_zoo.runtime.measured`); ``$UNET_ZOO_TRAINING_PRECISION``
 forces one.
 """
 
@@ -16,9 +16,7 @@ from typing import Any
 import torch
 
 from unet_zoo.models.registry import create_model
-from unet_zoo.training.step import train_step
-from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.measured import (
+from unet_zoo.runtime.measured import (
     MEASURE_BUDGET_S,
     TRAINING_PRECISION_ENV,
     TRAINING_PRECISIONS,
@@ -30,7 +28,9 @@ from unet_zoo.utils.measured import (
     store_runtime_entry,
     training_key_parts,
 )
-from unet_zoo.utils.runtime import cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
+from unet_zoo.runtime.settings import cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
+from unet_zoo.training.step import train_step
+from unet_zoo.utils.device import resolve_device
 
 
 def measure_training_precisions(

@@ -78,9 +78,9 @@ class ModelCfg:
 @dataclass(frozen=True)
 class DataCfg:
     source: Literal["isbi2012", "synthetic", "files"] = "isbi2012"
-    data_dir: str = ""  # "" = unet_zoo.data.isbi.resolve_data_dir() (UNET_ZOO_DATA_DIR or the default folder)
+    data_dir: str = ""  # "" = the source's default (isbi2012: UNET_ZOO_DATA_DIR or the cache folder)
     k: int = 5  # k-fold split of the 30 training slices into train / held-out validation
-    fold: int = 4  # held-out fold, counted from 0: fold 4 of k=5 = slices 24..29 (unet_zoo.data.isbi.split_slices)
+    fold: int = 4  # held-out fold, counted from 0: fold 4 of k=5 = slices 24..29 (unet_zoo.data.split.split_slices)
     tile: int = 572  # input tile side in pixels; must be valid for the model (unet_zoo.models.sizes)
     synthetic_slices: int = 8  # source = "synthetic" only: slices of generated cell images
     synthetic_size: int = 64  # source = "synthetic" only: side of each slice in pixels

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from unet_zoo.runtime.settings import autocast
 from unet_zoo.training.losses import weighted_cross_entropy
-from unet_zoo.utils.runtime import autocast
 
 
 def step_loss(

@@ -40,6 +40,16 @@ from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model
+from unet_zoo.runtime.measured import TrainingChoice
+from unet_zoo.runtime.settings import (
+    RuntimeSettings,
+    Switch,
+    autocast,
+    fast_backend,
+    prepare_input,
+    prepare_model,
+    runtime_settings,
+)
 from unet_zoo.training.data import TrainingData, load_training_data, validation_tiles
 from unet_zoo.training.distributed import (
     DistInfo,
@@ -56,9 +66,7 @@ from unet_zoo.training.recipes import Recipe, recipe_from_dict
 from unet_zoo.training.rng import rng_state, set_rng_state
 from unet_zoo.training.step import apply_gradients, step_loss
 from unet_zoo.utils.files import atomic_write_bytes, mark_owned
-from unet_zoo.utils.measured import TrainingChoice
 from unet_zoo.utils.plots import plot_curves, plot_overlays
-from unet_zoo.utils.runtime import RuntimeSettings, Switch, autocast, fast_backend, prepare_input, prepare_model, runtime_settings
 from unet_zoo.utils.signals import StopSignals
 
 RUNS_DIR = Path("runs")
@@ -101,7 +109,7 @@ def training_precision(recipe: Recipe, device: torch.device) -> TrainingChoice:
 def execution_config(
     recipe: Recipe, device: torch.device, compile: bool | None = None, precision: str | None = None
 ) -> RuntimeSettings:
-    """The fast path the recipe asks for on `device`, decided by `unet_zoo.utils.runtime.runtime_settings`.
+    """The fast path the recipe asks for on `device`, decided by `unet_zoo.runtime.settings.runtime_settings`.
 
     `precision` ("bf16" or "fp32": what a resumed run started with) wins; else ``train.precision`` as
     `training_precision` decides it. ``train.channels_last`` ("auto": on for CUDA and for bf16) is passed on
@@ -415,7 +423,7 @@ class Trainer:
 
         Raises `NonFiniteLossError` on a NaN/inf loss (checked every step, before the update) or NaN/inf
         weights (checked before every checkpoint, so a checkpoint never holds them). On CUDA the run goes
-        under `unet_zoo.utils.runtime.fast_backend` (cuDNN autotuning, TF32); PyTorch's settings are restored after.
+        under `unet_zoo.runtime.settings.fast_backend` (cuDNN autotuning, TF32); PyTorch's settings are restored after.
         """
         self._setup()
         with fast_backend() if self.execution.fast_backend else contextlib.nullcontext():

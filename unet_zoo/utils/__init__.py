@@ -1,3 +1,3 @@
 """Utilities every layer uses: atomic file writes and sha256 (`files`), "did you mean" hints (`suggest`), picking a
-device (`device`), runtime speed settings (`runtime`), timers and FLOP counts (`timing`), figures (`plots`).
+device (`device`), timers and FLOP counts (`timing`), figures (`plots`).
 """

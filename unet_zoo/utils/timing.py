@@ -4,7 +4,7 @@
 benchmarks compare against), `count_train_flops` counts the FLOPs of a forward + backward pass with
 `torch.utils.flop_counter`, and `Timer` times a callable with warm-up, CUDA events and the median.
 FLOPs count a multiply and an add as two operations; TFLOP/s means 1e12 such operations per second.
-How a model is set up to run fast (bf16, channels_last, compile) is decided in `unet_zoo.utils.runtime`.
+How a model is set up to run fast (bf16, channels_last, compile) is decided in `unet_zoo.runtime.settings`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unet_zoo.utils.runtime import threads_per_worker
+from unet_zoo.runtime.settings import threads_per_worker
 
 try:
     from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
@@ -154,7 +154,7 @@ def run_on_cluster(
     """Run `job.run(model, index)` for every index on `client`'s cluster; `advance()` after each finished block.
 
     `local_workers`: the number of worker processes of a local cluster, which share this machine's cores
-    (each then runs torch with cores / workers threads: `unet_zoo.utils.runtime.threads_per_worker`, the cores
+    (each then runs torch with cores / workers threads: `unet_zoo.runtime.settings.threads_per_worker`, the cores
     being those this process may use); None leaves the workers' torch threads alone.
     """
     threads = threads_per_worker(local_workers) if local_workers else None

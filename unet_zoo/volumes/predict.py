@@ -44,8 +44,8 @@ from unet_zoo.inference.tiling import (
     inference_settings,
 )
 from unet_zoo.models.provenance import provenance_of
+from unet_zoo.runtime.settings import Precision
 from unet_zoo.utils.device import resolve_device
-from unet_zoo.utils.runtime import Precision
 from unet_zoo.volumes.io import VolumeOutput, VolumeSource, check_not_nested, open_output, open_source
 
 Progress = Callable[[int, int], None]

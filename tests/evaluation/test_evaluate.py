@@ -1,4 +1,4 @@
-"""Evaluation on EM slices and the comparison with the paper's Table 1."""
+"""unet_zoo.evaluation.evaluate: a model predicted and scored on labelled EM slices."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import unet_zoo
-from unet_zoo.evaluation.isbi import evaluate_isbi, evaluate_model
+from unet_zoo.evaluation.evaluate import evaluate_model
 
 
 class Oracle(nn.Module):
@@ -71,13 +71,3 @@ def test_untrained_model_runs_and_scores_in_range(rng):
 def test_shape_mismatch():
     with pytest.raises(ValueError, match=r"\(S, H, W\)"):
         evaluate_model(Oracle(), np.zeros((2, 16, 16), np.uint8), np.zeros((1, 16, 16), np.uint8))
-
-
-@pytest.mark.slow
-def test_evaluate_isbi_on_one_real_slice(isbi_dir):
-    result = evaluate_isbi(Oracle(), str(isbi_dir), split="val", fold=29, k=30)
-    assert result["slices"] == [29] and result["split"] == "val"
-    # the raw EM image is not the label: a brightness threshold is a poor but non-trivial segmenter
-    assert 0.0 < result["vrand_thinned"] < 1.0
-    with pytest.raises(ValueError, match="split"):
-        evaluate_isbi(Oracle(), str(isbi_dir), split="test")

@@ -2,7 +2,7 @@
 
 For each variant: train per its recipe (`unet_zoo.training.trainer.train`), predict the held-out ISBI 2012
 slices with overlap-tile inference and test-time augmentation, compute the challenge scores
-(`unet_zoo.evaluation.isbi.evaluate_model`), print them beside the paper's Table 1 and write a Hub-ready
+(`unet_zoo.evaluation.evaluate.evaluate_model`), print them beside the paper's Table 1 and write a Hub-ready
 folder: ``model.safetensors``, ``config.json``, ``README.md`` (a model card with the measured numbers
 and every deviation from the paper), ``predictions.png``, ``curves.png`` and ``scores.json``.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from unet_zoo.evaluation.isbi import evaluate_model
+from unet_zoo.evaluation.evaluate import evaluate_model
 from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.serialization import (
     CARD_NAME,

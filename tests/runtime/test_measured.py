@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import unet_zoo
-from unet_zoo.utils import measured, runtime
-from unet_zoo.utils.measured import PathTiming
+from unet_zoo.runtime import measured
+from unet_zoo.runtime import settings as runtime
+from unet_zoo.runtime.measured import PathTiming
 
 
 def test_agreement_uses_the_bf16_tolerance():

@@ -1,13 +1,13 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 import unet_zoo
-from unet_zoo import reproduce as reproduce_module
+from tests.conftest import REPO_ROOT
+from unet_zoo.experiments.isbi2012 import reproduce as reproduce_module
+from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage, recipes_for, refresh_card, reproduce_isbi, write_hub_folder
 from unet_zoo.hub.training_state import load_training_state
-from unet_zoo.reproduce import ReproduceStage, recipes_for, refresh_card, reproduce_isbi, write_hub_folder
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import TrainProgress, train
 
@@ -36,7 +36,7 @@ def test_recipes_for_variants():
 
 @pytest.mark.slow
 def test_hub_folder_from_a_tiny_run(tmp_path):
-    from unet_zoo.evaluation.isbi import evaluate_model
+    from unet_zoo.evaluation.evaluate import evaluate_model
 
     result = train(load_recipe("tiny"), out_dir=tmp_path / "run")
     metrics = evaluate_model(result.model, result.data.val_images, result.data.val_labels, tta=False)
@@ -79,7 +79,7 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
 
 @pytest.mark.slow
 def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
-    from unet_zoo.evaluation.isbi import evaluate_model
+    from unet_zoo.evaluation.evaluate import evaluate_model
     from unet_zoo.inference.rescale import model_pixel_size
 
     result = train(load_recipe("tiny").with_overrides(data={"pixel_size": 6.0}), steps=2, out_dir=tmp_path / "run")
@@ -92,7 +92,7 @@ def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
 
 @pytest.mark.parametrize("name", ["isbi-small", "isbi-padded", "isbi-original"])
 def test_published_cards_record_isbis_pixel_size(name):
-    config = json.loads((Path(__file__).parents[1] / "cards" / name / "config.json").read_text())
+    config = json.loads((REPO_ROOT / "cards" / name / "config.json").read_text())
     assert config["pretrained"]["training"]["pixel_size_nm"] == 4.0
 
 
@@ -143,7 +143,7 @@ def test_hub_folders_land_in_cards_by_default_and_under_out_for_all(tmp_path, mo
 
 
 def test_check_stored_weights_reports_the_largest_score_change():
-    from unet_zoo.reproduce import check_stored_weights
+    from unet_zoo.experiments.isbi2012.reproduce import check_stored_weights
 
     trained = {"rand_error": 0.10, "pixel_error": 0.05, "vrand_thinned": 0.95, "tta": True}
     same = check_stored_weights(trained, dict(trained, rand_error=0.1000004), "float16")
@@ -155,7 +155,7 @@ def test_check_stored_weights_reports_the_largest_score_change():
 
 def test_check_stored_weights_holds_the_warping_error_to_its_own_tolerance():
     """The warping error is ~1e-3 at most: a change of 2e-4 is far inside 1e-3 but is not 'the same'."""
-    from unet_zoo.reproduce import check_stored_weights
+    from unet_zoo.experiments.isbi2012.reproduce import check_stored_weights
 
     trained = {"rand_error": 0.10, "warping_error": 0.0004}
     off = check_stored_weights(trained, dict(trained, warping_error=0.0006), "float16")

@@ -1,8 +1,9 @@
-"""Evaluate a model on ISBI 2012 slices with the challenge's scores, and set them beside the paper's.
+"""Evaluate a model on labelled EM slices: predict them (overlap-tile, optional TTA) and score the
+probabilities with the ISBI challenge's scores (`unet_zoo.evaluation.metrics.isbi_scores`), optionally also
+the cells segmented from them.
 
-The paper's Table 1 reports the U-Net on the challenge *test* set, scored by the organisers. The test
-labels were never released, so the numbers we can compute come from held-out *training* slices
-(a contiguous block, see `unet_zoo.data.isbi.split_slices`); they are comparable in kind, not identical in data.
+The ISBI 2012 experiment's held-out evaluation (`unet_zoo.experiments.isbi2012.evaluation`) and fine-tuning
+(`unet_zoo.finetuning`) both score models here.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from unet_zoo.data.isbi import load_isbi, split_slices
 from unet_zoo.evaluation.metrics import isbi_scores, segmentation_scores
 from unet_zoo.inference.tiling import Forward, _resolve_device, inference_settings, predict_stack
-from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison
+from unet_zoo.runtime.settings import Precision
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
-from unet_zoo.utils.runtime import Precision
 
 
 def evaluate_model(
@@ -90,33 +89,4 @@ def evaluate_model(
     return scores
 
 
-def evaluate_isbi(
-    model: nn.Module,
-    data_dir: str | None = None,
-    split: str = "val",
-    fold: int = 4,
-    k: int = 5,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """`evaluate_model` on ISBI 2012 training slices: split "val" (held-out fold), "train" or "all".
-
-    Adds ``split``, ``slices`` (indices) and ``data_dir`` to the result; kwargs go to `evaluate_model`.
-    """
-    if split not in ("val", "train", "all"):
-        raise ValueError(f"split must be 'val', 'train' or 'all', got {split!r}")
-    data = load_isbi(data_dir)
-    train, val = split_slices(len(data.images), k=k, fold=fold)
-    slices = {"val": val, "train": train, "all": list(range(len(data.images)))}[split]
-    result = evaluate_model(model, data.images[slices], data.labels[slices], **kwargs)
-    result.update(split=split, slices=list(slices), data_dir=str(data.data_dir))
-    return result
-
-
-__all__ = [
-    "HELD_OUT_NOTE",
-    "PAPER_TABLE1",
-    "comparison_rows",
-    "evaluate_isbi",
-    "evaluate_model",
-    "format_comparison",
-]
+__all__ = ["evaluate_model"]

@@ -1,4 +1,5 @@
-"""The ISBI 2012 EM segmentation data: find, validate, load, download, and split it.
+"""The ISBI 2012 EM segmentation data: find, validate, load and download it; registered as the recipes' data
+source ``"isbi2012"`` (`unet_zoo.data.sources`).
 
 The set is three multi-page TIFF stacks of 30 sections, 512 x 512 pixels, uint8
 (Cardona et al. 2010; Arganda-Carreras et al. 2015):
@@ -11,7 +12,8 @@ test-volume.tif    raw EM, 30 test sections whose labels were never released
 
 The folder is, in this order: the `data_dir` argument (``--data-dir``), the environment variable
 ``UNET_ZOO_DATA_DIR``, else ``$XDG_CACHE_HOME/unet_zoo/isbi2012`` (``~/.cache/unet_zoo/isbi2012``).
-`load_isbi` maps labels to 1 = cell, 0 = membrane.
+`load_isbi` maps labels to 1 = cell, 0 = membrane. The experiment holds out a contiguous block of slices
+(`unet_zoo.data.split.split_slices`: fold 4 of 5, slices 24-29).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from unet_zoo.data.sources import LabelledStack, register_source
+from unet_zoo.data.split import split_slices
 from unet_zoo.utils.files import atomic_write_with, cache_dir, check_output_path, file_sha256
 
 ISBI_PIXEL_SIZE_NM = 4.0
@@ -219,24 +223,14 @@ def load_isbi(data_dir: str | Path | None = None) -> IsbiData:
     return IsbiData(images=images, labels=labels, test_images=test, data_dir=folder)
 
 
-def split_slices(num_slices: int = 30, k: int = 5, fold: int = 4) -> tuple[list[int], list[int]]:
-    """Deterministic k-fold split of `num_slices` sections into contiguous blocks.
+def training_stack(data_dir: str | Path | None = None) -> LabelledStack:
+    """The labelled training stack as the recipes' data source ``"isbi2012"``: (30, 512, 512) images and labels
+    (1 = cell) from `load_isbi`, at `ISBI_PIXEL_SIZE_NM`."""
+    data = load_isbi(data_dir)
+    return LabelledStack(data.images, data.labels, f"ISBI 2012 ({data.data_dir})", ISBI_PIXEL_SIZE_NM)
 
-    Neighbouring EM sections (50 nm apart) look alike, so a random split would leak; instead the
-    stack is cut into `k` contiguous blocks (sizes differ by at most one, as numpy.array_split) and
-    block `fold` is the validation set. The default (30, 5, 4) validates on slices 24..29 and trains
-    on 0..23. Returns (train indices, validation indices), both sorted.
-    """
-    if num_slices < 2:
-        raise ValueError(f"need at least 2 slices to split, got num_slices={num_slices}")
-    if not 2 <= k <= num_slices:
-        raise ValueError(f"k must be between 2 and num_slices={num_slices}, got k={k}")
-    if not 0 <= fold < k:
-        raise ValueError(f"fold must be in 0..{k - 1} for k={k}, got fold={fold}")
-    blocks = np.array_split(np.arange(num_slices), k)
-    val = blocks[fold].tolist()
-    train = [i for i in range(num_slices) if i not in set(val)]
-    return train, val
+
+register_source("isbi2012", training_stack)
 
 
 # --- checksums and download ---------------------------------------------------------------------
@@ -425,6 +419,7 @@ def describe(data_dir: str | Path | None = None, *, checksums: bool = True) -> d
 
 __all__ = [
     "ALL_FILES",
+    "ISBI_PIXEL_SIZE_NM",
     "ChecksumError",
     "DatasetNotFoundError",
     "IsbiData",
@@ -438,6 +433,6 @@ __all__ = [
     "pixel_sha256",
     "read_stack",
     "resolve_data_dir",
-    "split_slices",
+    "training_stack",
     "verify_file",
 ]

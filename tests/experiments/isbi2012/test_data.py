@@ -1,4 +1,5 @@
-"""unet_zoo.data.isbi: folder resolution, validation errors on tiny tifs, split, download offline, real data."""
+"""unet_zoo.experiments.isbi2012.data: folder resolution, validation errors on tiny tifs, download offline, real data,
+and the data source it registers."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from unet_zoo.data import isbi as data
-from unet_zoo.data.isbi import DatasetNotFoundError, find_data_dir, load_isbi, resolve_data_dir, split_slices
+from unet_zoo.data.sources import load_source, source_names
+from unet_zoo.experiments.isbi2012 import data
+from unet_zoo.experiments.isbi2012.data import DatasetNotFoundError, find_data_dir, load_isbi, resolve_data_dir
 
 
 def write_isbi(folder: Path, rng: np.random.Generator, test: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -152,26 +154,6 @@ def test_non_binary_labels(tmp_path, rng):
         load_isbi(tmp_path)
 
 
-def test_split_default_and_kfold():
-    train, val = split_slices()
-    assert val == [24, 25, 26, 27, 28, 29] and train == list(range(24))
-    covered = []
-    for fold in range(5):
-        train, val = split_slices(30, 5, fold)
-        assert not set(train) & set(val) and sorted(train + val) == list(range(30))
-        assert val == list(range(val[0], val[-1] + 1))  # contiguous
-        covered += val
-    assert sorted(covered) == list(range(30))
-    assert split_slices(30, 4, 3)[1] == list(range(23, 30))  # uneven blocks differ by at most one
-    assert split_slices(10, 3, 1) == split_slices(10, 3, 1)
-
-
-@pytest.mark.parametrize("args", [(30, 1, 0), (30, 5, 5), (30, 5, -1), (1, 2, 0), (30, 31, 0)])
-def test_split_bad_arguments(args):
-    with pytest.raises(ValueError):
-        split_slices(*args)
-
-
 def test_download_offline_fails_fast(tmp_path):
     start = time.perf_counter()
     with pytest.raises(DatasetNotFoundError) as info:
@@ -216,3 +198,14 @@ def test_real_isbi(isbi_dir):
     assert loaded.test_images is not None and loaded.test_images.shape == (30, 512, 512)
     info = data.describe(isbi_dir)
     assert info["ready"] and all("verified" in f for f in info["files"].values())
+
+
+def test_the_experiment_registers_its_data_as_the_recipes_source(tmp_path, rng):
+    images, labels = write_isbi(tmp_path, rng, test=False)
+    assert "isbi2012" in source_names()
+    stack = load_source("isbi2012", tmp_path)
+    np.testing.assert_array_equal(stack.images, images)
+    np.testing.assert_array_equal(stack.labels, (labels > 0).astype(np.uint8))
+    assert stack.pixel_size == data.ISBI_PIXEL_SIZE_NM and str(tmp_path) in stack.description
+    with pytest.raises(DatasetNotFoundError, match="train-volume.tif"):
+        load_source("isbi2012", tmp_path / "empty")

@@ -1,26 +1,18 @@
-"""Wall time of `unet-zoo reproduce isbi` and the scores it reaches."""
+"""Wall time of `unet-zoo reproduce isbi` and the scores it reaches (the benchmark suite's ``reproduce`` section)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unet_zoo import reproduce as reproduce_module  # reproduce_isbi is looked up when the section runs
-from unet_zoo.benchmark._common import (
-    Log,
-    _quiet,
-    ratio,
-)
-from unet_zoo.utils.runtime import (
-    resolve_device,
-)
-
-# --- reproduce wall time ---------------------------------------------------------------------------
+from unet_zoo.experiments.isbi2012 import reproduce as reproduce_module  # reproduce_isbi is looked up when it runs
+from unet_zoo.utils.device import resolve_device
 
 
 def bench_reproduce(
@@ -31,11 +23,11 @@ def bench_reproduce(
     steps: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
-    log: Log = _quiet,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Wall time of ``unet-zoo reproduce isbi`` (train + evaluate + write the Hub folder), in this process.
 
-    Calls `unet_zoo.reproduce.reproduce_isbi` with the same arguments as the command
+    Calls `unet_zoo.experiments.isbi2012.reproduce.reproduce_isbi` with the same arguments as the command
     (``--variant``, ``--quick``, ``--steps``, ``--device``, ``--data-dir``); the Hub folder goes to `out`
     (default: a temporary folder, deleted afterwards) so the benchmark never overwrites ``cards/``; the run
     folder goes to ``runs/`` as usual. Needs the ISBI 2012 data.
@@ -51,7 +43,8 @@ def bench_reproduce(
         + (f" --steps {steps}" if steps else "")
         + f" --device {dev}"
     )
-    log(command)
+    if log is not None:
+        log(command)
     with tempfile.TemporaryDirectory(prefix="unet_zoo-bench-reproduce-") as tmp:
         start = time.perf_counter()
         runs = reproduce_module.reproduce_isbi(
@@ -74,7 +67,7 @@ def bench_reproduce(
                 "tile": r.recipe.data.tile,
                 "train_s": r.train_seconds,
                 "eval_s": r.eval_seconds,
-                "tiles_per_s": ratio(tiles, r.train_seconds),
+                "tiles_per_s": tiles / r.train_seconds if r.train_seconds > 0 else None,
                 "run_dir": str(r.run_dir),
                 **{k: r.metrics.get(k) for k in ("rand_error", "warping_error", "pixel_error")},
             }

@@ -1,4 +1,4 @@
-"""Tests of unet_zoo.utils.runtime: the settings decision, the fast path's model/input preparation, autocast, fast_backend."""
+"""Tests of unet_zoo.runtime.settings: the settings decision, the fast path's model/input preparation, autocast, fast_backend."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import unet_zoo
-from unet_zoo.utils import runtime
-from unet_zoo.utils.runtime import (
+from unet_zoo.runtime import settings as runtime
+from unet_zoo.runtime.settings import (
     RuntimeSettings,
     autocast,
     fast_backend,
@@ -83,7 +83,7 @@ def test_settings_are_plain_on_a_cpu_without_amx(monkeypatch, unit):
 
 @pytest.mark.parametrize("unit", ["amx", "avx512_bf16"])
 def test_settings_leave_the_cpu_decision_to_the_measurement(monkeypatch, unit):
-    """No hardware flag turns bf16 on for "auto" on the CPU: the entry points measure (unet_zoo.utils.measured)."""
+    """No hardware flag turns bf16 on for "auto" on the CPU: the entry points measure (unet_zoo.runtime.measured)."""
     monkeypatch.setattr(runtime, "cpu_bf16_hardware", lambda: unit)
     assert runtime_settings("cpu").precision == "fp32"
     assert runtime_settings("cpu", precision="bf16").precision == "bf16"

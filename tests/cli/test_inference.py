@@ -75,7 +75,7 @@ def test_predict_errors(tmp_path):
     assert result.exit_code == 2 and "no such image file" in _text(result)
     (tmp_path / "a.tif").write_bytes(b"")
     result = runner.invoke(app, ["predict", "nonsense-model", str(tmp_path / "a.tif")])
-    assert result.exit_code == 2 and "neither a checkpoint" in _text(result)
+    assert result.exit_code == 2 and "is not a published checkpoint" in _text(result)
 
 
 def test_evaluate_missing_data_dir(tmp_path):

@@ -155,9 +155,10 @@ def parse_source(source: str | os.PathLike[str], *, allow_architecture: bool = F
     known = list(PRETRAINED) + (architectures if allow_architecture else [])
     folder = f" For the folder {source!r} here, write ./{source}." if os.path.isdir(source) else ""
     hint = unpublished_hint(source) or did_you_mean(source, known)
+    architecture = " or an architecture (unet_zoo.list_models(), random weights)" if allow_architecture else ""
     raise SourceError(
         f"{source!r} is not a published checkpoint ({', '.join(PRETRAINED) or 'none yet'}), a Hub repo id "
-        f"(owner/repo, hf-hub:owner/repo) or a folder (./path, /path, local-dir:path).{folder}{hint}"
+        f"(owner/repo, hf-hub:owner/repo), a folder (./path, /path, local-dir:path){architecture}.{folder}{hint}"
     )
 
 

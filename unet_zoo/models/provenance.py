@@ -25,9 +25,11 @@ class Provenance:
     """Where a model came from and what its checkpoint records.
 
     - ``architecture``: the registry architecture name (``unet_zoo.list_models()``); ``args`` its arguments.
-    - ``kind`` / ``source``: how and from where it was loaded (a checkpoint name, ``owner/repo``, a folder path).
+    - ``kind`` / ``source``: how and from where it came: ``built`` / the architecture name, ``registry`` / the
+      checkpoint's Hub repo (also when a source checkout's ``cards/<name>/`` holds the pinned files),
+      ``hub`` / ``owner/repo``, ``folder`` / the folder path, ``run`` / the run folder path.
     - ``checkpoint``: the published checkpoint's name (``isbi-small``) when it is one, else None.
-    - ``revision``: the Hub revision the weights came from (the commit when known); ``sha256``: the digest of the
+    - ``revision``: the Hub revision asked for (a published checkpoint's pinned one); ``sha256``: the digest of the
       weights files (`unet_zoo.hub.serialization.weights_sha256`), None for built models and training runs.
     - ``card``: the checkpoint's ``pretrained`` block of config.json (description, training record, scores,
       segmentation defaults), as stored; `pixel_size_nm` and `segmentation` read it.

@@ -56,7 +56,7 @@ class PretrainedCfg:
 
 _MODELS: dict[str, ModelEntry] = {}
 
-# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub/pretrained.py). Each entry pins:
+# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub/factory.py). Each entry pins:
 #   hf_hub_id      the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
 #   revision       the branch to download: "main". The Hub assigns a commit only when a folder is pushed, so no
 #                  commit is pinned; what makes the pin a pin are the two digests below, checked on every load,

@@ -1,8 +1,9 @@
 """The one door to a trained model: `from_pretrained(source)`, and `create_model` for an architecture.
 
 A source is read by the explicit rules of `unet_zoo.hub.sources.parse_source` (a published checkpoint name,
-``hf-hub:owner/repo`` or ``owner/repo``, a folder written as a path or ``local-dir:PATH``); it is never guessed
-from what the working directory holds. Every model that comes through here carries its `Provenance`
+``hf-hub:owner/repo`` or ``owner/repo``, a folder written as a path or ``local-dir:PATH``); what the working
+directory holds never decides between a name and a folder (an ``owner/repo`` that is also a folder here is
+refused). Every model that comes through here carries its `Provenance`
 (``unet_zoo.models.provenance.provenance_of``). Saving and publishing: `save_pretrained`, `push_to_hub`.
 """
 

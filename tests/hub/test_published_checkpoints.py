@@ -142,7 +142,7 @@ def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_c
         unet_zoo.hub.pretrained.source_cards_dir = lambda: None  # as installed from a wheel
         for name in sys.argv[1:]:
             model = unet_zoo.from_pretrained(name)
-            side = 204 if provenance_of(model).args["padding"] == 0 else 208
+            side = 204 if unet_zoo.provenance_of(model).args["padding"] == 0 else 208
             x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 print(name, float(model(x).sum()))

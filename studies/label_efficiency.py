@@ -49,7 +49,7 @@ def _store(path: Path, update: dict[str, Any]) -> dict[str, Any]:
 
 def train_base(args: argparse.Namespace) -> Path:
     """The base model: isbi-quick's padded U-Net at --base-channels without batch norm (as the tuning-fold model
-    of benchmarks/segmentation_tuning.py), 256-px tiles, trained on slices 0-17; validation tiles from 18-23."""
+    of studies/segmentation_tuning.py), 256-px tiles, trained on slices 0-17; validation tiles from 18-23."""
     from unet_zoo.data.weight_maps import weight_maps_for_stack
     from unet_zoo.experiments.isbi2012.data import load_isbi
     from unet_zoo.training.data import TrainingData, weight_map_cache_dir
@@ -104,7 +104,7 @@ def shift_images(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     cell only where all four 4-nm pixels are cell), grey values to the power `gamma`, Gaussian noise."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("finetune_study", Path(__file__).parents[1] / "benchmarks/finetune_study.py")
+    spec = importlib.util.spec_from_file_location("finetune_study", Path(__file__).with_name("finetune_study.py"))
     assert spec is not None and spec.loader is not None
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
@@ -382,8 +382,8 @@ def timing_stage(args: argparse.Namespace) -> None:
     1024x1024 px: mosaics of 4 ISBI slices each (0-3, 4-7), 20 membrane + 20 cell strokes per slice."""
     import unet_zoo
     from unet_zoo.experiments.isbi2012.data import load_isbi
-    from unet_zoo.experiments.isbi2012.reproduce import hardware_description
     from unet_zoo.finetuning.strokes import draw_strokes
+    from unet_zoo.hub.publish import hardware_description
 
     data = load_isbi(args.data_dir)
 

@@ -1,8 +1,9 @@
-"""Read the code blocks of README.md and docs/*.md, run them, or check their `unet-zoo` lines against the real CLI.
+"""Read the code blocks of README.md, docs/*.md and studies/README.md, run them, or check their `unet-zoo` lines
+against the real CLI.
 
 Used by tests/test_docs.py. Every block stands on its own, as a reader copies it: it runs in a fresh
 temporary folder that reads like the repository root (``../shared`` links to the checkout's ``../shared``, so
-that ``../shared/data/isbi2012`` means what it means there; ``cards``, ``recipes`` and ``benchmarks`` link to
+that ``../shared/data/isbi2012`` means what it means there; ``cards``, ``recipes``, ``benchmarks`` and ``studies`` link to
 the checkout's), Python blocks in a fresh namespace, shell blocks with ``bash -euo pipefail`` and this
 checkout's `unet-zoo` on PATH. An HTML comment on the line before a block changes how it is tested:
 
@@ -55,8 +56,8 @@ class Block:
 
 
 def pages() -> list[Path]:
-    """README.md and every docs/*.md."""
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    """README.md, every docs/*.md and the studies' README."""
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "studies" / "README.md"]
 
 
 def blocks(page: Path) -> list[Block]:
@@ -85,13 +86,13 @@ def blocks(page: Path) -> list[Block]:
 # ---- running a block ---------------------------------------------------------------------------------------
 
 
-LINKED = ("cards", "recipes", "benchmarks")
+LINKED = ("cards", "recipes", "benchmarks", "studies")
 """Folders of the checkout that blocks name relative to the repository root; linked into the working folder."""
 
 
 def page_workdir(base: Path) -> Path:
     """A working folder `base/work` that reads like the repository root: `base/shared` links to the checkout's
-    ../shared (when it exists) and `work/cards`, `work/recipes`, `work/benchmarks` to the checkout's folders."""
+    ../shared (when it exists) and `work/cards`, `work/recipes`, `work/benchmarks`, `work/studies` to the checkout's folders."""
     work = base / "work"
     work.mkdir(parents=True, exist_ok=True)
     if SHARED.is_dir() and not (base / "shared").exists():
@@ -219,6 +220,19 @@ def _extras() -> set[str]:
         return set(tomllib.load(f)["project"].get("optional-dependencies", {}))
 
 
+def check_no_renamed_option(args: list[str]) -> None:
+    """Docs use today's option names: an old name that still works with a warning (`unet_zoo.cli.options.RENAMED`)
+    is an AssertionError."""
+    from unet_zoo.cli.help import renamed
+    from unet_zoo.cli.options import RENAMED
+
+    for command in RENAMED:
+        words = command.split()
+        if args[: len(words)] == words:
+            _, warnings = renamed(command, args[len(words) :], set())
+            assert not warnings, f"`unet-zoo {shlex.join(args)}`: {warnings[0]}"
+
+
 def check_command(words: list[str]) -> str | None:
     """Check one command without running it; returns what it is, or raises AssertionError saying what is wrong."""
     click = _click()
@@ -230,6 +244,7 @@ def check_command(words: list[str]) -> str | None:
                 parse_cli(tail)
             except click.exceptions.ClickException as err:
                 raise AssertionError(f"`unet-zoo {shlex.join(tail)}` does not parse: {err.format_message()}") from None
+            check_no_renamed_option(tail)
             return "unet-zoo"
         if word == "install" and i > 0 and words[i - 1] == "pip":
             for spec in tail:

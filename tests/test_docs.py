@@ -66,6 +66,8 @@ def test_parse_only_catches_a_renamed_option():
         docs_blocks.check_command(["unet-zoo", "predict", "isbi-small", "x.tif", "--no-such-option"])
     with pytest.raises(AssertionError, match="tile"):
         docs_blocks.check_command(["unet-zoo", "predict", "isbi-small", "x.tif", "--tile", "big"])
+    with pytest.raises(AssertionError, match="--force is deprecated"):
+        docs_blocks.check_command(["unet-zoo", "export", "isbi-small", "--format", "onnx", "--out", "m.onnx", "--force"])
     with pytest.raises(AssertionError, match="no such script"):
         docs_blocks.check_command(["python3", "benchmarks/no_such_script.py"])
     with pytest.raises(AssertionError, match="no extra"):

@@ -257,6 +257,29 @@ def test_pending_lazy_imports_still_exist():
     assert not fixed, f"{fixed} are no longer unmarked lazy imports: remove them from PENDING_LAZY"
 
 
+def reachable(imports: list[Import], start: str) -> set[str]:
+    """The modules `start` imports, directly or through others (a package's modules count as the package's)."""
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        graph.setdefault(imp.importer, set()).add(imp.imported)
+    seen: set[str] = set()
+    todo = [m for m in graph if m == start or m.startswith(start + ".")]
+    while todo:
+        for imported in graph.get(todo.pop(), ()):
+            if imported not in seen:
+                seen.add(imported)
+                todo.append(imported)
+    return seen
+
+
+def test_finetuning_needs_nothing_of_the_papers_experiment():
+    """Fine-tuning on your own data reads, trains, scores and publishes without the ISBI 2012 experiment."""
+    imports = package_imports()
+    found = sorted(m for m in reachable(imports, "unet_zoo.finetuning") if package_of(m) == "experiments")
+    assert reachable(imports, "unet_zoo.finetuning") >= {"unet_zoo.hub.publish", "unet_zoo.training.trainer"}
+    assert not found, "unet_zoo.finetuning reaches the experiment through: " + ", ".join(found)
+
+
 GUI_MODULES = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy")
 
 

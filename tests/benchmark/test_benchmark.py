@@ -392,3 +392,18 @@ def test_cli_benchmark_leaves_the_default_sections_to_the_device(tmp_path, monke
     res = CliRunner().invoke(bench_cli.app, ["benchmark", "--device", "cpu", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert calls == [None]  # run_all picks default_sections(cpu): train, inference, augment, precision
+
+
+@pytest.mark.slow
+def test_bench_cpu_precision_with_tiny_sizes():
+    from unet_zoo.benchmark import precision
+
+    result = precision.bench_cpu_precision("small", 32, 16, 1, 1, matmul_n=64)
+    assert json.loads(json.dumps(result))["matmul_n"] == 64 and result["tile"] == 16
+    assert set(result["peak_tflops"]) == {"fp32", "bf16"}
+    assert {"torch-fp32", "torch-bf16"} <= set(result["inference"])
+    assert list(result["training"]) == ["torch-fp32", "torch-bf16"]
+    assert result["auto"]["inference"]["path"] == "torch-fp32" and result["threads"]["threads"][0] == 1
+    assert all(row["seconds"] > 0 for row in [*result["inference"].values(), *result["training"].values()])
+    printed = precision.markdown(result)
+    assert printed.startswith("CPU: ") and "| inference | torch-fp32 (auto) |" in printed

@@ -45,14 +45,14 @@ def test_export_onnx_and_torchscript_from_a_checkpoint_folder(tmp_path, checkpoi
     assert np.abs(got - torch_probabilities(model, x)).max() <= 1e-4
 
 
-def test_export_refuses_existing_output_without_force(tmp_path, checkpoint):
+def test_export_refuses_existing_output_without_overwrite(tmp_path, checkpoint):
     _, folder = checkpoint
     out = tmp_path / "m.onnx"
     out.write_bytes(b"keep me")
     result = runner.invoke(app, ["export", str(folder), "--format", "onnx", "--out", str(out)])
-    assert result.exit_code == 2 and "already exists" in _text(result) and "--force" in _text(result)
+    assert result.exit_code == 2 and "already exists" in _text(result) and "--overwrite" in _text(result)
     assert out.read_bytes() == b"keep me"
-    result = runner.invoke(app, ["export", str(folder), "--format", "onnx", "--out", str(out), "--force"])
+    result = runner.invoke(app, ["export", str(folder), "--format", "onnx", "--out", str(out), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert out.read_bytes() != b"keep me" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
@@ -100,7 +100,7 @@ def test_predict_backend_errors(tmp_path, checkpoint, rng):
     _, folder = checkpoint
     tifffile.imwrite(tmp_path / "img.tif", rng.integers(0, 256, (40, 40), dtype=np.uint8))
     result = runner.invoke(app, ["predict", str(folder), str(tmp_path / "img.tif"), "--backend", "tensorrt"])
-    assert result.exit_code == 2 and "--backend must be one of auto, torch, onnxruntime, openvino" in _text(result)
+    assert result.exit_code == 2 and "--backend: must be one of auto, torch, onnxruntime, openvino" in _text(result)
     result = runner.invoke(
         app, ["predict", str(folder), str(tmp_path / "img.tif"), "--backend", "onnxruntime", "--device", "cuda"]
     )

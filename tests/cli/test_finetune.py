@@ -68,5 +68,5 @@ def test_finetune_command_errors(tmp_path):
     )
     assert polarity.exit_code == 2 and "inverted" in polarity.output
     half = runner.invoke(app, [*base, "--labels", str(d / "cells.tif"), "--precision", "half"])
-    assert half.exit_code == 2 and "--precision must be auto, bf16 or fp32" in half.output
+    assert half.exit_code == 2 and "--precision: must be one of auto, bf16, fp32" in half.output
     assert not (d / "o").exists()

@@ -93,7 +93,7 @@ def test_evaluate_one_real_slice(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     result = runner.invoke(
         app,
-        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu", "--json", str(out)],
+        ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu", "--out", str(out)],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
@@ -121,14 +121,17 @@ def test_evaluate_no_warping_leaves_the_warping_error_out(isbi_dir, tmp_path):
             "--device",
             "cpu",
             "--no-warping",
-            "--json",
+            "--out",
             str(out),
+            "--json",
         ],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert "warping_error" not in metrics and 0 <= metrics["rand_error"] <= 1
+    assert json.loads(result.stdout) == metrics  # --json: stdout holds only the scores; the tables go to stderr
+    assert "ISBI 2012" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
@@ -284,7 +287,7 @@ def test_a_zarr_out_with_several_images_is_refused(tmp_path, rng):
 def test_precision_option_is_checked_and_recorded(tmp_path, rng):
     tifffile.imwrite(tmp_path / "one.tif", rng.integers(0, 256, (24, 24), dtype=np.uint8))
     bad = runner.invoke(app, ["predict", "small", str(tmp_path / "one.tif"), "--out", str(tmp_path / "p"), "--precision", "fp16"])
-    assert bad.exit_code == 2 and "--precision must be auto, bf16 or fp32, got 'fp16'" in _text(bad)
+    assert bad.exit_code == 2 and "--precision: must be one of auto, bf16, fp32, got 'fp16'" in _text(bad)
     ort = runner.invoke(
         app,
         [
@@ -306,14 +309,14 @@ def test_precision_option_is_checked_and_recorded(tmp_path, rng):
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "p" / "one_prob.tif").is_file()
     train = runner.invoke(app, ["train", "tiny", "--precision", "half", "--out", str(tmp_path / "run")])
-    assert train.exit_code == 2 and "--precision must be auto, bf16 or fp32" in _text(train)
+    assert train.exit_code == 2 and "--precision: must be one of auto, bf16, fp32" in _text(train)
 
 
 @pytest.mark.slow
 def test_evaluate_json_records_the_precision(isbi_dir, tmp_path):
     out = tmp_path / "m.json"
     args = ["evaluate", "small", "--data-dir", str(isbi_dir), "--fold", "29", "--k", "30", "--device", "cpu"]
-    result = runner.invoke(app, [*args, "--no-warping", "--precision", "fp32", "--json", str(out)])
+    result = runner.invoke(app, [*args, "--no-warping", "--precision", "fp32", "--out", str(out)])
     assert result.exit_code == 0, result.output
     recorded = json.loads(out.read_text())
     assert recorded["precision"] == "fp32" and "(torch-fp32)" in _text(result)

@@ -101,10 +101,10 @@ def test_a_failed_download_leaves_every_existing_file_as_it_was(tmp_path, serve)
     mirror = _Mirror(serve(tmp_path))
     try:
         args = ["data", "download", "isbi", "--data-dir", str(data), "--url", mirror.url, "--timeout", "5"]
-        refused = runner.invoke(app, args)  # present files that do not verify are only replaced with --force
+        refused = runner.invoke(app, args)  # present files that do not verify are only replaced with --overwrite
         assert refused.exit_code == 2 and mirror.requests == 0, refused.output
-        assert "--force" in _text(refused) and _snapshot(data) == before
-        failed = runner.invoke(app, [*args, "--force"])
+        assert "--overwrite" in _text(refused) and _snapshot(data) == before
+        failed = runner.invoke(app, [*args, "--overwrite"])
     finally:
         mirror.close()
     assert failed.exit_code == 2, failed.output
@@ -215,6 +215,6 @@ def test_a_full_disk_during_a_download_keeps_the_file_that_was_there(tmp_path, m
     (data / "train-labels.tif").write_bytes(b"an older copy")
     before = _snapshot(data)
     _disk_full_after(monkeypatch, 0)
-    args = ["data", "download", "isbi", "--data-dir", str(data), "--url", isbi_dir.as_uri(), "--force"]
+    args = ["data", "download", "isbi", "--data-dir", str(data), "--url", isbi_dir.as_uri(), "--overwrite"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "No space left on device" in _text(result) and _snapshot(data) == before

@@ -54,7 +54,8 @@ def test_any_input_error_raised_in_a_command_is_one_line(error):
 def test_api_words_become_option_words():
     assert cli_words("x exists; pass overwrite=True (--overwrite) to replace it") == "x exists; pass --overwrite to replace it"
     assert cli_words("pass --overwrite (overwrite=True) to replace it") == "pass --overwrite to replace it"
-    assert cli_words("pass force=True to overwrite it") == "pass --force to overwrite it"
+    assert cli_words("pass force=True to overwrite it") == "pass --overwrite to overwrite it"  # export, data download
+    assert cli_words("pass --overwrite (force=True) to replace it") == "pass --overwrite to replace it"
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def _commands(tmp_path):
     tifffile.imwrite(volume, np.zeros((2, 16, 16), np.uint8), photometric="minisblack")
     return {
         "train": (["train", "tiny", "--steps", "2", "--out", "{out}"], "folder"),
-        "evaluate": (["evaluate", "small", "--no-warping", "--json", "{out}"], "file"),
+        "evaluate": (["evaluate", "small", "--no-warping", "--out", "{out}"], "file"),
         "predict": (["predict", "small", str(image), "--out", "{out}"], "folder"),
         "benchmark": (["benchmark", "--smoke", "--out", "{out}"], "folder"),
         "export": (["export", "small", "--format", "torchscript", "--out", "{out}"], "file"),
@@ -92,7 +92,7 @@ def test_a_folder_for_a_file_or_a_file_for_a_folder_is_refused_up_front(tmp_path
     "command, existing, flag",
     [
         ("evaluate", "out.json", "--overwrite"),
-        ("export", "out.pt", "--force"),
+        ("export", "out.pt", "--overwrite"),
         ("benchmark", "results.json", "--overwrite"),
         ("predict", "in_prob.tif", "--overwrite"),
         ("train", "checkpoint.safetensors", "--overwrite"),

@@ -4,6 +4,7 @@ nothing with --quiet)."""
 from __future__ import annotations
 
 import re
+import typing
 from io import StringIO
 
 import numpy as np
@@ -15,7 +16,8 @@ from typer.testing import CliRunner
 
 import unet_zoo
 from unet_zoo.cli import app
-from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay, TrainingDisplay
+from unet_zoo.cli.options import Quiet
+from unet_zoo.cli.progress import ProgressDisplay, TrainingDisplay
 from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage
 from unet_zoo.training.recipes import load_recipe
 from unet_zoo.training.trainer import TrainProgress
@@ -207,7 +209,7 @@ def test_quiet_means_the_same_everywhere(command):
     params = {" ".join(path): command for path, command in COMMANDS}[command].params
     quiet = next(p for p in params if p.name == "quiet")
     assert quiet.opts == ["--quiet", "-q"] and quiet.is_flag and not quiet.default
-    assert quiet.help == QUIET_OPTION.help
+    assert quiet.help == typing.get_args(Quiet)[1].help
 
 
 def test_plain_lines_are_never_wrapped():

@@ -55,16 +55,16 @@ def test_card_folder_is_complete_float16_and_matches_the_registry(name):
 
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_committed_card_is_what_the_card_renderer_writes_from_the_folder(name, tmp_path):
-    """One renderer: the committed README.md is refresh_card's output for the folder's config, scores and recipe."""
+    """One renderer: the committed README.md is refresh_run_card's output for the folder's config, scores and recipe."""
     import shutil
 
-    from unet_zoo.experiments.isbi2012.reproduce import refresh_card
+    from unet_zoo.training.run_card import refresh_run_card
 
     copy = tmp_path / name
     copy.mkdir()
     for file in ("config.json", "scores.json", "predictions.png", "curves.png"):
         shutil.copyfile(CARDS / name / file, copy / file)
-    assert refresh_card(copy).read_text() == (CARDS / name / "README.md").read_text()
+    assert refresh_run_card(copy).read_text() == (CARDS / name / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", PUBLISHED)

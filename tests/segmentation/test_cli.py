@@ -66,9 +66,9 @@ def test_images_with_a_model(tmp_path, cells, model_dir):
     [
         (["default", "missing.tif", "--from-probabilities"], "no such file"),
         (["default", "{img}", "--from-probabilities"], "is not a probability map"),
-        (["default", "{prob}", "--from-probabilities", "--threshold", "1.5"], "threshold must be in [0, 1)"),
+        (["default", "{prob}", "--from-probabilities", "--threshold", "1.5"], "--threshold: must be a probability in [0, 1]"),
         (["default", "{prob}", "--from-probabilities", "--tta"], "--from-probabilities does not run it"),
-        (["default", "{prob}", "--from-probabilities", "--block", "64"], "--block and --halo are for volumes"),
+        (["default", "{prob}", "--from-probabilities", "--segment-block", "64"], "--segment-block and --halo are for volumes"),
         (["no-such-model", "{img}"], "no-such-model"),
     ],
 )
@@ -89,7 +89,7 @@ def test_a_volume_of_probabilities(tmp_path, cells):
     volume = np.stack([probabilities_of(label, seed=s)[1] for s in range(2)])
     zarr.create_array(str(source), shape=volume.shape, chunks=(1, 128, 128), dtype="float32")[:] = volume
     out = tmp_path / "seg.zarr"
-    args = ["segment", "default", str(source), "--from-probabilities", "--out", str(out), "--block", "64"]
+    args = ["segment", "default", str(source), "--from-probabilities", "--out", str(out), "--segment-block", "64"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     seg = zarr.open_array(str(out), mode="r")[:]
@@ -98,7 +98,7 @@ def test_a_volume_of_probabilities(tmp_path, cells):
     assert again.exit_code == 2 and "finished segmentation" in _text(again)
     pytest.importorskip("distributed", reason="cluster runs need the optional volumes extra (dask.distributed)")
     on_cluster = tmp_path / "cluster.zarr"
-    result = runner.invoke(app, [*args[:-4], "--out", str(on_cluster), "--block", "64", "--workers", "2"])
+    result = runner.invoke(app, [*args[:-4], "--out", str(on_cluster), "--segment-block", "64", "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert np.array_equal(zarr.open_array(str(on_cluster), mode="r")[:], seg)  # the same cells on two worker processes
 
@@ -145,7 +145,7 @@ def test_pixel_size_segments_at_the_models_scale_and_returns_cells_on_the_images
     "extra, message",
     [
         (["--backend", "onnxruntime", "--precision", "bf16"], "onnxruntime runs in float32"),
-        (["--precision", "fp16"], "--precision must be auto, bf16 or fp32"),
+        (["--precision", "fp16"], "--precision: must be one of auto, bf16, fp32"),
     ],
 )
 def test_precision_is_checked_before_anything_runs(tmp_path, cells, model_dir, extra, message):

@@ -11,7 +11,7 @@ openvino-f32, openvino-bf16; the exported ones when installed). The section also
 picks on this CPU (`choose_inference_path` and `choose_training_precision` with ``refresh``, which rewrites the
 runtime cache) and shows it beside what was cached before, and times the chosen paths with 1 thread and with
 every available core (`unet_zoo.runtime.settings.thread_count`). `bench_cpu_precision` is the ``precision``
-section of the suite (`unet_zoo.benchmark.run_all`) and the body of ``benchmarks/cpu_precision.py``.
+section of the suite (`unet_zoo.benchmark.run_all`: ``unet-zoo benchmark --only precision``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_tile
+from unet_zoo.benchmark.slice_time import slice_prediction, slice_table
 from unet_zoo.exporters import paths as inference_paths
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
 from unet_zoo.models.provenance import provenance_of
@@ -302,8 +303,10 @@ def bench_cpu_precision(
     matmul_n: int = 2048,
     log: Log = _quiet,
     refresh: bool = True,
+    slice_model: str | None = "isbi-small",
 ) -> dict[str, Any]:
-    """Inference and training-step time of each CPU precision path, as seconds and as a fraction of its limit.
+    """Inference and training-step time of each CPU precision path, as seconds and as a fraction of its limit,
+    and one whole slice predicted by `slice_model` the way `unet-zoo predict` does it (`slice_prediction`).
 
     Args:
         model_name: architecture (random weights: speed does not depend on them).
@@ -317,6 +320,8 @@ def bench_cpu_precision(
             None measures them here with n x n products, n = `matmul_n` (64 in smoke mode).
         log: progress messages.
         refresh: measure again what "auto" picks and rewrite its runtime cache entries (False: read them).
+        slice_model: the checkpoint whose whole-slice prediction (`side` x `side`) is timed on the default path
+            against torch float32, without and with TTA (None: skipped; smoke mode: the smoke network, random).
 
     Returns:
         {"benchmark", "smoke", "model", "model_overrides", "side", "tile", "batch", "repeats", "environment"
@@ -354,7 +359,19 @@ def bench_cpu_precision(
         "training": training(model_name, tile, batch, repeats, peak, overrides, log),
         "auto": auto,
         "threads": thread_scaling(model_name, overrides, side, tile, batch, auto, repeats, log),
+        "slice": _slice(create_model(model_name, **overrides) if smoke else slice_model, side, repeats, peak, log),
     }
+
+
+def _slice(model: str | nn.Module | None, side: int, repeats: int, peak: dict[str, float], log: Log) -> dict[str, Any]:
+    """`slice_prediction`, or {"skipped": why} when there is no model or it cannot be loaded here."""
+    if model is None:
+        return {"skipped": "no slice model given"}
+    try:
+        return slice_prediction(model, peak, side=side, repeats=repeats, log=log)
+    except (OSError, ValueError, KeyError) as err:  # e.g. a checkpoint that is neither cached nor reachable
+        log(f"[slice] skipped: {err}")
+        return {"skipped": f"{type(err).__name__}: {err}"}
 
 
 def _percent(fraction: float | None) -> str:
@@ -425,8 +442,24 @@ def markdown(result: dict[str, Any]) -> str:
             *precision_table(result),
             "",
             *threads_table(result["threads"]),
+            *slice_lines(result.get("slice")),
         ]
     )
+
+
+def slice_lines(result: dict[str, Any] | None) -> list[str]:
+    """The whole-slice part of the report (empty when the result has none)."""
+    if not result:
+        return []
+    if "skipped" in result:
+        return ["", f"Whole-slice prediction: skipped ({result['skipped']})."]
+    return [
+        "",
+        f"One whole {result['side']}x{result['side']} slice predicted by `{result['model']}` as `unet-zoo predict` does it "
+        "(median seconds; network seconds: the forward passes alone; floor: their FLOPs at the bf16 matmul rate):",
+        "",
+        *slice_table(result),
+    ]
 
 
 __all__ = [
@@ -446,6 +479,7 @@ __all__ = [
     "measure_peak",
     "median_seconds",
     "precision_table",
+    "slice_lines",
     "thread_scaling",
     "threads_table",
     "training",

@@ -24,7 +24,14 @@ from unet_zoo.benchmark._common import (
 )
 from unet_zoo.benchmark.augmentation import bench_augmentation
 from unet_zoo.benchmark.inference import bench_cpu_latency, bench_inference
-from unet_zoo.benchmark.precision import auto_line, bench_cpu_precision, cpu_line, precision_table, threads_table
+from unet_zoo.benchmark.precision import (
+    auto_line,
+    bench_cpu_precision,
+    cpu_line,
+    precision_table,
+    slice_lines,
+    threads_table,
+)
 from unet_zoo.benchmark.train import bench_train_step
 from unet_zoo.experiments.isbi2012.timing import bench_reproduce
 from unet_zoo.runtime.settings import (
@@ -433,6 +440,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             "The paths `auto` picked, with 1 thread and with every available core:",
             "",
             *threads_table(precision["threads"]),
+            *slice_lines(precision.get("slice")),
         ]
     reproduce = results.get("reproduce")
     if reproduce:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,8 @@ from unet_zoo.utils.files import all_or_nothing, check_output_path, check_replac
 class ZooTyper(typer.Typer):
     """A typer app whose commands turn bad input (`InputError`, raised anywhere below them) into the one red
     ``error:`` line of `fail`, exit 2: the one place where library errors about the user's files, options and
-    metadata become command-line errors, so no command can let one through as a traceback."""
+    metadata become command-line errors, so no command can let one through as a traceback. A command given
+    ``--json`` (a parameter ``as_json``) prints only JSON on stdout (`print_json`); all else goes to stderr."""
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # type: ignore[override]
         register = super().command(*args, **kwargs)
@@ -32,7 +35,8 @@ class ZooTyper(typer.Typer):
             @functools.wraps(func)
             def run(*a: Any, **kw: Any) -> Any:
                 try:
-                    return func(*a, **kw)
+                    with json_on_stdout(bool(kw.get("as_json"))):  # the --json of `unet_zoo.cli.options.Json`
+                        return func(*a, **kw)
                 except InputError as err:
                     raise fail(str(err)) from None
 
@@ -61,9 +65,10 @@ err_console = Console(stderr=True)
 
 
 # library messages name both spellings ("pass overwrite=True (--overwrite)"); the command line says only its own
+# (every command replaces existing outputs with --overwrite, also where the Python argument is force=True)
 _API_WORDS = [
     (re.compile(r"overwrite=True \(--overwrite\)|--overwrite \(overwrite=True\)|overwrite=True"), "--overwrite"),
-    (re.compile(r"force=True \(--force\)|--force \(force=True\)|force=True"), "--force"),
+    (re.compile(r"force=True \(--overwrite\)|--overwrite \(force=True\)|force=True"), "--overwrite"),
 ]
 
 
@@ -83,6 +88,27 @@ def _threads() -> None:
         use_available_cores()
     except ValueError as err:  # a bad UNET_ZOO_THREADS
         raise fail(str(err)) from None
+
+
+@contextmanager
+def json_on_stdout(enabled: bool) -> Iterator[None]:
+    """While `enabled` (a command's --json), what `console` prints (tables, messages, progress) goes to stderr,
+    so that stdout carries only the JSON of `print_json`."""
+    if not enabled:
+        yield
+        return
+    before = console.stderr
+    console.stderr = True
+    try:
+        yield
+    finally:
+        console.stderr = before
+
+
+def print_json(data: Any) -> None:
+    """`data` as indented JSON on stdout (the output of --json), whatever `console` prints to meanwhile."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

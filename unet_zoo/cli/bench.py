@@ -11,6 +11,7 @@ import typer
 
 from unet_zoo.benchmark import ALL_SECTIONS, run_all
 from unet_zoo.benchmark.suite import RESULT_FILES
+from unet_zoo.cli import options as opt
 from unet_zoo.cli.app import app, check_output, console, fail
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
 from unet_zoo.utils.device import resolve_device
@@ -18,7 +19,7 @@ from unet_zoo.utils.device import resolve_device
 
 @app.command("benchmark")
 def benchmark_command(
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)"),
+    device: opt.Device = None,
     smoke: bool = typer.Option(False, "--smoke", help="tiny models and sizes: checks the suite runs (timings mean nothing)"),
     only: str = typer.Option(
         None,
@@ -27,11 +28,9 @@ def benchmark_command(
         "augment, and on a CPU precision: fp32, bf16, onnxruntime and OpenVINO side by side; reproduce is long and "
         "needs the ISBI data)",
     ),
-    out: Path = typer.Option(Path("bench-results"), "--out", help="folder for results.json and results.md"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace results.json and results.md already in --out"),
-    compile: bool = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile our path (default: on for CUDA, off for CPU)"
-    ),
+    out: Path = opt.out_option(Path("bench-results"), "folder for results.json and results.md"),
+    overwrite: bool = opt.overwrite_option("replace results.json and results.md already in --out"),
+    compile: opt.Compile = None,
     profile: bool = typer.Option(False, "--profile", help="add a torch.profiler table of our training step"),
     inference_side: int = typer.Option(
         None, "--inference-side", help="image side for the inference benchmark (default: 4096 on CUDA, 1024 on CPU)"
@@ -46,9 +45,11 @@ def benchmark_command(
         help="reproduce section: the --quick CPU demo or the paper recipe (default: full on CUDA, quick on CPU)",
     ),
     reproduce_steps: int = typer.Option(None, "--reproduce-steps", min=1, help="reproduce section: override train.steps"),
-    data_dir: Path = typer.Option(None, "--data-dir", help="reproduce section: ISBI 2012 folder (default $UNET_ZOO_DATA_DIR)"),
+    data_dir: opt.DataDir = None,
 ) -> None:
-    """Benchmark training, inference, augmentation and (on a CPU) precision; write JSON + a Markdown table to --out."""
+    """Benchmark training, inference, augmentation and (on a CPU) precision; write JSON + a Markdown table to --out.
+
+    --data-dir is read by the reproduce section (the ISBI 2012 data)."""
     sections = None if only is None else [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(sections or ()) - set(ALL_SECTIONS))
     if unknown or sections == []:

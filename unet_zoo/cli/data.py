@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from unet_zoo.cli.app import ZooTyper, app, console, fail
+from unet_zoo.cli import options as opt
+from unet_zoo.cli.app import ZooTyper, app, console, fail, print_json
 from unet_zoo.experiments.isbi2012.data import (
     ENV_VAR,
     DatasetNotFoundError,
@@ -24,7 +24,6 @@ data_app = ZooTyper(help="The ISBI 2012 EM data: download it, see where it is an
 app.add_typer(data_app, name="data")
 
 DATASETS = ("isbi",)
-DATA_DIR_HELP = "folder of the ISBI tifs (default: $UNET_ZOO_DATA_DIR, else ~/.cache/unet_zoo/isbi2012)"
 
 
 def _data_dir_option(data_dir: Path | None) -> str:
@@ -42,7 +41,7 @@ def _check_dataset(name: str) -> None:
 @data_app.command("download")
 def download_command(
     dataset: str = typer.Argument(..., help="dataset name: isbi"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    data_dir: opt.DataDir = None,
     url: list[str] | None = typer.Option(
         None, "--url", help="base URL serving the three tifs (repeatable; replaces the mirror list)"
     ),
@@ -50,8 +49,8 @@ def download_command(
     no_verify: bool = typer.Option(
         False, "--no-verify", help="accept files that match no known checksum (shape is still checked)"
     ),
-    force: bool = typer.Option(
-        False, "--force", help="download again, replacing files already present (each only once its download verified)"
+    overwrite: bool = opt.overwrite_option(
+        "download again, replacing files already present (each only once its download verified)"
     ),
 ) -> None:
     """Download train-volume.tif, train-labels.tif and test-volume.tif, verifying each against known checksums."""
@@ -76,7 +75,7 @@ def download_command(
 
         try:
             report = download_isbi(
-                folder, urls=url or None, timeout=timeout, verify=not no_verify, force=force, progress=progress
+                folder, urls=url or None, timeout=timeout, verify=not no_verify, force=overwrite, progress=progress
             )
         except DatasetNotFoundError as err:
             raise fail(str(err)) from None
@@ -89,15 +88,15 @@ def download_command(
 @data_app.command("info")
 def info_command(
     dataset: str = typer.Argument("isbi", help="dataset name: isbi"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    data_dir: opt.DataDir = None,
+    as_json: opt.Json = False,
     checksums: bool = typer.Option(True, "--checksums/--no-checksums", help="compute and verify sha256 (slower)"),
 ) -> None:
     """Where the data is looked for and found, each file's shape and checksum, and the train/validation split."""
     _check_dataset(dataset)
     info = describe(data_dir, checksums=checksums)
     if as_json:
-        console.print_json(json.dumps(info))
+        print_json(info)
     else:
         console.print(f"data folder: {info['data_dir']} (from {info['source']})")
         table = Table(title="ISBI 2012 files")
@@ -125,6 +124,6 @@ def info_command(
             raise fail(str(err), code=1) from None
         raise fail(
             f"ISBI 2012 is not ready in {info['data_dir']}: a file is broken (see the table above); "
-            "run `unet-zoo data download isbi --force` or replace it.",
+            "run `unet-zoo data download isbi --overwrite` or replace it.",
             code=1,
         )

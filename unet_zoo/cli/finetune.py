@@ -7,14 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from unet_zoo.cli import options as opt
 from unet_zoo.cli.app import app, check_device, check_output, check_owned, console, fail
-from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
-from unet_zoo.cli.training import TIME_LIMIT_OPTION, interrupted
+from unet_zoo.cli.progress import TrainingDisplay
+from unet_zoo.cli.training import interrupted
 from unet_zoo.data.files import FOREGROUNDS, LABEL_FORMS
 from unet_zoo.data.pixel_size import check_pixel_size
-from unet_zoo.experiments.isbi2012.reproduce import HUB_FOLDER
 from unet_zoo.finetuning.finetune import FinetuneResult, FinetuneStage, comparison, finetune
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
+from unet_zoo.hub.publish import HUB_FOLDER
 from unet_zoo.training.recipes import RecipeError
 from unet_zoo.training.trainer import NonFiniteLossError, TrainingInterrupted, TrainProgress
 
@@ -60,7 +61,7 @@ def finetune_command(
     model: str = typer.Argument(..., help="the starting checkpoint: a name (isbi-small), a folder, or a Hub id"),
     images: Path = typer.Option(..., "--images", help="your images: a TIFF (stack), a folder of TIFF/PNG files, or a .zarr"),
     labels: Path = typer.Option(..., "--labels", help="their labels, in the same form (folders: matched by file name)"),
-    out: Path = typer.Option(..., "--out", help="the fine-tuned model's folder (weights, config, card, figures, scores)"),
+    out: Path = opt.out_option(..., "the fine-tuned model's folder (weights, config, card, figures, scores)"),
     foreground: str = typer.Option("cell", "--foreground", help="binary masks: what the non-zero value is, cell or membrane"),
     label_form: str = typer.Option(
         "auto",
@@ -71,21 +72,15 @@ def finetune_command(
     boundary_width: int = typer.Option(2, "--boundary-width", min=1, help="instances: membrane width in px at each contact"),
     val_images: Path | None = typer.Option(None, "--val-images", help="held-out images (default: a slice or region of --images)"),
     val_labels: Path | None = typer.Option(None, "--val-labels", help="held-out labels (dense, also with scribbles)"),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="optimiser steps (default: recipes/finetune.toml, 300)"),
-    time_limit: float | None = TIME_LIMIT_OPTION,
-    resume: str | None = typer.Option(None, "--resume", metavar="DIR|latest", help="continue a stopped fine-tuning run"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
-    pixel_size: float | None = typer.Option(
-        None, "--pixel-size", metavar="NM", help="nm per pixel of your data (default: TIFF / OME-Zarr metadata)"
-    ),
-    recipe: str = typer.Option("finetune", "--recipe", help="the fine-tuning recipe (name or .toml path)"),
-    device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: cuda if available)"),
-    precision: str | None = typer.Option(
-        None,
-        "--precision",
-        help="auto (bf16 autocast where a training step measured faster here), bf16 or fp32 (default: the recipe's, auto)",
-    ),
-    quiet: bool = QUIET_OPTION,
+    steps: opt.Steps = None,
+    time_limit: opt.TimeLimit = None,
+    resume: opt.Resume = None,
+    overwrite: bool = opt.overwrite_option("replace an existing --out folder"),
+    pixel_size: opt.PixelSize = None,
+    recipe: opt.Recipe = "finetune",
+    device: opt.Device = None,
+    precision: opt.Precision = None,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Fine-tune a trained model on your images and labels; score it before and after on a held-out part."""
     if precision is not None and precision not in ("auto", "bf16", "fp32"):
@@ -126,7 +121,7 @@ def finetune_command(
             resume=resume,
             overwrite=overwrite,
             pixel_size=pixel_size,
-            recipe=recipe,
+            recipe=recipe or "finetune",
             device=device or None,
             callback=FinetuneDisplay(quiet),
             precision=precision,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit
-from unet_zoo.cli.progress import QUIET_OPTION, ProgressDisplay
+from unet_zoo.cli import options as opt
+from unet_zoo.cli.app import app, check_device, check_output, console, fail, outputs_as_one_unit, print_json
+from unet_zoo.cli.progress import ProgressDisplay
 from unet_zoo.cli.tables import comparison_table, segmentation_table
 from unet_zoo.cli.volumes import is_volume_request, predict_volume_command
 from unet_zoo.data.files import tiff_pixel_size
@@ -71,23 +72,11 @@ def _measuring(message: str) -> None:
     console.print(f"first run of this model here: {message}", markup=False, highlight=False)
 
 
-BACKEND_HELP = (
-    "auto (the fastest path measured on this machine, cached), torch, onnxruntime "
-    '(CPU; pip install "unet-zoo\\[export]") or openvino (CPU; pip install "unet-zoo\\[openvino]")'
-)  # \\[: rich would take [export] for markup and drop it
-
-
-PRECISION_HELP = (
-    "auto (whichever of bf16 and float32 runs faster here, measured; see --backend), bf16 (emulated and slow on "
-    "CPUs without AVX512-BF16 or AMX) or fp32"
-)
-
-
-def check_backend(backend: str, precision: str, device: str) -> None:
+def check_backend(backend: str, precision: str, device: str | None) -> None:
     """A red error (exit 2) for an unknown --backend, an exported backend on a GPU or asked for bf16 it lacks."""
     if backend not in BACKENDS:
         raise fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend in ("onnxruntime", "openvino") and device not in ("", "cpu"):
+    if backend in ("onnxruntime", "openvino") and device not in (None, "", "cpu"):
         raise fail(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch")
     if backend == "onnxruntime" and precision == "bf16":
         raise fail("--backend onnxruntime runs in float32; use --precision fp32 (or auto), or --backend torch for bf16")
@@ -97,8 +86,10 @@ def check_backend(backend: str, precision: str, device: str) -> None:
         raise fail(str(err)) from None
 
 
-def check_precision(precision: str) -> Precision:
+def check_precision(precision: str | None) -> Precision:
     """`precision` if it is auto, bf16 or fp32; else a red error, exit 2."""
+    if precision is None:
+        return "auto"
     if precision not in PRECISIONS:
         raise fail(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     return precision  # type: ignore[return-value]  # one of PRECISIONS
@@ -159,48 +150,40 @@ class _WithUncertainty:
 
 @app.command("predict")
 def predict_command(
-    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
+    model: opt.Model,
     images: list[Path] = typer.Argument(
         ..., help="TIFF (2-D or stacks) or PNG images, or one Zarr / OME-Zarr volume (see --out)"
     ),
-    out: Path = typer.Option(
+    out: Path = opt.out_option(
         Path("preds"),
-        "--out",
-        "-o",
-        help="output folder; inputs whose names differ only in the suffix (a/ok.tif, b/ok.tiff) are refused, "
+        "output folder; inputs whose names differ only in the suffix (a/ok.tif, b/ok.tiff) are refused, "
         "since their outputs would share a name (volumes: the output .zarr store)",
     ),
-    tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default, shrunk for small images)"),
-    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
-    device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
-    tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
+    tile: opt.Tile = 0,
+    batch_size: opt.BatchSize = 4,
+    device: opt.Device = None,
+    tta: opt.Tta = False,
     uncertainty: bool = typer.Option(
         False,
         "--uncertainty",
         help="also write <stem>_uncertainty.tif: entropy of the probabilities averaged over the 8 rotations/flips "
         "(0 = sure, 1 = split), a map of where to label next; implies --tta",
     ),
-    threshold: float = typer.Option(0.5, help="cell probability above which a pixel is cell in the mask"),
-    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
-    workers: int = typer.Option(None, "--workers", help="volumes: run on a local dask cluster of N processes"),
-    scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
-    block: int = typer.Option(None, "--block", help="volumes: block side in y/x in pixels (default 2048)"),
+    threshold: opt.Threshold = 0.5,
+    backend: opt.Backend = "auto",
+    precision: opt.Precision = "auto",
+    workers: opt.Workers = None,
+    scheduler: opt.Scheduler = "",
+    block: opt.Block = None,
     level: int = typer.Option(None, "--level", help="volumes: OME-Zarr resolution level (default 0)"),
     uint8: bool = typer.Option(False, "--uint8", help="volumes: store probability x 255 as uint8 (default float32)"),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="replace existing outputs (images: their <stem>_* files; volumes: the output store)"
-    ),
-    pixel_size: float | None = typer.Option(
-        None,
-        "--pixel-size",
-        metavar="NM",
-        help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): rescaled "
-        "to the model's pixel size (its card; ISBI 2012: 4 nm) for prediction, the outputs back to the images' size",
-    ),
-    quiet: bool = QUIET_OPTION,
+    overwrite: bool = opt.overwrite_option("replace existing outputs (images: their <stem>_* files; volumes: the output store)"),
+    pixel_size: opt.PixelSize = None,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Segment images: writes <stem>_prob.tif (cell probability), <stem>_mask.png and <stem>_overlay.png.
+
+    Images at another --pixel-size than the model's are predicted rescaled; the outputs have the images' size.
 
     A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
@@ -243,8 +226,6 @@ def predict_command(
             "predict one TIFF stack or Zarr volume per --out *.zarr, or give image outputs a folder not ending in .zarr"
         )
     check_output(out, "--out", folder=True, contents=_output_names(images, uncertainty), overwrite=overwrite)
-    if not 0 <= threshold <= 1:
-        raise fail(f"--threshold must be in [0, 1], got {threshold}")
     check_backend(backend, wanted, device)
     net = _load(model, "cpu" if backend in ("onnxruntime", "openvino") else device or None)
     choice = choose_path(net, backend, wanted)
@@ -264,7 +245,12 @@ def predict_command(
                 precision=choice.precision,
             )
             written = write_prediction(
-                out, path.stem, image, cell_prob, threshold=threshold, metadata={"inference": choice.record()}
+                out,
+                path.stem,
+                image,
+                cell_prob,
+                threshold=0.5 if threshold is None else threshold,
+                metadata={"inference": choice.record()},
             )
             if spread is not None and spread.uncertainty is not None:
                 values = spread.uncertainty if image.ndim == 3 else spread.uncertainty[0]
@@ -275,32 +261,33 @@ def predict_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model: str = typer.Argument(..., help="checkpoint name, checkpoint folder, Hub id, or architecture (random weights)"),
-    data_dir: str = typer.Option("", "--data-dir", help="ISBI 2012 folder (default: $UNET_ZOO_DATA_DIR or the cache)"),
+    model: opt.Model,
+    data_dir: opt.DataDir = None,
     split: str = typer.Option("val", help="val (held-out fold), train or all"),
     fold: int = typer.Option(4, help="validation fold (contiguous block of slices)"),
     k: int = typer.Option(5, help="number of folds"),
-    tta: bool = typer.Option(False, "--tta", help="average over the 8 rotations/flips"),
-    tile: int = typer.Option(0, help="input tile side (0: the model's default)"),
-    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
-    device: str = typer.Option("", help="cpu, cuda, ... (default: cuda if available)"),
-    json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
+    tta: opt.Tta = False,
+    tile: opt.Tile = 0,
+    batch_size: opt.BatchSize = 4,
+    device: opt.Device = None,
+    as_json: opt.Json = False,
+    out: Path | None = opt.out_option(None, "also write the scores to this JSON file"),
+    overwrite: bool = opt.overwrite_option("replace an existing --out file"),
     warping: bool = typer.Option(
         True, "--warping/--no-warping", help="compute the warping error (the slowest score, ~1 s per slice)"
     ),
     segment: bool = typer.Option(
         False, "--segment", help="also segment cells (unet-zoo segment's defaults) and score them beside the thresholded map"
     ),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
-    quiet: bool = QUIET_OPTION,
+    precision: opt.Precision = "auto",
+    quiet: opt.Quiet = False,
 ) -> None:
     """ISBI 2012 scores on held-out training slices, beside the paper's Table 1."""
     if split not in ("val", "train", "all"):
         raise fail(f"--split must be val, train or all, got {split!r}")
     wanted = check_precision(precision)
-    if json_out is not None:
-        json_out = check_output(json_out, "--json", overwrite=overwrite)
+    if out is not None:
+        out = check_output(out, "--out", overwrite=overwrite)
     net = _load(model, device or None)
     choice = choose_path(net, "auto", wanted)
     try:
@@ -343,6 +330,8 @@ def evaluate_command(
     if segment:
         console.print(segmentation_table(result))
         console.print(f"segmentation: {result['segmentation']['seconds_per_slice']:.2f} s per slice")
-    if json_out is not None:
-        atomic_write_bytes(json_out, json.dumps(result, indent=2))
-        console.print(f"metrics written to {json_out}", markup=False, highlight=False)
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(result, indent=2))
+        console.print(f"metrics written to {out}", markup=False, highlight=False)
+    if as_json:
+        print_json(result)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.table import Table
 
 from unet_zoo.benchmark.latency import bench_tile, measure_latency
-from unet_zoo.cli.app import app, check_device, console, fail
+from unet_zoo.cli import options as opt
+from unet_zoo.cli.app import app, check_device, console, fail, print_json
 from unet_zoo.models.info import model_info
 from unet_zoo.models.registry import PRETRAINED, get_entry, list_models
+from unet_zoo.utils.device import resolve_device
 
 
 def _resolve(name: str):
@@ -24,14 +24,14 @@ def _resolve(name: str):
 def list_command(
     filter: str = typer.Argument("", help="fnmatch pattern, e.g. '*pad*'"),
     pretrained: bool = typer.Option(False, "--pretrained", help="only architectures with published weights"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    as_json: opt.Json = False,
 ) -> None:
     """A table of registered models: name, params, default tile, output size, pretrained checkpoints.
 
     `unet-zoo info NAME` describes one model in full."""
     infos = [model_info(n) for n in list_models(filter, pretrained=pretrained)]
     if as_json:
-        console.print_json(json.dumps([i.as_dict() for i in infos]))
+        print_json([i.as_dict() for i in infos])
         return
     table = Table(title="unet_zoo models")
     for col in ("name", "params", "tile -> output", "GFLOPs/tile", "weights"):
@@ -92,13 +92,13 @@ def _checkpoint_table() -> Table:
 @app.command("info")
 def info_command(
     name: str = typer.Argument(..., help="registered model name"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    as_json: opt.Json = False,
 ) -> None:
     """Everything `unet_zoo.model_info` knows about one model."""
     _resolve(name)
     info = model_info(name)
     if as_json:
-        console.print_json(json.dumps(info.as_dict()))
+        print_json(info.as_dict())
         return
     table = Table(title=f"{name}", show_header=False)
     table.add_column("field", style="bold")
@@ -123,20 +123,19 @@ def info_command(
 def compare_command(
     names: list[str] = typer.Argument(..., help="two or more model names"),
     bench: bool = typer.Option(False, "--bench", help="also measure forward latency on this machine"),
-    tile: int = typer.Option(
-        0, help="tile side for --bench (default: each model's default tile); each model uses the nearest usable size >= it"
-    ),
-    device: str = typer.Option("cpu", help="device for --bench, e.g. cpu, cuda, cuda:1"),
+    tile: opt.Tile = 0,
+    device: opt.Device = None,
 ) -> None:
-    """Models side by side; --bench adds measured forward latency (median of 3, batch 1, random weights)."""
+    """Models side by side; --bench adds measured forward latency (median of 3, batch 1, random weights).
+
+    --bench runs on --device with tiles of --tile pixels, each model at the nearest size >= it that it takes."""
     if len(names) < 2:
         raise fail(f"compare needs two or more model names, got {len(names)}; `unet-zoo info {names[0]}` describes one")
     for n in names:
         _resolve(n)
     if bench:
-        check_device(device)
-        if tile < 0:
-            raise fail(f"--tile must be a positive side length in pixels (or 0 for each model's default), got {tile}")
+        check_device(device or "")
+        on = str(resolve_device(device))
         try:
             tiles = [bench_tile(n, tile or None) for n in names]
         except ValueError as err:
@@ -155,10 +154,10 @@ def compare_command(
     table.add_row("pretrained", *(", ".join(i.pretrained) or "-" for i in infos))
     if bench:
         try:
-            latencies = [measure_latency(i.name, t, device=device) for i, t in zip(infos, tiles)]
+            latencies = [measure_latency(i.name, t, device=on) for i, t in zip(infos, tiles)]
         except (RuntimeError, MemoryError) as err:  # out of memory on this device
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise fail(f"--bench could not run a {max(tiles)} px tile on {device}: {first}; try a smaller --tile") from None
+            raise fail(f"--bench could not run a {max(tiles)} px tile on {on}: {first}; try a smaller --tile") from None
         table.add_row("bench tile", *(str(t) for t in tiles))
-        table.add_row(f"forward s ({device})", *(f"{t:.3f}" for t in latencies))
+        table.add_row(f"forward s ({on})", *(f"{t:.3f}" for t in latencies))
     console.print(table)

@@ -3,8 +3,8 @@ with ``--quiet``.
 
 The library prints nothing; it reports progress to callbacks, and the commands render them here:
 `ProgressDisplay` (counted work: slices, blocks, sections) for predict, segment, evaluate and export, and
-`TrainingDisplay` (the trainer's `TrainProgress`) for train, reproduce and finetune. `QUIET_OPTION` is the one
-``--quiet`` every such command takes.
+`TrainingDisplay` (the trainer's `TrainProgress`) for train, reproduce and finetune. Every such command takes
+``--quiet`` (`unet_zoo.cli.options.Quiet`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -24,11 +23,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from unet_zoo.cli.tables import comparison_table
 from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage
 from unet_zoo.training.trainer import TrainProgress
-
-# --quiet of every command that shows progress (one definition; typer only reads it)
-QUIET_OPTION = typer.Option(
-    False, "--quiet", "-q", help="no progress bars or progress lines; results, warnings and errors are still printed"
-)
 
 PLAIN_LINES = 10  # without a terminal, a counted task prints about this many lines (every 10 %) and its last one
 
@@ -275,4 +269,4 @@ class TrainingDisplay:
         )
 
 
-__all__ = ["QUIET_OPTION", "Counter", "ProgressDisplay", "TrainingDisplay"]
+__all__ = ["Counter", "ProgressDisplay", "TrainingDisplay"]

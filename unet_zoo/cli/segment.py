@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from unet_zoo.cli import options as opt
 from unet_zoo.cli.app import app, console, fail, outputs_as_one_unit
 from unet_zoo.cli.inference import (
-    BACKEND_HELP,
-    PRECISION_HELP,
     _cell_probabilities,
     _load,
     _read_for_prediction,
@@ -18,7 +17,7 @@ from unet_zoo.cli.inference import (
     check_precision,
     choose_path,
 )
-from unet_zoo.cli.progress import QUIET_OPTION, Counter, ProgressDisplay
+from unet_zoo.cli.progress import Counter, ProgressDisplay
 from unet_zoo.data.images import READABLE_SUFFIXES, TIFF_SUFFIXES, read_image
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, scale_factor
@@ -69,16 +68,16 @@ def segment_command(
         "the model is not run, only its defaults are read ('default': the library's defaults)",
     ),
     images: list[Path] = typer.Argument(..., help="images (TIFF, PNG, JPEG; stacks per slice), or _prob.tif files"),
-    out: Path = typer.Option(Path("segments"), "--out", "-o", help="output folder (volumes: the output .zarr store)"),
+    out: Path = opt.out_option(Path("segments"), "output folder (volumes: the output .zarr store)"),
     from_probabilities: bool = typer.Option(
         False, "--from-probabilities", help="segment <stem>_prob.tif files that `unet-zoo predict` wrote (P(cell))"
     ),
-    tile: int = typer.Option(0, help="input tile side in pixels (0: the model's default)"),
-    batch_size: int = typer.Option(4, "--batch-size", help="tiles per forward pass"),
-    device: str = typer.Option("", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
-    tta: bool = typer.Option(False, "--tta", help="average the prediction over the 8 rotations/flips"),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
-    threshold: float = typer.Option(None, help="P(cell) above which a pixel is cell when seeds are made"),
+    tile: opt.Tile = 0,
+    batch_size: opt.BatchSize = 4,
+    device: opt.Device = None,
+    tta: opt.Tta = False,
+    backend: opt.Backend = "auto",
+    threshold: opt.Threshold = None,
     sigma: float = typer.Option(None, help="smoothing (px) of the distance transform before seeds are taken"),
     min_distance: int = typer.Option(None, "--min-distance", help="minimum distance (px) between seeds"),
     min_size: int = typer.Option(None, "--min-size", help="segments smaller than this (px) are dissolved"),
@@ -86,25 +85,22 @@ def segment_command(
         None, "--merge-threshold", help="merge neighbours whose shared boundary's mean P(membrane) is below this"
     ),
     no_merge: bool = typer.Option(False, "--no-merge", help="skip the agglomeration step"),
-    block: int = typer.Option(None, "--block", help="volumes: segment sections larger than this (px) blockwise"),
-    halo: int = typer.Option(None, "--halo", help="volumes: context (px) around each block (default 64)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
-    workers: int = typer.Option(None, "--workers", min=1, help="volumes: run on a local dask cluster of N processes"),
-    scheduler: str = typer.Option("", "--scheduler", help="volumes: address of a dask scheduler, tcp://host:8786"),
-    pixel_size: float | None = typer.Option(
-        None,
-        "--pixel-size",
-        help="nm per pixel of the images (default: their TIFF resolution tags or OME-Zarr scale, if any): images are "
-        "rescaled to the model's pixel size, segmented there and the cells resized back; volumes are predicted "
-        "rescaled and segmented on their own grid with the lengths and areas converted",
-    ),
-    quiet: bool = QUIET_OPTION,
+    segment_block: opt.SegmentBlock = None,
+    halo: opt.Halo = None,
+    overwrite: bool = opt.overwrite_option("replace existing outputs"),
+    precision: opt.Precision = "auto",
+    workers: opt.Workers = None,
+    scheduler: opt.Scheduler = "",
+    pixel_size: opt.PixelSize = None,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Segment cells: writes <stem>_labels.tif (uint32 cell IDs) and <stem>_segments.png (cells in colour).
 
-    A Zarr volume with --out ending in .zarr is segmented section by section into that Zarr store (IDs
-    unique across the volume; an interrupted run resumes); see docs/segmentation.md.
+    --threshold, --sigma, --min-distance, --min-size and --merge-threshold default to the checkpoint's stored
+    values (lengths and areas in the model's pixels). A Zarr volume with --out ending in .zarr is segmented
+    section by section into that Zarr store (IDs unique across the volume; an interrupted run resumes); with
+    --pixel-size (or an OME-Zarr scale) it is predicted rescaled and segmented on its own grid, the lengths and
+    areas converted; see docs/segmentation.md.
     """
     given = dict(
         threshold=threshold,
@@ -130,7 +126,7 @@ def segment_command(
             batch_size=batch_size,
             device=device or None,
             tta=tta,
-            block=block,
+            block=segment_block,
             halo=halo,
             overwrite=overwrite,
             workers=workers,
@@ -138,10 +134,10 @@ def segment_command(
             pixel_size=pixel_size,
             quiet=quiet,
         )
-    if block is not None or halo is not None or workers is not None or scheduler:
+    if segment_block is not None or halo is not None or workers is not None or scheduler:
         if workers is not None or scheduler:
             raise fail("--workers and --scheduler are for volumes (a .zarr input or --out ending in .zarr)")
-        raise fail("--block and --halo are for volumes (a .zarr input or --out ending in .zarr)")
+        raise fail("--segment-block and --halo are for volumes (a .zarr input or --out ending in .zarr)")
     _check_inputs(images, from_probabilities)
     stems = [_stem(p, from_probabilities) for p in images]
     if len(set(stems)) != len(stems):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
+from unet_zoo.cli import options as opt
 from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, err_console, fail
-from unet_zoo.cli.progress import QUIET_OPTION, TrainingDisplay
+from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.experiments.isbi2012.data import DatasetNotFoundError
 from unet_zoo.experiments.isbi2012.reproduce import recipes_for, reproduce_isbi
 from unet_zoo.hub.training_state import TRAINING_STATE_FILE
@@ -28,42 +29,19 @@ reproduce_app = ZooTyper(help="Reproduce the paper's experiments and compare wit
 app.add_typer(reproduce_app, name="reproduce")
 
 
-# --time-limit of `train` and `reproduce isbi` (one definition; typer only reads it)
-TIME_LIMIT_OPTION = typer.Option(
-    None,
-    "--time-limit",
-    metavar="MINUTES",
-    min=0.01,
-    help="wall-clock budget of this session: checkpoint and exit (code 3) before it runs out; continue with --resume latest",
-)
-
-
 @app.command("train")
 def train_command(
     recipe: str = typer.Argument(..., help="recipe name (isbi-original, isbi-small, tiny, ...) or path to a .toml file"),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps"),
-    device: str | None = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
-    out: Path | None = typer.Option(None, "--out", help="run folder (default runs/<recipe>-<time>/)"),
-    resume: str | None = typer.Option(
-        None,
-        "--resume",
-        metavar="DIR|latest",
-        help="continue an interrupted run from its folder; 'latest' = the newest runs/<recipe>-* folder with a checkpoint",
-    ),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="ISBI 2012 folder (default $UNET_ZOO_DATA_DIR or the cache)"),
-    compile: bool | None = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the model (default: the recipe's flag, on CUDA)"
-    ),
-    time_limit: float | None = TIME_LIMIT_OPTION,
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="train a new run in an existing --out run folder, replacing the run there"
-    ),
-    precision: str | None = typer.Option(
-        None,
-        "--precision",
-        help="override train.precision: auto (bf16 autocast on GPUs with bf16 and where a step measured faster), bf16 or fp32",
-    ),
-    quiet: bool = QUIET_OPTION,
+    steps: opt.Steps = None,
+    device: opt.Device = None,
+    out: Path | None = opt.out_option(None, "run folder (default runs/<recipe>-<time>/)"),
+    resume: opt.Resume = None,
+    data_dir: opt.DataDir = None,
+    compile: opt.Compile = None,
+    time_limit: opt.TimeLimit = None,
+    overwrite: bool = opt.overwrite_option("train a new run in an existing --out run folder, replacing the run there"),
+    precision: opt.Precision = None,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Train a model from a recipe; checkpoints, metrics.jsonl and PNGs go to the run folder.
 
@@ -143,44 +121,36 @@ def check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> P
 @reproduce_app.command("isbi")
 def reproduce_isbi_command(
     variant: str = typer.Option("original", "--variant", help="original, padded, small or all"),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps (quick runs)"),
-    device: str | None = typer.Option(None, "--device", help="cuda, cpu (default: cuda when available)"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="ISBI 2012 folder"),
-    out: Path | None = typer.Option(None, "--out", help="Hub folder (default cards/<recipe>/; with --variant all, its parent)"),
+    steps: opt.Steps = None,
+    device: opt.Device = None,
+    data_dir: opt.DataDir = None,
+    out: Path | None = opt.out_option(None, "Hub folder (default cards/<recipe>/; with --variant all, its parent)"),
     quick: bool = typer.Option(
         False, "--quick", help="a few-minute CPU demo (recipes/isbi-quick.toml); writes under runs/, not cards/"
     ),
-    compile: bool | None = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile (default: the recipe's flag, on CUDA)"
-    ),
+    compile: opt.Compile = None,
     weights_dtype: str = typer.Option(
         "float16",
         "--weights-dtype",
         help="dtype of model.safetensors: float16 (half the size), bfloat16 or float32; "
         "the stored weights are evaluated again and the card says whether they score the same",
     ),
-    resume: str | None = typer.Option(
-        None,
-        "--resume",
-        metavar="DIR|latest",
-        help="continue interrupted training (a run folder, or 'latest' per recipe), then evaluate and write the Hub folder",
-    ),
+    resume: opt.Resume = None,
     max_shard_mb: float | None = typer.Option(
         None,
         "--max-shard-mb",
         min=0.001,
         help="shard weights into files of at most this many MB (10^6 bytes) with an index (default: one file)",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing Hub folder (cards/<name>/ or --out)"),
-    recipe: str | None = typer.Option(
-        None,
-        "--recipe",
-        help="train this recipe (a name such as isbi-small-cpu, or a .toml path) instead of --variant's",
-    ),
-    time_limit: float | None = TIME_LIMIT_OPTION,
-    quiet: bool = QUIET_OPTION,
+    overwrite: bool = opt.overwrite_option("replace an existing Hub folder (cards/<name>/ or --out)"),
+    recipe: opt.Recipe = None,
+    time_limit: opt.TimeLimit = None,
+    quiet: opt.Quiet = False,
 ) -> None:
-    """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder."""
+    """Train per the paper's recipe, evaluate held-out slices with TTA, print ours beside Table 1, write a Hub folder.
+
+    --recipe trains that recipe instead of --variant's; --resume continues its training, then evaluates and writes
+    the Hub folder."""
     try:
         recipes_for(variant, quick, recipe)  # an unknown variant is a clear error before anything runs
         reproduce_isbi(

@@ -5,9 +5,8 @@
 
 Steps: read the data (`unet_zoo.data.files`, resampled to the model's pixel size) -> score the starting model on
 the held-out part -> train with `recipes/finetune.toml` from the starting weights (the trainer, ``model.init_from``)
--> score the fine-tuned model the same way -> write a Hub-ready folder
-(`unet_zoo.experiments.isbi2012.reproduce.write_hub_folder`) whose card names the starting checkpoint, the data,
-and the scores before and after.
+-> score the fine-tuned model the same way -> write a Hub-ready folder (`unet_zoo.hub.publish.write_hub_folder`)
+whose card names the starting checkpoint, the data, and the scores before and after.
 """
 
 from __future__ import annotations
@@ -26,14 +25,15 @@ from torch import nn
 
 from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_arrays
 from unet_zoo.evaluation.evaluate import evaluate_model
-from unet_zoo.experiments.isbi2012.reproduce import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.hub.factory import from_pretrained
+from unet_zoo.hub.publish import HUB_FOLDER, hardware_description, write_hub_folder
 from unet_zoo.hub.sources import parse_source
 from unet_zoo.inference.rescale import model_pixel_size
 from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
+from unet_zoo.training.run_card import run_card_data
 from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, file_sha256
@@ -385,14 +385,9 @@ def finetune(
             "masked, class-balanced cross-entropy on the stroked pixels only (weight 0 elsewhere; each class weighs "
             "half), in place of the paper's border weights, which need whole cells"
         )
+    card = run_card_data(trained, hardware, after, updates={k: v for k, v in updates.items() if v is not None})
     write_hub_folder(
-        trained,
-        after,
-        out,
-        hardware,
-        dtype=torch.float16,
-        overwrite=overwrite,
-        training_updates={k: v for k, v in updates.items() if v is not None},
+        trained.model, out, card, scores=after, figures_dir=trained.run_dir, dtype=torch.float16, overwrite=overwrite
     )
     summary = {"fine_tuned_from": record, "held_out": data.held_out, "data": described, "before": before, "after": after}
     atomic_write_bytes(out / "finetune.json", json.dumps(summary, indent=2, default=str))

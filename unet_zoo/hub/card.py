@@ -174,8 +174,7 @@ class CardInfo:
     snippet; repo_id: the Hub repo id used instead when there is no checkpoint name. held_out_scores: every
     held-out score (`unet_zoo.evaluation.evaluate.evaluate_model`'s dict, with "seconds_per_slice", "num_slices",
     "tta"), tabled beside Table 1; held_out_scores_without_tta: the same model without test-time augmentation, as
-    a second column. stored_weights: what re-scoring the stored weights found
-    (`unet_zoo.experiments.isbi2012.reproduce.check_stored_weights`).
+    a second column. stored_weights: what re-scoring the stored weights found (`unet_zoo.hub.publish.check_stored_weights`).
     notes: the recipe's notes; deviations: every departure from the paper, one item each. figures: {alt text:
     file name in the folder}, shown under the evaluation. targets: the recipe's held-out targets, met or missed
     (`unet_zoo.paper.target_results`), one line each; target_notes: what was measured or tried about them.

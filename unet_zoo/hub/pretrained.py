@@ -158,7 +158,7 @@ def _hub_call(fn: Callable[[], T], repo_id: str, revision: str | None, what: str
         if "Consistency check failed" in str(err):
             raise CheckpointError(
                 f"the download of {what} from {where} was truncated ({str(err).splitlines()[0]}); "
-                "retry (force_download=True / `unet-zoo download ... --force`) on a stable connection"
+                "retry (force_download=True / `unet-zoo download ... --overwrite`) on a stable connection"
             ) from err
         raise
 
@@ -272,8 +272,8 @@ def download(
         if force_download:
             raise HubAccessError(
                 f"cannot download {name_or_repo_id!r} ({repo_id}@{rev or 'main'}) again: "
-                f"{_offline_reason(local_files_only)}, and force_download=True (--force) needs the Hub; "
-                "drop --force to use the copy in the cache, or run this again while online"
+                f"{_offline_reason(local_files_only)}, and force_download=True (--overwrite) needs the Hub; "
+                "drop it to use the copy in the cache, or run this again while online"
             ) from err
         raise HubAccessError(
             f"cannot download {name_or_repo_id!r} ({repo_id}@{rev or 'main'}): {_offline_reason(local_files_only)} "

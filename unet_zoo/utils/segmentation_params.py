@@ -39,7 +39,7 @@ class SegmentationParams:
         merged (hierarchically, lowest first); None skips the agglomeration.
     """
 
-    # chosen on the tuning fold (benchmarks/segmentation_tuning.py tune; docs/segmentation.md)
+    # chosen on the tuning fold (studies/segmentation_tuning.py tune; docs/segmentation.md)
     threshold: float = 0.6
     sigma: float = 3.0
     min_distance: int = 10

@@ -343,7 +343,7 @@ def download_isbi(
             except (ValueError, FileNotFoundError) as err:
                 raise FileExistsError(
                     f"{dest} is already there but is not the ISBI 2012 file we know ({str(err).split(';')[0]}); "
-                    "it is left as it is: keep it with --no-verify (verify=False) if you trust it, or pass --force "
+                    "it is left as it is: keep it with --no-verify (verify=False) if you trust it, or pass --overwrite "
                     "(force=True) to replace it with a verified download"
                 ) from None
     folder.mkdir(parents=True, exist_ok=True)

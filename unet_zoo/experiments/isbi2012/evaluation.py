@@ -8,6 +8,7 @@ were never released, so the numbers we can compute come from held-out *training*
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -19,7 +20,7 @@ from unet_zoo.experiments.isbi2012.data import load_isbi
 
 def evaluate_isbi(
     model: nn.Module,
-    data_dir: str | None = None,
+    data_dir: str | Path | None = None,
     split: str = "val",
     fold: int = 4,
     k: int = 5,

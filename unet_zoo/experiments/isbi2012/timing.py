@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,13 +15,13 @@ from unet_zoo.utils.device import resolve_device
 
 
 def bench_reproduce(
-    variant: str = "original",
+    variant: reproduce_module.Variant = "original",
     device: str | torch.device | None = None,
     *,
     quick: bool = False,
     steps: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    out: str | os.PathLike[str] | None = None,
+    data_dir: str | Path | None = None,
+    out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Wall time of ``unet-zoo reproduce isbi`` (train + evaluate + write the Hub folder), in this process.

@@ -1,4 +1,4 @@
-"""The stand-alone scripts under benchmarks/ run (smoke sizes) and write what they promise."""
+"""The studies under studies/ run (smoke sizes) and write what they promise."""
 
 import importlib.util
 import json
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, STUDIES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -52,20 +52,3 @@ def test_quick_spread_trains_each_seed_in_its_own_process_and_resumes(tmp_path, 
     assert "| avx2 | 1 |" in capsys.readouterr().out
     assert spread.main(args) == [row]  # a second call keeps the finished run instead of training it again
     assert len(out.read_text().splitlines()) == 1
-
-
-@pytest.mark.slow
-def test_cpu_precision_script_runs_with_tiny_options(tmp_path, capsys):
-    script = _script("cpu_precision")
-    out = tmp_path / "precision.json"
-    args = ["--side", "32", "--tile", "16", "--batch", "1", "--repeats", "1", "--matmul-n", "64", "--json", str(out)]
-    result = script.main(args)
-    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
-    assert result["matmul_n"] == 64 and result["settings"]["side"] == 32 and result["tile"] == 16
-    assert set(result["peak_tflops"]) == {"fp32", "bf16"}
-    assert {"torch-fp32", "torch-bf16"} <= set(result["inference"])
-    assert list(result["training"]) == ["torch-fp32", "torch-bf16"]
-    assert result["auto"]["inference"]["path"] == "torch-fp32" and result["threads"]["threads"][0] == 1
-    assert all(row["seconds"] > 0 for row in [*result["inference"].values(), *result["training"].values()])
-    printed = capsys.readouterr().out
-    assert printed.startswith("CPU: ") and "| inference | torch-fp32 (auto) |" in printed

@@ -1,6 +1,6 @@
 """How much the quick demo's result moves between seeds and CPU kernels.
 
-    python3 benchmarks/quick_spread.py --seeds 0 1 2 3 4 --kernels default avx2 --out quick-spread.jsonl
+    python3 studies/quick_spread.py --seeds 0 1 2 3 4 --kernels default avx2 --out quick-spread.jsonl
 
 Trains the recipe (default ``isbi-quick``, the README's first command) once per seed and kernel set, each in
 a fresh process (``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` choose PyTorch's kernels at start-up),

@@ -1,4 +1,4 @@
-"""benchmarks/segmentation_tuning.py runs (smoke size) and stores what it chose."""
+"""studies/segmentation_tuning.py runs (smoke size) and stores what it chose."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "segmentation_tuning.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "segmentation_tuning.py"
 
 
 def test_tune_smoke_stores_the_chosen_parameters_and_their_scores(tmp_path, capsys):

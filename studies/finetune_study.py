@@ -12,7 +12,7 @@ Every stage is resumable (its outputs are kept under --out). The defaults are a 
 base on 128-px tiles, 300 steps); docs/finetune.md reports ``--base-channels 32 --base-tile 256 --base-steps 1000``
 with the fine-tuning defaults (300 steps), scored on --scored-slices 18-23 first and 24-29 once.
 
-    nohup nice -n 10 python3 benchmarks/finetune_study.py --out runs/finetune-study > logs/finetune_study.log 2>&1 &
+    nohup nice -n 10 python3 studies/finetune_study.py --out runs/finetune-study > logs/finetune_study.log 2>&1 &
 """
 
 from __future__ import annotations

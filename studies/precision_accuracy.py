@@ -1,8 +1,8 @@
 """Held-out scores of the published checkpoints in float32 and on other inference paths (target: within 0.002).
 
-    UNET_ZOO_DATA_DIR=path/to/isbi2012 python3 benchmarks/precision_accuracy.py --json precision-accuracy.json
-    python3 benchmarks/precision_accuracy.py --checkpoints isbi-small --slices 24-25     # a quick look
-    python3 benchmarks/precision_accuracy.py --paths auto,torch-bf16,openvino-bf16      # the paths to compare
+    UNET_ZOO_DATA_DIR=path/to/isbi2012 python3 studies/precision_accuracy.py --json precision-accuracy.json
+    python3 studies/precision_accuracy.py --checkpoints isbi-small --slices 24-25     # a quick look
+    python3 studies/precision_accuracy.py --paths auto,torch-bf16,openvino-bf16      # the paths to compare
 
 Each checkpoint predicts the held-out ISBI 2012 slices (24-29 by default, no TTA) with torch float32 (the
 reference) and with each path of ``--paths`` (default: ``torch-bf16`` and ``auto``, the path `auto` picks on this

@@ -10,8 +10,8 @@ merge (recall) scores and the fraction of pixels predicted membrane, beside the 
 Tuning fold: every model trains on ISBI 2012 slices 0-17 and is scored on slices 18-23. Slices 24-29,
 which the published model cards report, are neither trained on nor looked at.
 
-    python benchmarks/rand_error_levers.py --out bench-results/rand_error_levers.json
-    python benchmarks/rand_error_levers.py --smoke             # seconds: synthetic data, 3 steps
+    python studies/rand_error_levers.py --out bench-results/rand_error_levers.json
+    python studies/rand_error_levers.py --smoke             # seconds: synthetic data, 3 steps
 
 The threshold is not a lever here: every score is already the best over thresholds 0.0-0.9, as the
 challenge computes it. Finished variants are stored in --out as they finish; running the command again

@@ -4,7 +4,7 @@ segments it with isbi-small on onnxruntime, and the viewer is saved as a PNG.
 Times each step from a fresh Python process (import napari, viewer, sample data, widget, prediction +
 segmentation until the layers are on screen) and prints them. Runs headless under a virtual X server:
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python3 benchmarks/napari_screenshot.py --out docs/napari.png
+    xvfb-run -a -s "-screen 0 1600x1000x24" python3 docs/napari_screenshot.py --out docs/napari.png
 
 (Qt's xcb platform on the virtual X server: the offscreen platform has no OpenGL widget under Qt 6, so the canvas
 would stay black; xcb needs libxkbcommon-x11-0 and libxcb-cursor0 from apt.)

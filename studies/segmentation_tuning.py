@@ -5,12 +5,12 @@ segmentation parameters (threshold, seed smoothing and distance, minimum size, a
 are chosen on those predictions. Slices 24-29, which the published checkpoints never trained on, are
 segmented once with the chosen defaults.
 
-    python benchmarks/segmentation_tuning.py train      # ~20 min of CPU: the tuning-fold model + its probabilities
-    python benchmarks/segmentation_tuning.py tune       # grid over the parameters on slices 18-23 -> JSON + table
-    python benchmarks/segmentation_tuning.py heldout    # the three published checkpoints on slices 24-29, once
-    python benchmarks/segmentation_tuning.py speed      # seconds per 512x512 slice: segmentation vs network forward
-    python benchmarks/segmentation_tuning.py elf        # the same fold with python-elf (watershed + multicut), if installed
-    python benchmarks/segmentation_tuning.py tune --smoke   # seconds: synthetic data, checks the script
+    python studies/segmentation_tuning.py train      # ~20 min of CPU: the tuning-fold model + its probabilities
+    python studies/segmentation_tuning.py tune       # grid over the parameters on slices 18-23 -> JSON + table
+    python studies/segmentation_tuning.py heldout    # the three published checkpoints on slices 24-29, once
+    python studies/segmentation_tuning.py speed      # seconds per 512x512 slice: segmentation vs network forward
+    python studies/segmentation_tuning.py elf        # the same fold with python-elf (watershed + multicut), if installed
+    python studies/segmentation_tuning.py tune --smoke   # seconds: synthetic data, checks the script
 
 Results go to --out (default bench-results/segmentation_tuning.json), merged with what is there.
 """

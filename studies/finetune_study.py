@@ -82,7 +82,9 @@ def train_base(
     )
     resume = run if (run / "checkpoint.safetensors").is_file() else None
     try:
-        Trainer(recipe, out_dir=run, steps=steps, data=training, time_limit=time_limit, resume=resume, device="cpu").run()
+        Trainer.from_recipe(
+            recipe, out_dir=run, steps=steps, data=training, time_limit=time_limit, resume=resume, device="cpu"
+        ).fit()
     except TimeLimitReached as err:
         print(f"base: {err}", flush=True)
     return run

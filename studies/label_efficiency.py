@@ -84,7 +84,7 @@ def train_base(args: argparse.Namespace) -> Path:
     resume = run if (run / "checkpoint.safetensors").is_file() else None
     start = time.perf_counter()
     try:
-        Trainer(recipe, out_dir=run, device="cpu", data=split, time_limit=args.time_limit * 60, resume=resume).run()
+        Trainer.from_recipe(recipe, out_dir=run, device="cpu", data=split, time_limit=args.time_limit * 60, resume=resume).fit()
     except TimeLimitReached as err:
         print(f"base: {err}; rerun to continue", flush=True)
         raise SystemExit(3) from err

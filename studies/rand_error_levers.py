@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         recipe = base.with_overrides(recipe={"name": f"{base.name}-levers", "checkpoint": ""}, **overrides)
         start = time.perf_counter()
         run_dir = args.workdir / name.split(" (")[0].replace(" ", "-")
-        trainer = Trainer(
+        trainer = Trainer.from_recipe(
             recipe,
             out_dir=run_dir,
             device="cpu",
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             data=training_data(images, labels, recipe, train, val),
             resume=run_dir if (run_dir / "checkpoint.safetensors").is_file() else None,
         )
-        model = trainer.run().model.eval()
+        model = trainer.fit().model.eval()
         train_seconds = time.perf_counter() - start
         entry = {
             "overrides": overrides,

@@ -62,7 +62,7 @@ def train(args: argparse.Namespace) -> None:
     split = TrainingData(images[t], labels[t], weights[t], images[v], labels[v], weights[v], list(v), "ISBI 2012")
     run_dir = args.workdir / "model"
     start = time.perf_counter()
-    trainer = Trainer(
+    trainer = Trainer.from_recipe(
         recipe,
         out_dir=run_dir,
         device="cpu",
@@ -72,10 +72,10 @@ def train(args: argparse.Namespace) -> None:
         resume=run_dir if (run_dir / "checkpoint.safetensors").is_file() else None,
     )
     try:
-        model = trainer.run().model
+        model = trainer.fit().model
         stopped = None
     except TimeLimitReached as err:  # keep what was trained; say so in the results
-        from unet_zoo.hub.training_state import load_training_state  # only on this path
+        from unet_zoo.training.state import load_training_state  # only on this path
 
         model = trainer.model
         model.load_state_dict(load_training_state(run_dir).model)

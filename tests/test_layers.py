@@ -35,6 +35,10 @@ LAYERS: list[set[str]] = [
     {"cli", "napari"},  # the command line and the napari plugin: presentation, imported by nothing in the package
     {"__init__", "__main__"},  # the package's public names and `python -m unet_zoo`
 ]
+# Upward imports allowed by exception, each a function-local import with its reason in a comment. They are left
+# out of the cycle check: the Hub layer loads a training run folder's model with the trainer's reader of its resume
+# format.
+UPWARD_LAZY: set[tuple[str, str]] = {("unet_zoo.hub.serialization", "unet_zoo.training.state")}
 
 
 @dataclass(frozen=True)
@@ -208,14 +212,21 @@ def test_packages_import_only_their_own_layer_or_below():
             f"{i.importer} (line {i.line}) imports {i.imported}: {package_of(i.importer)} may not depend on "
             f"{package_of(i.imported)}"
             for i in package_imports()
-            if layer_of(package_of(i.imported)) > layer_of(package_of(i.importer))
+            if layer_of(package_of(i.imported)) > layer_of(package_of(i.importer)) and (i.importer, i.imported) not in UPWARD_LAZY
         }
     )
     assert not upward, "imports must point down the layers of LAYERS:\n" + "\n".join(upward)
 
 
+def test_the_allowed_upward_imports_are_lazy_and_say_why():
+    imports = {(i.importer, i.imported): i for i in package_imports()}
+    for edge in UPWARD_LAZY:
+        assert edge in imports, f"{edge} is no longer imported: remove it from UPWARD_LAZY"
+        assert imports[edge].local and imports[edge].marked, f"{edge} must be a commented import inside a function"
+
+
 def test_the_import_graph_has_no_cycle():
-    imports = package_imports()
+    imports = [i for i in package_imports() if (i.importer, i.imported) not in UPWARD_LAZY]
     assert len({i.importer for i in imports}) > 20, "the scan found too few modules: is ROOT right?"
     cycles = import_cycles(imports)
     report = "\n\n".join(f"cycle through {', '.join(c)}:\n  " + "\n  ".join(_edges_within(imports, c)) for c in cycles)

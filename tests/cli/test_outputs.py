@@ -29,7 +29,7 @@ def no_work(monkeypatch):
         raise AssertionError("the work started before the output path was checked")
 
     monkeypatch.setattr(cli_inference, "from_pretrained", started)  # predict, evaluate, export, volumes
-    monkeypatch.setattr(cli_training, "train", started)
+    monkeypatch.setattr(cli_training.Trainer, "from_recipe", started)
     monkeypatch.setattr(cli_bench, "run_all", started)
 
 

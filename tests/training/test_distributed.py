@@ -27,8 +27,8 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
     from unet_zoo.training.trainer import Trainer
 
     recipe = load_recipe("tiny").with_overrides(train={"steps": 4, "checkpoint_every": 2})
-    trainer = Trainer(recipe, out_dir=os.path.join(out, "run"), device="cpu", final_outputs=False)
-    result = trainer.run()
+    trainer = Trainer.from_recipe(recipe, out_dir=os.path.join(out, "run"), device="cpu", final_outputs=False)
+    result = trainer.fit()
     assert trainer.dist.world_size == world_size and trainer.dist.backend == "gloo"
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, os.path.join(out, f"rank{rank}.safetensors"))
     cleanup_distributed()
@@ -41,7 +41,7 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs between ranks"
-    from unet_zoo.hub.training_state import load_training_state
+    from unet_zoo.training.state import load_training_state
 
     ckpt = load_training_state(tmp_path / "run")
     assert ckpt.step == 4 and set(ckpt.rng) == {0, 1}  # both ranks' RNG states are saved for an exact resume

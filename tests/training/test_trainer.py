@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import unet_zoo
-from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training import trainer as training
+from unet_zoo.training.optim import lr_factor
+from unet_zoo.training.precision import execution_config
 from unet_zoo.training.recipes import load_recipe
-from unet_zoo.training.trainer import NonFiniteLossError, Trainer, execution_config, lr_factor, train
+from unet_zoo.training.state import load_training_state
+from unet_zoo.training.trainer import NonFiniteLossError, Trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +72,11 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny):
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     # "kill" after step 4: the last checkpoint is from step 3 (checkpoint_every = 3); step 4 is lost.
     with pytest.raises(Killed):
-        Trainer(tiny, out_dir=tmp_path / "killed", callback=kill_after(4), final_outputs=False).run()
+        Trainer.from_recipe(tiny, out_dir=tmp_path / "killed", callback=kill_after(4), final_outputs=False).fit()
     assert load_training_state(tmp_path / "killed").step == 3
     with open(tmp_path / "killed" / "metrics.jsonl", "a") as f:  # the kill cut a log line in half
         f.write('{"step": 5, "loss": 0.6')
-    resumed = Trainer(tiny, resume=tmp_path / "killed", final_outputs=False).run()
+    resumed = Trainer.from_recipe(tiny, resume=tmp_path / "killed", final_outputs=False).fit()
     assert resumed.step == full.step == tiny.train.steps
     a, b = _params(full.model), _params(resumed.model)
     assert a.keys() == b.keys()
@@ -99,11 +101,11 @@ def test_resume_keeps_the_precision_the_run_started_with(tmp_path, tiny, monkeyp
     full = train(auto, out_dir=tmp_path / "full", final_outputs=False)
     assert full.precision == "bf16"
     with pytest.raises(Killed):
-        Trainer(auto, out_dir=tmp_path / "killed", callback=kill_after(4), final_outputs=False).run()
+        Trainer.from_recipe(auto, out_dir=tmp_path / "killed", callback=kill_after(4), final_outputs=False).fit()
     assert load_training_state(tmp_path / "killed").extra["precision"] == "bf16"
     monkeypatch.setenv(measured.TRAINING_PRECISION_ENV, "fp32")
     reports = []
-    resumed = Trainer(auto, resume=tmp_path / "killed", final_outputs=False, callback=reports.append).run()
+    resumed = Trainer.from_recipe(auto, resume=tmp_path / "killed", final_outputs=False, callback=reports.append).fit()
     assert resumed.precision == "bf16" and reports[0].precision.startswith("bf16 (resumed")
     for k, v in _params(full.model).items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
@@ -113,7 +115,7 @@ def test_resume_keeps_the_precision_the_run_started_with(tmp_path, tiny, monkeyp
 def test_resume_beyond_the_requested_steps_is_explained(tmp_path, tiny):
     train(tiny, out_dir=tmp_path, final_outputs=False)
     with pytest.raises(ValueError, match=r"checkpoint .* is at step 6, beyond the 4 steps"):
-        Trainer(tiny, resume=tmp_path, steps=4)
+        Trainer.from_recipe(tiny, resume=tmp_path, steps=4)
 
 
 @pytest.mark.slow
@@ -121,11 +123,12 @@ def test_resume_without_rng_restore_would_differ(tmp_path, tiny):
     """Guards the test above: dropping the RNG state changes the result, so the equality is meaningful."""
     full = train(tiny, out_dir=tmp_path / "full", final_outputs=False)
     with pytest.raises(Killed):
-        Trainer(tiny, out_dir=tmp_path / "k", callback=kill_after(4), final_outputs=False).run()
-    trainer = Trainer(tiny, resume=tmp_path / "k", final_outputs=False)
-    trainer.checkpoint.rng.clear()
+        Trainer.from_recipe(tiny, out_dir=tmp_path / "k", callback=kill_after(4), final_outputs=False).fit()
+    state = load_training_state(tmp_path / "k")
+    state.rng.clear()
     with pytest.warns(RuntimeWarning, match="fresh random streams"):
-        other = trainer.run()
+        trainer = Trainer.from_recipe(tiny, resume=state, out_dir=tmp_path / "k", final_outputs=False)
+    other = trainer.fit()
     assert any(not torch.equal(v, other.model.state_dict()[k]) for k, v in full.model.state_dict().items())
 
 
@@ -141,7 +144,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypat
 @pytest.mark.slow
 def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny, monkeypatch):
     """A finite loss with NaN gradients at a checkpoint step: the NaN weights must not replace the last good file."""
-    trainer = Trainer(tiny, out_dir=tmp_path, final_outputs=False)
+    trainer = Trainer.from_recipe(tiny, out_dir=tmp_path, final_outputs=False)
 
     def nan_gradient(step, loss):
         if step != tiny.train.steps - 1:  # the last step, which is also a checkpoint step
@@ -152,7 +155,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, tiny, monkeypatch):
 
     change_losses(monkeypatch, nan_gradient)
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN/inf at step 6.*last good checkpoint"):
-        trainer.run()
+        trainer.fit()
     ckpt = load_training_state(tmp_path)
     assert ckpt.step == 3 and all(torch.isfinite(v).all() for v in ckpt.model.values())
 
@@ -170,11 +173,11 @@ def test_absurd_learning_rate_is_caught(tmp_path, tiny):
 
 def test_lr_schedule(tiny):
     r = tiny.with_overrides(train={"steps": 100}, schedule={"kind": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1})
-    assert lr_factor(r, 0) == pytest.approx(0.1)
-    assert lr_factor(r, 9) == pytest.approx(1.0)
-    assert lr_factor(r, 10) == pytest.approx(1.0)
-    assert lr_factor(r, 100) == pytest.approx(0.1)
-    assert 0.1 < lr_factor(r, 55) < 1.0
+    assert lr_factor(r.schedule, r.train.steps, 0) == pytest.approx(0.1)
+    assert lr_factor(r.schedule, r.train.steps, 9) == pytest.approx(1.0)
+    assert lr_factor(r.schedule, r.train.steps, 10) == pytest.approx(1.0)
+    assert lr_factor(r.schedule, r.train.steps, 100) == pytest.approx(0.1)
+    assert 0.1 < lr_factor(r.schedule, r.train.steps, 55) < 1.0
 
 
 @pytest.mark.slow
@@ -257,9 +260,9 @@ def test_a_run_leaves_the_global_backend_settings_as_they_were(tmp_path, tiny, m
 def test_gpu_code_path_bf16_channels_last_runs_on_cpu(tmp_path, tiny):
     """The GPU settings (bf16 autocast, channels_last) forced on the CPU: the same code path trains and checkpoints."""
     recipe = tiny.with_overrides(train={"steps": 3, "precision": "bf16", "channels_last": "on"})
-    trainer = Trainer(recipe, out_dir=tmp_path)
-    result = trainer.run()
-    assert trainer.amp_dtype == torch.bfloat16 and trainer.channels_last
+    trainer = Trainer.from_recipe(recipe, out_dir=tmp_path)
+    result = trainer.fit()
+    assert trainer.execution.amp_dtype == torch.bfloat16 and trainer.execution.channels_last
     assert trainer.sampler.device == trainer.device == torch.device("cpu")  # augmentation where the model is
     first_conv = next(p for p in result.model.parameters() if p.ndim == 4)
     assert first_conv.is_contiguous(memory_format=torch.channels_last)
@@ -292,7 +295,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tm
     previous = signal.getsignal(signal.SIGTERM)
     change_losses(monkeypatch, terminate_during_step_5)
     with pytest.raises(TrainingInterrupted, match=r"SIGTERM stopped training of 'tiny' after step 5 of 6.*--resume") as info:
-        Trainer(tiny, out_dir=tmp_path / "stopped", final_outputs=False).run()
+        Trainer.from_recipe(tiny, out_dir=tmp_path / "stopped", final_outputs=False).fit()
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     assert info.value.step == 5 and info.value.signal_number == signal.SIGTERM
@@ -318,12 +321,12 @@ def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identicall
     ticks = iter(range(0, 10**6, 10))
     monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(ticks)))
     with pytest.raises(TimeLimitReached, match="time limit of 0.75 min") as stopped:
-        Trainer(tiny, out_dir=tmp_path / "cut", final_outputs=False, time_limit=45).run()
+        Trainer.from_recipe(tiny, out_dir=tmp_path / "cut", final_outputs=False, time_limit=45).fit()
     monkeypatch.undo()
     step = stopped.value.step
     assert 0 < step < tiny.train.steps
     assert load_training_state(tmp_path / "cut").step == step  # the step it stopped at is saved, none is lost
-    resumed = Trainer(tiny, resume=tmp_path / "cut", final_outputs=False).run()
+    resumed = Trainer.from_recipe(tiny, resume=tmp_path / "cut", final_outputs=False).fit()
     assert resumed.step == tiny.train.steps
     a, b = _params(full.model), _params(resumed.model)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -331,7 +334,7 @@ def test_time_limit_checkpoints_before_the_budget_and_resume_finishes_identicall
 
 def test_time_limit_must_be_positive(tiny):
     with pytest.raises(ValueError, match="time_limit"):
-        Trainer(tiny, time_limit=0)
+        Trainer.from_recipe(tiny, time_limit=0)
 
 
 @pytest.mark.slow
@@ -339,12 +342,11 @@ def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny)
     source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", final_outputs=False)
     unet_zoo.save_pretrained(source.model, tmp_path / "start")
     recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "start")})
-    trainer = Trainer(recipe, out_dir=tmp_path / "second", final_outputs=False)
-    trainer._setup()
+    trainer = Trainer.from_recipe(recipe, out_dir=tmp_path / "second", final_outputs=False)
     expected = _params(source.model)
     assert all(torch.equal(v, expected[k]) for k, v in trainer.model.state_dict().items())
     assert trainer.init_info["source"] == str(tmp_path / "start")
-    result = Trainer(recipe, out_dir=tmp_path / "second", final_outputs=False).run()
+    result = trainer.fit()
     assert result.init_from["source"] == str(tmp_path / "start")
     assert load_training_state(tmp_path / "second").extra["init_from"]["source"] == str(tmp_path / "start")
 
@@ -356,13 +358,13 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
     unet_zoo.save_pretrained(create_model("small", base_channels=8, depth=2), tmp_path / "other")  # tiny has 4 base channels
     recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "other")})
     with pytest.raises(CheckpointError, match="init_from"):
-        Trainer(recipe, out_dir=tmp_path / "run", final_outputs=False).run()
+        Trainer.from_recipe(recipe, out_dir=tmp_path / "run", final_outputs=False).fit()
     with pytest.raises(ValueError, match="cannot be loaded"):
-        Trainer(
+        Trainer.from_recipe(
             tiny.with_overrides(model={"init_from": str(tmp_path / "missing")}),
             out_dir=tmp_path / "r2",
             final_outputs=False,
-        ).run()
+        ).fit()
 
 
 def test_execution_config_uses_the_measured_precision_on_the_cpu_unless_the_recipe_says_fp32(monkeypatch):

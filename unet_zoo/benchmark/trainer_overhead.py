@@ -28,7 +28,7 @@ from unet_zoo.benchmark._common import Log, _quiet
 from unet_zoo.data.augment import TileSampler
 from unet_zoo.models.registry import create_model
 from unet_zoo.training.data import TrainingData, load_training_data
-from unet_zoo.training.optim import build_optimizer, lr_factor
+from unet_zoo.training.optim import build_optimizer, build_scheduler
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.step import train_step
 from unet_zoo.training.trainer import Trainer, TrainProgress
@@ -49,7 +49,9 @@ def _trainer_round(recipe: Recipe, data: TrainingData, steps: int, warmup: int, 
             stamps[event.step] = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="unet-zoo-overhead-") as tmp:
-        Trainer(run_recipe, out_dir=Path(tmp) / "run", device=device, data=data, callback=record, final_outputs=False).run()
+        Trainer.from_recipe(
+            run_recipe, out_dir=Path(tmp) / "run", device=device, data=data, callback=record, final_outputs=False
+        ).fit()
     # the interval ending at step k holds step k and what followed step k-1 (its validation and checkpoint)
     plain, with_checkpoint, with_both = [], [], []
     for k in range(warmup + 1, total + 1):
@@ -72,8 +74,8 @@ def _bare_round(recipe: Recipe, data: TrainingData, steps: int, warmup: int, dev
     torch.manual_seed(recipe.train.seed)
     model = create_model(recipe.model.name, **recipe.model.args).to(device)
     model.train()
-    optimizer = build_optimizer(model, recipe)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(recipe, step))
+    optimizer = build_optimizer(model, recipe.optimizer)
+    scheduler = build_scheduler(optimizer, recipe.schedule, recipe.train.steps)
     out_tile = model.output_size(recipe.data.tile)
     sampler = TileSampler(
         data.train_images, data.train_labels, data.train_weights, recipe.data.tile, out_tile, replace(recipe.augment), device
@@ -95,7 +97,7 @@ def _profile(recipe: Recipe, data: TrainingData, device: torch.device, steps: in
 
     run_recipe = recipe.with_overrides(train={"steps": steps, "checkpoint_every": CHECKPOINT_EVERY, "eval_every": EVAL_EVERY})
     with tempfile.TemporaryDirectory(prefix="unet-zoo-profile-") as tmp, profile(activities=[ProfilerActivity.CPU]) as prof:
-        Trainer(run_recipe, out_dir=Path(tmp) / "run", device=device, data=data, final_outputs=False).run()
+        Trainer.from_recipe(run_recipe, out_dir=Path(tmp) / "run", device=device, data=data, final_outputs=False).fit()
     averages = prof.key_averages()
     regions = sorted((e for e in averages if e.key.startswith("trainer.")), key=lambda e: -e.cpu_time_total)
     lines = [f"{'region':<26}{'calls':>6}{'total s':>10}{'per call ms':>13}"]

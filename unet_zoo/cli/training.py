@@ -1,4 +1,4 @@
-"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over unet_zoo.training.trainer / reproduce."""
+"""`unet-zoo train RECIPE` and `unet-zoo reproduce isbi`: thin wrappers over `Trainer.from_recipe` / reproduce."""
 
 from __future__ import annotations
 
@@ -12,18 +12,12 @@ from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, 
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.experiments.isbi2012.data import DatasetNotFoundError
 from unet_zoo.experiments.isbi2012.reproduce import recipes_for, reproduce_isbi
-from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.runtime.settings import PRECISIONS
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
-from unet_zoo.training.trainer import (
-    RUN_FOLDER,
-    NonFiniteLossError,
-    TimeLimitReached,
-    TrainingInterrupted,
-    latest_run_dir,
-    train,
-)
+from unet_zoo.training.run import RUN_FOLDER, latest_run_dir
+from unet_zoo.training.state import TRAINING_STATE_FILE
+from unet_zoo.training.trainer import NonFiniteLossError, TimeLimitReached, Trainer, TrainingInterrupted
 
 reproduce_app = ZooTyper(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
@@ -56,7 +50,7 @@ def train_command(
         resume_dir = latest_run_dir(loaded.name) if resume == "latest" else resume
         if out is not None:
             out = check_run_folder(out, resume_dir, overwrite)
-        result = train(
+        trainer = Trainer.from_recipe(
             loaded,
             steps=steps,
             device=device,
@@ -67,6 +61,7 @@ def train_command(
             callback=TrainingDisplay(console, quiet=quiet),
             time_limit=time_limit * 60 if time_limit else None,
         )
+        result = trainer.fit()
     except typer.Exit:  # a refusal already printed (typer.Exit is a RuntimeError: let it through as it is)
         raise
     except TrainingInterrupted as err:

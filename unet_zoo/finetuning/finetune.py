@@ -4,7 +4,7 @@
     result.before["vrand_thinned"], result.after["vrand_thinned"]
 
 Steps: read the data (`unet_zoo.data.files`, resampled to the model's pixel size) -> score the starting model on
-the held-out part -> train with `recipes/finetune.toml` from the starting weights (the trainer, ``model.init_from``)
+the held-out part -> train it with the settings of `recipes/finetune.toml` (`unet_zoo.training.trainer.Trainer`)
 -> score the fine-tuned model the same way -> write a Hub-ready folder (`unet_zoo.hub.publish.write_hub_folder`)
 whose card names the starting checkpoint, the data, and the scores before and after.
 """
@@ -33,8 +33,9 @@ from unet_zoo.inference.tiling import predict_stack
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
+from unet_zoo.training.run import latest_run_dir
 from unet_zoo.training.run_card import run_card_data
-from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, latest_run_dir
+from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, init_from_record
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, file_sha256
 
@@ -351,20 +352,17 @@ def finetune(
     before = score_held_out(base, data, dev, run_recipe.eval.batch_size)
     report(FinetuneStage("train"))
     started = time.perf_counter()
-    trainer = Trainer(
-        run_recipe,
-        out_dir=run_dir,
-        device=device,
-        resume=resume_dir,
-        steps=steps,
-        callback=report,
-        data=data,
-        time_limit=time_limit,
-    )
-    if resume_dir is None:
+    options: dict[str, Any] = {"out_dir": run_dir, "device": device, "callback": report, "time_limit": time_limit}
+    if resume_dir is not None:  # the run's own recipe and checkpoint (the fingerprint matched above)
+        trainer = Trainer.from_recipe(run_recipe, data=data, resume=resume_dir, steps=steps, **options)
+    else:
+        if steps is not None:
+            run_recipe = run_recipe.with_overrides(train={"steps": steps})
+        start = base.to(memory_format=torch.contiguous_format)  # scoring may have left it channels_last
+        trainer = Trainer(start, data, recipe=run_recipe, init_from=init_from_record(str(model), base), **options)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(trainer.run_dir / FINGERPRINT_FILE, json.dumps(fingerprint, indent=2))
-    trained = trainer.run()
+    trained = trainer.fit()
     report(FinetuneStage("score_tuned"))
     after = score_held_out(trained.model, data, next(trained.model.parameters()).device, run_recipe.eval.batch_size)
     report(FinetuneStage("write"))

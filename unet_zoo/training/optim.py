@@ -1,4 +1,4 @@
-"""The optimiser and learning-rate schedule a recipe asks for."""
+"""The optimiser and learning-rate schedule of a run, from a recipe's ``[optimizer]`` and ``[schedule]`` settings."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import math
 import torch
 from torch import nn
 
-from unet_zoo.training.recipes import Recipe
+from unet_zoo.training.recipes import OptimizerCfg, ScheduleCfg
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD (paper: momentum 0.99), Adam or AdamW as the recipe says."""
-    o = recipe.optimizer
+def build_optimizer(model: nn.Module, settings: OptimizerCfg) -> torch.optim.Optimizer:
+    """SGD (paper: momentum 0.99), Adam or AdamW over `model`'s parameters, as `settings` say."""
+    o = settings
     if o.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
@@ -20,9 +20,10 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return cls(model.parameters(), lr=o.lr, betas=(beta1, beta2), weight_decay=o.weight_decay)
 
 
-def lr_factor(recipe: Recipe, step: int) -> float:
-    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then constant/cosine/step."""
-    s, total = recipe.schedule, recipe.train.steps
+def lr_factor(schedule: ScheduleCfg, total_steps: int, step: int) -> float:
+    """Multiplier of the base learning rate at `step` (0-based) of `total_steps`: linear warm-up, then
+    constant/cosine/step."""
+    s, total = schedule, total_steps
     if s.warmup_steps and step < s.warmup_steps:
         return (step + 1) / s.warmup_steps
     if s.kind == "cosine":
@@ -33,4 +34,11 @@ def lr_factor(recipe: Recipe, step: int) -> float:
     return 1.0
 
 
-__all__ = ["build_optimizer", "lr_factor"]
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: ScheduleCfg, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The `lr_factor` schedule of `optimizer`, stepped once per optimiser step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(schedule, total_steps, step))
+
+
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]

@@ -3,7 +3,7 @@
 `choose_training_precision` times one training step in float32 and in bf16 autocast on the CPU
 (`measure_training_precisions`) and keeps the faster; on CUDA "auto" is bf16 where the GPU supports it. The
 choice is cached with the inference paths' (`unet_zoo.runtime.measured`); ``$UNET_ZOO_TRAINING_PRECISION``
-forces one.
+forces one. `execution_config` is the whole fast path of a recipe's run: precision, channels_last and compile.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from unet_zoo.runtime.measured import (
     store_runtime_entry,
     training_key_parts,
 )
-from unet_zoo.runtime.settings import cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
+from unet_zoo.runtime.settings import RuntimeSettings, Switch, cpu_bf16_hardware, prepare_input, prepare_model, runtime_settings
+from unet_zoo.training.recipes import Recipe
 from unet_zoo.training.step import train_step
 from unet_zoo.utils.device import resolve_device
 
@@ -129,4 +130,33 @@ def choose_training_precision(
     return TrainingChoice(chosen, "measured", timings)
 
 
-__all__ = ["choose_training_precision", "measure_training_precisions"]
+def training_precision(recipe: Recipe, device: torch.device) -> TrainingChoice:
+    """The precision the recipe's steps run in on `device`: ``train.precision`` "bf16" / "fp32" as it says; "auto"
+    as measured on this machine (`unet_zoo.training.precision.choose_training_precision`: bf16 autocast where one
+    step of this architecture, tile and batch runs faster in it; cached), bf16 on CUDA GPUs that support it."""
+    t = recipe.train
+    return choose_training_precision(
+        recipe.model.name, dict(recipe.model.args), recipe.data.tile, t.batch_size, device, precision=t.precision
+    )
+
+
+def execution_config(
+    recipe: Recipe, device: torch.device, compile: bool | None = None, precision: str | None = None
+) -> RuntimeSettings:
+    """The fast path the recipe asks for on `device`, decided by `unet_zoo.runtime.settings.runtime_settings`.
+
+    `precision` ("bf16" or "fp32": what a resumed run started with) wins; else ``train.precision`` as
+    `training_precision` decides it. ``train.channels_last`` ("auto": on for CUDA and for bf16) is passed on
+    as it is. ``train.compile`` applies on CUDA only; an explicit `compile` (the ``--compile/--no-compile``
+    flag) overrides it on every device.
+    """
+    t = recipe.train
+    compile_switch: Switch = ("on" if compile else "off") if compile is not None else ("auto" if t.compile else "off")
+    try:
+        chosen = precision or training_precision(recipe, device).precision
+        return runtime_settings(device, chosen, t.channels_last, compile_switch)
+    except ValueError as err:  # say which recipe key asked for it
+        raise ValueError(f"train.{err}") from None
+
+
+__all__ = ["choose_training_precision", "execution_config", "measure_training_precisions", "training_precision"]

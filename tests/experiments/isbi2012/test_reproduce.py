@@ -7,8 +7,8 @@ import unet_zoo
 from tests.conftest import REPO_ROOT
 from unet_zoo.experiments.isbi2012 import reproduce as reproduce_module
 from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage, recipes_for, reproduce_isbi
-from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training.recipes import load_recipe
+from unet_zoo.training.state import load_training_state
 from unet_zoo.training.trainer import TrainProgress
 
 
@@ -139,14 +139,14 @@ def test_reproduce_resume_latest_continues_the_newest_run(tmp_path, monkeypatch)
     from unet_zoo.training.trainer import Trainer, default_run_dir
 
     recipe = stand_in("isbi-small")
-    run_dir = default_run_dir(recipe)
+    run_dir = default_run_dir(recipe.name)
 
     def kill_after_step_2(progress):  # ends the run as SIGKILL would: step 3 done, its checkpoint not written
         if progress.event == "step" and progress.step == 3:
             raise InterruptedError
 
     with pytest.raises(InterruptedError):
-        Trainer(recipe, out_dir=run_dir, callback=kill_after_step_2, final_outputs=False).run()
+        Trainer.from_recipe(recipe, out_dir=run_dir, callback=kill_after_step_2, final_outputs=False).fit()
     assert load_training_state(run_dir).step == 2
     (resumed,) = reproduce_isbi("small", device="cpu", resume="latest")
     assert resumed.run_dir == run_dir and resumed.train_result.step == 3  # continued to the recipe's 3 steps

@@ -1,7 +1,8 @@
 """The training state a run resumes from, without pickle: one safetensors file, written atomically.
 
-Not to be confused with a published checkpoint (a model folder: `unet_zoo.hub.serialization`). The training
-state (``checkpoint.safetensors`` in the run folder; `TRAINING_STATE_FILE`) holds
+Not to be confused with a published checkpoint (a model folder: `unet_zoo.hub.serialization`, which also loads a
+run folder's model through `load_training_state`). The training state (``checkpoint.safetensors`` in the run
+folder; `TRAINING_STATE_FILE`) holds
 
 * ``model.<name>``: the model's state dict (float tensors as trained),
 * ``optim.<param index>.<key>``: optimiser state tensors (momentum buffers, Adam moments, steps),
@@ -25,9 +26,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from unet_zoo.hub.serialization import RUN_STATE_NAME
 from unet_zoo.utils.files import atomic_write_with
 
-TRAINING_STATE_FILE = "checkpoint.safetensors"
+TRAINING_STATE_FILE = RUN_STATE_NAME  # its name in a run folder
 FORMAT_VERSION = 1
 
 

@@ -29,7 +29,7 @@ import torch
 
 import unet_zoo
 from unet_zoo.exporters.traced import onnx_bytes, probabilities_module
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.tiling import choose_tile, predict_tiled
 from unet_zoo.utils.files import atomic_write_bytes
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.base_channels:
         model = unet_zoo.create_model(args.model, base_channels=args.base_channels)
     else:
-        model = load_model(args.model, device="cpu")
+        model = from_pretrained(args.model, device="cpu", allow_architecture=True)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     result = run(model, sizes, args.repeats, [b.strip() for b in args.backends.split(",") if b.strip()], args.batch_size)
     result["model"] = args.model + (f" (base_channels={args.base_channels})" if args.base_channels else "")

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 import unet_zoo
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.volumes.predict import predict_volume
 
@@ -80,7 +80,8 @@ def synthetic_volume(path: Path, shape: tuple[int, int, int], chunk: int, seed: 
 
 def throughput(args, workdir: Path) -> list[dict]:
     torch.manual_seed(0)
-    model = load_model(args.model, device="cpu")  # an architecture name gets random weights (a warning)
+    # an architecture name gets random weights (a warning)
+    model = from_pretrained(args.model, device="cpu", allow_architecture=True)
     shape = (args.sections, args.side, args.side)
     source = synthetic_volume(workdir / "throughput.zarr", shape, min(args.side, 512))
     mpx = np.prod(shape) / 1e6

@@ -199,8 +199,8 @@ def main() -> None:
             device="cpu",
         )
     print(f"fine-tuned: {tuned_dir} ({time.perf_counter() - started:.0f} s)", flush=True)
-    base_model = unet_zoo.from_pretrained(str(base))
-    tuned = unet_zoo.from_pretrained(str(tuned_dir))
+    base_model = unet_zoo.from_pretrained(base)
+    tuned = unet_zoo.from_pretrained(tuned_dir)
     results = {
         "base model, input as is (8 nm/px)": row(score(base_model, test_images, test_labels, None, ISBI_NM)),
         "base model, --pixel-size 8": row(score(base_model, test_images, test_labels, USER_NM, ISBI_NM)),

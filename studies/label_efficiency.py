@@ -177,7 +177,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
     rows = _rows(stored, slices)
     images, cells = stored["images"][rows], stored["cells"][rows]
     if not cache.is_file():
-        model = unet_zoo.from_pretrained(str(args.out / "base"))
+        model = unet_zoo.from_pretrained(args.out / "base")
         probs, _ = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
         np.savez_compressed(cache, probs=probs[:, 1], spread=_view_spread(model, images), slices=np.array(slices))
     data = np.load(cache)
@@ -350,7 +350,7 @@ def tune_stage(args: argparse.Namespace) -> None:
     for name in names:
         if name in scores:
             continue
-        model = unet_zoo.from_pretrained(str(args.out / ("base" if name == "base" else f"ft/{name}")))
+        model = unet_zoo.from_pretrained(args.out / ("base" if name == "base" else f"ft/{name}"))
         scores[name] = score_cells(model, images, cells)
         _store(args.out / "results.json", {"tuning_scores": scores})
         print(f"tuning {name}: {json.dumps(scores[name])}", flush=True)
@@ -369,7 +369,7 @@ def heldout_stage(args: argparse.Namespace) -> None:
     for name in names:
         if name in scores:
             continue
-        model = unet_zoo.from_pretrained(str(args.out / ("base" if name == "base" else f"ft/{name}")))
+        model = unet_zoo.from_pretrained(args.out / ("base" if name == "base" else f"ft/{name}"))
         scores[name] = score_cells(model, images, cells)
         _store(args.out / "results.json", {"heldout": scores})
         print(f"held-out {name}: {json.dumps(scores[name])}", flush=True)

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 import unet_zoo
 from unet_zoo.cli import app
-from unet_zoo.hub.serialization import CONFIG_NAME, CheckpointError, load_folder
+from unet_zoo.hub.serialization import CONFIG_NAME, CheckpointError
 from unet_zoo.inference.rescale import predict_at_pixel_size
+from unet_zoo.models.provenance import provenance_of, set_provenance
 from unet_zoo.models.registry import MAX_PARAMETERS, expected_state_shapes, model_args
 from unet_zoo.segmentation import checkpoint_params, segment_probabilities
 from unet_zoo.utils.errors import InputError
@@ -60,7 +61,7 @@ def _clean(result) -> str:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(root / "model")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), root / "model")
     yy, xx = np.mgrid[:SIDE, :SIDE]
     image = (128 + 100 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.uint8)
     tifffile.imwrite(root / "img.tif", image)
@@ -128,12 +129,12 @@ def test_model_args_in_a_checkpoint(work, tmp_path, field, value):
     (folder / CONFIG_NAME).write_text(json.dumps(config))
     start = _peak_bytes()
     try:
-        model = load_folder(folder)
+        model = unet_zoo.from_pretrained(folder)
     except CheckpointError as err:
         assert "\n" not in str(err) and str(folder) in str(err)
     else:  # only a value the weights fit can load: the original model, unchanged
         assert sum(p.numel() for p in model.parameters()) <= MAX_PARAMETERS
-        assert model.model_args[field] == value
+        assert provenance_of(model).args[field] == value
     assert _peak_bytes() - start < MEMORY_BOUND
 
 
@@ -150,8 +151,9 @@ def test_pixel_sizes_and_segmentation_defaults_in_metadata(work, image_size, car
         return np.full((len(stack), 2, *stack.shape[-2:]), 0.5, np.float32)
 
     monkeypatch.setattr(rescale, "predict_stack", fake_network)
-    model = load_folder(work / "model")
-    model.pretrained_info = {"training": {"pixel_size_nm": card_size}, "segmentation": segmentation}
+    model = unet_zoo.from_pretrained(work / "model")
+    card = {"training": {"pixel_size_nm": card_size}, "segmentation": segmentation}
+    set_provenance(model, provenance_of(model).updated(card=card))
     image = tifffile.imread(work / "img.tif")
     start = _peak_bytes()
     probs = np.full((1, 2, SIDE, SIDE), 0.5, np.float32)

@@ -37,12 +37,9 @@ LAYERS: list[set[str]] = [
     {"__init__", "__main__"},  # the package's public names and `python -m unet_zoo`
 ]
 # Upward imports allowed by exception, each a function-local import with its reason in a comment. They are left
-# out of the cycle check: the models' Hub mixin reaches the Hub layer, which builds models through the registry; the
-# Hub layer loads a training run folder's model with the trainer's reader of its resume format.
-UPWARD_LAZY: set[tuple[str, str]] = {
-    ("unet_zoo.models.hub_mixin", "unet_zoo.hub.pretrained"),
-    ("unet_zoo.hub.serialization", "unet_zoo.training.state"),
-}
+# out of the cycle check: the Hub layer loads a training run folder's model with the trainer's reader of its resume
+# format.
+UPWARD_LAZY: set[tuple[str, str]] = {("unet_zoo.hub.serialization", "unet_zoo.training.state")}
 
 
 @dataclass(frozen=True)

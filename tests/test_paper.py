@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unet_zoo.experiments.isbi2012 import reproduce
-from unet_zoo.hub import pretrained as hub
+from unet_zoo.hub import sources as hub
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES, variant_of
 from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison, format_score
 

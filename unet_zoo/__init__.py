@@ -14,9 +14,10 @@ from unet_zoo.evaluation.metrics import isbi_scores
 from unet_zoo.experiments import isbi2012 as _isbi2012  # noqa: F401  registers the recipes' data source "isbi2012"
 from unet_zoo.exporters import export  # light: onnx, onnxruntime and bioimageio load when an export runs
 from unet_zoo.finetuning import finetune
-from unet_zoo.hub.pretrained import from_pretrained
+from unet_zoo.hub.factory import create_model, from_pretrained, push_to_hub, save_pretrained
 from unet_zoo.models.info import model_info
-from unet_zoo.models.registry import create_model, list_models, list_pretrained, register_model
+from unet_zoo.models.provenance import provenance_of
+from unet_zoo.models.registry import list_models, list_pretrained, register_model
 from unet_zoo.models.unet import TimmUNet, UNet
 from unet_zoo.pipeline import Prediction, Predictor, segment
 from unet_zoo.segmentation import SegmentationParams
@@ -62,8 +63,11 @@ __all__ = [
     "list_pretrained",
     "load_recipe",
     "model_info",
+    "provenance_of",
+    "push_to_hub",
     "read_image",
     "register_model",
+    "save_pretrained",
     "segment",
     "train",
     "weight_map",

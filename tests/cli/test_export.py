@@ -12,6 +12,7 @@ import unet_zoo
 from unet_zoo.cli import app
 from unet_zoo.exporters.sessions import onnxruntime_session
 from unet_zoo.exporters.traced import torch_probabilities
+from unet_zoo.models.provenance import Provenance, set_provenance
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
@@ -26,7 +27,7 @@ def checkpoint(tmp_path_factory):
     """A narrow `small` checkpoint folder (what `unet-zoo export` reads like a published one)."""
     torch.manual_seed(0)
     model = unet_zoo.create_model("small", base_channels=4)
-    return model, model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "narrow-small")
+    return model, unet_zoo.save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "narrow-small")
 
 
 @pytest.mark.slow
@@ -115,7 +116,7 @@ def test_export_error_names_the_failed_format_and_the_working_ones(tmp_path, mon
 
     args = unet_zoo.models.registry.model_args("small", base_channels=4)
     model = FFTUNet(**args).eval()
-    model.model_name, model.model_args = "small", args
+    set_provenance(model, Provenance(architecture="small", args=args))
     monkeypatch.setattr(inference, "_load", lambda spec, device: model)
     result = runner.invoke(app, ["export", "fft-unet", "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2

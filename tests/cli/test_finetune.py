@@ -17,7 +17,7 @@ def _data(tmp_path):
     images, cells = synthetic_cells(2, 96, seed=1)
     tifffile.imwrite(tmp_path / "em.tif", images)
     tifffile.imwrite(tmp_path / "cells.tif", cells * 255)
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path / "base")
     recipe = tmp_path / "ft.toml"
     text = (unet_zoo.training.recipes.recipe_path("finetune")).read_text().replace("tile = 256", "tile = 32")
     recipe.write_text(text.replace("eval_every = 100", "eval_every = 2"))

@@ -25,7 +25,7 @@ def data(tmp_path):
     tifffile.imwrite(tmp_path / "other.tif", np.where(strokes == CELL, 7, strokes).astype(np.uint8))
     tifffile.imwrite(tmp_path / "small.tif", strokes[:, :80])
     tifffile.imwrite(tmp_path / "cells.tif", cells * 255)
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path / "base")
     recipe = tmp_path / "ft.toml"
     text = (unet_zoo.training.recipes.recipe_path("finetune")).read_text().replace("tile = 256", "tile = 32")
     recipe.write_text(text.replace("eval_every = 100", "eval_every = 2"))

@@ -23,7 +23,7 @@ def text(result) -> str:
 def card_dir(tmp_path):
     torch.manual_seed(0)
     folder = tmp_path / "cards" / "cli-small"
-    unet_zoo.create_model("small", base_channels=4).save_pretrained(folder, card_data={"checkpoint_name": "cli-small"})
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4), folder, card_data={"checkpoint_name": "cli-small"})
     return folder
 
 
@@ -77,7 +77,7 @@ def test_download_fetches_a_registry_checkpoint_into_the_cache(hub_server, hub_t
     finally:
         PRETRAINED.pop("cli-download", None)
     result = runner.invoke(app, ["download", "cli-downlaod"])
-    assert result.exit_code == 2 and "not a local folder, a pretrained checkpoint" in text(result)
+    assert result.exit_code == 2 and "is not a published checkpoint" in text(result)
 
 
 def test_push_with_the_hub_unreachable_is_a_clean_error(card_dir, monkeypatch):

@@ -1,4 +1,4 @@
-"""`unet-zoo predict` and `unet-zoo evaluate` through typer's CliRunner, and load_model."""
+"""`unet-zoo predict` and `unet-zoo evaluate` through typer's CliRunner."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 import unet_zoo
 from unet_zoo.cli import app
-from unet_zoo.hub.loading import load_model
 
 runner = CliRunner()
 
@@ -23,16 +22,21 @@ def _text(result) -> str:
     return " ".join(result.output.split())
 
 
-def test_load_model_architecture_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="unet_zoo.hub.loading"):
-        model = load_model("small", device="cpu")
-    assert not model.training and model.model_name == "small"
+def test_an_architecture_name_gives_random_weights_with_a_warning(tmp_path, caplog):
+    """The CLI's MODEL argument takes an architecture explicitly (random weights), and says so."""
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((40, 52), np.uint8))
+    with caplog.at_level(logging.WARNING, logger="unet_zoo.hub.factory"):
+        result = runner.invoke(
+            app, ["predict", "small", str(tmp_path / "one.tif"), "--out", str(tmp_path / "p"), "--device", "cpu"]
+        )
+    assert result.exit_code == 0, result.output
     assert "random" in caplog.text
 
 
-def test_load_model_unknown_name_suggests():
-    with pytest.raises(ValueError, match="Did you mean 'small'"):
-        load_model("smal")
+def test_an_unknown_model_name_is_one_line_with_suggestions(tmp_path):
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((40, 52), np.uint8))
+    result = runner.invoke(app, ["predict", "smal", str(tmp_path / "x.tif"), "--out", str(tmp_path / "p"), "--device", "cpu"])
+    assert result.exit_code == 2 and "Did you mean 'small'" in result.output and "Traceback" not in result.output
 
 
 def test_predict_tif_stack_and_png(tmp_path, rng):
@@ -71,7 +75,7 @@ def test_predict_errors(tmp_path):
     assert result.exit_code == 2 and "no such image file" in _text(result)
     (tmp_path / "a.tif").write_bytes(b"")
     result = runner.invoke(app, ["predict", "nonsense-model", str(tmp_path / "a.tif")])
-    assert result.exit_code == 2 and "neither a checkpoint" in _text(result)
+    assert result.exit_code == 2 and "is not a published checkpoint" in _text(result)
 
 
 def test_evaluate_missing_data_dir(tmp_path):

@@ -24,7 +24,9 @@ def _text(result) -> str:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     torch.manual_seed(0)
-    return unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+    return unet_zoo.save_pretrained(
+        unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path_factory.mktemp("ckpt") / "tiny"
+    )
 
 
 @pytest.fixture

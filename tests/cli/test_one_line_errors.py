@@ -61,7 +61,7 @@ def test_api_words_become_option_words():
 @pytest.fixture
 def files(tmp_path):
     model = tmp_path / "tiny-model"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(model)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), model)
     image = tmp_path / "img.tif"
     tifffile.imwrite(image, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
     prob = tmp_path / "nan_prob.tif"
@@ -74,15 +74,15 @@ def files(tmp_path):
     (tmp_path / "truncated.tif").write_bytes(image.read_bytes()[:200])
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((3, 64, 64), np.uint8), photometric="rgb", planarconfig="separate")
     latin1 = tmp_path / "latin1-model"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(latin1)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), latin1)
     (latin1 / "config.json").write_bytes((latin1 / "config.json").read_bytes().replace(b'"small"', b'"sm\xe4ll"'))
     hostile = tmp_path / "hostile-model"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(hostile)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), hostile)
     config = json.loads((hostile / "config.json").read_text())
     config["model_args"]["base_channels"] = 256
     (hostile / "config.json").write_text(json.dumps(config))
     badseg = tmp_path / "badseg-model"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(badseg)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), badseg)
     config = json.loads((badseg / "config.json").read_text())
     config.setdefault("pretrained", {})["segmentation"] = {"sigma": float("inf")}
     (badseg / "config.json").write_text(json.dumps(config))

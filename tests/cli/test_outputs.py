@@ -28,7 +28,7 @@ def no_work(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("the work started before the output path was checked")
 
-    monkeypatch.setattr(cli_inference, "load_model", started)  # predict, evaluate, export, volumes
+    monkeypatch.setattr(cli_inference, "from_pretrained", started)  # predict, evaluate, export, volumes
     monkeypatch.setattr(cli_training.Trainer, "from_recipe", started)
     monkeypatch.setattr(cli_bench, "run_all", started)
 

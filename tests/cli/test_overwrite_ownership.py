@@ -13,9 +13,10 @@ import tifffile
 import torch
 from typer.testing import CliRunner
 
+import unet_zoo
+
 zarr = pytest.importorskip("zarr", reason='needs the volumes extra: pip install "unet-zoo[volumes]"')
 
-import unet_zoo  # noqa: E402
 from unet_zoo.cli import app  # noqa: E402
 from unet_zoo.training.data import synthetic_cells  # noqa: E402
 from unet_zoo.utils.files import OWNER_FILE  # noqa: E402
@@ -52,7 +53,7 @@ def _users_folder(path: Path) -> Path:
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
     torch.manual_seed(0)
-    unet_zoo.create_model("small", base_channels=4, depth=2).eval().save_pretrained(d / "model")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2).eval(), d / "model")
     volume = np.random.default_rng(5).integers(0, 256, (2, 64, 64), dtype=np.uint8)
     zarr.create_array(str(d / "volume.zarr"), shape=volume.shape, chunks=(1, 64, 64), dtype="uint8")[:] = volume
     images, cells = synthetic_cells(2, 96, seed=1)

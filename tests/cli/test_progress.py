@@ -163,7 +163,7 @@ def tiny_model(tmp_path_factory):
     """A checkpoint folder of a small, untrained U-Net (4 base channels, depth 2): fast on any CPU."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("models") / "tiny"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(folder)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), folder)
     return folder
 
 

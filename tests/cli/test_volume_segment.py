@@ -10,9 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import unet_zoo
+
 zarr = pytest.importorskip("zarr", reason='needs the volumes extra: pip install "unet-zoo[volumes]"')
 
-import unet_zoo  # noqa: E402
 import unet_zoo.segmentation.volume as volume_module  # noqa: E402
 from unet_zoo.cli import app  # noqa: E402
 
@@ -26,7 +27,7 @@ def _text(result) -> str:
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     torch.manual_seed(0)
-    unet_zoo.create_model("small", base_channels=4, depth=2).eval().save_pretrained(tmp_path / "model")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2).eval(), tmp_path / "model")
     images = np.random.default_rng(1).integers(0, 256, (2, 64, 64), dtype=np.uint8)
     zarr.create_array(str(tmp_path / "em.zarr"), shape=images.shape, chunks=(1, 64, 64), dtype="uint8")[:] = images
     predicted = []

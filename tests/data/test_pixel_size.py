@@ -27,6 +27,7 @@ from unet_zoo.data.pixel_size import (
 )
 from unet_zoo.data.reading import read_image, tiff_pixel_size
 from unet_zoo.inference.rescale import model_pixel_size, predict_at_pixel_size, scale_factor
+from unet_zoo.models.provenance import provenance_of, set_provenance
 
 BAD_SIZES = [math.nan, math.inf, -math.inf, 0.0, -4.0, MIN_PIXEL_SIZE_NM / 2, MAX_PIXEL_SIZE_NM * 2, 1e308, "8", None, True]
 
@@ -87,8 +88,8 @@ def test_a_bad_ome_zarr_scale_is_refused_naming_the_store(tmp_path, scale):
 @pytest.mark.parametrize("value", [math.nan, 0, -1, "4 nm", 1e9])
 def test_a_bad_pixel_size_in_a_card_is_refused_naming_the_checkpoint(value):
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
-    model.pretrained_info = {"training": {"pixel_size_nm": value}}
-    model.checkpoint_source = "some/folder"
+    card = {"training": {"pixel_size_nm": value}}
+    set_provenance(model, provenance_of(model).updated(kind="folder", source="some/folder", card=card))
     with pytest.raises(PixelSizeError, match="pixel_size_nm in the card of some/folder"):
         model_pixel_size(model)
 

@@ -17,6 +17,7 @@ from unet_zoo.exporters import FORMATS, ExportError, export, working_formats
 from unet_zoo.exporters.bioimageio import size_parameters
 from unet_zoo.exporters.sessions import onnxruntime_forward, onnxruntime_session, require, session_forward
 from unet_zoo.exporters.traced import load_torchscript, onnx_bytes, torch_probabilities
+from unet_zoo.models.provenance import Provenance, set_provenance
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -172,7 +173,7 @@ class _FFTUNet(unet_zoo.UNet):
 @pytest.mark.slow
 def test_unexportable_format_names_the_formats_that_work(tmp_path):
     model = _FFTUNet(**unet_zoo.models.registry.model_args("small", base_channels=4)).eval()
-    model.model_name, model.model_args = "small", unet_zoo.models.registry.model_args("small", base_channels=4)
+    set_provenance(model, Provenance(architecture="small", args=unet_zoo.models.registry.model_args("small", base_channels=4)))
     with pytest.raises(ExportError) as info:
         export(model, "onnx", tmp_path / "m.onnx")
     message = str(info.value)

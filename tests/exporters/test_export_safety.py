@@ -21,7 +21,7 @@ from unet_zoo.utils.files import read_folder_file
 @pytest.fixture
 def folder(tmp_path):
     path = tmp_path / "model"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(path)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), path)
     return path
 
 

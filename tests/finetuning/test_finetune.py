@@ -17,7 +17,7 @@ def user_data(tmp_path):
     images, cells = synthetic_cells(2, 96, seed=1)
     tifffile.imwrite(tmp_path / "em.tif", images, resolution=(1e7 / 8, 1e7 / 8), resolutionunit="CENTIMETER")
     tifffile.imwrite(tmp_path / "membranes.tif", 1 - cells)  # 1 = membrane
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path / "base")
     return tmp_path
 
 

@@ -30,8 +30,8 @@ def finished_run(tmp_path_factory):
     images, cells = synthetic_cells(2, 64, seed=1)
     tifffile.imwrite(root / "em.tif", images)
     tifffile.imwrite(root / "membranes.tif", 1 - cells)
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(root / "base")
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(root / "other-base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), root / "base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), root / "other-base")
     unet_zoo.finetune(
         str(root / "base"), root / "em.tif", root / "membranes.tif", root / "tuned", foreground="membrane",
         steps=2, device="cpu", recipe=_recipe(), run_dir=root / "run",
@@ -88,7 +88,7 @@ def test_images_too_small_for_the_tile_are_refused_before_scoring(tmp_path, monk
     images, cells = synthetic_cells(2, 40, seed=1)
     tifffile.imwrite(tmp_path / "em.tif", images)
     tifffile.imwrite(tmp_path / "membranes.tif", 1 - cells)
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path / "base")
     monkeypatch.setattr(finetune_module, "score_held_out", lambda *a, **k: pytest.fail("scored before the size check"))
     with pytest.raises(InputError, match="at least 32 x 32 px") as caught:
         unet_zoo.finetune(

@@ -11,6 +11,7 @@ import unet_zoo
 from unet_zoo.data.files import LabelledDataError, labelled_arrays, read_labels, resolve_label_form
 from unet_zoo.finetuning.finetune import FinetuneStage
 from unet_zoo.finetuning.strokes import CELL, MEMBRANE, draw_strokes
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.training.data import scribble_scores, sparse_weights, synthetic_cells
 from unet_zoo.training.losses import weighted_cross_entropy
 from unet_zoo.training.recipes import load_recipe
@@ -25,7 +26,7 @@ def cells_and_strokes():
 @pytest.fixture()
 def base(tmp_path):
     torch.manual_seed(0)
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "base")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path / "base")
     return str(tmp_path / "base")
 
 
@@ -108,7 +109,7 @@ def test_finetune_on_strokes_from_arrays_scores_held_out_strokes(cells_and_strok
         assert 0 <= scores["stroke_accuracy"] <= 1
     card = (tmp_path / "out" / "README.md").read_text()
     assert "scribbles" in card and "masked, class-balanced" in card
-    assert unet_zoo.from_pretrained(str(tmp_path / "out")).model_name == "small"
+    assert provenance_of(unet_zoo.from_pretrained(str(tmp_path / "out"))).architecture == "small"
 
 
 @pytest.mark.slow

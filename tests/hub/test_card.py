@@ -10,6 +10,8 @@ from huggingface_hub import ModelCard
 
 import unet_zoo
 from unet_zoo.hub.card import CardInfo, render_model_card
+from unet_zoo.hub.serialization import model_card_text
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import model_args
 from unet_zoo.paper import PAPER_TABLE1
 
@@ -90,34 +92,34 @@ def test_card_without_metrics_or_training():
 
 def test_save_pretrained_card_loads_and_records_pretrained_info(tmp_path):
     model = unet_zoo.create_model("small", base_channels=4)
-    model.save_pretrained(tmp_path, card_data={"checkpoint_name": "isbi-small", "metrics": METRICS, "training": TRAINING})
+    unet_zoo.save_pretrained(
+        model, tmp_path, card_data={"checkpoint_name": "isbi-small", "metrics": METRICS, "training": TRAINING}
+    )
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.library_name == "unet_zoo" and card.data.model_name == "isbi-small"
     assert f"{sum(p.numel() for p in model.parameters()):,}" in card.text
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["pretrained"]["metrics"] == METRICS and config["pretrained"]["checkpoint_name"] == "isbi-small"
-    reloaded = unet_zoo.hub.pretrained.from_pretrained(tmp_path)
-    assert reloaded.pretrained_info["training"]["steps"] == 12000
-    reloaded.save_pretrained(tmp_path / "again")  # metrics survive a load/save cycle
+    reloaded = unet_zoo.from_pretrained(tmp_path)
+    assert provenance_of(reloaded).card["training"]["steps"] == 12000
+    unet_zoo.save_pretrained(reloaded, tmp_path / "again")  # metrics survive a load/save cycle
     assert ModelCard.load(tmp_path / "again" / "README.md").data.eval_results[0].metric_value == METRICS["warping_error"]
-    assert model.generate_model_card().data.library_name == "unet_zoo"
+    assert ModelCard(model_card_text(model)).data.library_name == "unet_zoo"
 
 
 def test_given_card_text_is_written_as_is_and_bad_card_data_is_refused(tmp_path):
     model = unet_zoo.create_model("small", base_channels=4)
     text = "---\nlibrary_name: unet_zoo\n---\n\n# custom card\n"
-    model.save_pretrained(tmp_path, card=text)
+    unet_zoo.save_pretrained(model, tmp_path, card=text)
     assert (tmp_path / "README.md").read_text() == text
     with pytest.raises(ValueError, match="unknown card_data keys \\['metric'\\]"):
-        model.save_pretrained(tmp_path, card_data={"metric": {}})
+        unet_zoo.save_pretrained(model, tmp_path, card_data={"metric": {}})
 
 
 def test_usage_snippet_runs(tmp_path, monkeypatch):
-    # The snippet calls unet_zoo.from_pretrained (the top-level export of unet_zoo.hub.pretrained.from_pretrained).
-    monkeypatch.setattr(unet_zoo, "from_pretrained", unet_zoo.hub.pretrained.from_pretrained, raising=False)
     torch.manual_seed(0)
     folder = tmp_path / "snippet-model"
-    unet_zoo.create_model("small", base_channels=4).save_pretrained(folder, card_data={"repo_id": str(folder)})
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4), folder, card_data={"repo_id": str(folder)})
     body = ModelCard.load(folder / "README.md").text
     code = body.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}

@@ -16,14 +16,14 @@ import torch
 
 import unet_zoo
 from unet_zoo.hub import serialization
-from unet_zoo.hub.serialization import CONFIG_NAME, CheckpointError, load_folder
+from unet_zoo.hub.serialization import CONFIG_NAME, CheckpointError, read_folder
 from unet_zoo.models.registry import ARG_BOUNDS, MAX_PARAMETERS, expected_state_shapes, model_args
 
 
 @pytest.fixture
 def tiny_folder(tmp_path):
     folder = tmp_path / "tiny"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(folder)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), folder)
     return folder
 
 
@@ -72,7 +72,7 @@ def test_hostile_model_args_are_refused_fast_before_any_tensor_is_read(tiny_fold
     expected_state_shapes("small", model_args("small"))  # the meta device's one-time start-up is not the refusal's cost
     started = time.perf_counter()
     with pytest.raises(CheckpointError) as caught:
-        load_folder(tiny_folder)
+        read_folder(tiny_folder)
     assert time.perf_counter() - started < 1.0
     message = str(caught.value)
     assert "\n" not in message and str(tiny_folder) in message
@@ -82,7 +82,7 @@ def test_hostile_model_args_are_refused_fast_before_any_tensor_is_read(tiny_fold
 def test_weights_that_do_not_match_the_config_are_refused_from_the_header_alone(tiny_folder, no_tensor_reads):
     _edit_config(tiny_folder, **{"model_args.base_channels": 8})  # the weights are of base_channels 4
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        load_folder(tiny_folder)
+        read_folder(tiny_folder)
 
 
 def test_the_bounds_hold_every_registered_architecture_and_refuse_the_parameter_bound():
@@ -114,19 +114,19 @@ BAD_SEGMENTATION = [
 def test_bad_segmentation_defaults_in_a_config_are_refused_at_load(tiny_folder, block):
     _edit_config(tiny_folder, **{"pretrained.segmentation": block})
     with pytest.raises(CheckpointError, match="segmentation") as caught:
-        load_folder(tiny_folder)
+        read_folder(tiny_folder)
     assert str(tiny_folder) in str(caught.value)
 
 
 def test_a_config_that_is_not_utf8_is_named(tiny_folder):
     (tiny_folder / CONFIG_NAME).write_bytes(b'{"model_name": "sm\xe4ll"}')
     with pytest.raises(CheckpointError, match="not UTF-8") as caught:
-        load_folder(tiny_folder)
+        read_folder(tiny_folder)
     assert str(tiny_folder / CONFIG_NAME) in str(caught.value)
 
 
 def test_a_good_checkpoint_still_loads_the_same_weights(tiny_folder):
-    model = load_folder(tiny_folder)
+    model = read_folder(tiny_folder)
     reference = unet_zoo.create_model("small", base_channels=4, depth=2)
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
     assert all(not t.is_meta for t in model.state_dict().values()) and isinstance(model.head.weight, torch.Tensor)

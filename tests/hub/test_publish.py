@@ -9,7 +9,6 @@ import torch
 
 import unet_zoo
 from unet_zoo.evaluation.evaluate import evaluate_model
-from unet_zoo.hub.pretrained import load_folder
 from unet_zoo.hub.publish import (
     check_stored_weights,
     hardware_description,
@@ -40,7 +39,7 @@ def test_any_model_is_published_with_its_card_and_scores(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert config["pretrained"]["metrics"] == {"warping_error": 0.0004, "rand_error": 0.1, "pixel_error": 0.05}
     assert read_scores(folder)["vrand_thinned"] == 0.95
-    rebuilt = load_folder(folder)
+    rebuilt = unet_zoo.from_pretrained(folder)
     for key, value in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[key], value)
     # refreshed from the folder's own files: the same card; what config.json does not keep (notes, description)
@@ -139,7 +138,7 @@ def test_hub_folder_from_a_tiny_run(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         write_hub_folder(result.model, folder, scores=metrics)
     assert json.loads((folder / "scores.json").read_text())["pixel_error"] == pytest.approx(metrics["pixel_error"])
-    rebuilt = load_folder(folder)
+    rebuilt = unet_zoo.from_pretrained(folder)
     for k, v in result.model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[k].cpu(), v.cpu())
 
@@ -166,4 +165,4 @@ def test_card_records_the_pixel_size_the_model_was_trained_at(tmp_path):
     folder, _ = write_hub_folder(result.model, tmp_path / "hub", run_card_data(result, "test CPU"), scores=metrics)
     assert json.loads((folder / "config.json").read_text())["pretrained"]["training"]["pixel_size_nm"] == 6.0
     assert "- Pixel size (nm): 6 x 6" in (folder / "README.md").read_text()
-    assert model_pixel_size(load_folder(folder)) == 6.0
+    assert model_pixel_size(unet_zoo.from_pretrained(folder)) == 6.0

@@ -18,6 +18,7 @@ import unet_zoo
 from tests.conftest import ORG_TOKEN, REPO_ROOT
 from unet_zoo.cli import app
 from unet_zoo.hub.pretrained import push_folder, weights_sha256
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import PRETRAINED
 from unet_zoo.utils.files import file_sha256
 
@@ -71,9 +72,11 @@ def test_load_by_name_without_network_in_a_source_checkout(name, monkeypatch):
     monkeypatch.setattr(unet_zoo.hub.pretrained, "_download_checkpoint", _no_download)
     cfg = PRETRAINED[name]
     model = unet_zoo.from_pretrained(name)
-    assert model.model_name == cfg.architecture and model.pretrained_cfg is cfg
+    record = provenance_of(model)
+    assert record.architecture == cfg.architecture and record.checkpoint == name and record.sha256 == cfg.sha256
+    assert record.kind == "registry" and record.source == cfg.hf_hub_id and record.revision == cfg.revision
     assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use
-    again = unet_zoo.create_model(cfg.architecture, pretrained=True)
+    again = unet_zoo.from_pretrained(CARDS / name)  # the same files, as a folder
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
@@ -125,11 +128,11 @@ def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_c
     expected = {}
     for name in PUBLISHED:
         model = unet_zoo.from_pretrained(name, cache_dir=fresh_cache)
-        side = 204 if model.model_args["padding"] == 0 else 208  # valid convolutions: 12 + 16k; padded: 16k
+        side = 204 if provenance_of(model).args["padding"] == 0 else 208  # valid convolutions: 12 + 16k; padded: 16k
         x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             expected[name] = float(model(x).sum())
-        reference = unet_zoo.hub.pretrained.load_folder(CARDS / name)
+        reference = unet_zoo.from_pretrained(CARDS / name)
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     script = textwrap.dedent(
         """
@@ -139,7 +142,7 @@ def test_published_cards_through_the_hub_client_then_offline(hub_server, fresh_c
         unet_zoo.hub.pretrained.source_cards_dir = lambda: None  # as installed from a wheel
         for name in sys.argv[1:]:
             model = unet_zoo.from_pretrained(name)
-            side = 204 if model.model_args["padding"] == 0 else 208
+            side = 204 if unet_zoo.provenance_of(model).args["padding"] == 0 else 208
             x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 print(name, float(model(x).sum()))

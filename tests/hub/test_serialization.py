@@ -19,7 +19,7 @@ def test_a_folder_round_trips_offline(tmp_path, monkeypatch):
     assert config["model_name"] == "small" and config["library_name"] == "unet_zoo"
     assert config["weights"]["sha256"] == serialization.weights_sha256(folder)
     assert "my-small" in (folder / serialization.CARD_NAME).read_text()
-    loaded = serialization.load_folder(folder)
+    loaded = serialization.read_folder(folder)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
@@ -28,11 +28,11 @@ def test_a_changed_weight_file_is_refused(tmp_path):
     weights = folder / serialization.WEIGHTS_NAME
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(serialization.CheckpointError, match="sha256"):
-        serialization.load_folder(folder)
+        serialization.read_folder(folder)
 
 
 def test_hub_re_exports_the_format():
     from unet_zoo.hub import pretrained as hub
 
-    for name in ("CheckpointError", "load_folder", "save_pretrained", "weights_sha256", "read_config", "model_identity"):
+    for name in ("CheckpointError", "save_pretrained", "weights_sha256", "read_config", "model_identity"):
         assert getattr(hub, name) is getattr(serialization, name)

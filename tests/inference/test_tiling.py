@@ -265,11 +265,10 @@ def test_bf16_keeps_isbi_small_within_the_pixel_error_budget_on_a_real_slice(isb
     """One held-out 512x512 slice, no TTA: bf16 autocast changes P(cell) by rounding only (bf16 runs emulated
     on CPUs without AVX512-BF16 / AMX, so this is kept to one slice)."""
     from unet_zoo.experiments.isbi2012.data import load_isbi
-    from unet_zoo.hub.loading import load_model
 
     data = load_isbi(isbi_dir)
     image, label = data.images[24], data.labels[24] > 0
-    net = load_model(str(CARD), device="cpu")
+    net = unet_zoo.from_pretrained(CARD, device="cpu")
     fp32 = predict_tiled(net, image, device="cpu", batch_size=1, precision="fp32")[1]
     bf16 = predict_tiled(net, image, device="cpu", batch_size=1, precision="bf16")[1]
     assert np.abs(bf16 - fp32).mean() < 0.005 and np.abs(bf16 - fp32).max() < 0.25

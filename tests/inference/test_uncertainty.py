@@ -62,7 +62,7 @@ def test_uncertainty_at_another_pixel_size_comes_back_on_the_input_grid(model):
 def test_predict_uncertainty_writes_a_tiff_beside_the_outputs(tmp_path):
     runner = CliRunner()
     torch.manual_seed(0)
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(tmp_path / "m")
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), tmp_path / "m")
     image = np.random.default_rng(2).integers(0, 255, (48, 48), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "em.tif", image)
     result = runner.invoke(

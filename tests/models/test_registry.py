@@ -3,6 +3,7 @@ import torch
 
 import unet_zoo
 from unet_zoo.models import registry
+from unet_zoo.models.provenance import provenance_of
 
 
 def test_list_models_and_filter():
@@ -48,3 +49,17 @@ def test_pretrained_true_without_checkpoint_says_so():
 def test_pretrained_true_with_unknown_name_suggests_close_matches():
     with pytest.raises(KeyError, match="Did you mean 'original'"):
         unet_zoo.create_model("orignal", pretrained=True)
+
+
+def test_the_registry_builds_architectures_only():
+    """The registry's builder reads no checkpoint: pretrained= points to the loader."""
+    with pytest.raises(TypeError, match="from_pretrained"):
+        registry.create_model("small", pretrained=True)
+
+
+def test_a_built_model_records_its_architecture_and_arguments():
+    model = unet_zoo.create_model("small", base_channels=4, depth=2)
+    record = provenance_of(model)
+    assert (record.kind, record.architecture, record.source) == ("built", "small", "small")
+    assert record.args == registry.model_args("small", base_channels=4, depth=2)
+    assert record.sha256 is None and record.checkpoint is None and record.pixel_size_nm is None

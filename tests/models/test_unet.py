@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import unet_zoo
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.unet import UNet
 
 
@@ -45,7 +46,7 @@ def test_overrides_change_channels():
     model = unet_zoo.create_model("small", in_channels=3, num_classes=5, base_channels=4).eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 5, 32, 32)
-    assert model.model_args["in_channels"] == 3 and model.model_name == "small"
+    assert provenance_of(model).args["in_channels"] == 3 and provenance_of(model).architecture == "small"
 
 
 def test_valid_crop_matches_whole_image_pass():
@@ -128,7 +129,7 @@ def expected_unet_params(
 def test_parameter_count_of_every_unet_variant(name):
     with torch.device("meta"):  # no memory for the weights
         model = unet_zoo.create_model(name)
-    assert sum(p.numel() for p in model.parameters()) == expected_unet_params(**model.model_args)
+    assert sum(p.numel() for p in model.parameters()) == expected_unet_params(**provenance_of(model).args)
 
 
 def test_paper_counts_by_hand():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import unet_zoo
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.napari._choices import OTHER, checkpoint_choices
 from unet_zoo.napari._predict import Cancelled, check_image, load, predict_sections, section_indices
 
@@ -65,7 +66,7 @@ def test_predicts_section_by_section_like_predict_tiled(tiny_model_dir):
     assert result.labels is not None and result.labels.dtype == np.uint32 and result.labels.min() >= 1
     assert calls and calls[-1][:2] == (0, 1) and calls[-1][2] == calls[-1][3]
     meta = result.metadata["unet_zoo"]
-    assert meta["sha256"] == loaded.model.weights_sha256 and meta["architecture"] == "small" and meta["backend"] == "torch"
+    assert meta["sha256"] == provenance_of(loaded.model).sha256 and meta["architecture"] == "small" and meta["backend"] == "torch"
     assert (meta["inference"]["path"], meta["inference"]["how"]) == ("torch-fp32", "environment")  # conftest forces it
 
 

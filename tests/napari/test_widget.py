@@ -15,6 +15,7 @@ needs_viewer()
 import dask.array as da  # noqa: E402  after the skip: napari brings dask
 from qtpy.QtCore import QTimer  # noqa: E402
 
+from unet_zoo.models.provenance import provenance_of  # noqa: E402
 from unet_zoo.napari import _widget  # noqa: E402
 from unet_zoo.napari._choices import OTHER  # noqa: E402
 from unet_zoo.napari._widget import CURRENT_SECTION, SegmentWidget  # noqa: E402
@@ -66,7 +67,7 @@ def test_predicts_and_segments_a_stack_like_the_library(make_napari_viewer, qtbo
     assert tuple(membrane.scale) == (50, 4, 4) and membrane.colormap.name == "magenta"
     for layer in (membrane, cells):
         meta = layer.metadata["unet_zoo"]
-        assert meta["sha256"] == model.weights_sha256 and meta["model"] == str(tiny_model_dir) and "revision" in meta
+        assert meta["sha256"] == provenance_of(model).sha256 and meta["model"] == str(tiny_model_dir) and "revision" in meta
 
 
 def test_gui_processes_events_while_predicting(make_napari_viewer, qtbot, tiny_model_dir, errors):
@@ -178,7 +179,7 @@ def test_fine_tune_on_painted_labels_adds_the_new_model(make_napari_viewer, qtbo
     (written,) = [p for p in folder.iterdir() if (p / "config.json").is_file()]
     assert widget.model_spec() == str(written) and widget.model_box.currentText().startswith("fine-tuned: ")
     assert seen and seen[-1] == (2, 2)
-    assert unet_zoo.from_pretrained(written).model_name == "small"
+    assert provenance_of(unet_zoo.from_pretrained(written)).architecture == "small"
     run_and_wait(qtbot, widget)  # and the new model predicts like any other
     assert not errors and f"em P(membrane) [{written}]" in viewer.layers
 

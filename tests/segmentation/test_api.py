@@ -8,6 +8,7 @@ import pytest
 import unet_zoo
 from tests.segmentation.conftest import probabilities_of
 from unet_zoo.evaluation.metrics import label_components, segmentation_scores
+from unet_zoo.models.provenance import provenance_of, set_provenance
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment, segment_probabilities
 
 
@@ -98,7 +99,8 @@ def test_params_for_coarser_pixels_shrink_lengths_and_areas():
 def test_checkpoint_params_come_from_the_checkpoint_block():
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
     assert checkpoint_params(model) == SegmentationParams()
-    model.pretrained_info = {"segmentation": {"threshold": 0.7, "merge_threshold": None}}
+    card = {"segmentation": {"threshold": 0.7, "merge_threshold": None}}
+    set_provenance(model, provenance_of(model).updated(card=card))
     assert checkpoint_params(model) == SegmentationParams(threshold=0.7, merge_threshold=None)
 
 
@@ -106,5 +108,5 @@ def test_checkpoint_params_come_from_the_checkpoint_block():
 def test_published_checkpoints_carry_their_segmentation_defaults(name):
     """The card folder's config.json stores the tuned defaults; loading reads them back."""
     model = unet_zoo.from_pretrained(name)
-    stored = model.pretrained_info["segmentation"]
+    stored = provenance_of(model).card["segmentation"]
     assert checkpoint_params(model) == SegmentationParams.from_dict(stored)

@@ -30,7 +30,7 @@ def prob_tif(tmp_path, cells):
 @pytest.fixture
 def model_dir(tmp_path):
     folder = tmp_path / "tiny-model"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(folder)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), folder)
     return folder
 
 

@@ -27,7 +27,7 @@ def test_evaluate_model_adds_segmentation_scores():
 @pytest.mark.slow
 def test_evaluate_segment_prints_both_tables(isbi_dir, tmp_path):
     folder = tmp_path / "tiny"
-    unet_zoo.create_model("small", base_channels=4, depth=2).save_pretrained(folder)
+    unet_zoo.save_pretrained(unet_zoo.create_model("small", base_channels=4, depth=2), folder)
     args = ["evaluate", str(folder), "--data-dir", str(isbi_dir), "--no-warping", "--segment", "--tile", "256"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

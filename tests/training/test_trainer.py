@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import unet_zoo
 from unet_zoo.training import trainer as training
 from unet_zoo.training.optim import lr_factor
 from unet_zoo.training.precision import execution_config
@@ -339,7 +340,7 @@ def test_time_limit_must_be_positive(tiny):
 @pytest.mark.slow
 def test_init_from_starts_from_a_saved_checkpoint_and_records_it(tmp_path, tiny):
     source = train(tiny.with_overrides(train={"steps": 3}), out_dir=tmp_path / "first", final_outputs=False)
-    source.model.save_pretrained(tmp_path / "start")
+    unet_zoo.save_pretrained(source.model, tmp_path / "start")
     recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "start")})
     trainer = Trainer.from_recipe(recipe, out_dir=tmp_path / "second", final_outputs=False)
     expected = _params(source.model)
@@ -354,7 +355,7 @@ def test_init_from_with_other_shapes_is_a_clear_error(tmp_path, tiny):
     from unet_zoo import create_model
     from unet_zoo.hub.pretrained import CheckpointError
 
-    create_model("small", base_channels=8, depth=2).save_pretrained(tmp_path / "other")  # tiny has 4 base channels
+    unet_zoo.save_pretrained(create_model("small", base_channels=8, depth=2), tmp_path / "other")  # tiny has 4 base channels
     recipe = tiny.with_overrides(model={"init_from": str(tmp_path / "other")})
     with pytest.raises(CheckpointError, match="init_from"):
         Trainer.from_recipe(recipe, out_dir=tmp_path / "run", final_outputs=False).fit()

@@ -140,8 +140,8 @@ def test_every_file_the_package_writes_has_the_mode_of_a_plain_open(tmp_path):
     from unet_zoo.exporters import export
 
     model = unet_zoo.create_model("small", base_channels=4, depth=2)
-    model.save_pretrained(tmp_path / "checkpoint")  # config.json, model.safetensors, README.md
-    model.save_pretrained(tmp_path / "sharded", max_shard_size=20_000)  # shards and their index
+    unet_zoo.save_pretrained(model, tmp_path / "checkpoint")  # config.json, model.safetensors, README.md
+    unet_zoo.save_pretrained(model, tmp_path / "sharded", max_shard_size=20_000)  # shards and their index
     export(model, "torchscript", tmp_path / "model.pt")
     image = np.zeros((16, 16), np.uint8)
     write_prediction(tmp_path / "preds", "a", image, np.full((16, 16), 0.7, np.float32))

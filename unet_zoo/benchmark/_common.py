@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import nearest_valid_sizes_text
 from unet_zoo.runtime.settings import (
@@ -69,18 +70,18 @@ def smallest_tile(model: nn.Module, min_output: int = 4) -> int:
         out = model.output_size(side)
         if out is not None and out >= min_output:
             return side
-    raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} has no usable tile below 4096 px")
+    raise ValueError(f"{provenance_of(model).architecture} has no usable tile below 4096 px")
 
 
 def _check_tile(model: nn.Module, tile: int) -> int:
     out = model.output_size(tile)
     if out is None:
-        args = getattr(model, "model_args", {})
+        args = provenance_of(model).args
         if "depth" in args:
             hint = f"nearest usable tiles: {nearest_valid_sizes_text(tile, args['depth'], args['padding'])}"
         else:
             hint = f"use a multiple of {getattr(model, 'stride', 32)}"
-        raise ValueError(f"tile {tile} is not usable for {getattr(model, 'model_name', 'this model')}; {hint}")
+        raise ValueError(f"tile {tile} is not usable for {provenance_of(model).label}; {hint}")
     return out
 
 

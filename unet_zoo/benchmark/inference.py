@@ -28,6 +28,7 @@ from unet_zoo.benchmark._common import (
     ratio,
 )
 from unet_zoo.inference.tiling import choose_tile
+from unet_zoo.models.provenance import Provenance, provenance_of, set_provenance
 from unet_zoo.models.registry import create_model
 from unet_zoo.pipeline import Predictor
 from unet_zoo.runtime.settings import (
@@ -49,7 +50,8 @@ class _GeometryStub(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.in_channels, self.num_classes = model.in_channels, model.num_classes
-        self.model_name = getattr(model, "model_name", None)
+        # the architecture only (its tile defaults), not the arguments: no measured timing of the model is reused
+        set_provenance(self, Provenance(architecture=provenance_of(model).architecture, source="geometry stub"))
         for attr in ("depth", "padding", "stride"):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))

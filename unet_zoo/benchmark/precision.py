@@ -29,6 +29,7 @@ from unet_zoo.benchmark._common import Log, _overrides, _quiet, ratio, smallest_
 from unet_zoo.benchmark.slice_time import slice_prediction, slice_table
 from unet_zoo.exporters import paths as inference_paths
 from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model
 from unet_zoo.runtime import measured
 from unet_zoo.runtime.settings import (
@@ -198,7 +199,7 @@ def auto_choice(
     "previous", "timings_s"}}; "previous" is what the cache held before (None: nothing)."""
     torch.manual_seed(0)
     net = create_model(model_name, **overrides).eval()
-    args = dict(net.model_args)
+    args = dict(provenance_of(net).args)
     before = measured.cached_inference_entry(net)
     log("[precision] measuring what auto picks for inference")
     choice = inference_paths.choose_inference_path(

@@ -17,7 +17,7 @@ from torch import nn
 
 from unet_zoo.benchmark._common import Log, _quiet
 from unet_zoo.exporters.paths import choose_inference_path
-from unet_zoo.hub.pretrained import from_pretrained
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.runtime.measured import representative_image
 from unet_zoo.utils.timing import count_forward_flops

@@ -9,6 +9,7 @@ import typer
 from unet_zoo.cli import options as opt
 from unet_zoo.cli.app import app, console, fail
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError, download, push_folder, weights_sha256
+from unet_zoo.hub.sources import SourceError
 
 
 @app.command("push")
@@ -38,7 +39,7 @@ def download_command(
     """Download a checkpoint into the Hugging Face cache and verify it, for offline use (HF_HUB_OFFLINE=1) later."""
     try:
         folder = download(name, revision=revision, token=token, force_download=overwrite)
-    except (CheckpointError, HubAccessError) as err:
+    except (CheckpointError, HubAccessError, SourceError) as err:
         raise fail(str(err)) from None
     console.print(f"{name}: {folder}", highlight=False, soft_wrap=True)
     console.print(f"weights sha256 {weights_sha256(folder)} (verified)", highlight=False, soft_wrap=True)

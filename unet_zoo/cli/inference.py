@@ -22,10 +22,11 @@ from unet_zoo.data.reading import READABLE_SUFFIXES, Image
 from unet_zoo.data.split import split_slices
 from unet_zoo.experiments.isbi2012.data import load_isbi
 from unet_zoo.experiments.isbi2012.evaluation import evaluate_isbi
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.pretrained import CheckpointError, HubAccessError
 from unet_zoo.pipeline import Predictor, check_settings
 from unet_zoo.runtime.measured import INFERENCE_PATH_ENV
+from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.files import atomic_write_bytes
 
 _OPTION_WORDS = re.compile(r"\b(backend|precision|device)\b(?= )")  # check_settings' words -> the options
@@ -35,7 +36,7 @@ def _load(model: str, device: str | None):
     if device:
         check_device(device)
     try:
-        return load_model(model, device=device)
+        return from_pretrained(model, device=resolve_device(device), allow_architecture=True)
     except (CheckpointError, HubAccessError) as err:  # not cached offline, bad token, tampered file, ...
         raise fail(str(err)) from None
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:

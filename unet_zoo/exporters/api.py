@@ -20,7 +20,8 @@ from torch import nn
 from unet_zoo.exporters.bioimageio import export_bioimageio
 from unet_zoo.exporters.sessions import onnxruntime_session, require, session_forward
 from unet_zoo.exporters.traced import check_export, load_torchscript, onnx_bytes, torchscript_bytes
-from unet_zoo.hub.pretrained import model_identity
+from unet_zoo.hub.serialization import model_identity
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path
 
@@ -148,7 +149,7 @@ def export(
 
 
 def _export_error(model: nn.Module, format: str, err: Exception) -> ExportError:
-    name = getattr(model, "model_name", type(model).__name__)
+    name = provenance_of(model).architecture
     works = working_formats(model, exclude=format)
     alternatives = f"formats that work for this model: {', '.join(works)}" if works else "no other format works either"
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -39,7 +39,8 @@ from unet_zoo.exporters.traced import (
     torchscript_bytes,
 )
 from unet_zoo.hub.card import CardInfo, render_model_card
-from unet_zoo.hub.pretrained import model_identity
+from unet_zoo.hub.serialization import model_identity
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.sizes import input_size_for_output, output_size
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_with, read_folder_file
@@ -153,8 +154,8 @@ def _cover(image: np.ndarray, probs: np.ndarray, path: Path) -> None:
 
 def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: int, step: int, offset: int) -> str:
     """The model card (without its YAML header) plus how to use the package."""
-    source = getattr(model, "checkpoint_source", None)
-    card_path = Path(str(source)) / "README.md" if source else None
+    record = provenance_of(model)
+    card_path = Path(record.source) / "README.md" if record.kind == "folder" else None
     if card_path is not None and (card_path.exists() or card_path.is_symlink()):
         # only a regular file inside the model folder: a link could pack a token or a key into the package
         data = read_folder_file(card_path.parent, card_path.name, what="model card")
@@ -165,9 +166,8 @@ def _documentation(model: nn.Module, name: str, args: dict[str, Any], min_size: 
                 f"model card {card_path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
             ) from None
     else:
-        cfg = getattr(model, "pretrained_cfg", None)
         params = sum(p.numel() for p in model.parameters())
-        card = render_model_card(CardInfo(name, args, params=params, checkpoint_name=getattr(cfg, "name", None)))
+        card = render_model_card(CardInfo(name, args, params=params, checkpoint_name=record.checkpoint))
     card = re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.S).lstrip()
     relation = (
         f"output = input {offset:+d} pixels per side length (a {min_size + 24 * step} input gives "
@@ -314,8 +314,7 @@ def export_bioimageio(
     model = copy.deepcopy(model).to("cpu", torch.float32).eval()  # the caller's model stays where it is
     min_size, step, offset = size_parameters(model)
     documentation = _documentation(model, arch_name, args, min_size, step, offset)  # a bad card: refused before work
-    cfg = getattr(model, "pretrained_cfg", None)
-    name = name or getattr(cfg, "name", None) or f"unet_zoo {arch_name}"
+    name = name or provenance_of(model).checkpoint or f"unet_zoo {arch_name}"
     num_classes = int(args.get("num_classes", getattr(model, "num_classes", 2)))
     in_channels = int(args.get("in_channels", getattr(model, "in_channels", 1)))
     image = _test_image(model, default_sample() if sample is None else sample)

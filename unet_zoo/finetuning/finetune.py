@@ -25,10 +25,11 @@ from torch import nn
 
 from unet_zoo.data.files import Foreground, LabelForm, LabelledImages, labelled_arrays
 from unet_zoo.evaluation.evaluate import evaluate_model
-from unet_zoo.hub.pretrained import from_pretrained, is_path_like
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.publish import HUB_FOLDER, hardware_description, write_hub_folder
+from unet_zoo.hub.sources import parse_source
 from unet_zoo.inference.rescale import model_pixel_size
-from unet_zoo.models.registry import PRETRAINED
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.pipeline import Predictor
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
@@ -78,13 +79,13 @@ class FinetuneResult:
 
 def base_record(name: str, model: nn.Module) -> dict[str, Any]:
     """Name, Hub repo and weights sha256 of the starting checkpoint (what the card says it was fine-tuned from)."""
-    cfg = getattr(model, "pretrained_cfg", None)
-    sha = getattr(cfg, "sha256", None)
-    repo = PRETRAINED[name].hf_hub_id if name in PRETRAINED else (None if is_path_like(name) or Path(name).exists() else name)
-    if not sha and Path(name).is_dir():
+    record = provenance_of(model)
+    sha = record.sha256 if record.kind == "registry" else None
+    repo = record.source if record.kind in ("registry", "hub") else None
+    if not sha and record.kind in ("folder", "run"):
         for weights in ("model.safetensors", "checkpoint.safetensors"):
-            if (Path(name) / weights).is_file():
-                sha = file_sha256(Path(name) / weights)
+            if (Path(record.source) / weights).is_file():
+                sha = file_sha256(Path(record.source) / weights)
                 break
     return {"name": name, "repo": repo, "sha256": sha}
 
@@ -94,7 +95,7 @@ def _valid_tile(model: nn.Module, tile: int) -> int:
     for size in range(tile, tile + 256):
         if model.output_size(size) is not None:  # type: ignore[operator]  # a zoo model's method
             return size
-    raise ValueError(f"no valid tile size near {tile} for {getattr(model, 'model_name', 'the model')}")
+    raise ValueError(f"no valid tile size near {tile} for {provenance_of(model).label}")
 
 
 def finetune_recipe(
@@ -115,9 +116,9 @@ def finetune_recipe(
     loaded = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if (val_images is None) != (val_labels is None):
         raise ValueError("--val-images and --val-labels go together: give both, or neither")
-    zoo_model: Any = base  # a zoo model: model_name and model_args say how to rebuild it
+    record = provenance_of(base)  # the architecture and arguments that rebuild it
     return loaded.with_overrides(
-        model={"name": zoo_model.model_name, "args": dict(zoo_model.model_args), "init_from": str(model)},
+        model={"name": record.architecture, "args": dict(record.args), "init_from": parse_source(model).text()},
         data={
             "source": "files",
             "images": _source_text(images),
@@ -162,7 +163,7 @@ def run_fingerprint(
     settings.get("train", {}).pop("steps", None)
     d = run_recipe.data
     return {
-        "base model": {"name": record["name"], "sha256": getattr(base, "weights_sha256", None) or record.get("sha256")},
+        "base model": {"name": record["name"], "sha256": provenance_of(base).sha256 or record.get("sha256")},
         "data": {
             name: {"path": str(Path(path).resolve()), "sha256": _data_digest(path)}
             for name, path in (

@@ -1,16 +1,17 @@
-"""The Hugging Face Hub: `from_pretrained`, `download`, `push_folder` and the names they resolve.
+"""The Hugging Face Hub: loading a published checkpoint (`load_registry_checkpoint`) or a Hub repo
+(`load_hub_checkpoint`), `download`, `push_folder` and `push_to_hub`.
 
-`from_pretrained` takes a registry checkpoint name (``unet_zoo.list_pretrained()``: pinned Hub repo, revision
-and weights sha256, see `unet_zoo.models.registry.PRETRAINED`), a Hub repo id written by unet_zoo, or a local
-folder. The folder format itself (config.json, safetensors, shards, digests) is `unet_zoo.hub.serialization`;
-its names are re-exported here (``unet_zoo.hub.pretrained.save_pretrained``, ``load_folder``, ``CheckpointError``, ...).
+Users load through `unet_zoo.from_pretrained` (`unet_zoo.hub.factory`), which parses the source and calls the
+loaders here. A published checkpoint (``unet_zoo.list_pretrained()``) has a pinned Hub repo, revision and weights
+sha256 (`unet_zoo.models.registry.PRETRAINED`). The folder format itself (config.json, safetensors, shards,
+digests) is `unet_zoo.hub.serialization`; its names are re-exported here (``save_pretrained``,
+``CheckpointError``, ...).
 
 Downloads go through ``huggingface_hub`` (its cache, ``revision``, ``HF_TOKEN``, ``HF_ENDPOINT``,
 ``HF_HUB_OFFLINE`` and ``local_files_only`` behave as everywhere in that ecosystem); its errors become
 `HubAccessError` / `CheckpointError` messages that say what to do.
 
-``model.save_pretrained``, ``model.push_to_hub``, ``UNet.from_pretrained`` and ``create_model(name, pretrained=True)``
-run the functions here (`unet_zoo.models.hub_mixin.hub_layer`).
+Every model loaded here carries its `Provenance` (kind "registry" or "hub", the repo, revision and sha256).
 """
 
 from __future__ import annotations
@@ -41,22 +42,21 @@ from unet_zoo.hub.serialization import (
     check_state_dict,
     checkpoint_config,
     is_run_folder,
-    load_folder,
-    load_run_folder,
     model_card_text,
     model_identity,
     read_config,
+    read_folder,
+    read_run_folder,
     read_weights,
     save_pretrained,
     save_weights,
     weight_files,
     weights_sha256,
 )
-from unet_zoo.models.checkpoint_names import variant_of
-from unet_zoo.models.hub_mixin import HubMixin
-from unet_zoo.models.registry import PRETRAINED
-from unet_zoo.utils.files import OWNER_FILE, file_sha256, source_checkout_root
-from unet_zoo.utils.suggest import did_you_mean
+from unet_zoo.hub.sources import SourceError, parse_source, source_cards_dir
+from unet_zoo.models.provenance import provenance_of, set_provenance
+from unet_zoo.models.registry import PRETRAINED, PretrainedCfg
+from unet_zoo.utils.files import OWNER_FILE, file_sha256
 
 logger = logging.getLogger(__name__)
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -219,16 +219,6 @@ def _download_checkpoint(
     return folder
 
 
-def source_cards_dir() -> Path | None:
-    """The `cards/` folder of a source checkout of unet_zoo (next to its pyproject.toml), or None when installed.
-
-    The folder need not exist yet (a fresh clone before any checkpoint is trained); callers check
-    for the checkpoint they want inside it.
-    """
-    root = source_checkout_root()
-    return None if root is None else root / "cards"
-
-
 def _offline_reason(local_files_only: bool) -> str:
     from huggingface_hub import constants
 
@@ -254,18 +244,20 @@ def download(
     force_download: bool = False,
     local_files_only: bool = False,
 ) -> Path:
-    """Download a checkpoint (registry name or Hub repo id) into the HF cache for offline use; returns its folder.
+    """Download a checkpoint (a published name, ``owner/repo`` or ``hf-hub:owner/repo[@revision]``, as
+    `unet_zoo.hub.sources.parse_source` reads them) into the HF cache for offline use; returns its folder.
 
     The files (config.json, weights, README.md) are verified: a registry name's weights must match its pinned
     sha256, any checkpoint's weights the digest recorded in its config.json (CheckpointError otherwise).
     """
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    cfg = PRETRAINED.get(name_or_repo_id)
-    repo_id = cfg.hf_hub_id if cfg else name_or_repo_id
-    rev = revision or (cfg.revision if cfg else None)
-    if cfg is None and "/" not in repo_id:
-        _raise_unknown(name_or_repo_id)
+    parsed = parse_source(name_or_repo_id)
+    if parsed.kind not in ("registry", "hub"):
+        raise SourceError(f"{name_or_repo_id!r} is a folder: download takes a checkpoint name or a Hub repo id")
+    cfg = PRETRAINED.get(parsed.location) if parsed.kind == "registry" else None
+    repo_id = cfg.hf_hub_id if cfg else parsed.location
+    rev = revision or parsed.revision or (cfg.revision if cfg else None)
     try:
         folder = _download_checkpoint(
             repo_id,
@@ -317,119 +309,45 @@ def check_config_pin(folder: Path, pinned: str | None, source: str) -> None:
         )
 
 
-def _raise_unknown(name: str) -> None:
-    hint = did_you_mean(name, PRETRAINED)
-    raise HubAccessError(
-        f"{name!r} is not a local folder, a pretrained checkpoint ({', '.join(PRETRAINED) or 'none registered yet'}) "
-        f"or a Hub repo id ('namespace/name').{hint}{unpublished_hint(name)}"
-    )
-
-
-def unpublished_hint(name: str) -> str:
-    """What to do when `name` is a checkpoint trained in this source checkout, or a recipe not published yet."""
-    cards = source_cards_dir()
-    if cards is not None and (cards / name / CONFIG_NAME).is_file():
-        return (
-            f" This source checkout has a checkpoint folder {cards / name}: load it with "
-            f"unet_zoo.from_pretrained({str(cards / name)!r})"
-        )
-    variant = variant_of(name)
-    if variant is None:
-        return ""
-    return (
-        f" The {name!r} checkpoint is not published yet: train it with `unet-zoo reproduce isbi --recipe {name}-cpu` "
-        f"(on a CPU, in resumable parts with --time-limit) or `unet-zoo reproduce isbi --variant {variant}` (on a GPU); "
-        f"either writes the folder cards/{name}/, which then loads with unet_zoo.from_pretrained('cards/{name}')"
-    )
-
-
-def is_path_like(name: str) -> bool:
-    """True when `name` is written as a path (``./x``, ``~/x``, ``/x``, ``a/b`` that exists, ``a\\b``), not a bare name.
-
-    A bare registry name ("isbi-small") always means the registry's pinned checkpoint, even where the working
-    directory holds a folder of that name; "owner/repo" is a Hub id unless such a folder exists.
-    """
-    if name.startswith((".", "/", "~")) or "\\" in name or os.path.isabs(name):
-        return True
-    return os.sep in name and os.path.isdir(name)
-
-
-def from_pretrained(
-    name_or_path: str | Path,
+def load_registry_checkpoint(
+    name: str,
     *,
     revision: str | None = None,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = torch.float32,
-    strict: bool = True,
-    local_files_only: bool | None = None,
+    load: dict[str, Any],
     token: str | bool | None = None,
     cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
     force_download: bool = False,
 ) -> nn.Module:
-    """Load a trained U-Net: a registry checkpoint name, a Hub repo id written by unet_zoo, or a local folder.
-
-    Returns the model in eval mode on `device` (default CPU) with floating tensors in `dtype`
-    (float16-stored weights load as float32 unless dtype says otherwise; None keeps the stored dtype).
-    Registry names use their pinned repo, revision and sha256 (a mismatch is refused). Offline
-    (HF_HUB_OFFLINE=1, local_files_only=True or no network) the Hugging Face cache is used. Safetensors only.
-    A source checkout whose ``cards/<name>/`` records the pinned sha256 in its config.json loads a registry
-    name from there without any network (the weights are hashed again and must match the pin).
-    Raises CheckpointError (bad files) or HubAccessError (repo/revision/token/offline problems).
-    """
+    """The published checkpoint `name` (`PRETRAINED`): from a source checkout's ``cards/<name>/`` when it holds the
+    pinned files, else from the Hub or its cache; the weights and config.json must match their pins (a revision
+    other than the pinned one skips the pins, with a warning). `load` holds read_folder's device, dtype, strict."""
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    name = str(name_or_path)
-    offline_only = bool(local_files_only)
-    load: dict[str, Any] = dict(device=device, dtype=dtype, strict=strict)
-    cfg = None if isinstance(name_or_path, Path) or is_path_like(name) else PRETRAINED.get(name)
-    if cfg is None and os.path.isdir(os.path.expanduser(name)):
-        return load_folder(os.path.expanduser(name), **load)
-    if cfg is not None and os.path.isdir(name):  # a registry name always means its pinned weights
+    cfg = PRETRAINED[name]
+    if os.path.isdir(name):  # the rule is explicit (a published name is the registry's); say so all the same
         logger.warning(
-            "%r is a registered checkpoint, so its pinned weights are loaded, not the folder %s in the working "
+            "%r is a published checkpoint, so its pinned weights are loaded, not the folder %s in the working "
             "directory; pass ./%s to load that folder",
             name,
             os.path.abspath(name),
             name,
         )
-    if cfg is None:
-        if name.startswith((".", "/", "~")) or "\\" in name:
-            raise CheckpointError(f"checkpoint folder {name} does not exist")
-        if "/" not in name:
-            _raise_unknown(name)
-        # "cards/x" where ./cards exists is probably a mistyped folder rather than a Hub repo: say so on failure
-        folder_note = f" (there is no local folder {name} either)" if os.path.isdir(name.split("/")[0]) else ""
-        try:
-            folder = _download_checkpoint(
-                name, revision, token=token, cache_dir=cache_dir, local_files_only=offline_only, force_download=force_download
-            )
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
-            raise HubAccessError(
-                f"{name!r}{f'@{revision}' if revision else ''} is not in the Hugging Face cache "
-                f"({_cache_location(cache_dir)}) and {_offline_reason(offline_only)}. "
-                f"Run `unet-zoo download {name}` while online, then load it offline{folder_note}"
-            ) from err
-        except HubAccessError as err:
-            if folder_note:
-                raise HubAccessError(f"{err}{folder_note}") from err
-            raise
-        return load_folder(folder, source=f"{name}@{revision or 'main'}", **load)
-
     rev = revision or cfg.revision
     pinned = cfg.sha256 if rev == cfg.revision else None
     pinned_config = cfg.config_sha256 if rev == cfg.revision else None
     local = None if force_download else _source_card(name, pinned, pinned_config)
     if local is not None:  # a source checkout ships the pinned files: no network needed
-        return _as_registered(load_folder(local, expected_sha256=pinned, source=f"{local} ({name!r})", **load), cfg)
+        return _as_registered(read_folder(local, expected_sha256=pinned, source=f"{local} ({name!r})", **load), cfg, rev)
     if cfg.sha256 and pinned is None:
         warnings.warn(
             f"{name!r}: revision {rev!r} differs from the pinned {cfg.revision!r}, so its sha256 pin is not checked",
-            stacklevel=2,
+            stacklevel=3,
         )
     source = f"{name!r} ({cfg.hf_hub_id}@{rev})"
     try:
         folder = _download_checkpoint(
-            cfg.hf_hub_id, rev, token=token, cache_dir=cache_dir, local_files_only=offline_only, force_download=force_download
+            cfg.hf_hub_id, rev, token=token, cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         cards = source_cards_dir()
@@ -437,12 +355,47 @@ def from_pretrained(
         stale = card is not None and (card / CONFIG_NAME).is_file()  # not the pinned weights (else loaded above)
         raise HubAccessError(
             f"checkpoint {source} is not in the Hugging Face cache ({_cache_location(cache_dir)}) and "
-            f"{_offline_reason(offline_only)}. Run `unet-zoo download {name}` while online, or train it "
+            f"{_offline_reason(local_files_only)}. Run `unet-zoo download {name}` while online, or train it "
             "yourself with `unet-zoo reproduce isbi`"
             + (f"; {card} holds other weights than the pinned ones ({pinned}), so it is not used" if stale else "")
         ) from err
     check_config_pin(folder, pinned_config, source)
-    return _as_registered(load_folder(folder, expected_sha256=pinned, source=source, **load), cfg)
+    return _as_registered(read_folder(folder, expected_sha256=pinned, source=source, **load), cfg, rev)
+
+
+def load_hub_checkpoint(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    load: dict[str, Any],
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> nn.Module:
+    """The checkpoint of Hub repo `repo_id` (written by unet_zoo) at `revision`, from the Hub or its cache; its
+    weights must match the digest its config.json records. `load` holds read_folder's device, dtype, strict."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    # "cards/x" where ./cards exists is probably a mistyped folder rather than a Hub repo: say so on failure
+    folder_note = f" (there is no local folder {repo_id} either)" if os.path.isdir(repo_id.split("/")[0]) else ""
+    try:
+        folder = _download_checkpoint(
+            repo_id, revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download
+        )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+        raise HubAccessError(
+            f"{repo_id!r}{f'@{revision}' if revision else ''} is not in the Hugging Face cache "
+            f"({_cache_location(cache_dir)}) and {_offline_reason(local_files_only)}. "
+            f"Run `unet-zoo download {repo_id}` while online, then load it offline{folder_note}"
+        ) from err
+    except HubAccessError as err:
+        if folder_note:
+            raise HubAccessError(f"{err}{folder_note}") from err
+        raise
+    model = read_folder(folder, source=f"{repo_id}@{revision or 'main'}", **load)
+    record = provenance_of(model).updated(kind="hub", source=repo_id, revision=revision or "main")
+    return set_provenance(model, record)
 
 
 def _source_card(name: str, pinned: str | None, pinned_config: str | None = None) -> Path | None:
@@ -460,15 +413,15 @@ def _source_card(name: str, pinned: str | None, pinned_config: str | None = None
     return cards / name if recorded == pinned.lower() else None
 
 
-def _as_registered(model: nn.Module, cfg: Any) -> nn.Module:
-    """Check that a loaded registry checkpoint is the architecture the registry says; attach its config."""
-    if model.model_name != cfg.architecture:
+def _as_registered(model: nn.Module, cfg: PretrainedCfg, revision: str) -> nn.Module:
+    """Check that a loaded registry checkpoint is the architecture the registry says; record it as that checkpoint."""
+    record = provenance_of(model)
+    if record.architecture != cfg.architecture:
         raise CheckpointError(
-            f"{model.checkpoint_source} holds a {model.model_name!r} model, but the registry says {cfg.name!r} is a "
-            f"{cfg.architecture!r}"
+            f"{record.source} holds a {record.architecture!r} model, but the registry says {cfg.name!r} is a {cfg.architecture!r}"
         )
-    model.pretrained_cfg = cfg
-    return model
+    registered = record.updated(kind="registry", source=cfg.hf_hub_id, checkpoint=cfg.name, revision=revision)
+    return set_provenance(model, registered)
 
 
 def _check_folder_for_push(folder: Path) -> None:
@@ -476,7 +429,7 @@ def _check_folder_for_push(folder: Path) -> None:
         raise CheckpointError(f"{folder} is not a folder; give the checkpoint folder written by save_pretrained")
     if not (folder / CARD_NAME).is_file():
         raise CheckpointError(f"{folder} has no {CARD_NAME} model card; write one with model.save_pretrained")
-    load_folder(folder)  # config, files, digest, names and shapes: publish only what loads
+    read_folder(folder)  # config, files, digest, names and shapes: publish only what loads
 
 
 def push_folder(
@@ -501,7 +454,7 @@ def push_folder(
     folder = Path(folder)
     if folder.is_dir() and is_run_folder(folder):  # a training run: publish its model as a checkpoint folder
         with tempfile.TemporaryDirectory(prefix="unet_zoo-push-") as tmp:
-            hub_folder = save_pretrained(load_run_folder(folder), Path(tmp) / folder.name, card_data={"repo_id": repo_id})
+            hub_folder = save_pretrained(read_run_folder(folder), Path(tmp) / folder.name, card_data={"repo_id": repo_id})
             return push_folder(
                 hub_folder,
                 repo_id,
@@ -532,7 +485,7 @@ def push_folder(
     return info.commit_url
 
 
-def push_model(
+def push_to_hub(
     model: nn.Module,
     repo_id: str,
     *,
@@ -553,24 +506,12 @@ def push_model(
         return push_folder(folder, repo_id, private=private, revision=revision, token=token, commit_message=commit_message)
 
 
-def load_instance_of(model_class: type[T], name_or_path: str | Path, **kwargs: Any) -> T:
-    """`from_pretrained`, checking that the checkpoint holds an instance of `model_class` (CheckpointError if not)."""
-    model = from_pretrained(name_or_path, **kwargs)
-    if not isinstance(model, model_class):
-        raise CheckpointError(
-            f"{name_or_path} holds a {type(model).__name__} ({getattr(model, 'model_name', '?')!r}), not a "
-            f"{model_class.__name__}; load it with unet_zoo.from_pretrained"
-        )
-    return model
-
-
 __all__ = [
     "CARD_DATA_KEYS",
     "CARD_NAME",
     "CONFIG_NAME",
     "CheckpointError",
     "HubAccessError",
-    "HubMixin",
     "RUN_RECIPE_NAME",
     "WEIGHTS_INDEX_NAME",
     "WEIGHTS_NAME",
@@ -580,22 +521,17 @@ __all__ = [
     "checkpoint_config",
     "download",
     "file_sha256",
-    "from_pretrained",
-    "is_path_like",
     "is_run_folder",
-    "load_folder",
-    "load_instance_of",
-    "load_run_folder",
+    "load_hub_checkpoint",
+    "load_registry_checkpoint",
     "model_card_text",
     "model_identity",
     "push_folder",
-    "push_model",
+    "push_to_hub",
     "read_config",
     "read_weights",
     "save_pretrained",
     "save_weights",
-    "source_cards_dir",
-    "unpublished_hint",
     "weight_files",
     "weights_sha256",
 ]

@@ -24,11 +24,11 @@ from typing import Any
 
 from torch import nn
 
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.serialization import (
     CARD_NAME,
     CONFIG_NAME,
     build_model,
-    load_folder,
     model_card_text,
     read_config,
     save_weights_and_config,
@@ -154,7 +154,7 @@ def write_hub_folder(
         check = None
         if rescore is not None:
             # Read the stored weights back and score them again: the card must describe what users download.
-            stored = load_folder(staging, device=next(model.parameters()).device)
+            stored = from_pretrained(staging, device=next(model.parameters()).device)
             check = check_stored_weights(scores or {}, rescore(stored), str(dtype or torch.float32).removeprefix("torch."))
         figures: dict[str, str] = {}
         if figures_dir is not None:

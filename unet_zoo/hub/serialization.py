@@ -14,7 +14,8 @@ checkpoint, of the shards' bytes concatenated in file-name order (``cat model-*.
 Registry entries (`unet_zoo.models.registry.PRETRAINED`) pin the Hub repo, the revision and this digest.
 
 A training run folder (``unet-zoo train`` output: ``recipe.json`` + ``checkpoint.safetensors``) loads too.
-Downloading, pushing and resolving names live in `unet_zoo.hub.pretrained`.
+Every model read here carries its `Provenance` (``unet_zoo.models.provenance``). Downloading and pushing live in
+`unet_zoo.hub.pretrained`; the one way in for users, `unet_zoo.from_pretrained`, in `unet_zoo.hub.factory`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch import nn
 
 from unet_zoo._version import LIBRARY_NAME, __version__
 from unet_zoo.hub.card import CARD_DATA_KEYS, CardInfo, render_model_card
+from unet_zoo.models.provenance import provenance_of, set_provenance
 from unet_zoo.models.registry import MAX_PARAMETERS, ModelArgsError, create_model, expected_state_shapes, get_entry, list_models
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, files_sha256, move_into_place
@@ -142,10 +144,14 @@ def _index_shards(index_path: Path) -> list[str]:
 
 
 def model_identity(model: nn.Module) -> tuple[str, dict[str, Any]]:
-    """(registry architecture name, full JSON-serialisable arguments) that rebuild `model` via create_model."""
-    name, args = getattr(model, "model_name", None), getattr(model, "model_args", None)
-    if name is None or args is None:
-        init_args = getattr(model, "_hub_mixin_config", None) or {}  # __init__ arguments, captured by ModelHubMixin
+    """(registry architecture name, full JSON-serialisable arguments) that rebuild `model` via create_model: its
+    `Provenance`, or for a network built directly (``UNet(...)``) the first architecture of its class and the
+    arguments it records (``init_args``)."""
+    record = provenance_of(model)
+    name: str | None = record.architecture if record.architecture in list_models() else None
+    args: dict[str, Any] | None = dict(record.args) if name is not None else None
+    if name is None or not args:
+        init_args = dict(getattr(model, "init_args", None) or {})  # the zoo's networks record their arguments
         same_class = [n for n in list_models() if get_entry(n).model_class is type(model)]
         if not same_class:
             raise ValueError(
@@ -153,7 +159,7 @@ def model_identity(model: nn.Module) -> tuple[str, dict[str, Any]]:
                 "register one with unet_zoo.register_model or build the model with unet_zoo.create_model"
             )
         name = name or same_class[0]
-        args = {**get_entry(name).default_args, **dict(init_args)}
+        args = {**get_entry(name).default_args, **init_args}
     try:
         args = json.loads(json.dumps(args))
     except TypeError as err:
@@ -220,9 +226,9 @@ def save_weights(
 
 
 def model_card_text(model: nn.Module, card_data: dict[str, Any] | None = None) -> str:
-    """The README.md `save_pretrained` writes for `model`: its `pretrained_info` updated with `card_data`
-    (any of ``CARD_DATA_KEYS``, passed to `unet_zoo.hub.card.render_model_card`)."""
-    info = {**(getattr(model, "pretrained_info", None) or {}), **(card_data or {})}
+    """The README.md `save_pretrained` writes for `model`: what its provenance's card records, updated with
+    `card_data` (any of ``CARD_DATA_KEYS``, passed to `unet_zoo.hub.card.render_model_card`)."""
+    info = {**provenance_of(model).card, **(card_data or {})}
     name, args = model_identity(model)
     known = {key: info[key] for key in CARD_DATA_KEYS if info.get(key) is not None}
     return render_model_card(CardInfo(name, args, params=sum(p.numel() for p in model.parameters()), **known))
@@ -259,7 +265,7 @@ def save_weights_and_config(
     A folder written so loads with `load_folder`; `save_pretrained` adds the README.md. card_data as there.
     """
     folder = Path(save_directory)
-    known = dict(getattr(model, "pretrained_info", None) or {})
+    known = dict(provenance_of(model).card)
     extra = dict(card_data or {})
     unknown = sorted(set(extra) - set(CARD_DATA_KEYS))
     if unknown:
@@ -394,9 +400,7 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, strict
     """
     found = {k: tuple(v.shape) for k, v in state.items()}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_shapes(
-        expected, found, strict=strict, source=source, model_desc=repr(getattr(model, "model_name", type(model).__name__))
-    )
+    check_shapes(expected, found, strict=strict, source=source, model_desc=repr(provenance_of(model).architecture))
 
 
 def check_shapes(
@@ -456,10 +460,31 @@ def load_folder(
     expected_sha256: str | None = None,
     source: str | None = None,
 ) -> nn.Module:
-    """Build and load the model of a checkpoint folder; eval mode, on `device`, floating tensors in `dtype`.
+    """Deprecated: ``unet_zoo.from_pretrained(Path(folder))`` (or ``"./folder"``) loads a folder."""
+    warnings.warn(
+        "unet_zoo.hub.serialization.load_folder is deprecated and will be removed in the next release; "
+        "use unet_zoo.from_pretrained(Path(folder)) or unet_zoo.from_pretrained('./folder')",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return read_folder(folder, device=device, dtype=dtype, strict=strict, expected_sha256=expected_sha256, source=source)
+
+
+def read_folder(
+    folder: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = torch.float32,
+    strict: bool = True,
+    expected_sha256: str | None = None,
+    source: str | None = None,
+) -> nn.Module:
+    """Build and load the model of a checkpoint folder (or a training run folder); eval mode, on `device`,
+    floating tensors in `dtype`. What `unet_zoo.from_pretrained` runs for every folder, downloaded or local.
 
     dtype=None keeps the stored dtype. expected_sha256 (a registry pin) is compared with `weights_sha256`;
-    the digest recorded in config.json is always checked. CheckpointError on any inconsistency.
+    the digest recorded in config.json is always checked. CheckpointError on any inconsistency. The model's
+    `Provenance` has kind "folder" (or "run"), `source` (default: the folder), the digest and config's card.
     """
     folder = Path(folder)
     source = source or str(folder)
@@ -467,7 +492,7 @@ def load_folder(
         raise CheckpointError(f"{folder} is not a folder")
     if not (folder / CONFIG_NAME).is_file():
         if is_run_folder(folder):
-            return load_run_folder(folder, device=device, dtype=dtype, strict=strict)
+            return read_run_folder(folder, device=device, dtype=dtype, strict=strict)
         raise CheckpointError(
             f"no {CONFIG_NAME} in {folder}: not a unet_zoo checkpoint (save one with model.save_pretrained) "
             f"nor a training run folder ({RUN_RECIPE_NAME} + {RUN_STATE_NAME}, written by `unet-zoo train`)"
@@ -503,10 +528,8 @@ def load_folder(
     target = dtype if dtype is not None else (floating[0] if floating else None)
     model.to(device=device, dtype=target)
     model.eval()
-    model.pretrained_info = dict(config.get("pretrained") or {})
-    model.checkpoint_source = source
-    model.weights_sha256 = digest  # provenance for what the model writes (e.g. predict_volume's attributes)
-    return model
+    card = dict(config.get("pretrained") or {})
+    return set_provenance(model, provenance_of(model).updated(kind="folder", source=source, sha256=digest, card=card))
 
 
 def is_run_folder(folder: str | Path) -> bool:
@@ -515,7 +538,7 @@ def is_run_folder(folder: str | Path) -> bool:
     return (folder / RUN_RECIPE_NAME).is_file() and (folder / RUN_STATE_NAME).is_file() and not (folder / CONFIG_NAME).is_file()
 
 
-def load_run_folder(
+def read_run_folder(
     folder: str | Path,
     *,
     device: str | torch.device | None = None,
@@ -524,8 +547,9 @@ def load_run_folder(
 ) -> nn.Module:
     """The model of a training run folder (``unet-zoo train`` output) at its last checkpointed step, in eval mode.
 
-    The architecture comes from ``recipe.json``, the weights from ``checkpoint.safetensors``. The model's
-    ``pretrained_info`` says which recipe and step it is (``training``), so a card written from it says so too.
+    The architecture comes from ``recipe.json``, the weights from ``checkpoint.safetensors``. The card of the
+    model's `Provenance` (kind "run") says which recipe and step it is (``training``), so a card written from it
+    says so too.
     """
     folder = Path(folder)
     try:
@@ -551,7 +575,7 @@ def load_run_folder(
     model.eval()
     name = recipe.get("recipe", {}).get("name", "")
     total = recipe.get("train", {}).get("steps")
-    model.pretrained_info = {
+    card = {
         "description": f"training run {folder.name} of recipe {name!r} at step {ckpt.step}" + (f" of {total}" if total else ""),
         "training": {
             "recipe": f"{name} (run folder {folder.name})",
@@ -559,8 +583,7 @@ def load_run_folder(
             "time_s": ckpt.extra.get("train_seconds"),
         },
     }
-    model.checkpoint_source = f"{folder} (training run, step {ckpt.step})"
-    return model
+    return set_provenance(model, provenance_of(model).updated(kind="run", source=str(folder), card=card))
 
 
 __all__ = [
@@ -580,7 +603,8 @@ __all__ = [
     "checkpoint_config",
     "is_run_folder",
     "load_folder",
-    "load_run_folder",
+    "read_folder",
+    "read_run_folder",
     "model_card_text",
     "model_identity",
     "read_config",

@@ -17,6 +17,7 @@ from torch import nn
 
 from unet_zoo.data.pixel_size import check_pixel_size, check_scale
 from unet_zoo.inference.tiling import predict_stack, predict_uncertainty
+from unet_zoo.models.provenance import provenance_of
 
 SCALE_TOLERANCE = 0.02  # relative pixel-size differences below this are not rescaled
 DEFAULT_MODEL_PIXEL_SIZE_NM = 4.0
@@ -27,14 +28,10 @@ def model_pixel_size(model: nn.Module) -> float:
     """The pixel size in nm the model was trained at, from its card's training record (``pixel_size_nm``);
     checkpoints that record none were trained on ISBI 2012 (`DEFAULT_MODEL_PIXEL_SIZE_NM`). A recorded size that is not
     plausible is a `PixelSizeError` naming the checkpoint."""
-    info = getattr(model, "pretrained_info", None) or {}
-    training = info.get("training") or {} if isinstance(info, dict) else {}
-    training = training if isinstance(training, dict) else {}
-    value = training.get("pixel_size_nm", info.get("pixel_size_nm") if isinstance(info, dict) else None)
-    if value is None:
+    record = provenance_of(model)
+    if record.pixel_size_nm is None:
         return DEFAULT_MODEL_PIXEL_SIZE_NM
-    source = getattr(model, "checkpoint_source", None) or getattr(model, "model_name", "the model")
-    return check_pixel_size(value, f"pixel_size_nm in the card of {source}")
+    return check_pixel_size(record.pixel_size_nm, f"pixel_size_nm in the card of {record.label}")
 
 
 def scale_factor(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from unet_zoo.inference.paths import choose_path
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
 from unet_zoo.runtime.settings import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
@@ -111,12 +112,10 @@ def _stride(model: nn.Module) -> int:
 
 
 def _default_tile(model: nn.Module) -> int:
-    name = getattr(model, "model_name", None)
-    if name:
-        try:
-            return get_entry(name).default_tile
-        except KeyError:
-            pass
+    try:
+        return get_entry(provenance_of(model).architecture).default_tile
+    except KeyError:  # a model built outside the registry
+        pass
     return 572 if _is_valid_conv(model) else 512
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import PRETRAINED, create_model, get_entry
 from unet_zoo.models.sizes import input_size_for_output, output_size, size_rule
 from unet_zoo.utils.timing import count_forward_flops
@@ -47,7 +48,7 @@ def model_info(name: str, **overrides: Any) -> ModelInfo:
     entry = get_entry(name)
     with torch.device("meta"):
         model = create_model(name, **overrides)
-    args = model.model_args
+    args = provenance_of(model).args
     tile = entry.default_tile
     if entry.family == "unet":
         depth, padding = args["depth"], args["padding"]

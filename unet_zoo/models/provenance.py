@@ -25,12 +25,14 @@ class Provenance:
     """Where a model came from and what its checkpoint records.
 
     - ``architecture``: the registry architecture name (``unet_zoo.list_models()``); ``args`` its arguments.
-    - ``kind`` / ``source``: how and from where it was loaded (a checkpoint name, ``owner/repo``, a folder path).
+    - ``kind`` / ``source``: how and from where it came: ``built`` / the architecture name, ``registry`` / the
+      checkpoint's Hub repo (also when a source checkout's ``cards/<name>/`` holds the pinned files),
+      ``hub`` / ``owner/repo``, ``folder`` / the folder path, ``run`` / the run folder path.
     - ``checkpoint``: the published checkpoint's name (``isbi-small``) when it is one, else None.
-    - ``revision``: the Hub commit the weights came from, when known; ``sha256``: the digest of the weights files.
-    - ``pixel_size_nm``: the pixel size in nm the model was trained at, when its checkpoint records one.
-    - ``segmentation``: segmentation defaults stored with the checkpoint (a `SegmentationParams` dict), or None.
-    - ``card``: the checkpoint's ``pretrained`` block of config.json (description, training record, scores...).
+    - ``revision``: the Hub revision asked for (a published checkpoint's pinned one); ``sha256``: the digest of the
+      weights files (`unet_zoo.hub.serialization.weights_sha256`), None for built models and training runs.
+    - ``card``: the checkpoint's ``pretrained`` block of config.json (description, training record, scores,
+      segmentation defaults), as stored; `pixel_size_nm` and `segmentation` read it.
     """
 
     architecture: str
@@ -40,9 +42,23 @@ class Provenance:
     checkpoint: str | None = None
     revision: str | None = None
     sha256: str | None = None
-    pixel_size_nm: float | None = None
-    segmentation: dict[str, Any] | None = None
     card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pixel_size_nm(self) -> Any:
+        """The pixel size in nm the model was trained at as its card records it (``training.pixel_size_nm``, else
+        ``pixel_size_nm``), or None. Unchecked: `unet_zoo.inference.rescale.model_pixel_size` checks it and
+        supplies the default for checkpoints that record none."""
+        training = self.card.get("training")
+        if isinstance(training, dict) and training.get("pixel_size_nm") is not None:
+            return training["pixel_size_nm"]
+        return self.card.get("pixel_size_nm")
+
+    @property
+    def segmentation(self) -> dict[str, Any] | None:
+        """The segmentation defaults stored with the checkpoint (a `SegmentationParams` dict), or None."""
+        block = self.card.get("segmentation")
+        return block if isinstance(block, dict) and block else None
 
     @property
     def label(self) -> str:

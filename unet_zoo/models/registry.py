@@ -3,7 +3,8 @@
 A variant is a few lines: a function decorated with `register_model` that returns its default
 architecture arguments; `create_model(name, **overrides)` merges the caller's overrides and builds.
 Pretrained checkpoints (`isbi-original`, ...) are listed in `PRETRAINED` with their pinned Hub
-repo, revision and weight sha256.
+repo, revision and weight sha256. The registry is data and builders only: it reads no file and no network;
+loading a checkpoint is the Hub layer's `unet_zoo.from_pretrained`, which builds through `create_model`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from unet_zoo.models.hub_mixin import hub_layer
+from unet_zoo.models.provenance import Provenance, set_provenance
 from unet_zoo.models.unet import TimmUNet, UNet
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.suggest import did_you_mean
@@ -55,7 +56,7 @@ class PretrainedCfg:
 
 _MODELS: dict[str, ModelEntry] = {}
 
-# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub/pretrained.py). Each entry pins:
+# Published checkpoints, loaded with `unet_zoo.from_pretrained(name)` (unet_zoo/hub/factory.py). Each entry pins:
 #   hf_hub_id      the Hub repo that `unet-zoo push cards/<name> --repo-id ...` publishes,
 #   revision       the branch to download: "main". The Hub assigns a commit only when a folder is pushed, so no
 #                  commit is pinned; what makes the pin a pin are the two digests below, checked on every load,
@@ -261,24 +262,31 @@ def _init_params(model_class: type[nn.Module]) -> list[str]:
     return [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
 
 
-def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
-    """Build architecture `name` with random (paper) initialisation; keyword overrides change its config.
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build architecture `name` with random (paper) initialisation; keyword overrides change its arguments.
 
-    ``pretrained=True`` loads the published checkpoint of that architecture (see `from_pretrained`).
-    The returned module records ``model_name`` and ``model_args`` so it can be saved and rebuilt.
+    The model's `Provenance` (``unet_zoo.models.provenance.provenance_of``, kind ``"built"``) records the
+    architecture and its full arguments, so it can be saved and rebuilt. Trained weights: `unet_zoo.from_pretrained`.
     """
-    if pretrained:
-        get_entry(name)  # an unknown name: KeyError with close matches, not "no checkpoint"
-        matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == name]
-        if not matches:
-            raise ValueError(f"no pretrained checkpoint for {name!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")
-        return hub_layer().from_pretrained(matches[0], **overrides)
+    if "pretrained" in overrides:
+        raise TypeError(
+            f"the registry builds architectures only: load trained weights with unet_zoo.from_pretrained(name) "
+            f"(checkpoints: {', '.join(PRETRAINED) or 'none yet'}), not create_model({name!r}, pretrained=...)"
+        )
     entry = get_entry(name)
     args = model_args(name, **overrides)
-    model: Any = entry.model_class(**args)  # a zoo model: it records how to rebuild itself
-    model.model_name = name
-    model.model_args = args
-    return model
+    model = entry.model_class(**args)
+    return set_provenance(model, Provenance(architecture=name, args=args, kind="built", source=name))
+
+
+def checkpoint_of(architecture: str) -> str:
+    """The first published checkpoint of `architecture` ('small' -> 'isbi-small'); KeyError for an unknown
+    architecture, ValueError when none is published."""
+    get_entry(architecture)  # an unknown name: KeyError with close matches, not "no checkpoint"
+    matches = [cfg.name for cfg in PRETRAINED.values() if cfg.architecture == architecture]
+    if not matches:
+        raise ValueError(f"no pretrained checkpoint for {architecture!r}; checkpoints: {', '.join(PRETRAINED) or 'none yet'}")
+    return matches[0]
 
 
 # --- The paper's network and its variants -------------------------------------------------------

@@ -2,6 +2,8 @@
 
 Variants are configurations of these classes, registered in `unet_zoo.models.registry`; no code is copied
 between variants. Inputs are float tensors (N, C, H, W); outputs are logits (N, num_classes, H', W').
+Both are plain `torch.nn.Module`s that record their constructor arguments in ``init_args``; saving and loading
+are the Hub layer's functions (``unet_zoo.save_pretrained``, ``unet_zoo.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 from unet_zoo.models.blocks import DoubleConv, NormKind, UpBlock, UpMode, center_crop, paper_init_
-from unet_zoo.models.hub_mixin import HubMixin
+from unet_zoo.models.legacy import LegacyHubMethods
 from unet_zoo.models.sizes import is_valid_input_size, nearest_valid_sizes_text, output_size, size_rule
 
 
@@ -31,7 +33,7 @@ def check_input(x: Any, in_channels: int, name: str) -> None:
         raise ValueError(f"{name} expects {in_channels} input channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
 
 
-class UNet(HubMixin, nn.Module):
+class UNet(LegacyHubMethods, nn.Module):
     """U-Net of Ronneberger et al. (2015), configurable.
 
     Args:
@@ -59,6 +61,17 @@ class UNet(HubMixin, nn.Module):
         init: str = "paper",
     ):
         super().__init__()
+        self.init_args: dict[str, Any] = dict(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            base_channels=base_channels,
+            depth=depth,
+            padding=padding,
+            up_mode=up_mode,
+            norm=norm,
+            dropout=dropout,
+            init=init,
+        )
         if padding not in (0, 1):
             raise ValueError(f"padding must be 0 (valid convolutions) or 1 (same size), got {padding}")
         if depth < 1:
@@ -110,7 +123,7 @@ class UNet(HubMixin, nn.Module):
         return self.head(x)
 
 
-class TimmUNet(HubMixin, nn.Module):
+class TimmUNet(LegacyHubMethods, nn.Module):
     """U-Net whose contracting path is any timm backbone (``features_only=True``).
 
     The expansive path up-samples bilinearly, concatenates the encoder features of the same stride
@@ -128,6 +141,14 @@ class TimmUNet(HubMixin, nn.Module):
         pretrained_encoder: bool = False,
     ):
         super().__init__()
+        self.init_args: dict[str, Any] = dict(
+            encoder=encoder,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            decoder_channels=list(decoder_channels),
+            norm=norm,
+            pretrained_encoder=pretrained_encoder,
+        )
         import timm  # imported here: timm (and torchvision) are only needed for these models
 
         if not isinstance(encoder, str) or ":" in encoder or "/" in encoder or not timm.is_model(encoder):

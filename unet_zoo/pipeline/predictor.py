@@ -28,14 +28,15 @@ from torch import nn
 from unet_zoo.data.pixel_size import check_pixel_size
 from unet_zoo.data.reading import Image, read_image
 from unet_zoo.exporters.paths import choose_inference_path
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.rescale import model_pixel_size, rescale_stack, resize_probabilities, scale_factor
 from unet_zoo.inference.tiling import predict_tiled, predict_uncertainty
-from unet_zoo.models.provenance import Provenance
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.runtime.measured import BACKENDS, InferenceChoice, Log, check_inference_path_env
 from unet_zoo.runtime.settings import PRECISIONS
 from unet_zoo.segmentation import SegmentationParams, checkpoint_params, segment_probabilities
 from unet_zoo.segmentation.api import UniqueIds
+from unet_zoo.utils.device import resolve_device
 
 Index = tuple[int, ...]
 Progress = Callable[[int, int, int, int], None]
@@ -59,24 +60,8 @@ def check_settings(backend: str, precision: str, device: str | None = None) -> N
 
 
 def model_record(model: nn.Module) -> dict[str, Any]:
-    """Where the model came from, for outputs' metadata: `Provenance.as_dict` (the loose attributes of models
-    loaded before every loader attached a `Provenance`)."""
-    record = getattr(model, "provenance", None)
-    if isinstance(record, Provenance):
-        return record.as_dict()
-    cfg = getattr(model, "pretrained_cfg", None)
-    source = getattr(model, "checkpoint_source", None)
-    revision = getattr(cfg, "revision", None)
-    if revision is None and source and "@" in str(source):  # a Hub id: "owner/repo@revision"
-        revision = str(source).rsplit("@", 1)[1].split()[0].rstrip(")")
-    return {
-        "architecture": getattr(model, "model_name", None) or type(model).__name__,
-        "args": getattr(model, "model_args", None) or {},
-        "source": str(source) if source else None,
-        "checkpoint": getattr(cfg, "name", None),
-        "revision": revision,
-        "sha256": getattr(model, "weights_sha256", None) or getattr(cfg, "sha256", None),
-    }
+    """Where the model came from, for outputs' metadata (`unet_zoo.models.provenance.Provenance.as_dict`)."""
+    return provenance_of(model).as_dict()
 
 
 @dataclass
@@ -148,7 +133,7 @@ class Predictor:
         on = "cpu" if backend in EXPORTED_BACKENDS else device
         if isinstance(model, str):
             self.spec = model
-            self.model = load_model(model, device=on)
+            self.model = from_pretrained(model, device=resolve_device(on), allow_architecture=True)
         else:
             self.spec = None
             self.model = model.to(on) if on else model

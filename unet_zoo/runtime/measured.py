@@ -154,8 +154,10 @@ WEIGHT_ONLY_ARGS = frozenset({"dropout", "init"})
 def architecture_key(model: nn.Module) -> dict[str, Any]:
     """The architecture of `model` for inference: its registry name and arguments (less `WEIGHT_ONLY_ARGS`), or
     its class and parameter shapes."""
-    name = getattr(model, "model_name", None)
-    args = {k: v for k, v in (getattr(model, "model_args", None) or {}).items() if k not in WEIGHT_ONLY_ARGS}
+    # the zoo's models carry a `unet_zoo.models.provenance.Provenance` (a layer above: read by its two fields)
+    record = getattr(model, "provenance", None)
+    name = getattr(record, "architecture", None)
+    args = {k: v for k, v in (getattr(record, "args", None) or {}).items() if k not in WEIGHT_ONLY_ARGS}
     if name is not None:
         return {"model": str(name), "args": json.loads(json.dumps(args, sort_keys=True, default=str))}
     shapes = [list(p.shape) for p in model.parameters()]

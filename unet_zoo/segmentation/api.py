@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.segmentation.agglomerate import merge_segments
 from unet_zoo.segmentation.watershed import dissolve_small, distance_seeds, flood
 from unet_zoo.utils.segmentation_params import SegmentationParams, SegmentationParamsError
@@ -17,13 +18,14 @@ from unet_zoo.utils.segmentation_params import SegmentationParams, SegmentationP
 def checkpoint_params(model: nn.Module | None) -> SegmentationParams:
     """The segmentation defaults stored with a checkpoint (config.json: ``pretrained.segmentation``), else the
     library's defaults (`SegmentationParams()`, tuned on a tuning fold)."""
-    stored = (getattr(model, "pretrained_info", None) or {}).get("segmentation") if model is not None else None
+    record = provenance_of(model) if model is not None else None
+    stored = record.segmentation if record is not None else None
     if not stored:
         return SegmentationParams()
     try:
         return SegmentationParams.from_dict(stored)
     except SegmentationParamsError as err:
-        source = getattr(model, "checkpoint_source", None) or "the model"
+        source = record.label if record is not None else "the model"
         raise SegmentationParamsError(
             f"{source}: bad segmentation defaults in config.json's 'pretrained.segmentation' ({err}); fix or remove that block"
         ) from None

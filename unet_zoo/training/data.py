@@ -21,6 +21,7 @@ from unet_zoo.data.files import LabelledDataError, LabelledImages, load_labelled
 from unet_zoo.data.sources import load_source
 from unet_zoo.data.split import split_slices
 from unet_zoo.data.weight_maps import weight_maps_for_stack
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.training.recipes import Recipe
 from unet_zoo.utils.files import cache_dir
 
@@ -293,7 +294,7 @@ def validation_tiles(
     valid-convolution models. Returns x (n, 1, tile, tile) float32 in [0, 1], y (n, o, o) int64, w (n, o, o)."""
     out = model.output_size(tile)  # type: ignore[operator]  # a zoo model's method, typed by nn.Module as Tensor | Module
     if out is None:
-        raise ValueError(f"tile {tile} is not a valid input size for {getattr(model, 'model_name', 'the model')}")
+        raise ValueError(f"tile {tile} is not a valid input size for {provenance_of(model).label}")
     margin = (tile - out) // 2
     xs, ys, ws = [], [], []
     for i in range(count):

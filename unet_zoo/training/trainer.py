@@ -36,8 +36,10 @@ from torch import nn
 from torch.profiler import record_function
 
 from unet_zoo.data.augment import AugmentConfig, TileSampler
-from unet_zoo.hub.pretrained import HubAccessError, from_pretrained
+from unet_zoo.hub.factory import from_pretrained
+from unet_zoo.hub.pretrained import HubAccessError
 from unet_zoo.hub.serialization import CheckpointError, check_state_dict
+from unet_zoo.hub.sources import SourceError
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model, get_entry
@@ -149,7 +151,7 @@ def recipe_model(recipe: Recipe, *, load_init: bool = True) -> tuple[nn.Module, 
         return model, None
     try:
         start = from_pretrained(source)
-    except (CheckpointError, HubAccessError) as err:
+    except (CheckpointError, HubAccessError, SourceError) as err:
         raise ValueError(f"model.init_from = {source!r} cannot be loaded: {err}") from err
     state = start.state_dict()
     check_state_dict(model, state, source=f"model.init_from = {source!r}")
@@ -160,12 +162,11 @@ def recipe_model(recipe: Recipe, *, load_init: bool = True) -> tuple[nn.Module, 
 def init_from_record(source: str, start: nn.Module) -> dict[str, Any]:
     """What a card records about the weights a run starts from: `source` (as the user named them), the sha256 of
     their weights and their own training seconds and steps, where `start` (loaded from `source`) records them."""
-    config = getattr(start, "pretrained_info", {}) or {}
-    training = config.get("training") or {}
-    cfg = getattr(start, "pretrained_cfg", None)
+    record = provenance_of(start)
+    training = record.card.get("training") or {}
     return {
         "source": source,
-        "sha256": getattr(cfg, "sha256", None),
+        "sha256": record.sha256 if record.kind == "registry" else None,
         "train_seconds": training.get("time_s"),
         "steps": training.get("steps"),
     }
@@ -175,8 +176,6 @@ def _architecture(model: nn.Module) -> tuple[str, dict[str, Any]]:
     """The registry name and arguments that rebuild `model` (what recipe.json records, so the run folder loads)."""
     record = provenance_of(model)
     name, args = record.architecture, dict(record.args)
-    if not _registered(name) and getattr(model, "model_name", None):  # built before builders recorded provenance
-        name, args = model.model_name, dict(model.model_args)  # type: ignore[attr-defined]
     if not _registered(name):
         raise ValueError(
             f"model: a {type(model).__name__} that unet_zoo cannot rebuild; build it with unet_zoo.create_model "

@@ -1,8 +1,8 @@
 """Choosing the device a model runs on: the one place that turns "cuda", "cpu", "cuda:1" or nothing into one.
 
-Training (`unet_zoo.training.distributed.init_distributed`), prediction (`unet_zoo.inference.tiling`,
-`unet_zoo.hub.loading`), the runtime settings (`unet_zoo.runtime.settings`), the timers (`unet_zoo.utils.timing`) and the
-CLI's ``--device`` all resolve devices here.
+Training (`unet_zoo.training.distributed.init_distributed`), prediction (`unet_zoo.inference.tiling`, the
+device a command loads its model on), the runtime settings (`unet_zoo.runtime.settings`), the timers
+(`unet_zoo.utils.timing`) and the CLI's ``--device`` all resolve devices here.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from unet_zoo.data.pixel_size import check_pixel_size
-from unet_zoo.hub.loading import load_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.region import predict_region
 from unet_zoo.inference.rescale import (
     as_image_dtype,
@@ -43,7 +43,9 @@ from unet_zoo.inference.tiling import (
     choose_tile,
     inference_settings,
 )
+from unet_zoo.models.provenance import provenance_of
 from unet_zoo.runtime.settings import Precision
+from unet_zoo.utils.device import resolve_device
 from unet_zoo.volumes.io import VolumeOutput, VolumeSource, check_not_nested, open_output, open_source
 
 Progress = Callable[[int, int], None]
@@ -229,17 +231,14 @@ def _grid_span(span: slice, length: int, grid_length: int) -> slice:
 
 def model_provenance(model: nn.Module) -> dict[str, Any]:
     """Which model made a prediction: architecture, arguments, checkpoint, revision and weights sha256 (or None)."""
-    cfg = getattr(model, "pretrained_cfg", None)
-    source = getattr(model, "checkpoint_source", None)
-    revision = getattr(cfg, "revision", None)
-    if revision is None and source and "@" in str(source):
-        revision = str(source).rsplit("@", 1)[1].split()[0].rstrip(")")
+    record = provenance_of(model)
+    built = record.kind == "built"
     return {
-        "model": getattr(model, "model_name", None) or type(model).__name__,
-        "model_args": getattr(model, "model_args", None),
-        "checkpoint": getattr(cfg, "name", None) or source,
-        "revision": revision,
-        "sha256": getattr(model, "weights_sha256", None) or getattr(cfg, "sha256", None),
+        "model": record.architecture,
+        "model_args": dict(record.args) if record.args else None,
+        "checkpoint": None if built else record.checkpoint or record.source,
+        "revision": record.revision,
+        "sha256": record.sha256,
     }
 
 
@@ -284,7 +283,7 @@ def predict_volume(
     """Cell probabilities of a 2-D or 3-D volume of any size, written to a Zarr array at `out`.
 
     Args:
-        model: a zoo model, or a spec for `unet_zoo.hub.loading.load_model` (what `from_pretrained` takes, or an architecture).
+        model: a zoo model, or a source for `unet_zoo.from_pretrained` (or an architecture name: random weights, with a warning).
         source: Zarr v2/v3 array or group path, OME-Zarr group (level `level`, default 0), TIFF stack path,
             zarr.Array, dask or NumPy array; (Z, Y, X) sections or one (Y, X) section; uint8/uint16/float
             pixels as for `predict_tiled` (`normalise`).
@@ -330,7 +329,7 @@ def predict_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(model, str):
-        model = load_model(model, device=device)
+        model = from_pretrained(model, device=resolve_device(device), allow_architecture=True)
     elif device is not None:
         model.to(device)
     model.eval()

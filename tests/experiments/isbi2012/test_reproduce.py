@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+import unet_zoo
 from tests.conftest import REPO_ROOT
 from unet_zoo.experiments.isbi2012 import reproduce as reproduce_module
 from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage, recipes_for, reproduce_isbi
@@ -88,8 +89,6 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
     """The card's weights are float16 on disk, read back, evaluated again, and the card says they score the same."""
     from safetensors import safe_open
 
-    from unet_zoo.hub.pretrained import load_folder
-
     def stand_in(name):
         return load_recipe("tiny").with_overrides(
             recipe={"name": name}, train={"steps": 2, "eval_tiles": 1, "overlay_slices": 1}, eval={"tta": True}
@@ -103,7 +102,7 @@ def test_reproduce_stores_float16_weights_and_scores_them_again(tmp_path, monkey
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
     assert dtypes == {torch.float16}
     assert json.loads((folder / "config.json").read_text())["weights"]["dtype"] == "float16"
-    loaded = load_folder(folder)
+    loaded = unet_zoo.from_pretrained(folder)
     assert next(loaded.parameters()).dtype == torch.float32
     scores = json.loads((folder / "scores.json").read_text())
     check = scores["stored_weights"]

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from unet_zoo.evaluation.evaluate import evaluate_model
-from unet_zoo.hub.pretrained import source_cards_dir
 from unet_zoo.hub.publish import HUB_FOLDER, hardware_description, write_hub_folder
+from unet_zoo.hub.sources import source_cards_dir
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.run_card import checkpoint_name, run_card_data

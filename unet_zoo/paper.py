@@ -1,8 +1,9 @@
-"""The paper this zoo reproduces, its results, and how our scores are set beside them.
+"""The paper this zoo follows, the scores we report, and how they are set beside reference scores.
 
-Ronneberger, Fischer & Brox (MICCAI 2015). `comparison_rows` and `format_comparison` are the one place
-that lines our held-out ISBI 2012 scores up with the paper's Table 1 (model cards, `unet-zoo evaluate`,
-`unet-zoo reproduce isbi`).
+Ronneberger, Fischer & Brox (MICCAI 2015). The paper's ISBI 2012 results (Table 1) belong to that experiment:
+`unet_zoo.experiments.isbi2012.paper`. `score_rows` and `comparison_markdown` table any held-out scores, beside
+reference scores when given (model cards, `unet-zoo evaluate`); `parse_target` and `target_results` check a
+recipe's targets.
 """
 
 from __future__ import annotations
@@ -13,16 +14,8 @@ from typing import Any
 PAPER = "Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015"
 PAPER_URL = "https://arxiv.org/abs/1505.04597"
 
-#: The paper's Table 1: the u-net row on the ISBI 2012 challenge test set, scored by the organisers
-#: (lower is better). Our held-out scores are set beside these numbers on model cards and in `evaluate`.
-PAPER_TABLE1: dict[str, float] = {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
-
-HELD_OUT_NOTE = (
-    "Ours: held-out ISBI 2012 training slices (the test labels were never released). "
-    "Paper: u-net on the challenge test set, scored by the organisers (Table 1)."
-)
-
-#: (score key, label) of every ISBI score, in the order tables show them; the first three are Table 1's.
+#: (score key, label) of every held-out score (`unet_zoo.evaluation`), in the order tables show them; the first
+#: three are the paper's Table 1 scores.
 SCORE_LABELS: tuple[tuple[str, str], ...] = (
     ("warping_error", "Warping error"),
     ("rand_error", "Rand error (1 - V_rand, 2012 definition)"),
@@ -43,30 +36,42 @@ def format_score(value: float | None) -> str:
     return f"{value:.6f}" if 0 < abs(value) < 0.01 else f"{value:.4f}"
 
 
-def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, ours, paper) strings for every score in `metrics` or in the paper's Table 1."""
+def score_rows(metrics: dict[str, Any], reference: dict[str, float] | None = None) -> list[tuple[str, str, str]]:
+    """(label, ours, reference) strings for every score in `metrics` or in `reference` ("-" where missing)."""
+    reference = reference or {}
     rows = []
     for key, label in SCORE_LABELS:
-        ours, paper = metrics.get(key), PAPER_TABLE1.get(key)
-        if ours is None and paper is None:
+        ours, theirs = metrics.get(key), reference.get(key)
+        if ours is None and theirs is None:
             continue
-        rows.append((label, format_score(ours), format_score(paper)))
+        rows.append((label, format_score(ours), format_score(theirs)))
     return rows
 
 
-def format_comparison(metrics: dict[str, Any], without_tta: dict[str, Any] | None = None) -> str:
-    """Markdown table of our scores beside the paper's Table 1, followed by `HELD_OUT_NOTE`.
+def comparison_markdown(
+    metrics: dict[str, Any],
+    without_tta: dict[str, Any] | None = None,
+    *,
+    reference: dict[str, float] | None = None,
+    note: str | None = None,
+) -> str:
+    """Markdown table of held-out scores, beside the paper's `reference` scores (a "paper (Table 1)" column) when
+    given, followed by `note` when given.
 
     without_tta: scores of the same model without test-time augmentation, shown as an extra column.
     """
+    rows = score_rows(metrics, reference)
+    paper = ["paper (Table 1)"] if reference else []
     if without_tta is None:
-        lines = ["| metric | ours | paper (Table 1) |", "|---|---:|---:|"]
-        lines += [f"| {label} | {ours} | {paper} |" for label, ours, paper in comparison_rows(metrics)]
+        header = ["metric", "ours", *paper]
+        body = [[label, ours, *([theirs] if reference else [])] for label, ours, theirs in rows]
     else:
-        plain = {label: ours for label, ours, _ in comparison_rows(without_tta)}
-        lines = ["| metric | ours, with TTA | ours, without TTA | paper (Table 1) |", "|---|---:|---:|---:|"]
-        lines += [f"| {label} | {ours} | {plain.get(label, '-')} | {paper} |" for label, ours, paper in comparison_rows(metrics)]
-    return "\n".join(lines) + "\n\n" + HELD_OUT_NOTE
+        plain = {label: ours for label, ours, _ in score_rows(without_tta)}
+        header = ["metric", "ours, with TTA", "ours, without TTA", *paper]
+        body = [[label, ours, plain.get(label, "-"), *([theirs] if reference else [])] for label, ours, theirs in rows]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 # --- targets ----------------------------------------------------------------------------------------
@@ -109,14 +114,12 @@ def target_results(targets: dict[str, str], scores: dict[str, Any]) -> list[str]
 
 
 __all__ = [
-    "HELD_OUT_NOTE",
     "PAPER",
-    "PAPER_TABLE1",
     "PAPER_URL",
     "SCORE_LABELS",
-    "comparison_rows",
-    "format_comparison",
+    "comparison_markdown",
     "format_score",
     "parse_target",
+    "score_rows",
     "target_results",
 ]

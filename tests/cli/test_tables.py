@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from unet_zoo.cli.tables import comparison_table
-from unet_zoo.paper import HELD_OUT_NOTE
+from unet_zoo.experiments.isbi2012.paper import HELD_OUT_NOTE
 
 
 def test_comparison_table_shows_ours_beside_table1():

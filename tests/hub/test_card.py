@@ -9,11 +9,11 @@ import torch
 from huggingface_hub import ModelCard
 
 import unet_zoo
+from unet_zoo.experiments.isbi2012.paper import PAPER_TABLE1, TABLE1_CARD_FIELDS
 from unet_zoo.hub.card import CardInfo, render_model_card
 from unet_zoo.hub.serialization import model_card_text
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import model_args
-from unet_zoo.paper import PAPER_TABLE1
 
 TRAINING = {
     "recipe": "recipes/isbi-original.toml",
@@ -58,6 +58,7 @@ def test_card_body_says_what_how_trained_metrics_beside_paper_limitations_usage(
             metrics=METRICS,
             training=TRAINING,
             checkpoint_name="isbi-original",
+            **TABLE1_CARD_FIELDS,
         )
     )
     body = ModelCard(text).text
@@ -86,8 +87,23 @@ def test_card_without_metrics_or_training():
     text = render_model_card(CardInfo("small", model_args("small"), params=10))
     card = ModelCard(text)
     assert card.data.eval_results is None and card.data.library_name == "unet_zoo"
-    assert "Not evaluated" in card.text and str(PAPER_TABLE1["rand_error"]) in card.text
+    assert "Not evaluated" in card.text and "Table 1" not in card.text
     assert "No training information" in card.text and "unet-zoo download" not in card.text
+    with_reference = render_model_card(CardInfo("small", model_args("small"), params=10, **TABLE1_CARD_FIELDS))
+    assert "Not evaluated. For reference, the paper's Table 1" in with_reference
+    assert str(PAPER_TABLE1["rand_error"]) in with_reference
+
+
+def test_a_card_without_reference_scores_shows_ours_alone():
+    """A model trained on other data (no reference scores given) carries no Table 1 column or note."""
+    scores = {**METRICS, "vrand_thinned": 0.981}
+    text = render_model_card(
+        CardInfo("small", model_args("small"), params=10, metrics=METRICS, held_out_scores=scores, datasets=["mine"])
+    )
+    body = ModelCard(text).text
+    assert "Table 1" not in body and str(PAPER_TABLE1["rand_error"]) not in body
+    assert "| Rand error | 0.0521 |" in body and "| V_rand after thinning (leaderboard) | 0.9810 |" in body
+    assert ModelCard(text).data.eval_results[1].metric_value == METRICS["rand_error"]
 
 
 def test_save_pretrained_card_loads_and_records_pretrained_info(tmp_path):
@@ -145,6 +161,7 @@ def test_card_renders_every_section_of_a_reproduced_checkpoint_once():
             notes="Kept from the paper: everything else.",
             deviations=["Adam instead of SGD", "256 px tiles"],
             figures={"held-out predictions": "predictions.png"},
+            **TABLE1_CARD_FIELDS,
         )
     )
     body = ModelCard(text).text

@@ -1,4 +1,4 @@
-"""Rich tables the CLI prints; the library returns the data (`unet_zoo.paper.comparison_rows`)."""
+"""Rich tables the CLI prints; the library returns the data (`unet_zoo.experiments.isbi2012.paper.comparison_rows`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
-from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_score
+from unet_zoo.experiments.isbi2012.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows
+from unet_zoo.paper import format_score
 
 
 def comparison_table(metrics: dict[str, Any], title: str = "ISBI 2012: ours vs. the paper") -> Table:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,11 +36,22 @@ SourceLoader = Callable[[str | Path | None], LabelledStack]
 """loader(data_dir or None) -> LabelledStack; raises FileNotFoundError (saying where to put what) for missing data."""
 
 _SOURCES: dict[str, SourceLoader] = {}
+_CARD_FIELDS: dict[str, dict[str, Any]] = {}
 
 
-def register_source(name: str, loader: SourceLoader) -> None:
-    """Make `loader` the source a recipe names as ``[data] source = name`` (a later registration replaces it)."""
+def register_source(name: str, loader: SourceLoader, card_fields: dict[str, Any] | None = None) -> None:
+    """Make `loader` the source a recipe names as ``[data] source = name`` (a later registration replaces it).
+
+    card_fields: what the model card of a checkpoint trained on this source says beside its scores
+    (`unet_zoo.hub.card.CardInfo` fields, e.g. the ``reference_scores`` it is compared with).
+    """
     _SOURCES[name] = loader
+    _CARD_FIELDS[name] = dict(card_fields or {})
+
+
+def source_card_fields(name: str) -> dict[str, Any]:
+    """The card fields source `name` was registered with; {} for a source registered without or not at all."""
+    return dict(_CARD_FIELDS.get(name, {}))
 
 
 def source_names() -> list[str]:
@@ -58,4 +70,4 @@ def load_source(name: str, data_dir: str | Path | None = None) -> LabelledStack:
     return _SOURCES[name](data_dir)
 
 
-__all__ = ["LabelledStack", "SourceLoader", "load_source", "register_source", "source_names"]
+__all__ = ["LabelledStack", "SourceLoader", "load_source", "register_source", "source_card_fields", "source_names"]

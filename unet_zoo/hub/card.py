@@ -1,10 +1,11 @@
 """Model cards: the Hub's README.md (YAML metadata + Markdown body) for a zoo checkpoint.
 
 `render_model_card(CardInfo(...))` writes what is known about a model, one function per section: its
-architecture, how it was trained (recipe, steps, hardware, time), its held-out metrics beside the paper's
-Table 1, its limitations and a usage snippet. The YAML header (``library_name: unet_zoo``, license, tags, datasets,
-``pipeline_tag: image-segmentation``, ``model-index`` with the metrics) is produced by
-``huggingface_hub.ModelCardData``/``EvalResult`` so the Hub (and ``ModelCard.load``) can parse it.
+architecture, how it was trained (recipe, steps, hardware, time), its held-out metrics (beside reference scores
+when given: the paper's Table 1 for ISBI 2012 checkpoints), its limitations and a usage snippet. The YAML header
+(``library_name: unet_zoo``, license, tags, datasets, ``pipeline_tag: image-segmentation``, ``model-index`` with
+the metrics) is produced by ``huggingface_hub.ModelCardData``/``EvalResult`` so the Hub (and ``ModelCard.load``)
+can parse it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from unet_zoo._version import LIBRARY_NAME
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import output_size
-from unet_zoo.paper import PAPER, PAPER_TABLE1, PAPER_URL, format_comparison
+from unet_zoo.paper import PAPER, PAPER_URL, comparison_markdown
 
 METRIC_NAMES: dict[str, str] = {
     "warping_error": "Warping error",
@@ -134,14 +135,18 @@ def _usage(model_name: str, model_args: dict[str, Any], load_name: str) -> str:
     )
 
 
-def _metrics_table(metrics: dict[str, float]) -> str:
+def _metrics_table(metrics: dict[str, float], reference: dict[str, float] | None) -> str:
+    if not reference:
+        rows = ["| Metric (lower is better) | This checkpoint (held-out) |", "|---|---|"]
+        rows += [f"| {METRIC_NAMES.get(key, key)} | {value:.6g} |" for key, value in metrics.items()]
+        return "\n".join(rows) + "\n"
     rows = ["| Metric (lower is better) | This checkpoint (held-out) | Paper, Table 1 (challenge test set) |", "|---|---|---|"]
     for key, value in metrics.items():
-        paper = PAPER_TABLE1.get(key)
+        paper = reference.get(key)
         rows.append(f"| {METRIC_NAMES.get(key, key)} | {value:.6g} | {f'{paper:g}' if paper is not None else '-'} |")
-    for key, paper in PAPER_TABLE1.items():
+    for key, paper in reference.items():
         if key not in metrics:
-            rows.append(f"| {METRIC_NAMES[key]} | not measured | {paper:g} |")
+            rows.append(f"| {METRIC_NAMES.get(key, key)} | not measured | {paper:g} |")
     return "\n".join(rows) + "\n"
 
 
@@ -180,7 +185,10 @@ class CardInfo:
     (`unet_zoo.paper.target_results`), one line each; target_notes: what was measured or tried about them.
     segmentation: the defaults `unet_zoo.segment` uses with this checkpoint (`SegmentationParams` fields);
     segmentation_scores: `segmentation_scores` of those cells on the held-out data, {"tta": {...}, "no_tta": {...},
-    "threshold_only": {"tta": {...}, "no_tta": {...}}} (any part may be missing).
+    "threshold_only": {"tta": {...}, "no_tta": {...}}} (any part may be missing). reference_scores: the paper's
+    Table 1 scores the metrics are set beside, and reference_note: what the two columns measure (for ISBI 2012
+    checkpoints, `unet_zoo.experiments.isbi2012.paper.TABLE1_CARD_FIELDS`); without them the card shows our
+    scores alone.
     """
 
     model_name: str
@@ -205,6 +213,8 @@ class CardInfo:
     target_notes: str | None = None
     segmentation: dict[str, Any] | None = None
     segmentation_scores: dict[str, Any] | None = None
+    reference_scores: dict[str, float] | None = None
+    reference_note: str | None = None
 
 
 CARD_DATA_KEYS: tuple[str, ...] = tuple(f.name for f in fields(CardInfo) if f.name not in ("model_name", "model_args", "params"))
@@ -250,21 +260,29 @@ def _training_section(info: CardInfo) -> str:
 
 def _evaluation_section(info: CardInfo) -> str:
     parts = ["## Evaluation\n"]
-    if info.metrics:
+    reference = info.reference_scores
+    if info.metrics and reference:
         parts.append(
             "Scores on held-out data, beside the paper's Table 1. The paper's numbers were computed by the "
             "ISBI 2012 organisers on the challenge's hidden test labels, so the columns are comparable only "
-            "in order of magnitude.\n\n" + _metrics_table(info.metrics)
+            "in order of magnitude.\n\n" + _metrics_table(info.metrics, reference)
         )
-    else:
+    elif info.metrics:
+        parts.append("Scores on held-out data.\n\n" + _metrics_table(info.metrics, None))
+    elif reference:
         parts.append(
             "Not evaluated. For reference, the paper's Table 1: "
-            + ", ".join(f"{METRIC_NAMES[k]} {v:g}" for k, v in PAPER_TABLE1.items())
+            + ", ".join(f"{METRIC_NAMES.get(k, k)} {v:g}" for k, v in reference.items())
             + ".\n"
         )
+    else:
+        parts.append("Not evaluated.\n")
     if info.held_out_scores:
         parts.append("### All held-out scores\n")
-        parts.append(format_comparison(info.held_out_scores, info.held_out_scores_without_tta) + "\n")
+        table = comparison_markdown(
+            info.held_out_scores, info.held_out_scores_without_tta, reference=reference, note=info.reference_note
+        )
+        parts.append(table + "\n")
         hardware = (info.training or {}).get("hardware")
         parts.append(_inference_note(info.held_out_scores, info.held_out_scores_without_tta, hardware))
     parts += [f"![{alt}]({file_name})\n" for alt, file_name in (info.figures or {}).items()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from unet_zoo.data.sources import source_card_fields
 from unet_zoo.hub.publish import read_scores, refresh_card
 from unet_zoo.hub.serialization import CONFIG_NAME, read_config
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES
@@ -74,9 +75,11 @@ def _init_fields(init: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def recipe_card_fields(recipe: Recipe, scores: dict[str, Any]) -> dict[str, Any]:
-    """What a card says from its recipe: description, notes, deviations, and the targets checked on `scores`."""
+    """What a card says from its recipe: description, notes, deviations, the targets checked on `scores`, and what
+    its data source adds (`unet_zoo.data.sources.source_card_fields`: ISBI 2012's, the paper's Table 1)."""
     info = recipe.recipe
     return {
+        **source_card_fields(recipe.data.source),
         "description": info.description or None,
         "notes": info.notes or None,
         "deviations": list(info.deviations) or None,

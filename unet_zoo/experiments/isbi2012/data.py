@@ -31,6 +31,7 @@ import numpy as np
 
 from unet_zoo.data.sources import LabelledStack, register_source
 from unet_zoo.data.split import split_slices
+from unet_zoo.experiments.isbi2012.paper import TABLE1_CARD_FIELDS
 from unet_zoo.utils.files import atomic_write_with, cache_dir, check_output_path, file_sha256
 
 ISBI_PIXEL_SIZE_NM = 4.0
@@ -230,7 +231,7 @@ def training_stack(data_dir: str | Path | None = None) -> LabelledStack:
     return LabelledStack(data.images, data.labels, f"ISBI 2012 ({data.data_dir})", ISBI_PIXEL_SIZE_NM)
 
 
-register_source("isbi2012", training_stack)
+register_source("isbi2012", training_stack, card_fields=TABLE1_CARD_FIELDS)
 
 
 # --- checksums and download ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The paper's Table 1 reports the U-Net on the challenge *test* set, scored by the organisers. The test labels
 were never released, so the numbers we can compute come from held-out *training* slices (a contiguous block,
 `unet_zoo.data.split.split_slices`); they are comparable in kind, not identical in data
-(`unet_zoo.paper.format_comparison` sets them beside Table 1).
+(`unet_zoo.experiments.isbi2012.paper.format_comparison` sets them beside Table 1).
 """
 
 from __future__ import annotations

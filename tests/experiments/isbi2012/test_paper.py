@@ -1,11 +1,20 @@
-"""unet_zoo.paper and unet_zoo.models.checkpoint_names: facts defined once and shared by cards, evaluation and the Hub."""
+"""unet_zoo.experiments.isbi2012.paper (the paper's Table 1 beside our scores), unet_zoo.paper and
+unet_zoo.models.checkpoint_names: facts defined once and shared by cards, evaluation and the Hub."""
 
 from __future__ import annotations
 
+from unet_zoo.data.sources import source_card_fields
 from unet_zoo.experiments.isbi2012 import reproduce
+from unet_zoo.experiments.isbi2012.paper import (
+    HELD_OUT_NOTE,
+    PAPER_TABLE1,
+    TABLE1_CARD_FIELDS,
+    comparison_rows,
+    format_comparison,
+)
 from unet_zoo.hub import sources as hub
 from unet_zoo.models.checkpoint_names import VARIANT_RECIPES, variant_of
-from unet_zoo.paper import HELD_OUT_NOTE, PAPER_TABLE1, comparison_rows, format_comparison, format_score
+from unet_zoo.paper import comparison_markdown, format_score
 
 
 def test_table1_holds_the_papers_three_scores():
@@ -28,6 +37,16 @@ def test_comparison_with_and_without_tta():
     text = format_comparison({"rand_error": 0.05}, {"rand_error": 0.07})
     row = next(line for line in text.splitlines() if line.startswith("| Rand error"))
     assert row == "| Rand error (1 - V_rand, 2012 definition) | 0.0500 | 0.0700 | 0.0382 |"
+
+
+def test_scores_without_reference_have_no_paper_column():
+    text = comparison_markdown({"rand_error": 0.05}, {"rand_error": 0.07})
+    assert "Table 1" not in text and text.splitlines()[-1] == "| Rand error (1 - V_rand, 2012 definition) | 0.0500 | 0.0700 |"
+
+
+def test_the_isbi_data_source_hands_table1_to_model_cards():
+    assert source_card_fields("isbi2012") == TABLE1_CARD_FIELDS
+    assert source_card_fields("synthetic") == {} and source_card_fields("files") == {}
 
 
 def test_format_score():

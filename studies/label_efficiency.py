@@ -206,6 +206,7 @@ def variants() -> dict[str, dict[str, Any]]:
     for n in COUNTS:
         out[f"random-{n}"] = {"labels": "strokes", "count": n, "placement": "random"}
         out[f"uncertain-{n}"] = {"labels": "strokes", "count": n, "placement": "uncertainty"}
+        out[f"spread-{n}"] = {"labels": "strokes", "count": n, "placement": "spread"}
     out["dense-default"] = {"labels": "dense", "own_holdout": True}
     out["dense"] = {"labels": "dense"}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0}}
@@ -221,12 +222,23 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.nd
     stored = target(args)
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
     priority = None
-    if placement == "uncertainty":  # the map `predict --uncertainty` writes: entropy of the TTA mean
+    if placement in ("uncertainty", "spread"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
         from unet_zoo.inference.tiling import entropy_map
 
         data = np.load(args.out / "uncertainty-tuning.npz")
         p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
         priority = entropy_map(np.stack([1 - p, p]))
+    if placement == "spread":  # seeds drawn in proportion to the uncertainty, strokes a stroke length apart
+        return draw_strokes(
+            cells,
+            count,
+            rng=count,
+            length=STROKE_LENGTH,
+            width=STROKE_WIDTH,
+            priority=priority,
+            top=None,
+            spacing=STROKE_LENGTH,
+        )
     return draw_strokes(cells, count, rng=count, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
 
 
@@ -416,12 +428,16 @@ ROW_NAMES = {
     "base": "none (the base model)",
     "random-5": "5 + 5 strokes per slice, random",
     "uncertain-5": "5 + 5 strokes per slice, uncertainty-placed",
+    "spread-5": "5 + 5 strokes per slice, uncertainty-weighted, 10 px apart",
     "random-10": "10 + 10 strokes per slice, random",
     "uncertain-10": "10 + 10 strokes per slice, uncertainty-placed",
+    "spread-10": "10 + 10 strokes per slice, uncertainty-weighted, 10 px apart",
     "random-20": "20 + 20 strokes per slice, random",
     "uncertain-20": "20 + 20 strokes per slice, uncertainty-placed",
+    "spread-20": "20 + 20 strokes per slice, uncertainty-weighted, 10 px apart",
     "random-50": "50 + 50 strokes per slice, random",
     "uncertain-50": "50 + 50 strokes per slice, uncertainty-placed",
+    "spread-50": "50 + 50 strokes per slice, uncertainty-weighted, 10 px apart",
     "dense-default": "dense, the default fine-tune (held out: the right half of both slices)",
     "dense": "dense, all of both slices",
     "dense-w0-0": "dense, all of both slices, no border weights (w0 = 0)",

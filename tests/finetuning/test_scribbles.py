@@ -46,6 +46,24 @@ def test_drawn_strokes_lie_on_their_class_and_follow_the_priority(cells_and_stro
     assert columns.size and np.median(columns) >= 48
 
 
+def test_proportional_placement_follows_the_priority_and_spacing_spreads_strokes(cells_and_strokes):
+    from scipy import ndimage
+
+    _, cells, _ = cells_and_strokes
+    priority = np.full(cells.shape, 0.05, np.float32)
+    priority[:, :, 48:] = 1.0  # 20x the weight on the right half
+    placed = draw_strokes(cells, 4, rng=1, length=6, priority=priority, top=None)
+    columns = np.nonzero(placed > 0)[2]
+    assert columns.size and np.median(columns) >= 48
+    for spacing in (2, 6):  # no pixel of a cell stroke within `spacing` px (city block) of a membrane stroke
+        strokes = draw_strokes(cells, 6, rng=2, length=6, spacing=spacing)
+        for s in strokes:
+            near = ndimage.binary_dilation(s == MEMBRANE, iterations=spacing)
+            assert (s == CELL).any() and not (near & (s == CELL)).any()
+    with pytest.raises(ValueError, match="spacing"):
+        draw_strokes(cells, 2, spacing=0)
+
+
 def test_auto_recognises_scribbles_and_dense_labels_stay_dense(cells_and_strokes):
     _, cells, strokes = cells_and_strokes
     assert resolve_label_form(strokes) == "scribbles"

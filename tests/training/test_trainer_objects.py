@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from unet_zoo import create_model, from_pretrained
+from unet_zoo import create_model
+from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.training.data import load_training_data
 from unet_zoo.training.losses import weighted_cross_entropy
 from unet_zoo.training.recipes import RecipeError, TrainCfg, load_recipe

@@ -20,15 +20,24 @@ def _disk(radius: int) -> np.ndarray:
     return yy * yy + xx * xx <= radius * radius
 
 
-def _pick(candidates: np.ndarray, priority: np.ndarray | None, rng: np.random.Generator, top: float) -> tuple[int, int] | None:
-    """A random candidate pixel; with `priority`, among the `top` share of candidates with the highest priority."""
+def _pick(
+    candidates: np.ndarray, priority: np.ndarray | None, rng: np.random.Generator, top: float | None
+) -> tuple[int, int] | None:
+    """A random candidate pixel. With `priority`: among the `top` share of candidates with the highest priority,
+    or, with ``top=None``, drawn with a probability proportional to the priority."""
     ys, xs = np.nonzero(candidates)
     if len(ys) == 0:
         return None
     if priority is not None:
-        values = priority[ys, xs]
-        keep = values >= np.quantile(values, 1 - top)
-        ys, xs = ys[keep], xs[keep]
+        values = priority[ys, xs].astype(np.float64)
+        if top is None:
+            weights = np.clip(values, 0, None)
+            if weights.sum() > 0:
+                i = int(rng.choice(len(ys), p=weights / weights.sum()))
+                return int(ys[i]), int(xs[i])
+        else:
+            keep = values >= np.quantile(values, 1 - top)
+            ys, xs = ys[keep], xs[keep]
     i = int(rng.integers(len(ys)))
     return int(ys[i]), int(xs[i])
 
@@ -41,7 +50,8 @@ def _slice_strokes(
     width: int,
     margin: int,
     priority: np.ndarray | None,
-    top: float,
+    top: float | None,
+    spacing: int,
 ) -> np.ndarray:
     from scipy import ndimage
     from skimage.draw import line
@@ -65,9 +75,9 @@ def _slice_strokes(
         y0, y1, x0, x1 = max(0, y - r), min(h, y + r + 1), max(0, x - r), min(w, x + r + 1)
         window[y0:y1, x0:x1] = reach[y0 - y + r : y1 - y + r, x0 - x + r : x1 - x + r]
         parts, _ = ndimage.label(skeleton & window, structure=np.ones((3, 3)))
-        stroke = ndimage.binary_dilation(parts == parts[y, x], brush) & membrane
+        stroke = ndimage.binary_dilation(parts == parts[y, x], brush) & membrane & free
         out[stroke] = MEMBRANE
-        free &= ~ndimage.binary_dilation(stroke, iterations=3)
+        free &= ~ndimage.binary_dilation(stroke, iterations=spacing)
     for _ in range(count):
         seed = _pick(interior & free, priority, rng, top)
         if seed is None:
@@ -85,9 +95,9 @@ def _slice_strokes(
         path[ys, xs] = True
         path[y, x] = True  # the seed, which rounding may have missed
         parts, _ = ndimage.label(path & interior, structure=np.ones((3, 3)))
-        stroke = ndimage.binary_dilation(parts == parts[y, x], brush) & (cells != 0)
+        stroke = ndimage.binary_dilation(parts == parts[y, x], brush) & (cells != 0) & free
         out[stroke] = CELL
-        free &= ~ndimage.binary_dilation(stroke, iterations=3)
+        free &= ~ndimage.binary_dilation(stroke, iterations=spacing)
     return out
 
 
@@ -100,7 +110,8 @@ def draw_strokes(
     width: int = 3,
     margin: int = 2,
     priority: np.ndarray | None = None,
-    top: float = 0.1,
+    top: float | None = 0.1,
+    spacing: int = 3,
 ) -> np.ndarray:
     """Simulated strokes on dense labels.
 
@@ -109,19 +120,24 @@ def draw_strokes(
     length: stroke length in px (membranes: the skeleton within length/2 of the seed); width: brush width in px;
     margin: cell strokes keep more than this many px from a membrane.
     priority: (H, W) / (S, H, W) map (e.g. `unet_zoo.inference.tiling.predict_uncertainty`'s); seeds are drawn
-    among the `top` share of each class's candidate pixels with the highest priority (None: anywhere).
+    among the `top` share of each class's candidate pixels with the highest priority, or with ``top=None`` with a
+    probability proportional to the priority (None: anywhere, uniformly).
+    spacing: px kept free around every stroke, so that strokes do not touch (larger: strokes spread out more).
     Returns uint8 scribbles of the same shape: 0 = not labelled, 1 = membrane, 2 = cell.
     """
     cells = np.asarray(cells)
     squeeze = cells.ndim == 2
     stack = cells[None] if squeeze else cells
     prio = None if priority is None else np.asarray(priority, np.float32).reshape(stack.shape)
-    if count < 0 or length < 1 or width < 1 or not 0 < top <= 1:
-        raise ValueError(f"need count >= 0, length >= 1, width >= 1 and 0 < top <= 1; got {count}, {length}, {width}, {top}")
+    if count < 0 or length < 1 or width < 1 or spacing < 1 or (top is not None and not 0 < top <= 1):
+        raise ValueError(
+            f"need count >= 0, length >= 1, width >= 1, spacing >= 1 and 0 < top <= 1 (or None); "
+            f"got {count}, {length}, {width}, {spacing}, {top}"
+        )
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     out = np.stack(
         [
-            _slice_strokes(s, count, generator, length, width, margin, None if prio is None else prio[i], top)
+            _slice_strokes(s, count, generator, length, width, margin, None if prio is None else prio[i], top, spacing)
             for i, s in enumerate(stack)
         ]
     )

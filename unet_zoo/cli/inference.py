@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import typer
@@ -55,23 +55,48 @@ def check_options(backend: str, precision: str, device: str, pixel_size: float |
         raise fail(text if INFERENCE_PATH_ENV in text else _OPTION_WORDS.sub(r"--\1", text)) from None
 
 
+class PredictorOptions(TypedDict):
+    """The options of a command that runs a model, as `make_predictor` takes them."""
+
+    backend: str
+    precision: str
+    device: str  # "": the default device
+    tile: int | None
+    batch_size: int
+    tta: bool
+    pixel_size: float | None
+
+
 def make_predictor(
     model: str,
     *,
     backend: str = "auto",
     precision: str = "auto",
     device: str = "",
+    tile: int | None = None,
+    batch_size: int = 4,
+    tta: bool = False,
+    pixel_size: float | None = None,
     say_path: bool = True,
-    **settings: Any,
 ) -> Predictor:
-    """The `unet_zoo.Predictor` of MODEL with the command's options (`settings`: tta, tile, batch_size,
-    pixel_size); says which inference path runs and why (unless `say_path` is False: volumes say their own).
+    """The `unet_zoo.Predictor` of MODEL with the command's options (as `Predictor` takes them; `device` ""
+    for the default); says which inference path runs and why (unless `say_path` is False: volumes say their own).
     A model that cannot load, a missing backend or a combination with no path is a red error, exit 2."""
-    check_options(backend, precision, device, settings.get("pixel_size"))
+    check_options(backend, precision, device, pixel_size)
     if device:
         check_device(device)
     try:
-        predictor = Predictor(model, backend=backend, precision=precision, device=device or None, log=_measuring, **settings)
+        predictor = Predictor(
+            model,
+            backend=backend,
+            precision=precision,
+            tta=tta,
+            tile=tile,
+            batch_size=batch_size,
+            pixel_size=pixel_size,
+            device=device or None,
+            log=_measuring,
+        )
     except (CheckpointError, HubAccessError) as err:  # not cached offline, bad token, tampered file, ...
         raise fail(str(err)) from None
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
@@ -174,14 +199,22 @@ def predict_command(
     """
     precision = precision or "auto"
     check_options(backend, precision, device or "", pixel_size)
-    settings = dict(backend=backend, precision=precision, device=device or "", tile=tile or None, batch_size=batch_size, tta=tta)
+    settings = PredictorOptions(
+        backend=backend,
+        precision=precision,
+        device=device or "",
+        tile=tile or None,
+        batch_size=batch_size,
+        tta=tta,
+        pixel_size=pixel_size,
+    )
     if is_volume_request(images, out):
         if uncertainty:
             raise fail("--uncertainty works on images (TIFF, PNG), not on Zarr volumes; drop it or predict TIFF slices")
         if backend not in ("auto", "torch"):
             raise fail("volumes run with --backend torch")
         return predict_volume_command(
-            lambda: make_predictor(model, say_path=False, pixel_size=pixel_size, **settings),
+            lambda: make_predictor(model, say_path=False, **settings),
             images[0],
             out,
             block=block,
@@ -204,7 +237,7 @@ def predict_command(
             "predict one TIFF stack or Zarr volume per --out *.zarr, or give image outputs a folder not ending in .zarr"
         )
     check_output(out, "--out", folder=True, contents=_output_names(images, uncertainty), overwrite=overwrite)
-    predictor = make_predictor(model, pixel_size=pixel_size, **settings)
+    predictor = make_predictor(model, **settings)
     with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path in images:
             image = read_input(path, predictor, "rescaled to")

@@ -109,10 +109,9 @@ PixelSize = Annotated[
         "rescaled to the model's pixel size (its card; ISBI 2012: 4 nm)",
     ),
 ]
-Threshold = Annotated[
-    float | None,
-    typer.Option("--threshold", callback=_probability, help="P(cell) above which a pixel counts as cell"),
-]
+_THRESHOLD = typer.Option("--threshold", callback=_probability, help="P(cell) above which a pixel counts as cell")
+Threshold = Annotated[float, _THRESHOLD]
+OptionalThreshold = Annotated[float | None, _THRESHOLD]  # None: a default decided later (the checkpoint's)
 
 # --- volumes (Zarr, dask) --------------------------------------------------------------------------------------
 Workers = Annotated[
@@ -230,6 +229,7 @@ __all__ = [
     "Halo",
     "Json",
     "Model",
+    "OptionalThreshold",
     "PixelSize",
     "Precision",
     "Quiet",

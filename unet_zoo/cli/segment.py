@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import typer
@@ -10,6 +12,7 @@ import typer
 from unet_zoo.cli import options as opt
 from unet_zoo.cli.app import app, console, fail, outputs_as_one_unit
 from unet_zoo.cli.inference import (
+    PredictorOptions,
     _load,
     check_options,
     make_predictor,
@@ -73,7 +76,7 @@ def segment_command(
     device: opt.Device = None,
     tta: opt.Tta = False,
     backend: opt.Backend = "auto",
-    threshold: opt.Threshold = None,
+    threshold: opt.OptionalThreshold = None,
     sigma: float = typer.Option(None, help="smoothing (px) of the distance transform before seeds are taken"),
     min_distance: int = typer.Option(None, "--min-distance", help="minimum distance (px) between seeds"),
     min_size: int = typer.Option(None, "--min-size", help="segments smaller than this (px) are dissolved"),
@@ -114,7 +117,7 @@ def segment_command(
             out,
             from_probabilities,
             given,
-            settings=dict(
+            settings=PredictorOptions(
                 backend=backend,
                 precision=precision,
                 device=device or "",
@@ -161,7 +164,7 @@ def segment_command(
             for path, stem in zip(images, stems):
                 prob = _read_probabilities(path)
                 counter = display.counter(f"segmenting {path.name}", len(prob) if prob.ndim == 3 else 1, "sections")
-                labels = segment_stack(prob, params, progress=lambda _index, c=counter: c.advance())
+                labels = segment_stack(prob, params, progress=_advancing(counter))
                 _write(prob, labels, out, stem, path)
         return
     predictor = make_predictor(
@@ -180,11 +183,20 @@ def segment_command(
             image = read_input(path, predictor, "segmented at")
             counter = display.counter(f"segmenting {path.name}", len(image.sections), "sections")
             try:
-                labels = predictor.run(image, segment=params, progress=section_counter(counter)).labels
+                cells = predictor.run(image, segment=params, progress=section_counter(counter)).labels
             except (ValueError, TypeError) as err:
                 raise fail(f"{path}: {err}") from None
-            assert labels is not None  # segment was asked for
-            _write(np.asarray(image.pixels), labels, out, stem, path)
+            assert cells is not None  # segment was asked for
+            _write(np.asarray(image.pixels), cells, out, stem, path)
+
+
+def _advancing(counter: Counter) -> Callable[[int], None]:
+    """A `segment_stack` progress callback that advances `counter` once per finished section."""
+
+    def progress(_index: int) -> None:
+        counter.advance()
+
+    return progress
 
 
 def _read_probabilities(path: Path) -> np.ndarray:
@@ -202,6 +214,17 @@ def _read_probabilities(path: Path) -> np.ndarray:
     return prob
 
 
+class _VolumeOptions(TypedDict):
+    """How `segment_volume` runs (unet_zoo.segmentation.volume.segment_volume's keyword arguments)."""
+
+    block: int
+    halo: int
+    overwrite: bool
+    progress: Callable[[str, int, int], None]
+    workers: int | None
+    scheduler: str | None
+
+
 def _segment_volume_command(
     model: str,
     source: Path,
@@ -209,7 +232,7 @@ def _segment_volume_command(
     from_probabilities: bool,
     given: dict,
     *,
-    settings: dict,
+    settings: PredictorOptions,
     block: int | None,
     halo: int | None,
     overwrite: bool,
@@ -273,7 +296,7 @@ def _segment_volume_command(
             counters[stage_name].update(done, total)
 
         try:
-            options = dict(
+            options = _VolumeOptions(
                 block=block or 1024,
                 halo=64 if halo is None else halo,
                 overwrite=overwrite,

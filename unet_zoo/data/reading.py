@@ -224,7 +224,8 @@ def _axes(shape: tuple[int, ...], what: str, more: bool = False) -> str:
 
 def ome_multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The first multiscales entry of OME-Zarr 0.4 (top-level) or 0.5 (under "ome") attributes, or None."""
-    nested = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else {}
+    ome = attrs.get("ome")
+    nested = ome if isinstance(ome, dict) else {}
     found = attrs.get("multiscales") or nested.get("multiscales")
     return found[0] if found else None
 

@@ -131,6 +131,7 @@ class Predictor:
         self.pixel_size = check_pixel_size(pixel_size, "pixel_size") if pixel_size is not None else None
         self.device, self.log = device, log
         on = "cpu" if backend in EXPORTED_BACKENDS else device
+        self.spec: str | None  # what the model was loaded from, when given by name
         if isinstance(model, str):
             self.spec = model
             self.model = from_pretrained(model, device=resolve_device(on), allow_architecture=True)
@@ -191,7 +192,7 @@ class Predictor:
         if image.pixel_size_nm is None:
             return 1.0
         source = image.pixel_size_source or "the pixel size"
-        return scale_factor(image.pixel_size_nm, self.model_pixel_size, source, shape=image.shape[-2:])
+        return scale_factor(image.pixel_size_nm, self.model_pixel_size, source, shape=(image.shape[-2], image.shape[-1]))
 
     def record(self, image: Image | None = None) -> dict[str, Any]:
         """What ran, for outputs' metadata: the model's provenance, the inference path (backend, precision,
@@ -260,11 +261,27 @@ class Predictor:
             shape = section.shape[-2:]
             scaled = rescale_stack(section[None], factor)[0] if factor != 1.0 else section
             report = None if progress is None else (lambda done, total, n=number: progress(n, len(todo), done, total))
-            settings = dict(tile=self.tile, batch_size=self.batch_size, forward=choice.forward, progress=report)
             if uncertainty:
-                p, spread = predict_uncertainty(self.model, scaled, precision=choice.precision, **settings)
+                p, spread = predict_uncertainty(
+                    self.model,
+                    scaled,
+                    tile=self.tile,
+                    batch_size=self.batch_size,
+                    forward=choice.forward,
+                    progress=report,
+                    precision=choice.precision,
+                )
             else:
-                p = predict_tiled(self.model, scaled, tta=self.tta, precision=choice.precision, **settings)
+                p = predict_tiled(
+                    self.model,
+                    scaled,
+                    tile=self.tile,
+                    batch_size=self.batch_size,
+                    tta=self.tta,
+                    forward=choice.forward,
+                    progress=report,
+                    precision=choice.precision,
+                )
             if params is not None:
                 cells.append(_resize_labels(ids(segment_probabilities(p, params)), shape))
             probs.append(resize_probabilities(p[None], shape)[0])

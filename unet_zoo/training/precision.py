@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -141,7 +141,10 @@ def training_precision(recipe: Recipe, device: torch.device) -> TrainingChoice:
 
 
 def execution_config(
-    recipe: Recipe, device: torch.device, compile: bool | None = None, precision: str | None = None
+    recipe: Recipe,
+    device: torch.device,
+    compile: bool | None = None,
+    precision: Literal["bf16", "fp32"] | None = None,
 ) -> RuntimeSettings:
     """The fast path the recipe asks for on `device`, decided by `unet_zoo.runtime.settings.runtime_settings`.
 

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -323,7 +323,7 @@ class Trainer:
         self.first_step = self.step
         net: nn.Module = wrap_ddp(self.model, self.dist)
         if self.execution.compile:  # after DDP, as PyTorch recommends (DDPOptimizer splits the graph at buckets)
-            net = torch.compile(net)
+            net = cast(nn.Module, torch.compile(net))  # an OptimizedModule; torch types the result as a callable
         self.net = net
         self.clock = Clock()
         self.watch = _LossWatch(self.device)
@@ -711,7 +711,7 @@ class Trainer:
             )
             titles = [f"held-out slice {s}" for s in self.data.val_slices[:n]]
             plot_overlays(self.data.val_images[:n], probs, self.data.val_labels[:n], path / "predictions.png", titles=titles)
-        last_val = next((h for h in reversed(history) if "val_loss" in h), {})
+        last_val: dict[str, Any] = next((h for h in reversed(history) if "val_loss" in h), {})
         summary = {
             "recipe": self.recipe.name,
             "steps": self.step,

@@ -75,7 +75,7 @@ def train(args: argparse.Namespace) -> None:
         model = trainer.fit().model
         stopped = None
     except TimeLimitReached as err:  # keep what was trained; say so in the results
-        from unet_zoo.training.state import load_training_state  # only on this path
+        from unet_zoo.hub.training_state import load_training_state  # only on this path
 
         model = trainer.model
         model.load_state_dict(load_training_state(run_dir).model)

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"_version", "paper", "utils"},  # the version, the paper's facts, utilities
     {"runtime"},  # how models run fast here: precision, channels_last, compile, threads, the measured "auto"
     {"models"},
-    {"hub"},  # checkpoint folders, cards, the Hugging Face Hub
+    {"hub"},  # checkpoint folders, a training run's resume file, cards, the Hugging Face Hub
     {"data"},  # image files, named data sources, the held-out split, weight maps, augmentation
     {"inference"},  # overlap-tile prediction (the trainer predicts held-out slices with it)
     {"training"},
@@ -36,10 +36,6 @@ LAYERS: list[set[str]] = [
     {"cli", "napari"},  # the command line and the napari plugin: presentation, imported by nothing in the package
     {"__init__", "__main__"},  # the package's public names and `python -m unet_zoo`
 ]
-# Upward imports allowed by exception, each a function-local import with its reason in a comment. They are left
-# out of the cycle check: the Hub layer loads a training run folder's model with the trainer's reader of its resume
-# format.
-UPWARD_LAZY: set[tuple[str, str]] = {("unet_zoo.hub.serialization", "unet_zoo.training.state")}
 
 
 @dataclass(frozen=True)
@@ -213,21 +209,14 @@ def test_packages_import_only_their_own_layer_or_below():
             f"{i.importer} (line {i.line}) imports {i.imported}: {package_of(i.importer)} may not depend on "
             f"{package_of(i.imported)}"
             for i in package_imports()
-            if layer_of(package_of(i.imported)) > layer_of(package_of(i.importer)) and (i.importer, i.imported) not in UPWARD_LAZY
+            if layer_of(package_of(i.imported)) > layer_of(package_of(i.importer))
         }
     )
     assert not upward, "imports must point down the layers of LAYERS:\n" + "\n".join(upward)
 
 
-def test_the_allowed_upward_imports_are_lazy_and_say_why():
-    imports = {(i.importer, i.imported): i for i in package_imports()}
-    for edge in UPWARD_LAZY:
-        assert edge in imports, f"{edge} is no longer imported: remove it from UPWARD_LAZY"
-        assert imports[edge].local and imports[edge].marked, f"{edge} must be a commented import inside a function"
-
-
 def test_the_import_graph_has_no_cycle():
-    imports = [i for i in package_imports() if (i.importer, i.imported) not in UPWARD_LAZY]
+    imports = package_imports()
     assert len({i.importer for i in imports}) > 20, "the scan found too few modules: is ROOT right?"
     cycles = import_cycles(imports)
     report = "\n\n".join(f"cycle through {', '.join(c)}:\n  " + "\n  ".join(_edges_within(imports, c)) for c in cycles)

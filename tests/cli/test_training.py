@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unet_zoo.cli import app
-from unet_zoo.training.state import load_training_state
+from unet_zoo.hub.training_state import load_training_state
 
 runner = CliRunner()
 
@@ -96,7 +96,7 @@ def test_train_command_stops_cleanly_on_sigterm_and_resumes(tmp_path):
     import sys
     import time
 
-    from unet_zoo.training.state import load_training_state
+    from unet_zoo.hub.training_state import load_training_state
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "unet_zoo", "train", "tiny", "--device", "cpu", "--out", str(run)]

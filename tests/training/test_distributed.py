@@ -41,7 +41,7 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs between ranks"
-    from unet_zoo.training.state import load_training_state
+    from unet_zoo.hub.training_state import load_training_state
 
     ckpt = load_training_state(tmp_path / "run")
     assert ckpt.step == 4 and set(ckpt.rng) == {0, 1}  # both ranks' RNG states are saved for an exact resume

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import unet_zoo
+from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training import trainer as training
 from unet_zoo.training.optim import lr_factor
 from unet_zoo.training.precision import execution_config
 from unet_zoo.training.recipes import load_recipe
-from unet_zoo.training.state import load_training_state
 from unet_zoo.training.trainer import NonFiniteLossError, Trainer, train
 
 

@@ -8,10 +8,10 @@ import torch
 
 from unet_zoo import create_model
 from unet_zoo.hub.factory import from_pretrained
+from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training.data import load_training_data
 from unet_zoo.training.losses import weighted_cross_entropy
 from unet_zoo.training.recipes import RecipeError, TrainCfg, load_recipe
-from unet_zoo.training.state import load_training_state
 from unet_zoo.training.trainer import Trainer, TrainProgress
 
 

@@ -12,11 +12,11 @@ from unet_zoo.cli.app import ZooTyper, app, check_output, check_owned, console, 
 from unet_zoo.cli.progress import TrainingDisplay
 from unet_zoo.experiments.isbi2012.data import DatasetNotFoundError
 from unet_zoo.experiments.isbi2012.reproduce import recipes_for, reproduce_isbi
+from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.runtime.settings import PRECISIONS
 from unet_zoo.training.distributed import cleanup_distributed
 from unet_zoo.training.recipes import RecipeError, load_recipe
 from unet_zoo.training.run import RUN_FOLDER, latest_run_dir
-from unet_zoo.training.state import TRAINING_STATE_FILE
 from unet_zoo.training.trainer import NonFiniteLossError, TimeLimitReached, Trainer, TrainingInterrupted
 
 reproduce_app = ZooTyper(help="Reproduce the paper's experiments and compare with its numbers.", no_args_is_help=True)

@@ -34,6 +34,7 @@ from torch import nn
 
 from unet_zoo._version import LIBRARY_NAME, __version__
 from unet_zoo.hub.card import CARD_DATA_KEYS, CardInfo, render_model_card
+from unet_zoo.hub.training_state import TRAINING_STATE_FILE, load_training_state
 from unet_zoo.models.provenance import provenance_of, set_provenance
 from unet_zoo.models.registry import MAX_PARAMETERS, ModelArgsError, create_model, expected_state_shapes, get_entry, list_models
 from unet_zoo.utils.errors import InputError
@@ -44,8 +45,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 CARD_NAME = "README.md"
-RUN_RECIPE_NAME = "recipe.json"  # a training run folder: recipe.json + checkpoint.safetensors (unet_zoo.training.trainer)
-RUN_STATE_NAME = "checkpoint.safetensors"  # the run's training state (format: unet_zoo.training.state)
+RUN_RECIPE_NAME = "recipe.json"  # a training run folder: recipe.json + TRAINING_STATE_FILE (unet_zoo.hub.training_state)
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors(\.index\.json)?$")
 
 
@@ -495,7 +495,7 @@ def read_folder(
             return read_run_folder(folder, device=device, dtype=dtype, strict=strict)
         raise CheckpointError(
             f"no {CONFIG_NAME} in {folder}: not a unet_zoo checkpoint (save one with model.save_pretrained) "
-            f"nor a training run folder ({RUN_RECIPE_NAME} + {RUN_STATE_NAME}, written by `unet-zoo train`)"
+            f"nor a training run folder ({RUN_RECIPE_NAME} + {TRAINING_STATE_FILE}, written by `unet-zoo train`)"
         )
     config = read_config(folder / CONFIG_NAME)
     files = weight_files(folder, config)
@@ -535,7 +535,9 @@ def read_folder(
 def is_run_folder(folder: str | Path) -> bool:
     """Whether `folder` is a training run folder (``recipe.json`` + ``checkpoint.safetensors``) without a config.json."""
     folder = Path(folder)
-    return (folder / RUN_RECIPE_NAME).is_file() and (folder / RUN_STATE_NAME).is_file() and not (folder / CONFIG_NAME).is_file()
+    return (
+        (folder / RUN_RECIPE_NAME).is_file() and (folder / TRAINING_STATE_FILE).is_file() and not (folder / CONFIG_NAME).is_file()
+    )
 
 
 def read_run_folder(
@@ -562,14 +564,11 @@ def read_run_folder(
         raise CheckpointError(f"{folder / RUN_RECIPE_NAME}: the model's 'args' must be a JSON object")
     expected_shapes(config, str(folder / RUN_RECIPE_NAME))  # bounded before the checkpoint or the model is allocated
     try:
-        # upward, lazily: a run folder's checkpoint is in the trainer's resume format, read by the trainer's own reader
-        from unet_zoo.training.state import load_training_state
-
-        ckpt = load_training_state(folder / RUN_STATE_NAME)
+        ckpt = load_training_state(folder / TRAINING_STATE_FILE)
     except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"cannot read the training checkpoint {folder / RUN_STATE_NAME} ({err})") from err
+        raise CheckpointError(f"cannot read the training checkpoint {folder / TRAINING_STATE_FILE} ({err})") from err
     model = build_model(config, str(folder))
-    check_state_dict(model, ckpt.model, strict=strict, source=str(folder / RUN_STATE_NAME))
+    check_state_dict(model, ckpt.model, strict=strict, source=str(folder / TRAINING_STATE_FILE))
     model.load_state_dict(ckpt.model, strict=strict)
     model.to(device=device, dtype=dtype)
     model.eval()
@@ -592,7 +591,6 @@ __all__ = [
     "CONFIG_NAME",
     "CheckpointError",
     "RUN_RECIPE_NAME",
-    "RUN_STATE_NAME",
     "WEIGHTS_INDEX_NAME",
     "WEIGHTS_NAME",
     "build_model",

@@ -2,7 +2,7 @@
 
 A run folder (``runs/<recipe>-<YYYYmmdd-HHMMSS>/`` by default) holds ``recipe.json`` (what the run is),
 ``metrics.jsonl`` (one JSON object per logged step or validation), ``checkpoint.safetensors`` (the training state a
-run resumes from, `unet_zoo.training.state`), and at the end ``curves.png``, ``predictions.png`` and ``summary.json``.
+run resumes from, `unet_zoo.hub.training_state`), and at the end ``curves.png``, ``predictions.png`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from unet_zoo.hub.training_state import TRAINING_STATE_FILE
 from unet_zoo.training.recipes import Recipe
-from unet_zoo.training.state import TRAINING_STATE_FILE
 from unet_zoo.utils.files import atomic_write_bytes, mark_owned
 
 RUNS_DIR = Path("runs")

@@ -40,6 +40,7 @@ from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.hub.pretrained import HubAccessError
 from unet_zoo.hub.serialization import CheckpointError, check_state_dict
 from unet_zoo.hub.sources import SourceError
+from unet_zoo.hub.training_state import TrainingState, load_training_state, save_training_state
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import create_model, get_entry
@@ -68,7 +69,6 @@ from unet_zoo.training.recipes import (
 )
 from unet_zoo.training.rng import rng_state, set_rng_state
 from unet_zoo.training.run import RUN_FOLDER, SUMMARY_FILE, Clock, RunFolder, default_run_dir, latest_run_dir
-from unet_zoo.training.state import TrainingState, load_training_state, save_training_state
 from unet_zoo.training.step import LossFunction, apply_gradients, step_loss
 from unet_zoo.utils.plots import plot_curves, plot_overlays
 from unet_zoo.utils.signals import StopSignals

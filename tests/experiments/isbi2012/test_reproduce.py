@@ -7,8 +7,8 @@ import unet_zoo
 from tests.conftest import REPO_ROOT
 from unet_zoo.experiments.isbi2012 import reproduce as reproduce_module
 from unet_zoo.experiments.isbi2012.reproduce import ReproduceStage, recipes_for, reproduce_isbi
+from unet_zoo.hub.training_state import load_training_state
 from unet_zoo.training.recipes import load_recipe
-from unet_zoo.training.state import load_training_state
 from unet_zoo.training.trainer import TrainProgress
 
 

@@ -1,8 +1,9 @@
 """The training state a run resumes from, without pickle: one safetensors file, written atomically.
 
-Not to be confused with a published checkpoint (a model folder: `unet_zoo.hub.serialization`, which also loads a
-run folder's model through `load_training_state`). The training state (``checkpoint.safetensors`` in the run
-folder; `TRAINING_STATE_FILE`) holds
+The format of a training run folder's ``checkpoint.safetensors`` (`TRAINING_STATE_FILE`), at the Hub layer because
+two layers read it: the trainer writes it and resumes from it (`unet_zoo.training.trainer`), and a run folder loads
+as a model (`unet_zoo.hub.serialization.read_run_folder`, reached by `from_pretrained("runs/...")`). Not to be
+confused with a published checkpoint (a model folder, `unet_zoo.hub.serialization`). The training state holds
 
 * ``model.<name>``: the model's state dict (float tensors as trained),
 * ``optim.<param index>.<key>``: optimiser state tensors (momentum buffers, Adam moments, steps),
@@ -26,10 +27,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from unet_zoo.hub.serialization import RUN_STATE_NAME
 from unet_zoo.utils.files import atomic_write_with
 
-TRAINING_STATE_FILE = RUN_STATE_NAME  # its name in a run folder
+TRAINING_STATE_FILE = "checkpoint.safetensors"  # its name in a run folder
 FORMAT_VERSION = 1
 
 

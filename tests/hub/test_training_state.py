@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from unet_zoo.training.state import atomic_save_safetensors, load_training_state, save_training_state
+from unet_zoo.hub.training_state import atomic_save_safetensors, load_training_state, save_training_state
 
 
 def _model_and_optimizer(opt="adam"):

@@ -26,6 +26,28 @@ def test_a_tiff_with_resolution_tags_says_its_pixel_size_and_where_it_came_from(
     assert given.pixel_size_nm == 5.0 and given.pixel_size_source == "the pixel size given"
 
 
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_lazy_tiff_stays_in_the_file_with_the_same_pixels_and_pixel_size(tmp_path, compression):
+    pytest.importorskip("zarr", reason="compressed TIFFs are read page by page through zarr")
+    stack = np.arange(3 * 20 * 30, dtype=np.uint16).reshape(3, 20, 30)
+    tagged, plain, one = tmp_path / "tagged.tif", tmp_path / "plain.tif", tmp_path / "one.tif"
+    options = dict(resolution=(1 / 8.0, 1 / 8.0), imagej=True, metadata={"unit": "nm"})
+    tifffile.imwrite(tagged, stack, compression=compression, **options)
+    tifffile.imwrite(plain, stack, compression=compression, photometric="minisblack")
+    tifffile.imwrite(one, stack[:1, :1], compression=compression, photometric="minisblack")  # (1, 1, 30): stays 2-D
+    for path in (tagged, plain, one):
+        eager, lazy = read_image(path), read_image(path, lazy=True)
+        assert type(eager.pixels) is np.ndarray and type(lazy.pixels) is not np.ndarray  # a memory map or zarr
+        assert (lazy.axes, lazy.shape, lazy.dtype) == (eager.axes, eager.shape, eager.dtype)
+        assert (lazy.pixel_size_nm, lazy.pixel_size_source) == (eager.pixel_size_nm, eager.pixel_size_source)
+        np.testing.assert_array_equal(lazy.section(lazy.sections[-1]), eager.section(eager.sections[-1]))
+    assert read_image(tagged, lazy=True).pixel_size_nm == pytest.approx(8.0)
+    assert read_image(plain, lazy=True).pixel_size_nm is None and read_image(one).shape == (1, 30)
+    two_d = tmp_path / "section.tif"  # a single section records its pixel size the same way
+    tifffile.imwrite(two_d, stack[0], **options)
+    assert read_image(two_d).axes == "YX" and read_image(two_d).pixel_size_nm == pytest.approx(8.0)
+
+
 def test_png_and_arrays(tmp_path):
     grey = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
     PILImage.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgb.png")

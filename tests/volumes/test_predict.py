@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ import torch
 zarr = pytest.importorskip("zarr", reason='needs the volumes extra: pip install "unet-zoo[volumes]"')
 
 import unet_zoo  # noqa: E402
+from unet_zoo.data.reading import read_image  # noqa: E402
 from unet_zoo.inference.rescale import predict_at_pixel_size  # noqa: E402
 from unet_zoo.inference.tiling import predict_tiled  # noqa: E402
-from unet_zoo.volumes.io import MARKERS, VolumeInputError  # noqa: E402
+from unet_zoo.volumes.io import MARKERS, VolumeInputError, open_source  # noqa: E402
 from unet_zoo.volumes.predict import BlockPlan, VolumeJob, plan_blocks, predict_volume  # noqa: E402
 
 SHAPE = (3, 100, 117)  # not a multiple of any block or chunk below
@@ -141,6 +143,28 @@ def test_tiff_stacks(tmp_path, models, volume, compression):
     result = zarr.open(str(out), mode="r")
     assert result.chunks == (1, 64, 64)  # unchunked sources: the output's chunks are the blocks
     np.testing.assert_allclose(result[:], _reference(models["small"], volume, tile=64), atol=2e-6)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_tiff_stack_opens_through_the_reader_with_its_pixel_size(tmp_path, models, volume, compression):
+    """A TIFF volume is opened by `read_image` (lazily): its resolution tags give its pixel size, as for a 2-D
+    TIFF, none without tags; a pickled source (what a dask worker gets) reopens the file and reads its blocks."""
+    tifffile = pytest.importorskip("tifffile")
+    tagged, plain = tmp_path / "tagged.tif", tmp_path / "plain.tif"
+    tags = dict(imagej=True, resolution=(1 / 8.0, 1 / 8.0), metadata={"unit": "nm"})
+    tifffile.imwrite(tagged, volume, compression=compression, **tags)
+    tifffile.imwrite(plain, volume, compression=compression, photometric="minisblack")
+    assert open_source(tagged).pixel_size_nm == pytest.approx(read_image(tagged).pixel_size_nm) == pytest.approx(8.0)
+    assert open_source(plain).pixel_size_nm is None and read_image(plain).pixel_size_nm is None
+    region = (slice(1, 3), slice(10, 70), slice(5, 100))
+    for path in (tagged, plain):
+        source = open_source(path)
+        assert source.shape == volume.shape and source.dtype == volume.dtype and source.ndim == 3
+        again = pickle.loads(pickle.dumps(source))
+        assert again.array is None and again.path == str(path.resolve())
+        np.testing.assert_array_equal(again.read(*region), volume[region])
+    out = predict_volume(models["small"], tagged, tmp_path / "out.zarr", block=64, tile=64)
+    assert _info(out)["pixel_size_nm"] == pytest.approx(8.0)  # rescaled to the model's pixel size, as recorded
 
 
 def test_numpy_2d_and_dask_sources(tmp_path, models, volume):

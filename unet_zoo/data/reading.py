@@ -6,9 +6,10 @@
     image.pixel_size_nm                 # nm per pixel, or None when the file records none
     image.pixel_size_source             # where it came from: "the resolution tags of em.tif", ...
 
-TIFFs are read whole, with their resolution tags (ImageJ ``unit`` + XResolution, or ResolutionUnit cm /
-inch); colour PNG / JPEG images become grey (ITU-R 601 luma); a Zarr array or an OME-Zarr group (a chosen
-resolution level, pixel size from its scale) is opened without reading pixels; NumPy, dask and zarr arrays
+TIFFs are read whole (with ``lazy=True`` left in the file: memory-mapped, or page by page when compressed),
+with their resolution tags (ImageJ ``unit`` + XResolution, or ResolutionUnit cm / inch); colour PNG / JPEG
+images become grey (ITU-R 601 luma); a Zarr array or an OME-Zarr group (a chosen resolution level, pixel size
+from its scale) is opened without reading pixels; NumPy, dask and zarr arrays
 are taken as they are. Every recorded pixel size passes `unet_zoo.data.pixel_size.check_pixel_size`.
 """
 
@@ -53,9 +54,23 @@ def open_tiff(path: str | os.PathLike) -> Iterator[Any]:
         yield tif
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _open_tiff_lazily(path: Path) -> Any:
+    """The first series of a TIFF without reading it: a read-only memory map (uncompressed, contiguous pages),
+    else a zarr array over tifffile's page store (compressed or tiled pages: read page by page)."""
+    import tifffile
+
+    try:
+        return tifffile.memmap(path, mode="r")
+    except ValueError:
+        import zarr  # lazy: the optional volumes extra
+
+        return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+
+
+def _read_tiff(path: Path, lazy: bool = False) -> Any:
     """The first series of a TIFF without its length-1 axes (pages, channels, samples) except Y and X, so a
-    1-pixel-high or -wide image stays 2-D (plain `np.squeeze` would make it 1-D or 0-D).
+    1-pixel-high or -wide image stays 2-D (plain `np.squeeze` would make it 1-D or 0-D). With `lazy`, the pixels
+    stay in the file (`_open_tiff_lazily`) and are read where they are indexed.
 
     Colour and multi-channel TIFFs are recognised by the file's own axes metadata (samples ``S``: RGB, both
     interleaved ``YXS`` and planar ``SYX``; channels ``C``, except in an ImageJ "grayscale" stack), not by the
@@ -64,8 +79,10 @@ def _read_tiff(path: Path) -> np.ndarray:
         try:
             series = tif.series[0]
             axes = series.axes
-            image = series.asarray()
+            image = _open_tiff_lazily(path) if lazy else series.asarray()
             imagej_mode = (tif.imagej_metadata or {}).get("mode", "")
+        except InputError:
+            raise
         except Exception as err:  # noqa: BLE001  tifffile raises many kinds on damaged files: name the file
             raise InputError(f"cannot read the pixels of {path} ({type(err).__name__}: {err}); export it again") from None
     # ImageJ "grayscale" hyperstacks (tifffile's imagej=True writes 3-D stacks so) hold sections under C
@@ -81,7 +98,14 @@ def _read_tiff(path: Path) -> np.ndarray:
         )
     if len(axes) != image.ndim or "Y" not in axes or "X" not in axes:
         axes = "?" * (image.ndim - 2) + "YX"  # unknown layout: the last two axes are the image
-    return image.reshape([n for a, n in zip(axes, image.shape) if n != 1 or a in "YX"])
+    shape = [n for a, n in zip(axes, image.shape) if n != 1 or a in "YX"]
+    if len(shape) == image.ndim:
+        return image
+    if isinstance(image, np.ndarray):
+        return image.reshape(shape)
+    import dask.array as da  # lazy: the optional volumes extra, only for compressed TIFFs read lazily
+
+    return da.from_zarr(image).reshape(shape)
 
 
 # --- pixel sizes ---------------------------------------------------------------------------------------------
@@ -152,6 +176,10 @@ def _read_png(path: Path) -> np.ndarray:
         raise InputError(f"cannot read {path} ({err}); export it again as a PNG or TIFF") from None
 
 
+class ImageMetadataError(InputError):
+    """A store's own metadata is broken (e.g. an OME-Zarr level without an array path): fix the file."""
+
+
 @dataclass(frozen=True)
 class Image:
     """Pixels with their axes and pixel size.
@@ -159,7 +187,8 @@ class Image:
     `pixels`: (H, W) (axes "YX") or (S, H, W) (axes "ZYX", sections along the first axis; arrays given as such
     may have more leading axes, "?"); a NumPy array, or a zarr / dask array read only where it is indexed.
     `pixel_size_nm`: nm per pixel in y and x, None when unknown; `pixel_size_source` says where it came from.
-    `path`: the file or store read, if any.
+    `path`: the file or store read, if any. `ome`: for an OME-Zarr level, its metadata ({"wrapper": "ome" (0.5) or
+    None (0.4), "multiscales": the first multiscales entry, "dataset": the level's entry}), else None.
     ``np.asarray(image)`` reads the pixels."""
 
     pixels: Any
@@ -167,6 +196,7 @@ class Image:
     pixel_size_nm: float | None = None
     pixel_size_source: str | None = None
     path: Path | None = None
+    ome: dict[str, Any] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -225,7 +255,7 @@ def _axes(shape: tuple[int, ...], what: str, more: bool = False) -> str:
 def ome_multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The first multiscales entry of OME-Zarr 0.4 (top-level) or 0.5 (under "ome") attributes, or None."""
     ome = attrs.get("ome")
-    nested = ome if isinstance(ome, dict) else {}
+    nested: dict[str, Any] = ome if isinstance(ome, dict) else {}
     found = attrs.get("multiscales") or nested.get("multiscales")
     return found[0] if found else None
 
@@ -254,8 +284,11 @@ def _read_zarr(path: Path, level: int | None) -> Image:
     try:
         node: Any = zarr.open(str(path), mode="r")
     except Exception as err:  # noqa: BLE001  zarr raises several types for "nothing readable here"
-        raise InputError(f"{path} is not a readable Zarr array or group ({type(err).__name__}: {err})") from None
-    size, where = None, None
+        raise InputError(
+            f"{path} is not a readable Zarr array or group ({type(err).__name__}: {err}); "
+            "pass a Zarr v2/v3 array or OME-Zarr group, or a TIFF stack"
+        ) from None
+    size, where, ome = None, None, None
     if isinstance(node, zarr.Group):
         scales = ome_multiscales(dict(node.attrs))
         if scales is None:
@@ -269,20 +302,35 @@ def _read_zarr(path: Path, level: int | None) -> Image:
             level = 0 if level is None else level
             if not 0 <= level < len(datasets):
                 raise InputError(f"{path} has {len(datasets)} resolution level(s) (0..{len(datasets) - 1}); got level {level}")
+            key = datasets[level].get("path") if isinstance(datasets[level], dict) else None
+            if not isinstance(key, str) or not key:
+                raise ImageMetadataError(
+                    f"{path}: the OME-Zarr metadata (multiscales[0].datasets[{level}]) has no 'path' naming the array "
+                    f"of level {level}; fix the metadata, or pass the array itself (e.g. {path / '0'})"
+                )
+            axes = scales.get("axes") or []
+            if axes and any(isinstance(a, dict) and a.get("type") not in (None, "space") for a in axes[-2:]):
+                raise InputError(f"{path}: the last two axes must be spatial (y, x), got {axes}")
             where = f"the OME-Zarr scale of {path}"
             size = ome_pixel_size(scales, datasets[level], where)
-            node = node[datasets[level]["path"]]
+            nested = dict(node.attrs).get("ome")
+            wrapper = "ome" if isinstance(nested, dict) and nested.get("multiscales") else None
+            ome = {"wrapper": wrapper, "multiscales": scales, "dataset": datasets[level]}
+            node = node[key]
+            if not isinstance(node, zarr.Array):
+                raise InputError(f"{path}/{key} (level {level}) is not a Zarr array")
     elif level not in (None, 0):
         raise InputError(f"level {level} needs an OME-Zarr group; {path} is a single array")
     pixels = _drop_leading_ones(node)
-    return Image(pixels, _axes(pixels.shape, str(path)), size, where if size else None, path)
+    return Image(pixels, _axes(pixels.shape, str(path)), size, where if size else None, path, ome)
 
 
-def read_image(source: Any, *, level: int | None = None, pixel_size: float | None = None) -> Image:
+def read_image(source: Any, *, level: int | None = None, pixel_size: float | None = None, lazy: bool = False) -> Image:
     """Read `source` as an `Image`: a TIFF (2-D or a stack), PNG or JPEG path, a Zarr / OME-Zarr store (at
     resolution `level`, default 0; lazy), a NumPy, dask or zarr array of shape (H, W) or (S, H, W), or an `Image`.
 
-    `pixel_size` (nm) overrides what the file records. Raises FileNotFoundError for a missing path and
+    `pixel_size` (nm) overrides what the file records. With `lazy`, a TIFF stays in the file too (a memory map,
+    or page by page when compressed), read where it is indexed. Raises FileNotFoundError for a missing path and
     `InputError` (a ValueError) naming the file for anything unreadable or of the wrong shape."""
     if isinstance(source, Image):
         image = source
@@ -291,12 +339,12 @@ def read_image(source: Any, *, level: int | None = None, pixel_size: float | Non
         if not path.exists():
             raise FileNotFoundError(f"no such image file: {path}")
         suffix = path.suffix.lower()
-        if is_zarr_path(path):
+        if is_zarr_path(path) or path.is_dir():  # a folder can only be a Zarr store
             image = _read_zarr(path, level)
         elif level not in (None, 0):
             raise InputError(f"level {level} needs an OME-Zarr group; {path} is a single image")
         elif suffix in TIFF_SUFFIXES:
-            pixels = _read_tiff(path)  # colour TIFFs refused by their axes metadata
+            pixels = _read_tiff(path, lazy)  # colour TIFFs refused by their axes metadata
             size = tiff_pixel_size(path)
             where = f"the resolution tags of {path}" if size else None
             image = Image(pixels, _axes(pixels.shape, str(path)), size, where, path)
@@ -304,7 +352,10 @@ def read_image(source: Any, *, level: int | None = None, pixel_size: float | Non
             pixels = _read_png(path)
             image = Image(pixels, _axes(pixels.shape, str(path)), None, None, path)
         else:
-            raise InputError(f"cannot read {path}: use one of {', '.join(READABLE_SUFFIXES)} or a Zarr store")
+            raise InputError(
+                f"cannot read {path}: it is not a TIFF, PNG or JPEG file; use one of {', '.join(READABLE_SUFFIXES)} "
+                "or a Zarr store (a folder)"
+            )
     elif hasattr(source, "shape") and hasattr(source, "dtype") and hasattr(source, "__getitem__"):
         # NumPy, dask, zarr or any array-like (a napari layer's data): kept as it is, read where it is indexed
         image = Image(source, _axes(tuple(source.shape), "the array", more=True))
@@ -318,6 +369,7 @@ def read_image(source: Any, *, level: int | None = None, pixel_size: float | Non
 
 __all__ = [
     "Image",
+    "ImageMetadataError",
     "PNG_SUFFIXES",
     "READABLE_SUFFIXES",
     "TIFF_SUFFIXES",

@@ -2,8 +2,9 @@
 
 Sources: a Zarr v2/v3 array or group path (OME-Zarr: a chosen resolution level), a zarr.Array, a
 (memory-mapped) TIFF stack, a dask or NumPy array; 2-D (Y, X) or 3-D (Z, Y, X), sections along the first
-axis. `VolumeSource` is picklable and opens its file lazily, once per process, so dask workers read
-the blocks they need themselves.
+axis. Files are opened by the one image reader, `unet_zoo.data.reading.read_image` (lazily; shape, axes and
+pixel size checked there). `VolumeSource` is picklable and opens its file lazily, once per process, so dask
+workers read the blocks they need themselves.
 
 Output: a Zarr array (or, for an OME-Zarr input, an OME-Zarr group with that array as level "0") of
 the same format and chunks as the input, its attributes saying what produced it. A block is finished
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from unet_zoo._version import __version__
-from unet_zoo.data.reading import ome_pixel_size
+from unet_zoo.data.reading import ImageMetadataError, read_image
 from unet_zoo.utils.files import atomic_write_bytes, check_replaceable, mark_owned
 
 try:
@@ -31,7 +32,6 @@ try:
 except ImportError as _err:  # the optional extra: keep the message actionable
     raise ImportError('volume prediction needs zarr and dask: pip install "unet-zoo[volumes]"') from _err
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 MARKERS = ".unet_zoo-blocks"  # folder of finished-block markers inside the output store, removed at completion
 ATTRS = "unet_zoo"  # the output array's attribute holding provenance and the run's settings
 PROBABILITIES = "volume probabilities"  # what an output store is marked as (unet_zoo.utils.files.mark_owned)
@@ -76,9 +76,11 @@ def check_not_nested(source: VolumeSource, out: str | Path) -> None:
 
 @dataclass
 class VolumeSource:
-    """A 2-D or 3-D image volume read block by block; `shape` is always (Z, Y, X) (Z = 1 for 2-D sources)."""
+    """A 2-D or 3-D image volume read block by block; `shape` is always (Z, Y, X) (Z = 1 for 2-D sources).
 
-    kind: str  # "zarr" (path), "tiff" (path), "array" (in memory: NumPy, dask, zarr.Array)
+    A file source is opened with `unet_zoo.data.reading.read_image` (lazily) in each process that reads it."""
+
+    kind: str  # "zarr" (a store path), "file" (a TIFF, PNG, ... path), "array" (in memory: NumPy, dask, zarr.Array)
     description: str
     shape: tuple[int, int, int]
     dtype: np.dtype
@@ -86,10 +88,12 @@ class VolumeSource:
     chunks: tuple[int, ...] | None = None  # the source's chunks / shards (source dimensionality), if chunked
     shards: tuple[int, ...] | None = None
     zarr_format: int | None = None
-    ome: dict[str, Any] | None = None  # OME-Zarr metadata to copy: {"wrapper": "ome"|None, "multiscales": {...}}
+    ome: dict[str, Any] | None = None  # OME-Zarr metadata to copy: {"wrapper", "multiscales", "dataset"}
     path: str | None = None
     key: str = ""  # array path inside a Zarr store
     array: Any = field(default=None, repr=False)  # in-memory arrays (pickled with the source), or the opened handle
+    level: int | None = None  # the OME-Zarr resolution level read
+    pixel_size_nm: float | None = None  # nm per pixel the file records (TIFF resolution tags, OME-Zarr scale), or None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -97,20 +101,9 @@ class VolumeSource:
             state["array"] = None  # files are reopened in each process
         return state
 
-    @property
-    def pixel_size_nm(self) -> float | None:
-        """The x pixel size in nm of an OME-Zarr source's level (its scale transformation and axis unit), or None."""
-        if not self.ome:
-            return None
-        return ome_pixel_size(self.ome["multiscales"], self.ome.get("dataset") or {}, f"the OME-Zarr scale of {self.path}")
-
     def _open(self):
         if self.array is None:
-            if self.kind == "tiff":
-                self.array = _open_tiff(Path(self.path))
-            else:
-                node = zarr.open(self.path, mode="r")
-                self.array = node[self.key] if self.key else node
+            self.array = read_image(self.path, level=self.level, lazy=True).pixels
         return self.array
 
     def read(self, z: slice, rows: slice, cols: slice) -> np.ndarray:
@@ -167,7 +160,7 @@ class VolumeSource:
         digest: str | None = None
         if self.kind == "zarr" and self.path:
             digest = _files_digest(Path(self.path, self.key))
-        elif self.kind == "tiff" and self.path:
+        elif self.kind == "file" and self.path:
             info = Path(self.path).stat()
             digest = hashlib.sha256(f"{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()
         elif isinstance(self.array, np.ndarray):
@@ -184,15 +177,6 @@ class VolumeSource:
         }
 
 
-def _open_tiff(path: Path):
-    import tifffile
-
-    try:
-        return tifffile.memmap(path, mode="r")  # uncompressed, contiguous: no copy at all
-    except ValueError:  # compressed or tiled pages: read page by page through tifffile's Zarr store
-        return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
-
-
 def _check_dims(shape: tuple[int, ...], what: str) -> None:
     if len(shape) not in (2, 3):
         raise ValueError(
@@ -203,92 +187,57 @@ def _check_dims(shape: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{what} is empty: shape {tuple(shape)}")
 
 
-def _ome_multiscales(attrs: dict) -> tuple[str | None, list] | None:
-    """(wrapper key, multiscales list) of OME-Zarr 0.4 (top-level) or 0.5 (under "ome") attributes, or None."""
-    if isinstance(attrs.get("ome"), dict) and attrs["ome"].get("multiscales"):
-        return "ome", attrs["ome"]["multiscales"]
-    if attrs.get("multiscales"):
-        return None, attrs["multiscales"]
-    return None
-
-
-def _open_zarr_path(path: Path, level: int | None) -> VolumeSource:
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as err:  # zarr raises several types for "nothing readable here"
-        raise ValueError(
-            f"{path} is not a readable Zarr array or group ({type(err).__name__}: {err}); "
-            "pass a Zarr v2/v3 array or OME-Zarr group, or a TIFF stack"
-        ) from None
-    key, ome = "", None
-    if isinstance(node, zarr.Group):
-        found = _ome_multiscales(dict(node.attrs))
-        if found is None:
-            arrays = sorted(name for name, _ in node.arrays())
-            hint = f"; it holds the arrays {', '.join(arrays)}: pass one, e.g. {path / arrays[0]}" if arrays else ""
-            raise ValueError(f"{path} is a Zarr group without OME-Zarr multiscales metadata{hint}")
-        wrapper, multiscales = found
-        scales = multiscales[0]
-        datasets = scales.get("datasets") or []
-        level = 0 if level is None else level
-        if not 0 <= level < len(datasets):
-            raise ValueError(f"{path} has {len(datasets)} resolution level(s) (0..{len(datasets) - 1}); got level {level}")
-        key = datasets[level].get("path") if isinstance(datasets[level], dict) else None
-        if not isinstance(key, str) or not key:
-            raise VolumeInputError(
-                f"{path}: the OME-Zarr metadata (multiscales[0].datasets[{level}]) has no 'path' naming the array of "
-                f"level {level}; fix the metadata, or pass the array itself (e.g. {path / '0'})"
-            )
-        axes = scales.get("axes") or []
-        if axes and any(isinstance(a, dict) and a.get("type") not in (None, "space") for a in axes[-2:]):
-            raise ValueError(f"{path}: the last two axes must be spatial (y, x), got {axes}")
-        ome = {"wrapper": wrapper, "multiscales": scales, "dataset": datasets[level]}
-        node = node[key]
-        if not isinstance(node, zarr.Array):
-            raise ValueError(f"{path}/{key} (level {level}) is not a Zarr array")
-    elif level not in (None, 0):
-        raise ValueError(f"level {level} needs an OME-Zarr group; {path} is a single array")
-    _check_dims(node.shape, str(path))
-    return VolumeSource(
-        "zarr",
-        str(path),
-        _zyx(node.shape),
-        np.dtype(node.dtype),
-        node.ndim,
-        tuple(node.chunks),
-        tuple(node.shards) if getattr(node, "shards", None) else None,
-        node.metadata.zarr_format,
-        ome,
-        str(path.resolve()),
-        key,
-    )
-
-
 def _zyx(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (1, *shape) if len(shape) == 2 else tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def _open_path(path: Path, level: int | None) -> VolumeSource:
+    """A VolumeSource for a file or store, opened (and checked) by `read_image` without reading its pixels."""
+    try:
+        image = read_image(path, level=level, lazy=True)
+    except ImageMetadataError as err:  # broken metadata: running again will not help
+        raise VolumeInputError(str(err)) from None
+    pixels = image.pixels
+    store = isinstance(pixels, zarr.Array) and path.is_dir()
+    if store and image.ome is None and pixels.path:  # read_image took the one array of a plain group
+        raise ValueError(
+            f"{path} is a Zarr group without OME-Zarr multiscales metadata; it holds the array {pixels.path}: "
+            f"pass it, e.g. {path / pixels.path}"
+        )
+    if path.is_dir() and not store:  # a store with length-1 leading axes, dropped by read_image
+        raise ValueError(
+            f"{path} has more than 3 axes: expected a stack of sections (Z, Y, X) or one section (Y, X); "
+            "write the volume as a 2-D or 3-D array"
+        )
+    _check_dims(image.shape, str(path))
+    return VolumeSource(
+        "zarr" if store else "file",
+        str(path),
+        _zyx(image.shape),
+        image.dtype,
+        len(image.shape),
+        tuple(pixels.chunks) if store else None,
+        tuple(pixels.shards) if store and getattr(pixels, "shards", None) else None,
+        pixels.metadata.zarr_format if store else None,
+        image.ome,
+        str(path.resolve()),
+        pixels.path if store else "",
+        level=level,
+        pixel_size_nm=image.pixel_size_nm,
+    )
 
 
 def open_source(source: Any, level: int | None = None) -> VolumeSource:
     """Open `source` (Zarr / OME-Zarr path, TIFF path, zarr.Array, dask or NumPy array) for blockwise reading.
 
-    Raises FileNotFoundError for a missing path and ValueError for anything that is not a 2-D/3-D array.
+    Files are opened by `unet_zoo.data.reading.read_image` (lazily; its pixel size is kept). Raises
+    FileNotFoundError for a missing path and ValueError for anything that is not a 2-D/3-D array.
     """
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
-        if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
-            if level not in (None, 0):
-                raise ValueError(f"level {level} needs an OME-Zarr group; {path} is a TIFF file")
-            try:
-                array = _open_tiff(path)
-            except Exception as err:
-                raise ValueError(f"cannot read {path} as a TIFF stack: {err}") from None
-            _check_dims(array.shape, str(path))
-            return VolumeSource("tiff", str(path), _zyx(array.shape), np.dtype(array.dtype), array.ndim, path=str(path.resolve()))
-        if path.is_file():
-            raise ValueError(f"{path} is a file, but not a TIFF: pass a Zarr store (a folder) or a .tif/.tiff stack")
-        return _open_zarr_path(path, level)
+        return _open_path(path, level)
     if level not in (None, 0):
         raise ValueError("level applies to OME-Zarr paths only")
     if isinstance(source, zarr.Array):

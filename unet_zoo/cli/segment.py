@@ -110,6 +110,15 @@ def segment_command(
         no_merge=no_merge,
     )
     precision = precision or "auto"
+    settings = PredictorOptions(
+        backend=backend,
+        precision=precision,
+        device=device or "",
+        tile=tile or None,
+        batch_size=batch_size,
+        tta=tta,
+        pixel_size=pixel_size,
+    )
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
         return _segment_volume_command(
             model,
@@ -117,15 +126,7 @@ def segment_command(
             out,
             from_probabilities,
             given,
-            settings=PredictorOptions(
-                backend=backend,
-                precision=precision,
-                device=device or "",
-                tile=tile or None,
-                batch_size=batch_size,
-                tta=tta,
-                pixel_size=pixel_size,
-            ),
+            settings=settings,
             block=segment_block,
             halo=halo,
             overwrite=overwrite,
@@ -167,16 +168,7 @@ def segment_command(
                 labels = segment_stack(prob, params, progress=_advancing(counter))
                 _write(prob, labels, out, stem, path)
         return
-    predictor = make_predictor(
-        model,
-        backend=backend,
-        precision=precision,
-        device=device or "",
-        tile=tile or None,
-        batch_size=batch_size,
-        tta=tta,
-        pixel_size=pixel_size,
-    )
+    predictor = make_predictor(model, **settings)
     params = _params(predictor.model, **given)
     with outputs_as_one_unit(out), ProgressDisplay(console, quiet=quiet) as display:
         for path, stem in zip(images, stems):

@@ -196,6 +196,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
 # --- fine-tunes ------------------------------------------------------------------------------------------------
 
 COUNTS = (5, 10, 20, 50)
+DRAWS = (2, 3)  # further draws of the random and spread placements (draw 1: the unsuffixed variants)
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
 
@@ -207,6 +208,9 @@ def variants() -> dict[str, dict[str, Any]]:
         out[f"random-{n}"] = {"labels": "strokes", "count": n, "placement": "random"}
         out[f"uncertain-{n}"] = {"labels": "strokes", "count": n, "placement": "uncertainty"}
         out[f"spread-{n}"] = {"labels": "strokes", "count": n, "placement": "spread"}
+        for d in DRAWS:
+            out[f"random-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "random", "draw": d}
+            out[f"spread-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "spread", "draw": d}
     out["dense-default"] = {"labels": "dense", "own_holdout": True}
     out["dense"] = {"labels": "dense"}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0}}
@@ -215,12 +219,14 @@ def variants() -> dict[str, dict[str, Any]]:
     return out
 
 
-def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.ndarray:
-    """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice."""
+def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: int = 1) -> np.ndarray:
+    """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice;
+    `draw` k > 1 draws the seeds again from another random stream (draw 1 keeps the first study's strokes)."""
     from unet_zoo.finetuning.strokes import draw_strokes
 
     stored = target(args)
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
+    seed = count if draw == 1 else count + 1000 * draw
     priority = None
     if placement in ("uncertainty", "spread"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
         from unet_zoo.inference.tiling import entropy_map
@@ -232,14 +238,14 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str) -> np.nd
         return draw_strokes(
             cells,
             count,
-            rng=count,
+            rng=seed,
             length=STROKE_LENGTH,
             width=STROKE_WIDTH,
             priority=priority,
             top=None,
             spacing=STROKE_LENGTH,
         )
-    return draw_strokes(cells, count, rng=count, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
+    return draw_strokes(cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
 
 
 def band_labels(cells: np.ndarray) -> np.ndarray:
@@ -273,7 +279,7 @@ def finetune_stage(args: argparse.Namespace) -> None:
         if (folder / "finetune.json").is_file():
             continue
         if spec["labels"] == "strokes":
-            labels = stroke_labels(args, spec["count"], spec["placement"])
+            labels = stroke_labels(args, spec["count"], spec["placement"], spec.get("draw", 1))
             form = "scribbles"
         elif spec["labels"] == "band":
             labels = band_labels(stored["cells"][_rows(stored, STROKE_SLICES)])

@@ -196,6 +196,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
 # --- fine-tunes ------------------------------------------------------------------------------------------------
 
 COUNTS = (5, 10, 20, 50)
+SEEDS = (1, 2)  # further training seeds of the dense variants (seed 0: the unsuffixed ones, the recipe's)
 DRAWS = (2, 3)  # further draws of the random and spread placements (draw 1: the unsuffixed variants)
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
@@ -215,6 +216,9 @@ def variants() -> dict[str, dict[str, Any]]:
     out["dense"] = {"labels": "dense"}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0}}
     out["dense-band"] = {"labels": "band"}  # dense, but the 1-px band on each side of every label border unlabelled
+    for seed in SEEDS:  # the dense fine-tune and the band against each other, other training seeds
+        out[f"dense-seed{seed}"] = {"labels": "dense", "seed": seed}
+        out[f"dense-band-seed{seed}"] = {"labels": "band", "seed": seed}
     out["random-20-own-holdout"] = {"labels": "strokes", "count": 20, "placement": "random", "own_holdout": True}
     return out
 
@@ -288,7 +292,7 @@ def finetune_stage(args: argparse.Namespace) -> None:
             labels = stored["cells"][_rows(stored, STROKE_SLICES)]
             form = "binary"
         recipe = load_recipe("finetune").with_overrides(
-            train={"precision": "bf16"}, **({"loss": spec["loss"]} if "loss" in spec else {})
+            train={"precision": "bf16", "seed": spec.get("seed", 0)}, **({"loss": spec["loss"]} if "loss" in spec else {})
         )
         run_dir = args.out / "ft" / f"{name}-run"
         val = (

@@ -479,6 +479,38 @@ def report_stage(args: argparse.Namespace) -> None:
         tune = f"{tuning[name]['cells_rand_error']:.3f}" if name in tuning else "-"
         lines.append(f"| {text} | {'-' if share is None else f'{100 * share:.1f}%'} | {cells} | {tune} |")
     print("\n".join(lines))
+    print()
+    print("\n".join(repeat_table(held, tuning)))
+
+
+def _runs(scores: dict[str, Any], names: list[str]) -> list[float]:
+    return [scores[n]["cells_rand_error"] for n in names if n in scores]
+
+
+def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
+    """Cells' Rand error over repeated runs: each stroke count and placement over its draws (1: the unsuffixed
+    variant), the dense fine-tune and the band over their training seeds; mean and every run, held out and tuning."""
+    groups: dict[str, list[str]] = {}
+    for n in COUNTS:
+        for placement in ("random", "spread"):
+            groups[f"{n} + {n} strokes per slice, {placement}"] = [f"{placement}-{n}"] + [
+                f"{placement}-{n}-draw{d}" for d in DRAWS
+            ]
+    groups["dense, all of both slices"] = ["dense"] + [f"dense-seed{s}" for s in SEEDS]
+    groups["dense without the 1-px band beside every border"] = ["dense-band"] + [f"dense-band-seed{s}" for s in SEEDS]
+    lines = [
+        "| labels on slices 18-19 | runs | cells' Rand error, 24-29: mean | each run | tuning 20-23: mean | each run |",
+        "|---|---:|---:|---|---:|---|",
+    ]
+    for text, names in groups.items():
+        h, t = _runs(held, names), _runs(tuning, names)
+        if not h and not t:
+            continue
+        lines.append(
+            f"| {text} | {max(len(h), len(t))} | {np.mean(h):.3f} | {', '.join(f'{v:.3f}' for v in h)} | "
+            f"{np.mean(t):.3f} | {', '.join(f'{v:.3f}' for v in t)} |"
+        )
+    return lines
 
 
 def all_stages(args: argparse.Namespace) -> None:

@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-limit", type=float, default=55.0, help="minutes per session of a training stage")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--finetune-steps", type=int, default=300)
-    parser.add_argument("--timing-model", default="cards/isbi-small", help="timing: the starting checkpoint")
+    parser.add_argument("--timing-model", default="isbi-small", help="timing: the starting checkpoint")
     parser.add_argument("--only", default="", help="finetune: comma-separated variant names (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -7,10 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from torch import nn
 
 import unet_zoo
-from unet_zoo.inference.tiling import choose_tile, normalise_image, predict_stack, predict_tiled
+from unet_zoo.inference.tiling import (
+    _compact_tile,
+    _legacy_single_tile,
+    choose_tile,
+    normalise_image,
+    predict_stack,
+    predict_tiled,
+    tile_margin,
+)
 from unet_zoo.models.sizes import is_valid_input_size
 
 
@@ -184,7 +193,29 @@ def test_choose_tile(valid_model, padded_model):
     assert choose_tile(valid_model, 512, 512) == 700  # 700 -> 516: one tile for an ISBI slice
     assert choose_tile(padded_model, 1000, 300) == 512
     assert choose_tile(padded_model, 40, 20) == 64  # one tile: 40 px + 2 x 8 px mirrored margin
-    assert choose_tile(padded_model, 512, 512) == 688
+    assert choose_tile(padded_model, 512, 512) == 592  # 512 px + 2 x 38 px (two strides + 6) of mirrored context
+
+
+def test_one_tile_keeps_two_strides_of_context_on_the_former_pooling_grid(padded_model):
+    stride = 2**padded_model.depth
+    for side in (100, 256, 300, 512, 576, 700):
+        tile = _compact_tile(padded_model, side, side)
+        margin = tile_margin(padded_model, tile, side, side)
+        legacy = _legacy_single_tile(stride, side)
+        assert tile <= legacy and margin >= min(2 * stride, legacy // 8)
+        assert margin % stride == (legacy // 8) % stride  # the image meets the pooling grid as before
+        assert (tile - side - margin) % stride == (legacy - side - legacy // 8) % stride  # and so do flipped views
+    assert tile_margin(padded_model, 512, 1000, 1000) == 64  # several tiles: an eighth of the tile
+    assert tile_margin(padded_model, 688, 512, 512) == 86  # a tile asked for: as before
+
+
+def test_a_slice_is_one_pass_over_the_slice_with_its_mirrored_context(padded_model, rng):
+    """The default geometry of a 512 px slice: one 592 px tile, the slice 38 px from its top-left corner."""
+    image = rng.random((512, 512), dtype=np.float32)
+    padded = np.pad(image, ((38, 42), (38, 42)), mode="reflect")
+    with torch.no_grad():
+        whole = torch.softmax(padded_model(torch.from_numpy(padded)[None, None]), 1)[0, :, 38:550, 38:550].numpy()
+    np.testing.assert_allclose(predict_tiled(padded_model, image), whole, atol=1e-5)
 
 
 def test_bad_input_says_what_to_do(valid_model, padded_model):
@@ -274,3 +305,15 @@ def test_bf16_keeps_isbi_small_within_the_pixel_error_budget_on_a_real_slice(isb
     assert np.abs(bf16 - fp32).mean() < 0.005 and np.abs(bf16 - fp32).max() < 0.25
     pixel_error = {name: float(np.mean((p > 0.5) != label)) for name, p in (("fp32", fp32), ("bf16", bf16))}
     assert abs(pixel_error["bf16"] - pixel_error["fp32"]) <= 0.002, pixel_error
+
+
+def test_published_checkpoint_predicts_a_slice_in_the_smaller_tile_as_in_the_former_one(rng):
+    """isbi-small on a 512 px slice: the default 592 px tile gives what the 688 px tile of earlier releases gave
+    (tile=688 asks for that tile and its tile // 8 = 86 px of context)."""
+    model = unet_zoo.from_pretrained("isbi-small")
+    image = ndimage.gaussian_filter(rng.random((512, 512)), 2).astype(np.float32)
+    image = (image - image.min()) / (image.max() - image.min())
+    assert choose_tile(model, 512, 512) == 592
+    new = predict_tiled(model, image, precision="fp32")
+    old = predict_tiled(model, image, tile=688, precision="fp32")
+    np.testing.assert_allclose(new, old, atol=1e-5)

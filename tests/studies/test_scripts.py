@@ -52,3 +52,20 @@ def test_quick_spread_trains_each_seed_in_its_own_process_and_resumes(tmp_path, 
     assert "| avx2 | 1 |" in capsys.readouterr().out
     assert spread.main(args) == [row]  # a second call keeps the finished run instead of training it again
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_context_margin_sets_the_context_of_one_tile_and_restores_the_rule():
+    import unet_zoo
+    from unet_zoo.inference.tiling import choose_tile, predict_tiled
+
+    study = _script("context_margin")
+    model = unet_zoo.create_model("padded", base_channels=4).eval()
+    image = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    before = choose_tile(model, 512, 512)
+    with study.margin_of(32):
+        assert choose_tile(model, 512, 512) == 576
+        inside = predict_tiled(model, image)
+    with study.margin_of(None):
+        assert choose_tile(model, 512, 512) == before
+    assert choose_tile(model, 512, 512) == before == 592
+    assert inside.shape == (2, 64, 64)

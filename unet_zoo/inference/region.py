@@ -33,6 +33,7 @@ from unet_zoo.inference.tiling import (
     choose_tile,
     inference_settings,
     normalise_image,
+    tile_margin,
 )
 from unet_zoo.runtime.settings import Precision, RuntimeSettings, prepare_model
 
@@ -57,8 +58,11 @@ class AxisTiles:
     paste: int | None  # valid convolutions: output pixels each tile contributes (None: blended tiles)
 
 
-def axis_tiles(model: nn.Module, length: int, tile: int, out_lo: int, out_hi: int) -> AxisTiles:
-    """The tiles `predict_tiled` runs along an axis of `length` px (tile side `tile`) that touch [out_lo, out_hi)."""
+def axis_tiles(model: nn.Module, length: int, tile: int, out_lo: int, out_hi: int, margin: int | None = None) -> AxisTiles:
+    """The tiles `predict_tiled` runs along an axis of `length` px (tile side `tile`) that touch [out_lo, out_hi).
+
+    `margin`: same-size models' mirrored context before the image, `tile_margin(model, tile, height, width)` of the
+    whole (rotated) image (None: that of a square image of `length` px)."""
     if not 0 <= out_lo < out_hi <= length:
         raise ValueError(f"output range [{out_lo}, {out_hi}) is not inside an axis of {length} px")
     out = _check_tile(model, tile)
@@ -74,7 +78,7 @@ def axis_tiles(model: nn.Module, length: int, tile: int, out_lo: int, out_hi: in
         crop = (out_lo - lo, out_hi - lo)  # the local result starts at output pixel `lo` (= first * step)
         paste: int | None = step
     else:  # same-size models: overlapping tiles, spread evenly over the padded image, blended
-        margin = tile // 8
+        margin = tile_margin(model, tile, length, length) if margin is None else margin
         step = max(stride, tile - 2 * margin)
         padded = length + 2 * margin
         full = tile + max(0, -(-(padded - tile) // stride) * stride)
@@ -170,12 +174,14 @@ def predict_region(
     plans = []
     for k, flip in transforms:
         axes = _view_axes(k, flip)
-        side = choose_tile(model, shape[axes[0][0]], shape[axes[1][0]], tile)
+        view_shape = (shape[axes[0][0]], shape[axes[1][0]])
+        side = choose_tile(model, *view_shape, tile)
+        margin = tile_margin(model, side, *view_shape)
         per_axis = []
         for axis, reverse in axes:
             length = shape[axis]
             lo, hi = (rows, cols)[axis]
-            tiles = axis_tiles(model, length, side, length - hi if reverse else lo, length - lo if reverse else hi)
+            tiles = axis_tiles(model, length, side, length - hi if reverse else lo, length - lo if reverse else hi, margin)
             per_axis.append((axis, reverse, tiles, (length - 1 - tiles.index) if reverse else tiles.index))
         plans.append(per_axis)
     # one read that covers the pixels of every view's tiles

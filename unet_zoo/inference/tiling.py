@@ -154,13 +154,43 @@ def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = No
         want = -(-max(side, stride) // stride) * stride  # whole strides of output: one tile if it fits
         smallest = input_size_for_output(want, model.depth, 0)
         return smallest if smallest <= 1.5 * default else default  # one tile when it is not much larger
-    stride = _stride(model)
-    # one tile holding the image and its mirrored margins (tile // 8 per side) when that is at most
-    # 1.5x the default tile: cheaper than 4 overlapping default tiles for e.g. 512 x 512 slices
+    compact = _compact_tile(model, height, width)
+    return compact if compact <= 1.5 * default else default
+
+
+def _legacy_single_tile(stride: int, side: int) -> int:
+    """The one tile earlier releases used for an image of `side` px: its side, with side // 8 of mirrored context."""
     one = max(stride, -(-(side * 4 // 3) // stride) * stride)
     while one - 2 * (one // 8) < side:
         one += stride
-    return one if one <= 1.5 * default else default
+    return one
+
+
+def _compact_margin(model: nn.Module, height: int, width: int) -> int:
+    """Context per side of the one tile an image of (height, width) px is predicted in: two strides of the network,
+    offset from the pooling grid as earlier releases placed the image (their tile // 8, which reached 86 px for a
+    512 px slice), so that the image's pixels meet the same pooling grid and the outputs stay the same."""
+    stride = _stride(model)
+    legacy = _legacy_single_tile(stride, max(height, width)) // 8
+    return legacy if legacy <= 2 * stride else 2 * stride + (legacy - 2 * stride) % stride
+
+
+def _compact_tile(model: nn.Module, height: int, width: int) -> int:
+    """The smallest tile (whole strides) holding an image of (height, width) px and `_compact_margin` on each side."""
+    stride = _stride(model)
+    return max(stride, -(-(max(height, width) + 2 * _compact_margin(model, height, width)) // stride) * stride)
+
+
+def tile_margin(model: nn.Module, tile: int, height: int, width: int) -> int:
+    """Same-size models: px of mirrored context before the image in the padded image that `tile`-px tiles cover
+    (neighbouring tiles overlap by twice this and are blended). An image that fits in one tile with two strides of
+    context on each side (a 512x512 slice: one 592 px tile) gets that context (`_compact_margin`: at least two
+    strides, on the pooling grid where earlier releases put it); with more tiles, or other tile sizes, tile // 8.
+    studies/context_margin.py measured that more than two strides of context change the published checkpoints'
+    outputs not at all, while moving the image against the pooling grid by 1-3 px does."""
+    if tile == _compact_tile(model, height, width):
+        return _compact_margin(model, height, width)
+    return tile // 8
 
 
 # --- tiles ------------------------------------------------------------------------------------------
@@ -270,7 +300,7 @@ def _predict_once(
         return result[:, :height, :width]
     # same-size models: overlapping, blended tiles over the mirror-padded image
     stride = _stride(model)
-    margin = tile // 8
+    margin = tile_margin(model, tile, height, width)
     step = max(stride, tile - 2 * margin)
 
     def covering(length: int) -> int:  # tile + whole strides, >= length
@@ -450,6 +480,7 @@ def predict_stack(
 
 __all__ = [
     "choose_tile",
+    "tile_margin",
     "entropy_map",
     "inference_settings",
     "normalise_image",

@@ -83,6 +83,34 @@ def _labelled(recipe: Recipe, images: str, labels: str, held_out: bool = False) 
     return load_labelled_images(images, labels, foreground=d.foreground, label_form=form, boundary_width=d.boundary_width)
 
 
+def border_band_mask(labels: np.ndarray, width: int) -> np.ndarray:
+    """(S, H, W) bool: the pixels of dense labels (S, H, W) (0 = membrane, > 0 = cell) that stay in the loss when
+    `width` px on each side of every membrane/cell border are left out: membrane pixels whose (2 width + 1)^2
+    neighbourhood is all membrane or that lie on the membranes' centre line (so thin membranes keep a line), and
+    cell pixels whose neighbourhood is all cell. width 0: every pixel."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    cell = np.asarray(labels) > 0
+    if width <= 0:
+        return np.ones(cell.shape, bool)
+    structure = np.ones((2 * width + 1, 2 * width + 1), bool)
+    kept = np.zeros(cell.shape, bool)
+    for i, c in enumerate(cell):
+        membrane = ~c
+        core = ndimage.binary_erosion(membrane, structure, border_value=1) | skeletonize(membrane)
+        kept[i] = core | ndimage.binary_erosion(c, structure, border_value=1)
+    return kept
+
+
+def _resample_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    from skimage.transform import resize
+
+    if mask.shape == shape:
+        return mask
+    return resize(mask, shape, order=0, anti_aliasing=False, preserve_range=True).astype(bool)
+
+
 def _resample(pairs: LabelledImages, pixel_size: float | None, target: float) -> tuple[LabelledImages, float | None]:
     """`pairs` rescaled from `pixel_size` to `target` nm/px (images order 1, labels order 1 thresholded at 0.5;
     scribbles nearest neighbour, so strokes stay strokes)."""
@@ -165,11 +193,18 @@ def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pai
 
     pairs / val_pairs: data already read (`unet_zoo.data.files.labelled_arrays`), used instead of the recipe's
     paths. Scribbles train only on the slices with strokes, held out the same way among those slices, with
-    `sparse_weights` (masked, class-balanced) instead of the paper's border weights, which need whole cells."""
+    `sparse_weights` (masked, class-balanced) instead of the paper's border weights, which need whole cells.
+    Dense labels with ``loss.ignore_border`` > 0 train the same way on `border_band_mask`'s pixels (computed at the
+    labels' own pixel size, before resampling); their held-out part keeps every pixel."""
     d = recipe.data
     pairs = pairs if pairs is not None else _labelled(recipe, d.images, d.labels)
     size = d.pixel_size or pairs.pixel_size
+    # dense labels: the pixels beside label borders are left out of the training loss, at the labels' own pixels
+    dense_band = pairs.labelled is None and recipe.loss.ignore_border > 0
+    kept = border_band_mask(pairs.labels, recipe.loss.ignore_border) if dense_band else None
     pairs, size = _resample(pairs, size, d.resample_to)
+    if kept is not None:
+        kept = _resample_mask(kept, pairs.labels.shape)
     description = {"train": pairs.describe(), "train_summary": pairs.summary()}
     images, labels, labelled = pairs.images, pairs.labels, pairs.labelled
     slice_ids = list(range(len(images)))
@@ -188,6 +223,7 @@ def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pai
     elif len(images) >= 3:
         n = max(1, len(images) // 5)
         train_x, train_y, val_x, val_y = images[:-n], labels[:-n], images[-n:], labels[-n:]
+        kept = None if kept is None else kept[:-n]
         if labelled is not None:
             train_m, val_m = labelled[:-n], labelled[-n:]
         val_slices = slice_ids[-n:]
@@ -196,6 +232,7 @@ def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pai
         region = hold_out_region(images, d.tile)
         cut = images.shape[-1] - region
         train_x, train_y, val_x, val_y = images[..., :cut], labels[..., :cut], images[..., cut:], labels[..., cut:]
+        kept = None if kept is None else kept[..., :cut]
         if labelled is not None:
             train_m, val_m = labelled[..., :cut], labelled[..., cut:]
         val_slices = slice_ids
@@ -211,7 +248,10 @@ def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pai
         y = np.ascontiguousarray(y)
         return y, weight_maps_for_stack(y, loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
 
-    train_y, train_w = targets(train_y, train_m)
+    if kept is not None:  # dense labels without the bands beside borders: masked, class-balanced
+        train_y, train_w = sparse_weights(train_y, kept)
+    else:
+        train_y, train_w = targets(train_y, train_m)
     val_y, val_w = targets(val_y, val_m)
     files = ", ".join(Path(f).name for f in pairs.files)
     return TrainingData(

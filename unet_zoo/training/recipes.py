@@ -103,6 +103,9 @@ class LossCfg:
     w0: float = 10.0  # border weight (paper: 10)
     sigma: float = 5.0  # border width in pixels (paper: ~5)
     balance: bool = True  # add the class-frequency term w_c of the weight map (paper: yes); false: w_c = 1
+    # px of dense labels on each side of every membrane/cell border left out of the loss (files data only; the
+    # membranes' centre line stays in); > 0 also trains with masked, class-balanced weights instead of w0's
+    ignore_border: int = 0
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,7 @@ def _validate(recipe: Recipe) -> None:
             raise RecipeError(f"recipe.targets: {err}") from None
     positive("loss", "sigma", recipe.loss.sigma)
     positive("loss", "w0", recipe.loss.w0, allow_zero=True)
+    positive("loss", "ignore_border", recipe.loss.ignore_border, allow_zero=True)
     positive("data", "k", recipe.data.k)
     if not 0 <= recipe.data.fold < recipe.data.k:
         raise RecipeError(f"data.fold must be in 0..{recipe.data.k - 1} (data.k = {recipe.data.k}), got {recipe.data.fold}")

@@ -54,7 +54,12 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "optimizer": optimiser,
         "learning_rate": f"{o.lr:g} ({schedule})",
         "augmentation": ", ".join(f"{k}={v}" for k, v in recipe.as_dict()["augment"].items()) or "defaults",
-        "loss": f"pixel-wise softmax + weighted cross-entropy (w0={recipe.loss.w0:g}, sigma={recipe.loss.sigma:g} px)",
+        "loss": (
+            f"pixel-wise softmax + class-balanced cross-entropy, {recipe.loss.ignore_border} px beside every label "
+            "border left out"
+            if recipe.loss.ignore_border
+            else f"pixel-wise softmax + weighted cross-entropy (w0={recipe.loss.w0:g}, sigma={recipe.loss.sigma:g} px)"
+        ),
         "seed": t.seed,
         "hardware": hardware,
         "precision": result.precision,

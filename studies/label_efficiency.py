@@ -38,12 +38,17 @@ SHIFT = {"factor": 2, "gamma": 1.5, "noise_std": 8.0, "seed": 0}  # 8 nm/px, dar
 
 
 def _store(path: Path, update: dict[str, Any]) -> dict[str, Any]:
+    """Merge `update` into the JSON file `path`, under a lock: several stages may run at once."""
+    import fcntl
+
     from unet_zoo.utils.files import atomic_write_bytes
 
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results.update(update)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(results, indent=2).encode())
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        results.update(update)
+        atomic_write_bytes(path, json.dumps(results, indent=2).encode())
     return results
 
 

@@ -217,6 +217,7 @@ def variants() -> dict[str, dict[str, Any]]:
         for d in DRAWS:
             out[f"random-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "random", "draw": d}
             out[f"spread-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "spread", "draw": d}
+            out[f"uncertain-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "uncertainty", "draw": d}
     paper = {"ignore_border": 0}  # dense labels with the paper's border weights (the fine-tune default before)
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
@@ -500,15 +501,16 @@ def _runs(scores: dict[str, Any], names: list[str]) -> list[float]:
     return [scores[n]["cells_rand_error"] for n in names if n in scores]
 
 
+PLACEMENTS = {"random": "random", "uncertain": "top 10% of the map", "spread": "map-weighted, 10 px apart"}
+
+
 def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
     """Cells' Rand error over repeated runs: each stroke count and placement over its draws (1: the unsuffixed
     variant), the dense fine-tune and the band over their training seeds; mean and every run, held out and tuning."""
     groups: dict[str, list[str]] = {}
     for n in COUNTS:
-        for placement in ("random", "spread"):
-            groups[f"{n} + {n} strokes per slice, {placement}"] = [f"{placement}-{n}"] + [
-                f"{placement}-{n}-draw{d}" for d in DRAWS
-            ]
+        for placement, text in PLACEMENTS.items():
+            groups[f"{n} + {n} strokes per slice, {text}"] = [f"{placement}-{n}"] + [f"{placement}-{n}-draw{d}" for d in DRAWS]
     groups["dense, all of both slices"] = ["dense"] + [f"dense-seed{s}" for s in SEEDS]
     groups["dense without the 1-px band beside every border"] = ["dense-band"] + [f"dense-band-seed{s}" for s in SEEDS]
     groups["dense, the fine-tune leaving out the band (ignore_border = 1)"] = ["dense-ignore1"] + [

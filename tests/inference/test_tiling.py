@@ -196,6 +196,14 @@ def test_choose_tile(valid_model, padded_model):
     assert choose_tile(padded_model, 512, 512) == 592  # 512 px + 2 x 38 px (two strides + 6) of mirrored context
 
 
+def test_a_tile_larger_than_the_image_needs_is_reduced(padded_model, valid_model):
+    """A huge --tile on a small image would only pad it with mirrored pixels and take gigabytes."""
+    assert choose_tile(padded_model, 64, 64, 8000) == 512  # the default tile
+    assert choose_tile(padded_model, 512, 512, 4000) == 688  # the one tile holding the slice with tile // 8 context
+    assert choose_tile(padded_model, 512, 512, 688) == 688 and choose_tile(padded_model, 64, 64, 256) == 256
+    assert choose_tile(valid_model, 64, 64, 7996) == 572
+
+
 def test_one_tile_keeps_two_strides_of_context_on_the_former_pooling_grid(padded_model):
     stride = 2**padded_model.depth
     for side in (100, 256, 300, 512, 576, 700):

@@ -137,8 +137,11 @@ def _check_tile(model: nn.Module, tile: int) -> int:
 
 
 def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = None) -> int:
-    """The input tile side used for a (height, width) image: `tile` if given (checked), else the
-    model's default tile shrunk to the smallest usable size that still covers the image."""
+    """The input tile side used for a (height, width) image: `tile` if given (checked; a tile larger than one that
+    holds the whole image, or than the default tile, only adds mirrored padding and memory, so it is reduced to the
+    larger of those two), else the model's default tile shrunk to the smallest usable size that covers the image."""
+    default = _default_tile(model)
+    side = max(height, width)
     if tile is not None:
         out = _check_tile(model, tile)
         if _is_valid_conv(model) and out < _stride(model):
@@ -146,20 +149,25 @@ def choose_tile(model: nn.Module, height: int, width: int, tile: int | None = No
                 f"tile {tile} gives only {out} output pixels; tiles of a valid-convolution model must give at "
                 f"least {_stride(model)} (e.g. tile {tile + _stride(model)})"
             )
-        return tile
-    default = _default_tile(model)
-    side = max(height, width)
+        whole = _valid_single_tile(model, side) if _is_valid_conv(model) else _legacy_single_tile(_stride(model), side)
+        return min(tile, max(default, whole))
     if _is_valid_conv(model):
-        stride = _stride(model)
-        want = -(-max(side, stride) // stride) * stride  # whole strides of output: one tile if it fits
-        smallest = input_size_for_output(want, model.depth, 0)
+        smallest = _valid_single_tile(model, side)
         return smallest if smallest <= 1.5 * default else default  # one tile when it is not much larger
     compact = _compact_tile(model, height, width)
     return compact if compact <= 1.5 * default else default
 
 
+def _valid_single_tile(model: nn.Module, side: int) -> int:
+    """Valid convolutions: the smallest input tile whose output (whole strides) covers `side` px."""
+    stride = _stride(model)
+    want = -(-max(side, stride) // stride) * stride
+    return input_size_for_output(want, model.depth, 0)
+
+
 def _legacy_single_tile(stride: int, side: int) -> int:
-    """The one tile earlier releases used for an image of `side` px: its side, with side // 8 of mirrored context."""
+    """The smallest tile (whole strides) holding an image of `side` px with tile // 8 of mirrored context on each
+    side: the one tile earlier releases used, and the largest useful tile given explicitly (its context is tile // 8)."""
     one = max(stride, -(-(side * 4 // 3) // stride) * stride)
     while one - 2 * (one // 8) < side:
         one += stride

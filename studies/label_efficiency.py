@@ -203,6 +203,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
 COUNTS = (5, 10, 20, 50)
 SEEDS = (1, 2)  # further training seeds of the dense variants (seed 0: the unsuffixed ones, the recipe's)
 DRAWS = (2, 3)  # further draws of the random and spread placements (draw 1: the unsuffixed variants)
+HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's top 10% before spreading
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
 
@@ -219,6 +220,10 @@ def variants() -> dict[str, dict[str, Any]]:
             out[f"spread-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "spread", "draw": d}
             out[f"uncertain-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "uncertainty", "draw": d}
     paper = {"ignore_border": 0}  # dense labels with the paper's border weights (the fine-tune default before)
+    for n in (20, 50):  # the map's top first, then spread: what the single placements suggested (tuning slices)
+        out[f"hybrid-{n}"] = {"labels": "strokes", "count": n, "placement": "hybrid"}
+        for d in DRAWS:
+            out[f"hybrid-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "hybrid", "draw": d}
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0, **paper}}
@@ -244,12 +249,16 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
     seed = count if draw == 1 else count + 1000 * draw
     priority = None
-    if placement in ("uncertainty", "spread"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
+    if placement in ("uncertainty", "spread", "hybrid"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
         from unet_zoo.inference.tiling import entropy_map
 
         data = np.load(args.out / "uncertainty-tuning.npz")
         p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
         priority = entropy_map(np.stack([1 - p, p]))
+    if placement == "hybrid":  # the first HYBRID_TOP strokes from the map's top 10%, the rest spread by it
+        first = draw_strokes(cells, min(count, HYBRID_TOP), rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
+        rest = stroke_labels(args, count - HYBRID_TOP, "spread", draw) if count > HYBRID_TOP else np.zeros_like(first)
+        return np.where(first > 0, first, rest).astype(np.uint8)
     if placement == "spread":  # seeds drawn in proportion to the uncertainty, strokes a stroke length apart
         return draw_strokes(
             cells,
@@ -497,7 +506,12 @@ def _runs(scores: dict[str, Any], names: list[str]) -> list[float]:
     return [scores[n]["cells_rand_error"] for n in names if n in scores]
 
 
-PLACEMENTS = {"random": "random", "uncertain": "top 10% of the map", "spread": "map-weighted, 10 px apart"}
+PLACEMENTS = {
+    "random": "random",
+    "uncertain": "top 10% of the map",
+    "spread": "map-weighted, 10 px apart",
+    "hybrid": "5 from the map's top, the rest map-weighted",
+}
 
 
 def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:

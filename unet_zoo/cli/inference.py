@@ -67,6 +67,28 @@ class PredictorOptions(TypedDict):
     pixel_size: float | None
 
 
+def predictor_options(
+    backend: str,
+    precision: str | None,
+    device: str | None,
+    tile: int,
+    batch_size: int,
+    tta: bool,
+    pixel_size: float | None,
+) -> PredictorOptions:
+    """A command's model options as given on the command line (precision None: "auto"; device None: the default;
+    tile 0: the model's)."""
+    return PredictorOptions(
+        backend=backend,
+        precision=precision or "auto",
+        device=device or "",
+        tile=tile or None,
+        batch_size=batch_size,
+        tta=tta,
+        pixel_size=pixel_size,
+    )
+
+
 def make_predictor(
     model: str,
     *,
@@ -197,17 +219,8 @@ def predict_command(
     A Zarr / OME-Zarr volume (or a TIFF stack with --out ending in .zarr) is predicted block by block into
     the Zarr store --out (cell probability), locally or on a dask cluster; see docs/volumes.md.
     """
-    precision = precision or "auto"
-    check_options(backend, precision, device or "", pixel_size)
-    settings = PredictorOptions(
-        backend=backend,
-        precision=precision,
-        device=device or "",
-        tile=tile or None,
-        batch_size=batch_size,
-        tta=tta,
-        pixel_size=pixel_size,
-    )
+    settings = predictor_options(backend, precision, device, tile, batch_size, tta, pixel_size)
+    check_options(backend, settings["precision"], settings["device"], pixel_size)
     if is_volume_request(images, out):
         if uncertainty:
             raise fail("--uncertainty works on images (TIFF, PNG), not on Zarr volumes; drop it or predict TIFF slices")

@@ -16,6 +16,7 @@ from unet_zoo.cli.inference import (
     _load,
     check_options,
     make_predictor,
+    predictor_options,
     read_input,
     section_counter,
 )
@@ -109,16 +110,8 @@ def segment_command(
         merge_threshold=merge_threshold,
         no_merge=no_merge,
     )
-    precision = precision or "auto"
-    settings = PredictorOptions(
-        backend=backend,
-        precision=precision,
-        device=device or "",
-        tile=tile or None,
-        batch_size=batch_size,
-        tta=tta,
-        pixel_size=pixel_size,
-    )
+    settings = predictor_options(backend, precision, device, tile, batch_size, tta, pixel_size)
+    precision = settings["precision"]
     if len(images) == 1 and (images[0].is_dir() or out.suffix.lower() == ".zarr"):
         return _segment_volume_command(
             model,

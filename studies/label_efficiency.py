@@ -6,7 +6,8 @@ Stages (each resumable; outputs under --out, default runs/label-efficiency; UNET
     target    the shifted target: slices 18-29 at 8 nm/px (2x downscale), gamma 1.5, Gaussian noise (std 8)
     uncert    the base model's TTA uncertainty on shifted slices 18-23: share of its errors in the top 10%
     finetune  300-step bf16 fine-tunes on slices 18-19 (`variants`: 5, 10, 20, 50 strokes of each class per slice,
-              random or uncertainty-placed; dense variants), held out: dense slices 20-23; --only NAME,...
+              placed at random or by the uncertainty map (`PLACEMENTS`), three draws each; dense variants with
+              three seeds), held out: dense slices 20-23; --only NAME,...
     tune      the base and the finished fine-tunes scored on shifted slices 20-23 (every choice is made here)
     heldout   the base and the finished fine-tunes scored once on slices 24-29 (cells: Rand error, V_info)
     report    the Markdown table of docs/finetune.md

@@ -205,6 +205,7 @@ COUNTS = (5, 10, 20, 50)
 SEEDS = (1, 2)  # further training seeds of the dense variants (seed 0: the unsuffixed ones, the recipe's)
 DRAWS = (2, 3)  # further draws of the random and spread placements (draw 1: the unsuffixed variants)
 HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's top 10% before spreading
+ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
 
@@ -225,6 +226,10 @@ def variants() -> dict[str, dict[str, Any]]:
         out[f"hybrid-{n}"] = {"labels": "strokes", "count": n, "placement": "hybrid"}
         for d in DRAWS:
             out[f"hybrid-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "hybrid", "draw": d}
+    for n in ROUNDS:  # paint, fine-tune, paint more where the new model's map is high (each fine-tune from the base)
+        out[f"iterative-{n}"] = {"labels": "strokes", "count": n, "placement": "iterative"}
+        for d in DRAWS:
+            out[f"iterative-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "iterative", "draw": d}
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0, **paper}}
@@ -241,14 +246,53 @@ def variants() -> dict[str, dict[str, Any]]:
     return out
 
 
+def _suffix(draw: int) -> str:
+    return "" if draw == 1 else f"-draw{draw}"
+
+
+def model_map(args: argparse.Namespace, name: str) -> np.ndarray:
+    """(2, H, W) the map `predict --uncertainty --pixel-size 8` writes (entropy of the TTA mean) for the stroke slices,
+    from the fine-tune `name` (cached in OUT/maps)."""
+    import unet_zoo
+    from unet_zoo.inference.rescale import uncertainty_at_pixel_size
+    from unet_zoo.inference.tiling import entropy_map
+
+    cache = args.out / "maps" / f"{name}.npy"
+    if not cache.is_file():
+        stored = target(args)
+        model = unet_zoo.from_pretrained(args.out / "ft" / name)
+        probs, _ = uncertainty_at_pixel_size(model, stored["images"][_rows(stored, STROKE_SLICES)], USER_NM, 4.0, device="cpu")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, np.stack([entropy_map(p) for p in probs]))
+    return np.load(cache)
+
+
 def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: int = 1) -> np.ndarray:
     """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice;
-    `draw` k > 1 draws the seeds again from another random stream (draw 1 keeps the first study's strokes)."""
+    `draw` k > 1 draws the seeds again from another random stream (draw 1 keeps the first study's strokes).
+    ``iterative``: the strokes of the round before (ROUNDS) and the rest spread by the map of the model fine-tuned
+    on them, as a user would paint after looking at the new model's map."""
     from unet_zoo.finetuning.strokes import draw_strokes
 
     stored = target(args)
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
     seed = count if draw == 1 else count + 1000 * draw
+    if placement == "iterative":
+        before = ROUNDS[count]
+        earlier = "spread" if before not in ROUNDS else "iterative"
+        painted = stroke_labels(args, before, earlier, draw)
+        new_map = model_map(args, f"{earlier}-{before}{_suffix(draw)}")
+        return draw_strokes(
+            cells,
+            count - before,
+            rng=seed + 500,
+            length=STROKE_LENGTH,
+            width=STROKE_WIDTH,
+            priority=new_map,
+            top=None,
+            spacing=STROKE_LENGTH,
+            painted=painted,
+        )
     priority = None
     if placement in ("uncertainty", "spread", "hybrid"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
         from unet_zoo.inference.tiling import entropy_map
@@ -512,6 +556,7 @@ PLACEMENTS = {
     "uncertain": "top 10% of the map",
     "spread": "map-weighted, 10 px apart",
     "hybrid": "5 from the map's top, the rest map-weighted",
+    "iterative": "in rounds, each map-weighted on the map of the model fine-tuned on the round before",
 }
 
 

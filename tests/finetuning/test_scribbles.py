@@ -64,6 +64,21 @@ def test_proportional_placement_follows_the_priority_and_spacing_spreads_strokes
         draw_strokes(cells, 2, spacing=0)
 
 
+def test_a_second_round_keeps_the_first_strokes_and_its_distance(cells_and_strokes):
+    from scipy import ndimage
+
+    _, cells, first = cells_and_strokes
+    both = draw_strokes(cells, 3, rng=5, length=6, spacing=4, painted=first)
+    np.testing.assert_array_equal(both[first > 0], first[first > 0])  # the first round is kept as painted
+    new = (both > 0) & (first == 0)
+    assert new.any()
+    for i in range(len(cells)):  # new strokes keep `spacing` px from the earlier ones
+        assert not (ndimage.binary_dilation(first[i] > 0, iterations=4) & new[i]).any()
+    assert not (both == MEMBRANE)[cells == 1].any() and not (both == CELL)[cells == 0].any()
+    with pytest.raises(ValueError, match="painted"):
+        draw_strokes(cells, 2, painted=first[0])
+
+
 def test_auto_recognises_scribbles_and_dense_labels_stay_dense(cells_and_strokes):
     _, cells, strokes = cells_and_strokes
     assert resolve_label_form(strokes) == "scribbles"

@@ -2,6 +2,7 @@
 
     strokes = draw_strokes(cells, 20, rng=0)                    # 20 membrane + 20 cell strokes per slice
     strokes = draw_strokes(cells, 20, rng=0, priority=uncert)   # placed where `priority` is highest
+    more = draw_strokes(cells, 10, rng=1, priority=new_map, painted=strokes)  # a second round beside the first
 
 Membrane strokes follow the membranes' centre line (their skeleton), `width` px wide and kept on membrane;
 cell strokes are short straight lines through a cell's interior, at least `margin` px from any membrane.
@@ -52,6 +53,7 @@ def _slice_strokes(
     priority: np.ndarray | None,
     top: float | None,
     spacing: int,
+    painted: np.ndarray | None,
 ) -> np.ndarray:
     from scipy import ndimage
     from skimage.draw import line
@@ -65,6 +67,9 @@ def _slice_strokes(
     brush = _disk(max(0, (width - 1) // 2))
     reach = _disk(length // 2)
     free = np.ones((h, w), bool)  # strokes do not overlap
+    if painted is not None and painted.any():  # strokes of an earlier round stay, new ones keep their distance
+        out[:] = painted
+        free &= ~ndimage.binary_dilation(painted > 0, iterations=spacing)
     for _ in range(count):
         seed = _pick(skeleton & free, priority, rng, top)
         if seed is None:
@@ -112,6 +117,7 @@ def draw_strokes(
     priority: np.ndarray | None = None,
     top: float | None = 0.1,
     spacing: int = 3,
+    painted: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated strokes on dense labels.
 
@@ -123,12 +129,17 @@ def draw_strokes(
     among the `top` share of each class's candidate pixels with the highest priority, or with ``top=None`` with a
     probability proportional to the priority (None: anywhere, uniformly).
     spacing: px kept free around every stroke, so that strokes do not touch (larger: strokes spread out more).
+    painted: scribbles of an earlier round, the same shape (0 = not labelled); kept in the result, and the `count`
+    new strokes per class keep `spacing` px from them (a second round of painting, e.g. on a new model's map).
     Returns uint8 scribbles of the same shape: 0 = not labelled, 1 = membrane, 2 = cell.
     """
     cells = np.asarray(cells)
     squeeze = cells.ndim == 2
     stack = cells[None] if squeeze else cells
     prio = None if priority is None else np.asarray(priority, np.float32).reshape(stack.shape)
+    if painted is not None and np.shape(painted) != cells.shape:
+        raise ValueError(f"painted strokes have shape {np.shape(painted)}, the labels {cells.shape}")
+    earlier = None if painted is None else np.asarray(painted, np.uint8).reshape(stack.shape)
     if count < 0 or length < 1 or width < 1 or spacing < 1 or (top is not None and not 0 < top <= 1):
         raise ValueError(
             f"need count >= 0, length >= 1, width >= 1, spacing >= 1 and 0 < top <= 1 (or None); "
@@ -137,7 +148,18 @@ def draw_strokes(
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     out = np.stack(
         [
-            _slice_strokes(s, count, generator, length, width, margin, None if prio is None else prio[i], top, spacing)
+            _slice_strokes(
+                s,
+                count,
+                generator,
+                length,
+                width,
+                margin,
+                None if prio is None else prio[i],
+                top,
+                spacing,
+                None if earlier is None else earlier[i],
+            )
             for i, s in enumerate(stack)
         ]
     )

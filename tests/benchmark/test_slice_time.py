@@ -6,7 +6,8 @@ import pytest
 
 import unet_zoo
 from unet_zoo.benchmark.slice_time import slice_prediction, slice_table
-from unet_zoo.inference.tiling import choose_tile
+from unet_zoo.inference.tiling import choose_tile, tile_margin
+from unet_zoo.models.window import WindowedLogits
 from unet_zoo.utils.timing import count_forward_flops
 
 
@@ -17,7 +18,10 @@ def test_slice_prediction_counts_every_forward_pass_and_its_floor():
     rows = result["rows"]
     assert [(r["tta"], r["path"]) for r in rows][1::2] == [(False, "torch-fp32"), (True, "torch-fp32")]
     tile = choose_tile(net, 48, 48)
-    one_pass = count_forward_flops(net, (1, 1, tile, tile))  # one tile covers a 48 px slice
+    margin = tile_margin(net, tile, 48, 48)  # one tile covers a 48 px slice: only its window is computed
+    window = WindowedLogits(net.eval(), (margin, tile - margin - 48, margin, tile - margin - 48)).eval()
+    one_pass = count_forward_flops(window, (1, 1, tile, tile))
+    assert one_pass < count_forward_flops(net, (1, 1, tile, tile))
     for r in rows:
         assert 0 < r["network_seconds"] <= r["seconds"]
         assert r["network_flops"] == one_pass * (8 if r["tta"] else 1)

@@ -94,6 +94,28 @@ def test_onnx_on_a_real_isbi_slice_and_as_the_tiling_backend(isbi_dir, name):
     assert np.abs(through_ort - reference).max() <= 1e-4
 
 
+def test_an_exported_forward_computes_an_output_window_for_any_tile_size():
+    from unet_zoo.models.window import window_logits
+
+    model = _model("small")
+    forward = onnxruntime_forward(model)
+    assert forward.takes_margins and forward.precision == "fp32"
+    margins = (10, 6, 3, 13)
+    for h, w in [(64, 64), (96, 80)]:  # one export serves every tile size with these margins
+        x = np.random.default_rng(h).random((2, 1, h, w), dtype=np.float32)
+        with torch.no_grad():
+            expected = torch.softmax(window_logits(model, torch.from_numpy(x), margins), 1).numpy()
+        got = forward(x, margins=margins)
+        assert got.shape == (2, 2, h - 16, w - 16)
+        assert np.abs(got - expected).max() <= 1e-5
+    assert np.abs(forward(x) - torch_probabilities(model, x)).max() <= 1e-5  # the whole tile: its own session
+    assert set(forward._sessions) == {margins, None}
+    valid = onnxruntime_forward(_model("original"))
+    assert not valid.takes_margins
+    with pytest.raises(ValueError, match="output window"):
+        valid(np.zeros((1, 1, 188, 188), np.float32), margins=(1, 1, 1, 1))
+
+
 @pytest.mark.slow
 def test_predict_tiled_with_onnxruntime_equals_torch_with_tta(rng):
     model = _model("small")

@@ -12,9 +12,11 @@ from torch import nn
 
 import unet_zoo
 from unet_zoo.inference.tiling import (
+    TorchForward,
     _compact_tile,
     _legacy_single_tile,
     choose_tile,
+    inference_settings,
     normalise_image,
     predict_stack,
     predict_tiled,
@@ -224,6 +226,34 @@ def test_a_slice_is_one_pass_over_the_slice_with_its_mirrored_context(padded_mod
     with torch.no_grad():
         whole = torch.softmax(padded_model(torch.from_numpy(padded)[None, None]), 1)[0, :, 38:550, 38:550].numpy()
     np.testing.assert_allclose(predict_tiled(padded_model, image), whole, atol=1e-5)
+
+
+def test_one_tile_computes_only_the_slices_window_and_plain_forwards_get_whole_tiles(padded_model, rng):
+    image = rng.random((100, 90), dtype=np.float32)
+    calls: list[tuple[tuple[int, ...], object]] = []
+    torch_run = TorchForward(padded_model.eval(), torch.device("cpu"), inference_settings("cpu", precision="fp32"))
+
+    def windowed(tiles, margins=None):
+        calls.append((tiles.shape, margins))
+        return torch_run(tiles, margins=margins)
+
+    windowed.takes_margins = True  # type: ignore[attr-defined]
+
+    def plain(tiles):
+        calls.append((tiles.shape, None))
+        return torch_run(tiles)
+
+    first = predict_tiled(padded_model, image, forward=windowed)
+    (shape, margins), *rest = calls
+    tile = shape[-1]
+    assert not rest and margins is not None and margins[0] + margins[1] == tile - 100 and margins[2] + margins[3] == tile - 90
+    calls.clear()
+    second = predict_tiled(padded_model, image, forward=plain)
+    assert [m for _, m in calls] == [None]
+    np.testing.assert_allclose(first, second, atol=1e-6)
+    calls.clear()
+    predict_tiled(padded_model, rng.random((300, 300), dtype=np.float32), tile=128, forward=windowed)
+    assert len(calls) > 1 and all(m is None for _, m in calls)  # blended tiles: their margins are used
 
 
 def test_bad_input_says_what_to_do(valid_model, padded_model):

@@ -150,7 +150,7 @@ def inference(
             except Exception as err:  # noqa: BLE001  a broken OpenVINO install must not lose the other paths
                 log(f"[precision] {path} failed: {type(err).__name__}: {err}")
                 continue
-            record(path, ov_forward.precision, functools.partial(ov_forward, tiles))  # type: ignore[attr-defined]
+            record(path, ov_forward.precision, functools.partial(ov_forward, tiles))
     return results
 
 

@@ -9,67 +9,53 @@ alone) next to the bf16 FLOP floor of those passes (their FLOPs over the measure
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from unet_zoo.benchmark._common import Log, _quiet
 from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.factory import from_pretrained
-from unet_zoo.inference.tiling import predict_tiled
+from unet_zoo.inference.tiling import Forward, TorchForward, predict_tiled
+from unet_zoo.models.window import Margins, WindowedLogits
 from unet_zoo.runtime.measured import representative_image
+from unet_zoo.runtime.settings import prepare_model, runtime_settings
 from unet_zoo.utils.timing import count_forward_flops
 
 FP32_EAGER = "torch-fp32"
 
 
 class _NetworkClock:
-    """Seconds and FLOPs spent in the network's forward passes: wraps an exported path's `forward`, or hooks the
-    torch model's own forward."""
+    """Seconds and FLOPs spent in the network's forward passes: wraps the `forward` predict_tiled runs (an exported
+    path's, or the torch one), passing on an output window (``margins``) when the forward takes one."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.seconds = 0.0
-        self.shapes: list[tuple[int, ...]] = []  # the input shape of every forward pass
-        self._started = 0.0
-
-    def _count(self, shape: tuple[int, ...]) -> None:
-        self.shapes.append(shape)
+        self.calls: list[tuple[tuple[int, ...], Margins | None]] = []  # input shape and window of every pass
 
     def flops(self) -> int:
-        """FLOPs of the recorded forward passes (counted after the prediction, with the hooks removed)."""
-        per_shape = {s: count_forward_flops(self.model, (1, *s[1:])) for s in set(self.shapes)}
-        return sum(per_shape[s] * s[0] for s in self.shapes)
+        """FLOPs of the recorded forward passes (the window's alone where one was asked for)."""
 
-    def wrap(self, forward: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-        def timed(tiles: np.ndarray) -> np.ndarray:
+        def count(shape: tuple[int, ...], margins: Margins | None) -> int:
+            net = self.model if margins is None else WindowedLogits(self.model, margins).eval()
+            return count_forward_flops(net, (1, *shape[1:]))
+
+        per_call = {c: count(*c) for c in set(self.calls)}
+        return sum(per_call[c] * c[0][0] for c in self.calls)
+
+    def wrap(self, forward: Forward) -> Forward:
+        def timed(tiles: np.ndarray, margins: Margins | None = None) -> np.ndarray:
             start = time.perf_counter()
-            out = forward(tiles)
+            out = forward(tiles) if margins is None else forward(tiles, margins=margins)  # type: ignore[call-arg]
             self.seconds += time.perf_counter() - start
-            self._count(tuple(tiles.shape))
+            self.calls.append((tuple(tiles.shape), margins))
             return out
 
+        timed.takes_margins = getattr(forward, "takes_margins", False)  # type: ignore[attr-defined]
         return timed
-
-    def hook(self) -> Callable[[], None]:
-        """Time the torch model's forward calls until the returned function is called."""
-
-        def before(_: nn.Module, args: tuple[Any, ...]) -> None:
-            self._started = time.perf_counter()
-            self._count(tuple(args[0].shape))
-
-        def after(*_: Any) -> None:
-            self.seconds += time.perf_counter() - self._started
-
-        handles = [self.model.register_forward_pre_hook(before), self.model.register_forward_hook(after)]
-
-        def unhook() -> None:
-            for handle in handles:
-                handle.remove()
-
-        return unhook
 
 
 def _predict_seconds(model: nn.Module, image: np.ndarray, path: str, tta: bool, repeats: int, log: Log) -> dict[str, Any]:
@@ -78,20 +64,20 @@ def _predict_seconds(model: nn.Module, image: np.ndarray, path: str, tta: bool, 
         choice = choose_inference_path(model, "cpu", log=log)
     else:
         choice = choose_inference_path(model, "cpu", backend="torch", precision="fp32" if path == FP32_EAGER else "bf16")
+    settings = runtime_settings("cpu", choice.precision)
+    prepare_model(model, "cpu", channels_last=settings.channels_last)
+    torch_forward = TorchForward(model, torch.device("cpu"), settings)  # what predict_tiled runs when given none
     totals, networks, flops = [], [], 0
     for i in range(repeats + 1):  # the first call warms up (oneDNN primitives, OpenVINO compilation) and is not counted
         clock = _NetworkClock(model)
-        forward = None if choice.forward is None else clock.wrap(choice.forward)
-        unhook = clock.hook() if forward is None else (lambda: None)
+        forward = clock.wrap(choice.forward or torch_forward)
         start = time.perf_counter()
-        try:
-            predict_tiled(model, image, device="cpu", tta=tta, forward=forward, precision=choice.precision)
-        finally:
-            unhook()
+        predict_tiled(model, image, device="cpu", tta=tta, forward=forward)
         if i:
             totals.append(time.perf_counter() - start)
             networks.append(clock.seconds)
             flops = clock.flops()
+    model.to(memory_format=torch.contiguous_format)
     return {
         "path": choice.path,
         "how": choice.how,

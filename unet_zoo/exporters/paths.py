@@ -16,8 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet_zoo.exporters import traced
-from unet_zoo.exporters.sessions import onnxruntime_available, onnxruntime_forward, openvino_available, openvino_forward
+from unet_zoo.exporters.sessions import (
+    Export,
+    model_exports,
+    onnxruntime_available,
+    onnxruntime_forward,
+    openvino_available,
+    openvino_forward,
+)
 from unet_zoo.inference import paths as torch_paths
 from unet_zoo.inference.tiling import predict_tiled
 from unet_zoo.runtime.measured import (
@@ -44,31 +50,29 @@ def candidate_inference_paths(device: torch.device) -> list[str]:
     return [p for p in INFERENCE_PATHS if wanted[p]]
 
 
-def inference_path_forward(model: nn.Module, path: str, onnx: Callable[[], bytes] | None = None) -> Forward | None:
+def inference_path_forward(model: nn.Module, path: str, export: Export | None = None) -> Forward | None:
     """The `forward` of `path` for `predict_tiled`: None for the torch paths (predict_tiled runs torch with the
-    path's precision), else the exported model's session (`onnx()`: the model's ONNX export, to share one
-    export between sessions). ImportError names the extra to install."""
+    path's precision), else the exported model's `unet_zoo.exporters.sessions.ExportedForward` (`export`: the
+    model's ONNX exports, `model_exports`, to share them between paths). ImportError names the extra to install."""
     if path not in INFERENCE_PATHS:
         raise ValueError(f"unknown inference path {path!r}; use one of {', '.join(INFERENCE_PATHS)}")
-    exported = onnx() if onnx is not None and PATH_BACKEND[path] != "torch" else None
     if path == "onnxruntime-fp32":
-        return onnxruntime_forward(model, onnx=exported)
+        return onnxruntime_forward(model, export=export)
     if path in ("openvino-f32", "openvino-bf16"):
-        return openvino_forward(model, "f32" if path == "openvino-f32" else "bf16", onnx=exported)
+        return openvino_forward(model, "f32" if path == "openvino-f32" else "bf16", export=export)
     return None
 
 
 def _shared_export_forwards(model: nn.Module) -> Callable[[nn.Module, str], Forward | None]:
-    """`inference_path_forward` with one ONNX export shared by every exported path it builds."""
-    exports: list[bytes] = []
-
-    def onnx() -> bytes:
-        if not exports:
-            exports.append(traced.onnx_bytes(model))
-        return exports[0]
+    """`inference_path_forward` with the ONNX exports shared by every exported path it builds (made when used)."""
+    exports: list[Export] = []
 
     def forward_for(net: nn.Module, path: str) -> Forward | None:
-        return inference_path_forward(net, path, onnx)
+        if PATH_BACKEND.get(path, "torch") == "torch":
+            return inference_path_forward(net, path)
+        if not exports:
+            exports.append(model_exports(model))
+        return inference_path_forward(net, path, exports[0])
 
     return forward_for
 

@@ -2,8 +2,10 @@
 
 `onnxruntime_forward(model)` returns a callable mapping (N, C_in, H, W) float32 arrays to (N, C, H', W')
 float32 probabilities, which `unet_zoo.inference.tiling.predict_tiled(..., forward=...)` uses in place of torch;
-`openvino_forward(model, hint)` does the same with OpenVINO. Which path runs by default is measured
-(`unet_zoo.exporters.paths.choose_inference_path`).
+`openvino_forward(model, hint)` does the same with OpenVINO. Both build their session on first use, and for
+models that pass `unet_zoo.models.window.supports_window` one per output window asked for (``margins=``: the
+tile's output without them, computed only where it depends on the input; `predict_tiled` asks for it when one
+tile covers the image). Which path runs by default is measured (`unet_zoo.exporters.paths.choose_inference_path`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet_zoo.exporters.traced import INPUT_NAME, onnx_bytes
+from unet_zoo.exporters import traced
+from unet_zoo.exporters.traced import INPUT_NAME, probabilities_module
+from unet_zoo.models.window import Margins, supports_window
 from unet_zoo.utils.signals import keep_signal_stack
 
 EXTRA_HINT = 'pip install "unet-zoo[export]"'
@@ -54,13 +58,67 @@ def session_forward(session) -> Callable[[np.ndarray], np.ndarray]:
     return forward
 
 
+Export = Callable[[Margins | None], bytes]
+"""margins -> a model's ONNX export (`onnx_bytes`): None for the whole tile's output, else only its window."""
+
+
+def model_exports(model: nn.Module, onnx: bytes | None = None) -> Export:
+    """`Export` of `model`, made once per margins (`onnx`: the whole tile's export, if made already)."""
+    made: dict[Margins | None, bytes] = {} if onnx is None else {None: onnx}
+    frozen = probabilities_module(model).model  # the weights as they are now, whatever happens to `model` later
+
+    def export(margins: Margins | None) -> bytes:
+        if margins not in made:
+            made[margins] = traced.onnx_bytes(frozen, margins=margins)
+        return made[margins]
+
+    return export
+
+
+Session = Callable[[np.ndarray], np.ndarray]
+
+
+class ExportedForward:
+    """(N, C_in, H, W) float32 tiles -> (N, C, H', W') float32 probabilities through a runtime's session of a
+    model's ONNX export, built on first use; ``forward(tiles, margins=(top, bottom, left, right))`` (when
+    ``takes_margins``) returns only the window without those margins, from a session of its own export.
+    ``precision``: what the runtime runs, "bf16" or "fp32"."""
+
+    def __init__(self, build: Callable[[bytes], tuple[Session, str]], export: Export, takes_margins: bool):
+        self._build, self._export = build, export
+        self.takes_margins = takes_margins
+        self._sessions: dict[Margins | None, tuple[Session, str]] = {}
+
+    def _session(self, margins: Margins | None) -> tuple[Session, str]:
+        if margins not in self._sessions:
+            self._sessions[margins] = self._build(self._export(margins))
+        return self._sessions[margins]
+
+    def __call__(self, tiles: np.ndarray, margins: Margins | None = None) -> np.ndarray:
+        if margins is not None and not self.takes_margins:
+            raise ValueError("this model's export cannot compute an output window; call without margins")
+        key = None if margins is None else tuple(int(v) for v in margins)
+        return self._session(key)[0](tiles)  # type: ignore[arg-type]
+
+    @property
+    def precision(self) -> str:
+        """ "bf16" or "fp32": what the runtime runs (builds the whole tile's session if none is built yet)."""
+        sessions = self._sessions or {None: self._session(None)}
+        return next(iter(sessions.values()))[1]
+
+
 def onnxruntime_forward(
-    model: nn.Module, threads: int | None = None, onnx: bytes | None = None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Export `model` to ONNX in memory (or take its export `onnx`) and return its onnxruntime forward function
-    (see `session_forward`)."""
+    model: nn.Module, threads: int | None = None, onnx: bytes | None = None, export: Export | None = None
+) -> ExportedForward:
+    """The onnxruntime forward (`ExportedForward`) of `model`'s ONNX export (`export`: shared exports, e.g. from
+    `model_exports`; `onnx`: the whole tile's export, if made already); each session as `session_forward`."""
     require("onnx", "exporting to ONNX")
-    return session_forward(onnxruntime_session(onnx if onnx is not None else onnx_bytes(model), threads))
+    require("onnxruntime", "running ONNX models")
+
+    def build(data: bytes) -> tuple[Session, str]:
+        return session_forward(onnxruntime_session(data, threads)), "fp32"
+
+    return ExportedForward(build, export or model_exports(model, onnx), supports_window(model))
 
 
 def onnxruntime_available() -> bool:
@@ -73,20 +131,14 @@ def openvino_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "openvino"))
 
 
-def openvino_forward(
-    model: nn.Module, precision_hint: str | None, threads: int | None = None, onnx: bytes | None = None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """OpenVINO CPU forward of `model`'s ONNX export: (N, C_in, H, W) float32 -> (N, C, H', W') probabilities.
-
-    `precision_hint`: OpenVINO's INFERENCE_PRECISION_HINT ("f32", "bf16"), or None for its default; `threads`:
-    INFERENCE_NUM_THREADS (default: torch's thread count); `onnx`: the model's ONNX export, if made already.
-    The returned function's ``precision`` attribute is what OpenVINO runs: "bf16" or "fp32". Raises ImportError
-    naming the extra when openvino is not installed.
-    """
+def openvino_session(onnx: bytes, precision_hint: str | None, threads: int | None = None) -> tuple[Session, str]:
+    """An OpenVINO CPU session of an ONNX export: ((N, C_in, H, W) float32 -> its output, what OpenVINO runs:
+    "bf16" or "fp32"). `precision_hint`: INFERENCE_PRECISION_HINT ("f32", "bf16"), or None for its default;
+    `threads`: INFERENCE_NUM_THREADS (default: torch's thread count)."""
     ov = require("openvino", "running models with OpenVINO")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        path.write_bytes(onnx if onnx is not None else onnx_bytes(model))
+        path.write_bytes(onnx)
         core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         if precision_hint:
@@ -97,7 +149,7 @@ def openvino_forward(
         with keep_signal_stack():
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
 
-    def forward(tiles: np.ndarray) -> np.ndarray:
+    def run(tiles: np.ndarray) -> np.ndarray:
         return np.asarray(compiled(np.ascontiguousarray(tiles, dtype=np.float32))[0])
 
     try:  # what OpenVINO chose (its default is bf16 on CPUs with a bf16 unit, depending on its version)
@@ -105,12 +157,35 @@ def openvino_forward(
         precision = "bf16" if "bf16" in used or "bfloat16" in used else "fp32"
     except Exception:  # noqa: BLE001  an OpenVINO without the property: say what was asked
         precision = "bf16" if precision_hint == "bf16" else "fp32"
-    forward.precision = precision  # type: ignore[attr-defined]
-    return forward
+    return run, precision
+
+
+def openvino_forward(
+    model: nn.Module,
+    precision_hint: str | None,
+    threads: int | None = None,
+    onnx: bytes | None = None,
+    export: Export | None = None,
+) -> ExportedForward:
+    """OpenVINO CPU forward (`ExportedForward`) of `model`'s ONNX export: (N, C_in, H, W) float32 -> (N, C, H', W')
+    probabilities; sessions as `openvino_session` (`precision_hint`, `threads`); `export`/`onnx` as
+    `onnxruntime_forward`. Its ``precision`` is what OpenVINO runs. Raises ImportError naming the extra when
+    openvino is not installed."""
+    require("onnx", "exporting to ONNX")
+    require("openvino", "running models with OpenVINO")
+
+    def build(data: bytes) -> tuple[Session, str]:
+        return openvino_session(data, precision_hint, threads)
+
+    return ExportedForward(build, export or model_exports(model, onnx), supports_window(model))
 
 
 __all__ = [
     "EXTRA_HINT",
+    "Export",
+    "ExportedForward",
+    "model_exports",
+    "openvino_session",
     "onnxruntime_available",
     "onnxruntime_forward",
     "onnxruntime_session",

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from unet_zoo.models.sizes import size_rule
+from unet_zoo.models.window import Margins, WindowedLogits
 
 # Highest opset torch's TorchScript-based ONNX exporter writes; onnxruntime >= 1.14 runs it. (The newer
 # torch.export-based exporter rejects the zoo's size checks and crops under dynamic height and width.)
@@ -86,14 +87,21 @@ def torchscript_bytes(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-def onnx_bytes(model: nn.Module, opset: int = ONNX_OPSET) -> bytes:
-    """ONNX model of `Probabilities(model)` with dynamic batch, height and width; input "input", output "output"."""
+def onnx_bytes(model: nn.Module, opset: int = ONNX_OPSET, margins: Margins | None = None) -> bytes:
+    """ONNX model of `Probabilities(model)` with dynamic batch, height and width; input "input", output "output".
+
+    `margins` (top, bottom, left, right px; models that pass `unet_zoo.models.window.supports_window`): the graph
+    computes only the output's window without them (`WindowedLogits`): (N, C, H - top - bottom, W - left - right)."""
     wrapped = probabilities_module(model)
+    at_least = 96
+    if margins is not None:
+        wrapped = Probabilities(WindowedLogits(wrapped.model, margins)).eval()
+        at_least = max(at_least, 64 + max(margins[0] + margins[1], margins[2] + margins[3]))
     buffer = io.BytesIO()
     with _quiet(), torch.no_grad():
         torch.onnx.export(
             wrapped,
-            (example_input(model, example_size(model, 96)),),
+            (example_input(model, example_size(model, at_least)),),
             buffer,
             dynamo=False,
             opset_version=opset,

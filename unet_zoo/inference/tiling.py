@@ -6,7 +6,9 @@ side. Tiles start at multiples of the network's pooling stride, so the stitched 
 over the whole mirror-padded image up to float rounding.
 
 Same-size models (padded and timm U-Nets): the mirror-padded image is cut into overlapping tiles whose
-probabilities are blended with a raised-cosine window, which hides the tiles' zero-padded borders.
+probabilities are blended with a raised-cosine window, which hides the tiles' zero-padded borders. When one
+tile holds the whole image (a slice), only the image's window of its output is computed where the model allows
+(`unet_zoo.models.window`: the same probabilities, with fewer operations).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from unet_zoo.inference.paths import choose_path
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
+from unet_zoo.models.window import Margins, supports_window, window_logits
 from unet_zoo.runtime.settings import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.errors import InputError
@@ -241,12 +244,29 @@ def inference_settings(
     return runtime_settings(device, wanted)
 
 
-def _forward(model: nn.Module, tiles: np.ndarray, device: torch.device, settings: RuntimeSettings) -> np.ndarray:
-    """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU)."""
+def _forward(
+    model: nn.Module, tiles: np.ndarray, device: torch.device, settings: RuntimeSettings, margins: Margins | None = None
+) -> np.ndarray:
+    """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU); with `margins` (top,
+    bottom, left, right px) only the output's window without them (`unet_zoo.models.window.window_logits`)."""
     x = prepare_input(torch.from_numpy(np.ascontiguousarray(tiles)), device, channels_last=settings.channels_last)
     with torch.inference_mode(), autocast(device, enabled=settings.amp_dtype is not None):
-        logits = model(x)
+        logits = model(x) if margins is None else window_logits(model, x, margins)
     return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+class TorchForward:
+    """The torch forward `predict_tiled` runs when given none, as a `Forward`: (N, C_in, T, T) float32 tiles ->
+    (N, C, T', T') float32 probabilities of `model` on `device` with `settings` (`inference_settings`); with
+    ``margins`` (``takes_margins``: where `unet_zoo.models.window.supports_window`) only the output's window.
+    The model must be prepared (`unet_zoo.runtime.settings.prepare_model`) and in eval mode."""
+
+    def __init__(self, model: nn.Module, device: torch.device, settings: RuntimeSettings):
+        self.model, self.device, self.settings = model, device, settings
+        self.takes_margins = supports_window(model)
+
+    def __call__(self, tiles: np.ndarray, margins: Margins | None = None) -> np.ndarray:
+        return _forward(self.model, tiles, self.device, self.settings, margins)
 
 
 # --- public API -------------------------------------------------------------------------------------
@@ -284,7 +304,7 @@ def _predict_once(
 
     `progress(done, total)` is called after each batch with the tiles done and the tiles of this image."""
     _, height, width = image.shape
-    run = forward or (lambda tiles: _forward(model, tiles, device, settings))
+    run = forward or TorchForward(model, device, settings)
     out = _check_tile(model, tile)
     if out < tile:  # valid convolutions: abutting outputs
         stride = _stride(model)
@@ -320,6 +340,12 @@ def _predict_once(
         ((0, 0), (margin, full_h - height - margin), (margin, full_w - width - margin)),
         mode="reflect",
     )
+    if full_h == tile and full_w == tile and getattr(run, "takes_margins", False):  # one tile: compute its window
+        margins = (margin, tile - margin - height, margin, tile - margin - width)
+        probs = run(padded[None], margins=margins)  # type: ignore[call-arg]
+        if progress is not None:
+            progress(1, 1)
+        return np.asarray(probs[0], dtype=np.float32)
     starts = [(y, x) for y in _positions(full_h, tile, step, stride) for x in _positions(full_w, tile, step, stride)]
     window = _window(tile)
     total: np.ndarray | None = None
@@ -368,7 +394,9 @@ def predict_tiled(
         amp: the same as precision="auto" (True) or "fp32" (False); used when `precision` is None.
         forward: run the tiles through this instead of torch: a callable mapping (N, C_in, T, T) float32
             arrays to (N, C, T', T') float32 probabilities, e.g. an exported model
-            (`unet_zoo.exporters.sessions.onnxruntime_forward(model)`); `model` still gives the geometry.
+            (`unet_zoo.exporters.sessions.onnxruntime_forward(model)`); `model` still gives the geometry. One
+            with a true ``takes_margins`` attribute is also called as ``forward(tiles, margins=(top, bottom,
+            left, right))`` and then returns only the output without those margins (when one tile holds the image).
         progress: called after each batch of tiles with (tiles done, tiles in all), counting the tiles of
             every TTA view; an exception it raises stops the prediction and propagates (e.g. to cancel it).
         precision: "fp32", "bf16" (bf16 autocast + channels_last) or "auto" (the faster of the two torch paths
@@ -409,7 +437,9 @@ def _view_probabilities(
     dev = _resolve_device(model, device)
     was_training = model.training
     settings = inference_settings(dev, amp, precision if forward is None else "fp32", model)
-    prepare_model(model, dev, channels_last=settings.channels_last).eval()  # in place
+    if forward is None:  # a given forward runs on its own (a `TorchForward` on the model as its caller prepared it)
+        prepare_model(model, dev, channels_last=settings.channels_last)  # in place
+    model.eval()
     try:
         transforms = _DIHEDRAL if tta else _DIHEDRAL[:1]
         for index, (k, flip) in enumerate(transforms):
@@ -487,6 +517,7 @@ def predict_stack(
 
 
 __all__ = [
+    "TorchForward",
     "choose_tile",
     "tile_margin",
     "entropy_map",

@@ -1,0 +1,127 @@
+"""The logits of a window of a same-size U-Net's output, computing only what that window depends on.
+
+Overlap-tile inference keeps only the centre of a tile's output (a 512 px slice is one 592 px tile with
+38 + 42 px of mirrored context). The contracting path must see the whole tile, but the expansive path need
+only compute the kept window plus the few pixels its convolutions reach: each decoder level works on that
+region of its inputs (2 px of halo for its two 3x3 convolutions, cut away afterwards), so the window's
+logits equal those of the whole tile (bit for bit in float32 with torch) at about 10% fewer operations for a
+592 px tile.
+
+    logits = window_logits(model, x, (38, 42, 38, 42))   # (N, C, H - 80, W - 80): x's tile without its margins
+
+Margins are (top, bottom, left, right) px dropped from the output; they are counted from the tile's edges,
+so one traced graph (`WindowedLogits`) serves every tile size with the same margins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from unet_zoo.models.blocks import UpBlock
+from unet_zoo.models.unet import UNet
+
+Margins = tuple[int, int, int, int]
+"""(top, bottom, left, right) px of a tile's output left out of the window."""
+
+_CONVS_PER_LEVEL = 2  # a DoubleConv's 3x3 convolutions: each reaches 1 px further
+
+
+def supports_window(model: nn.Module) -> bool:
+    """Whether `window_logits` computes `model`'s window exactly (in eval mode): a padded (same-size) `UNet` whose
+    normalisation is per pixel (none, or batch norm, which eval mode applies per pixel), with transposed or
+    bilinear up-sampling."""
+    return (
+        isinstance(model, UNet)
+        and model.padding == 1
+        and model.init_args.get("norm") in ("none", "batch", None)
+        and all(isinstance(block, UpBlock) for block in model.decoder)
+    )
+
+
+def _crop(t: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, H - top - bottom, W - left - right), offsets from the edges (any H, W when traced)."""
+    return t[..., top : t.shape[-2] - bottom, left : t.shape[-1] - right]
+
+
+def _bilinear(block: UpBlock) -> bool:
+    return isinstance(block.up, nn.Sequential)
+
+
+def _each(values: Margins, rule: Callable[[int], int]) -> Margins:
+    top, bottom, left, right = (rule(v) for v in values)
+    return top, bottom, left, right
+
+
+def _lower_transposed(offset: int) -> int:
+    return offset // 2
+
+
+def _lower_bilinear(offset: int) -> int:
+    return offset // 2 - 1 if offset >= 2 else 0
+
+
+def _regions(model: UNet, margins: Margins) -> list[tuple[Margins, Margins, Margins]]:
+    """Per decoder level, top level first: (the level's output window, its convolutions' input region, the
+    lower level's output region that its up-sampling reads), each as offsets (top, bottom, left, right)."""
+    plan = []
+    window = margins
+    for index in range(model.depth):  # level 0 (full resolution) first; decoder block depth-1-index
+        block = model.decoder[model.depth - 1 - index]
+        assert isinstance(block, UpBlock)
+        inputs = _each(window, lambda v: max(v - _CONVS_PER_LEVEL, 0))
+        # transposed 2x2 up-convolution: output px 2i, 2i+1 read input px i; bilinear (align_corners=False) also
+        # reads i - 1 and i + 1, and clamps at its input's edge: one more px, its result's first px cut away
+        lower = _each(inputs, _lower_bilinear if _bilinear(block) else _lower_transposed)
+        plan.append((window, inputs, lower))
+        window = lower
+    return plan
+
+
+def window_logits(model: UNet, x: torch.Tensor, margins: Margins) -> torch.Tensor:
+    """(N, C_in, H, W) float -> (N, num_classes, H - top - bottom, W - left - right) logits: ``model(x)`` without
+    its `margins` (top, bottom, left, right px), computed only where the window depends on it.
+
+    `model` must pass `supports_window` and be in eval mode; H and W follow the model's size rule."""
+    if not supports_window(model) or model.training:
+        raise ValueError("window_logits needs a padded UNet in eval mode with per-pixel normalisation (supports_window)")
+    if min(margins) < 0:
+        raise ValueError(f"margins must be >= 0 px, got {margins}")
+    model.check_input(x)
+    plan = _regions(model, margins)
+    skips = []
+    for level, block in enumerate(model.encoder):
+        if level:
+            x = model.pool(x)
+        x = block(x)
+        skips.append(x)
+    x = _crop(model.dropout(skips.pop()), *plan[-1][2])
+    for index, block in enumerate(model.decoder):
+        assert isinstance(block, UpBlock)
+        window, inputs, lower = plan[model.depth - 1 - index]
+        up = block.up(x)  # covers the lower region, x2
+        up = _crop(up, *(i - 2 * v for i, v in zip(inputs, lower)))
+        skip = _crop(skips.pop(), *inputs)
+        x = block.conv(torch.cat([skip, up], dim=1))
+        x = _crop(x, *(w - i for w, i in zip(window, inputs)))
+    return model.head(x)
+
+
+class WindowedLogits(nn.Module):
+    """`window_logits` of `model` with fixed `margins`, as a module (for tracing and export)."""
+
+    def __init__(self, model: UNet, margins: Margins):
+        super().__init__()
+        self.model, self.margins = model, tuple(int(v) for v in margins)
+        self.in_channels, self.depth, self.padding = model.in_channels, model.depth, model.padding
+
+    def output_size(self, input_size: int) -> int | None:
+        return self.model.output_size(input_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return window_logits(self.model, x, self.margins)  # type: ignore[arg-type]
+
+
+__all__ = ["Margins", "WindowedLogits", "supports_window", "window_logits"]

@@ -95,8 +95,6 @@ def test_onnx_on_a_real_isbi_slice_and_as_the_tiling_backend(isbi_dir, name):
 
 
 def test_an_exported_forward_computes_an_output_window_for_any_tile_size():
-    from unet_zoo.models.window import window_logits
-
     model = _model("small")
     forward = onnxruntime_forward(model)
     assert forward.takes_margins and forward.precision == "fp32"
@@ -104,7 +102,7 @@ def test_an_exported_forward_computes_an_output_window_for_any_tile_size():
     for h, w in [(64, 64), (96, 80)]:  # one export serves every tile size with these margins
         x = np.random.default_rng(h).random((2, 1, h, w), dtype=np.float32)
         with torch.no_grad():
-            expected = torch.softmax(window_logits(model, torch.from_numpy(x), margins), 1).numpy()
+            expected = torch.softmax(model(torch.from_numpy(x), margins=margins), 1).numpy()
         got = forward(x, margins=margins)
         assert got.shape == (2, 2, h - 16, w - 16)
         assert np.abs(got - expected).max() <= 1e-5

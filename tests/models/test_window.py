@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unet_zoo.models.unet import UNet
-from unet_zoo.models.window import WindowedLogits, supports_window, window_logits
+from unet_zoo.models.window import WindowedLogits, supports_window
 from unet_zoo.utils.timing import count_forward_flops
 
 MARGINS = [(0, 0, 0, 0), (1, 2, 3, 4), (7, 9, 5, 0), (20, 17, 33, 31), (13, 0, 0, 13)]
@@ -31,7 +31,7 @@ def test_the_window_equals_the_whole_outputs_window(up_mode, norm):
     with torch.no_grad():
         whole = model(x)
         for top, bottom, left, right in MARGINS:
-            window = window_logits(model, x, (top, bottom, left, right))
+            window = model(x, margins=(top, bottom, left, right))
             expected = whole[..., top : 96 - bottom, left : 112 - right]
             assert window.shape == expected.shape
             torch.testing.assert_close(window, expected, atol=2e-6, rtol=0)
@@ -46,6 +46,8 @@ def test_the_window_costs_fewer_operations_and_refuses_what_it_cannot_compute():
     assert not supports_window(UNet(base_channels=4, depth=2, padding=0))  # valid convolutions crop themselves
     assert not supports_window(UNet(base_channels=4, depth=2, padding=1, norm="instance"))  # statistics of the tile
     with pytest.raises(ValueError, match="eval mode"):
-        window_logits(model.train(), torch.rand(1, 1, 64, 64), (8, 8, 8, 8))
+        model.train()(torch.rand(1, 1, 64, 64), margins=(8, 8, 8, 8))
     with pytest.raises(ValueError, match=">= 0"):
-        window_logits(model.eval(), torch.rand(1, 1, 64, 64), (-1, 8, 8, 8))
+        model.eval()(torch.rand(1, 1, 64, 64), margins=(-1, 8, 8, 8))
+    with pytest.raises(ValueError, match="output window"):
+        UNet(base_channels=4, depth=2, padding=0).eval()(torch.rand(1, 1, 188, 188), margins=(1, 1, 1, 1))

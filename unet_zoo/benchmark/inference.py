@@ -30,6 +30,7 @@ from unet_zoo.benchmark._common import (
 from unet_zoo.inference.tiling import choose_tile
 from unet_zoo.models.provenance import Provenance, provenance_of, set_provenance
 from unet_zoo.models.registry import create_model
+from unet_zoo.models.window import Margins, WindowedLogits
 from unet_zoo.pipeline import Predictor
 from unet_zoo.runtime.settings import (
     prepare_model,
@@ -68,6 +69,10 @@ class _GeometryStub(nn.Module):
         return crop.expand(-1, self.num_classes, -1, -1) + self.anchor
 
 
+ForwardCall = tuple[tuple[int, ...], Margins | None]
+"""A forward call's input shape and output window (`unet_zoo.models.window`; None: the whole output)."""
+
+
 def _predict_path(
     model: nn.Module,
     image: np.ndarray,
@@ -78,11 +83,15 @@ def _predict_path(
     tta: bool,
     warmup: int,
     repeats: int,
-) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
-    """Time `Predictor.predict` of one path; also return the input shapes of every forward call."""
+) -> tuple[dict[str, Any], list[ForwardCall]]:
+    """Time `Predictor.predict` of one path; also return the input shape and window of every forward call."""
     amp = config["amp"] is not None
-    shapes: list[tuple[int, ...]] = []
-    hook = model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
+    shapes: list[ForwardCall] = []
+
+    def record(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        shapes.append((tuple(args[0].shape), kwargs.get("margins")))
+
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
 
     predictor = Predictor(
         model, backend="torch", precision="auto" if amp else "fp32", tta=tta, tile=tile, batch_size=batch_size, device=device
@@ -106,13 +115,15 @@ def _predict_path(
     return result, shapes
 
 
-def _forward_flops(model: nn.Module, shapes: Iterable[tuple[int, ...]]) -> int:
-    cache: dict[tuple[int, ...], int] = {}
+def _forward_flops(model: nn.Module, calls: Iterable[ForwardCall]) -> int:
+    """FLOPs of forward calls (input shape, output window margins or None)."""
+    cache: dict[ForwardCall, int] = {}
     total = 0
-    for shape in shapes:
-        if shape not in cache:
-            cache[shape] = count_forward_flops(model, shape)
-        total += cache[shape]
+    for shape, margins in calls:
+        if (shape, margins) not in cache:
+            net = model if margins is None else WindowedLogits(model, margins).eval()
+            cache[shape, margins] = count_forward_flops(net, shape)
+        total += cache[shape, margins]
     return total
 
 
@@ -197,7 +208,7 @@ def bench_inference(
         median = run["timing"]["median_s"]
         run.update(
             forward_calls=len(shapes),
-            tiles=sum(s[0] for s in shapes),
+            tiles=sum(shape[0] for shape, _ in shapes),
             flops_per_image=flops,
             megapixels_per_s=megapixels / median,
             tflops=flops / median / 1e12,

@@ -25,7 +25,7 @@ from unet_zoo.inference.paths import choose_path
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import check_tile_side, input_size_for_output, nearest_valid_sizes_text
-from unet_zoo.models.window import Margins, supports_window, window_logits
+from unet_zoo.models.window import Margins, supports_window
 from unet_zoo.runtime.settings import Precision, RuntimeSettings, autocast, prepare_input, prepare_model, runtime_settings
 from unet_zoo.utils.device import resolve_device
 from unet_zoo.utils.errors import InputError
@@ -248,10 +248,10 @@ def _forward(
     model: nn.Module, tiles: np.ndarray, device: torch.device, settings: RuntimeSettings, margins: Margins | None = None
 ) -> np.ndarray:
     """(N, C_in, T, T) float32 -> (N, C, T', T') float32 softmax probabilities (on the CPU); with `margins` (top,
-    bottom, left, right px) only the output's window without them (`unet_zoo.models.window.window_logits`)."""
+    bottom, left, right px) only the output's window without them (`unet_zoo.models.window`)."""
     x = prepare_input(torch.from_numpy(np.ascontiguousarray(tiles)), device, channels_last=settings.channels_last)
     with torch.inference_mode(), autocast(device, enabled=settings.amp_dtype is not None):
-        logits = model(x) if margins is None else window_logits(model, x, margins)
+        logits = model(x) if margins is None else model(x, margins=margins)
     return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from unet_zoo.models.blocks import DoubleConv, NormKind, UpBlock, UpMode, center_crop, paper_init_
 from unet_zoo.models.legacy import LegacyHubMethods
 from unet_zoo.models.sizes import is_valid_input_size, nearest_valid_sizes_text, output_size, size_rule
+from unet_zoo.models.window import Margins, window_logits
 
 
 def check_input(x: Any, in_channels: int, name: str) -> None:
@@ -108,9 +109,22 @@ class UNet(LegacyHubMethods, nn.Module):
                     "Crop or mirror-pad the input, or use unet_zoo.predict_tiled for images of any size."
                 )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) float -> (N, num_classes, H', W') logits; H' = H for padded models."""
+    @property
+    def computes_windows(self) -> bool:
+        """Whether ``forward(x, margins=...)`` can compute a window of the output alone (`unet_zoo.models.window`):
+        padded convolutions and per-pixel normalisation (none, or batch norm in eval mode)."""
+        return self.padding == 1 and self.init_args["norm"] in ("none", "batch")
+
+    def forward(self, x: torch.Tensor, margins: Margins | None = None) -> torch.Tensor:
+        """(N, in_channels, H, W) float -> (N, num_classes, H', W') logits; H' = H for padded models.
+
+        `margins` (top, bottom, left, right px; models that `computes_windows`, in eval mode): only the output
+        without them, (N, num_classes, H - top - bottom, W - left - right), computing what that window needs."""
         self.check_input(x)
+        if margins is not None:
+            if not self.computes_windows:
+                raise ValueError("only padded U-Nets with per-pixel normalisation compute an output window")
+            return window_logits(self, x, margins)
         skips = []
         for level, block in enumerate(self.encoder):
             if level:

@@ -7,7 +7,7 @@ region of its inputs (2 px of halo for its two 3x3 convolutions, cut away afterw
 logits equal those of the whole tile (bit for bit in float32 with torch) at about 10% fewer operations for a
 592 px tile.
 
-    logits = window_logits(model, x, (38, 42, 38, 42))   # (N, C, H - 80, W - 80): x's tile without its margins
+    logits = model(x, margins=(38, 42, 38, 42))   # (N, C, H - 80, W - 80): x's tile without its margins
 
 Margins are (top, bottom, left, right) px dropped from the output; they are counted from the tile's edges,
 so one traced graph (`WindowedLogits`) serves every tile size with the same margins.
@@ -16,12 +16,12 @@ so one traced graph (`WindowedLogits`) serves every tile size with the same marg
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from unet_zoo.models.blocks import UpBlock
-from unet_zoo.models.unet import UNet
 
 Margins = tuple[int, int, int, int]
 """(top, bottom, left, right) px of a tile's output left out of the window."""
@@ -30,15 +30,9 @@ _CONVS_PER_LEVEL = 2  # a DoubleConv's 3x3 convolutions: each reaches 1 px furth
 
 
 def supports_window(model: nn.Module) -> bool:
-    """Whether `window_logits` computes `model`'s window exactly (in eval mode): a padded (same-size) `UNet` whose
-    normalisation is per pixel (none, or batch norm, which eval mode applies per pixel), with transposed or
-    bilinear up-sampling."""
-    return (
-        isinstance(model, UNet)
-        and model.padding == 1
-        and model.init_args.get("norm") in ("none", "batch", None)
-        and all(isinstance(block, UpBlock) for block in model.decoder)
-    )
+    """Whether ``model(x, margins=...)`` computes a window of the output (in eval mode): models say so with a true
+    ``computes_windows`` (`unet_zoo.models.unet.UNet`: padded, with per-pixel normalisation)."""
+    return bool(getattr(model, "computes_windows", False))
 
 
 def _crop(t: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -63,7 +57,7 @@ def _lower_bilinear(offset: int) -> int:
     return offset // 2 - 1 if offset >= 2 else 0
 
 
-def _regions(model: UNet, margins: Margins) -> list[tuple[Margins, Margins, Margins]]:
+def _regions(model: Any, margins: Margins) -> list[tuple[Margins, Margins, Margins]]:
     """Per decoder level, top level first: (the level's output window, its convolutions' input region, the
     lower level's output region that its up-sampling reads), each as offsets (top, bottom, left, right)."""
     plan = []
@@ -80,16 +74,14 @@ def _regions(model: UNet, margins: Margins) -> list[tuple[Margins, Margins, Marg
     return plan
 
 
-def window_logits(model: UNet, x: torch.Tensor, margins: Margins) -> torch.Tensor:
-    """(N, C_in, H, W) float -> (N, num_classes, H - top - bottom, W - left - right) logits: ``model(x)`` without
-    its `margins` (top, bottom, left, right px), computed only where the window depends on it.
-
-    `model` must pass `supports_window` and be in eval mode; H and W follow the model's size rule."""
-    if not supports_window(model) or model.training:
-        raise ValueError("window_logits needs a padded UNet in eval mode with per-pixel normalisation (supports_window)")
-    if min(margins) < 0:
-        raise ValueError(f"margins must be >= 0 px, got {margins}")
-    model.check_input(x)
+def window_logits(model: Any, x: torch.Tensor, margins: Margins) -> torch.Tensor:
+    """(N, C_in, H, W) float -> (N, num_classes, H - top - bottom, W - left - right) logits: the U-Net's output
+    without its `margins` (top, bottom, left, right px), computed only where the window depends on it
+    (what ``UNet.forward(x, margins=...)`` runs; `model` a padded `UNet`, checked input, eval mode)."""
+    if model.training:
+        raise ValueError("an output window is computed in eval mode only (model.eval())")
+    if len(margins) != 4 or min(margins) < 0:
+        raise ValueError(f"margins must be 4 values (top, bottom, left, right) >= 0 px, got {margins}")
     plan = _regions(model, margins)
     skips = []
     for level, block in enumerate(model.encoder):
@@ -110,18 +102,19 @@ def window_logits(model: UNet, x: torch.Tensor, margins: Margins) -> torch.Tenso
 
 
 class WindowedLogits(nn.Module):
-    """`window_logits` of `model` with fixed `margins`, as a module (for tracing and export)."""
+    """``model(x, margins=margins)`` with fixed `margins`, as a module (for tracing and export)."""
 
-    def __init__(self, model: UNet, margins: Margins):
+    def __init__(self, model: nn.Module, margins: Margins):
         super().__init__()
-        self.model, self.margins = model, tuple(int(v) for v in margins)
+        self.model: Any = model
+        self.margins = tuple(int(v) for v in margins)
         self.in_channels, self.depth, self.padding = model.in_channels, model.depth, model.padding
 
     def output_size(self, input_size: int) -> int | None:
         return self.model.output_size(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return window_logits(self.model, x, self.margins)  # type: ignore[arg-type]
+        return self.model(x, margins=self.margins)
 
 
 __all__ = ["Margins", "WindowedLogits", "supports_window", "window_logits"]

@@ -206,6 +206,7 @@ SEEDS = (1, 2)  # further training seeds of the dense variants (seed 0: the unsu
 DRAWS = (2, 3, 4, 5)  # further draws of the random and spread placements (draw 1: the unsuffixed variants)
 HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's top 10% before spreading
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
+TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
 
@@ -227,9 +228,10 @@ def variants() -> dict[str, dict[str, Any]]:
         for d in DRAWS:
             out[f"hybrid-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "hybrid", "draw": d}
     for n in ROUNDS:  # paint, fine-tune, paint more where the new model's map is high (each fine-tune from the base)
-        out[f"iterative-{n}"] = {"labels": "strokes", "count": n, "placement": "iterative"}
-        for d in DRAWS:
-            out[f"iterative-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "iterative", "draw": d}
+        for placement in ("iterative", "iterative-top"):
+            out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
+            for d in DRAWS:
+                out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0, **paper}}
@@ -271,15 +273,18 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
     """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice;
     `draw` k > 1 draws the seeds again from another random stream (draw 1 keeps the first study's strokes).
     ``iterative``: the strokes of the round before (ROUNDS) and the rest spread by the map of the model fine-tuned
-    on them, as a user would paint after looking at the new model's map."""
+    on them, as a user would paint after looking at the new model's map; ``iterative-top``: the same after a first
+    round of TOP_FIRST strokes from the base map's top 10% (20 = 5 + 15, 50 = 20 + 30)."""
     from unet_zoo.finetuning.strokes import draw_strokes
 
     stored = target(args)
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
     seed = count if draw == 1 else count + 1000 * draw
-    if placement == "iterative":
+    if placement in ("iterative", "iterative-top"):
         before = ROUNDS[count]
-        earlier = "spread" if before not in ROUNDS else "iterative"
+        earlier = "spread" if before not in ROUNDS else placement
+        if placement == "iterative-top" and before not in ROUNDS:  # 20: the top-5 round, then 15
+            before, earlier = TOP_FIRST, "uncertain"
         painted = stroke_labels(args, before, earlier, draw)
         new_map = model_map(args, f"{earlier}-{before}{_suffix(draw)}")
         return draw_strokes(
@@ -559,6 +564,7 @@ PLACEMENTS = {
     "spread": "map-weighted, 10 px apart",
     "hybrid": "5 from the map's top, the rest map-weighted",
     "iterative": "in rounds, each map-weighted on the map of the model fine-tuned on the round before",
+    "iterative-top": "in rounds, the first 5 from the base map's top, then map-weighted on the new maps",
 }
 
 

@@ -109,6 +109,16 @@ class UNet(LegacyHubMethods, nn.Module):
                     "Crop or mirror-pad the input, or use unet_zoo.predict_tiled for images of any size."
                 )
 
+    def contract(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The contracting path: the feature maps of every level, full resolution first, the deepest last."""
+        features = []
+        for level, block in enumerate(self.encoder):
+            if level:
+                x = self.pool(x)
+            x = block(x)
+            features.append(x)
+        return features
+
     @property
     def computes_windows(self) -> bool:
         """Whether ``forward(x, margins=...)`` can compute a window of the output alone (`unet_zoo.models.window`):
@@ -125,12 +135,7 @@ class UNet(LegacyHubMethods, nn.Module):
             if not self.computes_windows:
                 raise ValueError("only padded U-Nets with per-pixel normalisation compute an output window")
             return window_logits(self, x, margins)
-        skips = []
-        for level, block in enumerate(self.encoder):
-            if level:
-                x = self.pool(x)
-            x = block(x)
-            skips.append(x)
+        skips = self.contract(x)
         x = self.dropout(skips.pop())
         for block in self.decoder:
             x = block(x, skips.pop())

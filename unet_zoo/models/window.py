@@ -83,12 +83,7 @@ def window_logits(model: Any, x: torch.Tensor, margins: Margins) -> torch.Tensor
     if len(margins) != 4 or min(margins) < 0:
         raise ValueError(f"margins must be 4 values (top, bottom, left, right) >= 0 px, got {margins}")
     plan = _regions(model, margins)
-    skips = []
-    for level, block in enumerate(model.encoder):
-        if level:
-            x = model.pool(x)
-        x = block(x)
-        skips.append(x)
+    skips = model.contract(x)  # the contracting path sees the whole tile
     x = _crop(model.dropout(skips.pop()), *plan[-1][2])
     for index, block in enumerate(model.decoder):
         assert isinstance(block, UpBlock)

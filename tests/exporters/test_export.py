@@ -99,15 +99,20 @@ def test_an_exported_forward_computes_an_output_window_for_any_tile_size():
     forward = onnxruntime_forward(model)
     assert forward.takes_margins and forward.precision == "fp32"
     margins = (10, 6, 3, 13)
-    for h, w in [(64, 64), (96, 80)]:  # one export serves every tile size with these margins
+    for call, (h, w) in enumerate([(64, 64), (96, 80), (64, 80)]):  # one export serves every tile size
         x = np.random.default_rng(h).random((2, 1, h, w), dtype=np.float32)
         with torch.no_grad():
             expected = torch.softmax(model(torch.from_numpy(x), margins=margins), 1).numpy()
         got = forward(x, margins=margins)
         assert got.shape == (2, 2, h - 16, w - 16)
         assert np.abs(got - expected).max() <= 1e-5
-    assert np.abs(forward(x) - torch_probabilities(model, x)).max() <= 1e-5  # the whole tile: its own session
-    assert set(forward._sessions) == {margins, None}
+        # asked for once, the window is cut from the whole tile's output; asked again, it has its own session
+        assert list(forward._windows) == ([] if call == 0 else [margins])
+    assert np.abs(forward(x) - torch_probabilities(model, x)).max() <= 1e-5
+    for top in range(1, 7):  # the last few windows keep their sessions
+        forward(x, margins=(top, 0, 0, 0))
+        forward(x, margins=(top, 0, 0, 0))
+    assert list(forward._windows) == [(top, 0, 0, 0) for top in range(3, 7)]
     valid = onnxruntime_forward(_model("original"))
     assert not valid.takes_margins
     with pytest.raises(ValueError, match="output window"):

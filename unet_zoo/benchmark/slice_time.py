@@ -68,12 +68,13 @@ def _predict_seconds(model: nn.Module, image: np.ndarray, path: str, tta: bool, 
     prepare_model(model, "cpu", channels_last=settings.channels_last)
     torch_forward = TorchForward(model, torch.device("cpu"), settings)  # what predict_tiled runs when given none
     totals, networks, flops = [], [], 0
-    for i in range(repeats + 1):  # the first call warms up (oneDNN primitives, OpenVINO compilation) and is not counted
+    warmups = 2  # not counted: oneDNN primitives, OpenVINO compilation, an exported path's session for the window
+    for i in range(repeats + warmups):
         clock = _NetworkClock(model)
         forward = clock.wrap(choice.forward or torch_forward)
         start = time.perf_counter()
         predict_tiled(model, image, device="cpu", tta=tta, forward=forward)
-        if i:
+        if i >= warmups:
             totals.append(time.perf_counter() - start)
             networks.append(clock.seconds)
             flops = clock.flops()

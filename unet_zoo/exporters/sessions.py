@@ -3,9 +3,9 @@
 `onnxruntime_forward(model)` returns a callable mapping (N, C_in, H, W) float32 arrays to (N, C, H', W')
 float32 probabilities, which `unet_zoo.inference.tiling.predict_tiled(..., forward=...)` uses in place of torch;
 `openvino_forward(model, hint)` does the same with OpenVINO. Both build their session on first use, and for
-models that pass `unet_zoo.models.window.supports_window` one per output window asked for (``margins=``: the
-tile's output without them, computed only where it depends on the input; `predict_tiled` asks for it when one
-tile covers the image). Which path runs by default is measured (`unet_zoo.exporters.paths.choose_inference_path`).
+models that pass `unet_zoo.models.window.supports_window` one per output window asked for more than once
+(``margins=``: the tile's output without them, computed only where it depends on the input; `predict_tiled` asks
+for it when one tile covers the image). Which path runs by default is measured (`unet_zoo.exporters.paths.choose_inference_path`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,30 +82,52 @@ Session = Callable[[np.ndarray], np.ndarray]
 class ExportedForward:
     """(N, C_in, H, W) float32 tiles -> (N, C, H', W') float32 probabilities through a runtime's session of a
     model's ONNX export, built on first use; ``forward(tiles, margins=(top, bottom, left, right))`` (when
-    ``takes_margins``) returns only the window without those margins, from a session of its own export.
-    ``precision``: what the runtime runs, "bf16" or "fp32"."""
+    ``takes_margins``) returns only the window without those margins.
+
+    A window asked for once is cut from the whole tile's output; asked for again (the next slice of a stack, the
+    next TTA view), it gets a session of its own export, which computes only the window (an export and a compile
+    cost about a second, so a window pays for them only over several tiles). The last `WINDOW_SESSIONS` windows
+    keep their sessions. ``precision``: what the runtime runs, "bf16" or "fp32"."""
+
+    WINDOW_SESSIONS = 4
 
     def __init__(self, build: Callable[[bytes], tuple[Session, str]], export: Export, takes_margins: bool):
         self._build, self._export = build, export
         self.takes_margins = takes_margins
-        self._sessions: dict[Margins | None, tuple[Session, str]] = {}
+        self._whole: tuple[Session, str] | None = None
+        self._windows: OrderedDict[Margins, tuple[Session, str]] = OrderedDict()
+        self._asked: set[Margins] = set()
 
     def _session(self, margins: Margins | None) -> tuple[Session, str]:
-        if margins not in self._sessions:
-            self._sessions[margins] = self._build(self._export(margins))
-        return self._sessions[margins]
+        if margins is None:
+            if self._whole is None:
+                self._whole = self._build(self._export(None))
+            return self._whole
+        if margins not in self._windows:
+            self._windows[margins] = self._build(self._export(margins))
+            while len(self._windows) > self.WINDOW_SESSIONS:
+                self._windows.popitem(last=False)
+        self._windows.move_to_end(margins)
+        return self._windows[margins]
 
     def __call__(self, tiles: np.ndarray, margins: Margins | None = None) -> np.ndarray:
-        if margins is not None and not self.takes_margins:
+        if margins is None:
+            return self._session(None)[0](tiles)
+        if not self.takes_margins:
             raise ValueError("this model's export cannot compute an output window; call without margins")
-        key = None if margins is None else tuple(int(v) for v in margins)
-        return self._session(key)[0](tiles)  # type: ignore[arg-type]
+        top, bottom, left, right = (int(v) for v in margins)
+        key = (top, bottom, left, right)
+        if key in self._windows or key in self._asked:
+            return self._session(key)[0](tiles)
+        self._asked.add(key)
+        whole = self._session(None)[0](tiles)
+        return np.ascontiguousarray(whole[..., top : whole.shape[-2] - bottom, left : whole.shape[-1] - right])
 
     @property
     def precision(self) -> str:
         """ "bf16" or "fp32": what the runtime runs (builds the whole tile's session if none is built yet)."""
-        sessions = self._sessions or {None: self._session(None)}
-        return next(iter(sessions.values()))[1]
+        built = self._whole or next(iter(self._windows.values()), None) or self._session(None)
+        return built[1]
 
 
 def onnxruntime_forward(

@@ -95,7 +95,7 @@ def measure_paths(
     """Time each path of `paths` predicting `image` (default: `representative_image`, one tile) with `predict`,
     and compare its probabilities with torch float32.
 
-    Each path runs once untimed (oneDNN primitives, session start-up), then is timed until its share of
+    Each path runs twice untimed (oneDNN primitives, session start-up), then is timed until its share of
     `budget_s` seconds is spent (at least once); its time is the fastest call. A path that fails to build or
     run is kept with its error. Returns ({path: `PathTiming`}, {path: its forward, for the ones that ran}).
     """
@@ -116,7 +116,8 @@ def measure_paths(
                 def run(forward: Forward | None = forward, path: str = path) -> np.ndarray:
                     return predict(model, picture, device=dev, batch_size=1, forward=forward, precision=PATH_PRECISION[path])
 
-                output = run()  # warm-up, and the output compared with float32
+                run()  # warm-up: oneDNN primitives, sessions (an exported path's window gets its own on the next call)
+                output = run()  # warm-up too, and the output compared with float32
                 seconds: list[float] = []
                 started = time.perf_counter()
                 while not seconds or time.perf_counter() - started < share:

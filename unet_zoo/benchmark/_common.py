@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -13,12 +13,14 @@ from torch import nn
 from unet_zoo.models.provenance import provenance_of
 from unet_zoo.models.registry import get_entry
 from unet_zoo.models.sizes import nearest_valid_sizes_text
+from unet_zoo.models.window import Margins, WindowedLogits
 from unet_zoo.runtime.settings import (
     Precision,
     Switch,
     fast_backend,
     runtime_settings,
 )
+from unet_zoo.utils.timing import count_forward_flops
 
 Log = Callable[[str], None]
 SECTIONS = ("train", "inference", "augment")  # run by default
@@ -33,6 +35,24 @@ CPU_MATMUL_N = 1024  # CPUs without bf16 units multiply bf16 at ~1 GFLOP/s: n = 
 
 
 # --- small helpers ---------------------------------------------------------------------------------
+
+
+ForwardCall = tuple[tuple[int, ...], Margins | None]
+"""A forward call's input shape and output window (`unet_zoo.models.window`; None: the whole output)."""
+
+
+def forward_calls_flops(model: nn.Module, calls: Iterable[ForwardCall]) -> int:
+    """FLOPs of forward calls of `model`: each (input shape, margins) counted once per batch item, the window's
+    alone where one was asked for."""
+    per_item: dict[ForwardCall, int] = {}
+    total = 0
+    for shape, margins in calls:
+        key = ((1, *shape[1:]), margins)
+        if key not in per_item:
+            net = model if margins is None else WindowedLogits(model, margins).eval()
+            per_item[key] = count_forward_flops(net, key[0])
+        total += per_item[key] * shape[0]
+    return total
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

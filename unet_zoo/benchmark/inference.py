@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from torch import nn
 from unet_zoo.benchmark._common import (
     CPU_MATMUL_N,
     TARGET_FRACTION,
+    ForwardCall,
     Log,
     _backend,
     _free,
@@ -24,19 +25,19 @@ from unet_zoo.benchmark._common import (
     _reset_peak_memory,
     _targets,
     describe,
+    forward_calls_flops,
     path_config,
     ratio,
 )
 from unet_zoo.inference.tiling import choose_tile
 from unet_zoo.models.provenance import Provenance, provenance_of, set_provenance
 from unet_zoo.models.registry import create_model
-from unet_zoo.models.window import Margins, WindowedLogits
 from unet_zoo.pipeline import Predictor
 from unet_zoo.runtime.settings import (
     prepare_model,
     resolve_device,
 )
-from unet_zoo.utils.timing import Timer, count_forward_flops, matmul_tflops
+from unet_zoo.utils.timing import Timer, matmul_tflops
 
 # --- inference -------------------------------------------------------------------------------------
 
@@ -67,10 +68,6 @@ class _GeometryStub(nn.Module):
         border = (x.shape[-1] - out) // 2
         crop = x[:, :1, border : border + out, border : border + out]
         return crop.expand(-1, self.num_classes, -1, -1) + self.anchor
-
-
-ForwardCall = tuple[tuple[int, ...], Margins | None]
-"""A forward call's input shape and output window (`unet_zoo.models.window`; None: the whole output)."""
 
 
 def _predict_path(
@@ -113,18 +110,6 @@ def _predict_path(
     result["timing"] = timing.as_dict()
     result["peak_memory_gib"] = _peak_memory_gib(device)
     return result, shapes
-
-
-def _forward_flops(model: nn.Module, calls: Iterable[ForwardCall]) -> int:
-    """FLOPs of forward calls (input shape, output window margins or None)."""
-    cache: dict[ForwardCall, int] = {}
-    total = 0
-    for shape, margins in calls:
-        if (shape, margins) not in cache:
-            net = model if margins is None else WindowedLogits(model, margins).eval()
-            cache[shape, margins] = count_forward_flops(net, shape)
-        total += cache[shape, margins]
-    return total
 
 
 def bench_inference(
@@ -204,7 +189,7 @@ def bench_inference(
         model.load_state_dict(state)
         model = prepare_model(model.eval(), dev, channels_last=config["channels_last"], compile=config["compile"])
         run, shapes = _predict_path(model, image, config, dev, tile, batch_size, tta, warmup, repeats)
-        flops = _forward_flops(reference, shapes)
+        flops = forward_calls_flops(reference, shapes)
         median = run["timing"]["median_s"]
         run.update(
             forward_calls=len(shapes),

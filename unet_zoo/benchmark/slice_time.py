@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet_zoo.benchmark._common import Log, _quiet
+from unet_zoo.benchmark._common import ForwardCall, Log, _quiet, forward_calls_flops
 from unet_zoo.exporters.paths import choose_inference_path
 from unet_zoo.hub.factory import from_pretrained
 from unet_zoo.inference.tiling import Forward, TorchForward, predict_tiled
-from unet_zoo.models.window import Margins, WindowedLogits
+from unet_zoo.models.window import Margins
 from unet_zoo.runtime.measured import representative_image
 from unet_zoo.runtime.settings import prepare_model, runtime_settings
-from unet_zoo.utils.timing import count_forward_flops
 
 FP32_EAGER = "torch-fp32"
 
@@ -34,17 +33,11 @@ class _NetworkClock:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.seconds = 0.0
-        self.calls: list[tuple[tuple[int, ...], Margins | None]] = []  # input shape and window of every pass
+        self.calls: list[ForwardCall] = []  # input shape and window of every pass
 
     def flops(self) -> int:
         """FLOPs of the recorded forward passes (the window's alone where one was asked for)."""
-
-        def count(shape: tuple[int, ...], margins: Margins | None) -> int:
-            net = self.model if margins is None else WindowedLogits(self.model, margins).eval()
-            return count_forward_flops(net, (1, *shape[1:]))
-
-        per_call = {c: count(*c) for c in set(self.calls)}
-        return sum(per_call[c] * c[0][0] for c in self.calls)
+        return forward_calls_flops(self.model, self.calls)
 
     def wrap(self, forward: Forward) -> Forward:
         def timed(tiles: np.ndarray, margins: Margins | None = None) -> np.ndarray:

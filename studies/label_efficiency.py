@@ -207,6 +207,7 @@ DRAWS = (2, 3, 4, 5, 6, 7, 8)  # further draws of the random and spread placemen
 HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's top 10% before spreading
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)
+GRID_COUNTS = (20,)  # stroke counts of the grid placements
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
 
@@ -229,6 +230,11 @@ def variants() -> dict[str, dict[str, Any]]:
             out[f"hybrid-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "hybrid", "draw": d}
     for n in ROUNDS:  # paint, fine-tune, paint more where the new model's map is high (each fine-tune from the base)
         for placement in ("iterative", "iterative-top"):
+            out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
+            for d in DRAWS:
+                out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
+    for n in GRID_COUNTS:  # one stroke per part of a grid over the slice: by the map within each part, or at random
+        for placement in ("grid", "grid-random"):
             out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
             for d in DRAWS:
                 out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
@@ -299,7 +305,7 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
             painted=painted,
         )
     priority = None
-    if placement in ("uncertainty", "spread", "hybrid"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
+    if placement in ("uncertainty", "spread", "hybrid", "grid"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
         from unet_zoo.inference.tiling import entropy_map
 
         data = np.load(args.out / "uncertainty-tuning.npz")
@@ -309,6 +315,10 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
         first = draw_strokes(cells, min(count, HYBRID_TOP), rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
         rest = stroke_labels(args, count - HYBRID_TOP, "spread", draw) if count > HYBRID_TOP else np.zeros_like(first)
         return np.where(first > 0, first, rest).astype(np.uint8)
+    if placement in ("grid", "grid-random"):  # one seed per part of the slice, by the map within it (grid) or not
+        return draw_strokes(
+            cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority, top=None, stratify=True
+        )
     if placement == "spread":  # seeds drawn in proportion to the uncertainty, strokes a stroke length apart
         return draw_strokes(
             cells,
@@ -565,6 +575,8 @@ PLACEMENTS = {
     "hybrid": "5 from the map's top, the rest map-weighted",
     "iterative": "in rounds, each map-weighted on the map of the model fine-tuned on the round before",
     "iterative-top": "in rounds, the first 5 from the base map's top, then map-weighted on the new maps",
+    "grid": "one in each part of a grid over the slice, map-weighted within the part",
+    "grid-random": "one in each part of a grid over the slice, at random within the part",
 }
 
 

@@ -64,6 +64,19 @@ def test_proportional_placement_follows_the_priority_and_spacing_spreads_strokes
         draw_strokes(cells, 2, spacing=0)
 
 
+def test_stratified_strokes_cover_every_part_of_the_slice(cells_and_strokes):
+    _, cells, _ = cells_and_strokes
+    priority = np.full(cells.shape, 0.01, np.float32)
+    priority[:, :, 48:] = 1.0  # 100x the weight on the right half
+    for stratify in (False, True):
+        placed = draw_strokes(cells, 4, rng=3, length=6, priority=priority, top=None, stratify=stratify)
+        for cls in (MEMBRANE, CELL):  # count 4 on a square slice: a 2x2 grid, one stroke of each class per quarter
+            quarters = [(placed[:, y : y + 48, x : x + 48] == cls).any(axis=(1, 2)) for y in (0, 48) for x in (0, 48)]
+            covered = np.stack(quarters).all(axis=0)
+            assert covered.all() if stratify else not covered.any()
+    assert not (placed == MEMBRANE)[cells == 1].any() and not (placed == CELL)[cells == 0].any()
+
+
 def test_a_second_round_keeps_the_first_strokes_and_its_distance(cells_and_strokes):
     from scipy import ndimage
 

@@ -3,6 +3,7 @@
     strokes = draw_strokes(cells, 20, rng=0)                    # 20 membrane + 20 cell strokes per slice
     strokes = draw_strokes(cells, 20, rng=0, priority=uncert)   # placed where `priority` is highest
     more = draw_strokes(cells, 10, rng=1, priority=new_map, painted=strokes)  # a second round beside the first
+    even = draw_strokes(cells, 20, rng=0, priority=uncert, top=None, stratify=True)  # one per part of the slice
 
 Membrane strokes follow the membranes' centre line (their skeleton), `width` px wide and kept on membrane;
 cell strokes are short straight lines through a cell's interior, at least `margin` px from any membrane.
@@ -43,6 +44,29 @@ def _pick(
     return int(ys[i]), int(xs[i])
 
 
+def _regions(shape: tuple[int, int], count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`count` of the parts of a grid of about `count` equal rectangles over `shape`, in random order, as masks."""
+    h, w = shape
+    rows = max(1, int(np.floor(np.sqrt(count * h / w))))
+    cols = int(np.ceil(count / rows))
+    ys, xs = np.linspace(0, h, rows + 1).astype(int), np.linspace(0, w, cols + 1).astype(int)
+    masks = []
+    for i in rng.permutation(rows * cols)[:count]:
+        mask = np.zeros(shape, bool)
+        mask[ys[i // cols] : ys[i // cols + 1], xs[i % cols] : xs[i % cols + 1]] = True
+        masks.append(mask)
+    return masks
+
+
+def _pick_in(
+    candidates: np.ndarray, region: np.ndarray | None, priority: np.ndarray | None, rng: np.random.Generator, top: float | None
+) -> tuple[int, int] | None:
+    """`_pick` within `region` (None: anywhere), or anywhere when the region has no candidate left."""
+    if region is not None and (candidates & region).any():
+        return _pick(candidates & region, priority, rng, top)
+    return _pick(candidates, priority, rng, top)
+
+
 def _slice_strokes(
     cells: np.ndarray,
     count: int,
@@ -54,6 +78,7 @@ def _slice_strokes(
     top: float | None,
     spacing: int,
     painted: np.ndarray | None,
+    stratify: bool,
 ) -> np.ndarray:
     from scipy import ndimage
     from skimage.draw import line
@@ -70,8 +95,9 @@ def _slice_strokes(
     if painted is not None and painted.any():  # strokes of an earlier round stay, new ones keep their distance
         out[:] = painted
         free &= ~ndimage.binary_dilation(painted > 0, iterations=spacing)
-    for _ in range(count):
-        seed = _pick(skeleton & free, priority, rng, top)
+    regions = _regions((h, w), count, rng) if stratify else [None] * count
+    for region in regions:
+        seed = _pick_in(skeleton & free, region, priority, rng, top)
         if seed is None:
             break
         y, x = seed
@@ -83,8 +109,9 @@ def _slice_strokes(
         stroke = ndimage.binary_dilation(parts == parts[y, x], brush) & membrane & free
         out[stroke] = MEMBRANE
         free &= ~ndimage.binary_dilation(stroke, iterations=spacing)
-    for _ in range(count):
-        seed = _pick(interior & free, priority, rng, top)
+    regions = _regions((h, w), count, rng) if stratify else [None] * count
+    for region in regions:
+        seed = _pick_in(interior & free, region, priority, rng, top)
         if seed is None:
             break
         y, x = seed
@@ -118,6 +145,7 @@ def draw_strokes(
     top: float | None = 0.1,
     spacing: int = 3,
     painted: np.ndarray | None = None,
+    stratify: bool = False,
 ) -> np.ndarray:
     """Simulated strokes on dense labels.
 
@@ -131,6 +159,8 @@ def draw_strokes(
     spacing: px kept free around every stroke, so that strokes do not touch (larger: strokes spread out more).
     painted: scribbles of an earlier round, the same shape (0 = not labelled); kept in the result, and the `count`
     new strokes per class keep `spacing` px from them (a second round of painting, e.g. on a new model's map).
+    stratify: cut each slice into a grid of about `count` equal parts and draw each class's strokes one per part
+    (`priority` then chooses within each part): strokes cover the whole slice, as a person painting part by part.
     Returns uint8 scribbles of the same shape: 0 = not labelled, 1 = membrane, 2 = cell.
     """
     cells = np.asarray(cells)
@@ -159,6 +189,7 @@ def draw_strokes(
                 top,
                 spacing,
                 None if earlier is None else earlier[i],
+                stratify,
             )
             for i, s in enumerate(stack)
         ]

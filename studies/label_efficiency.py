@@ -208,6 +208,7 @@ HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's t
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)
 GRID_COUNTS = (20,)  # stroke counts of the grid placements
+MIXED_COUNTS = (20,)  # stroke counts of the mixed placement: half random, half map-weighted 10 px apart
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
 
@@ -238,6 +239,10 @@ def variants() -> dict[str, dict[str, Any]]:
             out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
             for d in DRAWS:
                 out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
+    for n in MIXED_COUNTS:
+        out[f"mixed-{n}"] = {"labels": "strokes", "count": n, "placement": "mixed"}
+        for d in DRAWS:
+            out[f"mixed-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "mixed", "draw": d}
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0, **paper}}
@@ -305,7 +310,13 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
             painted=painted,
         )
     priority = None
-    if placement in ("uncertainty", "spread", "hybrid", "grid"):  # the map `predict --uncertainty` writes: entropy of the TTA mean
+    if placement in (
+        "uncertainty",
+        "spread",
+        "hybrid",
+        "grid",
+        "mixed",
+    ):  # the map of `predict --uncertainty`: entropy of the TTA mean
         from unet_zoo.inference.tiling import entropy_map
 
         data = np.load(args.out / "uncertainty-tuning.npz")
@@ -315,6 +326,19 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
         first = draw_strokes(cells, min(count, HYBRID_TOP), rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
         rest = stroke_labels(args, count - HYBRID_TOP, "spread", draw) if count > HYBRID_TOP else np.zeros_like(first)
         return np.where(first > 0, first, rest).astype(np.uint8)
+    if placement == "mixed":  # half of the strokes at random (coverage), the other half map-weighted beside them
+        half = draw_strokes(cells, count // 2, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH)
+        return draw_strokes(
+            cells,
+            count - count // 2,
+            rng=seed + 500,
+            length=STROKE_LENGTH,
+            width=STROKE_WIDTH,
+            priority=priority,
+            top=None,
+            spacing=STROKE_LENGTH,
+            painted=half,
+        )
     if placement in ("grid", "grid-random"):  # one seed per part of the slice, by the map within it (grid) or not
         return draw_strokes(
             cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority, top=None, stratify=True
@@ -575,6 +599,7 @@ PLACEMENTS = {
     "hybrid": "5 from the map's top, the rest map-weighted",
     "iterative": "in rounds, each map-weighted on the map of the model fine-tuned on the round before",
     "iterative-top": "in rounds, the first 5 from the base map's top, then map-weighted on the new maps",
+    "mixed": "half at random, half map-weighted 10 px apart",
     "grid": "one in each part of a grid over the slice, map-weighted within the part",
     "grid-random": "one in each part of a grid over the slice, at random within the part",
 }

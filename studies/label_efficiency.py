@@ -203,7 +203,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
 
 COUNTS = (5, 10, 20, 50)
 SEEDS = (1, 2)  # further training seeds of the dense variants (seed 0: the unsuffixed ones, the recipe's)
-DRAWS = (2, 3, 4, 5, 6, 7, 8)  # further draws of the random and spread placements (draw 1: the unsuffixed variants)
+DRAWS = tuple(range(2, 17))  # further draws of the stroke placements (draw 1: the unsuffixed variants)
 HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's top 10% before spreading
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)

@@ -208,6 +208,7 @@ HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's t
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)
 GRID_COUNTS = (20,)  # stroke counts of the grid placements
+CORRECT_COUNTS = (20,)  # counts of the "correct" and "cell-map" placements (class-wise maps)
 MIXED_COUNTS = (20,)  # stroke counts of the mixed placement: half random, half map-weighted 10 px apart
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
@@ -239,6 +240,13 @@ def variants() -> dict[str, dict[str, Any]]:
             out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
             for d in DRAWS:
                 out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
+    for n in CORRECT_COUNTS:
+        out[f"correct-{n}"] = {"labels": "strokes", "count": n, "placement": "correct"}
+        for d in DRAWS:
+            out[f"correct-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "correct", "draw": d}
+        out[f"cell-map-{n}"] = {"labels": "strokes", "count": n, "placement": "cell-map"}
+        for d in DRAWS:
+            out[f"cell-map-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "cell-map", "draw": d}
     for n in MIXED_COUNTS:
         out[f"mixed-{n}"] = {"labels": "strokes", "count": n, "placement": "mixed"}
         for d in DRAWS:
@@ -310,13 +318,7 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
             painted=painted,
         )
     priority = None
-    if placement in (
-        "uncertainty",
-        "spread",
-        "hybrid",
-        "grid",
-        "mixed",
-    ):  # the map of `predict --uncertainty`: entropy of the TTA mean
+    if placement in ("uncertainty", "spread", "hybrid", "grid", "mixed", "cell-map"):  # `predict --uncertainty`'s map
         from unet_zoo.inference.tiling import entropy_map
 
         data = np.load(args.out / "uncertainty-tuning.npz")
@@ -326,6 +328,30 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
         first = draw_strokes(cells, min(count, HYBRID_TOP), rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
         rest = stroke_labels(args, count - HYBRID_TOP, "spread", draw) if count > HYBRID_TOP else np.zeros_like(first)
         return np.where(first > 0, first, rest).astype(np.uint8)
+    if placement == "correct":  # membrane strokes where P(cell) is high, cell strokes where it is low, 10 px apart
+        data = np.load(args.out / "uncertainty-tuning.npz")
+        p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
+        return draw_strokes(
+            cells,
+            count,
+            rng=seed,
+            length=STROKE_LENGTH,
+            width=STROKE_WIDTH,
+            priority=(p, 1 - p),
+            top=None,
+            spacing=STROKE_LENGTH,
+        )
+    if placement == "cell-map":  # cell strokes map-weighted, membrane strokes anywhere, 10 px apart
+        return draw_strokes(
+            cells,
+            count,
+            rng=seed,
+            length=STROKE_LENGTH,
+            width=STROKE_WIDTH,
+            priority=(None, priority),
+            top=None,
+            spacing=STROKE_LENGTH,
+        )
     if placement == "mixed":  # half of the strokes at random (coverage), the other half map-weighted beside them
         half = draw_strokes(cells, count // 2, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH)
         return draw_strokes(
@@ -599,6 +625,8 @@ PLACEMENTS = {
     "hybrid": "5 from the map's top, the rest map-weighted",
     "iterative": "in rounds, each map-weighted on the map of the model fine-tuned on the round before",
     "iterative-top": "in rounds, the first 5 from the base map's top, then map-weighted on the new maps",
+    "correct": "where the base model's prediction contradicts the stroke's class, 10 px apart",
+    "cell-map": "cell strokes map-weighted, membrane strokes at random, 10 px apart",
     "mixed": "half at random, half map-weighted 10 px apart",
     "grid": "one in each part of a grid over the slice, map-weighted within the part",
     "grid-random": "one in each part of a grid over the slice, at random within the part",

@@ -64,6 +64,16 @@ def test_proportional_placement_follows_the_priority_and_spacing_spreads_strokes
         draw_strokes(cells, 2, spacing=0)
 
 
+def test_a_pair_of_maps_places_each_class_by_its_own(cells_and_strokes):
+    _, cells, _ = cells_and_strokes
+    right = np.full(cells.shape, 0.01, np.float32)
+    right[:, :, 48:] = 1.0
+    placed = draw_strokes(cells, 4, rng=1, length=6, priority=(right, right[:, :, ::-1]), top=None)
+    assert np.median(np.nonzero(placed == MEMBRANE)[2]) >= 48 and np.median(np.nonzero(placed == CELL)[2]) < 48
+    with pytest.raises(ValueError, match="pair"):
+        draw_strokes(cells, 2, priority=(right, right, right))  # type: ignore[arg-type]
+
+
 def test_stratified_strokes_cover_every_part_of_the_slice(cells_and_strokes):
     _, cells, _ = cells_and_strokes
     priority = np.full(cells.shape, 0.01, np.float32)

@@ -4,6 +4,7 @@
     strokes = draw_strokes(cells, 20, rng=0, priority=uncert)   # placed where `priority` is highest
     more = draw_strokes(cells, 10, rng=1, priority=new_map, painted=strokes)  # a second round beside the first
     even = draw_strokes(cells, 20, rng=0, priority=uncert, top=None, stratify=True)  # one per part of the slice
+    fixes = draw_strokes(cells, 20, rng=0, priority=(p_cell, 1 - p_cell), top=None)  # where the prediction is wrong
 
 Membrane strokes follow the membranes' centre line (their skeleton), `width` px wide and kept on membrane;
 cell strokes are short straight lines through a cell's interior, at least `margin` px from any membrane.
@@ -74,7 +75,7 @@ def _slice_strokes(
     length: int,
     width: int,
     margin: int,
-    priority: np.ndarray | None,
+    priority: tuple[np.ndarray | None, np.ndarray | None],
     top: float | None,
     spacing: int,
     painted: np.ndarray | None,
@@ -97,7 +98,7 @@ def _slice_strokes(
         free &= ~ndimage.binary_dilation(painted > 0, iterations=spacing)
     regions = _regions((h, w), count, rng) if stratify else [None] * count
     for region in regions:
-        seed = _pick_in(skeleton & free, region, priority, rng, top)
+        seed = _pick_in(skeleton & free, region, priority[0], rng, top)
         if seed is None:
             break
         y, x = seed
@@ -111,7 +112,7 @@ def _slice_strokes(
         free &= ~ndimage.binary_dilation(stroke, iterations=spacing)
     regions = _regions((h, w), count, rng) if stratify else [None] * count
     for region in regions:
-        seed = _pick_in(interior & free, region, priority, rng, top)
+        seed = _pick_in(interior & free, region, priority[1], rng, top)
         if seed is None:
             break
         y, x = seed
@@ -141,7 +142,7 @@ def draw_strokes(
     length: int = 16,
     width: int = 3,
     margin: int = 2,
-    priority: np.ndarray | None = None,
+    priority: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
     top: float | None = 0.1,
     spacing: int = 3,
     painted: np.ndarray | None = None,
@@ -155,7 +156,8 @@ def draw_strokes(
     margin: cell strokes keep more than this many px from a membrane.
     priority: (H, W) / (S, H, W) map (e.g. `unet_zoo.inference.tiling.predict_uncertainty`'s); seeds are drawn
     among the `top` share of each class's candidate pixels with the highest priority, or with ``top=None`` with a
-    probability proportional to the priority (None: anywhere, uniformly).
+    probability proportional to the priority (None: anywhere, uniformly); a pair (membrane map, cell map) gives
+    each class its own (None: uniformly), e.g. (P(cell), P(membrane)): where the prediction contradicts the class.
     spacing: px kept free around every stroke, so that strokes do not touch (larger: strokes spread out more).
     painted: scribbles of an earlier round, the same shape (0 = not labelled); kept in the result, and the `count`
     new strokes per class keep `spacing` px from them (a second round of painting, e.g. on a new model's map).
@@ -166,7 +168,10 @@ def draw_strokes(
     cells = np.asarray(cells)
     squeeze = cells.ndim == 2
     stack = cells[None] if squeeze else cells
-    prio = None if priority is None else np.asarray(priority, np.float32).reshape(stack.shape)
+    maps = priority if isinstance(priority, tuple) else (priority, priority)
+    if len(maps) != 2:
+        raise ValueError(f"priority is one map or a pair (membrane map, cell map); got {len(maps)} maps")
+    prio = [None if m is None else np.asarray(m, np.float32).reshape(stack.shape) for m in maps]
     if painted is not None and np.shape(painted) != cells.shape:
         raise ValueError(f"painted strokes have shape {np.shape(painted)}, the labels {cells.shape}")
     earlier = None if painted is None else np.asarray(painted, np.uint8).reshape(stack.shape)
@@ -185,7 +190,7 @@ def draw_strokes(
                 length,
                 width,
                 margin,
-                None if prio is None else prio[i],
+                (None if prio[0] is None else prio[0][i], None if prio[1] is None else prio[1][i]),
                 top,
                 spacing,
                 None if earlier is None else earlier[i],

@@ -208,7 +208,8 @@ HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's t
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)
 GRID_COUNTS = (20,)  # stroke counts of the grid placements
-CORRECT_COUNTS = (20,)  # counts of the "correct" and "cell-map" placements (class-wise maps)
+CORRECT_COUNTS = (20,)  # counts of the "correct" placement: the base prediction against each stroke's class
+CELL_MAP_COUNTS = (10, 20, 50)  # counts of the "cell-map" placement: cell strokes by the map, membrane ones anywhere
 MIXED_COUNTS = (20,)  # stroke counts of the mixed placement: half random, half map-weighted 10 px apart
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
 
@@ -244,6 +245,7 @@ def variants() -> dict[str, dict[str, Any]]:
         out[f"correct-{n}"] = {"labels": "strokes", "count": n, "placement": "correct"}
         for d in DRAWS:
             out[f"correct-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "correct", "draw": d}
+    for n in CELL_MAP_COUNTS:
         out[f"cell-map-{n}"] = {"labels": "strokes", "count": n, "placement": "cell-map"}
         for d in DRAWS:
             out[f"cell-map-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "cell-map", "draw": d}

@@ -207,52 +207,34 @@ DRAWS = tuple(range(2, 17))  # further draws of the stroke placements (draw 1: t
 HYBRID_TOP = 5  # hybrid placement: strokes per class and slice from the map's top 10% before spreading
 ROUNDS = {20: 10, 50: 20}  # iterative placement: count -> the count of the round before (10: the spread-10 fine-tunes)
 TOP_FIRST = 5  # "iterative-top": a first round of this many from the base map's top 10% (the uncertain-5 fine-tunes)
-GRID_COUNTS = (20,)  # stroke counts of the grid placements
-CORRECT_COUNTS = (20,)  # counts of the "correct" placement: the base prediction against each stroke's class
-CELL_MAP_COUNTS = (10, 20, 50)  # counts of the "cell-map" placement: cell strokes by the map, membrane ones anywhere
-MIXED_COUNTS = (20,)  # stroke counts of the mixed placement: half random, half map-weighted 10 px apart
 STROKE_LENGTH, STROKE_WIDTH = 10, 3  # px at 8 nm/px
+# variant name prefix -> {strokes per class and slice: how many draws}; the placements are explained in PLACEMENTS
+STROKE_RUNS: dict[str, dict[int, int]] = {
+    "random": {5: 8, 10: 8, 20: 16, 50: 5},
+    "uncertain": {5: 5, 10: 3, 20: 1, 50: 1},
+    "spread": {5: 3, 10: 16, 20: 16, 50: 5},
+    "hybrid": {20: 3, 50: 3},
+    "iterative": {20: 16, 50: 5},
+    "iterative-top": {20: 5},
+    "cell-map": {10: 5, 20: 16, 50: 5},
+    "correct": {20: 8},
+    "mixed": {20: 8},
+    "grid": {20: 8},
+    "grid-random": {20: 8},
+}
 
 
 def variants() -> dict[str, dict[str, Any]]:
     """name -> how the fine-tune is made. All: 300 steps, bf16, --pixel-size 8; held out: dense slices 20-23
     (tuning) unless ``own_holdout`` (the default: a part of the two slices)."""
     out: dict[str, dict[str, Any]] = {}
-    for n in COUNTS:
-        out[f"random-{n}"] = {"labels": "strokes", "count": n, "placement": "random"}
-        out[f"uncertain-{n}"] = {"labels": "strokes", "count": n, "placement": "uncertainty"}
-        out[f"spread-{n}"] = {"labels": "strokes", "count": n, "placement": "spread"}
-        for d in DRAWS:
-            out[f"random-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "random", "draw": d}
-            out[f"spread-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "spread", "draw": d}
-            out[f"uncertain-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "uncertainty", "draw": d}
+    for prefix, runs in STROKE_RUNS.items():
+        placement = "uncertainty" if prefix == "uncertain" else prefix
+        for n, draws in runs.items():
+            out[f"{prefix}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
+            for d in range(2, draws + 1):
+                out[f"{prefix}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
     paper = {"ignore_border": 0}  # dense labels with the paper's border weights (the fine-tune default before)
-    for n in (20, 50):  # the map's top first, then spread: what the single placements suggested (tuning slices)
-        out[f"hybrid-{n}"] = {"labels": "strokes", "count": n, "placement": "hybrid"}
-        for d in DRAWS:
-            out[f"hybrid-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "hybrid", "draw": d}
-    for n in ROUNDS:  # paint, fine-tune, paint more where the new model's map is high (each fine-tune from the base)
-        for placement in ("iterative", "iterative-top"):
-            out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
-            for d in DRAWS:
-                out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
-    for n in GRID_COUNTS:  # one stroke per part of a grid over the slice: by the map within each part, or at random
-        for placement in ("grid", "grid-random"):
-            out[f"{placement}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
-            for d in DRAWS:
-                out[f"{placement}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
-    for n in CORRECT_COUNTS:
-        out[f"correct-{n}"] = {"labels": "strokes", "count": n, "placement": "correct"}
-        for d in DRAWS:
-            out[f"correct-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "correct", "draw": d}
-    for n in CELL_MAP_COUNTS:
-        out[f"cell-map-{n}"] = {"labels": "strokes", "count": n, "placement": "cell-map"}
-        for d in DRAWS:
-            out[f"cell-map-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "cell-map", "draw": d}
-    for n in MIXED_COUNTS:
-        out[f"mixed-{n}"] = {"labels": "strokes", "count": n, "placement": "mixed"}
-        for d in DRAWS:
-            out[f"mixed-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": "mixed", "draw": d}
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
     out["dense-w0-0"] = {"labels": "dense", "loss": {"w0": 0.0, **paper}}

@@ -216,7 +216,7 @@ STROKE_RUNS: dict[str, dict[int, int]] = {
     "hybrid": {20: 3, 50: 3},
     "iterative": {20: 16, 50: 5},
     "iterative-top": {20: 5},
-    "cell-map": {10: 5, 20: 16, 50: 5},
+    "cell-map": {5: 8, 10: 5, 20: 16, 50: 5},
     "correct": {20: 8},
     "mixed": {20: 8},
     "grid": {20: 8},

@@ -111,7 +111,7 @@ class SegmentWidget(QWidget):
         self.uncertainty = QCheckBox("uncertainty: where to paint next (implies TTA)")
         self.uncertainty.setToolTip(
             "an image layer of where the model is unsure (entropy of P(cell) averaged over the 8 rotations/flips, "
-            "0 to 1); paint strokes where it is bright"
+            "0 to 1); paint cell strokes where it is bright, membrane strokes on clear membranes anywhere"
         )
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)

@@ -283,88 +283,49 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
     stored = target(args)
     cells = stored["cells"][_rows(stored, STROKE_SLICES)]
     seed = count if draw == 1 else count + 1000 * draw
+
+    def spaced(n: int, rng: int, priority: Any, painted: np.ndarray | None = None) -> np.ndarray:
+        """`n` strokes per class, seeds drawn in proportion to `priority`, a stroke length apart."""
+        return draw_strokes(
+            cells, n, rng=rng, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority, top=None,
+            spacing=STROKE_LENGTH, painted=painted,
+        )  # fmt: skip
+
     if placement in ("iterative", "iterative-top"):
         before = ROUNDS[count]
-        earlier = "spread" if before not in ROUNDS else placement
+        earlier, first = ("spread", "spread") if before not in ROUNDS else (placement, placement)
         if placement == "iterative-top" and before not in ROUNDS:  # 20: the top-5 round, then 15
-            before, earlier = TOP_FIRST, "uncertain"
-        painted = stroke_labels(args, before, earlier, draw)
+            before, earlier, first = TOP_FIRST, "uncertain", "uncertainty"  # variant name, placement
+        painted = stroke_labels(args, before, first, draw)
         new_map = model_map(args, f"{earlier}-{before}{_suffix(draw)}")
-        return draw_strokes(
-            cells,
-            count - before,
-            rng=seed + 500,
-            length=STROKE_LENGTH,
-            width=STROKE_WIDTH,
-            priority=new_map,
-            top=None,
-            spacing=STROKE_LENGTH,
-            painted=painted,
-        )
-    priority = None
-    if placement in ("uncertainty", "spread", "hybrid", "grid", "mixed", "cell-map"):  # `predict --uncertainty`'s map
-        from unet_zoo.inference.tiling import entropy_map
+        return spaced(count - before, seed + 500, new_map, painted)
+    data = np.load(args.out / "uncertainty-tuning.npz")
+    p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]  # the base model's P(cell)
+    from unet_zoo.inference.tiling import entropy_map
 
-        data = np.load(args.out / "uncertainty-tuning.npz")
-        p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
-        priority = entropy_map(np.stack([1 - p, p]))
+    uncertainty = entropy_map(np.stack([1 - p, p]))  # the map `predict --uncertainty` writes
     if placement == "hybrid":  # the first HYBRID_TOP strokes from the map's top 10%, the rest spread by it
-        first = draw_strokes(cells, min(count, HYBRID_TOP), rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
-        rest = stroke_labels(args, count - HYBRID_TOP, "spread", draw) if count > HYBRID_TOP else np.zeros_like(first)
-        return np.where(first > 0, first, rest).astype(np.uint8)
-    if placement == "correct":  # membrane strokes where P(cell) is high, cell strokes where it is low, 10 px apart
-        data = np.load(args.out / "uncertainty-tuning.npz")
-        p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]
-        return draw_strokes(
-            cells,
-            count,
-            rng=seed,
-            length=STROKE_LENGTH,
-            width=STROKE_WIDTH,
-            priority=(p, 1 - p),
-            top=None,
-            spacing=STROKE_LENGTH,
+        first_round = draw_strokes(
+            cells, min(count, HYBRID_TOP), rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=uncertainty
         )
-    if placement == "cell-map":  # cell strokes map-weighted, membrane strokes anywhere, 10 px apart
-        return draw_strokes(
-            cells,
-            count,
-            rng=seed,
-            length=STROKE_LENGTH,
-            width=STROKE_WIDTH,
-            priority=(None, priority),
-            top=None,
-            spacing=STROKE_LENGTH,
-        )
+        rest = stroke_labels(args, count - HYBRID_TOP, "spread", draw) if count > HYBRID_TOP else np.zeros_like(first_round)
+        return np.where(first_round > 0, first_round, rest).astype(np.uint8)
+    if placement == "correct":  # membrane strokes where P(cell) is high, cell strokes where it is low
+        return spaced(count, seed, (p, 1 - p))
+    if placement == "cell-map":  # cell strokes map-weighted, membrane strokes anywhere
+        return spaced(count, seed, (None, uncertainty))
     if placement == "mixed":  # half of the strokes at random (coverage), the other half map-weighted beside them
         half = draw_strokes(cells, count // 2, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH)
-        return draw_strokes(
-            cells,
-            count - count // 2,
-            rng=seed + 500,
-            length=STROKE_LENGTH,
-            width=STROKE_WIDTH,
-            priority=priority,
-            top=None,
-            spacing=STROKE_LENGTH,
-            painted=half,
-        )
+        return spaced(count - count // 2, seed + 500, uncertainty, half)
     if placement in ("grid", "grid-random"):  # one seed per part of the slice, by the map within it (grid) or not
+        prio = uncertainty if placement == "grid" else None
         return draw_strokes(
-            cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority, top=None, stratify=True
+            cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=prio, top=None, stratify=True
         )
     if placement == "spread":  # seeds drawn in proportion to the uncertainty, strokes a stroke length apart
-        return draw_strokes(
-            cells,
-            count,
-            rng=seed,
-            length=STROKE_LENGTH,
-            width=STROKE_WIDTH,
-            priority=priority,
-            top=None,
-            spacing=STROKE_LENGTH,
-        )
-    return draw_strokes(cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=priority)
+        return spaced(count, seed, uncertainty)
+    prio = uncertainty if placement == "uncertainty" else None  # the map's top 10%, or anywhere ("random")
+    return draw_strokes(cells, count, rng=seed, length=STROKE_LENGTH, width=STROKE_WIDTH, priority=prio)
 
 
 def band_labels(cells: np.ndarray) -> np.ndarray:

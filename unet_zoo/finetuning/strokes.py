@@ -63,9 +63,8 @@ def _pick_in(
     candidates: np.ndarray, region: np.ndarray | None, priority: np.ndarray | None, rng: np.random.Generator, top: float | None
 ) -> tuple[int, int] | None:
     """`_pick` within `region` (None: anywhere), or anywhere when the region has no candidate left."""
-    if region is not None and (candidates & region).any():
-        return _pick(candidates & region, priority, rng, top)
-    return _pick(candidates, priority, rng, top)
+    inside = None if region is None else candidates & region
+    return _pick(inside if inside is not None and inside.any() else candidates, priority, rng, top)
 
 
 def _slice_strokes(

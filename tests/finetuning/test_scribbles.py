@@ -137,6 +137,22 @@ def test_sparse_weights_mask_the_unlabelled_pixels_and_balance_the_classes(cells
     assert torch.allclose(weighted_cross_entropy(logits, *args), weighted_cross_entropy(changed, *args))
 
 
+def test_membrane_share_sets_each_class_share_of_the_loss(cells_and_strokes):
+    _, _, strokes = cells_and_strokes
+    target, weights = sparse_weights((strokes == CELL).astype(np.uint8), strokes > 0, membrane_share=0.3)
+    total = weights[strokes > 0].sum()
+    assert weights[strokes == MEMBRANE].sum() / total == pytest.approx(0.3, rel=1e-4)
+    assert weights[strokes > 0].mean() == pytest.approx(1.0, rel=1e-4)
+    assert len(np.unique(weights[strokes == MEMBRANE])) == 1  # one weight per class
+
+
+def test_membrane_share_outside_zero_to_one_is_refused():
+    from unet_zoo.training.recipes import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError, match="loss.membrane_share"):
+        load_recipe("finetune").with_overrides(loss={"membrane_share": 1.0})
+
+
 def test_scribble_scores_count_only_labelled_pixels():
     labels = np.array([[[0, 1, 1, 0]]], np.uint8)
     labelled = np.array([[[True, True, False, False]]])

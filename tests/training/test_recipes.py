@@ -154,7 +154,7 @@ NOT_APPLICABLE = {
         *("images", "labels", "val_images", "val_labels", "foreground", "label_form", "boundary_width"),
         *("pixel_size", "resample_to"),
     },
-    "loss": {"ignore_border"},  # source = "files" only: dense labels of the user's images
+    "loss": {"ignore_border", "membrane_share"},  # source = "files" only: masked losses of the user's labels
     "optimizer": {"betas"},  # Adam/AdamW only; the paper recipes use SGD
     "schedule": {"step_every", "gamma"},  # kind = "step" only; the paper recipes use cosine
     # what the card checks after training, not a hyperparameter: a recipe without targets has none

@@ -34,7 +34,7 @@ from unet_zoo.pipeline import Predictor
 from unet_zoo.training.data import TrainingData, load_files_data, scribble_scores
 from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.run import latest_run_dir
-from unet_zoo.training.run_card import run_card_data
+from unet_zoo.training.run_card import class_weights, run_card_data
 from unet_zoo.training.trainer import Trainer, TrainProgress, TrainResult, init_from_record
 from unet_zoo.utils.errors import InputError
 from unet_zoo.utils.files import atomic_write_bytes, check_output_path, check_replaceable, file_sha256
@@ -382,8 +382,8 @@ def finetune(
     }
     if str((described.get("train") or {}).get("label_form", "")).startswith("scribbles"):
         updates["loss"] = (
-            "masked, class-balanced cross-entropy on the stroked pixels only (weight 0 elsewhere; each class weighs "
-            "half), in place of the paper's border weights, which need whole cells"
+            f"masked, {class_weights(run_recipe)} cross-entropy on the stroked pixels only (weight 0 elsewhere), in "
+            "place of the paper's border weights, which need whole cells"
         )
     card = run_card_data(trained, hardware, after, updates={k: v for k, v in updates.items() if v is not None})
     write_hub_folder(

@@ -133,12 +133,13 @@ def _resample(pairs: LabelledImages, pixel_size: float | None, target: float) ->
     return pairs, target
 
 
-def sparse_weights(labels: np.ndarray, labelled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sparse_weights(labels: np.ndarray, labelled: np.ndarray, membrane_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Loss targets and weights for scribbles: masked, class-balanced cross-entropy.
 
     labels: (S, H, W) uint8 1 = cell, 0 = membrane where `labelled` (S, H, W) bool. Returns (labels, weights):
-    weights 0 off the strokes and n / (2 n_c) on the n_c labelled pixels of class c (so both classes weigh the
-    same and the weights average 1 over the labelled pixels); labels off the strokes take the class of the
+    weights 0 off the strokes and n s_c / n_c on the n_c labelled pixels of class c, where s_c is the class's
+    share of the loss (`membrane_share` for membrane, the rest for cell; 0.5: both classes weigh the same) and
+    the weights average 1 over the labelled pixels; labels off the strokes take the class of the
     nearest stroke, so a tile's deformation (labels nearest-neighbour, weights bilinear) never gives a stroke's
     rim the other class."""
     from scipy import ndimage
@@ -147,10 +148,10 @@ def sparse_weights(labels: np.ndarray, labelled: np.ndarray) -> tuple[np.ndarray
     labelled = np.asarray(labelled, bool)
     weights = np.zeros(labels.shape, np.float32)
     total = int(labelled.sum())
-    for value in (0, 1):
+    for value, share in ((0, membrane_share), (1, 1 - membrane_share)):
         count = int((labelled & (labels == value)).sum())
         if count:
-            weights[labelled & (labels == value)] = total / (2 * count)
+            weights[labelled & (labels == value)] = total * share / count
     filled = labels.copy()
     for i in range(len(labels)):
         if labelled[i].any() and not labelled[i].all():
@@ -248,10 +249,11 @@ def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pai
         y = np.ascontiguousarray(y)
         return y, weight_maps_for_stack(y, loss.w0, loss.sigma, cache_dir=cache, balance=loss.balance)
 
-    if kept is not None:  # dense labels without the bands beside borders: masked, class-balanced
-        train_y, train_w = sparse_weights(train_y, kept)
+    mask = kept if kept is not None else train_m  # masked: strokes, or dense labels without the border bands
+    if mask is not None:
+        train_y, train_w = sparse_weights(train_y, mask, loss.membrane_share)
     else:
-        train_y, train_w = targets(train_y, train_m)
+        train_y, train_w = targets(train_y, None)
     val_y, val_w = targets(val_y, val_m)
     files = ", ".join(Path(f).name for f in pairs.files)
     return TrainingData(

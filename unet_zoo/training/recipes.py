@@ -106,6 +106,9 @@ class LossCfg:
     # px of dense labels on each side of every membrane/cell border left out of the loss (files data only; the
     # membranes' centre line stays in); > 0 also trains with masked, class-balanced weights instead of w0's
     ignore_border: int = 0
+    # masked losses (scribbles; dense labels with ignore_border > 0): the share of the loss carried by the labelled
+    # membrane pixels, the rest by the cell pixels; 0.5 = both classes weigh the same
+    membrane_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,9 @@ def _validate(recipe: Recipe) -> None:
     positive("loss", "sigma", recipe.loss.sigma)
     positive("loss", "w0", recipe.loss.w0, allow_zero=True)
     positive("loss", "ignore_border", recipe.loss.ignore_border, allow_zero=True)
+    if not 0 < recipe.loss.membrane_share < 1:
+        share = recipe.loss.membrane_share
+        raise RecipeError(f"loss.membrane_share must be between 0 and 1 (0.5: both classes weigh the same), got {share}")
     positive("data", "k", recipe.data.k)
     if not 0 <= recipe.data.fold < recipe.data.k:
         raise RecipeError(f"data.fold must be in 0..{recipe.data.k - 1} (data.k = {recipe.data.k}), got {recipe.data.fold}")

@@ -23,6 +23,12 @@ from unet_zoo.training.recipes import Recipe, load_recipe
 from unet_zoo.training.trainer import TrainResult
 
 
+def class_weights(recipe: Recipe) -> str:
+    """How a masked loss weighs the two classes: "class-balanced", or the share carried by membrane pixels."""
+    share = recipe.loss.membrane_share
+    return "class-balanced" if share == 0.5 else f"class-weighted ({share:.0%} of the loss on membrane pixels)"
+
+
 def checkpoint_name(recipe: Recipe) -> str:
     """The published name of what `recipe` trains: ``[recipe] checkpoint`` (e.g. isbi-small for isbi-small-cpu),
     else the recipe's name."""
@@ -55,8 +61,8 @@ def training_info(recipe: Recipe, result: TrainResult, hardware: str) -> dict[st
         "learning_rate": f"{o.lr:g} ({schedule})",
         "augmentation": ", ".join(f"{k}={v}" for k, v in recipe.as_dict()["augment"].items()) or "defaults",
         "loss": (
-            f"pixel-wise softmax + class-balanced cross-entropy, {recipe.loss.ignore_border} px beside every label "
-            "border left out"
+            f"pixel-wise softmax + {class_weights(recipe)} cross-entropy, {recipe.loss.ignore_border} px beside every "
+            "label border left out"
             if recipe.loss.ignore_border
             else f"pixel-wise softmax + weighted cross-entropy (w0={recipe.loss.w0:g}, sigma={recipe.loss.sigma:g} px)"
         ),

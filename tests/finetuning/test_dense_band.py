@@ -31,8 +31,10 @@ def test_dense_finetune_data_trains_without_the_band_and_scores_every_held_out_p
     data = load_files_data(recipe, labelled_arrays(images, cells))
     kept = border_band_mask(pairs.labels, 1)[..., : data.train_weights.shape[-1]]
     assert (data.train_weights[~kept] == 0).all() and (data.train_weights[kept] > 0).all()
-    for value in (0, 1):  # class-balanced: both classes weigh the same in all
-        assert data.train_weights[kept & (data.train_labels == value)].sum() == pytest.approx(kept.sum() / 2, rel=1e-4)
+    share = recipe.loss.membrane_share
+    assert 0 < share < 1  # the default: each class carries its share of the loss
+    for value, part in ((0, share), (1, 1 - share)):
+        assert data.train_weights[kept & (data.train_labels == value)].sum() == pytest.approx(kept.sum() * part, rel=1e-4)
     assert (data.val_weights > 0).all() and not data.sparse  # held out: dense, the paper's weight maps
     plain = load_files_data(recipe.with_overrides(loss={"ignore_border": 0}), labelled_arrays(images, cells))
     assert (plain.train_weights > 0).all() and plain.train_weights.max() > 2  # the paper's border weights

@@ -1,4 +1,4 @@
-"""Fine-tuning from strokes: the scribble label form, its masked class-balanced loss, held-out strokes, bad input,
+"""Fine-tuning from strokes: the scribble label form, its masked class-weighted loss, held-out strokes, bad input,
 simulated strokes, and the napari helper that passes arrays (no Qt)."""
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def test_finetune_on_strokes_from_arrays_scores_held_out_strokes(cells_and_strok
         assert {"stroke_accuracy", "membrane_accuracy", "cell_accuracy"} <= set(scores)
         assert 0 <= scores["stroke_accuracy"] <= 1
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "scribbles" in card and "masked, class-balanced" in card
+    assert "scribbles" in card and "masked, class-weighted (40% of the loss on membrane pixels)" in card
     assert provenance_of(unet_zoo.from_pretrained(str(tmp_path / "out"))).architecture == "small"
 
 

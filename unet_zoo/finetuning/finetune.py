@@ -296,7 +296,8 @@ def finetune(
     images, labels: a TIFF (stack), a folder of TIFF/PNG files matched by name, or a Zarr array each, or (H, W) /
     (S, H, W) arrays; labels a binary mask (`foreground`: what its non-zero value is), one ID per cell
     (`label_form` "instances", membrane `boundary_width` px) or strokes (`label_form` "scribbles": 0 = not
-    labelled, 1 = membrane, 2 = cell; only labelled pixels train, class-balanced). val_images / val_labels: the
+    labelled, 1 = membrane, 2 = cell; only labelled pixels train, each class with its recipe share of the loss:
+    ``loss.membrane_share``). val_images / val_labels: the
     held-out part (dense labels, also with scribbles); default the last fifth of >= 3 (stroked) slices, else the
     right quarter of each slice. pixel_size: nm per pixel of your data (default: from TIFF / OME-Zarr metadata);
     the data are rescaled to the model's pixel size. steps: override the recipe's

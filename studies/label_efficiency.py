@@ -216,12 +216,23 @@ STROKE_RUNS: dict[str, dict[int, int]] = {
     "hybrid": {20: 3, 50: 3},
     "iterative": {20: 16, 50: 5},
     "iterative-top": {20: 5},
-    "cell-map": {5: 8, 10: 5, 20: 16, 50: 5},
+    "cell-map": {5: 8, 10: 16, 20: 16, 50: 5},
+    "iterative-cell": {20: 16},
     "correct": {20: 8},
     "mixed": {20: 8},
     "grid": {20: 8},
     "grid-random": {20: 8},
 }
+# the same placements with another share of the loss on the membrane strokes (loss.membrane_share; 0.5: balanced):
+# (prefix, strokes per class and slice, share) -> draws; variant names end in -m<share in %>
+SHARE_RUNS: dict[tuple[str, int, float], int] = {
+    ("random", 20, 0.3): 4, ("random", 20, 0.4): 16, ("cell-map", 20, 0.4): 16, ("random", 10, 0.4): 8, ("random", 50, 0.4): 5,
+    ("cell-map", 10, 0.4): 16, ("iterative-cell", 20, 0.4): 16,
+}  # fmt: skip
+DENSE_SHARES = (0.4,)  # the dense default (ignore_border = 1) with these shares of the loss on membrane pixels
+# the same strokes trained with other seeds (train.seed; the stroke runs above use seed 0): how much of the spread
+# between draws is the training's own: (prefix, strokes per class and slice, draw) -> seeds; names end in -seed<k>
+SEED_RUNS: dict[tuple[str, int, int], tuple[int, ...]] = {("random", 20, 1): (1, 2, 3), ("random", 20, 4): (1, 2, 3)}
 
 
 def variants() -> dict[str, dict[str, Any]]:
@@ -234,6 +245,16 @@ def variants() -> dict[str, dict[str, Any]]:
             out[f"{prefix}-{n}"] = {"labels": "strokes", "count": n, "placement": placement}
             for d in range(2, draws + 1):
                 out[f"{prefix}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
+    for (prefix, n, share), draws in SHARE_RUNS.items():
+        for d in range(1, draws + 1):
+            tag = f"-m{round(100 * share)}"
+            spec = {"labels": "strokes", "count": n, "placement": prefix, "loss": {"membrane_share": share}, "tag": tag}
+            out[f"{prefix}-{n}{tag}{_suffix(d)}"] = {**spec, **({"draw": d} if d > 1 else {})}
+    for (prefix, n, draw), seeds in SEED_RUNS.items():
+        for seed in seeds:
+            out[f"{prefix}-{n}{_suffix(draw)}-seed{seed}"] = {
+                "labels": "strokes", "count": n, "placement": prefix, "draw": draw, "seed": seed,
+            }  # fmt: skip
     paper = {"ignore_border": 0}  # dense labels with the paper's border weights (the fine-tune default before)
     out["dense-default"] = {"labels": "dense", "own_holdout": True, "loss": paper}
     out["dense"] = {"labels": "dense", "loss": paper}
@@ -247,6 +268,12 @@ def variants() -> dict[str, dict[str, Any]]:
         out[f"dense-ignore1-seed{seed}"] = {"labels": "dense", "seed": seed}
         out[f"dense-default-seed{seed}"] = {"labels": "dense", "own_holdout": True, "seed": seed, "loss": paper}
         out[f"dense-default-ignore1-seed{seed}"] = {"labels": "dense", "own_holdout": True, "seed": seed}
+    for share in DENSE_SHARES:  # the default dense loss with another share on the membrane pixels
+        m = {"loss": {"membrane_share": share}}
+        for seed in (0, *SEEDS):
+            tail = f"-m{round(100 * share)}" + (f"-seed{seed}" if seed else "")
+            out[f"dense-ignore1{tail}"] = {"labels": "dense", "seed": seed, **m}
+            out[f"dense-default-ignore1{tail}"] = {"labels": "dense", "own_holdout": True, "seed": seed, **m}
     out["random-20-own-holdout"] = {"labels": "strokes", "count": 20, "placement": "random", "own_holdout": True}
     return out
 
@@ -272,12 +299,14 @@ def model_map(args: argparse.Namespace, name: str) -> np.ndarray:
     return np.load(cache)
 
 
-def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: int = 1) -> np.ndarray:
+def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: int = 1, tag: str = "") -> np.ndarray:
     """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice;
     `draw` k > 1 draws the seeds again from another random stream (draw 1 keeps the first study's strokes).
     ``iterative``: the strokes of the round before (ROUNDS) and the rest spread by the map of the model fine-tuned
     on them, as a user would paint after looking at the new model's map; ``iterative-top``: the same after a first
-    round of TOP_FIRST strokes from the base map's top 10% (20 = 5 + 15, 50 = 20 + 30)."""
+    round of TOP_FIRST strokes from the base map's top 10% (20 = 5 + 15, 50 = 20 + 30); ``iterative-cell``: rounds of
+    ``cell-map`` strokes (cell strokes by the map, of the base model and then of the model fine-tuned on the round
+    before; membrane strokes anywhere). `tag`: the suffix of the round before's variant names (its loss)."""
     from unet_zoo.finetuning.strokes import draw_strokes
 
     stored = target(args)
@@ -291,14 +320,17 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
             spacing=STROKE_LENGTH, painted=painted,
         )  # fmt: skip
 
-    if placement in ("iterative", "iterative-top"):
+    if placement in ("iterative", "iterative-top", "iterative-cell"):
         before = ROUNDS[count]
         earlier, first = ("spread", "spread") if before not in ROUNDS else (placement, placement)
         if placement == "iterative-top" and before not in ROUNDS:  # 20: the top-5 round, then 15
             before, earlier, first = TOP_FIRST, "uncertain", "uncertainty"  # variant name, placement
+        if placement == "iterative-cell" and before not in ROUNDS:  # 20: the cell-map-10 round, then 10
+            earlier, first = "cell-map", "cell-map"
         painted = stroke_labels(args, before, first, draw)
-        new_map = model_map(args, f"{earlier}-{before}{_suffix(draw)}")
-        return spaced(count - before, seed + 500, new_map, painted)
+        new_map = model_map(args, f"{earlier}-{before}{tag}{_suffix(draw)}")
+        prio = (None, new_map) if placement == "iterative-cell" else new_map  # iterative-cell: membranes anywhere
+        return spaced(count - before, seed + 500, prio, painted)
     data = np.load(args.out / "uncertainty-tuning.npz")
     p = data["probs"][[list(data["slices"]).index(s) for s in STROKE_SLICES]]  # the base model's P(cell)
     from unet_zoo.inference.tiling import entropy_map
@@ -355,7 +387,7 @@ def finetune_stage(args: argparse.Namespace) -> None:
         if (folder / "finetune.json").is_file():
             continue
         if spec["labels"] == "strokes":
-            labels = stroke_labels(args, spec["count"], spec["placement"], spec.get("draw", 1))
+            labels = stroke_labels(args, spec["count"], spec["placement"], spec.get("draw", 1), spec.get("tag", ""))
             form = "scribbles"
         elif spec["labels"] == "band":
             labels = band_labels(stored["cells"][_rows(stored, STROKE_SLICES)])
@@ -363,9 +395,8 @@ def finetune_stage(args: argparse.Namespace) -> None:
         else:
             labels = stored["cells"][_rows(stored, STROKE_SLICES)]
             form = "binary"
-        recipe = load_recipe("finetune").with_overrides(
-            train={"precision": "bf16", "seed": spec.get("seed", 0)}, **({"loss": spec["loss"]} if "loss" in spec else {})
-        )
+        loss = {"membrane_share": 0.5, **spec.get("loss", {})}  # the study's runs weigh both classes alike unless said
+        recipe = load_recipe("finetune").with_overrides(train={"precision": "bf16", "seed": spec.get("seed", 0)}, loss=loss)
         run_dir = args.out / "ft" / f"{name}-run"
         val = (
             {} if spec.get("own_holdout") else {"val_images": stored["images"][val_rows], "val_labels": stored["cells"][val_rows]}
@@ -572,6 +603,7 @@ PLACEMENTS = {
     "iterative-top": "in rounds, the first 5 from the base map's top, then map-weighted on the new maps",
     "correct": "where the base model's prediction contradicts the stroke's class, 10 px apart",
     "cell-map": "cell strokes map-weighted, membrane strokes at random, 10 px apart",
+    "iterative-cell": "in rounds (10 + 10), cell strokes map-weighted on the map of the model before, membrane strokes at random",
     "mixed": "half at random, half map-weighted 10 px apart",
     "grid": "one in each part of a grid over the slice, map-weighted within the part",
     "grid-random": "one in each part of a grid over the slice, at random within the part",
@@ -585,6 +617,12 @@ def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
     for n in COUNTS:
         for placement, text in PLACEMENTS.items():
             groups[f"{n} + {n} strokes per slice, {text}"] = [f"{placement}-{n}"] + [f"{placement}-{n}-draw{d}" for d in DRAWS]
+    for (prefix, n, share), draws in SHARE_RUNS.items():
+        text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, {share:.0%} of the loss on membrane strokes"
+        groups[text] = [f"{prefix}-{n}-m{round(100 * share)}{_suffix(d)}" for d in range(1, draws + 1)]
+    for (prefix, n, draw), seeds in SEED_RUNS.items():
+        text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, draw {draw}, training seeds 0, {', '.join(map(str, seeds))}"
+        groups[text] = [f"{prefix}-{n}{_suffix(draw)}"] + [f"{prefix}-{n}{_suffix(draw)}-seed{k}" for k in seeds]
     groups["dense, all of both slices"] = ["dense"] + [f"dense-seed{s}" for s in SEEDS]
     groups["dense without the 1-px band beside every border"] = ["dense-band"] + [f"dense-band-seed{s}" for s in SEEDS]
     groups["dense, the fine-tune leaving out the band (ignore_border = 1)"] = ["dense-ignore1"] + [
@@ -596,6 +634,12 @@ def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
     groups["dense, the default fine-tune now (held out: the right half)"] = ["dense-default-ignore1"] + [
         f"dense-default-ignore1-seed{s}" for s in SEEDS
     ]
+    for share in DENSE_SHARES:
+        tail = f"-m{round(100 * share)}"
+        for name, text in (("dense-ignore1", "the band left out"), ("dense-default-ignore1", "the default (right half out)")):
+            groups[f"dense, {text}, {share:.0%} of the loss on membrane pixels"] = [f"{name}{tail}"] + [
+                f"{name}{tail}-seed{k}" for k in SEEDS
+            ]
     lines = [
         "| labels on slices 18-19 | runs | cells' Rand error, 24-29: mean | each run | tuning 20-23: mean | each run |",
         "|---|---:|---:|---|---:|---|",

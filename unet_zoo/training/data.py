@@ -134,7 +134,7 @@ def _resample(pairs: LabelledImages, pixel_size: float | None, target: float) ->
 
 
 def sparse_weights(labels: np.ndarray, labelled: np.ndarray, membrane_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Loss targets and weights for scribbles: masked, class-balanced cross-entropy.
+    """Loss targets and weights for scribbles: masked, class-weighted cross-entropy.
 
     labels: (S, H, W) uint8 1 = cell, 0 = membrane where `labelled` (S, H, W) bool. Returns (labels, weights):
     weights 0 off the strokes and n s_c / n_c on the n_c labelled pixels of class c, where s_c is the class's
@@ -254,7 +254,7 @@ def load_files_data(recipe: Recipe, pairs: LabelledImages | None = None, val_pai
         train_y, train_w = sparse_weights(train_y, mask, loss.membrane_share)
     else:
         train_y, train_w = targets(train_y, None)
-    val_y, val_w = targets(val_y, val_m)
+    val_y, val_w = targets(val_y, val_m)  # held-out strokes weigh both classes alike: comparable across shares
     files = ", ".join(Path(f).name for f in pairs.files)
     return TrainingData(
         np.ascontiguousarray(train_x),

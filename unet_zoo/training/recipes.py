@@ -104,7 +104,7 @@ class LossCfg:
     sigma: float = 5.0  # border width in pixels (paper: ~5)
     balance: bool = True  # add the class-frequency term w_c of the weight map (paper: yes); false: w_c = 1
     # px of dense labels on each side of every membrane/cell border left out of the loss (files data only; the
-    # membranes' centre line stays in); > 0 also trains with masked, class-weighted weights instead of w0's
+    # membranes' centre line stays in); > 0 also trains with masked weights, one per class, instead of w0's
     ignore_border: int = 0
     # masked losses (scribbles; dense labels with ignore_border > 0): the share of the loss carried by the labelled
     # membrane pixels, the rest by the cell pixels; 0.5 = both classes weigh the same

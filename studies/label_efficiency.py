@@ -235,6 +235,11 @@ DENSE_SHARES = (0.4,)  # the dense default (ignore_border = 1) with these shares
 SEED_RUNS: dict[tuple[str, int, int], tuple[int, ...]] = {("random", 20, 1): (1, 2, 3), ("random", 20, 4): (1, 2, 3)}
 
 
+def _share_tag(share: float) -> str:
+    """The name suffix of a variant with `share` of the loss on membrane pixels: 0.4 -> "-m40"."""
+    return f"-m{round(100 * share)}"
+
+
 def variants() -> dict[str, dict[str, Any]]:
     """name -> how the fine-tune is made. All: 300 steps, bf16, --pixel-size 8; held out: dense slices 20-23
     (tuning) unless ``own_holdout`` (the default: a part of the two slices)."""
@@ -247,7 +252,7 @@ def variants() -> dict[str, dict[str, Any]]:
                 out[f"{prefix}-{n}-draw{d}"] = {"labels": "strokes", "count": n, "placement": placement, "draw": d}
     for (prefix, n, share), draws in SHARE_RUNS.items():
         for d in range(1, draws + 1):
-            tag = f"-m{round(100 * share)}"
+            tag = _share_tag(share)
             spec = {"labels": "strokes", "count": n, "placement": prefix, "loss": {"membrane_share": share}, "tag": tag}
             out[f"{prefix}-{n}{tag}{_suffix(d)}"] = {**spec, **({"draw": d} if d > 1 else {})}
     for (prefix, n, draw), seeds in SEED_RUNS.items():
@@ -271,7 +276,7 @@ def variants() -> dict[str, dict[str, Any]]:
     for share in DENSE_SHARES:  # the default dense loss with another share on the membrane pixels
         m = {"loss": {"membrane_share": share}}
         for seed in (0, *SEEDS):
-            tail = f"-m{round(100 * share)}" + (f"-seed{seed}" if seed else "")
+            tail = _share_tag(share) + (f"-seed{seed}" if seed else "")
             out[f"dense-ignore1{tail}"] = {"labels": "dense", "seed": seed, **m}
             out[f"dense-default-ignore1{tail}"] = {"labels": "dense", "own_holdout": True, "seed": seed, **m}
     out["random-20-own-holdout"] = {"labels": "strokes", "count": 20, "placement": "random", "own_holdout": True}
@@ -557,8 +562,8 @@ ROW_NAMES = {
     "dense": "dense, all of both slices",
     "dense-w0-0": "dense, all of both slices, no border weights (w0 = 0)",
     "dense-band": "dense without the 1-px band beside every border (as strokes)",
-    "dense-ignore1": "dense, the fine-tune leaving out that band itself (ignore_border = 1, the default now)",
-    "dense-default-ignore1": "dense, the default fine-tune now (held out: the right half of both slices)",
+    "dense-ignore1": "dense, the fine-tune leaving out that band itself (ignore_border = 1)",
+    "dense-default-ignore1": "dense, that band left out, both classes alike (held out: the right half of both slices)",
     "random-20-own-holdout": "20 + 20 strokes per slice, random, held out: the right half",
 }
 
@@ -619,7 +624,7 @@ def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
             groups[f"{n} + {n} strokes per slice, {text}"] = [f"{placement}-{n}"] + [f"{placement}-{n}-draw{d}" for d in DRAWS]
     for (prefix, n, share), draws in SHARE_RUNS.items():
         text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, {share:.0%} of the loss on membrane strokes"
-        groups[text] = [f"{prefix}-{n}-m{round(100 * share)}{_suffix(d)}" for d in range(1, draws + 1)]
+        groups[text] = [f"{prefix}-{n}{_share_tag(share)}{_suffix(d)}" for d in range(1, draws + 1)]
     for (prefix, n, draw), seeds in SEED_RUNS.items():
         text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, draw {draw}, training seeds 0, {', '.join(map(str, seeds))}"
         groups[text] = [f"{prefix}-{n}{_suffix(draw)}"] + [f"{prefix}-{n}{_suffix(draw)}-seed{k}" for k in seeds]
@@ -631,12 +636,12 @@ def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
     groups["dense, the default fine-tune before (held out: the right half)"] = ["dense-default"] + [
         f"dense-default-seed{s}" for s in SEEDS
     ]
-    groups["dense, the default fine-tune now (held out: the right half)"] = ["dense-default-ignore1"] + [
+    groups["dense, the band left out, both classes alike (held out: the right half)"] = ["dense-default-ignore1"] + [
         f"dense-default-ignore1-seed{s}" for s in SEEDS
     ]
     for share in DENSE_SHARES:
-        tail = f"-m{round(100 * share)}"
-        for name, text in (("dense-ignore1", "the band left out"), ("dense-default-ignore1", "the default (right half out)")):
+        tail = _share_tag(share)
+        for name, text in (("dense-ignore1", "the band left out"), ("dense-default-ignore1", "the default now (right half out)")):
             groups[f"dense, {text}, {share:.0%} of the loss on membrane pixels"] = [f"{name}{tail}"] + [
                 f"{name}{tail}-seed{k}" for k in SEEDS
             ]

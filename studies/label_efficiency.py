@@ -4,7 +4,7 @@ Stages (each resumable; outputs under --out, default runs/label-efficiency; UNET
 
     base      train a base model on ISBI slices 0-17 only (4 nm/px, clean), bf16, checkpointed
     target    the shifted target: slices 18-29 at 8 nm/px (2x downscale), gamma 1.5, Gaussian noise (std 8)
-    uncert    the base model's TTA uncertainty on shifted slices 18-23: share of its errors in the top 10%
+    uncert    the base model's TTA uncertainty on slices 18-23, shifted and not: share of its errors in the top 10%
     finetune  300-step bf16 fine-tunes on slices 18-19 (`variants`: 5, 10, 20, 50 strokes of each class per slice,
               placed at random or by the uncertainty map (`PLACEMENTS`), three draws each; dense variants with
               three seeds), held out: dense slices 20-23; --only NAME,...
@@ -145,10 +145,12 @@ USER_NM = 4.0 * SHIFT["factor"]
 
 
 def error_share(probs: np.ndarray, cells: np.ndarray, uncertainty: np.ndarray, top: float = 0.1) -> dict[str, float]:
-    """Share of the error pixels (P(cell) >= 0.5 disagreeing with the labels) among the `top` most uncertain pixels."""
-    errors = (probs >= 0.5) != (cells > 0)
-    cut = np.quantile(uncertainty, 1 - top)
-    most = uncertainty >= cut
+    """Share of the error pixels (P(cell) >= 0.5 disagreeing with the labels) among the `top` most uncertain pixels
+    (exactly that many; ties broken in a fixed random order)."""
+    errors = ((probs >= 0.5) != (cells > 0)).ravel()
+    values = np.asarray(uncertainty).ravel()
+    order = np.lexsort((np.random.default_rng(0).random(values.size), values))[::-1]
+    most = order[: int(round(top * values.size))]
     return {
         "error_rate": float(errors.mean()),
         "share_of_errors_in_top": float(errors[most].sum() / max(errors.sum(), 1)),
@@ -170,29 +172,91 @@ def _view_spread(model: Any, images: np.ndarray) -> np.ndarray:
     return resize_probabilities(np.stack(spreads)[:, None], images.shape[-2:])[:, 0]
 
 
+WIDE_MEMBRANE_RADIUS = 8.0  # px at the model's 4 nm/px: membrane called further than this from any cell is suspect
+
+
+def wide_membrane_map(probs: np.ndarray, radius: float = WIDE_MEMBRANE_RADIUS) -> np.ndarray:
+    """(2, H, W) probabilities (membrane, cell) at the model's pixel size -> (H, W) float32 in [0, 1]: 0 on pixels
+    called cell and on pixels called membrane within `radius` px of one called cell, rising to 1 one px further.
+    Membranes are thin: a patch called membrane wider than 2 * `radius` px is most often a cell's interior the
+    model gets wrong, whether or not its views agree."""
+    from scipy import ndimage
+
+    membrane = np.asarray(probs)[1] < 0.5
+    if not membrane.any() or membrane.all():
+        return np.full(membrane.shape, float(membrane.all()), np.float32)
+    distance = ndimage.distance_transform_edt(membrane)
+    return np.clip(distance - radius, 0.0, 1.0).astype(np.float32)
+
+
+def label_next_map(probs: np.ndarray, radius: float = WIDE_MEMBRANE_RADIUS) -> np.ndarray:
+    """(C, H, W) TTA-averaged probabilities at the model's pixel size -> (H, W) float32 in [0, 1], the alternative
+    map tried here: the mean of `entropy_map` (`predict --uncertainty`'s map: the views are split) and, for two
+    classes, `wide_membrane_map` (membrane called where it is too wide to be one)."""
+    from unet_zoo.inference.tiling import entropy_map
+
+    probs = np.asarray(probs)
+    entropy = entropy_map(probs)
+    if probs.shape[0] != 2:
+        return entropy
+    return ((entropy + wide_membrane_map(probs, radius)) / 2).astype(np.float32)
+
+
+RADII = (2.0, 4.0, 6.0, 8.0, 10.0)  # radii of `wide_membrane_map` compared (px at the model's 4 nm/px)
+
+
 def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None, tag: str = "tuning") -> dict[str, Any]:
-    """The base model's TTA uncertainty on shifted slices (default 18-23): share of its errors in the most uncertain
-    10%, for the spread of the 8 views (std of P(cell)) and the entropy of their mean (`predict_uncertainty`'s map,
-    chosen on slices 18-23 because it found more of the errors)."""
+    """The base model's TTA uncertainty on shifted slices (default 18-23), and on the same slices unshifted (4 nm/px,
+    as it was trained): share of its errors in the most uncertain 10%, for the spread of the 8 views (std of
+    P(cell)), the entropy of their mean (`predict --uncertainty`'s map) and `label_next_map` (that entropy
+    and membrane called too wide; its radius compared on slices 18-23)."""
     import unet_zoo
-    from unet_zoo.inference.rescale import uncertainty_at_pixel_size
+    from unet_zoo.experiments.isbi2012.data import load_isbi
+    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities, uncertainty_at_pixel_size
+    from unet_zoo.inference.tiling import entropy_map, predict_uncertainty
 
     slices = slices or TUNING_SLICES
     cache = args.out / f"uncertainty-{tag}.npz"
     stored = target(args)
     rows = _rows(stored, slices)
     images, cells = stored["images"][rows], stored["cells"][rows]
+    model = unet_zoo.from_pretrained(args.out / "base")
     if not cache.is_file():
-        model = unet_zoo.from_pretrained(args.out / "base")
         probs, _ = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
         np.savez_compressed(cache, probs=probs[:, 1], spread=_view_spread(model, images), slices=np.array(slices))
     data = np.load(cache)
+    maps = args.out / f"label-next-{tag}.npz"
+    if not maps.is_file():  # TTA means at the model's pixel size: of the shifted slices (as --pixel-size 8) and clean ones
+        big = rescale_stack(images, USER_NM / 4.0)
+        shifted = np.stack([predict_uncertainty(model, image, batch_size=2)[0] for image in big])
+        clean = load_isbi(args.data_dir)
+        clean_probs = np.stack([predict_uncertainty(model, clean.images[s], batch_size=2)[0] for s in slices])
+        np.savez_compressed(maps, shifted_probs=shifted, clean_probs=clean_probs, clean_cells=clean.labels[slices])
+    extra = np.load(maps)
     p = data["probs"]
-    entropy = -(p * np.log(np.clip(p, 1e-6, 1)) + (1 - p) * np.log(np.clip(1 - p, 1e-6, 1)))
+    clean_probs, clean_cells = extra["clean_probs"], extra["clean_cells"]
+
+    def shifted_map(radius: float) -> np.ndarray:  # made at 4 nm/px and brought back, as predict --pixel-size 8 does
+        at_model = np.stack([label_next_map(q, radius) for q in extra["shifted_probs"]])
+        return resize_probabilities(at_model[:, None], images.shape[-2:])[:, 0]
+
+    def clean_map(radius: float) -> np.ndarray:
+        return np.stack([label_next_map(q, radius) for q in clean_probs])
+
     result = {
         "slices": slices,
         "tta_spread": error_share(p, cells, data["spread"]),
-        "entropy_of_mean": error_share(p, cells, entropy),
+        "entropy_of_mean": error_share(p, cells, entropy_map(np.stack([1 - p, p]))),
+        "label_next": error_share(p, cells, shifted_map(WIDE_MEMBRANE_RADIUS)),
+        "clean_entropy_of_mean": error_share(clean_probs[:, 1], clean_cells, np.stack([entropy_map(q) for q in clean_probs])),
+        "clean_label_next": error_share(clean_probs[:, 1], clean_cells, clean_map(WIDE_MEMBRANE_RADIUS)),
+        "radius": {  # share of the errors in the top 10% of label_next_map with membranes too wide from r px
+            f"{r:g}": {
+                "shifted": error_share(p, cells, shifted_map(r))["share_of_errors_in_top"],
+                "clean": error_share(clean_probs[:, 1], clean_cells, clean_map(r))["share_of_errors_in_top"],
+            }
+            for r in RADII
+        },
     }
     _store(args.out / "results.json", {f"uncertainty_{tag}": result})
     print(f"uncertainty on {tag} slices: {json.dumps(result)}", flush=True)
@@ -227,7 +291,8 @@ STROKE_RUNS: dict[str, dict[int, int]] = {
 # (prefix, strokes per class and slice, share) -> draws; variant names end in -m<share in %>
 SHARE_RUNS: dict[tuple[str, int, float], int] = {
     ("random", 20, 0.3): 4, ("random", 20, 0.4): 16, ("cell-map", 20, 0.4): 16, ("random", 10, 0.4): 8, ("random", 50, 0.4): 5,
-    ("cell-map", 10, 0.4): 16, ("iterative-cell", 20, 0.4): 16,
+    ("cell-map", 10, 0.4): 16, ("iterative-cell", 20, 0.4): 16, ("cell-wide", 20, 0.4): 16, ("cell-wide", 10, 0.4): 16,
+    ("cell-wide-half", 20, 0.4): 16, ("cell-next", 10, 0.4): 16, ("cell-next", 20, 0.4): 16,
 }  # fmt: skip
 DENSE_SHARES = (0.4,)  # the dense default (ignore_border = 1) with these shares of the loss on membrane pixels
 # the same strokes trained with other seeds (train.seed; the stroke runs above use seed 0): how much of the spread
@@ -304,6 +369,29 @@ def model_map(args: argparse.Namespace, name: str) -> np.ndarray:
     return np.load(cache)
 
 
+def base_label_next_map(args: argparse.Namespace, radius: float | None = None) -> np.ndarray:
+    """(2, H, W) `label_next_map` of the base model on the stroke slices: entropy of the TTA mean and membrane
+    called too wide (`radius` px at the model's pixel size; None: the package's), at the model's pixel size
+    (4 nm/px), brought back to 8 nm/px (cached in OUT/maps)."""
+    import unet_zoo
+    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities
+    from unet_zoo.inference.tiling import predict_uncertainty
+
+    radius = WIDE_MEMBRANE_RADIUS if radius is None else radius
+    cache = args.out / "maps" / ("base-label-next.npy" if radius == 2 else f"base-label-next-r{radius:g}.npy")
+    if not cache.is_file():
+        stored = target(args)
+        model = unet_zoo.from_pretrained(args.out / "base")
+        images = stored["images"][_rows(stored, STROKE_SLICES)]
+        maps = [
+            label_next_map(predict_uncertainty(model, big, batch_size=2)[0], radius)
+            for big in rescale_stack(images, USER_NM / 4.0)
+        ]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, resize_probabilities(np.stack(maps)[:, None], images.shape[-2:])[:, 0])
+    return np.load(cache)
+
+
 def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: int = 1, tag: str = "") -> np.ndarray:
     """Scribbles on the two shifted stroke slices (18, 19): `count` membrane + `count` cell strokes per slice;
     `draw` k > 1 draws the seeds again from another random stream (draw 1 keeps the first study's strokes).
@@ -349,6 +437,13 @@ def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: in
         return np.where(first_round > 0, first_round, rest).astype(np.uint8)
     if placement == "correct":  # membrane strokes where P(cell) is high, cell strokes where it is low
         return spaced(count, seed, (p, 1 - p))
+    if placement == "cell-wide":  # as cell-next, membrane called too wide from 2 px (not 8) beyond a cell
+        return spaced(count, seed, (None, base_label_next_map(args, 2.0)))
+    if placement == "cell-next":  # cell strokes weighted by label_next_map (wide membranes from 8 px); membranes anywhere
+        return spaced(count, seed, (None, base_label_next_map(args)))
+    if placement == "cell-wide-half":  # half of the cell strokes as cell-wide, the rest (and all membranes) anywhere
+        half = spaced(count // 2, seed, (None, base_label_next_map(args, 2.0)))
+        return spaced(count - count // 2, seed + 500, None, half)
     if placement == "cell-map":  # cell strokes map-weighted, membrane strokes anywhere
         return spaced(count, seed, (None, uncertainty))
     if placement == "mixed":  # half of the strokes at random (coverage), the other half map-weighted beside them
@@ -503,7 +598,7 @@ def heldout_stage(args: argparse.Namespace) -> None:
         scores[name] = score_cells(model, images, cells)
         _store(args.out / "results.json", {"heldout": scores})
         print(f"held-out {name}: {json.dumps(scores[name])}", flush=True)
-    if "uncertainty_heldout" not in results:
+    if "label_next" not in results.get("uncertainty_heldout", {}):
         uncertainty_stage(args, HELD_OUT_SLICES, "heldout")
 
 
@@ -608,6 +703,9 @@ PLACEMENTS = {
     "iterative-top": "in rounds, the first 5 from the base map's top, then map-weighted on the new maps",
     "correct": "where the base model's prediction contradicts the stroke's class, 10 px apart",
     "cell-map": "cell strokes map-weighted, membrane strokes at random, 10 px apart",
+    "cell-wide": "cell strokes weighted by entropy and wide membranes (2 px), membrane strokes at random, 10 px apart",
+    "cell-next": "cell strokes weighted by entropy and wide membranes (8 px), membrane strokes at random, 10 px apart",
+    "cell-wide-half": "half the cell strokes weighted by entropy and wide membranes (2 px), the rest and membranes at random",
     "iterative-cell": "in rounds (10 + 10), cell strokes map-weighted on the map of the model before, membrane strokes at random",
     "mixed": "half at random, half map-weighted 10 px apart",
     "grid": "one in each part of a grid over the slice, map-weighted within the part",

@@ -202,6 +202,20 @@ def label_next_map(probs: np.ndarray, radius: float = WIDE_MEMBRANE_RADIUS) -> n
     return ((entropy + wide_membrane_map(probs, radius)) / 2).astype(np.float32)
 
 
+def shifted_label_next(args: argparse.Namespace, slices: list[int], radius: float = WIDE_MEMBRANE_RADIUS) -> np.ndarray:
+    """(S, H, W) `label_next_map` of the base model on shifted `slices` (all among 18-23 or among 24-29), made from
+    the uncert stage's TTA means at 4 nm/px and brought back to 8 nm/px, as `predict --pixel-size 8` does."""
+    from unet_zoo.inference.rescale import resize_probabilities
+
+    group, tag = (TUNING_SLICES, "tuning") if set(slices) <= set(TUNING_SLICES) else (HELD_OUT_SLICES, "heldout")
+    path = args.out / f"label-next-{tag}.npz"
+    if not path.is_file():
+        uncertainty_stage(args, group, tag)
+    means = np.load(path)["shifted_probs"][[group.index(s) for s in slices]]
+    at_model = np.stack([label_next_map(q, radius) for q in means])
+    return resize_probabilities(at_model[:, None], target(args)["images"].shape[-2:])[:, 0]
+
+
 RADII = (2.0, 4.0, 6.0, 8.0, 10.0)  # radii of `wide_membrane_map` compared (px at the model's 4 nm/px)
 
 
@@ -212,7 +226,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
     and membrane called too wide; its radius compared on slices 18-23)."""
     import unet_zoo
     from unet_zoo.experiments.isbi2012.data import load_isbi
-    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities, uncertainty_at_pixel_size
+    from unet_zoo.inference.rescale import rescale_stack, uncertainty_at_pixel_size
     from unet_zoo.inference.tiling import entropy_map, predict_uncertainty
 
     slices = slices or TUNING_SLICES
@@ -236,10 +250,6 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
     p = data["probs"]
     clean_probs, clean_cells = extra["clean_probs"], extra["clean_cells"]
 
-    def shifted_map(radius: float) -> np.ndarray:  # made at 4 nm/px and brought back, as predict --pixel-size 8 does
-        at_model = np.stack([label_next_map(q, radius) for q in extra["shifted_probs"]])
-        return resize_probabilities(at_model[:, None], images.shape[-2:])[:, 0]
-
     def clean_map(radius: float) -> np.ndarray:
         return np.stack([label_next_map(q, radius) for q in clean_probs])
 
@@ -247,12 +257,12 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
         "slices": slices,
         "tta_spread": error_share(p, cells, data["spread"]),
         "entropy_of_mean": error_share(p, cells, entropy_map(np.stack([1 - p, p]))),
-        "label_next": error_share(p, cells, shifted_map(WIDE_MEMBRANE_RADIUS)),
+        "label_next": error_share(p, cells, shifted_label_next(args, slices, WIDE_MEMBRANE_RADIUS)),
         "clean_entropy_of_mean": error_share(clean_probs[:, 1], clean_cells, np.stack([entropy_map(q) for q in clean_probs])),
         "clean_label_next": error_share(clean_probs[:, 1], clean_cells, clean_map(WIDE_MEMBRANE_RADIUS)),
         "radius": {  # share of the errors in the top 10% of label_next_map with membranes too wide from r px
             f"{r:g}": {
-                "shifted": error_share(p, cells, shifted_map(r))["share_of_errors_in_top"],
+                "shifted": error_share(p, cells, shifted_label_next(args, slices, r))["share_of_errors_in_top"],
                 "clean": error_share(clean_probs[:, 1], clean_cells, clean_map(r))["share_of_errors_in_top"],
             }
             for r in RADII
@@ -369,27 +379,9 @@ def model_map(args: argparse.Namespace, name: str) -> np.ndarray:
     return np.load(cache)
 
 
-def base_label_next_map(args: argparse.Namespace, radius: float | None = None) -> np.ndarray:
-    """(2, H, W) `label_next_map` of the base model on the stroke slices: entropy of the TTA mean and membrane
-    called too wide (`radius` px at the model's pixel size; None: the package's), at the model's pixel size
-    (4 nm/px), brought back to 8 nm/px (cached in OUT/maps)."""
-    import unet_zoo
-    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities
-    from unet_zoo.inference.tiling import predict_uncertainty
-
-    radius = WIDE_MEMBRANE_RADIUS if radius is None else radius
-    cache = args.out / "maps" / ("base-label-next.npy" if radius == 2 else f"base-label-next-r{radius:g}.npy")
-    if not cache.is_file():
-        stored = target(args)
-        model = unet_zoo.from_pretrained(args.out / "base")
-        images = stored["images"][_rows(stored, STROKE_SLICES)]
-        maps = [
-            label_next_map(predict_uncertainty(model, big, batch_size=2)[0], radius)
-            for big in rescale_stack(images, USER_NM / 4.0)
-        ]
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, resize_probabilities(np.stack(maps)[:, None], images.shape[-2:])[:, 0])
-    return np.load(cache)
+def base_label_next_map(args: argparse.Namespace, radius: float = WIDE_MEMBRANE_RADIUS) -> np.ndarray:
+    """(2, H, W) `label_next_map` of the base model on the shifted stroke slices (membrane too wide from `radius` px)."""
+    return shifted_label_next(args, STROKE_SLICES, radius)
 
 
 def stroke_labels(args: argparse.Namespace, count: int, placement: str, draw: int = 1, tag: str = "") -> np.ndarray:

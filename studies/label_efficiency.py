@@ -304,6 +304,9 @@ SHARE_RUNS: dict[tuple[str, int, float], int] = {
     ("cell-map", 10, 0.4): 16, ("iterative-cell", 20, 0.4): 16, ("cell-wide", 20, 0.4): 16, ("cell-wide", 10, 0.4): 16,
     ("cell-wide-half", 20, 0.4): 16, ("cell-next", 10, 0.4): 16, ("cell-next", 20, 0.4): 16,
 }  # fmt: skip
+# the same strokes trained longer (the default loss): (prefix, strokes per class and slice, steps) -> draws;
+# names end in -m40-s<steps>
+STEP_RUNS: dict[tuple[str, int, int], int] = {("random", 20, 600): 8}
 DENSE_SHARES = (0.4,)  # the dense default (ignore_border = 1) with these shares of the loss on membrane pixels
 # the same strokes trained with other seeds (train.seed; the stroke runs above use seed 0): how much of the spread
 # between draws is the training's own: (prefix, strokes per class and slice, draw) -> seeds; names end in -seed<k>
@@ -330,6 +333,10 @@ def variants() -> dict[str, dict[str, Any]]:
             tag = _share_tag(share)
             spec = {"labels": "strokes", "count": n, "placement": prefix, "loss": {"membrane_share": share}, "tag": tag}
             out[f"{prefix}-{n}{tag}{_suffix(d)}"] = {**spec, **({"draw": d} if d > 1 else {})}
+    for (prefix, n, steps), draws in STEP_RUNS.items():
+        for d in range(1, draws + 1):
+            spec = {"labels": "strokes", "count": n, "placement": prefix, "loss": {"membrane_share": 0.4}, "steps": steps}
+            out[f"{prefix}-{n}-m40-s{steps}{_suffix(d)}"] = {**spec, **({"draw": d} if d > 1 else {})}
     for (prefix, n, draw), seeds in SEED_RUNS.items():
         for seed in seeds:
             out[f"{prefix}-{n}{_suffix(draw)}-seed{seed}"] = {
@@ -508,7 +515,7 @@ def finetune_stage(args: argparse.Namespace) -> None:
                 run_dir=run_dir,
                 resume=run_dir if (run_dir / "checkpoint.safetensors").is_file() else None,
                 time_limit=args.time_limit * 60,
-                steps=args.finetune_steps,
+                steps=spec.get("steps", args.finetune_steps),
                 **val,
             )
         except TimeLimitReached as err:
@@ -715,6 +722,9 @@ def repeat_table(held: dict[str, Any], tuning: dict[str, Any]) -> list[str]:
     for (prefix, n, share), draws in SHARE_RUNS.items():
         text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, {share:.0%} of the loss on membrane strokes"
         groups[text] = [f"{prefix}-{n}{_share_tag(share)}{_suffix(d)}" for d in range(1, draws + 1)]
+    for (prefix, n, steps), draws in STEP_RUNS.items():
+        text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, 40% of the loss on membrane strokes, {steps} steps"
+        groups[text] = [f"{prefix}-{n}-m40-s{steps}{_suffix(d)}" for d in range(1, draws + 1)]
     for (prefix, n, draw), seeds in SEED_RUNS.items():
         text = f"{n} + {n} strokes per slice, {PLACEMENTS[prefix]}, draw {draw}, training seeds 0, {', '.join(map(str, seeds))}"
         groups[text] = [f"{prefix}-{n}{_suffix(draw)}"] + [f"{prefix}-{n}{_suffix(draw)}-seed{k}" for k in seeds]

@@ -226,7 +226,7 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
     and membrane called too wide; its radius compared on slices 18-23)."""
     import unet_zoo
     from unet_zoo.experiments.isbi2012.data import load_isbi
-    from unet_zoo.inference.rescale import rescale_stack, uncertainty_at_pixel_size
+    from unet_zoo.inference.rescale import rescale_stack, resize_probabilities
     from unet_zoo.inference.tiling import entropy_map, predict_uncertainty
 
     slices = slices or TUNING_SLICES
@@ -235,10 +235,6 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
     rows = _rows(stored, slices)
     images, cells = stored["images"][rows], stored["cells"][rows]
     model = unet_zoo.from_pretrained(args.out / "base")
-    if not cache.is_file():
-        probs, _ = uncertainty_at_pixel_size(model, images, USER_NM, 4.0, device="cpu", batch_size=2)
-        np.savez_compressed(cache, probs=probs[:, 1], spread=_view_spread(model, images), slices=np.array(slices))
-    data = np.load(cache)
     maps = args.out / f"label-next-{tag}.npz"
     if not maps.is_file():  # TTA means at the model's pixel size: of the shifted slices (as --pixel-size 8) and clean ones
         big = rescale_stack(images, USER_NM / 4.0)
@@ -247,6 +243,10 @@ def uncertainty_stage(args: argparse.Namespace, slices: list[int] | None = None,
         clean_probs = np.stack([predict_uncertainty(model, clean.images[s], batch_size=2)[0] for s in slices])
         np.savez_compressed(maps, shifted_probs=shifted, clean_probs=clean_probs, clean_cells=clean.labels[slices])
     extra = np.load(maps)
+    if not cache.is_file():  # the shifted means brought back to 8 nm/px (as uncertainty_at_pixel_size does)
+        probs = resize_probabilities(extra["shifted_probs"], images.shape[-2:])
+        np.savez_compressed(cache, probs=probs[:, 1], spread=_view_spread(model, images), slices=np.array(slices))
+    data = np.load(cache)
     p = data["probs"]
     clean_probs, clean_cells = extra["clean_probs"], extra["clean_cells"]
 
